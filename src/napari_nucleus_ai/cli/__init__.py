@@ -1,0 +1,67 @@
+"""The ``napari-nucleus-ai`` command line.
+
+Each subcommand lives in its own module in this package with ``HELP`` (one
+line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import
+heavy libraries (torch, napari, Qt) inside ``run`` only, so ``--help`` is fast.
+Errors from the core (:class:`~napari_nucleus_ai.errors.NucleusAIError`,
+``OSError``) are printed as one line naming the file, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+# name -> module (relative to this package); order is the order in --help.
+COMMANDS = {
+    "demo": ".demo",
+    "info": ".info",
+}
+
+PROG = "napari-nucleus-ai"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Published cell-AI methods at the microscope: read STORM localizations, "
+        "smears and nuclear stains, segment, classify, review and retrain.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        mod = importlib.import_module(modname, __name__)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import NucleusAIError, one_line
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (NucleusAIError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {one_line(e, getattr(e, 'filename', None))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

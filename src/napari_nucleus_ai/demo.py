@@ -1,0 +1,44 @@
+"""The one-command demo: sample data, the plugin's docks, and results on screen.
+
+:data:`DEMO_STEPS` is an ordered list of ``(title, function(viewer))``. Each
+capability adds its own step (open a sample, segment it, classify it...). Steps
+run in order; one that fails is reported and skipped so a lab-meeting demo never
+dies on one broken piece.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "napari-nucleus-ai"
+
+
+def _docks(viewer) -> None:
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Settings")
+
+
+DEMO_STEPS: list[tuple[str, Callable]] = [
+    ("docks", _docks),
+]
+
+
+def build_demo(viewer, steps: list[str] | None = None) -> list[str]:
+    """Run the demo steps on ``viewer``; return the titles of steps that failed."""
+    from .errors import one_line
+
+    failed = []
+    for title, step in DEMO_STEPS:
+        if steps is not None and title not in steps:
+            continue
+        try:
+            step(viewer)
+        except Exception as e:  # noqa: BLE001 - a demo step must not kill the demo
+            log.exception("demo step %s failed", title)
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"demo step '{title}' failed: {one_line(e)}")
+            failed.append(title)
+    return failed

@@ -1,0 +1,64 @@
+"""Readers and writers, Qt-free.
+
+Each file family is a subpackage exposing the same three functions:
+
+``sniff(path) -> bool``
+    Cheap content check (a few bytes / the header); never raises.
+``describe(path) -> dict``
+    What ``napari-nucleus-ai info FILE --json`` prints; raises
+    :class:`~napari_nucleus_ai.errors.InputError` for bad files.
+``read_layers(path, **options) -> list[LayerDataTuple]``
+    ``(data, kwargs, layer_type)`` tuples for napari; raises ``InputError``.
+
+:mod:`napari_nucleus_ai.io.napari_io` dispatches over :data:`FAMILIES` in order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from ..errors import InputError
+
+# Order matters: the first family whose sniff() accepts a file reads it.
+FAMILIES = ("localizations", "images")
+
+
+def family_for(path: str | os.PathLike):
+    """The family module that reads ``path``, or ``None``."""
+    for name in FAMILIES:
+        mod = importlib.import_module(f".{name}", __name__)
+        try:
+            if mod.sniff(path):
+                return mod
+        except Exception:  # a sniffer must never stop the search
+            continue
+    return None
+
+
+def check_readable(path: str | os.PathLike) -> None:
+    """Raise a one-line :class:`InputError` if ``path`` is missing, a folder or empty."""
+    if not os.path.exists(path):
+        raise InputError(path, "no such file")
+    if os.path.isdir(path):
+        raise InputError(path, "is a folder, not a file")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "file is empty")
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """Describe a file with whichever family reads it."""
+    check_readable(path)
+    mod = family_for(path)
+    if mod is None:
+        raise InputError(path, "not a format napari-nucleus-ai can read")
+    return mod.describe(path)
+
+
+def read_layers(path: str | os.PathLike, **options) -> list:
+    """Layer data tuples for ``path`` from whichever family reads it."""
+    check_readable(path)
+    mod = family_for(path)
+    if mod is None:
+        raise InputError(path, "not a format napari-nucleus-ai can read")
+    return mod.read_layers(path, **options)

@@ -1,0 +1,1 @@
+"""Models: device selection, model packages, architectures (torch is imported lazily)."""

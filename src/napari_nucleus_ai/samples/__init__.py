@@ -1,0 +1,1 @@
+"""Deterministic simulators for sample data, demos and tests (no downloads)."""

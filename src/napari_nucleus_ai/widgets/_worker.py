@@ -1,0 +1,132 @@
+"""Run a core generator without blocking napari's UI.
+
+:func:`start_work` is the one way docks start long work: it runs a core
+generator (which yields :class:`~napari_nucleus_ai.progress.Progress` and returns
+a result) in a ``napari.qt.threading.thread_worker``, feeds a
+``napari.utils.progress`` bar, supports cancel (``worker.quit()``), reports
+errors as one-line notifications and calls ``on_result`` on the main thread,
+where result layers are added.
+
+Tests (or ``NAPARI_NUCLEUS_AI_SYNC=1``) pass ``sync=True`` to run it in the
+calling thread with the same callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ..errors import one_line
+from ..progress import Progress
+
+
+class SyncWork:
+    """What :func:`start_work` returns when run synchronously (mirrors the worker API used)."""
+
+    def __init__(self, result=None, error: BaseException | None = None):
+        self.result = result
+        self.error = error
+
+    def quit(self) -> None:  # nothing to cancel: the work is already done
+        pass
+
+    @property
+    def is_running(self) -> bool:
+        return False
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def start_work(
+    gen_func: Callable[..., Generator[Any, None, Any]],
+    *args,
+    on_result: Callable[[Any], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    description: str = "working",
+    sync: bool | None = None,
+    **kwargs,
+):
+    """Run ``gen_func(*args, **kwargs)`` in a thread with a napari progress bar.
+
+    Parameters
+    ----------
+    gen_func : callable returning a generator
+        Core generator function; yields :class:`Progress`, returns the result.
+    on_result : callable, optional
+        Called on the main thread with the generator's return value.
+    on_error : callable, optional
+        Called with the exception; by default a one-line napari error notification.
+    on_progress : callable, optional
+        Called with every :class:`Progress` (e.g. to update a plot in a dock).
+    on_finish : callable, optional
+        Called last, whatever happened (re-enable buttons here).
+    description : str
+        Text of the progress bar.
+    sync : bool, optional
+        Run in this thread (tests). Default: ``NAPARI_NUCLEUS_AI_SYNC`` env var.
+
+    Returns
+    -------
+    napari.qt.threading.GeneratorWorker or SyncWork
+        Call ``.quit()`` to cancel a running worker.
+    """
+    from napari.utils import progress as progress_bar
+
+    if sync is None:
+        sync = os.environ.get("NAPARI_NUCLEUS_AI_SYNC", "") not in ("", "0")
+    report_error = on_error or (lambda e: _notify_error(one_line(e)))
+    pbar = progress_bar(desc=description, total=0)
+    state = {"done": 0}
+
+    def _progress(item: Any) -> None:
+        if not isinstance(item, Progress):
+            return
+        if item.total and pbar.total != item.total:
+            pbar.total = item.total
+        if item.message:
+            pbar.set_description(f"{description}: {item.message}")
+        step = item.done - state["done"]
+        if step > 0:
+            pbar.update(step)
+        state["done"] = item.done
+        if on_progress is not None:
+            on_progress(item)
+
+    def _finish() -> None:
+        pbar.close()
+        if on_finish is not None:
+            on_finish()
+
+    if sync:
+        from ..progress import run_sync
+
+        try:
+            result = run_sync(gen_func(*args, **kwargs), _progress)
+        except Exception as e:  # reported like the threaded path does
+            _finish()
+            report_error(e)
+            return SyncWork(error=e)
+        try:
+            if on_result is not None:
+                on_result(result)
+        finally:
+            _finish()
+        return SyncWork(result=result)
+
+    from napari.qt.threading import thread_worker
+
+    worker = thread_worker(gen_func, start_thread=False)(*args, **kwargs)
+    worker.yielded.connect(_progress)
+    if on_result is not None:
+        worker.returned.connect(on_result)
+    worker.errored.connect(report_error)
+    worker.finished.connect(_finish)
+    worker.start()
+    return worker

@@ -1,0 +1,27 @@
+"""Shared fixtures: the real data folder beside the checkout, settings isolation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("NAPARI_NUCLEUS_AI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (see docs/testing)")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory, monkeypatch):
+    """Never read or write the developer's own settings file; run on the CPU."""
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_DEVICE", os.environ.get("NAPARI_NUCLEUS_AI_TEST_DEVICE", "cpu"))
