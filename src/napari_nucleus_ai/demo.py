@@ -22,6 +22,8 @@ def _docks(viewer) -> None:
 
 DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
+    # each capability appends its step below, in pipeline order:
+    # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
 ]
 
 
