@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(
-    os.environ.get("NAPARI_NUCLEUS_AI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get(
+        "NAPARI_NUCLEUS_AI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
 )
 
 
@@ -24,4 +26,6 @@ def shared_data() -> Path:
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Never read or write the developer's own settings file; run on the CPU."""
     monkeypatch.setenv("NAPARI_NUCLEUS_AI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.setenv("NAPARI_NUCLEUS_AI_DEVICE", os.environ.get("NAPARI_NUCLEUS_AI_TEST_DEVICE", "cpu"))
+    monkeypatch.setenv(
+        "NAPARI_NUCLEUS_AI_DEVICE", os.environ.get("NAPARI_NUCLEUS_AI_TEST_DEVICE", "cpu")
+    )

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command: set up (idempotent), lint, and run the whole test suite under a virtual display.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k localizations`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+VENV=${VENV:-.venv}
+"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/ruff" format --check src tests benchmarks
+export NAPARI_NUCLEUS_AI_DEVICE=${NAPARI_NUCLEUS_AI_DEVICE:-cpu}
+xvfb-run -a -s "-screen 0 1920x1200x24" "$VENV/bin/python" -m pytest "$@"
