@@ -1,15 +1,165 @@
-"""Images family (to be filled in by its issue): sniff / describe / read_layers."""
+"""Images family: fields of view, whole-slide pyramids and fluorescence stacks.
+
+Public interface (Qt-free; numpy at import, the rest inside functions):
+
+``read_image(path, lazy=None) -> ImageData``
+    Levels (numpy or lazy dask, largest first), axes, pixel size in micrometres, RGB flag,
+    channel names, format and metadata. See :class:`~.base.ImageData`.
+``as_rgb(array) -> numpy uint8 (Y, X, 3)``
+    Plain RGB for analysis (alpha dropped, grey repeated, 16-bit rescaled).
+``sniff(path)`` / ``describe(path)`` / ``read_layers(path, **options)``
+    The family protocol of :mod:`napari_nucleus_ai.io`.
+``read_region(image, level, y0, x0, height, width) -> numpy``
+    One region of one level into memory (what the Slide dock loads for analysis).
+
+Modules: :mod:`.fields` (JPEG/PNG/BMP/JPEG 2000), :mod:`.tiff` (every TIFF, lazy levels and
+integrity checks), :mod:`.slides` (SVS/NDPI/SCN/BIF metadata, openslide extra),
+:mod:`.stacks` (OME/ImageJ channels and physical sizes).
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 
-def sniff(path) -> bool:
-    return False
+import numpy as np
+
+from ...errors import InputError
+from .base import ImageData, as_rgb, kind_of
+
+__all__ = ["ImageData", "as_rgb", "describe", "read_image", "read_layers", "read_region", "sniff"]
 
 
-def describe(path) -> dict:
-    raise NotImplementedError
+def sniff(path: str | os.PathLike) -> bool:
+    """True when ``path``'s content is a TIFF, JPEG, PNG, BMP, JPEG 2000, DICOM or MIRAX file."""
+    return kind_of(path) is not None
 
 
-def read_layers(path, **options) -> list:
-    raise NotImplementedError
+def read_image(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
+    """Open an image, slide or stack; raise a one-line :class:`InputError` for bad files.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    lazy : bool, optional
+        TIFFs only: force dask levels (True) or read into memory (False). Default: lazy
+        when level 0 is larger than 64 MiB.
+    """
+    from .. import check_readable
+
+    check_readable(path)
+    kind = kind_of(path)
+    if kind is None:
+        raise InputError(
+            path, "not an image format napari-nucleus-ai can read (TIFF, JPEG, PNG, BMP, JPEG 2000)"
+        )
+    if kind == "tiff":
+        from .tiff import read_tiff
+
+        return read_tiff(path, lazy=lazy)
+    if kind in ("dicom", "mirax"):
+        from .slides import read_openslide
+
+        return read_openslide(path, kind)
+    from .fields import read_field
+
+    return read_field(path, kind)
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """The ``info --json`` dictionary: kind, format, shape, dtype, axes, levels, pixel size..."""
+    return read_image(path).describe()
+
+
+def read_region(
+    image: ImageData, level: int, y0: int, x0: int, height: int, width: int
+) -> np.ndarray:
+    """Read ``[y0:y0+height, x0:x0+width]`` of ``level`` (all other axes kept) into numpy.
+
+    The region is clipped to the level; only the tiles it touches are decoded.
+    """
+    if not 0 <= level < len(image.levels):
+        raise InputError(
+            image.path, f"level {level} does not exist (the file has {len(image.levels)})"
+        )
+    arr = image.levels[level]
+    iy, ix = image.axes.index("Y"), image.axes.index("X")
+    h, w = arr.shape[iy], arr.shape[ix]
+    y0, x0 = max(0, int(y0)), max(0, int(x0))
+    y1, x1 = min(h, y0 + int(height)), min(w, x0 + int(width))
+    if y1 <= y0 or x1 <= x0:
+        raise InputError(image.path, f"region is outside level {level} ({h} x {w})")
+    sl = [slice(None)] * arr.ndim
+    sl[iy], sl[ix] = slice(y0, y1), slice(x0, x1)
+    out = arr[tuple(sl)]
+    return np.asarray(out if isinstance(out, np.ndarray) else out.compute())
+
+
+def layer_metadata(image: ImageData) -> dict:
+    """What an image layer's ``metadata`` carries: the ``info`` dict, the path and vendor extras."""
+    meta = image.describe()
+    meta["path"] = image.path
+    meta.update({k: v for k, v in image.metadata.items() if k not in meta})
+    return meta
+
+
+def _contrast_limits(image: ImageData):
+    """Contrast limits napari would otherwise compute by reading a whole lazy level."""
+    if image.rgb or not image.lazy:
+        return None
+    small = image.levels[-1]
+    if float(np.prod(small.shape, dtype=float)) <= 4096 * 4096:
+        vals = np.asarray(small.compute() if hasattr(small, "compute") else small)
+        lo, hi = (float(v) for v in np.percentile(vals, (0.05, 99.95)))
+        return [lo, hi if hi > lo else lo + 1]
+    info = np.iinfo(image.dtype) if np.issubdtype(image.dtype, np.integer) else None
+    return [float(info.min), float(info.max)] if info else None
+
+
+def _colormap(channel: str, color: str | None):
+    """A black-to-``color`` linear colormap (napari dict form), or grey."""
+    if color is None:
+        return "gray"
+    if color.lower() in ("#ffffff", "#fff"):
+        return "gray"
+    return {"colors": ["#000000", color], "name": f"{channel} {color}"}
+
+
+def image_layers(image: ImageData, name: str | None = None) -> list:
+    """Layer data tuples for one :class:`ImageData` (channels split by ``channel_axis``)."""
+    name = name or Path(image.path).stem
+    multiscale = len(image.levels) > 1
+    data = image.levels if multiscale else image.levels[0]
+    kwargs: dict = {"name": name, "rgb": image.rgb, "metadata": layer_metadata(image)}
+    if multiscale:
+        kwargs["multiscale"] = True
+    limits = _contrast_limits(image)
+    if limits is not None:
+        kwargs["contrast_limits"] = limits
+    axes = image.axes.replace("S", "")
+    if "C" in image.axes and image.channels and not image.rgb:
+        c = image.axes.index("C")
+        colors = image.metadata.get("channel_colors") or [None] * len(image.channels)
+        kwargs.update(
+            channel_axis=c,
+            name=[f"{name} {ch}" if ch.startswith("channel ") else ch for ch in image.channels],
+            colormap=[_colormap(ch, col) for ch, col in zip(image.channels, colors, strict=True)],
+            scale=image.scale(drop_channel=True),
+            axis_labels=tuple(a for a in axes if a != "C"),
+            blending="additive",
+        )
+        if limits is not None:
+            kwargs.pop("contrast_limits")
+    else:
+        kwargs.update(scale=image.scale(), axis_labels=tuple(axes))
+    return [(data, kwargs, "image")]
+
+
+def read_layers(path: str | os.PathLike, **options) -> list:
+    """Layer data tuples for napari: one image layer (or one per channel for stacks).
+
+    Options: ``lazy`` (see :func:`read_image`), ``name``.
+    """
+    image = read_image(path, lazy=options.get("lazy"))
+    return image_layers(image, name=options.get("name"))

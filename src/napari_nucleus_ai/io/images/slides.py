@@ -1,0 +1,187 @@
+"""Whole-slide metadata (Aperio SVS, Hamamatsu NDPI, Leica SCN, Ventana BIF, generic TIFF)
+and the optional openslide door for MIRAX and DICOM-WSI.
+
+Pixel reading of TIFF slides is in :mod:`.tiff` (tifffile + zarr + dask); this module
+turns each vendor's metadata into micrometres per pixel, magnification and acquisition
+date, and reads the formats tifffile cannot through openslide when it is installed
+(``pip install napari-nucleus-ai[openslide]``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from ...errors import InputError
+from .base import ImageData
+
+_UNIT_UM = {2: 25400.0, 3: 10000.0, 4: 1000.0, 5: 1.0}  # TIFF ResolutionUnit -> micrometres
+
+
+def resolution_um(page) -> tuple[float, float] | None:
+    """Pixel size (y, x) in micrometres from TIFF X/YResolution + ResolutionUnit, if plausible."""
+    tags = page.tags
+    try:
+        unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+        xr, yr = tags["XResolution"].value, tags["YResolution"].value
+    except (KeyError, TypeError, ValueError):
+        return None
+    if unit not in _UNIT_UM:
+        return None
+    try:
+        xppu = xr[0] / xr[1] if isinstance(xr, tuple) else float(xr)
+        yppu = yr[0] / yr[1] if isinstance(yr, tuple) else float(yr)
+    except (ZeroDivisionError, TypeError):
+        return None
+    if xppu <= 0 or yppu <= 0:
+        return None
+    px, py = _UNIT_UM[unit] / xppu, _UNIT_UM[unit] / yppu
+    # 72/96/300 dpi defaults are not calibrations: a microscope pixel is below ~50 um
+    if px > 50 or py > 50:
+        return None
+    return (py, px)
+
+
+def _svs(desc: str) -> dict:
+    """Aperio ImageDescription ``header|Key = value|...`` as a dict."""
+    out = {}
+    for part in desc.split("|")[1:]:
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _num(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def tiff_metadata(tf, series) -> tuple[str, tuple | None, list, dict]:
+    """(format, pixel_size_um, channels, metadata) for a slide or plain TIFF."""
+    page = tf.pages[0] if series.keyframe is None else series.keyframe
+    meta: dict = {}
+    px = None
+    if tf.is_svs:
+        fmt = "svs"
+        d = _svs(tf.pages[0].description or "")
+        meta["vendor"] = "aperio"
+        meta["aperio"] = d
+        mpp = _num(d.get("MPP"))
+        if mpp:
+            px = (mpp, mpp)
+        meta["magnification"] = _num(d.get("AppMag"))
+        if d.get("Date"):
+            meta["acquisition_date"] = f"{d['Date']} {d.get('Time', '')}".strip()
+    elif tf.is_ndpi:
+        fmt = "ndpi"
+        meta["vendor"] = "hamamatsu"
+        tags = dict(page.ndpi_tags or {})
+        meta["magnification"] = _num(tags.get("Magnification"))
+        meta["ndpi"] = {k: v for k, v in tags.items() if isinstance(v, str | int | float)}
+    elif tf.is_scn:
+        fmt = "scn"
+        meta["vendor"] = "leica"
+        xml = tf.scn_metadata or ""
+        m = re.search(r"<objective>\s*([\d.]+)\s*</objective>", xml)
+        meta["magnification"] = _num(m.group(1)) if m else None
+        m = re.search(r"<creationDate>([^<]+)</creationDate>", xml)
+        if m:
+            meta["acquisition_date"] = m.group(1).strip()
+    elif tf.is_bif:
+        fmt = "bif"
+        meta["vendor"] = "ventana"
+        xmp = page.tags["XMP"].value if "XMP" in page.tags else b""
+        xmp = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
+        m = re.search(r'ScanRes="([\d.]+)"', xmp)
+        if m and _num(m.group(1)):
+            px = (float(m.group(1)),) * 2
+        m = re.search(r'Magnification="([\d.]+)"', xmp) or re.search(
+            r"mag=([\d.]+)", page.description or ""
+        )
+        meta["magnification"] = _num(m.group(1)) if m else None
+        m = re.search(r'BuildDate="([^"]+)"', xmp)
+        if m:
+            meta["acquisition_date"] = m.group(1)
+    elif tf.is_philips:
+        fmt = "philips-tiff"
+        meta["vendor"] = "philips"
+    else:
+        fmt = "pyramidal-tiff" if len(series.levels) > 1 else "tiff"
+    if px is None:
+        px = resolution_um(page)
+    if "acquisition_date" not in meta and "DateTime" in page.tags:
+        meta["acquisition_date"] = str(page.tags["DateTime"].value)
+    if px is not None:
+        meta["mpp"] = float(px[1])
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return fmt, px, [], meta
+
+
+# -- openslide (optional extra) ---------------------------------------------------------------
+
+
+def openslide_available() -> bool:
+    try:
+        import openslide  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing library or missing binary
+        return False
+    return True
+
+
+def read_openslide(path: str | os.PathLike, kind: str) -> ImageData:
+    """MIRAX, DICOM-WSI (and anything else openslide reads) as lazy dask levels.
+
+    Raises :class:`InputError` with the install command when openslide is missing.
+    """
+    if not openslide_available():
+        what = {"mirax": "MIRAX", "dicom": "DICOM"}.get(kind, kind.upper())
+        raise InputError(
+            path,
+            f"{what} slides need openslide: pip install 'napari-nucleus-ai[openslide]'",
+        )
+    import dask.array as da
+    import openslide
+    from dask import delayed
+
+    try:
+        slide = openslide.OpenSlide(os.fspath(path))
+    except Exception as e:  # noqa: BLE001
+        raise InputError(path, f"openslide cannot read it: {' '.join(str(e).split())}") from e
+    tile = 512
+
+    def region(level, y, x, h, w):
+        ds = slide.level_downsamples[level]
+        im = slide.read_region((int(x * ds), int(y * ds)), level, (w, h))
+        return np.asarray(im.convert("RGB"))
+
+    levels = []
+    for lev, (w, h) in enumerate(slide.level_dimensions):
+        rows = []
+        for y in range(0, h, tile):
+            row = []
+            for x in range(0, w, tile):
+                th, tw = min(tile, h - y), min(tile, w - x)
+                row.append(
+                    da.from_delayed(delayed(region)(lev, y, x, th, tw), (th, tw, 3), np.uint8)
+                )
+            rows.append(row)
+        levels.append(da.block([[[c] for c in r] for r in rows]))  # depth 3: Y, X, S
+    props = dict(slide.properties)
+    mppx, mppy = _num(props.get("openslide.mpp-x")), _num(props.get("openslide.mpp-y"))
+    px = (mppy, mppx) if mppx and mppy else None
+    meta = {
+        "vendor": props.get("openslide.vendor", ""),
+        "magnification": _num(props.get("openslide.objective-power")),
+        "mpp": mppx,
+        "associated": list(slide.associated_images),
+    }
+    meta = {k: v for k, v in meta.items() if v not in (None, "")}
+    return ImageData(
+        levels, "YXS", px, True, [], f"openslide:{meta.get('vendor', kind)}", meta, os.fspath(path)
+    )
