@@ -39,11 +39,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP="$VENV/bin/python -m pip"
+# pip's notes about local package folders that do not hold a package are noise here
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found; installing PyTorch with CUDA"
-    $PIP install -q "torch>=2.2"
+    quiet $PIP install -q "torch>=2.2"
   else
     wheel=""
     for d in ${PIP_FIND_LINKS:-}; do
@@ -51,10 +53,10 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     done
     if [ -n "$wheel" ]; then
       echo "setup: no NVIDIA GPU; installing the local CPU build $(basename "$wheel")"
-      $PIP install -q "$wheel"
+      quiet $PIP install -q "$wheel"
     else
       echo "setup: no NVIDIA GPU; installing the CPU build of PyTorch"
-      $PIP install -q torch --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+      quiet $PIP install -q torch --index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
     fi
   fi
 fi
@@ -64,7 +66,7 @@ stamp="$VENV/.napari-nucleus-ai-setup"
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing napari-nucleus-ai (editable) with Qt and test tools"
-  $PIP install -q -e ".[all,testing]"
+  quiet $PIP install -q -e ".[all,testing]"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($("$VENV/bin/python" -c 'import torch, napari; print("torch", torch.__version__, "| napari", napari.__version__)'))"

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${VENV:-.venv}
-"$VENV/bin/ruff" check src tests benchmarks
-"$VENV/bin/ruff" format --check src tests benchmarks
+lint_dirs=$(ls -d src tests benchmarks 2>/dev/null)
+"$VENV/bin/ruff" check $lint_dirs
+"$VENV/bin/ruff" format --check $lint_dirs
 export NAPARI_NUCLEUS_AI_DEVICE=${NAPARI_NUCLEUS_AI_DEVICE:-cpu}
 xvfb-run -a -s "-screen 0 1920x1200x24" "$VENV/bin/python" -m pytest "$@"
