@@ -1,0 +1,89 @@
+"""Differential count report: counts, percentages, blasts, chart, HTML, CSV."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from napari_nucleus_ai.report import (
+    build_report,
+    differential_counts,
+    export_table_csv,
+    is_blast,
+    is_counted,
+    write_report,
+)
+
+
+def table(classes):
+    return pd.DataFrame({"label": range(1, len(classes) + 1), "class": classes})
+
+
+def test_blast_and_counted_names():
+    assert (
+        is_blast("myeloblast") and is_blast("MYO") and is_blast("MOB") and is_blast("Lymphoblast")
+    )
+    assert not is_blast("erythroblast") and not is_blast("MYB") and not is_blast("lymphocyte")
+    assert not is_counted("artefact") and not is_counted("platelet") and not is_counted("KSC")
+    assert (
+        not is_counted("erythroblast") and is_counted("neutrophil") and is_counted("unidentified")
+    )
+
+
+def test_differential_counts_percent_of_counted():
+    df = differential_counts(["a", "a", "b", "artefact", None], ["a", "b", "c"])
+    d = df.set_index("class")
+    assert list(df["class"]) == ["a", "b", "c", "artefact", "unidentified"]
+    assert d.loc["a", "count"] == 2 and d.loc["c", "count"] == 0
+    assert d.loc["a", "percent"] == pytest.approx(50.0)  # 2 of 4 counted (artefact excluded)
+    assert d.loc["unidentified", "count"] == 1
+
+
+def test_slide_report_with_corrections(tmp_path):
+    t1 = table(["myeloblast"] * 3 + ["neutrophil"] * 5 + ["platelet"] * 2)
+    t2 = table(["neutrophil"] * 10)
+    rep = build_report(
+        {"f1": t1, "f2": t2},
+        {"f1": {1: "artefact"}, "f2": {1: "myeloblast", 2: "neutrophil"}},
+        ["myeloblast", "neutrophil", "platelet"],
+        title="slide A",
+        authors=["ana", "ben", "ana"],
+        models=["smear-cnn 1.0"],
+    )
+    c = rep.counts.set_index("class")
+    # f1: 2 blasts, 5 neutro, 2 plt, 1 artefact; f2: 1 blast, 9 neutro
+    assert c.loc["myeloblast", "count"] == 3 and c.loc["neutrophil", "count"] == 14
+    assert rep.counted == 17 and rep.total == 20
+    assert rep.blast_percent == pytest.approx(100 * 3 / 17)
+    assert rep.reviewed == 3 and rep.unreviewed == 17
+    assert c.loc["myeloblast", "reviewed"] == 1 and c.loc["artefact", "reviewed"] == 1
+    assert rep.authors == ["ana", "ben"]
+    assert list(rep.per_image["unreviewed"]) == [9, 8]
+    paths = write_report(rep, tmp_path / "out", "slideA")
+    png = paths["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    page = paths["html"].read_text()
+    assert "slide A" in page and "17 of 20 cells not reviewed" in page
+    assert "data:image/png;base64," in page and "17.6 %" in page and "<td>f2</td>" in page
+    csv = pd.read_csv(paths["csv"]).set_index("class")
+    assert csv.loc["blasts", "percent"] == pytest.approx(17.65, abs=0.01)
+    assert csv.loc["unreviewed", "count"] == 17
+    assert csv.loc["total (counted)", "count"] == 17
+
+
+def test_all_reviewed_and_empty(tmp_path):
+    rep = build_report({"x": table(["a", "b"])}, {"x": {1: "a", 2: "b"}}, ["a", "b"])
+    assert (
+        rep.unreviewed == 0
+        and "All cells reviewed" in write_report(rep, tmp_path)["html"].read_text()
+    )
+    empty = build_report({"x": table([])}, {}, ["a"])
+    assert empty.total == 0 and empty.blast_percent == 0
+    assert write_report(empty, tmp_path, "e")["png"].exists()
+
+
+def test_export_table_exactly(tmp_path):
+    df = pd.DataFrame({"label": [3, 1], "class": ["b", "a"], "uncertainty": [0.5, 0.25]})
+    p = export_table_csv(df, tmp_path / "t.csv")
+    back = pd.read_csv(p)
+    pd.testing.assert_frame_equal(back, df)
