@@ -19,6 +19,7 @@ from .. import __version__
 COMMANDS = {
     "demo": ".demo",
     "info": ".info",
+    "import-dataset": ".import_dataset",
     # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
     # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"
 }
