@@ -71,12 +71,20 @@ def check_rgb(image, name=None, what: str = "smear image") -> np.ndarray:
     _check_shape(arr.shape, name, what)
     arr = _finite_float(arr, name, what)
     if np.issubdtype(arr.dtype, np.integer):
-        top = 255.0 if arr.dtype.itemsize == 1 else float(np.iinfo(arr.dtype).max)
-        if arr.dtype.itemsize > 1 and arr.max() <= 255:
+        if arr.dtype.itemsize == 1:
             top = 255.0
-        elif arr.dtype.itemsize > 1 and arr.max() <= 4095:
-            top = 4095.0
-        rgb = arr.astype(np.float32) / np.float32(top)
+        else:
+            hi = int(arr.max())
+            if int(arr.min()) < 0:
+                raise InputError(name, f"{what} has negative values; expected colours")
+            top = 255.0 if hi <= 255 else 4095.0 if hi <= 4095 else float(np.iinfo(arr.dtype).max)
+            if top > 65535:
+                top = float(hi)
+        rgb = arr.astype(np.float32) * np.float32(1.0 / top)
+        if rgb.shape[-1] == 4:
+            alpha = rgb[..., 3:4]
+            rgb = rgb[..., :3] * alpha + (1.0 - alpha)
+        return rgb
     else:
         hi = float(arr.max())
         if float(arr.min()) < -1e-6:
