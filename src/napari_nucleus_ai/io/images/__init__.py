@@ -78,22 +78,15 @@ def read_region(
     """Read ``[y0:y0+height, x0:x0+width]`` of ``level`` (all other axes kept) into numpy.
 
     The region is clipped to the level; only the tiles it touches are decoded.
+    See :func:`.regions.read_region_gen` for the version with progress.
     """
-    if not 0 <= level < len(image.levels):
-        raise InputError(
-            image.path, f"level {level} does not exist (the file has {len(image.levels)})"
-        )
-    arr = image.levels[level]
-    iy, ix = image.axes.index("Y"), image.axes.index("X")
-    h, w = arr.shape[iy], arr.shape[ix]
-    y0, x0 = max(0, int(y0)), max(0, int(x0))
-    y1, x1 = min(h, y0 + int(height)), min(w, x0 + int(width))
-    if y1 <= y0 or x1 <= x0:
-        raise InputError(image.path, f"region is outside level {level} ({h} x {w})")
-    sl = [slice(None)] * arr.ndim
-    sl[iy], sl[ix] = slice(y0, y1), slice(x0, x1)
-    out = arr[tuple(sl)]
-    return np.asarray(out if isinstance(out, np.ndarray) else out.compute())
+    from ...progress import run_sync
+    from .regions import read_region_gen
+
+    arr, _ = run_sync(
+        read_region_gen(image.levels, image.axes, level, y0, x0, height, width, name=image.path)
+    )
+    return arr
 
 
 def layer_metadata(image: ImageData) -> dict:

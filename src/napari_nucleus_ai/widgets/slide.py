@@ -1,0 +1,435 @@
+"""Slide dock: what a slide/stack is (MPP, magnification, levels, channels), a thumbnail to
+navigate it, and loading a region or a whole level into memory for analysis.
+
+Thin: metadata comes from the reader (layer ``metadata``), pixels are read by
+:func:`napari_nucleus_ai.io.images.regions.read_region_gen` in a worker with progress
+and cancel. The loaded region becomes a plain in-memory image layer placed exactly over
+the slide (same physical ``scale``, ``translate`` at its origin), ready for segmentation.
+For fluorescence stacks the dock lists the channel layers with their names and colours.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtCore import QRectF, Qt, QTimer, Signal
+from qtpy.QtGui import QColor, QImage, QPainter, QPen, QPixmap
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+COLOURS = {
+    "blue": "#0000ff", "green": "#00ff00", "red": "#ff0000", "magenta": "#ff00ff",
+    "cyan": "#00ffff", "yellow": "#ffff00", "gray": "#ffffff",
+}  # fmt: skip
+
+
+def layer_levels(layer) -> tuple[list, str]:
+    """(levels largest first, axes) of an image layer; axes from the reader when known."""
+    levels = list(layer.data) if layer.multiscale else [layer.data]
+    axes = str(layer.metadata.get("axes", "")) if layer.metadata else ""
+    if layer.metadata.get("channels") and "C" in axes and not layer.rgb:
+        axes = axes.replace("C", "")  # napari split the channels into layers
+    axes = axes.replace("S", "") + ("S" if layer.rgb else "")
+    ndim = levels[0].ndim
+    if len(axes) != ndim or "Y" not in axes or "X" not in axes:
+        axes = "I" * (ndim - (3 if layer.rgb else 2)) + ("YXS" if layer.rgb else "YX")
+    return levels, axes
+
+
+def describe_layer(layer) -> str:
+    """Rich text with what users look for in a slide or stack."""
+    meta = layer.metadata or {}
+    levels, axes = layer_levels(layer)
+    iy, ix = axes.index("Y"), axes.index("X")
+    rows = [("layer", layer.name)]
+    if meta.get("format"):
+        rows.append(("format", meta["format"]))
+    px = meta.get("pixel_size_um")
+    sy, sx = layer.scale[iy], layer.scale[ix]
+    rows.append(
+        (
+            "pixel size",
+            f"{px[1]:.4g} um ({1 / px[1]:.4g} px/um)" if px else f"unknown (scale {sx:g})",
+        )
+    )
+    if meta.get("magnification"):
+        rows.append(("magnification", f"{meta['magnification']:g}x"))
+    h0, w0 = levels[0].shape[iy], levels[0].shape[ix]
+    size = f"{h0} x {w0} px"
+    if px:
+        size += f" = {h0 * sy / 1000:.3g} x {w0 * sx / 1000:.3g} mm"
+    rows.append(("size", size))
+    rows.append(("levels", ", ".join(f"{lv.shape[iy]}x{lv.shape[ix]}" for lv in levels)))
+    rows.append(("axes", axes + (" (lazy)" if not isinstance(levels[0], np.ndarray) else "")))
+    if meta.get("channels"):
+        rows.append(("channels", ", ".join(meta["channels"])))
+    for key, label in (
+        ("z_step_um", "z step"),
+        ("time_step_s", "time step"),
+        ("acquisition_date", "acquired"),
+    ):
+        if meta.get(key):
+            unit = {"z_step_um": " um", "time_step_s": " s"}.get(key, "")
+            rows.append((label, f"{meta[key]}{unit}"))
+    if meta.get("associated"):
+        rows.append(("also in file", ", ".join(meta["associated"])))
+    return (
+        "<table>"
+        + "".join(f"<tr><td><b>{k}</b>&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
+        + "</table>"
+    )
+
+
+class Thumbnail(QLabel):
+    """An overview image; a click sends the clicked position as fractions (fy, fx)."""
+
+    clicked = Signal(float, float)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumHeight(120)
+        self._pix: QPixmap | None = None
+        self.view = None  # (fy0, fx0, fy1, fx1) of the visible area
+
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        if rgb is None:
+            self._pix = None
+            self.clear()
+            return
+        rgb = np.ascontiguousarray(rgb)
+        h, w = rgb.shape[:2]
+        image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        self._pix = QPixmap.fromImage(image).scaled(
+            300, 300, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
+        self._redraw()
+
+    def set_view(self, view) -> None:
+        self.view = view
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self._pix is None:
+            return
+        pix = QPixmap(self._pix)
+        if self.view is not None:
+            fy0, fx0, fy1, fx1 = self.view
+            p = QPainter(pix)
+            p.setPen(QPen(QColor("#00e5ff"), 2))
+            w, h = pix.width(), pix.height()
+            p.drawRect(
+                QRectF(fx0 * w, fy0 * h, max(2.0, (fx1 - fx0) * w), max(2.0, (fy1 - fy0) * h))
+            )
+            p.end()
+        self.setPixmap(pix)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if self._pix is None:
+            return
+        pos = event.position() if hasattr(event, "position") else event.pos()
+        w, h = self._pix.width(), self._pix.height()
+        ox, oy = (self.width() - w) / 2, (self.height() - h) / 2
+        fx, fy = (pos.x() - ox) / w, (pos.y() - oy) / h
+        if 0 <= fx <= 1 and 0 <= fy <= 1:
+            self.clicked.emit(float(fy), float(fx))
+
+
+class SlideWidget(QWidget):
+    """Slide metadata, thumbnail navigation, region/level loading; stack channel colours."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__()
+        self.viewer = viewer
+        self.worker = None
+        self.layer_box = QComboBox()
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.thumb = Thumbnail()
+        self.level = QSpinBox()
+        self.region = QComboBox()
+        self.region.addItems(["visible area", "whole level"])
+        self.load_btn = QPushButton("Load into memory")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.status = QLabel()
+        self.channels = QGridLayout()
+
+        form = QFormLayout()
+        form.addRow("image", self.layer_box)
+        form.addRow("level", self.level)
+        form.addRow("region", self.region)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_btn)
+        buttons.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.info)
+        lay.addWidget(self.thumb)
+        lay.addLayout(buttons)
+        lay.addWidget(self.status)
+        lay.addLayout(self.channels)
+        lay.addStretch(1)
+
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(60)
+        self._view_timer.timeout.connect(self._update_view)
+        self.layer_box.currentTextChanged.connect(self._on_layer)
+        self.thumb.clicked.connect(self.go_to)
+        self.load_btn.clicked.connect(self.load)
+        self.cancel_btn.clicked.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self.camera.events.center.connect(self._schedule_view)
+        self.camera.events.zoom.connect(self._schedule_view)
+        self._refresh_layers()
+
+    @property
+    def camera(self):
+        """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
+        scene = getattr(self.viewer, "scene", None)
+        return (
+            scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+        )
+
+    def _schedule_view(self, event=None) -> None:
+        self._view_timer.start()
+
+    # -- layers ---------------------------------------------------------------------------
+
+    def _image_layers(self) -> list:
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
+
+    def _refresh_layers(self, event=None) -> None:
+        current = self.layer_box.currentText()
+        names = [ly.name for ly in self._image_layers()]
+        self.layer_box.blockSignals(True)
+        self.layer_box.clear()
+        self.layer_box.addItems(names)
+        pick = (
+            current
+            if current in names
+            else next(
+                (ly.name for ly in self._image_layers() if ly.multiscale), names[0] if names else ""
+            )
+        )
+        self.layer_box.setCurrentText(pick)
+        self.layer_box.blockSignals(False)
+        self._on_layer(pick)
+
+    @property
+    def layer(self):
+        name = self.layer_box.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _on_layer(self, name: str = "") -> None:
+        layer = self.layer
+        self._clear_channels()
+        if layer is None:
+            self.info.setText("open a slide, field or stack")
+            self.thumb.set_image(None)
+            return
+        from ..io.images.regions import thumbnail
+
+        levels, axes = layer_levels(layer)
+        self.info.setText(describe_layer(layer))
+        self.level.setRange(0, len(levels) - 1)
+        self.level.setValue(0 if len(levels) == 1 else len(levels) - 1)
+        try:
+            self.thumb.set_image(thumbnail(levels, axes, layer.rgb, 512))
+        except Exception as e:  # noqa: BLE001 - a broken tile must not break the dock
+            from ..errors import one_line
+
+            self.thumb.set_image(None)
+            self.status.setText(f"no thumbnail: {one_line(e)}")
+        self._show_channels(layer)
+        self._update_view()
+
+    # -- navigation -----------------------------------------------------------------------
+
+    def _level0_box(self, layer) -> tuple[float, float, float, float] | None:
+        """Visible area in level-0 pixels (y0, x0, y1, x1), from napari's corner pixels."""
+        levels, axes = layer_levels(layer)
+        iy, ix = axes.index("Y"), axes.index("X")
+        corners = np.asarray(layer.corner_pixels, dtype=float)
+        if corners.ndim != 2 or corners.shape[1] < 2:
+            return None
+        dims = [i for i, a in enumerate(axes) if a != "S"]
+        cy, cx = dims.index(iy), dims.index(ix)
+        from ..io.images.regions import downsample_factors
+
+        f = downsample_factors(levels, axes)[layer.data_level if layer.multiscale else 0]
+        return (
+            corners[0, cy] * f[0],
+            corners[0, cx] * f[1],
+            (corners[1, cy] + 1) * f[0],
+            (corners[1, cx] + 1) * f[1],
+        )
+
+    def _update_view(self) -> None:
+        layer = self.layer
+        if layer is None:
+            return
+        box = self._level0_box(layer)
+        levels, axes = layer_levels(layer)
+        h0, w0 = levels[0].shape[axes.index("Y")], levels[0].shape[axes.index("X")]
+        if box is None or (box[2] - box[0] >= h0 and box[3] - box[1] >= w0):
+            self.thumb.set_view(None)
+        else:
+            self.thumb.set_view(
+                (box[0] / h0, box[1] / w0, min(1, box[2] / h0), min(1, box[3] / w0))
+            )
+
+    def go_to(self, fy: float, fx: float) -> None:
+        """Centre the view on a point of the slide given as fractions of its height and width."""
+        layer = self.layer
+        if layer is None:
+            return
+        levels, axes = layer_levels(layer)
+        iy, ix = axes.index("Y"), axes.index("X")
+        dims = [i for i, a in enumerate(axes) if a != "S"]
+        cy, cx = dims.index(iy), dims.index(ix)
+        h0, w0 = levels[0].shape[iy], levels[0].shape[ix]
+        wy = layer.translate[cy] + fy * h0 * layer.scale[cy]
+        wx = layer.translate[cx] + fx * w0 * layer.scale[cx]
+        center = list(self.camera.center)
+        center[-2:] = [wy, wx]
+        self.camera.center = tuple(center)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def region_request(self) -> tuple[int, float, float, float, float]:
+        """(level, y0, x0, height, width) in that level's pixels, from the dock's choices."""
+        layer = self.layer
+        levels, axes = layer_levels(layer)
+        level = int(self.level.value())
+        iy, ix = axes.index("Y"), axes.index("X")
+        h, w = levels[level].shape[iy], levels[level].shape[ix]
+        if self.region.currentText() == "whole level":
+            return level, 0, 0, h, w
+        box = self._level0_box(layer)
+        if box is None:
+            return level, 0, 0, h, w
+        from ..io.images.regions import downsample_factors
+
+        fy, fx = downsample_factors(levels, axes)[level]
+        return level, box[0] / fy, box[1] / fx, (box[2] - box[0]) / fy, (box[3] - box[1]) / fx
+
+    def load(self, sync: bool | None = None):
+        """Load the chosen region/level of the selected layer as a new in-memory layer."""
+        from ..io.images.regions import downsample_factors, read_region_gen
+        from ._worker import start_work
+
+        layer = self.layer
+        if layer is None:
+            return None
+        levels, axes = layer_levels(layer)
+        level, y0, x0, h, w = self.region_request()
+        f = downsample_factors(levels, axes)[level]
+        dims = [i for i, a in enumerate(axes) if a != "S"]
+        cy, cx = dims.index(axes.index("Y")), dims.index(axes.index("X"))
+        scale, translate = np.array(layer.scale, float), np.array(layer.translate, float)
+        name = layer.name
+
+        def done(result) -> None:
+            arr, (ry, rx) = result
+            sc, tr = scale.copy(), translate.copy()
+            sc[cy], sc[cx] = scale[cy] * f[0], scale[cx] * f[1]
+            tr[cy], tr[cx] = translate[cy] + ry * sc[cy], translate[cx] + rx * sc[cx]
+            ry1, rx1 = ry + arr.shape[axes.index("Y")], rx + arr.shape[axes.index("X")]
+            meta = {k: v for k, v in (layer.metadata or {}).items() if k not in ("levels", "lazy")}
+            meta.update(
+                source_layer=name,
+                level=level,
+                region=[int(ry), int(rx), int(ry1), int(rx1)],
+                pixel_size_um=[float(sc[cy]), float(sc[cx])] if meta.get("pixel_size_um") else None,
+            )
+            self.viewer.add_image(
+                arr, name=f"{name} L{level} [{ry}:{ry1}, {rx}:{rx1}]", rgb=layer.rgb, scale=sc,
+                translate=tr, metadata=meta, colormap=layer.colormap if not layer.rgb else None,
+                contrast_limits=None if layer.rgb else layer.contrast_limits,
+            )  # fmt: skip
+            self.status.setText(f"loaded {arr.shape} ({arr.nbytes / 2**20:.1f} MiB)")
+
+        def finish() -> None:
+            self.load_btn.setEnabled(True)
+            self.cancel_btn.setEnabled(False)
+            self.worker = None
+
+        self.load_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self.status.setText("loading...")
+        self.worker = start_work(
+            read_region_gen, levels, axes, level, y0, x0, h, w, name=name,
+            on_result=done, on_finish=finish, description=f"loading {name}", sync=sync,
+        )  # fmt: skip
+        return self.worker
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+            self.status.setText("cancelled")
+
+    # -- stack channels -------------------------------------------------------------------------
+
+    def _clear_channels(self) -> None:
+        while self.channels.count():
+            item = self.channels.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+
+    def channel_layers(self, layer) -> list:
+        """Image layers from the same file as ``layer`` that hold one channel each."""
+        path = (layer.metadata or {}).get("path")
+        if not path or not layer.metadata.get("channels"):
+            return []
+        return [ly for ly in self._image_layers() if (ly.metadata or {}).get("path") == path]
+
+    def _show_channels(self, layer) -> None:
+        layers = self.channel_layers(layer)
+        if not layers:
+            return
+        self.channels.addWidget(QLabel("<b>channels</b>"), 0, 0, 1, 2)
+        for row, ly in enumerate(layers, start=1):
+            box = QComboBox()
+            box.addItems(list(COLOURS))
+            current = _colour_name(ly.colormap)
+            if current not in COLOURS:
+                box.addItem(current)
+            box.setCurrentText(current)
+            box.currentTextChanged.connect(lambda text, ly=ly: set_channel_colour(ly, text))
+            self.channels.addWidget(QLabel(ly.name), row, 0)
+            self.channels.addWidget(box, row, 1)
+
+
+def _colour_name(colormap) -> str:
+    """A short name for a layer's colormap: a COLOURS key when its top colour is one."""
+    top = np.asarray(colormap.colors)[-1][:3]
+    hexcol = "#{:02x}{:02x}{:02x}".format(*(int(round(v * 255)) for v in top))
+    return next((k for k, v in COLOURS.items() if v == hexcol), colormap.name)
+
+
+def set_channel_colour(layer, colour: str) -> None:
+    """Give a channel layer a black-to-``colour`` colormap (name from :data:`COLOURS` or hex)."""
+    hexcol = COLOURS.get(colour, colour)
+    if not str(hexcol).startswith("#"):
+        layer.colormap = colour
+        return
+    layer.colormap = {"colors": ["#000000", hexcol], "name": f"{layer.name} {hexcol}"}
