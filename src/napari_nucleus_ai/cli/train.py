@@ -1,0 +1,140 @@
+"""``napari-nucleus-ai train DATA --out MODEL``: train a model package from class folders."""
+
+from __future__ import annotations
+
+HELP = "train a classifier from class sub-folders of crops or STORM localization files"
+
+
+def add_arguments(p) -> None:
+    p.add_argument(
+        "data",
+        help="folder with one sub-folder per class (image crops or one localization file per nucleus)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="MODEL",
+        help="model package to write: a folder, or a .zip / .safetensors file",
+    )
+    p.add_argument(
+        "--arch",
+        default="smallcnn",
+        help="smallcnn (default), hybrid (CNN + colour/texture descriptor), densenet121, "
+        "resnext50_32x4d, efficientnet_b0 (need the 'backbones' extra), or another kind's arch",
+    )
+    p.add_argument("--name", help="model name shown in the dock (default: ARCH on DATA)")
+    p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="early stopping: epochs without validation improvement (default 10)",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="stratified validation hold-out per class (default 0.2)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cuda, cuda:N, mps or cpu (default: the plugin setting)",
+    )
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)"
+    )
+    p.add_argument(
+        "--crop-size", type=int, help="network input side in pixels (default 96; STORM patches 64)"
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        help="physical pixel size of the crops (recorded in the model card)",
+    )
+    p.add_argument(
+        "--unit", default="um", choices=("um", "nm"), help="unit of --pixel-size (default um)"
+    )
+    p.add_argument("--members", type=int, default=1, help="ensemble members (default 1)")
+    p.add_argument(
+        "--tta",
+        type=int,
+        default=4,
+        help="test-time augmentations used at inference (1, 2, 4 or 8; default 4)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="uncertainty above which cells are 'unidentified' (default 0.5)",
+    )
+    p.add_argument(
+        "--render-pixel-nm",
+        type=float,
+        default=10.0,
+        help="STORM render pixel, <= 20 nm (default 10)",
+    )
+    p.add_argument(
+        "--patches",
+        type=int,
+        default=16,
+        help="STORM patches per nucleus at inference (default 16)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from ..progress import run_sync
+    from ..train import EpochProgress, train_gen
+
+    def show(p):
+        if not args.quiet and (
+            isinstance(p, EpochProgress) or p.message.startswith(("reading", "saving"))
+        ):
+            print(f"[{p.done}/{p.total or '?'}] {p.message}", file=sys.stderr, flush=True)
+
+    result = run_sync(
+        train_gen(
+            args.data,
+            args.out,
+            arch=args.arch,
+            name=args.name,
+            epochs=args.epochs,
+            patience=args.patience,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            device=args.device,
+            crop_size=args.crop_size,
+            pixel_size=args.pixel_size,
+            unit=args.unit,
+            members=args.members,
+            tta=args.tta,
+            threshold=args.threshold,
+            render_pixel_nm=args.render_pixel_nm,
+            patches=args.patches,
+            threads=args.threads,
+        ),
+        show,
+    )
+    m = result.metrics
+    summary = {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
+    print(result.path)
+    print(
+        json.dumps(
+            {
+                "classes": result.package.classes,
+                "temperature": round(result.card["calibration"]["temperature"], 3),
+                "seconds": result.card["provenance"]["seconds"],
+                **summary,
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,214 @@
+"""Network architectures, built from a card's ``architecture`` entry.
+
+``smallcnn``
+    A compact VGG-style CNN (4 stages of two 3x3 conv + batch-norm + ReLU, max
+    pooling, global average pooling, dropout, linear) that trains from scratch
+    on two CPU cores in minutes.
+``hybrid``
+    ``smallcnn`` plus a fixed, parameter-free colour and texture descriptor
+    (:class:`ColourTexture`: centre-weighted channel statistics, soft colour
+    histograms, multi-scale Laplacian-of-Gaussian and gradient energy, dark-area
+    fraction and spread), standardised with statistics of the training set and
+    concatenated before the last linear layer. With ~10 crops per class and no
+    pretrained weights the descriptor carries most of the signal; the CNN adds
+    learned shape cues. Both parts are in the one module, so saliency, MC dropout
+    and the package format treat it like any other network.
+``densenet121``, ``resnext50_32x4d``, ``efficientnet_b0``
+    The published backbones (AINU, Matek 2019) from ``timm`` (optional extra
+    ``pip install 'napari-nucleus-ai[backbones]'``), randomly initialised:
+    no weights can be downloaded here.
+
+Every builder takes ``(in_channels, n_classes, **params)`` and returns a
+``torch.nn.Module`` mapping ``(N, C, H, W)`` float tensors to ``(N, n_classes)``
+logits. torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import InputError
+
+TIMM_ARCHS = ("densenet121", "resnext50_32x4d", "efficientnet_b0")
+LOCAL_ARCHS = ("smallcnn", "hybrid")
+ARCHS = LOCAL_ARCHS + TIMM_ARCHS
+
+DEFAULT_PARAMS = {
+    "smallcnn": {"widths": [16, 32, 64, 128], "dropout": 0.3},
+    "hybrid": {"widths": [16, 32, 64, 128], "dropout": 0.3},
+    "densenet121": {"dropout": 0.2},
+    "resnext50_32x4d": {"dropout": 0.2},
+    "efficientnet_b0": {"dropout": 0.2},
+}
+
+
+def _nn():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+def _conv_block(nn, cin: int, cout: int):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+def _make_trunk(nn, in_channels: int, widths):
+    layers, cin = [], in_channels
+    for w in widths:
+        layers.append(_conv_block(nn, cin, int(w)))
+        cin = int(w)
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cin
+
+
+def build_smallcnn(in_channels: int, n_classes: int, widths=(16, 32, 64, 128), dropout=0.3):
+    torch, nn = _nn()
+
+    class SmallCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk, width = _make_trunk(nn, in_channels, widths)
+            self.dropout = nn.Dropout(float(dropout))
+            self.head = nn.Linear(width, n_classes)
+
+        def forward(self, x):
+            return self.head(self.dropout(self.trunk(x)))
+
+    return SmallCNN()
+
+
+def colour_texture_features(x, n_bins: int = 8):
+    """Fixed colour and texture descriptor of centred crops.
+
+    Parameters
+    ----------
+    x : torch.Tensor (N, C, H, W)
+        Normalised crops (about zero mean, unit variance per channel).
+
+    Returns
+    -------
+    torch.Tensor (N, F)
+        ``F = C * (2 + n_bins + 4) + 6`` features (plus ``2 * n_bins`` colour
+        contrasts when ``C == 3``); differentiable, no parameters.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    yy, xx = torch.meshgrid(
+        torch.linspace(-1, 1, h, device=x.device),
+        torch.linspace(-1, 1, w, device=x.device),
+        indexing="ij",
+    )
+    r2 = (yy**2 + xx**2)[None, None]
+    weight = torch.exp(-r2 / (2 * 0.35**2))
+    weight = weight / weight.sum()
+
+    def wmean(v):
+        return (v * weight).sum(dim=(-2, -1))
+
+    feats = []
+    mean = wmean(x)
+    feats += [mean, torch.sqrt(torch.clamp(wmean(x**2) - mean**2, min=1e-6))]
+    centres = torch.linspace(-2.0, 2.0, n_bins, device=x.device)
+    width = 4.0 / (n_bins - 1)
+
+    def soft_hist(v):  # (N, K, H, W) -> (N, K * n_bins)
+        d = (v[:, :, None] - centres[None, None, :, None, None]) / width
+        return wmean(torch.exp(-0.5 * d**2)).flatten(1)
+
+    feats.append(soft_hist(x))
+    if c == 3:
+        contrast = torch.stack([x[:, 0] - x[:, 2], x[:, 1] - 0.5 * (x[:, 0] + x[:, 2])], 1)
+        feats.append(soft_hist(contrast))
+    for sigma in (1.0, 2.0, 4.0):
+        k = int(math.ceil(3 * sigma))
+        t = torch.arange(-k, k + 1, device=x.device, dtype=x.dtype)
+        g = torch.exp(-(t**2) / (2 * sigma**2))
+        g = g / g.sum()
+        blur = F.conv2d(x.reshape(n * c, 1, h, w), g.view(1, 1, 1, -1), padding=(0, k))
+        blur = F.conv2d(blur, g.view(1, 1, -1, 1), padding=(k, 0)).reshape(n, c, h, w)
+        feats.append(wmean((x - blur).abs()))
+    gy = x[..., 1:, :] - x[..., :-1, :]
+    gx = x[..., :, 1:] - x[..., :, :-1]
+    feats.append(wmean(F.pad(gy.abs(), (0, 0, 0, 1)) + F.pad(gx.abs(), (0, 1, 0, 0))))
+    grey = x.mean(1, keepdim=True)
+    for t in (-1.0, -0.5, 0.0):  # dark (stained) area fraction and spread
+        dark = torch.sigmoid((t - grey) * 6.0)
+        area = dark.mean(dim=(-2, -1))
+        spread = (dark * r2).sum(dim=(-2, -1)) / (dark.sum(dim=(-2, -1)) + 1e-3)
+        feats += [area, spread]
+    return torch.cat([f.reshape(n, -1) for f in feats], 1)
+
+
+def build_hybrid(in_channels: int, n_classes: int, widths=(16, 32, 64, 128), dropout=0.3):
+    torch, nn = _nn()
+    n_feat = in_channels * (2 + 8 + 4) + 6 + (16 if in_channels == 3 else 0)
+
+    class Hybrid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk, width = _make_trunk(nn, in_channels, widths)
+            self.register_buffer("feat_mean", torch.zeros(n_feat))
+            self.register_buffer("feat_std", torch.ones(n_feat))
+            self.dropout = nn.Dropout(float(dropout))
+            self.head = nn.Linear(width + n_feat, n_classes)
+
+        @torch.no_grad()
+        def fit_feature_stats(self, x):
+            f = colour_texture_features(x)
+            self.feat_mean.copy_(f.mean(0))
+            self.feat_std.copy_(f.std(0).clamp(min=1e-4))
+
+        def forward(self, x):
+            f = (colour_texture_features(x) - self.feat_mean) / self.feat_std
+            return self.head(self.dropout(torch.cat([self.trunk(x), f], 1)))
+
+    return Hybrid()
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError as e:  # timm itself, or torchvision that timm imports, is missing
+        raise InputError(
+            None,
+            "this architecture needs the optional 'backbones' extra (timm and a torchvision "
+            "matching your torch): pip install 'napari-nucleus-ai[backbones]' "
+            f"({' '.join(str(e).split())})",
+        ) from None
+    return timm
+
+
+def build_timm(name: str, in_channels: int, n_classes: int, dropout=0.2):
+    timm = _timm()
+    return timm.create_model(
+        name, pretrained=False, num_classes=n_classes, in_chans=in_channels, drop_rate=dropout
+    )
+
+
+def build_architecture(arch: str, in_channels: int, n_classes: int, params: dict | None = None):
+    """Build ``arch`` with ``params`` (unknown parameter names are refused)."""
+    params = dict(params or {})
+    if arch not in ARCHS:
+        raise InputError(None, f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    allowed = set(DEFAULT_PARAMS[arch])
+    extra = set(params) - allowed
+    if extra:
+        raise InputError(
+            None, f"architecture {arch!r} has no parameter(s) {', '.join(sorted(extra))}"
+        )
+    merged = {**DEFAULT_PARAMS[arch], **params}
+    if arch == "smallcnn":
+        return build_smallcnn(in_channels, n_classes, **merged)
+    if arch == "hybrid":
+        return build_hybrid(in_channels, n_classes, **merged)
+    return build_timm(arch, in_channels, n_classes, **merged)

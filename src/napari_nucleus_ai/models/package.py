@@ -1,0 +1,468 @@
+"""Model packages: a card (JSON) plus safetensors weights, as a folder, a zip or one file.
+
+Layout (folder ``MODEL/`` or the same two files at the root of ``MODEL.zip``)::
+
+    card.json            what the model is (see below)
+    weights.safetensors  tensors of every ensemble member, keys "m<i>.<parameter>"
+
+A single ``MODEL.safetensors`` whose metadata holds the card under ``"card"`` is
+accepted too (:func:`save_model` always writes the card there as well).
+
+The card (``format: napari-nucleus-ai-model``, ``format_version: 1``) holds
+``name``, ``kind`` (see :mod:`.kinds`), ``task``, ``modality``, ``classes``
+(``name`` + ``colour``), ``input`` (crop size, pixel size and unit,
+normalisation, see :mod:`.inputs`), ``architecture`` (``name`` + ``params``),
+``members`` (ensemble size), ``calibration`` (``temperature``), ``uncertainty``
+(``threshold``, ``tta``, ``mc_dropout``), ``provenance`` and ``metrics``.
+
+Loading never executes code from the file: JSON is parsed, tensors are read with
+safetensors, modules are built from the architecture *name* in this package's
+own code. Pickle checkpoints (``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) are refused.
+Anything corrupt, truncated, oversized or inconsistent raises a one-line
+:class:`~napari_nucleus_ai.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+from ..errors import InputError
+from .kinds import get_kind
+
+FORMAT = "napari-nucleus-ai-model"
+FORMAT_VERSION = 1
+CARD = "card.json"
+WEIGHTS = "weights.safetensors"
+MAX_CARD_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 4 << 30
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+UNITS = ("nm", "um", "px")
+MODALITIES = ("brightfield_rgb", "fluorescence", "storm")
+
+
+# ---------------------------------------------------------------- card checks
+def _need(cond: bool, path, problem: str) -> None:
+    if not cond:
+        raise InputError(path, f"invalid model card: {problem}")
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_card(card, path=None) -> dict:
+    """Check a card's structure and values; return it. One-line InputError otherwise."""
+    _need(isinstance(card, dict), path, "not a JSON object")
+    _need(card.get("format") == FORMAT, path, f"'format' is not {FORMAT!r}")
+    version = card.get("format_version")
+    _need(isinstance(version, int), path, "'format_version' missing")
+    if version > FORMAT_VERSION:
+        raise InputError(
+            path,
+            f"model format {version} is newer than this plugin reads ({FORMAT_VERSION}); update napari-nucleus-ai",
+        )
+    for key in ("name", "kind", "task"):
+        _need(isinstance(card.get(key), str) and card[key].strip() != "", path, f"'{key}' missing")
+    _need(card.get("modality") in MODALITIES, path, f"'modality' must be one of {MODALITIES}")
+    classes = card.get("classes")
+    _need(
+        isinstance(classes, list) and len(classes) >= 1, path, "'classes' must be a non-empty list"
+    )
+    names = []
+    for c in classes:
+        _need(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and c["name"].strip(),
+            path,
+            "every class needs a 'name'",
+        )
+        colour = c.get("colour", "")
+        _need(
+            isinstance(colour, str)
+            and len(colour) == 7
+            and colour.startswith("#")
+            and all(ch in "0123456789abcdefABCDEF" for ch in colour[1:]),
+            path,
+            f"class {c['name']!r} colour must be '#rrggbb'",
+        )
+        names.append(c["name"])
+    _need(len(set(names)) == len(names), path, "class names must be unique")
+    spec = card.get("input")
+    _need(isinstance(spec, dict), path, "'input' missing")
+    _need(
+        isinstance(spec.get("crop_size"), int) and 8 <= spec["crop_size"] <= 2048,
+        path,
+        "'input.crop_size' must be 8..2048",
+    )
+    _need(
+        isinstance(spec.get("channels"), int) and 1 <= spec["channels"] <= 4,
+        path,
+        "'input.channels' must be 1..4",
+    )
+    _need(
+        _is_num(spec.get("pixel_size")) and spec["pixel_size"] > 0,
+        path,
+        "'input.pixel_size' must be > 0",
+    )
+    _need(spec.get("unit") in UNITS, path, f"'input.unit' must be one of {UNITS}")
+    norm = spec.get("normalisation")
+    _need(isinstance(norm, dict), path, "'input.normalisation' missing")
+    for key in ("mean", "std"):
+        v = norm.get(key)
+        _need(
+            isinstance(v, list) and len(v) == spec["channels"] and all(_is_num(x) for x in v),
+            path,
+            f"'input.normalisation.{key}' must list one number per channel",
+        )
+    _need(all(s > 0 for s in norm["std"]), path, "'input.normalisation.std' must be > 0")
+    if card["modality"] == "storm":
+        st = spec.get("storm")
+        _need(isinstance(st, dict), path, "STORM models need 'input.storm'")
+        _need(
+            _is_num(st.get("render_pixel_nm")) and 0 < st["render_pixel_nm"] <= 20,
+            path,
+            "'input.storm.render_pixel_nm' must be in (0, 20] nm",
+        )
+        _need(
+            isinstance(st.get("patches"), int) and 1 <= st["patches"] <= 256,
+            path,
+            "'input.storm.patches' must be 1..256",
+        )
+        _need(
+            _is_num(st.get("blur_px")) and st["blur_px"] >= 0,
+            path,
+            "'input.storm.blur_px' must be >= 0",
+        )
+    arch = card.get("architecture")
+    _need(
+        isinstance(arch, dict) and isinstance(arch.get("name"), str),
+        path,
+        "'architecture.name' missing",
+    )
+    _need(isinstance(arch.get("params", {}), dict), path, "'architecture.params' must be an object")
+    _need(
+        isinstance(card.get("members"), int) and 1 <= card["members"] <= 64,
+        path,
+        "'members' must be 1..64",
+    )
+    cal = card.get("calibration")
+    _need(
+        isinstance(cal, dict)
+        and _is_num(cal.get("temperature"))
+        and 0.01 <= cal["temperature"] <= 100,
+        path,
+        "'calibration.temperature' must be in [0.01, 100]",
+    )
+    unc = card.get("uncertainty")
+    _need(
+        isinstance(unc, dict) and _is_num(unc.get("threshold")) and 0 < unc["threshold"] <= 1,
+        path,
+        "'uncertainty.threshold' must be in (0, 1]",
+    )
+    _need(
+        isinstance(unc.get("tta", 1), int) and 1 <= unc.get("tta", 1) <= 8,
+        path,
+        "'uncertainty.tta' must be 1..8",
+    )
+    _need(
+        isinstance(unc.get("mc_dropout", 0), int) and 0 <= unc.get("mc_dropout", 0) <= 64,
+        path,
+        "'uncertainty.mc_dropout' must be 0..64",
+    )
+    for key in ("provenance", "metrics"):
+        _need(isinstance(card.get(key, {}), dict), path, f"'{key}' must be an object")
+    try:
+        get_kind(card["kind"], path).validate(card)
+    except InputError as e:
+        raise InputError(path, e.problem) from None
+    return card
+
+
+def _parse_card(text: bytes | str, path) -> dict:
+    try:
+        card = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(
+            path, f"model card is not valid JSON ({' '.join(str(e).split())[:80]})"
+        ) from None
+    return validate_card(card, path)
+
+
+# ---------------------------------------------------------------- reading
+def _refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise InputError(
+            path,
+            "pickle-based checkpoints are refused because loading them can run code; "
+            "export the weights as a napari-nucleus-ai model package (safetensors)",
+        )
+
+
+def _read_tensors_bytes(data: bytes, path) -> dict:
+    from safetensors.torch import load
+
+    try:
+        return load(data)
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise InputError(
+            path, f"weights are not valid safetensors ({' '.join(str(e).split())[:80]})"
+        ) from None
+
+
+def _read_tensors_file(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    if path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise InputError(path, "weights file is larger than 4 GB")
+    try:
+        with safe_open(os.fspath(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            return {k: fh.get_tensor(k) for k in fh.keys()}, meta  # noqa: SIM118
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InputError(
+            path, f"weights are not valid safetensors ({' '.join(str(e).split())[:80]})"
+        ) from None
+
+
+def _zip_member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
+    infos = [
+        i for i in zf.infolist() if i.filename.rstrip("/").split("/")[-1] == name and not i.is_dir()
+    ]
+    if len(infos) != 1:
+        raise InputError(path, f"zip holds {len(infos)} '{name}' files, expected 1")
+    info = infos[0]
+    if info.file_size > limit:
+        raise InputError(path, f"'{name}' in the zip is too large ({info.file_size} bytes)")
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(path, f"'{name}' in the zip is larger than it claims")
+    return data
+
+
+def read_package(path) -> tuple[dict, dict]:
+    """``(card, tensors)`` from a folder, zip or single safetensors file; nothing is executed."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such model file or folder")
+    _refuse_pickle(path)
+    if path.is_dir():
+        card_file, weights = path / CARD, path / WEIGHTS
+        if not card_file.is_file():
+            found = [p.name for p in path.iterdir()][:5]
+            raise InputError(
+                path, f"not a model package: no {CARD} (found {', '.join(found) or 'nothing'})"
+            )
+        if card_file.stat().st_size > MAX_CARD_BYTES:
+            raise InputError(card_file, "model card is larger than 1 MB")
+        card = _parse_card(card_file.read_bytes(), card_file)
+        if not weights.is_file():
+            raise InputError(path, f"model package has no {WEIGHTS}")
+        tensors, _ = _read_tensors_file(weights)
+        return card, tensors
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                card = _parse_card(_zip_member(zf, CARD, MAX_CARD_BYTES, path), path)
+                tensors = _read_tensors_bytes(
+                    _zip_member(zf, WEIGHTS, MAX_WEIGHTS_BYTES, path), path
+                )
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            raise InputError(path, f"damaged zip ({' '.join(str(e).split())[:80]})") from None
+        return card, tensors
+    tensors, meta = _read_tensors_file(path)
+    if "card" not in meta:
+        raise InputError(
+            path,
+            "safetensors file has no model card in its metadata; use a model package folder or zip",
+        )
+    return _parse_card(meta["card"], path), tensors
+
+
+# ---------------------------------------------------------------- the package
+class ModelPackage:
+    """A loaded model: card, modules (one per ensemble member) and helpers.
+
+    Attributes
+    ----------
+    card : dict
+    modules : list of torch.nn.Module (eval mode)
+    classes : list of str
+    colours : list of str (``#rrggbb``)
+    path : str or None
+    """
+
+    def __init__(self, card: dict, modules: list, path=None):
+        self.card = card
+        self.modules = modules
+        self.path = None if path is None else os.fspath(path)
+        self.kind = get_kind(card["kind"])
+        self._device = None
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def classes(self) -> list[str]:
+        return [c["name"] for c in self.card["classes"]]
+
+    @property
+    def colours(self) -> list[str]:
+        return [c["colour"] for c in self.card["classes"]]
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card["calibration"]["temperature"])
+
+    @property
+    def modality(self) -> str:
+        return self.card["modality"]
+
+    def to(self, device):
+        """Move every member to ``device`` (a no-op when already there)."""
+        import torch
+
+        device = torch.device(device)
+        if self._device != device:
+            for m in self.modules:
+                m.to(device)
+            self._device = device
+        return self
+
+    @property
+    def device(self):
+        return self._device
+
+    def predict(self, items, **options):
+        """Classify crops / nuclei; see :func:`napari_nucleus_ai.predict.predict_items`."""
+        from ..predict import predict_items
+
+        return predict_items(self, items, **options)
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelPackage({self.name!r}, kind={self.card['kind']!r}, "
+            f"arch={self.card['architecture']['name']!r}, classes={self.classes})"
+        )
+
+
+def state_from_tensors(tensors: dict, members: int, path=None) -> list[dict]:
+    import torch
+
+    states = [dict() for _ in range(members)]
+    for key, t in tensors.items():
+        head, _, rest = key.partition(".")
+        if not (head.startswith("m") and head[1:].isdigit() and rest):
+            raise InputError(path, f"unexpected tensor name {key!r} in weights")
+        i = int(head[1:])
+        if i >= members:
+            raise InputError(path, f"weights hold member {i} but the card declares {members}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InputError(path, f"weights hold NaN or infinite values ({key})")
+        states[i][rest] = t
+    return states
+
+
+def build_from(card: dict, tensors: dict, path=None) -> ModelPackage:
+    """Build the card's modules and fill them from ``tensors`` (strict)."""
+    kind = get_kind(card["kind"], path)
+    try:
+        modules = kind.build(card)
+    except InputError as e:
+        raise InputError(path, e.problem) from None
+    states = state_from_tensors(tensors, len(modules), path)
+    for i, (m, state) in enumerate(zip(modules, states, strict=True)):
+        try:
+            m.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            first = " ".join(str(e).split())[:140]
+            raise InputError(
+                path, f"weights do not match the architecture of member {i}: {first}"
+            ) from None
+        m.eval()
+    return ModelPackage(card, modules, path)
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def load_model(path, *, cache: bool = True) -> ModelPackage:
+    """Load a model package (folder, zip or single ``.safetensors``).
+
+    Loaded packages are cached by path, size and modification time, so running a
+    dock again does not reload (or re-upload to the GPU) the same model.
+    """
+    path = Path(path)
+    key = None
+    if cache and path.exists():
+        target = path / WEIGHTS if path.is_dir() else path
+        st = target.stat() if target.exists() else path.stat()
+        key = (os.fspath(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    card, tensors = read_package(path)
+    package = build_from(card, tensors, path)
+    if key is not None:
+        _CACHE[key] = package
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return package
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def save_model(card: dict, modules: list, out, *, as_zip: bool | None = None) -> Path:
+    """Write a package atomically; ``out`` ending in ``.zip`` gives a zip, else a folder.
+
+    The card is validated first and also stored in the weights' metadata.
+    """
+    from safetensors.torch import save
+
+    from ..utils import atomic_write
+
+    out = Path(out)
+    card = dict(card, format=FORMAT, format_version=FORMAT_VERSION, members=len(modules))
+    validate_card(card)
+    tensors = {}
+    for i, m in enumerate(modules):
+        for k, v in m.state_dict().items():
+            tensors[f"m{i}.{k}"] = v.detach().to("cpu").contiguous()
+    text = json.dumps(card, indent=2, sort_keys=False)
+    blob = save(tensors, metadata={"format": FORMAT, "card": json.dumps(card)})
+    if as_zip is None:
+        as_zip = out.suffix.lower() == ".zip"
+    if as_zip:
+        import io
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(CARD, text)
+            zf.writestr(WEIGHTS, blob)
+        with atomic_write(out, "wb") as fh:
+            fh.write(buf.getvalue())
+        return out
+    if out.suffix.lower() == ".safetensors":
+        with atomic_write(out, "wb") as fh:
+            fh.write(blob)
+        return out
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / WEIGHTS, "wb") as fh:
+        fh.write(blob)
+    with atomic_write(out / CARD, "w") as fh:
+        fh.write(text)
+    return out

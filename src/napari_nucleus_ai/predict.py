@@ -1,0 +1,199 @@
+"""Inference: crops and nuclei -> classes, probabilities and uncertainty.
+
+``predict_items(_gen)``
+    Raw samples (image crops, or STORM nuclei as localization arrays) through a
+    package, batched on the chosen device, with test-time augmentation / MC
+    dropout / ensemble members for disagreement; returns a
+    :class:`~napari_nucleus_ai.uncertainty.Prediction`.
+``predict_paths``
+    Files (crops or localization files) -> table ``path, label, uncertainty,
+    p_<class>`` (what ``napari-nucleus-ai predict`` writes).
+``classify_cells_gen`` (in :mod:`napari_nucleus_ai.classify`)
+    A segmented image -> cell table with predictions, class image, uncertainty map.
+
+Devices: ``device`` is a choice for :func:`~.models.device.select_device`; when the
+device is unavailable, or fails while running (out of memory, driver error), the
+work falls back to the CPU and the reason is recorded in ``notes`` (and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from .errors import DeviceError, InputError
+from .progress import Progress, run_sync
+
+log = logging.getLogger(__name__)
+CHUNK = 256  # items per progress step
+
+
+def resolve_device(choice: str | None, notes: list | None = None):
+    """``select_device(choice)``, falling back to the CPU with a note instead of failing."""
+    import torch
+
+    from .models.device import select_device
+
+    try:
+        return select_device(choice)
+    except DeviceError as e:
+        msg = f"{e}; using the CPU instead"
+        log.warning(msg)
+        if notes is not None:
+            notes.append(msg)
+        return torch.device("cpu")
+
+
+def as_package(model):
+    from .models.package import ModelPackage, load_model
+
+    return model if isinstance(model, ModelPackage) else load_model(model)
+
+
+def _pool(samples: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """Average per-patch probability samples ``(S, M, C)`` into per-item ``(S, n, C)``."""
+    if len(groups) == n and np.array_equal(groups, np.arange(n)):
+        return samples
+    out = np.zeros((samples.shape[0], n, samples.shape[2]), np.float64)
+    np.add.at(out, (slice(None), groups), samples)
+    return out / np.bincount(groups, minlength=n)[None, :, None]
+
+
+def predict_items_gen(
+    model,
+    items,
+    *,
+    device: str | None = None,
+    batch_size: int = 64,
+    tta: int | None = None,
+    mc_dropout: int | None = None,
+    threshold: float | None = None,
+    notes: list | None = None,
+):
+    """Generator form of :func:`predict_items` (yields progress per chunk of items)."""
+    from .models.inputs import prepare
+    from .uncertainty import summarise
+
+    package = as_package(model)
+    notes = notes if notes is not None else []
+    dev = resolve_device(device, notes)
+    items = list(items)
+    package.to(dev)
+    options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
+    chunks = []
+    for start in range(0, len(items), CHUNK):
+        x, groups = prepare(items[start : start + CHUNK], package.card)
+        try:
+            s = package.kind.predict(package, x, options)
+        except (RuntimeError, MemoryError) as e:
+            if package.device.type == "cpu":
+                raise
+            msg = (
+                f"{package.device} failed ({' '.join(str(e).split())[:100]}); continuing on the CPU"
+            )
+            log.warning(msg)
+            notes.append(msg)
+            package.to("cpu")
+            s = package.kind.predict(package, x, options)
+        chunks.append(_pool(np.asarray(s), groups, min(CHUNK, len(items) - start)))
+        yield Progress(min(start + CHUNK, len(items)), len(items), "classifying")
+    n_classes = len(package.classes)
+    samples = np.concatenate(chunks, 1) if chunks else np.zeros((1, 0, n_classes))
+    thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
+    return summarise(samples, package.classes, thr)
+
+
+def predict_items(model, items, **options):
+    """Classify raw samples; returns a :class:`~napari_nucleus_ai.uncertainty.Prediction`.
+
+    Parameters
+    ----------
+    model : ModelPackage or path
+    items : sequence
+        Image crops ``(H, W[, C])`` for crop models; for STORM models, per-nucleus
+        localization arrays ``(N, 2)`` (x, y nm) or images rendered at the card's
+        ``render_pixel_nm``.
+    device, batch_size, tta, mc_dropout, threshold, notes : see module docstring.
+    """
+    return run_sync(predict_items_gen(model, items, **options))
+
+
+def read_item(path, package):
+    """One input file as the package expects it (crop image or nucleus localizations)."""
+    from .crops import is_image_file, read_crop
+    from .trainset import read_nucleus_xy
+
+    if package.modality == "storm":
+        if is_image_file(path):
+            raise InputError(path, "this STORM model classifies localization files, not images")
+        return read_nucleus_xy(path)
+    if not is_image_file(path):
+        raise InputError(path, "this model classifies image crops (PNG/JPEG/TIFF)")
+    return read_crop(path)
+
+
+def predict_paths_gen(model, paths, **options):
+    """Generator form of :func:`predict_paths`."""
+    package = as_package(model)
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise InputError(None, "no input files given")
+    items = []
+    for i, p in enumerate(paths):
+        items.append(read_item(p, package))
+        if i % 64 == 0:
+            yield Progress(i, len(paths), "reading inputs")
+    pred = yield from predict_items_gen(package, items, **options)
+    df = pred.to_frame(path=paths)
+    df = df.rename(columns={"class": "label"})
+    cols = ["path", "label", "uncertainty"] + [f"p_{c}" for c in package.classes]
+    return df[cols + ["predicted", "entropy", "disagreement"]]
+
+
+def predict_paths(model, paths, **options):
+    """Classify files: DataFrame ``path`` (as given), ``label`` (class or ``unidentified``),
+    ``uncertainty``, ``p_<class>`` for every class, then ``predicted``, ``entropy``,
+    ``disagreement``."""
+    return run_sync(predict_paths_gen(model, paths, **options))
+
+
+def saliency(
+    model,
+    item,
+    class_index: int | None = None,
+    *,
+    samples: int = 8,
+    noise: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Where the model looked: SmoothGrad |gradient x input| of the class logit.
+
+    Returns an ``(H, W)`` map in [0, 1] over the network input of ``item`` (the
+    resized crop; for STORM nuclei, the first patch).
+    """
+    import torch
+
+    from .models.inputs import prepare
+
+    package = as_package(model)
+    x, _ = prepare([item], package.card, n_patches=1)
+    module = package.modules[0].to("cpu").eval()
+    t = torch.from_numpy(x[:1])
+    if class_index is None:
+        with torch.no_grad():
+            class_index = int(module(t).argmax(1))
+    g = torch.Generator().manual_seed(seed)
+    total = torch.zeros_like(t)
+    for _ in range(samples):
+        xi = (t + noise * torch.randn(t.shape, generator=g)).requires_grad_(True)
+        module(xi)[0, class_index].backward()
+        total += (xi.grad * xi).abs().detach()
+    if package.device is not None:
+        module.to(package.device)
+    sal = total[0].sum(0).numpy()
+    from scipy import ndimage
+
+    sal = ndimage.gaussian_filter(sal, 1.5)
+    return (sal / max(float(sal.max()), 1e-12)).astype(np.float32)

@@ -1,0 +1,325 @@
+"""Train a model package from labelled crops or STORM nuclei.
+
+:func:`train_gen` is the core generator (progress for docks and the CLI);
+:func:`train` is the plain function. Both accept a class-folder path (see
+:mod:`napari_nucleus_ai.trainset`) or an in-memory
+:class:`~napari_nucleus_ai.trainset.TrainingSet` (the dock's layers, the
+corrections store), pick the model kind from ``arch`` (:mod:`.models.kinds`),
+hold out a stratified validation split, train with the kind's ``fit`` and save
+a package with calibration, provenance and validation metrics.
+
+Every epoch yields an :class:`EpochProgress` whose ``metrics`` carry
+``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` - the dock plots them.
+Cancelling (closing the generator, ``worker.quit()``) stops at the next batch
+boundary and writes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .progress import Progress, run_sync
+
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#ad494a",
+    "#637939",
+    "#ce6dbd",
+    "#8c6d31",
+    "#3182bd",
+)
+
+
+@dataclass(frozen=True)
+class EpochProgress(Progress):
+    """Progress after one epoch, with that epoch's numbers in ``metrics``."""
+
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """What training returns: the loaded package, where it was saved, the curves."""
+
+    package: object
+    path: str | None
+    history: list
+    metrics: dict
+
+    @property
+    def card(self) -> dict:
+        return self.package.card
+
+
+def default_colours(classes) -> list[str]:
+    return [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
+
+
+def make_card(
+    ts,
+    *,
+    arch: str,
+    name: str,
+    crop_size: int,
+    params=None,
+    colours=None,
+    render_pixel_nm: float = 10.0,
+    patches: int = 16,
+    members: int = 1,
+    tta: int = 4,
+    mc_dropout: int = 0,
+    threshold: float = 0.5,
+    kind: str = "classifier",
+) -> dict:
+    """A card for training set ``ts`` before training (normalisation and calibration to be filled)."""
+    channels = 1
+    if ts.modality != "storm":
+        first = np.asarray(ts.samples[0])
+        channels = 3 if first.ndim == 3 else 1
+    spec = {
+        "crop_size": int(crop_size),
+        "channels": channels,
+        "normalisation": {"mean": [0.0] * channels, "std": [1.0] * channels},
+    }
+    if ts.modality == "storm":
+        if not 0 < render_pixel_nm <= 20:
+            raise InputError(
+                None, f"STORM nuclei must be rendered at 20 nm or finer, got {render_pixel_nm} nm"
+            )
+        spec.update(
+            pixel_size=float(render_pixel_nm),
+            unit="nm",
+            storm={
+                "render_pixel_nm": float(render_pixel_nm),
+                "patches": int(patches),
+                "blur_px": 1.0,
+            },
+        )
+    else:
+        side = float(np.median([min(np.asarray(s).shape[:2]) for s in ts.samples]))
+        spec.update(
+            pixel_size=float(ts.pixel_size) * side / crop_size, unit=ts.unit, source_crop_px=side
+        )
+    colours = list(colours or default_colours(ts.classes))
+    return {
+        "format": "napari-nucleus-ai-model",
+        "format_version": 1,
+        "name": name,
+        "kind": kind,
+        "task": "classification",
+        "modality": ts.modality,
+        "classes": [{"name": c, "colour": colours[i]} for i, c in enumerate(ts.classes)],
+        "input": spec,
+        "architecture": {"name": arch, "params": dict(params or {})},
+        "members": int(members),
+        "calibration": {"temperature": 1.0},
+        "uncertainty": {
+            "threshold": float(threshold),
+            "tta": int(tta),
+            "mc_dropout": int(mc_dropout),
+        },
+        "provenance": {},
+        "metrics": {},
+    }
+
+
+def _sources_digest(ts) -> str:
+    h = hashlib.sha256()
+    for s, y in zip(ts.sources, ts.labels, strict=True):
+        h.update(f"{y}\t{s}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def validation_metrics(
+    val_logits: np.ndarray, labels: np.ndarray, temperature: float, classes
+) -> dict:
+    """Accuracy, balanced accuracy, NLL, ECE, per-class recall and uncertainty AUROC on validation."""
+    from .uncertainty import auroc, balanced_accuracy, summarise
+
+    z = val_logits / temperature
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    pred = summarise(p, classes, 1.0)
+    k = pred.index
+    conf = pred.probs.max(1)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(
+        abs(float((k[bins == b] == labels[bins == b]).mean()) - float(conf[bins == b].mean()))
+        * (bins == b).mean()
+        for b in range(10)
+        if (bins == b).any()
+    )
+    wrong = k != labels
+    cm = np.zeros((len(classes), len(classes)), int)
+    np.add.at(cm, (labels, k), 1)
+    return {
+        "n_val": int(len(labels)),
+        "val_accuracy": float((~wrong).mean()),
+        "val_balanced_accuracy": balanced_accuracy(labels, k),
+        "val_nll": float(
+            -np.log(np.clip(pred.probs[np.arange(len(labels)), labels], 1e-8, 1)).mean()
+        ),
+        "val_ece": float(ece),
+        "val_uncertainty_auroc": auroc(pred.uncertainty, wrong),
+        "val_recall": {c: float(cm[i, i] / max(cm[i].sum(), 1)) for i, c in enumerate(classes)},
+        "val_confusion": cm.tolist(),
+    }
+
+
+def train_gen(
+    data,
+    out=None,
+    *,
+    arch: str = "smallcnn",
+    name: str | None = None,
+    epochs: int = 40,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-3,
+    val_fraction: float = 0.2,
+    patience: int = 10,
+    seed: int = 0,
+    device: str | None = "cpu",
+    crop_size: int | None = None,
+    pixel_size: float | None = None,
+    unit: str = "um",
+    members: int = 1,
+    tta: int = 4,
+    mc_dropout: int = 0,
+    threshold: float = 0.5,
+    render_pixel_nm: float = 10.0,
+    patches: int = 16,
+    patches_per_epoch: int = 8,
+    params: dict | None = None,
+    colours=None,
+    as_zip: bool | None = None,
+    kind_options: dict | None = None,
+    threads: int | None = None,
+):
+    """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
+
+    Parameters
+    ----------
+    data : path or TrainingSet
+        Class folders of crops or localization files, or samples in memory.
+    out : path, optional
+        Where to save the package (folder; ``.zip`` or ``.safetensors`` for one file).
+    arch : str
+        ``smallcnn``, ``hybrid``, a timm backbone, or an arch of another registered kind.
+    epochs, batch_size, lr, weight_decay, patience : training schedule (early stopping
+        on validation loss after ``patience`` epochs without improvement).
+    val_fraction : float
+        Stratified hold-out per class (0 trains on everything, no calibration).
+    seed : int
+        Seeds numpy and torch: the same data and seed give the same model on a device.
+    crop_size : int, optional
+        Network input side (default 96 for crops, 64-pixel patches for STORM).
+    pixel_size, unit : physical pixel size of the crops, recorded in the card.
+    members : int
+        Ensemble size (members differ by seed).
+    tta, mc_dropout, threshold : defaults for uncertainty at inference.
+    render_pixel_nm, patches, patches_per_epoch : STORM rendering (<= 20 nm) and patch sampling.
+    threads : int, optional
+        torch CPU threads (``torch.set_num_threads``); 1 is often fastest on a busy machine.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+    from .models.device import describe_device, select_device
+    from .models.kinds import kind_for_arch
+    from .models.package import ModelPackage, save_model, validate_card
+    from .trainset import TrainingSet, load_class_folders, stratified_split
+
+    if isinstance(data, TrainingSet):
+        ts, data_desc = data, "in-memory training set"
+    else:
+        yield Progress(0, None, "reading training data")
+        ts, data_desc = load_class_folders(data, pixel_size=pixel_size, unit=unit), os.fspath(data)
+    ts.check(min_per_class=2)
+    kind = kind_for_arch(arch)
+    dev = select_device(device)
+    if crop_size is None:
+        crop_size = 64 if ts.modality == "storm" else 96
+    card = make_card(
+        ts,
+        arch=arch,
+        name=name or f"{arch} on {os.path.basename(str(data_desc).rstrip('/'))}",
+        crop_size=crop_size,
+        params=params,
+        colours=colours,
+        render_pixel_nm=render_pixel_nm,
+        patches=patches,
+        members=members,
+        tta=tta,
+        mc_dropout=mc_dropout,
+        threshold=threshold,
+        kind=kind.name,
+    )
+    tr_idx, va_idx = stratified_split(ts.labels, val_fraction, seed)
+    train_set, val_set = ts.subset(tr_idx), ts.subset(va_idx)
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "patience": patience,
+        "seed": seed,
+        "device_obj": dev,
+        "patches_per_epoch": patches_per_epoch,
+        **(kind_options or {}),
+    }
+    started = _dt.datetime.now(_dt.timezone.utc)
+    modules, card, info = yield from kind.fit(train_set, val_set, card, options)
+    from . import __version__
+
+    card["provenance"] = {
+        "trained_with": f"napari-nucleus-ai {__version__}",
+        "torch": torch.__version__,
+        "date": started.isoformat(timespec="seconds"),
+        "data": data_desc,
+        "data_digest": _sources_digest(ts),
+        "class_counts": ts.counts(),
+        "n_train": len(train_set),
+        "n_val": len(val_set),
+        "seed": seed,
+        "device": describe_device(dev),
+        "seconds": round(float(info.get("seconds", 0.0)), 2),
+        "options": {k: v for k, v in options.items() if k != "device_obj"},
+        "epochs_run": [
+            sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(len(modules))
+        ],
+    }
+    if "val_logits" in info and len(val_set):
+        card["metrics"] = validation_metrics(
+            info["val_logits"], val_set.labels, card["calibration"]["temperature"], ts.classes
+        )
+    validate_card(card)
+    path = None
+    if out is not None:
+        yield Progress(1, 1, "saving model")
+        path = os.fspath(save_model(card, modules, out, as_zip=as_zip))
+    package = ModelPackage(card, [m.eval() for m in modules], path)
+    return TrainResult(package, path, info.get("history", []), card.get("metrics", {}))
+
+
+def train(data, out=None, on_progress=None, **options) -> TrainResult:
+    """Train without a progress UI (``on_progress`` gets every :class:`Progress`)."""
+    return run_sync(train_gen(data, out, **options), on_progress)
