@@ -215,6 +215,9 @@ def build(
         raise InputError(None, f"format must be one of {FORMATS}, got {fmt!r}")
     vocab = vocabulary if isinstance(vocabulary, Vocabulary) else load_vocabulary(vocabulary)
     out = Path(out).absolute()
+    src = plan.source.absolute()
+    if src.is_dir() and (out == src or src in out.parents):
+        raise InputError(out, "--out must not be inside SOURCE (the next import would read it)")
     skipped = list(plan.skipped)
     if strict and skipped:
         s = skipped[0]

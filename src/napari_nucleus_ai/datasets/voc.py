@@ -111,15 +111,28 @@ def _read_extra(path: Path) -> dict[str, list[tuple[str, float, float, float, fl
 
 
 @lru_cache(maxsize=4)
-def _field(path: str) -> np.ndarray:
+def _field(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A field's pixels and its median colour (the padding), read once for all its boxes."""
     arr = read_pixels(path)
-    return arr[..., :3] if arr.ndim == 3 else arr
+    arr = arr[..., :3] if arr.ndim == 3 else arr
+    h, w = arr.shape[:2]
+    return arr, np.median(arr.reshape(h * w, -1)[:: max(1, h * w // 20000)], axis=0)
+
+
+def _crop_field(path: str, box, size: int, fit_box: bool) -> np.ndarray:
+    image, fill = _field(path)
+    return crop(image, box, size, fit_box, fill)
 
 
 def crop(
-    image: np.ndarray, box: tuple[float, float, float, float], size: int, fit_box: bool = False
+    image: np.ndarray,
+    box: tuple[float, float, float, float],
+    size: int,
+    fit_box: bool = False,
+    fill: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A square crop centred on ``box`` (xmin, ymin, xmax, ymax), padded with the median colour."""
+    """A square crop centred on ``box`` (xmin, ymin, xmax, ymax), padded with ``fill``
+    (default: the image's median colour)."""
     xmin, ymin, xmax, ymax = box
     cy, cx = (ymin + ymax) / 2.0, (xmin + xmax) / 2.0
     side = size
@@ -127,7 +140,9 @@ def crop(
         side = max(size, int(np.ceil(max(xmax - xmin, ymax - ymin) * 1.1)))
     y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
     h, w = image.shape[:2]
-    fill = np.median(image.reshape(h * w, -1), axis=0).astype(image.dtype)
+    if fill is None:
+        fill = np.median(image.reshape(h * w, -1), axis=0)
+    fill = np.asarray(fill).astype(image.dtype)
     out = np.empty((side, side, *image.shape[2:]), image.dtype)
     out[...] = fill
     sy0, sx0 = max(y0, 0), max(x0, 0)
@@ -223,8 +238,8 @@ def plan(
                     label=label_for_field or name,
                     name=f"{Path(filename).stem}_{name}{k}.png",
                     load=(
-                        lambda p=str(img_path), b=(xmin, ymin, xmax, ymax): crop(
-                            _field(p), b, size, fit_box
+                        lambda p=str(img_path), b=(xmin, ymin, xmax, ymax): _crop_field(
+                            p, b, size, fit_box
                         )
                     ),
                     meta={

@@ -1,0 +1,199 @@
+"""Importers on the real shared data (PBC, BCCD, STORM files), the CLI, and train's reader."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from napari_nucleus_ai.cli import main
+from napari_nucleus_ai.datasets import import_dataset
+from napari_nucleus_ai.datasets.harmonise import load_vocabulary, safe_class_name
+from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.progress import run_sync
+
+
+def _run(*args, **kw):
+    return run_sync(import_dataset(*args, **kw))
+
+
+def test_real_pbc(shared_data, tmp_path):
+    rep = _run("pbc", shared_data / "smear" / "pbc", tmp_path / "pbc")
+    assert rep.classes == {
+        c: 12
+        for c in [
+            "basophil",
+            "eosinophil",
+            "erythroblast",
+            "immature granulocyte",
+            "lymphocyte",
+            "monocyte",
+            "neutrophil",
+            "platelet",
+        ]
+    }
+    assert not rep.skipped
+    # the crops are copied byte for byte
+    src = shared_data / "smear" / "pbc" / "basophil" / "BA_114542.png"
+    assert (tmp_path / "pbc" / "basophil" / "BA_114542.png").read_bytes() == src.read_bytes()
+    rep = _run("pbc", shared_data / "smear" / "pbc", tmp_path / "fine", fine=True)
+    assert rep.classes["neutrophil segmented"] + rep.classes["neutrophil band"] == 12
+    ig = sum(rep.classes.get(c, 0) for c in ("promyelocyte", "myelocyte", "metamyelocyte"))
+    assert ig == 12
+
+
+def test_real_bccd_white_cell_crops(shared_data, tmp_path):
+    bccd = shared_data / "smear" / "bccd"
+    n_boxes = sum(
+        len(re.findall(r"<name>\s*WBC\s*</name>", x.read_text()))
+        for x in (bccd / "Annotations").glob("*.xml")
+    )
+    extra = pd.read_csv(bccd / "wbc_extra.csv")
+    n_extra = int((extra["kind"] == "wbc").sum())
+    rep = _run("bccd", bccd, tmp_path / "wbc", size=128, extra_boxes=str(bccd / "wbc_extra.csv"))
+    assert rep.n_files + len(rep.skipped) == n_boxes + n_extra
+    assert rep.n_files >= 0.95 * (n_boxes + n_extra)
+    files = pd.read_csv(tmp_path / "wbc" / "files.csv")
+    row = files.iloc[0]
+    crop = np.asarray(Image.open(tmp_path / "wbc" / row["file"]))
+    assert crop.shape == (128, 128, 3)
+    # the crop is the field's pixels around the box centre
+    field = np.asarray(Image.open(row["image"]))
+    x0, y0, x1, y1 = (float(v) for v in row["box"].split(","))
+    cy, cx = int(round((y0 + y1) / 2 - 64)), int(round((x0 + x1) / 2 - 64))
+    if cy >= 0 and cy + 128 <= field.shape[0] and cx >= 0 and cx + 128 <= field.shape[1]:
+        assert np.array_equal(crop, field[cy : cy + 128, cx : cx + 128])
+
+
+def _storm_reader_available() -> bool:
+    try:
+        from napari_nucleus_ai.io.localizations import read_localizations  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _storm_reader_available(), reason="localization readers (issue 3) absent")
+def test_real_storm_folder_with_labels(shared_data, tmp_path):
+    src = tmp_path / "nuclei"
+    src.mkdir()
+    real = sorted((shared_data / "smlm" / "colicoords").glob("0*_storm.csv"))
+    for p in real:
+        shutil.copy(p, src / p.name)
+    (src / "broken.csv").write_text("this is, not\na localization table\n")
+    (src / "forgotten.csv").write_text("x\n")
+    (src / "labels.csv").write_text(
+        "file,label\n01_storm.csv,somatic\n02_storm.csv,somatic\n03_storm.csv,hiPSC\n"
+        "04_storm.csv,hiPSC\nbroken.csv,hiPSC\nmissing.csv,somatic\n"
+    )
+    rep = _run("localizations", src, tmp_path / "data")
+    assert rep.classes == {"hiPSC": 2, "somatic": 2}
+    cats = sorted(s.category for s in rep.skipped)
+    assert cats == ["missing file", "unlabelled", "unreadable"]
+    assert (
+        json.loads((tmp_path / "data" / "manifest.json").read_text())["modality"] == "localizations"
+    )
+    with pytest.raises(InputError, match="labels.csv"):
+        (src / "labels.csv").unlink()
+        _run("localizations", src, tmp_path / "x")
+
+
+def test_cli_import_and_errors(shared_data, tmp_path, capsys):
+    out = tmp_path / "pbc"
+    assert (
+        main(
+            [
+                "import-dataset",
+                "pbc",
+                str(shared_data / "smear" / "pbc"),
+                "--out",
+                str(out),
+                "--labels",
+                "common",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "96 files in 8 classes" in text and "immature granulocyte  12" in text
+    # a second run refuses to overwrite, one line, exit 1
+    assert (
+        main(["import-dataset", "pbc", str(shared_data / "smear" / "pbc"), "--out", str(out)]) == 1
+    )
+    err = capsys.readouterr().err.strip()
+    assert "not empty" in err and "\n" not in err and "Traceback" not in err
+    assert (
+        main(["import-dataset", "pbc", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
+    )
+    assert "no such folder" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "import-dataset",
+                "pbc",
+                str(shared_data / "smear" / "pbc"),
+                "--out",
+                str(tmp_path / "o"),
+                "--size",
+                "64",
+            ]
+        )
+        == 1
+    )
+    assert "--size does not apply to pbc" in capsys.readouterr().err
+    assert main(["import-dataset", "matek", "--show-vocabulary"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("dataset,label,name,common,description") and "Smudge cell" in shown
+
+
+def test_vocabulary_is_user_editable(tmp_path, shared_data):
+    vocab = load_vocabulary()
+    # the cross-data-set mapping: Matek codes, PBC folders and native names meet
+    assert vocab.to_common("NGS") == vocab.to_common("neutrophil band") == "neutrophil"
+    assert vocab.to_common("MYO") == vocab.to_common("monoblast") == "blast"
+    assert vocab.to_common("ig") == vocab.to_common("metamyelocyte") == "immature granulocyte"
+    assert vocab.to_common("KSC") == "artefact" and vocab.to_common("no such cell") is None
+    assert set(vocab.common_classes()) >= {
+        "basophil",
+        "blast",
+        "lymphocyte",
+        "monocyte",
+        "neutrophil",
+        "erythroblast",
+        "eosinophil",
+        "immature granulocyte",
+        "platelet",
+        "artefact",
+    }
+    mine = tmp_path / "mine.csv"
+    mine.write_text(
+        "dataset,label,name,common\npbc,immature granulocyte,granulocyte precursor,immature granulocyte\n"
+    )
+    rep = _run("pbc", shared_data / "smear" / "pbc", tmp_path / "o", vocabulary=mine)
+    assert rep.classes["granulocyte precursor"] == 12
+    assert str(mine) in rep.manifest["vocabulary"]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="missing"):
+        load_vocabulary(tmp_path / "bad.csv")
+    assert safe_class_name("a/b: c") == "a-b- c"
+
+
+def test_train_reads_an_imported_folder(shared_data, tmp_path):
+    trainset = pytest.importorskip("napari_nucleus_ai.trainset")
+    _run(
+        "bccd",
+        shared_data / "smear" / "bccd",
+        tmp_path / "voc",
+        size=48,
+        objects="WBC,Platelets",
+        image_set="trainval.txt",
+    )
+    ts = trainset.load_class_folders(tmp_path / "voc")
+    assert sorted(ts.classes) == ["platelet", "white cell"]
+    assert ts.counts() == json.loads((tmp_path / "voc" / "manifest.json").read_text())["classes"]
+    assert ts.samples[0].shape == (48, 48, 3)
