@@ -183,17 +183,36 @@ def test_vocabulary_is_user_editable(tmp_path, shared_data):
     assert safe_class_name("a/b: c") == "a-b- c"
 
 
-def test_train_reads_an_imported_folder(shared_data, tmp_path):
-    trainset = pytest.importorskip("napari_nucleus_ai.trainset")
-    _run(
-        "bccd",
-        shared_data / "smear" / "bccd",
-        tmp_path / "voc",
-        size=48,
-        objects="WBC,Platelets",
-        image_set="trainval.txt",
+def test_train_cli_accepts_an_imported_folder(shared_data, tmp_path):
+    """``train`` runs on what ``import-dataset`` writes (a tiny run: 2 epochs, 32 px)."""
+    pytest.importorskip("napari_nucleus_ai.cli.train")
+    data = tmp_path / "pbc"
+    assert (
+        main(["import-dataset", "pbc", str(shared_data / "smear" / "pbc"), "--out", str(data)]) == 0
     )
-    ts = trainset.load_class_folders(tmp_path / "voc")
-    assert sorted(ts.classes) == ["platelet", "white cell"]
-    assert ts.counts() == json.loads((tmp_path / "voc" / "manifest.json").read_text())["classes"]
-    assert ts.samples[0].shape == (48, 48, 3)
+    trainset = pytest.importorskip("napari_nucleus_ai.trainset")
+    ts = trainset.load_class_folders(data)
+    assert ts.counts() == json.loads((data / "manifest.json").read_text())["classes"]
+    model = tmp_path / "model"
+    code = main(
+        [
+            "train",
+            str(data),
+            "--out",
+            str(model),
+            "--epochs",
+            "2",
+            "--crop-size",
+            "32",
+            "--threads",
+            "1",
+            "--quiet",
+            "--tta",
+            "1",
+        ]
+    )
+    assert code == 0 and model.exists()
+    from napari_nucleus_ai.models.package import load_model
+
+    names = load_model(model, cache=False).classes
+    assert sorted(names) == sorted(json.loads((data / "manifest.json").read_text())["classes"])
