@@ -65,9 +65,8 @@ def read_field(path: str | os.PathLike, kind: str) -> ImageData:
         raise InputError(path, f"not a readable {kind.upper()} image") from e
     except (OSError, SyntaxError, ValueError) as e:
         problem = " ".join(str(e).split())
-        if "truncated" in problem.lower():
-            problem = f"truncated {kind.upper()} ({problem})"
-        raise InputError(path, f"corrupt {kind.upper()}: {problem}") from e
+        what = "truncated" if "truncated" in problem.lower() else "corrupt"
+        raise InputError(path, f"{what} {kind.upper()}: {problem}") from e
     except Image.DecompressionBombError as e:
         raise InputError(path, "image is too large to read as a field of view") from e
     if arr.dtype == np.int32:  # Pillow's mode "I" for 16-bit PNGs

@@ -62,6 +62,34 @@ def _num(value) -> float | None:
     return v if np.isfinite(v) and v > 0 else None
 
 
+def _scn(xml: str, width: int) -> tuple[tuple | None, dict]:
+    """Pixel size, objective and date of the SCN image whose width matches the main series."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None, {}
+    for el in root.iter():
+        el.tag = el.tag.split("}", 1)[-1]
+    best, meta, px = None, {}, None
+    for image in root.iter("image"):
+        pixels = image.find("pixels")
+        if pixels is not None and _num(pixels.get("sizeX")) == width:
+            best = image
+    if best is None:
+        return None, {}
+    view, pixels = best.find("view"), best.find("pixels")
+    if view is not None and _num(view.get("sizeX")) and _num(pixels.get("sizeX")):
+        mpp = float(view.get("sizeX")) / float(pixels.get("sizeX")) / 1000.0  # view in nm
+        px = (mpp, mpp)
+    objective = best.findtext("scanSettings/objectiveSettings/objective")
+    meta["magnification"] = _num(objective)
+    if best.findtext("creationDate"):
+        meta["acquisition_date"] = best.findtext("creationDate").strip()
+    return px, meta
+
+
 def tiff_metadata(tf, series) -> tuple[str, tuple | None, list, dict]:
     """(format, pixel_size_um, channels, metadata) for a slide or plain TIFF."""
     page = tf.pages[0] if series.keyframe is None else series.keyframe
@@ -87,12 +115,8 @@ def tiff_metadata(tf, series) -> tuple[str, tuple | None, list, dict]:
     elif tf.is_scn:
         fmt = "scn"
         meta["vendor"] = "leica"
-        xml = tf.scn_metadata or ""
-        m = re.search(r"<objective>\s*([\d.]+)\s*</objective>", xml)
-        meta["magnification"] = _num(m.group(1)) if m else None
-        m = re.search(r"<creationDate>([^<]+)</creationDate>", xml)
-        if m:
-            meta["acquisition_date"] = m.group(1).strip()
+        px, scn = _scn(tf.scn_metadata or "", series.shape[series.axes.index("X")])
+        meta.update(scn)
     elif tf.is_bif:
         fmt = "bif"
         meta["vendor"] = "ventana"

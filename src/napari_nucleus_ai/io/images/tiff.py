@@ -81,10 +81,11 @@ def check_pages(path, tf, levels) -> None:
         for page in pages:
             comp = int(getattr(page, "compression", 1))
             if comp not in tifffile.TIFF.DECOMPRESSORS:
-                name = getattr(tifffile.COMPRESSION, "_value2member_map_", {}).get(comp, comp)
+                known = getattr(tifffile.COMPRESSION, "_value2member_map_", {}).get(comp)
+                name = f"{known.name} ({comp})" if known is not None else str(comp)
                 raise InputError(
                     path,
-                    f"unsupported TIFF compression {name!s} ({comp}): no decoder is installed for it",
+                    f"unsupported TIFF compression {name}: no decoder is installed for it",
                 )
             offsets = np.asarray(page.dataoffsets, dtype=np.int64)
             counts = np.asarray(page.databytecounts, dtype=np.int64)
@@ -161,12 +162,12 @@ def read_tiff(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
         nbytes = float(np.prod(series.shape, dtype=float)) * np.dtype(series.dtype).itemsize
         if lazy is None:
             lazy = nbytes > EAGER_BYTES
-        if lazy:
-            arrays = _dask_levels(tf, levels, series)
-            keep_open = True
-        else:
-            arrays = [np.asarray(s.asarray()) for s in levels]
         try:
+            if lazy:
+                arrays = _dask_levels(tf, levels, series)
+                keep_open = True
+            else:
+                arrays = [np.asarray(s.asarray()) for s in levels]
             _first_chunk(arrays[-1])
             if len(arrays) > 1:
                 _first_chunk(arrays[0])
