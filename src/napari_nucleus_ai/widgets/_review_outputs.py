@@ -1,0 +1,268 @@
+"""The review dock's outputs and sessions: CSV as shown, report, training set, retraining, restore.
+
+Each function takes the :class:`~napari_nucleus_ai.widgets.review.ReviewWidget`
+and calls the Qt-free core; file dialogs open only when no path is given
+(tests pass paths).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _notify(msg: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(msg)
+
+
+def _output_dir(w, name: str) -> Path:
+    from ..trainexport import _slug
+
+    return w.store.path.parent / name / _slug(w.image_id)
+
+
+# -- sessions -----------------------------------------------------------------------
+def save_session_once(w, table, src: str | None) -> None:
+    """Save the layer's labels and predictions the first time it is reviewed."""
+    from ..annotations import image_id_for
+    from ..session import has_session, save_session
+
+    layer = w.layer
+    if (
+        has_session(w.store, w.image_id)
+        or not isinstance(layer.data, np.ndarray)
+        or layer.multiscale
+    ):
+        return
+    unit = str(table["unit"].iloc[0]) if "unit" in table and len(table) else "px"
+    save_session(
+        w.store,
+        w.image_id,
+        layer.data,
+        table,
+        scale=list(layer.scale),
+        translate=list(layer.translate),
+        unit=unit,
+        classes=w.queue.model_classes,
+        model=(layer.metadata or {}).get("model") and str((layer.metadata or {}).get("model")),
+        source=image_id_for(src, w.store.path) if src else None,
+    )
+
+
+def maybe_restore(w, layer) -> None:
+    """When an image whose review was saved is opened, bring back its cells and corrections."""
+    from qtpy.QtCore import QTimer
+
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path or not Path(path).is_file() or getattr(layer, "_type_string", "") == "labels":
+        return
+    from ..annotations import AnnotationStore, store_for_data
+
+    store_file = store_for_data(path, w.project)
+    if not store_file.exists():
+        return  # never reviewed: do not create a store just by opening an image
+    from ..session import find_session_for_source
+
+    store = AnnotationStore(store_file)
+    image_id = find_session_for_source(store, path)
+    if image_id is not None:
+        QTimer.singleShot(0, lambda: restore(w, store, image_id))
+
+
+def restore(w, store, image_id: str):
+    """Add the saved labels of ``image_id`` (predictions + corrections) and review them."""
+    from napari.utils import DirectLabelColormap
+
+    from ..cells import to_features
+    from ..review import apply_corrections, review_classes
+    from ..session import load_session
+
+    s = load_session(store, image_id)
+    if s is None:
+        return None
+    feats = to_features(apply_corrections(s.table, s.corrections))
+    classes = s.info.get("classes") or None
+    from .review import class_colors
+
+    colors = class_colors(review_classes(classes or sorted(feats["class"].dropna().unique())))
+    cmap = {None: "transparent", 0: "transparent"}
+    for lab, cls in zip(feats["label"], feats["class"], strict=True):
+        cmap[int(lab)] = colors.get(cls, "#ffffff")
+    layer = w.viewer.add_labels(
+        s.labels,
+        name=f"{Path(image_id).name} cells (restored)",
+        scale=s.scale,
+        translate=s.translate,
+        features=feats,
+        opacity=0.5,
+        colormap=DirectLabelColormap(color_dict=cmap),
+        metadata={"image_id": image_id, "classes": classes, "model": s.info.get("model")},
+    )
+    if w.project is None and store.path.parent != w.store_location(layer).parent:
+        w.project = os.fspath(store.path.parent)
+    w.attach(layer)
+    idx = w.layer_box.findText(layer.name)
+    if idx >= 0:
+        w.layer_box.blockSignals(True)
+        w.layer_box.setCurrentIndex(idx)
+        w.layer_box.blockSignals(False)
+    _notify(f"restored {len(feats)} cells and {len(s.corrections)} corrections of {image_id}")
+    return layer
+
+
+# -- outputs -----------------------------------------------------------------------------
+def export_csv_dialog(w, path: str | None = None) -> Path | None:
+    """Write the review table exactly as shown (rows, order, columns) to CSV."""
+    from ..report import export_table_csv
+
+    if w.queue is None:
+        return None
+    if path is None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(w, "Export the table as shown", "", "CSV (*.csv)")
+        if not path:
+            return None
+    w.flush()
+    out = export_table_csv(w.table_model.df, path)
+    _notify(f"wrote {len(w.table_model.df)} rows to {out}")
+    return out
+
+
+def write_report_for(w, out: str | os.PathLike | None = None) -> dict | None:
+    """Differential report of the current image (CSV, PNG chart, one-page HTML)."""
+    from ..report import build_report, write_report
+    from .review import model_name
+
+    if w.queue is None:
+        return None
+    w.flush()
+    hist = w.store.history(w.image_id)
+    rep = build_report(
+        {w.image_id: w.queue.table.reset_index(drop=True)},
+        {w.image_id: w.queue.corrections},
+        w.queue.model_classes,
+        title=w.image_id,
+        authors=list(hist["author"].unique()) if len(hist) else [],
+        models=[model_name(w.layer) or ""],
+    )
+    paths = write_report(rep, out or _output_dir(w, "reports"), "report")
+    if w.open_outputs:
+        from qtpy.QtCore import QUrl
+        from qtpy.QtGui import QDesktopServices
+
+        QDesktopServices.openUrl(QUrl.fromLocalFile(os.fspath(paths["html"])))
+    _notify(f"report: {paths['html']}")
+    return paths
+
+
+def export_item(w):
+    """The :class:`ExportItem` of the reviewed layer (image crops or STORM localizations)."""
+    from napari.layers import Image
+
+    from ..cells import from_features
+    from ..trainexport import ExportItem
+    from .review import layer_source
+
+    layer = w.layer
+    table = from_features(layer.features)
+    if "predicted" in table:
+        table["class"] = table["predicted"]
+    item = ExportItem(
+        w.image_id,
+        table,
+        dict(w.queue.corrections),
+        labels=np.asarray(layer.data),
+        scale=list(layer.scale)[-2:],
+        translate=list(layer.translate)[-2:],
+    )
+    src = layer_source(layer)
+    from ..io import localizations
+
+    if src and localizations.sniff(src):
+        item.localizations = localizations.read_localizations(src).data
+        return item
+    shape = layer.data.shape[-2:]
+    for im in w.viewer.layers:
+        if isinstance(im, Image) and not im.multiscale and im.data.shape[: len(shape)] == shape:
+            path = getattr(im.source, "path", None)
+            if path and localizations.sniff(path):
+                item.localizations = localizations.read_localizations(path).data
+            else:
+                item.image = np.asarray(im.data)
+            break
+    return item
+
+
+def export_trainset_dialog(w, out: str | None = None, include_predicted: bool = False, sync=None):
+    """Export reviewed cells as class folders (crops or localization subsets) in a worker."""
+    from ..trainexport import export_training_set
+    from ._worker import start_work
+
+    if w.queue is None:
+        return None
+    if out is None:
+        from qtpy.QtWidgets import QFileDialog
+
+        out = QFileDialog.getExistingDirectory(w, "Folder for the training set")
+        if not out:
+            return None
+    w.flush()
+    done = {}
+
+    def _done(res):
+        done.update(res)
+        _notify(f"training set: {res['files']} cells in {res['out']} ({res['counts']})")
+
+    start_work(
+        export_training_set,
+        out,
+        [export_item(w)],
+        include_predicted=include_predicted,
+        on_result=_done,
+        description="export training set",
+        sync=sync,
+    )
+    return done
+
+
+def retrain_dialog(w, base_model: str | None = None, out: str | None = None, sync=None, **options):
+    """Fine-tune the layer's model on the corrections; a new package version with metrics."""
+    from ..retrain import retrain_from_items
+    from ._worker import start_work
+
+    if w.queue is None:
+        return None
+    meta = w.layer.metadata or {}
+    model = base_model or meta.get("model_path")
+    if model is None:
+        from qtpy.QtWidgets import QFileDialog
+
+        model = QFileDialog.getExistingDirectory(w, "Model package to fine-tune")
+        if not model:
+            return None
+    w.flush()
+    out = out or _output_dir(w, "models")
+    result = {}
+
+    def _done(res):
+        result.update(res)
+        _notify(
+            f"new model {res['out']}: balanced accuracy {res['before']:.3f} -> {res['after']:.3f}"
+        )
+
+    w.retrain_work = start_work(
+        retrain_from_items,
+        model,
+        [export_item(w)],
+        out,
+        on_result=_done,
+        description="retrain from corrections",
+        sync=sync,
+        **options,
+    )
+    return result

@@ -1,0 +1,219 @@
+"""The Review dock in a real viewer: keys, camera, saved marks, counts, CSV, report, restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nucleus_ai.annotations import STORE_NAME, AnnotationStore
+from napari_nucleus_ai.cells import measure_cells, to_features
+
+pytestmark = pytest.mark.gui
+CLASSES = ["lymphocyte", "monocyte", "neutrophil"]
+
+
+def classified_field(n=12, scale=0.25, seed=0, ndim=2):
+    rng = np.random.default_rng(seed)
+    size = 40 * int(np.ceil(np.sqrt(n))) + 20
+    shape = (3, size, size) if ndim == 3 else (size, size)
+    labels = np.zeros(shape, np.int32)
+    img = np.full((size, size, 3), 230, np.uint8)
+    yy, xx = np.ogrid[:size, :size]
+    k = int(np.ceil(np.sqrt(n)))
+    for i in range(n):
+        cy, cx = 30 + 40 * (i // k), 30 + 40 * (i % k)
+        m = (yy - cy) ** 2 + (xx - cx) ** 2 < 100
+        if ndim == 3:
+            labels[1][m] = i + 1
+        else:
+            labels[m] = i + 1
+        img[m] = rng.integers(40, 160, 3)
+    table = measure_cells(labels, None if ndim == 3 else img, scale=scale, unit="um")
+    p = rng.dirichlet(np.ones(3), n)
+    for j, c in enumerate(CLASSES):
+        table[f"p_{c}"] = p[:, j]
+    table["class"] = [CLASSES[j] for j in p.argmax(1)]
+    table["uncertainty"] = -(p * np.log(p)).sum(1)
+    return img, labels, table
+
+
+@pytest.fixture
+def dock(make_napari_viewer, tmp_path, qtbot):
+    def _make(n=12, ndim=2, path=None):
+        viewer = make_napari_viewer()
+        img, labels, table = classified_field(n, ndim=ndim)
+        if path is not None:
+            from PIL import Image
+
+            Image.fromarray(img).save(path)
+            viewer.open(path, plugin="napari")
+            table["source"] = str(path)
+        elif ndim == 2:
+            viewer.add_image(img, rgb=True, scale=(0.25, 0.25), name="field")
+        layer = viewer.add_labels(
+            labels,
+            scale=(0.25,) * ndim,
+            features=to_features(table),
+            name="cells",
+            metadata={"model": "toy 1.0"},
+        )
+        from napari_nucleus_ai.widgets.review import ReviewWidget
+
+        w = ReviewWidget(viewer)
+        w.open_outputs = False
+        w.set_project(str(tmp_path / "project")) if path is None else None
+        viewer.window.add_dock_widget(w, name="Review")
+        qtbot.addWidget(w) if False else None
+        return viewer, w, layer, table
+
+    yield _make
+
+
+def test_keys_review_every_cell_once_and_save(dock, qtbot, tmp_path):
+    viewer, w, layer, table = dock(12)
+    assert w.queue is not None and len(w.queue) == 12
+    assert w.queue.classes == CLASSES + ["unidentified", "artefact"]
+    first = w.queue.current
+    row = table.set_index("label").loc[first]
+    assert w.camera.center[-2:] == pytest.approx((row["centroid_y"], row["centroid_x"]))
+    # number keys / Space through the real Qt shortcuts: one press per cell
+    keys = w._shortcuts
+    wrong = {}
+    presses = 0
+    while w.queue.unreviewed:
+        cell = w.queue.current
+        if cell % 4 == 0:
+            keys["5"].activated.emit()  # artefact
+            wrong[cell] = "artefact"
+        else:
+            keys["Space"].activated.emit()
+        presses += 1
+    assert presses == 12
+    assert w.flush(10)
+    store = AnnotationStore(tmp_path / "project")
+    truth = dict(zip(table["label"], table["class"], strict=True)) | wrong
+    assert store.labels(w.image_id) == truth
+    hist = store.history(w.image_id)
+    assert set(hist["model"]) == {"toy 1.0"}
+    assert set(hist["action"]) <= {"confirm", "set"}
+    assert (hist.loc[hist["label"] == "artefact", "action"] == "set").all()
+    # saved rows are marked and the reviewed markers cover every cell
+    assert w.table_model.pending == set()
+    w._refresh_slow()
+    assert len(viewer.layers["reviewed cells"].data) == 12
+    assert "12 reviewed, 0 unreviewed" in w.counts.text()
+    assert "all saved" in w.status.text()
+    # layer features carry the final class, the prediction and the reviewed flag
+    feats = layer.features.set_index("label")
+    assert feats.loc[list(wrong)[0], "class"] == "artefact" and feats["reviewed"].all()
+    # undo with the key goes back, recorded in the history
+    keys["Ctrl+Z"].activated.emit()
+    assert w.flush(10)
+    last = list(w.queue.order)[-1] if False else None
+    assert store.count(w.image_id) == 13 and len(store.labels(w.image_id)) == 11
+    keys["Ctrl+Shift+Z"].activated.emit()
+    assert w.flush(10) and len(store.labels(w.image_id)) == 12 and last is None
+
+
+def test_real_key_events_reach_the_dock(dock, qtbot):
+    from qtpy.QtCore import Qt
+
+    viewer, w, layer, _ = dock(6)
+    win = viewer.window._qt_window
+    win.show()
+    win.activateWindow()
+    qtbot.waitUntil(lambda: win.isActiveWindow(), timeout=3000)
+    viewer.window._qt_viewer.canvas.native.setFocus()
+    cell = w.queue.current
+    qtbot.keyClick(win.focusWidget() or win, Qt.Key.Key_2)
+    assert w.flush(10)
+    assert w.queue.corrections == {cell: "monocyte"}
+
+
+def test_filters_table_and_csv_export_as_shown(dock, tmp_path):
+    viewer, w, layer, table = dock(16)
+    w.filter_class.setCurrentText("monocyte")
+    shown = w.table_model.df
+    assert len(shown) == int((table["class"] == "monocyte").sum())
+    assert w.queue.current in set(shown["label"])
+    w.confirm()
+    from qtpy.QtCore import Qt
+
+    from napari_nucleus_ai.widgets import _review_outputs as outs
+
+    out = outs.export_csv_dialog(w, str(tmp_path / "shown.csv"))
+    csv = pd.read_csv(out)
+    m = w.table_model
+    assert list(csv.columns) == [
+        m.headerData(c, Qt.Orientation.Horizontal) for c in range(m.columnCount())
+    ]
+    assert len(csv) == m.rowCount()
+    for r in range(m.rowCount()):
+        for c, name in enumerate(csv.columns):
+            shown_text = m.data(m.index(r, c))
+            v = csv.iat[r, c]
+            if name == "reviewed":
+                assert shown_text == ("yes" if v else "")
+            elif isinstance(v, float):
+                assert shown_text == ("" if np.isnan(v) else f"{v:.3f}")
+            else:
+                assert shown_text == str(v)
+    w.unreviewed_only.setChecked(True)
+    assert len(w.table_model.df) == len(shown) - 1
+    w.min_unc.setValue(0.9)
+    assert all(u >= 0.9 for u in w.table_model.df["uncertainty"])
+
+
+def test_report_and_trainset_from_dock(dock, tmp_path):
+    viewer, w, layer, table = dock(9)
+    for _ in range(5):
+        w.confirm()
+    w.set_class("artefact")
+    from napari_nucleus_ai.widgets import _review_outputs as outs
+
+    paths = outs.write_report_for(w, tmp_path / "rep")
+    html = paths["html"].read_text()
+    assert "3 of 9 cells not reviewed" in html
+    res = outs.export_trainset_dialog(w, str(tmp_path / "ts"), sync=True)
+    assert res["files"] == 6 and res["kind"] == "crops"
+    assert (tmp_path / "ts" / "artefact").is_dir()
+
+
+def test_reopening_the_image_restores_cells_and_corrections(dock, tmp_path, qtbot):
+    path = tmp_path / "data" / "field.png"
+    path.parent.mkdir()
+    viewer, w, layer, table = dock(8, path=path)
+    assert w.store.path == path.parent / STORE_NAME
+    assert w.image_id == "field.png"
+    w.set_class("monocyte")
+    w.set_class("artefact")
+    corrections = dict(w.queue.corrections)
+    w.flush()
+    viewer.layers.clear()
+    assert w.queue is None
+    viewer.open(path, plugin="napari")  # the image alone
+    qtbot.waitUntil(
+        lambda: any(ly.name.endswith("(restored)") for ly in viewer.layers), timeout=5000
+    )
+    restored = next(ly for ly in viewer.layers if ly.name.endswith("(restored)"))
+    np.testing.assert_array_equal(restored.data, layer.data)
+    assert w.layer is restored and w.queue.corrections == corrections
+    feats = restored.features.set_index("label")
+    for cell, lab in corrections.items():
+        assert feats.loc[cell, "class"] == lab
+    # predictions are back as they were
+    assert feats["predicted"].tolist() == table.sort_values("label")["class"].tolist()
+    # and the review resumes at the first unreviewed cell
+    assert not w.queue.is_reviewed(w.queue.current)
+
+
+def test_storm_like_3d_nuclei_in_nm(dock):
+    viewer, w, layer, table = dock(5, ndim=3)
+    cell = w.queue.current
+    row = table.set_index("label").loc[cell]
+    assert w.camera.center[-2:] == pytest.approx((row["centroid_y"], row["centroid_x"]))
+    assert viewer.dims.point[0] == pytest.approx(row["centroid_z"], abs=0.25)
+    w.confirm()
+    w._refresh_slow()
+    assert viewer.layers["reviewed cells"].data.shape == (1, 3)
