@@ -68,15 +68,33 @@ def matek(tmp_path):
 def test_matek_original_labels_all_15_codes_known(matek, tmp_path):
     rep = _run("matek", matek, tmp_path / "out", labels="code")
     assert rep.classes == {"BAS": 4, "EBO": 3, "EOS": 1, "LYT": 1, "MYO": 1, "NGS": 2}
-    files = pd.read_csv(tmp_path / "out" / "files.csv", keep_default_na=False)
+    files = pd.read_csv(tmp_path / "out" / "_files.csv", keep_default_na=False)
     assert len(files) == 12 and set(files["reannotation_1"].astype(str)) >= {"UNC", "nan", "LYT"}
     assert (tmp_path / "out" / "BAS" / "BAS_0021.tiff").is_file()
-    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    man = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     assert man["licence"].startswith("CC BY") and man["notes"]["annotation_used"] == "original"
     assert man["classes"] == rep.classes and man["n_files"] == 12
     vocab = load_vocabulary()
     codes = {e.label for e in vocab.entries("matek")}
-    assert codes == set(["NGS", "LYT", "MYO", "MON", "EOS", "NGB", "BAS", "EBO", "PMO", "MYB", "MOB", "PMB", "KSC", "MMZ", "LYA"])
+    assert codes == set(
+        [
+            "NGS",
+            "LYT",
+            "MYO",
+            "MON",
+            "EOS",
+            "NGB",
+            "BAS",
+            "EBO",
+            "PMO",
+            "MYB",
+            "MOB",
+            "PMB",
+            "KSC",
+            "MMZ",
+            "LYA",
+        ]
+    )
     assert all(e.description for e in vocab.entries("matek"))
 
 
@@ -134,7 +152,7 @@ def test_matek_malformed(matek, tmp_path):
         "not annotated",
     }
     assert rep.classes["NGS"] == 1
-    skipped = pd.read_csv(tmp_path / "m" / "skipped.csv")
+    skipped = pd.read_csv(tmp_path / "m" / "_skipped.csv")
     assert len(skipped) == 5 and skipped["detail"].str.contains("XYZ").any()
     assert "skipped 5" in rep.summary()
     with pytest.raises(InputError, match="XYZ|bad annotation"):
@@ -181,7 +199,7 @@ def test_pbc_folders_prefix_check_and_fine(pbc, tmp_path):
     rep = _run("pbc", pbc, tmp_path / "f", fine=True)
     assert rep.classes["neutrophil segmented"] == 1 and rep.classes["metamyelocyte"] == 1
     assert rep.classes["lymphocyte"] == 1  # by prefix, the misplaced file is a lymphocyte
-    files = pd.read_csv(tmp_path / "f" / "files.csv")
+    files = pd.read_csv(tmp_path / "f" / "_files.csv")
     assert set(files["prefix"]) >= {"SNE", "BNE", "MMY", "PMY"}
 
 
@@ -203,7 +221,7 @@ def test_bloodmnist_npz(tmp_path):
     assert rep.n_files == 26 and rep.classes["basophil"] == 4 and rep.classes["platelet"] == 2
     rep = _run("bloodmnist", tmp_path / "bloodmnist.npz", tmp_path / "t", split="test")
     assert rep.n_files == 6
-    files = pd.read_csv(tmp_path / "t" / "files.csv")
+    files = pd.read_csv(tmp_path / "t" / "_files.csv")
     first = files.iloc[0]
     img = np.asarray(Image.open(tmp_path / "t" / first["file"]))
     assert np.array_equal(img, arrays["test_images"][int(first["index"])])
@@ -326,7 +344,7 @@ def test_out_folder_is_protected_and_replaced_atomically(pbc, tmp_path):
     _run("pbc", pbc, out)
     rep = _run("pbc", pbc, out, overwrite=True, labels="common")
     assert (
-        rep.n_files == 11 and json.loads((out / "manifest.json").read_text())["labels"] == "common"
+        rep.n_files == 11 and json.loads((out / "_manifest.json").read_text())["labels"] == "common"
     )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".data.")]
 
@@ -357,3 +375,31 @@ def test_kind_options_are_checked(pbc, tmp_path):
     assert "annotation" in kind_options("matek") and "size" in kind_options("voc")
     with pytest.raises(InputError, match="does not take"):
         _run("pbc", pbc, tmp_path / "o", annotation="first")
+
+
+def test_score_across_datasets_maps_both_sides():
+    from napari_nucleus_ai.datasets.harmonise import score_across_datasets
+
+    preds = pd.DataFrame(
+        {
+            # a PBC folder scored by a Matek-named model
+            "path": [
+                "d/neutrophil/SNE_1.jpg",
+                "d/neutrophil/BNE_2.jpg",
+                "d/ig/MY_3.jpg",
+                "d/monocyte/MO_4.jpg",
+                "d/monocyte/MO_5.jpg",
+            ],
+            "label": [
+                "neutrophil segmented",
+                "neutrophil band",
+                "metamyelocyte",
+                "lymphocyte",
+                "unidentified",
+            ],
+        }
+    )
+    s = score_across_datasets(preds)
+    assert s["n"] == 4 and s["n_unmapped"] == 1
+    assert s["accuracy"] == 0.75 and s["balanced_accuracy"] == pytest.approx(2 / 3)
+    assert s["confusion"]["monocyte"] == {"lymphocyte": 1}

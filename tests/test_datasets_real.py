@@ -58,7 +58,7 @@ def test_real_bccd_white_cell_crops(shared_data, tmp_path):
     rep = _run("bccd", bccd, tmp_path / "wbc", size=128, extra_boxes=str(bccd / "wbc_extra.csv"))
     assert rep.n_files + len(rep.skipped) == n_boxes + n_extra
     assert rep.n_files >= 0.95 * (n_boxes + n_extra)
-    files = pd.read_csv(tmp_path / "wbc" / "files.csv")
+    files = pd.read_csv(tmp_path / "wbc" / "_files.csv")
     row = files.iloc[0]
     crop = np.asarray(Image.open(tmp_path / "wbc" / row["file"]))
     assert crop.shape == (128, 128, 3)
@@ -96,7 +96,8 @@ def test_real_storm_folder_with_labels(shared_data, tmp_path):
     cats = sorted(s.category for s in rep.skipped)
     assert cats == ["missing file", "unlabelled", "unreadable"]
     assert (
-        json.loads((tmp_path / "data" / "manifest.json").read_text())["modality"] == "localizations"
+        json.loads((tmp_path / "data" / "_manifest.json").read_text())["modality"]
+        == "localizations"
     )
     with pytest.raises(InputError, match="labels.csv"):
         (src / "labels.csv").unlink()
@@ -192,7 +193,7 @@ def test_train_cli_accepts_an_imported_folder(shared_data, tmp_path):
     )
     trainset = pytest.importorskip("napari_nucleus_ai.trainset")
     ts = trainset.load_class_folders(data)
-    assert ts.counts() == json.loads((data / "manifest.json").read_text())["classes"]
+    assert ts.counts() == json.loads((data / "_manifest.json").read_text())["classes"]
     model = tmp_path / "model"
     code = main(
         [
@@ -215,4 +216,11 @@ def test_train_cli_accepts_an_imported_folder(shared_data, tmp_path):
     from napari_nucleus_ai.models.package import load_model
 
     names = load_model(model, cache=False).classes
-    assert sorted(names) == sorted(json.loads((data / "manifest.json").read_text())["classes"])
+    assert sorted(names) == sorted(json.loads((data / "_manifest.json").read_text())["classes"])
+    # predict reads the folder as it is (the _manifest/_files/_skipped tables are not inputs)
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", str(model), str(data), "--out", str(preds), "--tta", "1"]) == 0
+    from napari_nucleus_ai.datasets.harmonise import score_across_datasets
+
+    score = score_across_datasets(preds)
+    assert score["n"] + score["n_unmapped"] == 96 and 0 <= score["balanced_accuracy"] <= 1

@@ -14,8 +14,8 @@ EPILOG = """kinds:
   raabin         Raabin-WBC: Train/TestA/TestB class folders (--split)
   localizations  folder of localization files + --labels-csv (AINU-style)
 
-The output is DATA/<class>/<file> plus manifest.json (source, licence, counts per
-class, annotation used), files.csv and skipped.csv. See docs/datasets.md."""
+The output is DATA/<class>/<file> plus _manifest.json (source, licence, counts per
+class, annotation used), _files.csv and _skipped.csv. See docs/datasets.md."""
 
 
 def add_arguments(p) -> None:

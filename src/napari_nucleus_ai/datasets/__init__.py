@@ -2,8 +2,8 @@
 
 One module per source layout reads it into a :class:`~.builder.Plan`;
 :func:`~.builder.build` writes the folder ``train`` reads (``OUT/<class>/<file>``)
-with ``manifest.json`` (source, licence, citation, counts per class, the
-annotation used), ``files.csv`` and ``skipped.csv``. Labels become classes
+with ``_manifest.json`` (source, licence, citation, counts per class, the
+annotation used), ``_files.csv`` and ``_skipped.csv``. Labels become classes
 through the vocabulary in :mod:`.harmonise` (data: ``vocabulary.csv``).
 No heavy imports at module level.
 """

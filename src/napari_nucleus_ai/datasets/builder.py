@@ -5,7 +5,7 @@ it found (a file to copy, or pixels to write) with the label the source gives
 them, plus what it had to skip and why. :func:`build` does the rest the same way
 for all of them: labels -> classes through the vocabulary, each image decoded
 once to prove it is readable, files copied (or linked, or re-encoded as PNG)
-into ``OUT/<class>/``, and ``manifest.json``, ``files.csv`` and ``skipped.csv``
+into ``OUT/<class>/``, and ``_manifest.json``, ``_files.csv`` and ``_skipped.csv``
 written beside them. The folder is assembled under a temporary name and renamed
 at the end, so an interrupted import never leaves a half-filled training folder.
 """
@@ -28,9 +28,9 @@ from ..errors import InputError
 from ..progress import Progress
 from .harmonise import MODES, Vocabulary, load_vocabulary, safe_class_name
 
-MANIFEST = "manifest.json"
-FILES = "files.csv"
-SKIPPED = "skipped.csv"
+MANIFEST = "_manifest.json"
+FILES = "_files.csv"
+SKIPPED = "_skipped.csv"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LINK_MODES = ("copy", "hardlink", "symlink")
 FORMATS = ("copy", "png")
@@ -166,7 +166,7 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
             if not (out / MANIFEST).is_file():
                 raise InputError(
                     out,
-                    "is not a folder made by import-dataset (no manifest.json); not replacing it",
+                    "is not a folder made by import-dataset (no _manifest.json); not replacing it",
                 )
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
     if tmp.exists():

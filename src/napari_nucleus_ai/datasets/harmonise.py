@@ -184,3 +184,41 @@ def safe_class_name(text) -> str:
     """A class name usable as a folder name on every OS (no slashes, colons...)."""
     name = _UNSAFE.sub("-", " ".join(str(text).split())).strip(" .-")
     return name or "unnamed"
+
+
+def score_across_datasets(predictions, vocabulary: Vocabulary | None = None) -> dict:
+    """Score a model on another data set's folder through the shared vocabulary.
+
+    Parameters
+    ----------
+    predictions : pandas.DataFrame or path
+        ``napari-nucleus-ai predict`` output (``path``, ``label``...) on the
+        files of an imported folder: the true class is each file's folder.
+    vocabulary : Vocabulary, optional
+
+    Returns
+    -------
+    dict
+        ``n`` (cells scored), ``n_unmapped`` (true or predicted class with no
+        common class, e.g. ``unidentified``), ``accuracy``, ``balanced_accuracy``
+        and ``confusion`` (true common class -> predicted common class -> count).
+    """
+    import pandas as pd
+
+    vocab = vocabulary or load_vocabulary()
+    df = predictions if isinstance(predictions, pd.DataFrame) else pd.read_csv(predictions)
+    if "path" not in df.columns or "label" not in df.columns:
+        raise InputError(None, "predictions need 'path' and 'label' columns (predict's output)")
+    truth = df["path"].map(lambda p: vocab.to_common(Path(str(p)).parent.name))
+    pred = df["label"].map(lambda c: vocab.to_common(str(c)))
+    ok = truth.notna() & pred.notna()
+    t, p = truth[ok], pred[ok]
+    recalls = [(p[t == c] == c).mean() for c in sorted(t.unique())]
+    confusion = {c: p[t == c].value_counts().to_dict() for c in sorted(t.unique())}
+    return {
+        "n": int(ok.sum()),
+        "n_unmapped": int((~ok).sum()),
+        "accuracy": float((t == p).mean()) if len(t) else float("nan"),
+        "balanced_accuracy": float(sum(recalls) / len(recalls)) if recalls else float("nan"),
+        "confusion": confusion,
+    }

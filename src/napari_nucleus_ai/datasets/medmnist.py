@@ -4,7 +4,7 @@
 ``train_images`` (N, H, W, 3) uint8 and ``train_labels`` (N, 1), and the same for
 ``val`` and ``test``; labels 0-7 are basophil, eosinophil, erythroblast,
 immature granulocyte, lymphocyte, monocyte, neutrophil, platelet. Each image is
-written as a PNG; ``split="test"`` imports one split (``files.csv`` records the
+written as a PNG; ``split="test"`` imports one split (``_files.csv`` records the
 split of every file otherwise). Loading never unpickles (``allow_pickle=False``).
 """
 

@@ -3,7 +3,7 @@
 The release unpacks to ``Train/``, ``TestA/`` and ``TestB/``, each with class
 folders ``Basophil``, ``Eosinophil``, ``Lymphocyte``, ``Monocyte`` and
 ``Neutrophil`` of 575 x 575 JPEG crops. ``split="Train"`` imports one split;
-by default all are imported and ``files.csv`` records each file's split.
+by default all are imported and ``_files.csv`` records each file's split.
 """
 
 from __future__ import annotations
