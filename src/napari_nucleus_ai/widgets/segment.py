@@ -1,0 +1,393 @@
+"""Segmentation dock: pick a layer and a method, tune a few scale-aware parameters, run.
+
+Thin: parameters are gathered here, the work is :func:`napari_nucleus_ai.segment.run.segment`
+(run through ``start_work``: progress bar, cancel). The result is a Labels layer on
+top of the source (same scale / translate) whose ``features`` is the cell table;
+the table is re-measured after paint / erase / fill edits (debounced), keeping
+prediction columns per label.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+AUTO = "auto"
+REGION_WHOLE = "whole image"
+REGION_VISIBLE = "visible region"
+
+
+def _fs(label, value, lo, hi, step, tip, suffix=""):
+    w = FloatSpinBox(label=label, value=value, min=lo, max=hi, step=step, tooltip=tip)
+    if suffix:
+        w.native.setSuffix(suffix)
+    return w
+
+
+def layer_pixel_size_um(layer) -> float | None:
+    """The layer's pixel size in micrometres when it is calibrated, else None."""
+    meta = layer.metadata or {}
+    px = meta.get("pixel_size_um")
+    if px:
+        return float(np.mean(px))
+    try:
+        unit = str(layer.units[-1])
+    except (AttributeError, IndexError):
+        unit = ""
+    s = float(layer.scale[-1])
+    if unit in ("micrometer", "um", "µm"):
+        return s
+    if unit in ("nanometer", "nm"):
+        return s / 1000.0
+    return None
+
+
+def localizations_of(layer):
+    """The localization table behind a density-image or points layer, or None."""
+    meta = layer.metadata or {}
+    df = meta.get("localizations")
+    if df is not None:
+        return df
+    feats = getattr(layer, "features", None)
+    if feats is not None and {"x_nm", "y_nm"} <= set(feats.columns):
+        return feats
+    return None
+
+
+class SegmentWidget(Container):
+    """The "Segmentation" dock."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._syncing = {}
+        self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
+        self.method = ComboBox(
+            label="method",
+            choices=["wbc", "nuclei", "storm-nuclei", "cellpose", "stardist", "instanseg"],
+            value="wbc",
+            tooltip="wbc: white cells in stained smears; nuclei: Hoechst / DAPI; "
+            "storm-nuclei: nuclei from localization density; deep backends need local weights",
+        )
+        self.pixel = _fs(
+            "pixel size",
+            0.0,
+            0.0,
+            100.0,
+            0.001,
+            "micrometres per pixel; 0 = from the layer (wbc measures it on the red cells)",
+            " um",
+        )
+        # wbc
+        self.min_nucleus = _fs(
+            "min nucleus",
+            3.9,
+            0.5,
+            20,
+            0.1,
+            "equivalent diameter of the smallest white-cell nucleus (platelets are smaller)",
+            " um",
+        )
+        self.lobe_gap = _fs(
+            "lobe gap", 1.6, 0.0, 10, 0.1, "nuclear lobes closer than this are one cell", " um"
+        )
+        self.cytoplasm = _fs(
+            "cytoplasm",
+            3.0,
+            0.0,
+            15,
+            0.5,
+            "how far a cell reaches beyond its nucleus (0 = nuclei only)",
+            " um",
+        )
+        self.nucleus_od = _fs(
+            "nucleus OD",
+            0.10,
+            0.02,
+            1.0,
+            0.01,
+            "nuclear-stain absorbance a nucleus reaches (lower = more sensitive)",
+        )
+        # nuclei
+        self.diameter = _fs(
+            "diameter", 0.0, 0.0, 200, 0.5, "typical nucleus diameter; 0 = estimate", " um"
+        )
+        self.min_snr = _fs(
+            "min SNR", 5.0, 1.0, 100, 0.5, "nuclei stand this many noise sigmas above background"
+        )
+        self.split = CheckBox(label="split touching", value=True)
+        # storm
+        self.storm_px = _fs(
+            "density pixel", 100.0, 10.0, 1000, 10, "pixel of the density image", " nm"
+        )
+        self.smooth = _fs("smoothing", 300.0, 0.0, 3000, 50, "density blur", " nm")
+        self.min_area = _fs("min area", 10.0, 0.1, 1000, 1, "smallest nucleus", " um²")
+        # deep
+        self.model = FileEdit(
+            label="weights", mode="r", tooltip="local weights file or folder (never downloaded)"
+        )
+        # region, actions, status
+        self.region = ComboBox(label="region", choices=self._region_choices)
+        self.run_btn = PushButton(text="Segment")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.count = Label(label="objects", value="-")
+        self._groups = {
+            "wbc": [self.min_nucleus, self.lobe_gap, self.cytoplasm, self.nucleus_od],
+            "nuclei": [self.diameter, self.min_snr, self.split],
+            "storm-nuclei": [self.storm_px, self.smooth, self.min_area, self.split],
+            "deep": [self.model, self.diameter],
+        }
+        self.extend(
+            [self.layer, self.method, self.pixel, self.min_nucleus, self.lobe_gap, self.cytoplasm,
+             self.nucleus_od, self.diameter, self.min_snr, self.storm_px, self.smooth,
+             self.min_area, self.split, self.model, self.region, self.run_btn, self.cancel_btn,
+             self.count, self.status]
+        )  # fmt: skip
+        self.method.changed.connect(self._show_params)
+        self.layer.changed.connect(self._on_layer)
+        self.run_btn.changed.connect(self.run)
+        self.cancel_btn.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+        self._on_layer(self.layer.value)
+        self._show_params(self.method.value)
+
+    # ---- choices
+    def _layer_choices(self, _=None):
+        from napari.layers import Image, Points
+
+        return [ly for ly in self._viewer.layers if isinstance(ly, Image | Points)]
+
+    def _region_choices(self, _=None):
+        from napari.layers import Shapes
+
+        return [REGION_WHOLE, REGION_VISIBLE] + [
+            ly.name for ly in self._viewer.layers if isinstance(ly, Shapes)
+        ]
+
+    def _refresh_choices(self, _=None):
+        self.layer.reset_choices()
+        self.region.reset_choices()
+
+    def _on_layer(self, layer):
+        if layer is None:
+            return
+        if localizations_of(layer) is not None:
+            self.method.value = "storm-nuclei"
+        elif getattr(layer, "rgb", False):
+            self.method.value = "wbc"
+        else:
+            self.method.value = "nuclei"
+        px = layer_pixel_size_um(layer)
+        self.pixel.value = px if (px and self.method.value != "storm-nuclei") else 0.0
+
+    def _show_params(self, method):
+        group = "deep" if method in ("cellpose", "stardist", "instanseg") else method
+        shown = {id(w) for w in self._groups[group]}
+        for ws in self._groups.values():
+            for w in ws:
+                w.visible = id(w) in shown
+        self.pixel.visible = method != "storm-nuclei"
+        self.region.visible = method in ("wbc", "nuclei")
+
+    # ---- parameters
+    def params(self) -> dict:
+        m = self.method.value
+        if m == "wbc":
+            return {"min_nucleus_um": self.min_nucleus.value, "lobe_gap_um": self.lobe_gap.value,
+                    "cytoplasm_um": self.cytoplasm.value, "nucleus_od": self.nucleus_od.value,
+                    "nucleus_low_od": min(0.06, self.nucleus_od.value * 0.6)}  # fmt: skip
+        if m == "nuclei":
+            return {"diameter_um": self.diameter.value or None, "min_snr": self.min_snr.value,
+                    "split": self.split.value}  # fmt: skip
+        if m == "storm-nuclei":
+            return {"pixel_size_nm": self.storm_px.value, "smooth_nm": self.smooth.value,
+                    "min_area_um2": self.min_area.value, "split": self.split.value}  # fmt: skip
+        model = (
+            str(self.model.value)
+            if self.model.value and str(self.model.value) not in ("", ".")
+            else None
+        )
+        return {"model": model, "diameter_um": self.diameter.value or None}
+
+    def _region(self, layer):
+        """(region, polygon) in the layer's pixel coordinates for the chosen region."""
+        choice = self.region.value
+        if choice in (None, REGION_WHOLE) or not self.region.visible:
+            return None, None
+
+        def to_data(yx):
+            pos = np.r_[np.zeros(layer.ndim - 2), yx]
+            return np.asarray(layer.world_to_data(pos))[-2:]
+
+        if choice == REGION_VISIBLE:
+            lo_w, hi_w = self._visible_world()
+            lo, hi = to_data(lo_w), to_data(hi_w)
+            return (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])), None
+        shapes = self._viewer.layers[choice]
+        if not len(shapes.data):
+            return None, None
+        polys = [
+            np.array([to_data(np.asarray(shapes.data_to_world(v))[-2:]) for v in np.asarray(d)])
+            for d in shapes.data
+        ]
+        verts = np.concatenate(polys)
+        (y0, x0), (y1, x1) = verts.min(axis=0), verts.max(axis=0)
+        region = (float(y0), float(y1) + 1, float(x0), float(x1) + 1)
+        return region, polys[0] if len(polys) == 1 else None
+
+    def _visible_world(self):
+        """World (y, x) corners of what the canvas shows."""
+        cam = self._viewer.camera
+        size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
+        h, w = size[-2:]
+        cy, cx = np.asarray(cam.center)[-2:]
+        half_h, half_w = h / 2 / cam.zoom, w / 2 / cam.zoom
+        return np.array([cy - half_h, cx - half_w]), np.array([cy + half_h, cx + half_w])
+
+    # ---- run
+    def run(self, _=None, sync: bool | None = None):
+        from ..segment.run import segment
+        from ._worker import start_work
+
+        layer = self.layer.value
+        if layer is None:
+            self.status.value = "choose an image layer first"
+            return None
+        method = self.method.value
+        params = self.params()
+        if method == "storm-nuclei":
+            data = localizations_of(layer)
+            if data is None:
+                self.status.value = "this layer carries no localizations"
+                return None
+            kwargs = {}
+        else:
+            data = list(layer.data) if layer.multiscale else layer.data
+            px = self.pixel.value or layer_pixel_size_um(layer)
+            region, polygon = self._region(layer)
+            sc = tuple(layer.scale)[-2:]
+            kwargs = {"pixel_size_um": px, "scale": sc, "translate": tuple(layer.translate)[-2:],
+                      "unit": "um" if layer_pixel_size_um(layer) else "px",
+                      "rgb": bool(getattr(layer, "rgb", False)), "region": region, "polygon": polygon}  # fmt: skip
+            if data is not None and getattr(data, "ndim", 2) == 3 and not kwargs["rgb"]:
+                kwargs["scale"] = tuple(layer.scale)[-3:]
+                kwargs["translate"] = tuple(layer.translate)[-3:]
+        source = (layer.metadata or {}).get("path") or layer.name
+        self._cancelled = False
+        self.run_btn.enabled = False
+        self.cancel_btn.enabled = True
+        self.status.value = f"{method}: running..."
+        self._worker = start_work(
+            segment, data, method, source=str(source), cancel=lambda: self._cancelled,
+            on_result=lambda res: self._on_result(res, layer), on_finish=self._on_finish,
+            on_error=self._on_error, description=f"segment ({method})", sync=sync,
+            **kwargs, **params,
+        )  # fmt: skip
+        return self._worker
+
+    def cancel(self, _=None):
+        self._cancelled = True
+        if self._worker is not None:
+            self._worker.quit()
+        self.status.value = "cancelling..."
+
+    def _on_finish(self):
+        self.run_btn.enabled = True
+        self.cancel_btn.enabled = False
+
+    def _on_error(self, error):
+        from napari.utils.notifications import show_error
+
+        from ..errors import Cancelled, one_line
+
+        if isinstance(error, Cancelled):
+            self.status.value = "cancelled"
+            return
+        self.status.value = one_line(error)
+        show_error(one_line(error))
+
+    def _on_result(self, res, source_layer):
+        from ..cells import to_features
+
+        name = f"{source_layer.name} {res.method}"
+        meta = {"unit": res.unit, "method": res.method, "source_layer": source_layer.name, **{
+            k: v for k, v in res.extra.items() if k != "storm"}}  # fmt: skip
+        if "storm" in res.extra:
+            meta["localizations"] = res.extra["storm"].localizations
+        kwargs = {"name": name, "scale": res.scale, "translate": res.translate, "features": to_features(res.table),
+                  "metadata": meta, "opacity": 0.6}  # fmt: skip
+        if res.unit in ("um", "nm"):
+            kwargs["units"] = "micrometer" if res.unit == "um" else "nanometer"
+        if name in self._viewer.layers:
+            old = self._viewer.layers[name]
+            self._viewer.layers.remove(old)
+        labels_layer = self._viewer.add_labels(res.labels, **kwargs)
+        if res.method == "wbc":
+            labels_layer.contour = 2
+        self._watch(labels_layer, source_layer, per_frame="t" in res.table.columns)
+        extra = ""
+        if res.extra.get("pixel_size_um") and res.extra.get("scale_from") == "red cells":
+            extra = f" · pixel size {res.extra['pixel_size_um']:.3g} um (from red cells)"
+        self.count.value = str(res.n)
+        self.status.value = f"{res.n} objects{extra}"
+
+    # ---- table follows edits
+    def _watch(self, labels_layer, source_layer, per_frame=False):
+        from qtpy.QtCore import QTimer
+
+        timer = QTimer(self.native)  # dies with the dock: no callback after it is closed
+        timer.setSingleShot(True)
+        timer.setInterval(300)
+        timer.timeout.connect(lambda: self.sync_table(labels_layer, source_layer, per_frame))
+        self._syncing[id(labels_layer)] = timer
+
+        def later(_event=None):
+            try:
+                timer.start()
+            except RuntimeError:  # the dock was closed
+                labels_layer.events.paint.disconnect(later)
+                labels_layer.events.data.disconnect(later)
+
+        labels_layer.events.paint.connect(later)
+        labels_layer.events.data.connect(later)
+
+    def sync_table(self, labels_layer, source_layer=None, per_frame=False):
+        """Re-measure the table of ``labels_layer`` after edits (keeps prediction columns)."""
+        from ..cells import from_features, to_features
+        from ..segment.table_sync import refresh_table
+
+        intensity = None
+        if (
+            source_layer is not None
+            and source_layer in self._viewer.layers
+            and not source_layer.multiscale
+        ):
+            data = source_layer.data
+            if (
+                hasattr(data, "shape")
+                and data.shape[: labels_layer.data.ndim] == labels_layer.data.shape
+            ):
+                intensity = np.asarray(data)
+        old = from_features(labels_layer.features) if len(labels_layer.features) else None
+        unit = (labels_layer.metadata or {}).get("unit", "px")
+        table = refresh_table(labels_layer.data, old, intensity, scale=tuple(labels_layer.scale),
+                              translate=tuple(labels_layer.translate), unit=unit, per_frame=per_frame)  # fmt: skip
+        labels_layer.features = to_features(table)
+        self.count.value = str(len(table))
+        return table
