@@ -19,6 +19,7 @@ from .. import __version__
 COMMANDS = {
     "demo": ".demo",
     "info": ".info",
+    "render": ".render",
     "segment": ".segment",
     "import-dataset": ".import_dataset",
     "train": ".train",

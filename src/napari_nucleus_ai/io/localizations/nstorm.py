@@ -18,7 +18,7 @@ from .table import normalise
 from .thunderstorm import normalised_columns
 
 
-def read(path, positions_only: bool = False, prefer_corrected: bool = True, **_):
+def read(path, positions_only: bool = False, only=None, prefer_corrected: bool = True, **_):
     try:
         header = pd.read_csv(path, sep="\t", nrows=0).columns
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
@@ -42,17 +42,20 @@ def read(path, positions_only: bool = False, prefer_corrected: bool = True, **_)
         if col in names:
             mapping["channel"] = col
             break
-    usecols = None
     if positions_only:
-        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm") if k in mapping]
+        only = ("x_nm", "y_nm", "z_nm")
+    usecols = None
+    if only is not None:
+        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
+        usecols = list(dict.fromkeys(usecols))
     try:
         raw = pd.read_csv(path, sep="\t", usecols=usecols)
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable N-STORM TXT ({' '.join(str(e).split())})") from e
     raw.columns = [str(c).strip() for c in raw.columns]
     full = mapping
-    if positions_only:
-        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm")}
+    if only is not None:
+        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
     table = normalise(raw, mapping, path=path, fmt="nstorm")
     table.metadata["columns"] = normalised_columns(names, full, table)
     table.metadata["drift_corrected_columns"] = mapping.get("x_nm") == "Xc"

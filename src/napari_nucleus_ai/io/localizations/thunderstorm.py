@@ -72,12 +72,17 @@ def _factor(unit, pixel_size_nm, path, col) -> float:
     raise InputError(path, f"column '{col}' has an unknown unit '{unit}'")
 
 
-def read(path, positions_only: bool = False, pixel_size_nm=None, **_) -> LocalizationTable:
+def read(
+    path, positions_only: bool = False, only=None, pixel_size_nm=None, **_
+) -> LocalizationTable:
     names, quoted_whole = header_names(path)
     mapping, factors = mapping_for(names, pixel_size_nm, path)
-    usecols = None
     if positions_only:
-        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm") if k in mapping]
+        only = ("x_nm", "y_nm", "z_nm")
+    usecols = None
+    if only is not None:
+        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
+        usecols = list(dict.fromkeys(usecols))
     try:
         if quoted_whole:
             raw = pd.read_csv(path, skiprows=1, header=None, names=names, usecols=usecols)
@@ -87,8 +92,8 @@ def read(path, positions_only: bool = False, pixel_size_nm=None, **_) -> Localiz
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable ThunderSTORM CSV ({_short(e)})") from e
     full = mapping
-    if positions_only:
-        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm")}
+    if only is not None:
+        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
     table = normalise(raw, mapping, path=path, fmt="thunderstorm", factors=factors)
     table.metadata["columns"] = normalised_columns(names, full, table)
     return table

@@ -1,0 +1,463 @@
+"""Localizations dock: open a localization file, see what it holds, filter, correct
+drift, render at true nanometres, re-render on zoom, save.
+
+Thin: reading, filtering, drift correction and rendering are core generators in
+:mod:`napari_nucleus_ai.io.localizations.pipeline`, run through ``start_work``.
+Rendered layers carry the table in ``metadata["localizations"]`` (the filtered one
+after *Render*), which the CSV writer and the segmentation dock use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+NONE = "-"
+UNITS = {"nm": 1.0, "µm": 1000.0, "camera px": None}
+COLORMAPS = ("magma", "green", "magenta", "cyan", "yellow", "red", "blue", "gray", "turbo")
+
+
+def _table_layers(viewer):
+    """Layers that carry a localization table (not the zoom overlays)."""
+    return [
+        ly
+        for ly in viewer.layers
+        if (ly.metadata or {}).get("localizations") is not None and "zoom_of" not in ly.metadata
+    ]
+
+
+class LocalizationsWidget(Container):
+    """The "Localizations" dock."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._sync = None  # tests may force synchronous work
+        self.file = FileEdit(label="file", mode="r", filter="*")
+        self.open_btn = PushButton(text="Open")
+        self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
+        self.info = Label(label="table", value="")
+        # column mapping for unknown tables (hidden until needed)
+        self.map_x = ComboBox(label="x column", choices=[])
+        self.map_y = ComboBox(label="y column", choices=[])
+        self.map_z = ComboBox(label="z column", choices=[])
+        self.map_frame = ComboBox(label="frame column", choices=[])
+        self.map_photons = ComboBox(label="photons column", choices=[])
+        self.map_precision = ComboBox(label="precision column", choices=[])
+        self.map_channel = ComboBox(label="channel column", choices=[])
+        self.map_unit = ComboBox(label="unit", choices=list(UNITS), value="nm")
+        self.camera_px = FloatSpinBox(label="camera pixel (nm)", value=100.0, min=1, max=10000)
+        self.mapping_box = Container(
+            widgets=[
+                self.map_x,
+                self.map_y,
+                self.map_z,
+                self.map_frame,
+                self.map_photons,
+                self.map_precision,
+                self.map_channel,
+                self.map_unit,
+                self.camera_px,
+            ],
+            labels=True,
+            visible=False,
+        )
+        # rendering
+        self.pixel = FloatSpinBox(label="pixel (nm)", value=10.0, min=0.5, max=1000.0, step=1.0)
+        self.method = ComboBox(label="method", choices=["gaussian", "histogram", "precision"])
+        self.sigma = FloatSpinBox(label="sigma (nm, 0=auto)", value=0.0, min=0.0, max=500.0)
+        self.z_mode = ComboBox(label="3D", choices=["project", "stack", "color"])
+        self.colormap = ComboBox(label="colour", choices=list(COLORMAPS))
+        # filters
+        self.max_precision = FloatSpinBox(
+            label="max precision (nm, 0=off)", value=0.0, min=0, max=1000
+        )
+        self.min_photons = FloatSpinBox(label="min photons (0=off)", value=0.0, min=0, max=1e7)
+        self.first_frame = SpinBox(label="first frame (0=off)", value=0, min=0, max=10**9)
+        self.last_frame = SpinBox(label="last frame (0=off)", value=0, min=0, max=10**9)
+        self.roi = ComboBox(label="ROI shapes", choices=self._shapes_choices)
+        self.drift = CheckBox(label="drift correction", value=False)
+        self.segments = SpinBox(label="drift segments", value=8, min=2, max=50)
+        self.zoom = CheckBox(label="re-render on zoom", value=True)
+        self.render_btn = PushButton(text="Render")
+        self.points_btn = PushButton(text="Show points (ROI or small tables)")
+        self.save_path = FileEdit(label="save CSV", mode="w", filter="*.csv")
+        self.save_btn = PushButton(text="Save filtered CSV")
+        self.status = Label(label="", value="")
+        self.extend(
+            [
+                self.file,
+                self.open_btn,
+                self.mapping_box,
+                self.layer,
+                self.info,
+                self.pixel,
+                self.method,
+                self.sigma,
+                self.z_mode,
+                self.colormap,
+                self.max_precision,
+                self.min_photons,
+                self.first_frame,
+                self.last_frame,
+                self.roi,
+                self.drift,
+                self.segments,
+                self.zoom,
+                self.render_btn,
+                self.points_btn,
+                self.save_path,
+                self.save_btn,
+                self.status,
+            ]
+        )
+        self.open_btn.changed.connect(self.open_file)
+        self.render_btn.changed.connect(self.render)
+        self.points_btn.changed.connect(self.show_points)
+        self.save_btn.changed.connect(lambda: self.save_csv(str(self.save_path.value)))
+        self.layer.changed.connect(self._show_info)
+        self.colormap.changed.connect(self._set_colormap)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self._zoom_timer = None
+        viewer.camera.events.zoom.connect(self._on_camera)
+        viewer.camera.events.center.connect(self._on_camera)
+        self._refresh()
+
+    # ------------------------------------------------------------ choices
+    def _layer_choices(self, _=None):
+        return [ly.name for ly in _table_layers(self._viewer)]
+
+    def _shapes_choices(self, _=None):
+        return [NONE] + [ly.name for ly in self._viewer.layers if ly._type_string == "shapes"]
+
+    def _refresh(self, _=None):
+        self.layer.reset_choices()
+        self.roi.reset_choices()
+        self._show_info()
+
+    def _current(self):
+        name = self.layer.value
+        return self._viewer.layers[name] if name and name in self._viewer.layers else None
+
+    def _show_info(self, _=None):
+        layer = self._current()
+        if layer is None:
+            self.info.value = ""
+            return
+        m = layer.metadata
+        df = m["localizations"]
+        b = {k: f"{v[0]:.0f}-{v[1]:.0f}" for k, v in m.get("bounds_nm", {}).items()}
+        self.info.value = (
+            f"{m.get('format', '?')}: {len(df):,} locs, channel {m.get('channel', '0')}; "
+            f"nm {b}; dropped {m.get('n_dropped', 0)}"
+        )
+        r = m.get("render") or {}
+        if r.get("pixel_size_nm"):
+            self.pixel.value = float(r["pixel_size_nm"])
+
+    def _start(self, gen, *args, on_result, description, **kwargs):
+        from ._worker import start_work
+
+        self._worker = start_work(
+            gen,
+            *args,
+            on_result=on_result,
+            description=description,
+            sync=self._sync,
+            on_error=self._on_error,
+            **kwargs,
+        )
+        return self._worker
+
+    def _on_error(self, e):
+        from napari.utils.notifications import show_error
+
+        from ..errors import one_line
+
+        text = one_line(e)
+        self.status.value = text[:120]
+        if "unknown columns" in text:
+            self._offer_mapping()
+        show_error(text)
+
+    # ------------------------------------------------------------ open
+    def _mapping(self):
+        if not self.mapping_box.visible:
+            return None, {}
+        cols = {
+            "x_nm": self.map_x,
+            "y_nm": self.map_y,
+            "z_nm": self.map_z,
+            "frame": self.map_frame,
+            "photons": self.map_photons,
+            "precision_nm": self.map_precision,
+            "channel": self.map_channel,
+        }
+        mapping = {k: w.value for k, w in cols.items() if w.value not in (None, NONE)}
+        factor = UNITS[self.map_unit.value] or float(self.camera_px.value)
+        return mapping, {"scale_nm": factor}
+
+    def _offer_mapping(self):
+        from ..io.localizations.generic import read_table
+
+        try:
+            cols = list(read_table(str(self.file.value)).columns) if str(self.file.value) else []
+        except Exception:  # noqa: BLE001 - not even a table: nothing to map
+            return
+        if not cols:
+            return
+        for w in (self.map_x, self.map_y):
+            w.choices = cols
+        for w in (
+            self.map_z,
+            self.map_frame,
+            self.map_photons,
+            self.map_precision,
+            self.map_channel,
+        ):
+            w.choices = [NONE, *cols]
+        self.mapping_box.visible = True
+        self.status.value = "choose the x / y columns (and units), then Open again"
+
+    def open_file(self, _=None, path=None):
+        """Read ``path`` (default: the file box) and add one density layer per channel."""
+        from ..io.localizations.pipeline import read_gen
+
+        path = str(path or self.file.value)
+        mapping, opts = self._mapping()
+        if mapping:
+            opts["mapping"] = mapping
+        return self._start(read_gen, path, on_result=self._add_table, description="reading", **opts)
+
+    def _add_table(self, table):
+        from ..io.localizations.layers import table_layers
+
+        self.mapping_box.visible = False
+        layers = table_layers(
+            table,
+            points="auto",
+            pixel_size_nm=self.pixel.value,
+            method=self.method.value,
+            sigma_nm=self.sigma.value or None,
+            z_mode=self.z_mode.value,
+        )
+        added = [_add(self._viewer, ly) for ly in layers]
+        images = [ly for ly in added if ly._type_string == "image"]
+        if images:
+            self.layer.value = images[0].name
+        self.status.value = (
+            f"{len(table):,} localizations ({table.format}), {table.n_dropped} dropped"
+        )
+
+    # ------------------------------------------------------------ render
+    def render(self, _=None):
+        """Filter, (drift-correct), render the selected layer's table; update the layer."""
+        from ..io.localizations.pipeline import process_gen
+
+        layer = self._current()
+        if layer is None:
+            self.status.value = "open a file or choose a localization layer first"
+            return None
+        source = layer.metadata.get("all_localizations", layer.metadata["localizations"])
+        roi, roi_types = None, None
+        if self.roi.value not in (None, NONE) and self.roi.value in self._viewer.layers:
+            shapes = self._viewer.layers[self.roi.value]
+            roi, roi_types = list(shapes.data), list(shapes.shape_type)
+        frames = (self.first_frame.value or None, self.last_frame.value or None)
+        params = dict(
+            pixel_size_nm=self.pixel.value,
+            method=self.method.value,
+            sigma_nm=self.sigma.value or None,
+            z_mode=self.z_mode.value,
+            precision_max_nm=self.max_precision.value or None,
+            photons_min=self.min_photons.value or None,
+            frame_range=frames if any(frames) else None,
+            roi=roi,
+            roi_types=roi_types,
+            drift_segments=self.segments.value if self.drift.value else 0,
+        )
+        return self._start(
+            process_gen,
+            source,
+            on_result=lambda r: self._update(layer, source, r),
+            description="rendering",
+            **params,
+        )
+
+    def _update(self, layer, source, result):
+        from ..io.localizations.layers import contrast_limits
+
+        r = result.rendered
+        meta = dict(layer.metadata)
+        meta["all_localizations"] = source
+        meta["localizations"] = result.data
+        meta["render"] = {**result.params, "bounds_nm": r.bounds_nm}
+        if result.drift is not None:
+            meta["drift_nm"] = {
+                "frames": result.drift.segment_frames.tolist(),
+                "drift": result.drift.drift_nm.tolist(),
+            }
+        if (
+            layer.rgb != r.rgb
+            or layer.ndim != r.image.ndim - (1 if r.rgb else 0)
+            or layer.multiscale
+        ):
+            name = layer.name
+            self._viewer.layers.remove(layer)
+            layer = self._viewer.add_image(
+                r.image,
+                name=name,
+                scale=r.scale,
+                translate=r.translate,
+                rgb=r.rgb,
+                metadata=meta,
+                blending="additive",
+                units="nm",
+            )
+        else:
+            layer.data = r.image
+            layer.scale = r.scale
+            layer.translate = r.translate
+            layer.metadata = meta
+        if not r.rgb:
+            layer.contrast_limits = contrast_limits(r.image)
+        self.layer.value = layer.name
+        self.status.value = (
+            f"{len(result.data):,} of {result.n_before:,} localizations rendered"
+            f" at {r.pixel_size_nm:g} nm ({r.method})"
+        )
+        self._on_camera()
+
+    def _set_colormap(self, value):
+        layer = self._current()
+        if layer is not None and not layer.rgb:
+            layer.colormap = value
+
+    # ------------------------------------------------------------ points, save
+    def show_points(self, _=None):
+        """A Points layer of the selected table (the ROI's localizations when a ROI is set)."""
+        from ..io.localizations.filters import filter_localizations
+        from ..io.localizations.layers import points_layer
+
+        layer = self._current()
+        if layer is None:
+            return None
+        df = layer.metadata["localizations"]
+        if self.roi.value not in (None, NONE) and self.roi.value in self._viewer.layers:
+            shapes = self._viewer.layers[self.roi.value]
+            df = filter_localizations(df, roi=list(shapes.data), roi_types=list(shapes.shape_type))
+        if len(df) > 2_000_000:
+            self.status.value = f"{len(df):,} points is too many; draw a smaller ROI"
+            return None
+        return _add(
+            self._viewer,
+            points_layer(df, f"{layer.name} points", {"source": layer.metadata.get("source")}),
+        )
+
+    def save_csv(self, path: str):
+        """Write the selected layer's (filtered) table as a ThunderSTORM CSV."""
+        from ..io.localizations import write_thunderstorm_csv
+
+        layer = self._current()
+        if layer is None or not path or path == ".":
+            self.status.value = "choose a layer and a file name"
+            return None
+        out = write_thunderstorm_csv(layer.metadata["localizations"], path)
+        self.status.value = f"saved {out}"
+        return out
+
+    # ------------------------------------------------------------ nanoscale zoom
+    def _on_camera(self, _=None):
+        if not self.zoom.value:
+            return
+        if self._sync:
+            self.update_zoom()
+            return
+        from qtpy.QtCore import QTimer
+
+        if self._zoom_timer is None:
+            self._zoom_timer = QTimer()
+            self._zoom_timer.setSingleShot(True)
+            self._zoom_timer.timeout.connect(self.update_zoom)
+        self._zoom_timer.start(250)
+
+    def visible_region(self):
+        """``(min_yx, max_yx, canvas_px)`` of the view in world units (nm)."""
+        cam = self._viewer.camera
+        size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
+        h, w = float(size[0]), float(size[1])
+        cy, cx = cam.center[-2], cam.center[-1]
+        half = np.array([h, w]) / cam.zoom / 2
+        return (cy - half[0], cx - half[1]), (cy + half[0], cx + half[1]), int(max(h, w))
+
+    def update_zoom(self):
+        """Re-render the visible region of the selected layer at finer pixels (or hide it)."""
+        from ..io.localizations.pipeline import zoom_gen
+
+        layer = self._current()
+        if layer is None or layer.rgb or layer.ndim != 2:
+            return None
+        zname = f"{layer.name} [zoom]"
+        lo, hi, canvas = self.visible_region()
+        base = float((layer.metadata.get("render") or {}).get("pixel_size_nm", layer.scale[-1]))
+
+        def show(r):
+            if r is None or len(r.image) == 0:
+                if zname in self._viewer.layers:
+                    self._viewer.layers[zname].visible = False
+                return
+            if zname in self._viewer.layers:
+                z = self._viewer.layers[zname]
+                z.data, z.scale, z.translate, z.visible = r.image, r.scale, r.translate, True
+            else:
+                z = self._viewer.add_image(
+                    r.image,
+                    name=zname,
+                    scale=r.scale,
+                    translate=r.translate,
+                    colormap=layer.colormap,
+                    blending="additive",
+                    units="nm",
+                    metadata={"zoom_of": layer.name},
+                )
+            from ..io.localizations.layers import contrast_limits
+
+            z.contrast_limits = contrast_limits(r.image)
+
+        sigma = (layer.metadata.get("render") or {}).get("sigma_nm")
+        method = (layer.metadata.get("render") or {}).get("method", "gaussian")
+        return self._start(
+            zoom_gen,
+            layer.metadata["localizations"],
+            lo,
+            hi,
+            canvas,
+            base,
+            on_result=show,
+            description="zoom",
+            method=method,
+            sigma_nm=sigma,
+        )
+
+
+def _add(viewer, layer_tuple):
+    from napari.layers import Layer
+
+    data, kwargs, kind = layer_tuple
+    return viewer.add_layer(Layer.create(data, kwargs, kind))
