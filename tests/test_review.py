@@ -153,5 +153,26 @@ def test_apply_corrections():
     df = make_table(5)
     out = apply_corrections(df, {2: "artefact"})
     assert out.loc[out["label"] == 2, "class"].item() == "artefact"
-    assert out.loc[out["label"] == 2, "predicted"].item() == df.loc[1, "class"]
+    assert out.loc[out["label"] == 2, "model_class"].item() == df.loc[1, "class"]
     assert out["reviewed"].tolist() == [False, True, False, False, False]
+    # idempotent: applying again keeps the model's class
+    again = apply_corrections(out, {3: "monocyte"})
+    assert again["model_class"].tolist() == df["class"].tolist()
+    assert again.loc[again["label"] == 2, "class"].item() == df.loc[1, "class"]
+    from napari_nucleus_ai.review import model_table
+
+    pd.testing.assert_frame_equal(model_table(out)[df.columns], df, check_dtype=False)
+
+
+def test_unidentified_cells_confirm_the_best_guess():
+    # issue-6 tables: class is "unidentified" above the threshold, predicted is the top guess
+    df = make_table(6)
+    df["predicted"] = df["class"]
+    df.loc[df["uncertainty"] >= df["uncertainty"].median(), "class"] = "unidentified"
+    q = ReviewQueue(df)
+    cell = q.current
+    assert q.predicted(cell) == "unidentified"
+    guess = df.set_index("label").loc[cell, "predicted"]
+    assert q.suggestion(cell) == guess
+    e = q.confirm()
+    assert e.after == guess and e.action == "confirm"

@@ -203,7 +203,7 @@ def test_reopening_the_image_restores_cells_and_corrections(dock, tmp_path, qtbo
     for cell, lab in corrections.items():
         assert feats.loc[cell, "class"] == lab
     # predictions are back as they were
-    assert feats["predicted"].tolist() == table.sort_values("label")["class"].tolist()
+    assert feats["model_class"].tolist() == table.sort_values("label")["class"].tolist()
     # and the review resumes at the first unreviewed cell
     assert not w.queue.is_reviewed(w.queue.current)
 

@@ -22,6 +22,8 @@ import pandas as pd
 from .cells import CLASS_ARTEFACT, CLASS_UNIDENTIFIED, class_columns, validate_cell_table
 
 EXTRA_CLASSES = (CLASS_UNIDENTIFIED, CLASS_ARTEFACT)
+#: Column keeping the model's class once ``class`` holds the annotator's final label.
+MODEL_COLUMN = "model_class"
 #: Keys that set classes, in class order (``1`` is the first class).
 CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
 
@@ -80,11 +82,13 @@ class ReviewQueue:
         self.table = table.set_index("label", drop=False)
         self.model_classes = model_classes(table, classes)
         self.classes = review_classes(self.model_classes)
-        if "class" in table.columns:
-            pred = table["class"].where(table["class"].notna(), None)
-        else:
-            pred = pd.Series([None] * len(table))
-        self._predicted = dict(zip(table["label"].tolist(), pred.tolist(), strict=True))
+        pred = _column(table, MODEL_COLUMN if MODEL_COLUMN in table.columns else "class")
+        self._predicted = dict(zip(table["label"].tolist(), pred, strict=True))
+        # a classifier's best guess for cells it marked unidentified (issue 6: ``predicted``)
+        self._guess = dict(zip(table["label"].tolist(), _column(table, "predicted"), strict=True))
+        probs = class_columns(table)
+        pmax = table[probs].max(axis=1).to_numpy(float) if probs else np.full(len(table), np.nan)
+        self._pmax = dict(zip(table["label"].tolist(), pmax.tolist(), strict=True))
         self._uncertainty = dict(zip(table["label"].tolist(), _uncertainty(table), strict=True))
         unc = np.array([self._uncertainty[c] for c in table["label"]], float)
         key = np.where(np.isnan(unc), -np.inf, unc)
@@ -109,6 +113,16 @@ class ReviewQueue:
 
     def predicted(self, cell: int) -> str | None:
         return self._predicted.get(int(cell))
+
+    def suggestion(self, cell: int) -> str | None:
+        """What *confirm* gives: the label, else the model's class, else its best guess."""
+        cell = int(cell)
+        if cell in self.corrections:
+            return self.corrections[cell]
+        pred = self._predicted.get(cell)
+        if pred in (None, CLASS_UNIDENTIFIED) and self._guess.get(cell) in self.classes:
+            return self._guess[cell]
+        return pred
 
     def uncertainty(self, cell: int) -> float:
         return self._uncertainty.get(int(cell), float("nan"))
@@ -241,7 +255,7 @@ class ReviewQueue:
         cell = self.current if cell is None else int(cell)
         if cell is None:
             return None
-        action = "confirm" if label == self.predicted(cell) else "set"
+        action = "confirm" if label in (self.predicted(cell), self._guess.get(cell)) else "set"
         edit = Edit(cell, self.corrections.get(cell), label, action)
         self._apply(cell, label)
         self._undo.append(edit)
@@ -252,14 +266,15 @@ class ReviewQueue:
         return edit
 
     def confirm(self, advance: bool = True) -> Edit | None:
-        """Accept the current cell's final class (the prediction unless corrected) and move on.
+        """Accept the current cell's :meth:`suggestion` and move on.
 
-        A cell without a prediction is confirmed as ``unidentified``.
+        For a cell the model left ``unidentified`` that is its best guess, when it
+        gave one; a cell without any prediction is confirmed as ``unidentified``.
         """
         cell = self.current
         if cell is None:
             return None
-        return self.set_class(self.final(cell) or CLASS_UNIDENTIFIED, advance=advance)
+        return self.set_class(self.suggestion(cell) or CLASS_UNIDENTIFIED, advance=advance)
 
     def undo(self) -> Edit | None:
         """Revert the last edit; returns the reverting edit (to persist) and goes to its cell."""
@@ -301,7 +316,7 @@ class ReviewQueue:
         rows = []
         for c in cells:
             pred = self.predicted(c)
-            p = self.table.at[c, f"p_{pred}"] if pred and f"p_{pred}" in self.table else np.nan
+            p = self._pmax.get(c, np.nan)
             rows.append(
                 (c, pred, float(p), self.uncertainty(c), self.final(c), self.is_reviewed(c))
             )
@@ -309,6 +324,13 @@ class ReviewQueue:
         df["label"] = df["label"].astype(np.int64)
         df["reviewed"] = df["reviewed"].astype(bool)
         return df
+
+
+def _column(table: pd.DataFrame, name: str) -> list:
+    if name not in table.columns:
+        return [None] * len(table)
+    col = table[name].astype(object)
+    return col.where(col.notna(), None).tolist()
 
 
 def _uncertainty(table: pd.DataFrame) -> list[float]:
@@ -324,11 +346,26 @@ def _uncertainty(table: pd.DataFrame) -> list[float]:
 
 
 def apply_corrections(table: pd.DataFrame, corrections: Mapping[int, str]) -> pd.DataFrame:
-    """The cell table with ``predicted`` (model), ``class`` (final) and ``reviewed`` columns."""
+    """The cell table with ``model_class`` (the model's), ``class`` (final) and ``reviewed``.
+
+    Idempotent: a table that already has ``model_class`` keeps it as the model's class.
+    """
     out = validate_cell_table(table).drop(columns=["index"], errors="ignore")
-    pred = out["class"] if "class" in out.columns else pd.Series([None] * len(out), index=out.index)
+    model = pd.Series(
+        _column(out, MODEL_COLUMN if MODEL_COLUMN in out else "class"),
+        index=out.index,
+        dtype=object,
+    )
     fixed = out["label"].map(lambda c: corrections.get(int(c)))
-    out["predicted"] = pred
-    out["class"] = fixed.where(fixed.notna(), pred)
+    out[MODEL_COLUMN] = model
+    out["class"] = fixed.where(fixed.notna(), model)
     out["reviewed"] = fixed.notna()
+    return out
+
+
+def model_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`apply_corrections`: the table as the model left it."""
+    out = table.drop(columns=["reviewed", "index"], errors="ignore")
+    if MODEL_COLUMN in out.columns:
+        out = out.assign(**{"class": out[MODEL_COLUMN]}).drop(columns=[MODEL_COLUMN])
     return out

@@ -77,7 +77,7 @@ def selected_cells(
     include_predicted: bool = False,
     exclude: Iterable[str] = (CLASS_UNIDENTIFIED,),
 ) -> pd.DataFrame:
-    """The cells to export with columns ``label, class, predicted, reviewed``."""
+    """The cells to export with columns ``label, class, model_class, reviewed``."""
     from .review import apply_corrections
 
     t = apply_corrections(item.table, item.corrections)
@@ -193,7 +193,7 @@ def export_training_set(
                     "class": row[cells.columns.get_loc("class")],
                     "image": item.image_id,
                     "cell": int(row.label),
-                    "predicted": row.predicted,
+                    "predicted": row.model_class,
                     "reviewed": bool(row.reviewed),
                 }
             )

@@ -170,8 +170,6 @@ def export_item(w):
 
     layer = w.layer
     table = from_features(layer.features)
-    if "predicted" in table:
-        table["class"] = table["predicted"]
     item = ExportItem(
         w.image_id,
         table,

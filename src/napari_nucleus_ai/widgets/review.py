@@ -88,7 +88,12 @@ def layer_source(layer) -> str | None:
 
 
 def model_name(layer) -> str | None:
+    """The model that predicted the layer's classes (metadata ``model`` or the ``model`` column)."""
     m = (getattr(layer, "metadata", {}) or {}).get("model")
+    feats = getattr(layer, "features", None)
+    if m is None and feats is not None and "model" in feats.columns and len(feats):
+        vals = feats["model"].dropna().unique()
+        m = vals[0] if len(vals) == 1 else None
     if isinstance(m, dict):
         return " ".join(str(m.get(k)) for k in ("name", "version") if m.get(k)) or None
     return None if m is None else str(m)
@@ -328,8 +333,9 @@ class ReviewWidget(QWidget):
         )
         classes = meta.get("classes") or model_classes(table)
         corrections = store.labels(image_id)
-        if "predicted" in table.columns:  # a restored layer: its class column is already final
-            table["class"] = table["predicted"]
+        from ..review import model_table
+
+        table = model_table(table)  # a restored/reviewed layer: back to the model's classes
         self.layer, self.store, self.image_id = layer, store, image_id
         self.queue = ReviewQueue(table, classes, corrections)
         self.colors = class_colors(self.queue.classes, meta.get("class_colors"))
@@ -482,7 +488,10 @@ class ReviewWidget(QWidget):
             return
         row = q.table.loc[cell]
         pred, fin = q.predicted(cell), q.final(cell)
-        state = f"reviewed: <b>{fin}</b>" if q.is_reviewed(cell) else "not reviewed"
+        if q.is_reviewed(cell):
+            state = f"reviewed: <b>{fin}</b>"
+        else:
+            state = f"not reviewed · Space confirms <b>{q.suggestion(cell) or 'unidentified'}</b>"
         done = q.reviewed
         self.info.setText(
             f"cell <b>{cell}</b> ({q.order.index(cell) + 1}/{len(q)}) · model: <b>{pred}</b> · "
@@ -578,7 +587,6 @@ class ReviewWidget(QWidget):
             from ..review import apply_corrections
 
             feats = from_features(self.layer.features)
-            feats["class"] = [q.predicted(c) for c in feats["label"]]
             self.layer.features = to_features(apply_corrections(feats, q.corrections))
         self._show_status()
 
