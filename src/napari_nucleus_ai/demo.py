@@ -20,10 +20,17 @@ def _docks(viewer) -> None:
     viewer.window.add_plugin_dock_widget(PLUGIN, "Settings")
 
 
+def _smear(viewer) -> None:
+    from .widgets.slide import demo_smear
+
+    demo_smear(viewer)
+
+
 DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
     # each capability appends its step below, in pipeline order:
     # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
+    ("smear", _smear),
 ]
 
 

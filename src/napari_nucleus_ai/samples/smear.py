@@ -504,7 +504,10 @@ def smear_field_sample() -> list:
     from ..cells import to_features
 
     sim = simulate_smear(seed=0, shape=(960, 1280), n_wbc=7)
+    from ..io.images import napari_units
+
     scale = (sim.pixel_size_um, sim.pixel_size_um)
+    units = napari_units(2)
     meta = {
         "pixel_size_um": list(scale),
         "mpp": sim.pixel_size_um,
@@ -522,7 +525,13 @@ def smear_field_sample() -> list:
     return [
         (
             sim.image,
-            {"name": "smear field (synthetic)", "rgb": True, "scale": scale, "metadata": meta},
+            {
+                "name": "smear field (synthetic)",
+                "rgb": True,
+                "scale": scale,
+                "metadata": meta,
+                **units,
+            },
             "image",
         ),
         (
@@ -530,6 +539,7 @@ def smear_field_sample() -> list:
             {
                 "name": "ground truth white cells",
                 "scale": scale,
+                **units,
                 "features": to_features(sim.table),
                 "colormap": by_label,
                 "opacity": 0.5,

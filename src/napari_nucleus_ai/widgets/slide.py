@@ -433,3 +433,12 @@ def set_channel_colour(layer, colour: str) -> None:
         layer.colormap = colour
         return
     layer.colormap = {"colors": ["#000000", hexcol], "name": f"{layer.name} {hexcol}"}
+
+
+def demo_smear(viewer) -> None:
+    """Demo step: the synthetic smear field (with hidden ground truth) and the Slide dock."""
+    viewer.open_sample("napari-nucleus-ai", "smear_field")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Slide")
+    dock.layer_box.setCurrentText("smear field (synthetic)")
+    viewer.scale_bar.visible = True
+    viewer.reset_view()

@@ -119,6 +119,28 @@ def _colormap(channel: str, color: str | None):
     return {"colors": ["#000000", color], "name": f"{channel} {color}"}
 
 
+def napari_units(ndim: int, image: ImageData | None = None) -> dict:
+    """``{"units": (...)}`` in micrometres for napari >= 0.6 (scale bar in um), else ``{}``.
+
+    Only when the pixel size is known; non-spatial axes get ``"pixel"``.
+    """
+    if image is not None and image.pixel_size_um is None:
+        return {}
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(v) for v in version("napari").split(".")[:2])
+    except Exception:  # noqa: BLE001 - napari absent or odd version string
+        return {}
+    if (major, minor) < (0, 6):
+        return {}
+    axes = "YX" if image is None else image.axes.replace("S", "")
+    if image is not None and "C" in axes and image.channels and not image.rgb:
+        axes = axes.replace("C", "")  # napari splits the channels into layers
+    units = tuple("um" if a in "YXZ" else "pixel" for a in axes)
+    return {"units": units[-ndim:]} if len(units) >= ndim else {}
+
+
 def image_layers(image: ImageData, name: str | None = None) -> list:
     """Layer data tuples for one :class:`ImageData` (channels split by ``channel_axis``)."""
     name = name or Path(image.path).stem
@@ -146,6 +168,7 @@ def image_layers(image: ImageData, name: str | None = None) -> list:
             kwargs.pop("contrast_limits")
     else:
         kwargs.update(scale=image.scale(), axis_labels=tuple(axes))
+    kwargs.update(napari_units(len(kwargs["scale"]), image))
     return [(data, kwargs, "image")]
 
 
