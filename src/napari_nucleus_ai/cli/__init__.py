@@ -24,6 +24,7 @@ COMMANDS = {
     "import-dataset": ".import_dataset",
     "train": ".train",
     "predict": ".predict",
+    "classify": ".classify",
     # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
     # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"
 }

@@ -155,6 +155,7 @@ def fit(train, val, card: dict, options: dict):
         x_va = normalise(raw_va, card)
     x_tr = normalise(raw_tr, card)
     y_tr_items = train.labels
+    torch.manual_seed(seed)  # initial weights depend on the seed only
     modules = build(card)
     total = epochs * len(modules)
     history, done = [], 0

@@ -1,0 +1,156 @@
+"""``napari-nucleus-ai classify MODEL IMAGE --labels LABELS.tif --out DIR``."""
+
+from __future__ import annotations
+
+HELP = "classify every labelled cell of an image (or STORM localizations): cells.csv, class and uncertainty TIFFs"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="model package (folder, .zip or .safetensors)")
+    p.add_argument(
+        "image",
+        help="the image the labels belong to (PNG/JPEG/TIFF), or a localization file for STORM models",
+    )
+    p.add_argument(
+        "--labels", required=True, help="label image (TIFF/PNG), 0 = background, same grid as IMAGE"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder: cells.csv, classes.tif, uncertainty.tif, classes.json",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        help="pixel size of IMAGE/LABELS (default: from the TIFF, else unknown)",
+    )
+    p.add_argument(
+        "--unit", default="um", choices=("um", "nm"), help="unit of --pixel-size (default um)"
+    )
+    p.add_argument(
+        "--origin",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("Y", "X"),
+        help="physical position of the labels' pixel (0, 0) centre, for localization input (default 0 0)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cuda, cuda:N, mps or cpu (default: the plugin setting)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
+    p.add_argument(
+        "--mc-dropout", type=int, help="extra MC-dropout passes (default: the model card's)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="uncertainty above which a cell is 'unidentified' (default: the card's)",
+    )
+
+
+def _tiff_pixel_size(path):
+    """Pixel size (value, unit) from TIFF resolution tags, or None."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            res = page.tags.get("XResolution")
+            unit = page.tags.get("ResolutionUnit")
+            if res is None or unit is None:
+                return None
+            num, den = res.value
+            if not num or int(unit.value) != 3:  # centimetre
+                return None
+            return 1e4 * den / num, "um"
+    except Exception:  # noqa: BLE001 - no usable metadata
+        return None
+
+
+def run(args) -> int:
+    import json
+    import os
+    import sys
+
+    import numpy as np
+    import tifffile
+
+    from ..classify import classify_cells
+    from ..crops import is_image_file, read_crop
+    from ..errors import InputError
+    from ..predict import as_package
+    from ..utils import atomic_path, atomic_write
+
+    package = as_package(args.model)
+    labels = read_crop(args.labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(
+            args.labels, f"labels must be a 2D integer image, got {labels.dtype} {labels.shape}"
+        )
+    scale, unit = (
+        (args.pixel_size, args.unit)
+        if args.pixel_size
+        else (_tiff_pixel_size(args.labels) or (1.0, "px"))
+    )
+    image = localizations = None
+    if package.modality == "storm" and not is_image_file(args.image):
+        from ..io.localizations import read_localizations
+
+        localizations = read_localizations(args.image)
+        if unit == "px":
+            raise InputError(
+                args.labels, "give --pixel-size (nm) of the label grid to place localizations on it"
+            )
+    else:
+        image = (
+            read_crop(args.image)
+            if not args.image.lower().endswith((".tif", ".tiff"))
+            else tifffile.imread(args.image)
+        )
+    origin = tuple(np.asarray(args.origin, float))
+    notes: list = []
+    res = classify_cells(
+        package,
+        image,
+        labels,
+        scale=scale,
+        unit=unit,
+        translate=origin,
+        localizations=localizations,
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        mc_dropout=args.mc_dropout,
+        threshold=args.threshold,
+    )
+    notes += res.notes
+    for note in notes:
+        print(f"napari-nucleus-ai: {note}", file=sys.stderr)
+    os.makedirs(args.out, exist_ok=True)
+    from ..cells import write_cell_table
+
+    write_cell_table(res.table, os.path.join(args.out, "cells.csv"))
+    legend = {
+        "values": {str(i): n for i, n in enumerate(res.class_names)},
+        "colours": dict(zip(res.classes, res.colours, strict=True)),
+        "counts": res.counts(),
+        "model": package.name,
+        "pixel_size": scale,
+        "unit": unit,
+    }
+    with atomic_path(os.path.join(args.out, "classes.tif")) as tmp:
+        tifffile.imwrite(tmp, res.class_image, description=json.dumps(legend), compression="zlib")
+    with atomic_path(os.path.join(args.out, "uncertainty.tif")) as tmp:
+        tifffile.imwrite(tmp, res.uncertainty_image, compression="zlib")
+    with atomic_write(os.path.join(args.out, "classes.json"), "w") as fh:
+        json.dump(legend, fh, indent=2)
+    print(
+        f"{args.out}: {len(res.table)} cells; "
+        + ", ".join(f"{k} {v}" for k, v in res.counts().items() if v)
+    )
+    return 0
