@@ -240,8 +240,14 @@ def nuclear_groups(nuc_s: np.ndarray, wpx: float, p: dict):
         return empty
     ids = np.arange(1, ng + 1)
     area_um2 = np.bincount(cells.ravel(), minlength=ng + 1)[1:] * wpx * wpx
-    peak = np.asarray(ndi.maximum(nuc_s, cells, ids), float)
-    mean = np.asarray(ndi.mean(nuc_s, cells, ids), float)
+    # the largest single nuclear part of each group (a lobe; a platelet clump has only granules)
+    parts, npart = ndi.label(nucleus)
+    part_area = np.bincount(parts.ravel(), minlength=npart + 1).astype(float) * wpx * wpx
+    part_area[0] = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        largest = np.asarray(ndi.maximum(part_area[parts], cells, ids), float)
+        peak = np.asarray(ndi.maximum(nuc_s, cells, ids), float)
+        mean = np.asarray(ndi.mean(nuc_s, cells, ids), float)
     min_area = np.pi / 4 * p["min_nucleus_um"] ** 2
     # stain content ~ DNA content: a nucleus has far more than a platelet or a clump of them
     stain = area_um2 * mean
@@ -249,13 +255,21 @@ def nuclear_groups(nuc_s: np.ndarray, wpx: float, p: dict):
     stats = {
         "area_um2": area_um2,
         "stain": stain,
+        "largest_um2": largest,
         "peak_od": peak,
         "mean_od": mean,
-        "centroid": np.asarray(ndi.center_of_mass(cells > 0, cells, ids)).reshape(-1, 2) * 1.0,
+        "centroid": _centroids(cells, ids),
         "keep": keep,
     }
     lut = np.concatenate([[0], np.where(keep, ids, 0)]).astype(np.int32)
     return lut[cells], stats
+
+
+def _centroids(cells, ids):
+    from scipy import ndimage as ndi
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(ndi.center_of_mass(cells > 0, cells, ids), float).reshape(-1, 2)
 
 
 def grow_cytoplasm(cells, nuc_s, total, wpx, p):
