@@ -1,0 +1,99 @@
+"""Fine-tuning from corrections: a new package version whose card holds metrics before and after."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.progress import run_sync
+
+
+def write_crops(root, n, seed, swap=False):
+    """Two classes of 24 px crops: 'dark' has a dark disc, 'ring' a dark ring."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:24, :24]
+    r = np.hypot(yy - 12 + rng.normal(0, 1, (n, 1, 1)), xx - 12)
+    for i in range(n):
+        for cls in ("dark", "ring"):
+            disc = r[i] < 7 if cls == "dark" else (r[i] > 4) & (r[i] < 8)
+            img = np.full((24, 24, 3), 200, np.uint8) + rng.integers(0, 30, (24, 24, 3)).astype(
+                np.uint8
+            )
+            img[disc] = (60, 30, 120)
+            name = ("ring" if cls == "dark" else "dark") if swap else cls
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / name / f"{seed}_{i}.png")
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    from napari_nucleus_ai.train import train
+
+    root = tmp_path_factory.mktemp("retrain")
+    write_crops(root / "base", 10, 0)
+    res = train(
+        root / "base",
+        root / "model-v1",
+        epochs=3,
+        crop_size=24,
+        val_fraction=0.2,
+        seed=0,
+        threads=1,
+        tta=1,
+        patience=3,
+    )
+    return root, res.path
+
+
+def test_retrain_makes_a_new_version_with_before_after(base_model):
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.retrain import retrain_gen
+
+    root, path = base_model
+    # annotators say the opposite of what the base model learnt: fine-tuning must follow them
+    write_crops(root / "corr", 12, 5, swap=True)
+    (root / "corr" / "artefact").mkdir()
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(
+            root / "corr" / "artefact" / f"a{i}.png"
+        )
+    res = run_sync(
+        retrain_gen(path, root / "corr", base_data=False, epochs=12, lr=3e-3, seed=0, threads=1)
+    )
+    assert res["out"].name == "model-v2" and res["version"] == 2
+    assert res["skipped"] == {"artefact": 2}
+    assert res["n_test"] == 6 and res["n_learn"] == 18
+    assert res["metrics_before"]["n"] == 6
+    assert res["after"] > res["before"]
+    new = load_model(res["out"], cache=False)
+    assert new.classes == load_model(path, cache=False).classes
+    card = (
+        json.loads((res["out"] / "card.json").read_text())
+        if (res["out"] / "card.json").exists()
+        else new.card
+    )
+    assert card["version"] == 2
+    assert card["metrics"]["corrections_after"]["balanced_accuracy"] == pytest.approx(res["after"])
+    assert card["provenance"]["fine_tuned_from"]["version"] == 1
+
+
+def test_retrain_refuses_unusable_corrections(base_model, tmp_path):
+    from napari_nucleus_ai.retrain import retrain_gen
+
+    _, path = base_model
+    (tmp_path / "artefact").mkdir()
+    (tmp_path / "unidentified").mkdir()
+    from PIL import Image
+
+    for d in ("artefact", "unidentified"):
+        for i in range(2):
+            Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / d / f"{i}.png")
+    with pytest.raises(InputError, match="fewer than 2"):
+        run_sync(retrain_gen(path, tmp_path, base_data=False, epochs=1))
