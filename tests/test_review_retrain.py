@@ -97,3 +97,52 @@ def test_retrain_refuses_unusable_corrections(base_model, tmp_path):
             Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(tmp_path / d / f"{i}.png")
     with pytest.raises(InputError, match="fewer than 2"):
         run_sync(retrain_gen(path, tmp_path, base_data=False, epochs=1))
+
+
+def test_retrain_cli_from_store(base_model, tmp_path, capsys):
+    """The CLI path: store -> exported crops -> fine-tuned v2 with before/after printed."""
+    from napari_nucleus_ai.annotations import AnnotationStore
+    from napari_nucleus_ai.cli import main
+    from napari_nucleus_ai.session import save_session
+
+    root, path = base_model
+    from PIL import Image
+
+    # a field of 8 cells: 24 px discs/rings laid out in a row, reviewed by an annotator
+    img = np.full((40, 8 * 30, 3), 210, np.uint8)
+    labels = np.zeros(img.shape[:2], np.int32)
+    yy, xx = np.mgrid[:40, : 8 * 30]
+    truth = {}
+    for i in range(8):
+        r = np.hypot(yy - 20, xx - (15 + 30 * i))
+        disc = r < 7 if i % 2 == 0 else (r > 4) & (r < 8)
+        img[disc] = (60, 30, 120)
+        labels[r < 9] = i + 1
+        truth[i + 1] = "dark" if i % 2 == 0 else "ring"
+    Image.fromarray(img).save(tmp_path / "field.png")
+    from napari_nucleus_ai.cells import measure_cells
+
+    table = measure_cells(labels, img)
+    table["class"] = "dark"
+    store = AnnotationStore(tmp_path, author="ana")
+    save_session(store, "field.png", labels, table, classes=["dark", "ring"], source="field.png")
+    store.set_labels("field.png", truth)
+    out = tmp_path / "m-v2"
+    rc = main(
+        [
+            "retrain",
+            str(path),
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--no-replay",
+            "--threads",
+            "1",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "new model version 2" in text and "balanced accuracy before" in text
+    assert (out / "card.json").exists() or any(out.iterdir())

@@ -240,3 +240,46 @@ def _export_localizations(out, item, cells, stem, scale, translate) -> dict[int,
         write_thunderstorm_csv(sub, path)
         files[int(row.label)] = path
     return files
+
+
+def items_from_store(store, image_ids: Sequence[str] | None = None) -> list[ExportItem]:
+    """Export items for images reviewed in ``store`` (saved sessions; pixels from their source).
+
+    Image crops come from the session's source image (read again from disk);
+    STORM nuclei from its localization file.
+    """
+    from .session import load_session
+
+    ids = (
+        list(image_ids)
+        if image_ids
+        else [i for i in store.images() if (store.image_info(i) or {}).get("session")]
+    )
+    if not ids:
+        raise InputError(store.path, "no reviewed images with a saved session in this store")
+    items = []
+    for image_id in ids:
+        s = load_session(store, image_id)
+        if s is None:
+            raise InputError(store.path, f"no saved session for image {image_id!r}")
+        item = ExportItem(
+            image_id,
+            s.table,
+            s.corrections,
+            labels=s.labels,
+            scale=list(s.scale)[-2:],
+            translate=list(s.translate)[-2:],
+        )
+        src = s.info.get("source")
+        if src:
+            p = Path(src) if Path(src).is_absolute() else store.path.parent / src
+            from .io import localizations
+
+            if localizations.sniff(p):
+                item.localizations = localizations.read_localizations(p).data
+            else:
+                from .io.images import read_image
+
+                item.image = np.asarray(read_image(p).levels[0])
+        items.append(item)
+    return items

@@ -25,6 +25,10 @@ COMMANDS = {
     "train": ".train",
     "predict": ".predict",
     "classify": ".classify",
+    "report": ".report",
+    "export-trainset": ".export_trainset",
+    "retrain": ".retrain",
+    "batch": ".batch",
     # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
     # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"
 }

@@ -1,0 +1,87 @@
+"""``napari-nucleus-ai retrain MODEL CORRECTIONS``: fine-tune on corrections, new model version."""
+
+from __future__ import annotations
+
+HELP = "fine-tune a model on reviewed cells; saves the next version with metrics before and after"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="base model package (folder, .zip or .safetensors)")
+    p.add_argument(
+        "corrections",
+        help="a corrections store (.sqlite or its folder) or an exported "
+        "training set (class folders)",
+    )
+    p.add_argument("--out", default=None, help="new package (default: beside MODEL as NAME-vN)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="with a store: image ids to learn from (default: every reviewed image)",
+    )
+    p.add_argument(
+        "--base-data",
+        default=None,
+        help="the base model's training data to replay (default: from its card if present)",
+    )
+    p.add_argument("--no-replay", action="store_true", help="learn from the corrections only")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.25,
+        help="fraction of corrected cells per class held out to score both models",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cuda, mps or cpu (default: the setting)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def run(args) -> int:
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..annotations import AnnotationStore, store_path
+    from ..progress import run_sync
+    from ..retrain import retrain_gen
+    from ..trainexport import export_training_set, items_from_store
+
+    def show(p):
+        if p.total:
+            print(f"\r{p.message} ({p.done}/{p.total})", end="", file=sys.stderr, flush=True)
+
+    opts = dict(
+        base_data=False if args.no_replay else args.base_data,
+        holdout=args.holdout,
+        epochs=args.epochs,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
+    src = Path(args.corrections)
+    with tempfile.TemporaryDirectory(prefix="nucleus-ai-corrections-") as tmp:
+        if store_path(src).exists():
+            items = items_from_store(AnnotationStore(store_path(src)), args.image)
+            run_sync(export_training_set(tmp, items))
+            data = tmp
+        else:
+            data = src
+        res = run_sync(retrain_gen(args.model, data, args.out, **opts), show)
+    print(file=sys.stderr)
+    b, a = res["metrics_before"], res["metrics_after"]
+    print(f"new model version {res['version']}: {res['out']}")
+    print(
+        f"held-out corrected cells: {res['n_test']} (learnt from {res['n_learn']}, "
+        f"replayed {res['n_replay']} base samples)"
+    )
+    print(
+        f"balanced accuracy before {b['balanced_accuracy']:.3f} -> after {a['balanced_accuracy']:.3f}; "
+        f"accuracy {b['accuracy']:.3f} -> {a['accuracy']:.3f}"
+    )
+    if res["skipped"]:
+        print(f"skipped (classes the model lacks): {res['skipped']}")
+    return 0
