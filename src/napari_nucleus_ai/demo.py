@@ -26,11 +26,18 @@ def _smear(viewer) -> None:
     demo_smear(viewer)
 
 
+def _review(viewer) -> None:
+    from .widgets._review_outputs import demo_review
+
+    demo_review(viewer)
+
+
 DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
     # each capability appends its step below, in pipeline order:
     # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
     ("smear", _smear),
+    ("review", _review),
 ]
 
 

@@ -264,3 +264,37 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
         **options,
     )
     return result
+
+
+# -- demo --------------------------------------------------------------------------------
+def demo_review(viewer, confirm: int = 6):
+    """Demo step: the Review dock on the classified smear, a few cells already reviewed.
+
+    Corrections go to a fresh temporary project folder so the demo never touches
+    real annotation stores.
+    """
+    import tempfile
+
+    from napari.layers import Labels
+    from napari.utils.notifications import show_warning
+
+    _, w = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Review")
+    w.open_outputs = False
+    classified = [
+        ly
+        for ly in viewer.layers
+        if isinstance(ly, Labels) and "class" in getattr(ly, "features", {}) and len(ly.features)
+    ]
+    if not classified:
+        show_warning("review: no classified cells yet (run the classifier first)")
+        return w
+    w.set_project(tempfile.mkdtemp(prefix="nucleus-ai-demo-review-"))
+    w.layer_box.setCurrentText(classified[-1].name)
+    if w.layer is not classified[-1]:
+        w.attach(classified[-1])
+    for _ in range(min(confirm, len(w.queue) - 1)):
+        w.confirm()  # the annotator's first key presses: confirm the most uncertain cells
+    w.flush()
+    w._refresh_slow()
+    viewer.layers.selection.active = classified[-1]
+    return w
