@@ -75,10 +75,17 @@ def test_slide_dock_region_and_level_loading(make_napari_viewer, slide_path):
     dock.layer_box.setCurrentText(layer.name)
     dock.go_to(350 / 768, 550 / 1024)
     assert dock.camera.center[-2:] == pytest.approx((175.0, 275.0))
-    level, y0, x0, h, w = 0, 300, 500, 100, 100
+    dock.camera.zoom = 4.0  # 4 screen pixels per um = 2 per level-0 pixel
+    ch, cw = dock._canvas_hw()
+    level, y0, x0, h, w = dock.region_request()
+    assert level == 1  # still the level chosen above
     dock.level.setValue(0)
     dock.region.setCurrentText("visible area")
-    dock._level0_box = lambda _layer: (y0, x0, y0 + h, x0 + w)  # what napari reports when zoomed in
+    level, y0, x0, h, w = dock.region_request()
+    assert (y0 + h / 2, x0 + w / 2) == pytest.approx((350, 550), abs=1)
+    assert (h, w) == pytest.approx((min(ch / 2, 768), min(cw / 2, 1024)), abs=1)
+    level, y0, x0, h, w = 0, 300, 500, 100, 100
+    dock._level0_box = lambda _layer: (y0, x0, y0 + h, x0 + w)  # a view of exactly the square
     dock.load(sync=True)
     region = viewer.layers[-1]
     assert region.data.shape == (100, 100, 3)

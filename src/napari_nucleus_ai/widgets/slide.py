@@ -241,6 +241,9 @@ class SlideWidget(QWidget):
 
     def _on_layer(self, name: str = "") -> None:
         layer = self.layer
+        if layer is not None and layer.name == getattr(self, "_shown", None):
+            return  # another layer came or went; keep the user's choices
+        self._shown = None if layer is None else layer.name
         self._clear_channels()
         if layer is None:
             self.info.setText("open a slide, field or stack")
@@ -264,24 +267,38 @@ class SlideWidget(QWidget):
 
     # -- navigation -----------------------------------------------------------------------
 
+    def _canvas_hw(self) -> tuple[float, float]:
+        """Canvas size in screen pixels (height, width)."""
+        canvas = getattr(self.viewer, "canvas", None)
+        if canvas is not None and hasattr(canvas, "viewbox_size"):
+            return tuple(float(v) for v in canvas.viewbox_size(self.viewer.layers))
+        size = getattr(canvas, "size", None) or getattr(self.viewer, "_canvas_size", (600, 800))
+        return float(size[0]), float(size[1])
+
     def _level0_box(self, layer) -> tuple[float, float, float, float] | None:
-        """Visible area in level-0 pixels (y0, x0, y1, x1), from napari's corner pixels."""
+        """Visible area in level-0 pixels (y0, x0, y1, x1), clipped to the image.
+
+        From the camera (centre, zoom) and the canvas size: napari's own
+        ``corner_pixels`` keep the larger region already loaded, not what is on screen.
+        """
         levels, axes = layer_levels(layer)
         iy, ix = axes.index("Y"), axes.index("X")
-        corners = np.asarray(layer.corner_pixels, dtype=float)
-        if corners.ndim != 2 or corners.shape[1] < 2:
-            return None
         dims = [i for i, a in enumerate(axes) if a != "S"]
         cy, cx = dims.index(iy), dims.index(ix)
-        from ..io.images.regions import downsample_factors
-
-        f = downsample_factors(levels, axes)[layer.data_level if layer.multiscale else 0]
-        return (
-            corners[0, cy] * f[0],
-            corners[0, cx] * f[1],
-            (corners[1, cy] + 1) * f[0],
-            (corners[1, cx] + 1) * f[1],
-        )
+        zoom = float(self.camera.zoom)
+        if zoom <= 0:
+            return None
+        h, w = self._canvas_hw()
+        wy, wx = (float(v) for v in self.camera.center[-2:])
+        sy, sx = float(layer.scale[cy]), float(layer.scale[cx])
+        ty, tx = float(layer.translate[cy]), float(layer.translate[cx])
+        y0, y1 = (wy - h / 2 / zoom - ty) / sy, (wy + h / 2 / zoom - ty) / sy
+        x0, x1 = (wx - w / 2 / zoom - tx) / sx, (wx + w / 2 / zoom - tx) / sx
+        h0, w0 = levels[0].shape[iy], levels[0].shape[ix]
+        y0, x0, y1, x1 = max(0.0, y0), max(0.0, x0), min(float(h0), y1), min(float(w0), x1)
+        if y1 <= y0 or x1 <= x0:
+            return None
+        return y0, x0, y1, x1
 
     def _update_view(self) -> None:
         layer = self.layer
