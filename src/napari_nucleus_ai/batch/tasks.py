@@ -1,0 +1,347 @@
+"""The work a Dask worker does: one input, or one tile of a whole slide.
+
+Everything here is a plain function of picklable arguments that returns a plain
+``dict`` (one row of ``summary.csv``) or an array, so any Dask deployment can run
+it. Results are produced by the same code paths as the ``segment`` and
+``classify`` commands (:func:`napari_nucleus_ai.cli.segment.segment_file` and
+:func:`napari_nucleus_ai.classify.classify_cells_gen`), which is what makes a
+batch run give the same files as running those commands on each input alone.
+
+Outputs are assembled in ``DIR/.batch/work/<stem>/`` and moved into ``DIR`` by
+``os.replace`` (atomic on one file system); the input's status record
+``DIR/.batch/<stem>.json`` is written last, so an input counts as finished only
+when all its files are in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STATE = ".batch"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a batch run does to every input (hashed to decide whether to resume)."""
+
+    method: str = "auto"  # auto | wbc | nuclei | storm-nuclei
+    model: str | None = None
+    pixel_size_um: float | None = None
+    pixel_size_nm: float = 100.0
+    tile: int | None = None
+    params: dict = field(default_factory=dict)
+    device: str | None = "cpu"
+    batch_size: int = 64
+    tta: int | None = None
+    threshold: float | None = None
+
+    def key(self) -> str:
+        import hashlib
+
+        d = asdict(self)
+        d.pop("device")  # the device does not change results we promise to reproduce
+        d.pop("batch_size")
+        if self.model:
+            try:
+                st = os.stat(self.model)
+                d["model_stat"] = [st.st_size, int(st.st_mtime)]
+            except OSError:
+                pass
+        return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def input_stamp(path: str | os.PathLike) -> dict:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def state_path(out_dir, stem: str) -> Path:
+    return Path(out_dir) / STATE / f"{stem}.json"
+
+
+def output_paths(out_dir, stem: str) -> dict[str, Path]:
+    out = Path(out_dir)
+    return {"labels": out / f"{stem}_labels.tif", "cells": out / f"{stem}_cells.csv"}
+
+
+def resolve_method(path, method: str) -> str:
+    """``auto``: localization tables -> storm-nuclei, colour images -> wbc, grey -> nuclei."""
+    if method != "auto":
+        return method
+    from ..errors import InputError
+    from ..io import check_readable, family_for
+
+    check_readable(path)
+    fam = family_for(path)
+    if fam is None:
+        raise InputError(path, "not a format napari-nucleus-ai can read")
+    if fam.__name__.endswith("localizations"):
+        return "storm-nuclei"
+    from ..io.images import read_image
+
+    return "wbc" if read_image(path).rgb else "nuclei"
+
+
+def _limit_threads(n: int = 1) -> None:
+    """One BLAS/torch thread per task: Dask already runs one task per worker thread."""
+    try:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+    except Exception:  # noqa: BLE001 - torch missing or already initialised elsewhere
+        pass
+
+
+def _read_for_classify(path: str):
+    """The image exactly as the ``classify`` command reads it."""
+    import tifffile
+
+    from ..crops import read_crop
+
+    return tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else read_crop(path)
+
+
+def classify_result(settings: Settings, path: str, seg) -> tuple:
+    """Classify the cells of a :class:`~napari_nucleus_ai.segment.run.Segmentation`."""
+    from ..classify import classify_cells_gen
+    from ..crops import is_image_file
+    from ..predict import as_package
+    from ..progress import run_sync
+
+    package = as_package(settings.model)
+    image = localizations = None
+    if package.modality == "storm" and not is_image_file(path):
+        from ..io.localizations import read_localizations
+
+        localizations = read_localizations(path)
+    else:
+        image = _read_for_classify(path)
+    res = run_sync(
+        classify_cells_gen(
+            package,
+            image,
+            seg.labels,
+            seg.table,
+            scale=seg.scale[-1],
+            unit=seg.unit,
+            translate=tuple(seg.translate[-2:]),
+            localizations=localizations,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            tta=settings.tta,
+            threshold=settings.threshold,
+        )
+    )
+    return res.table, res.counts()
+
+
+def _finish(out_dir, stem, staged: dict[str, Path], row: dict) -> dict:
+    """Move staged outputs into place, then write the status record (last)."""
+    from ..utils import atomic_write
+
+    finals = output_paths(out_dir, stem)
+    for name, src in staged.items():
+        dst = finals.get(name, Path(out_dir) / f"{stem}_{name}{src.suffix}")
+        os.replace(src, dst)
+        row[f"{name}_file"] = dst.name
+    with atomic_write(state_path(out_dir, stem), "w") as fh:
+        json.dump(row, fh, default=str)
+    return row
+
+
+def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dict:
+    """Segment (and classify) one input; return its summary row. Never raises for bad input."""
+    from ..errors import one_line
+
+    t0 = time.perf_counter()
+    row = {"path": path, "stem": stem, "status": "failed", "error": "", "n_cells": 0}
+    work = Path(out_dir) / STATE / "work" / stem
+    try:
+        from ..io import check_readable
+
+        _limit_threads()
+        check_readable(path)
+        row.update(input_stamp(path))
+        method = resolve_method(path, settings.method)
+        row["method"] = method
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        from ..cli.segment import segment_file
+
+        seg, lab, cells = segment_file(
+            path,
+            method,
+            work,
+            settings.pixel_size_um,
+            settings.pixel_size_nm,
+            settings.tile,
+            dict(settings.params),
+        )
+        staged = {"labels": Path(lab), "cells": Path(cells)}
+        extra = Path(work) / f"{Path(path).stem}_localizations.csv"
+        if extra.exists():
+            staged["localizations"] = extra
+        row["height"], row["width"] = (int(v) for v in seg.labels.shape[-2:])
+        table = seg.table
+        if settings.model:
+            from ..cells import write_cell_table
+
+            table, counts = classify_result(settings, path, seg)
+            write_cell_table(table, cells)
+            row.update({f"n_{k}": int(v) for k, v in counts.items()})
+        row["n_cells"] = int(len(table))
+        row["status"] = "ok"
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        row["settings"] = settings.key()
+        return _finish(out_dir, stem, staged, row)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a 'failed' row
+        row["error"] = one_line(e, path)
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- whole slides: one task per tile ------------------------------------------------------------
+
+
+@dataclass
+class TilePlan:
+    """How one big image is cut, exactly as :func:`napari_nucleus_ai.segment.tiles.segment_tiled`."""
+
+    path: str
+    stem: str
+    method: str
+    shape: tuple
+    rgb: bool
+    px: float | None  # the pixel size given or read from the file (sets scale and unit)
+    px_work: float | None  # the pixel size the method works at (calibrated for wbc)
+    kwargs: dict
+    tiles: list  # (core, extended) in row-major order
+    stamp: dict
+
+
+def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = None) -> TilePlan:
+    """Calibrate once and list the tiles of ``path`` (runs where the slide is readable)."""
+    from ..errors import InputError
+    from ..io.images import read_image
+    from ..segment.tiles import MAX_OBJECT_UM, calibrate
+
+    method = method or resolve_method(path, settings.method)
+    if method not in MAX_OBJECT_UM:
+        raise InputError(path, f"{method} cannot be split into tiles")
+    img = read_image(path)
+    data = img.levels[0]
+    if not img.rgb:
+        from ..cli.segment import _grey_plane
+
+        data, axes = _grey_plane(data, img.axes, path)
+        if "T" in axes:
+            raise InputError(path, "time-lapse stacks are not split into tiles")
+    if method == "wbc" and not img.rgb:
+        raise InputError(path, f"wbc needs a colour smear image; this one is {img.axes}")
+    px = settings.pixel_size_um or (img.pixel_size_um[0] if img.pixel_size_um else None)
+    params = dict(settings.params)
+    fixed = calibrate(data, method, None, px, params)
+    px_work = fixed.pop("pixel_size_um", px)
+    kwargs = {**params, **{k: v for k, v in fixed.items() if params.get(k) is None}}
+    overlap = int(np.ceil(MAX_OBJECT_UM[method] / (px_work or 0.25)))
+    if method == "nuclei" and kwargs.get("diameter_um"):
+        overlap = int(np.ceil(1.5 * kwargs["diameter_um"] / (px_work or 1.0))) + 4
+    overlap = max(0, overlap)
+    H, W = data.shape[:2]
+    tile = int(settings.tile or 2048)
+    tiles = []
+    for ty in range(0, H, tile):
+        for tx in range(0, W, tile):
+            a, b, c, d = ty, min(ty + tile, H), tx, min(tx + tile, W)
+            ext = (
+                max(0, a - overlap),
+                min(H, b + overlap),
+                max(0, c - overlap),
+                min(W, d + overlap),
+            )
+            tiles.append(((a, b, c, d), ext))
+    return TilePlan(
+        path, stem, method, (H, W), img.rgb, px, px_work, kwargs, tiles, input_stamp(path)
+    )
+
+
+def _level0(path: str, rgb: bool):
+    from ..io.images import read_image
+
+    img = read_image(path)
+    data = img.levels[0]
+    if not rgb:
+        from ..cli.segment import _grey_plane
+
+        data, _ = _grey_plane(data, img.axes, path)
+    return data
+
+
+def segment_tile(plan: TilePlan, index: int) -> np.ndarray:
+    """Segment one extended tile of a slide (read lazily on the worker)."""
+    from ..segment.tiles import _read
+
+    _limit_threads()
+    (_core, (ea, eb, ec, ed)) = plan.tiles[index]
+    block = _read(_level0(plan.path, plan.rgb), ea, eb, ec, ed)
+    if plan.method == "wbc":
+        from ..segment.wbc import segment_wbc as fn
+    else:
+        from ..segment.nuclei import segment_nuclei as fn
+    return np.asarray(fn(block, plan.px_work, **plan.kwargs))
+
+
+def finish_tiled(
+    plan: TilePlan, labels: np.ndarray, out_dir: str, settings: Settings, t0: float
+) -> dict:
+    """Measure (and classify) a stitched slide and write its outputs like ``segment`` does."""
+    from ..cells import write_cell_table
+    from ..errors import one_line
+    from ..segment.run import Segmentation, _measure
+    from ..segment.writers import write_labels_tif
+
+    row = {
+        "path": plan.path,
+        "stem": plan.stem,
+        "status": "failed",
+        "error": "",
+        "n_cells": 0,
+        "method": plan.method,
+        "tiles": len(plan.tiles),
+        **plan.stamp,
+    }
+    work = Path(out_dir) / STATE / "work" / plan.stem
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        s = float(plan.px) if plan.px else 1.0
+        scale, translate, unit = (s, s), (0.0, 0.0), ("um" if plan.px else "px")
+        image = _level0(plan.path, plan.rgb)
+        table = _measure(labels, image, plan.rgb, scale, translate, unit, plan.path, (0, 0))
+        seg = Segmentation(labels, table, scale, translate, unit, plan.method, {})
+        lab, cells = work / "labels.tif", work / "cells.csv"
+        write_labels_tif(lab, labels, scale, unit)
+        if settings.model:
+            table, counts = classify_result(settings, plan.path, seg)
+            row.update({f"n_{k}": int(v) for k, v in counts.items()})
+        write_cell_table(table, cells)
+        row["height"], row["width"] = plan.shape
+        row["n_cells"] = int(len(table))
+        row["status"] = "ok"
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        row["settings"] = settings.key()
+        return _finish(out_dir, plan.stem, {"labels": lab, "cells": cells}, row)
+    except Exception as e:  # noqa: BLE001
+        row["error"] = one_line(e, plan.path)
+        return row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,143 @@
+"""``napari-nucleus-ai batch INPUT... --out DIR``: segment/classify folders on Dask distributed."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+HELP = "segment (and classify) files and folders on Dask distributed; resumable, with summary.csv and report.html"
+
+EPILOG = """Outputs per input: DIR/<stem>_labels.tif and DIR/<stem>_cells.csv (as `segment`
+and `classify` write them); at the end DIR/summary.csv and DIR/report.html.
+Running the same command again skips inputs already finished.
+Exit status: 0 all ok, 2 some inputs failed (see summary.csv), 1 the run could not start."""
+
+
+def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="files, or folders (searched recursively)"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument(
+        "--segment",
+        default="auto",
+        choices=["auto", "wbc", "nuclei", "storm-nuclei"],
+        help="method; auto: localization tables -> storm-nuclei, colour -> wbc, grey -> nuclei",
+    )
+    p.add_argument("--model", help="model package: add class, probabilities and uncertainty")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="local Dask worker processes (default: cores)")
+    g.add_argument(
+        "--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786"
+    )
+    p.add_argument("--pixel-size-um", type=float, help="pixel size when a file does not say")
+    p.add_argument(
+        "--pixel-size-nm",
+        type=float,
+        default=100.0,
+        help="storm-nuclei density pixel (default 100)",
+    )
+    p.add_argument(
+        "--tile", type=int, help="tile size for tile-wise segmentation (as `segment --tile`)"
+    )
+    p.add_argument(
+        "--tile-above",
+        type=int,
+        metavar="PIXELS",
+        help="split images larger than this into tile tasks (default 12000000)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="segmentation parameter, as for `segment` (repeatable)",
+    )
+    p.add_argument("--device", help="classification device: auto, cuda, mps, cpu")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
+    p.add_argument(
+        "--threshold", type=float, help="uncertainty above which cells are 'unidentified'"
+    )
+    p.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="redo every input even if an earlier run finished it",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from ..batch.run import run_batch_gen
+    from .segment import _parse_params
+
+    bar = _Bar(quiet=args.quiet)
+    gen = run_batch_gen(
+        args.inputs,
+        args.out,
+        method=args.segment,
+        model=args.model,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        pixel_size_um=args.pixel_size_um,
+        pixel_size_nm=args.pixel_size_nm,
+        tile=args.tile,
+        params=_parse_params(args.param),
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        threshold=args.threshold,
+        tile_above=args.tile_above,
+        resume=args.resume,
+    )
+    from ..progress import run_sync
+
+    result = run_sync(gen, bar)
+    bar.close()
+    s = result.summary
+    resumed = int(s["resumed"].sum()) if "resumed" in s.columns else 0
+    print(
+        f"{len(s)} inputs: {result.n_ok} ok ({resumed} from an earlier run), {result.n_failed} failed "
+        f"in {result.seconds:.1f} s -> {result.summary_path}, {result.report_path}"
+    )
+    for _, r in s[s["status"] == "failed"].iterrows():
+        print(f"  failed: {r['error']}", file=sys.stderr)
+    return 2 if result.n_failed else 0
+
+
+class _Bar:
+    """``[#####-----] 12/40 inputs, 1 failed, ETA 0:01:10`` on stderr (one line on a terminal)."""
+
+    def __init__(self, quiet: bool = False, width: int = 24):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.width = width
+        self.last = 0.0
+        self.seen_dashboard = False
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        if "dashboard" in p.message and not self.seen_dashboard:
+            self.seen_dashboard = True
+            sys.stderr.write(("\n" if self.tty else "") + p.message + "\n")
+            return
+        now = time.monotonic()
+        final = p.total is not None and p.done >= p.total
+        if not self.tty and not final and now - self.last < 5:
+            return  # logs get a line every 5 s, not a flood
+        self.last = now
+        frac = p.fraction or 0.0
+        fill = int(round(frac * self.width))
+        line = f"[{'#' * fill}{'-' * (self.width - fill)}] {p.message}"
+        sys.stderr.write(f"\r{line:<100}" if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            sys.stderr.write("\n")
