@@ -20,6 +20,12 @@ def _docks(viewer) -> None:
     viewer.window.add_plugin_dock_widget(PLUGIN, "Settings")
 
 
+def _storm(viewer) -> None:
+    from .widgets.localizations import demo_storm
+
+    demo_storm(viewer)
+
+
 def _smear(viewer) -> None:
     from .widgets.slide import demo_smear
 
@@ -36,6 +42,7 @@ DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
     # each capability appends its step below, in pipeline order:
     # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
+    ("storm", _storm),
     ("smear", _smear),
     ("review", _review),
 ]

@@ -48,6 +48,8 @@ class LocalizationsWidget(Container):
         self._viewer = viewer
         self._worker = None
         self._sync = None  # tests may force synchronous work
+        self.mapping_wanted = False  # the column-mapping box is in use
+        self._last_path = None
         self.file = FileEdit(label="file", mode="r", filter="*")
         self.open_btn = PushButton(text="Open")
         self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
@@ -198,7 +200,7 @@ class LocalizationsWidget(Container):
 
     # ------------------------------------------------------------ open
     def _mapping(self):
-        if not self.mapping_box.visible:
+        if not self.mapping_wanted:
             return None, {}
         cols = {
             "x_nm": self.map_x,
@@ -217,7 +219,7 @@ class LocalizationsWidget(Container):
         from ..io.localizations.generic import read_table
 
         try:
-            cols = list(read_table(str(self.file.value)).columns) if str(self.file.value) else []
+            cols = list(read_table(self._last_path).columns) if self._last_path else []
         except Exception:  # noqa: BLE001 - not even a table: nothing to map
             return
         if not cols:
@@ -232,6 +234,7 @@ class LocalizationsWidget(Container):
             self.map_channel,
         ):
             w.choices = [NONE, *cols]
+        self.mapping_wanted = True
         self.mapping_box.visible = True
         self.status.value = "choose the x / y columns (and units), then Open again"
 
@@ -240,6 +243,7 @@ class LocalizationsWidget(Container):
         from ..io.localizations.pipeline import read_gen
 
         path = str(path or self.file.value)
+        self._last_path = path
         mapping, opts = self._mapping()
         if mapping:
             opts["mapping"] = mapping
@@ -248,6 +252,7 @@ class LocalizationsWidget(Container):
     def _add_table(self, table):
         from ..io.localizations.layers import table_layers
 
+        self.mapping_wanted = False
         self.mapping_box.visible = False
         layers = table_layers(
             table,
@@ -461,3 +466,23 @@ def _add(viewer, layer_tuple):
 
     data, kwargs, kind = layer_tuple
     return viewer.add_layer(Layer.create(data, kwargs, kind))
+
+
+def demo_storm(viewer, zoom: bool = False):
+    """Demo step: simulated STORM nuclei rendered at 20 nm, with the Localizations dock.
+
+    With ``zoom`` the camera moves onto one nucleus and the dock re-renders the
+    visible region at finer pixels (the nanoscale zoom).
+    """
+    viewer.open_sample("napari-nucleus-ai", "storm_nuclei")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Localizations")
+    layer = next(ly for ly in viewer.layers if "localizations" in (ly.metadata or {}))
+    dock.layer.value = layer.name
+    viewer.reset_view()
+    if zoom:
+        df = layer.metadata["localizations"]
+        first = df[df["nucleus"] == 1] if "nucleus" in df else df
+        viewer.camera.center = (float(first["y_nm"].median()), float(first["x_nm"].median()))
+        viewer.camera.zoom = viewer.camera.zoom * 12
+        dock.update_zoom()
+    return dock

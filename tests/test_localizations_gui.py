@@ -1,0 +1,117 @@
+"""Localizations dock and reader inside napari (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-nucleus-ai"
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Localizations")
+    widget._sync = True
+    return viewer, widget
+
+
+def test_reader_gives_nm_true_density_layer(make_napari_viewer, shared_data):
+    viewer = make_napari_viewer()
+    path = shared_data / "smlm/colicoords/ds3_storm_table.csv"
+    layers = viewer.open(str(path), plugin=PLUGIN)
+    image = next(ly for ly in layers if ly._type_string == "image")
+    pts = next(ly for ly in layers if ly._type_string == "points")  # small table: points too
+    assert tuple(image.scale) == (10.0, 10.0)
+    df = image.metadata["localizations"]
+    assert image.metadata["format"] == "thunderstorm" and len(df) == 48
+    assert image.metadata["source"] == str(path)
+    # a localization lands in the pixel napari draws at its nm position
+    x, y = df["x_nm"].iloc[0], df["y_nm"].iloc[0]
+    idx = np.floor(image.world_to_data((y, x)) + 0.5).astype(int)
+    assert image.data[tuple(idx)] > 0
+    np.testing.assert_allclose(pts.data[0], [y, x])
+
+
+def test_dock_open_filter_render_zoom_save(dock, shared_data, tmp_path):
+    from napari_nucleus_ai.io.localizations import read_localizations
+
+    viewer, w = dock
+    w.open_file(path=str(shared_data / "smlm/colicoords/03_storm.csv"))
+    layer = viewer.layers[w.layer.value]
+    assert len(layer.metadata["localizations"]) == 17361
+    assert "thunderstorm" in w.info.value
+    w.max_precision.value = 10.0
+    w.pixel.value = 20.0
+    w.render()
+    kept = layer.metadata["localizations"]
+    assert 0 < len(kept) < 17361 and (kept["precision_nm"] <= 10).all()
+    assert tuple(layer.scale) == (20.0, 20.0)
+    assert layer.data.sum() == pytest.approx(len(kept), rel=1e-2)
+    # ROI from a Shapes layer
+    cy, cx = float(kept["y_nm"].median()), float(kept["x_nm"].median())
+    viewer.add_shapes(
+        [[[cy - 4000, cx - 4000], [cy + 4000, cx + 4000]]], shape_type="rectangle", name="roi"
+    )
+    w.roi.value = "roi"
+    w.render()
+    roi_df = layer.metadata["localizations"]
+    assert 0 < len(roi_df) < len(kept) and roi_df["x_nm"].between(cx - 4000, cx + 4000).all()
+    pts = w.show_points()
+    assert len(pts.data) == len(roi_df)
+    # nanoscale zoom: the visible region re-rendered at finer pixels
+    viewer.camera.center = (cy, cx)
+    viewer.camera.zoom = 2.0  # 2 screen px per nm
+    w.update_zoom()
+    zoom = viewer.layers[f"{layer.name} [zoom]"]
+    assert zoom.visible and zoom.scale[-1] < 20.0
+    viewer.camera.zoom = 0.01
+    w.update_zoom()
+    assert not zoom.visible
+    out = w.save_csv(str(tmp_path / "filtered.csv"))
+    assert len(read_localizations(out)) == len(roi_df)
+
+
+def test_dock_bad_file_notifies_no_layer(dock, tmp_path, monkeypatch):
+    import napari.utils.notifications as notes
+
+    viewer, w = dock
+    shown = []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    w.open_file(path=str(bad))
+    assert len(viewer.layers) == 0 and len(shown) == 1 and "unknown columns" in shown[0]
+    assert w.mapping_wanted  # the column mapping is offered
+    w.map_x.value, w.map_y.value, w.map_unit.value = "a", "b", "µm"
+    w.open_file(path=str(bad))
+    layer = viewer.layers[w.layer.value]
+    assert layer.metadata["localizations"]["x_nm"].iloc[0] == 1000.0
+
+
+def test_reader_bad_file_no_layer(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_nucleus_ai.io import napari_io
+
+    viewer = make_napari_viewer()
+    shown = []
+    monkeypatch.setattr(napari_io, "_notify", shown.append)
+    bad = tmp_path / "trunc.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 200)
+    viewer.open(str(bad), plugin=PLUGIN)
+    assert len(viewer.layers) == 0 and len(shown) == 1 and "HDF5" in shown[0]
+
+
+def test_sample_and_demo_step(make_napari_viewer, monkeypatch):
+    from napari_nucleus_ai.widgets.localizations import demo_storm
+
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")
+    viewer = make_napari_viewer()
+    dock = demo_storm(viewer, zoom=True)
+    layer = viewer.layers["STORM nuclei (simulated)"]
+    assert tuple(layer.scale) == (20.0, 20.0)
+    df = layer.metadata["localizations"]
+    assert sorted(df["nucleus"].unique()) == [0, 1, 2, 3, 4]
+    assert viewer.layers[f"{layer.name} [zoom]"].scale[-1] < 20.0
+    assert dock.layer.value == layer.name
