@@ -191,11 +191,13 @@ def link(
         gap_closing_max_frame_count=max(1, gap),
         splitting_cutoff=float(split_distance_px) ** 2 if split_distance_px else False,
     )
-    cols = ["t", "_ly", "_lx"]
+    det["_row"] = np.arange(len(det))
+    cols = ["t", "_ly", "_lx", "_row"]
     out, splits, _ = lt.predict_dataframe(
         det[cols].astype({"t": int}), ["_ly", "_lx"], frame_col="t", only_coordinate_cols=False
     )
-    det["_seg"] = out["track_id"].to_numpy()
+    # laptrack returns rows sorted by frame: map back by the original row number
+    det["_seg"] = out.set_index("_row")["track_id"].reindex(det["_row"]).to_numpy()
     # number tracks 1..N in order of appearance (first frame, then position)
     first = det.groupby("_seg").agg(t0=("t", "min"), y0=("y", "first")).sort_values(["t0", "y0"])
     new_id = {int(s): i + 1 for i, s in enumerate(first.index)}
@@ -207,7 +209,7 @@ def link(
         )
     }
     det["parent_id"] = det["track_id"].map(lambda k: parent.get(k, 0)).astype(np.int64)
-    det = det.drop(columns=["_ly", "_lx", "_seg"])
+    det = det.drop(columns=["_ly", "_lx", "_seg", "_row"])
     return det.sort_values(["track_id", "t"], ignore_index=True)
 
 

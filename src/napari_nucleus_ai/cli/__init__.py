@@ -28,6 +28,7 @@ COMMANDS = {
     "report": ".report",
     "export-trainset": ".export_trainset",
     "retrain": ".retrain",
+    "track": ".track",
     "batch": ".batch",
     # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
     # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"

@@ -1,0 +1,120 @@
+"""Tracking nuclei over time: laptrack linking, divisions, drift, lysis and leaving the field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nucleus_ai.errors import Cancelled, InputError
+from napari_nucleus_ai.progress import Progress, run_sync
+from napari_nucleus_ai.samples.timelapse import simulate_timelapse
+from napari_nucleus_ai.track import (
+    TRACK_COLUMNS,
+    estimate_drift,
+    link,
+    link_accuracy,
+    track_ends,
+    track_stack,
+    tracks_layer_data,
+    write_tracks,
+)
+
+
+@pytest.fixture(scope="module")
+def tracked():
+    tl = simulate_timelapse(36, (224, 224), seed=5, division_rate=0.04)
+    seen = []
+    res = run_sync(track_stack(tl.image, tl.pixel_size_um), seen.append)
+    return tl, res, seen
+
+
+def test_links_match_ground_truth(tracked):
+    tl, res, seen = tracked
+    acc = link_accuracy(res.tracks, res.labels, tl)
+    assert acc["true_links"] > 400
+    assert acc["accuracy"] >= 0.93, acc
+    assert acc["precision"] >= 0.9, acc
+    assert acc["true_divisions"] >= 2 and acc["divisions_found"] >= 0.5 * acc["true_divisions"], acc
+    assert all(isinstance(p, Progress) for p in seen) and seen[-1].done == seen[-1].total
+
+
+def test_tracks_table_and_labels_agree(tracked):
+    tl, res, _ = tracked
+    tr = res.tracks
+    assert list(tr.columns[:5]) == TRACK_COLUMNS
+    assert tr.groupby(["track_id", "t"]).size().max() == 1
+    assert (tr["track_id"] >= 1).all() and set(tr["parent_id"]) - {0} <= set(tr["track_id"])
+    for t in (0, 17, 35):
+        rows = tr[tr.t == t]
+        assert set(np.unique(res.labels[t])) - {0} == set(rows.track_id)
+        r = rows.iloc[0]
+        assert res.labels[t, int(round(r.y)), int(round(r.x))] == r.track_id
+    data, graph = tracks_layer_data(tr)
+    assert data.shape == (len(tr), 4)
+    assert all(len(v) == 1 and v[0] in set(tr.track_id) for v in graph.values())
+    assert graph == res.graph
+
+
+def test_track_ends_lysis_division_border(tracked):
+    tl, res, _ = tracked
+    ends = track_ends(res.tracks, tl.image.shape[1:], tl.image.shape[0])
+    assert set(ends["end"]) <= {"division", "end", "left", "vanished"}
+    assert (ends["end"] == "division").sum() >= 2
+    # every true lysis in the field ends a track there: the track is 'vanished', not linked on
+    lysed = tl.cells[tl.cells.fate == "lysis"]
+    from napari_nucleus_ai.infection_eval import track_truth
+
+    tt = track_truth(tl, res.tracks, res.labels).merge(ends, on="track_id")
+    for c in lysed.itertuples():
+        rows = tt[tt.cell_id == c.cell_id]
+        if len(rows):
+            last = rows.sort_values("t_end").iloc[-1]
+            assert last.t_end <= c.t_lysis - 1
+
+
+def test_drift_is_estimated():
+    rng = np.random.default_rng(0)
+    a = rng.random((128, 128)).astype(np.float32)
+    from scipy.ndimage import gaussian_filter, shift
+
+    a = gaussian_filter(a, 2)
+    b = shift(a, (3, -5), order=1, mode="wrap")
+    np.testing.assert_allclose(estimate_drift(a, b), [3, -5], atol=0.5)
+
+
+def test_link_division_and_gap():
+    # one nucleus divides at t=2; another is missed at t=2 (gap) and continues
+    det = pd.DataFrame(
+        {
+            "t": [0, 1, 2, 3, 3, 0, 1, 3],
+            "label": [1, 1, 1, 1, 2, 2, 2, 3],
+            "y": [20, 21, 22, 16, 28, 80, 81, 83],
+            "x": [20, 20, 20, 20, 20, 80, 80, 81],
+        }
+    )
+    tr = link(det, max_step_px=6, split_distance_px=10, max_gap=2)
+    first = tr.drop_duplicates("track_id").set_index("track_id")
+    parents = first[first.parent_id > 0]
+    assert len(parents) == 2 and parents.parent_id.nunique() == 1
+    gap = tr[tr.y > 70]
+    assert gap.track_id.nunique() == 1 and list(gap.t) == [0, 1, 3]
+
+
+def test_write_tracks_and_errors(tracked, tmp_path):
+    import tifffile
+
+    tl, res, _ = tracked
+    paths = write_tracks(res, tmp_path / "out", pixel_size_um=0.65)
+    back = pd.read_csv(paths["tracks"])
+    assert list(back.columns[:5]) == TRACK_COLUMNS and len(back) == len(res.tracks)
+    lab = tifffile.imread(paths["labels"])
+    np.testing.assert_array_equal(lab, res.labels)
+    with pytest.raises(InputError):
+        run_sync(track_stack(np.zeros((64, 64)), 0.65))
+    with pytest.raises(InputError):
+        run_sync(track_stack(np.zeros((0, 64, 64)), 0.65))
+    with pytest.raises(Cancelled):
+        run_sync(track_stack(tl.image[:3], 0.65, cancel=lambda: True))
+    empty = run_sync(track_stack(np.full((3, 64, 64), 100, np.uint16), 0.65))
+    assert empty.tracks.empty and not empty.labels.any()
