@@ -35,7 +35,9 @@ def sniff(path: str | os.PathLike) -> bool:
     return kind_of(path) is not None
 
 
-def read_image(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
+def read_image(
+    path: str | os.PathLike, lazy: bool | None = None, header_only: bool = False
+) -> ImageData:
     """Open an image, slide or stack; raise a one-line :class:`InputError` for bad files.
 
     Parameters
@@ -45,6 +47,10 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
     lazy : bool, optional
         TIFFs only: force dask levels (True) or read into memory (False). Default: lazy
         when level 0 is larger than 64 MiB.
+    header_only : bool
+        TIFFs only: levels are tifffile series with ``shape``/``dtype`` but no pixel
+        access (what ``info`` needs, without importing dask or zarr). Other formats are
+        small and read as usual.
     """
     from .. import check_readable
 
@@ -57,7 +63,7 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
     if kind == "tiff":
         from .tiff import read_tiff
 
-        return read_tiff(path, lazy=lazy)
+        return read_tiff(path, lazy=lazy, header_only=header_only)
     if kind in ("dicom", "mirax"):
         from .slides import read_openslide
 
@@ -69,7 +75,7 @@ def read_image(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
 
 def describe(path: str | os.PathLike) -> dict:
     """The ``info --json`` dictionary: kind, format, shape, dtype, axes, levels, pixel size..."""
-    return read_image(path).describe()
+    return read_image(path, header_only=True).describe()
 
 
 def read_region(

@@ -64,7 +64,8 @@ class ImageData:
 
     @property
     def lazy(self) -> bool:
-        return not isinstance(self.levels[0], np.ndarray)
+        """True when the levels are dask arrays (pixels read on demand)."""
+        return hasattr(self.levels[0], "dask")
 
     def scale(self, drop_channel: bool = False) -> tuple[float, ...]:
         """napari ``scale`` for the non-sample axes: micrometres for Y, X (and Z), 1 elsewhere.
@@ -94,7 +95,6 @@ class ImageData:
             else [float(v) for v in self.pixel_size_um],
             "rgb": bool(self.rgb),
             "channels": list(self.channels),
-            "lazy": self.lazy,
         }
         for key in (
             "magnification",

@@ -124,6 +124,24 @@ def _chunks(shape, zchunks) -> tuple[int, ...]:
     return tuple(chunks)
 
 
+def _decode_first_tile(tf, level) -> None:
+    """Decode the first stored tile/strip of a level with tifffile alone (no zarr, no dask)."""
+    page = level.keyframe
+    offsets, counts = page.dataoffsets, page.databytecounts
+    index = next((i for i, c in enumerate(counts) if c), None)
+    if index is None:
+        return
+    fh = tf.filehandle
+    fh.seek(offsets[index])
+    data = fh.read(counts[index])
+    kwargs = {"jpegtables": page.jpegtables, "_fullsize": True}
+    if getattr(page, "jpegheader", None) is not None:
+        kwargs["jpegheader"] = page.jpegheader
+    decoded = page.decode(data, index, **kwargs)[0]
+    if decoded is None:
+        raise ValueError("tile did not decode")
+
+
 def _first_chunk(arr):
     if isinstance(arr, np.ndarray):
         return arr
@@ -131,7 +149,9 @@ def _first_chunk(arr):
     return arr[sl].compute()
 
 
-def read_tiff(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
+def read_tiff(
+    path: str | os.PathLike, lazy: bool | None = None, header_only: bool = False
+) -> ImageData:
     """Open any TIFF (field, slide or stack) as :class:`ImageData`.
 
     Parameters
@@ -141,6 +161,9 @@ def read_tiff(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
     lazy : bool, optional
         Force dask (True) or memory (False); default: dask when level 0 is larger than
         :data:`~.base.EAGER_BYTES`.
+    header_only : bool
+        For ``info``: levels are tifffile series (shape and dtype only, no pixels, no
+        dask/zarr import); the first tile of the smallest and largest level is still decoded.
     """
     import tifffile
 
@@ -163,6 +186,12 @@ def read_tiff(path: str | os.PathLike, lazy: bool | None = None) -> ImageData:
         if lazy is None:
             lazy = nbytes > EAGER_BYTES
         try:
+            if header_only:
+                _decode_first_tile(tf, levels[-1])
+                if len(levels) > 1:
+                    _decode_first_tile(tf, levels[0])
+                meta["associated"] = [s.name for s in tf.series if _is_associated(s)]
+                return ImageData(list(levels), axes, px, rgb, channels, fmt, meta, os.fspath(path))
             if lazy:
                 arrays = _dask_levels(tf, levels, series)
                 keep_open = True
