@@ -98,7 +98,6 @@ def _estimate_diameter(mask: np.ndarray) -> float | None:
 def split_touching(mask: np.ndarray, diameter_px: float, split_ratio: float) -> np.ndarray:
     """Label ``mask``, splitting touching round objects by a distance-transform watershed."""
     from scipy import ndimage as ndi
-    from skimage.feature import peak_local_max
     from skimage.measure import label
     from skimage.segmentation import watershed
 
@@ -106,27 +105,62 @@ def split_touching(mask: np.ndarray, diameter_px: float, split_ratio: float) -> 
     if comps.max() == 0:
         return comps.astype(np.int32)
     dist = ndi.distance_transform_edt(mask)
-    dist = ndi.gaussian_filter(dist, sigma=max(0.5, diameter_px / 20.0))
-    min_dist = max(2, int(round(split_ratio * diameter_px)))
+    dist = ndi.gaussian_filter(dist, sigma=max(0.5, diameter_px / 20.0)) * mask
+    # markers: distance maxima at least split_ratio * diameter apart (peak_local_max), plus
+    # maxima with a real dynamic (h-maxima) so a small nucleus pressed against a big one
+    # keeps its own marker; markers closer than that distance are then merged.
+    from skimage.feature import peak_local_max
+    from skimage.morphology import h_maxima
+
+    min_dist = max(2.0, split_ratio * diameter_px)
     peaks = peak_local_max(
-        dist,
-        min_distance=min_dist,
-        threshold_abs=max(1.0, 0.15 * diameter_px / 2.0),
-        labels=comps,
-        exclude_border=False,
-    )
-    markers = np.zeros(mask.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1, dtype=np.int32)
+        dist, min_distance=int(round(min_dist)), threshold_abs=max(1.0, 0.15 * diameter_px / 2.0),
+        labels=comps, exclude_border=False,
+    )  # fmt: skip
+    seeds = np.zeros(mask.shape, bool)
+    seeds[tuple(peaks.T)] = True
+    # h-maxima is slow: only on clumps (components clearly larger than one nucleus)
+    h = max(0.5, split_ratio * 0.25 * diameter_px / 2.0)
+    single = np.pi * (diameter_px / 2.0) ** 2
+    areas = np.bincount(comps.ravel())
+    for i, sl in enumerate(ndi.find_objects(comps), start=1):
+        if sl is None or areas[i] < 1.3 * single:
+            continue
+        own = comps[sl] == i
+        seeds[sl] |= (h_maxima(np.where(own, dist[sl], 0.0), h) > 0) & own
+    markers, n_markers = ndi.label(seeds, structure=np.ones((3, 3), bool))
+    markers = _merge_close_markers(markers, n_markers, min_dist, ndi)
     # every component gets at least one marker (tiny or odd-shaped ones may have no peak)
     have = np.unique(comps[markers > 0])
     missing = np.setdiff1d(np.arange(1, comps.max() + 1), have)
     if missing.size:
         centres = ndi.maximum_position(dist, comps, missing)
-        start = len(peaks) + 1
+        start = int(markers.max()) + 1
         for i, c in enumerate(centres):
             markers[c] = start + i
     out = watershed(-dist, markers, mask=mask)
     return out.astype(np.int32)
+
+
+def _merge_close_markers(markers, n, min_dist, ndi):
+    """Give markers whose centres are closer than ``min_dist`` the same id."""
+    if n < 2:
+        return markers
+    c = np.asarray(ndi.center_of_mass(markers > 0, markers, np.arange(1, n + 1))).reshape(-1, 2)
+    parent = np.arange(n + 1)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    from scipy.spatial import cKDTree
+
+    for i, j in cKDTree(c).query_pairs(min_dist):
+        parent[find(i + 1)] = find(j + 1)
+    lut = np.array([find(i) for i in range(n + 1)])
+    return lut[markers].astype(np.int32)
 
 
 def _sizes(diameter_um, min_area_um2, pixel_size_um, mask_for_estimate):
@@ -187,14 +221,14 @@ def segment_nuclei(image2d, pixel_size_um: float | None = None, **params) -> np.
     if float(img.max()) == float(img.min()):
         return np.zeros(img.shape, np.int32)
     # first pass with a small smoothing to estimate the size when it is not given
-    d_guess = float(p["diameter_um"]) / (px or 1.0) if p["diameter_um"] else 10.0
-    smoothed = ndi.gaussian_filter(img, sigma=max(0.7, d_guess / 10.0))
+    d_guess = float(p["diameter_um"]) / (px or 1.0) if p["diameter_um"] else 20.0
+    smoothed = ndi.gaussian_filter(img, sigma=max(0.7, d_guess / 20.0))
     mask = foreground(smoothed, p["min_snr"], p["threshold"])
     if not mask.any():
         return np.zeros(img.shape, np.int32)
     d_px, min_area_px = _sizes(p["diameter_um"], p["min_area_um2"], px, mask)
-    if p["diameter_um"] is None and abs(d_px / 10.0 - 1.0) > 0.5:
-        smoothed = ndi.gaussian_filter(img, sigma=max(0.7, d_px / 10.0))
+    if p["diameter_um"] is None and abs(d_px / 20.0 - 1.0) > 0.5:
+        smoothed = ndi.gaussian_filter(img, sigma=max(0.7, d_px / 20.0))
         mask = foreground(smoothed, p["min_snr"], p["threshold"])
     mask = fill_small_holes(mask, np.pi * (d_px / 2.0) ** 2 / 4)
     mask = drop_small(mask, min_area_px)
