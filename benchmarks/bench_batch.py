@@ -1,0 +1,176 @@
+"""Batch on Dask: throughput with 1 and 2 local workers, scaling on paper, and fault tolerance.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_batch.py [--fields 16] [--size 720x960]
+
+Prints (and writes benchmarks/results/bench_batch.json):
+
+1. throughput (fields/s and megapixels/s) of ``run_batch`` on synthetic smear fields with
+   1 and 2 local worker processes (wbc segmentation, the default pipeline);
+2. the per-task cost (median task seconds) and the scheduler's per-task overhead (no-op
+   tasks), and what they predict for 100 workers:
+   ``throughput(W) = min(W / task_cost, 1 / overhead)``;
+3. killing one worker process mid-run (SIGKILL): the run still finishes with every input ok;
+4. killing the whole ``batch`` command mid-run and starting it again: it finishes, and files
+   finished before the kill are not rewritten (same mtime_ns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tifffile
+
+
+def make_fields(folder: Path, n: int, shape) -> list[Path]:
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = folder / f"field{i:03d}.tif"
+        if not p.exists():
+            sim = simulate_smear(seed=100 + i, shape=shape, n_wbc=4)
+            tifffile.imwrite(p, sim.image)
+        out.append(p)
+    return out
+
+
+def throughput(inputs: Path, out: Path, workers: int) -> dict:
+    from napari_nucleus_ai.batch import run_batch
+
+    t0 = time.perf_counter()
+    res = run_batch([inputs], out, workers=workers, resume=False, method="wbc")
+    wall = time.perf_counter() - t0
+    s = res.summary
+    mpx = float((s["height"] * s["width"]).sum()) / 1e6
+    return {
+        "workers": workers,
+        "fields": len(s),
+        "ok": res.n_ok,
+        "wall_s": round(wall, 2),
+        "run_s": round(res.seconds, 2),
+        "fields_per_s": round(len(s) / wall, 3),
+        "megapixels_per_s": round(mpx / wall, 3),
+        "median_task_s": round(float(s["seconds"].median()), 3),
+    }
+
+
+def scheduler_overhead(n: int = 500) -> float:
+    from distributed import Client, LocalCluster, wait
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cl, Client(cl) as c:  # fmt: skip
+        wait(c.map(lambda x: x, range(20), pure=False))  # warm up
+        t0 = time.perf_counter()
+        wait(c.map(lambda x: x, range(n), pure=False))
+        return (time.perf_counter() - t0) / n
+
+
+def kill_worker_mid_run(inputs: Path, out: Path) -> dict:
+    from distributed import Client, LocalCluster
+
+    from napari_nucleus_ai.batch import run_batch_gen
+    from napari_nucleus_ai.progress import run_sync
+
+    cl = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip
+    c = Client(cl)
+    pids = c.run(os.getpid)
+    killed = {}
+
+    def on_progress(p):
+        if not killed and p.total and p.done >= 2:  # two inputs done: kill a worker
+            pid = next(iter(pids.values()))
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+            killed["at"] = p.done
+
+    res = run_sync(run_batch_gen([inputs], out, client=c, resume=False, method="wbc"), on_progress)
+    c.close()
+    cl.close()
+    return {"killed_worker_pid": killed.get("pid"), "killed_after_inputs": killed.get("at"),
+            "inputs": len(res.summary), "ok": res.n_ok, "failed": res.n_failed}  # fmt: skip
+
+
+def kill_run_and_restart(inputs: Path, out: Path) -> dict:
+    exe = Path(sys.executable).with_name("napari-nucleus-ai")
+    cmd = [str(exe), "batch", str(inputs), "--out", str(out), "--workers", "2", "--segment", "wbc",
+           "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    state = out / ".batch"
+    while proc.poll() is None:
+        done = list(state.glob("*.json")) if state.exists() else []
+        if len(done) >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole run: client, scheduler and workers
+    proc.wait()
+    time.sleep(1.0)
+    finished = {p.stem for p in state.glob("*.json")}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*_labels.tif")}
+    before_finished = {k: v for k, v in before.items() if k[: -len("_labels.tif")] in finished}
+    code = subprocess.call(cmd)
+    import pandas as pd
+
+    s = pd.read_csv(out / "summary.csv")
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*_labels.tif")}
+    untouched = all(after.get(k) == v for k, v in before_finished.items())
+    return {
+        "finished_before_kill": len(finished),
+        "restart_exit_code": code,
+        "inputs": len(s),
+        "ok": int((s["status"] == "ok").sum()),
+        "resumed": int(s["resumed"].sum()),
+        "finished_files_not_rewritten": bool(untouched),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fields", type=int, default=16)
+    ap.add_argument("--size", default="720x960")
+    ap.add_argument("--skip", nargs="*", default=[], help="throughput overhead killworker killrun")
+    args = ap.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    root = Path(tempfile.mkdtemp(prefix="bench_batch_"))
+    inputs = root / "in"
+    make_fields(inputs, args.fields, (h, w))
+    results: dict = {"fields": args.fields, "shape": [h, w], "cpus": os.cpu_count(),
+                     "load_avg": os.getloadavg()}  # fmt: skip
+    if "throughput" not in args.skip:
+        results["throughput"] = [throughput(inputs, root / f"out{n}", n) for n in (1, 2)]
+        for r in results["throughput"]:
+            print(json.dumps(r))
+    if "overhead" not in args.skip:
+        o = scheduler_overhead()
+        results["scheduler_overhead_s"] = round(o, 5)
+        if "throughput" in results:
+            c = results["throughput"][0]["median_task_s"]
+            results["predicted_fields_per_s"] = {
+                str(W): round(min(W / c, 1 / o), 2) for W in (1, 2, 10, 100)
+            }
+        print("scheduler overhead per task", round(o * 1e3, 2), "ms;",
+              results.get("predicted_fields_per_s"))  # fmt: skip
+    if "killworker" not in args.skip:
+        results["kill_worker"] = kill_worker_mid_run(inputs, root / "outk")
+        print("kill a worker:", results["kill_worker"])
+    if "killrun" not in args.skip:
+        results["kill_run"] = kill_run_and_restart(inputs, root / "outr")
+        print("kill the run and restart:", results["kill_run"])
+    dest = Path(__file__).with_name("results")
+    dest.mkdir(exist_ok=True)
+    (dest / "bench_batch.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
