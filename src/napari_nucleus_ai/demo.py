@@ -32,10 +32,22 @@ def _smear(viewer) -> None:
     demo_smear(viewer)
 
 
+def _segment(viewer) -> None:
+    from .widgets.segment import demo_segment
+
+    demo_segment(viewer)
+
+
 def _review(viewer) -> None:
     from .widgets._review_outputs import demo_review
 
     demo_review(viewer)
+
+
+def _infection(viewer) -> None:
+    from .widgets.infection import demo_infection
+
+    demo_infection(viewer)
 
 
 DEMO_STEPS: list[tuple[str, Callable]] = [
@@ -44,7 +56,9 @@ DEMO_STEPS: list[tuple[str, Callable]] = [
     # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
     ("storm", _storm),
     ("smear", _smear),
+    ("segment", _segment),
     ("review", _review),
+    ("infection", _infection),
 ]
 
 

@@ -21,6 +21,7 @@ infection (see :mod:`napari_nucleus_ai.lytic`).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -298,3 +299,96 @@ def infection_table(
         table["infected"], (table["t_end"] - table["t_infected"] + 1) * frame_interval_h, 0.0
     )
     return table
+
+
+DEMO_MODEL_VERSION = 1
+
+
+def demo_model_path():
+    """Where the demo infection model is cached (trained on first use by :func:`ensure_demo_model`)."""
+    from .samples.slide import cache_dir
+
+    return cache_dir() / f"infection-model-sim-v{DEMO_MODEL_VERSION}"
+
+
+def ensure_demo_model(epochs: int = 6) -> Generator[Progress, None, object]:
+    """The demo infection model: loaded from the cache, or trained on simulated crops first; a core generator."""
+    from .models.package import load_model
+
+    path = demo_model_path()
+    if not (path / "weights.safetensors").exists():
+        yield Progress(0, 1, "training the demo infection model (once)")
+        opts = dict(
+            seeds=(101, 102), n_frames=36, shape=(320, 320), epochs=epochs, max_per_class=600
+        )
+        yield from train_infection_model(path, **opts)
+    return load_model(path)
+
+
+@dataclass
+class InfectionResult:
+    """What :func:`analyse_timelapse` returns."""
+
+    tracking: object  # TrackingResult
+    tracks: pd.DataFrame
+    table: pd.DataFrame | None
+    frame_interval_h: float
+
+
+def _phase(gen, offset: int, total: int, scale: float = 1.0):
+    """Re-map a sub-generator's progress into one bar of ``total`` units starting at ``offset``."""
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(item, Progress):
+            frac = item.fraction or 0.0
+            yield Progress(offset + int(frac * scale), total, item.message)
+
+
+def analyse_timelapse(
+    stack,
+    pixel_size_um: float | None = None,
+    *,
+    model=None,
+    lytic=None,
+    frame_interval_h: float = 1.0,
+    track_options: dict | None = None,
+    batch_size: int = 256,
+    cancel: Callable[[], bool] | None = None,
+) -> Generator[Progress, None, InfectionResult]:
+    """The whole workflow on a time-lapse; a core generator with one progress range.
+
+    Track nuclei (:func:`~napari_nucleus_ai.track.track_stack`); with an infection
+    ``model``, add per-nucleus ``p_infected`` and build the per-track table; with a
+    ``lytic`` model (:class:`~napari_nucleus_ai.lytic.LyticModel` or path), add the
+    lytic prediction and lead time.
+    """
+    from .track import track_stack
+
+    n = int(stack.shape[0]) if getattr(stack, "ndim", 0) == 3 else 1
+    total = 2 * n if model is not None else n
+    res = yield from _phase(
+        track_stack(stack, pixel_size_um, cancel=cancel, **(track_options or {})), 0, total, n
+    )
+    tracks, table = res.tracks, None
+    if model is not None:
+        gen = predict_infection(
+            stack,
+            tracks,
+            res.labels,
+            model,
+            pixel_size_um=pixel_size_um,
+            batch_size=batch_size,
+            cancel=cancel,
+        )
+        tracks = yield from _phase(gen, n, total, n)
+        table = infection_table(tracks, stack.shape[1:], n, frame_interval_h=frame_interval_h)
+        if lytic is not None:
+            from .lytic import LyticModel, predict_lytic
+
+            lytic = lytic if isinstance(lytic, LyticModel) else LyticModel.load(lytic)
+            table = predict_lytic(tracks, table, lytic)
+    yield Progress(total, total, "done")
+    return InfectionResult(res, tracks, table, frame_interval_h)

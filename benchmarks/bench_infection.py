@@ -1,0 +1,206 @@
+"""Figures for issue 9 (tracking, infection, lysis) on the synthetic Hoechst time-lapse.
+
+Usage (numbers go to docs/performance.md and docs/infection.md)::
+
+    nice -n 10 .venv/bin/python benchmarks/bench_infection.py --model MODEL [--big] [--gui]
+
+- linking accuracy (correct links / true links), precision and divisions found,
+  on held-out simulated movies (seeds 401-403, 72 frames, 512 x 512);
+- per-nucleus infection accuracy of MODEL (an issue-6 package trained with
+  ``train_infection_model``; without ``--model`` one is trained first);
+- lytic prediction accuracy and median lead time with the shipped lytic model;
+- runtime per frame (tracking; infection scoring) at 512 x 512;
+- ``--big``: the whole workflow on a 100-frame 1024 x 1024 stack (seconds per frame);
+- ``--gui``: the same stack in the Infection dock under napari (threaded worker),
+  measuring the longest event-loop stall while it runs and that cancel stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def _model(path):
+    from napari_nucleus_ai.infection import train_infection_model
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.progress import run_sync
+
+    if path is None:
+        path = "/tmp/bench-infection-model"
+        t0 = time.perf_counter()
+        run_sync(train_infection_model(path, epochs=20, threads=1))
+        print(f"trained infection model in {time.perf_counter() - t0:.0f} s -> {path}")
+    return load_model(path)
+
+
+def accuracy_figures(model, seeds=(401, 402, 403), n_frames=72, shape=(512, 512)) -> dict:
+    from napari_nucleus_ai.infection_eval import infection_accuracy, lytic_accuracy, run_pipeline
+    from napari_nucleus_ai.lytic import LyticModel, default_model_path
+    from napari_nucleus_ai.samples.timelapse import simulate_timelapse
+    from napari_nucleus_ai.track import link_accuracy
+
+    lytic = LyticModel.load(default_model_path())
+    out = {
+        "links": [],
+        "infection": [],
+        "lytic": [],
+        "track_s_per_frame": [],
+        "infection_s_per_frame": [],
+    }
+    for s in seeds:
+        tl = simulate_timelapse(n_frames, shape, seed=s)
+        t0 = time.perf_counter()
+        o = run_pipeline(tl, model, lytic_model=lytic)
+        total = time.perf_counter() - t0
+        res, tracks = o["result"], o["tracks"]
+        out["track_s_per_frame"].append(res.seconds_per_frame)
+        out["infection_s_per_frame"].append(total / n_frames - res.seconds_per_frame)
+        out["links"].append(link_accuracy(res.tracks, res.labels, tl))
+        out["infection"].append(infection_accuracy(tl, tracks, res.labels))
+        out["lytic"].append(lytic_accuracy(tl, tracks, res.labels, o["table"]))
+        print(f"seed {s}: links {out['links'][-1]['accuracy']:.3f}, infection "
+              f"{out['infection'][-1]['accuracy']:.3f}, lytic {out['lytic'][-1]['accuracy']:.3f} "
+              f"({out['lytic'][-1]['tracks']} tracks), lead {out['lytic'][-1]['median_lead_time_h']} h", flush=True)  # fmt: skip
+    L = out["links"]
+    lead = [x for r in out["lytic"] for x in r["lead_times_h"]]
+    n_lyt = sum(r["tracks"] for r in out["lytic"])
+    summary = {
+        "movies": f"{len(seeds)} x {n_frames} frames {shape[0]}x{shape[1]} (seeds {list(seeds)})",
+        "link_accuracy": sum(r["correct_links"] for r in L) / sum(r["true_links"] for r in L),
+        "true_links": sum(r["true_links"] for r in L),
+        "link_precision": sum(r["correct_links"] for r in L) / sum(r["predicted_links"] for r in L),
+        "divisions_found": f"{sum(r['divisions_found'] for r in L)}/{sum(r['true_divisions'] for r in L)}",
+        "infection_accuracy": float(np.average([r["accuracy"] for r in out["infection"]], weights=[r["nuclei"] for r in out["infection"]])),
+        "infection_accuracy_visible": float(np.mean([r["accuracy_visible"] for r in out["infection"]])),
+        "infection_balanced_accuracy": float(np.mean([r["balanced_accuracy"] for r in out["infection"]])),
+        "nuclei": sum(r["nuclei"] for r in out["infection"]),
+        "lytic_accuracy": float(sum(r["accuracy"] * r["tracks"] for r in out["lytic"]) / max(n_lyt, 1)),
+        "lytic_tracks": n_lyt,
+        "median_lead_time_h": float(np.median(lead)) if lead else float("nan"),
+        "lead_time_range_h": [float(min(lead)), float(max(lead))] if lead else [],
+        "track_s_per_frame": float(np.mean(out["track_s_per_frame"])),
+        "infection_s_per_frame": float(np.mean(out["infection_s_per_frame"])),
+    }  # fmt: skip
+    return summary
+
+
+def big_stack(model, n_frames=100, shape=(1024, 1024)) -> dict:
+    from napari_nucleus_ai.infection import analyse_timelapse
+    from napari_nucleus_ai.lytic import default_model_path
+    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.samples.timelapse import simulate_timelapse
+
+    t0 = time.perf_counter()
+    tl = simulate_timelapse(n_frames, shape, seed=500)
+    sim = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = [0]
+    r = run_sync(
+        analyse_timelapse(
+            tl.image,
+            tl.pixel_size_um,
+            model=model,
+            lytic=default_model_path(),
+            frame_interval_h=0.5,
+        ),
+        lambda p: n.__setitem__(0, n[0] + 1),
+    )
+    total = time.perf_counter() - t0
+    return {
+        "stack": f"{n_frames} x {shape[0]} x {shape[1]}",
+        "simulate_s": sim,
+        "workflow_s": total,
+        "s_per_frame": total / n_frames,
+        "track_s_per_frame": r.tracking.seconds_per_frame,
+        "progress_reports": n[0],
+        "tracks": int(r.tracks["track_id"].nunique()),
+        "nuclei_per_frame": float(len(r.tracks) / n_frames),
+    }
+
+
+def gui_responsiveness(model_path, n_frames=100, shape=(1024, 1024), cancel_after_s=None) -> dict:
+    """Run the Infection dock on the big stack in napari; measure the longest UI stall."""
+    import napari
+    from qtpy.QtCore import QElapsedTimer, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_nucleus_ai.samples.timelapse import simulate_timelapse
+    from napari_nucleus_ai.widgets.infection import InfectionWidget
+
+    tl = simulate_timelapse(n_frames, shape, seed=500)
+    viewer = napari.Viewer(show=False)
+    layer = viewer.add_image(tl.image, scale=tl.scale, metadata={"frame_interval_h": 0.5})
+    dock = InfectionWidget(viewer)
+    dock.layer.value = layer
+    dock.demo_model.value = False
+    dock.model.value = model_path
+    app = QApplication.instance()
+    gaps, clock = [], QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
+
+    def tick():
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(20)
+    t0 = time.perf_counter()
+    dock._run()
+    cancelled = False
+    while dock._worker is not None and dock._worker.is_running:
+        app.processEvents()
+        time.sleep(0.005)
+        if cancel_after_s and not cancelled and time.perf_counter() - t0 > cancel_after_s:
+            dock._cancel()
+            cancelled = True
+    stop = time.perf_counter() - t0
+    for _ in range(50):
+        app.processEvents()
+        time.sleep(0.01)
+    timer.stop()
+    out = {
+        "run_s": stop,
+        "max_ui_stall_ms": float(max(gaps)),
+        "p99_ui_stall_ms": float(np.percentile(gaps, 99)),
+        "cancelled": cancelled,
+        "layers": [ly.name for ly in viewer.layers],
+    }
+    viewer.close()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="infection model package (default: train one)")
+    ap.add_argument("--big", action="store_true", help="also the 100 x 1024 x 1024 workflow")
+    ap.add_argument(
+        "--gui", action="store_true", help="also UI responsiveness and cancel in napari"
+    )
+    ap.add_argument("--out", default="/tmp/bench_infection.json")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    model = _model(args.model)
+    res = {"accuracy": accuracy_figures(model)}
+    print(json.dumps(res["accuracy"], indent=1), flush=True)
+    if args.big:
+        res["big"] = big_stack(model)
+        print(json.dumps(res["big"], indent=1), flush=True)
+    if args.gui:
+        res["gui_full"] = gui_responsiveness(model.path)
+        res["gui_cancel"] = gui_responsiveness(model.path, cancel_after_s=20)
+        print(json.dumps({k: res[k] for k in ("gui_full", "gui_cancel")}, indent=1), flush=True)
+    with open(args.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""Infection dock: track nuclei in a Hoechst time-lapse, score infection, predict lysis, plot per track.
+
+Thin: the work is :func:`napari_nucleus_ai.infection.analyse_timelapse` run through
+``start_work`` (progress bar, cancel, UI stays live). Results become a Labels
+layer (nuclei numbered by track, coloured by fate), a Tracks layer coloured by
+``p_infected`` and, below, a table of tracks and a matplotlib plot of the selected
+track's probability over time. Click a row, or a nucleus in the viewer, to select
+a track; the viewer jumps to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+FATE_COLOURS = {"lytic": "#e8412c", "infected": "#f5a623", "uninfected": "#4a90d9", None: "#9b9b9b"}
+
+
+class InfectionWidget(Container):
+    """The "Infection" dock."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        from napari.layers import Image
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self.result = None
+        self.layer = ComboBox(
+            label="time-lapse",
+            choices=lambda w: [
+                ly for ly in viewer.layers if isinstance(ly, Image) and ly.ndim == 3
+            ],
+            nullable=True,
+        )
+        self.pixel = FloatSpinBox(label="pixel size (um)", value=0.0, min=0.0, max=100.0, step=0.01,
+                                  tooltip="0 = from the layer")  # fmt: skip
+        self.interval = FloatSpinBox(label="frame interval (h)", value=0.0, min=0.0, max=48.0, step=0.25,
+                                     tooltip="0 = from the layer metadata, else 1 h")  # fmt: skip
+        self.demo_model = CheckBox(label="demo model", value=True,
+                                   tooltip="the infection model trained on simulated nuclei (trained once, cached)")  # fmt: skip
+        self.model = FileEdit(
+            label="model", mode="d", tooltip="infection model package (infected/uninfected)"
+        )
+        self.lytic = FileEdit(label="lytic model", mode="r", filter="*.json",
+                              tooltip="lytic predictor (empty = the one shipped)")  # fmt: skip
+        self.run_btn = PushButton(text="Track and score")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.track = ComboBox(label="track", choices=[], nullable=True)
+        self.extend([self.layer, self.pixel, self.interval, self.demo_model, self.model, self.lytic,
+                     self.run_btn, self.cancel_btn, self.status, self.track])  # fmt: skip
+        self._plot = _TrackPlot()
+        self.native.layout().addWidget(self._plot.canvas)
+        self.run_btn.changed.connect(self._run)
+        self.cancel_btn.changed.connect(self._cancel)
+        self.track.changed.connect(lambda v: self.select_track(v, jump=True))
+        viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
+        viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
+        viewer.dims.events.current_step.connect(lambda e: self._plot.set_time(self._current_t()))
+        self.layer.reset_choices()
+
+    # ---------------------------------------------------------------- running
+    def _params(self):
+        from .segment import layer_pixel_size_um
+
+        layer = self.layer.value
+        if layer is None:
+            raise ValueError("choose a time-lapse image layer")
+        px = self.pixel.value or layer_pixel_size_um(layer)
+        dt = self.interval.value or float((layer.metadata or {}).get("frame_interval_h", 1.0))
+        lytic = str(self.lytic.value) if str(self.lytic.value) not in ("", ".") else None
+        model = str(self.model.value) if str(self.model.value) not in ("", ".") else None
+        return layer, px, dt, model, lytic
+
+    def _run(self, *_):
+        from napari.utils.notifications import show_error
+
+        from ._worker import start_work
+
+        try:
+            layer, px, dt, model, lytic = self._params()
+        except ValueError as e:
+            show_error(str(e))
+            return
+        self.run_btn.enabled, self.cancel_btn.enabled = False, True
+        self.status.value = "working..."
+        self._worker = start_work(
+            _workflow, layer.data, px, dt, model, lytic, self.demo_model.value,
+            on_result=lambda r: self._show(r, layer), on_finish=self._finished,
+            description="Infection",
+        )  # fmt: skip
+
+    def _cancel(self, *_):
+        if self._worker is not None:
+            self._worker.quit()
+            self.status.value = "cancelled"
+
+    def _finished(self):
+        self.run_btn.enabled, self.cancel_btn.enabled = True, False
+
+    # ---------------------------------------------------------------- results
+    def _show(self, result, source) -> None:
+        from ..track import tracks_layer_data
+
+        self.result = result
+        tracks, table = result.tracks, result.table
+        kw = {"scale": source.scale, "translate": source.translate}
+        name = f"{source.name} nuclei"
+        labels = result.tracking.labels
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        lab = self._viewer.add_labels(labels, name=name, opacity=0.45, **kw)
+        if table is not None:
+            from ..cells import to_features
+
+            feats = table.rename(columns={"track_id": "label"})
+            lab.features = to_features(feats)
+            lab.colormap = _fate_colormap(table)
+        lab.mouse_drag_callbacks.append(self._on_click)
+        data, graph = tracks_layer_data(tracks)
+        tname = f"{source.name} tracks"
+        if tname in self._viewer.layers:
+            self._viewer.layers.remove(tname)
+        feats = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
+        tl = self._viewer.add_tracks(data, graph=graph, name=tname, tail_length=12, **kw)
+        if "p_infected" in feats:
+            tl.features = feats[["track_id", "t", "p_infected"]].fillna(0.0)
+            tl.colormaps_dict["p_infected"] = _p_colormap()
+            tl.color_by = "p_infected"
+        order = tracks["track_id"].unique()
+        if table is not None:
+            order = table.sort_values(["infected", "p_infected_mean"], ascending=False)[
+                "track_id"
+            ].to_numpy()
+        self.track.choices = [int(k) for k in order]
+        n_inf = int(table["infected"].sum()) if table is not None else 0
+        msg = f"{len(order)} tracks"
+        if table is not None:
+            n_lyt = int(table.get("lytic_predicted", np.zeros(0)).fillna(False).sum())
+            msg += f", {n_inf} infected, {n_lyt} predicted lytic"
+        self.status.value = f"{msg}; {result.tracking.seconds_per_frame:.2f} s/frame"
+        if len(order):
+            self.select_track(int(order[0]), jump=False)
+
+    def _current_t(self) -> int:
+        return int(self._viewer.dims.current_step[0]) if self._viewer.dims.ndim >= 3 else 0
+
+    def _on_click(self, layer, event):
+        value = layer.get_value(event.position, world=True)
+        if value:
+            self.track.value = int(value)
+
+    def select_track(self, track_id, jump: bool = True) -> None:
+        """Plot ``track_id``'s curve; with ``jump``, move the viewer to its nucleus."""
+        if self.result is None or track_id is None:
+            return
+        tracks = self.result.tracks
+        rows = tracks[tracks["track_id"] == int(track_id)].sort_values("t")
+        if rows.empty:
+            return
+        info = None
+        if self.result.table is not None:
+            info = self.result.table[self.result.table["track_id"] == int(track_id)].iloc[0]
+        self._plot.show(rows, info, self.result.frame_interval_h, self._current_t())
+        if jump:
+            layer = self.layer.value
+            scale = np.asarray(layer.scale if layer is not None else (1, 1, 1))
+            now = self._current_t()
+            t = now if rows["t"].min() <= now <= rows["t"].max() else int(rows["t"].iloc[0])
+            r = rows.iloc[int(np.argmin(np.abs(rows["t"].to_numpy() - t)))]
+            self._viewer.dims.set_current_step(0, t)
+            self._viewer.camera.center = (float(r.y * scale[1]), float(r.x * scale[2]))
+
+
+def _workflow(stack, px, dt, model, lytic, demo_model):
+    """Core generator run by the dock (module level so tests can call it)."""
+    from ..infection import analyse_timelapse, ensure_demo_model
+    from ..lytic import default_model_path
+
+    if model is None and demo_model:
+        model = yield from ensure_demo_model()
+    stack = np.asarray(stack) if not hasattr(stack, "compute") else stack
+    lytic = lytic or (default_model_path() if default_model_path().exists() else None)
+    result = yield from analyse_timelapse(stack, px, model=model, lytic=lytic, frame_interval_h=dt)
+    return result
+
+
+def _p_colormap():
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(["#4a90d9", "#f0f0f0", "#e8412c"], name="infection", controls=[0.0, 0.5, 1.0])
+
+
+def _fate_colormap(table):
+    import pandas as pd
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours = {None: "transparent", 0: "transparent"}
+    for r in table.itertuples():
+        lytic = getattr(r, "lytic_predicted", False)
+        lytic = bool(lytic) if lytic is not None and lytic is not pd.NA else False
+        key = "lytic" if lytic else ("infected" if r.infected else "uninfected")
+        colours[int(r.track_id)] = FATE_COLOURS[key]
+    return DirectLabelColormap(color_dict=colours)
+
+
+class _TrackPlot:
+    """Matplotlib canvas: p_infected (and relative area) of one track over time."""
+
+    def __init__(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        self.ax = self.figure.add_subplot(111)
+        self._now = None
+        self._dt = 1.0
+        self._empty()
+
+    def _empty(self):
+        self.ax.clear()
+        self.ax.set_xlabel("time (h)")
+        self.ax.set_ylabel("p(infected)")
+        self.ax.set_ylim(-0.03, 1.03)
+        self.canvas.draw_idle()
+
+    def show(self, rows, info, dt: float, now: int) -> None:
+        self._dt = dt
+        ax = self.ax
+        ax.clear()
+        t = rows["t"].to_numpy(float) * dt
+        title = f"track {int(rows['track_id'].iloc[0])}"
+        if "p_infected" in rows:
+            ax.plot(t, rows["p_infected"], "-o", ms=3, color="#e8412c", label="p(infected)")
+        area = rows["area_px"].to_numpy(float)
+        ax.plot(t, area / max(area[0], 1.0) / 2.0, color="#7f7f7f", lw=1, label="area / first / 2")
+        if info is not None:
+            if info.get("t_infected", -1) >= 0:
+                ax.axvline(
+                    info["t_infected"] * dt, color="#f5a623", ls="--", lw=1, label="infected"
+                )
+            if np.isfinite(info.get("t_predict", np.nan)):
+                ax.axvline(info["t_predict"] * dt, color="k", ls=":", lw=1, label="lytic call")
+                title += f"  p(lytic) {info['p_lytic']:.2f}"
+            title += f"  [{info['end']}]"
+            if np.isfinite(info.get("lead_time_h", np.nan)):
+                title += f"  lead {info['lead_time_h']:.1f} h"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("time (h)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.legend(fontsize=6, loc="upper left")
+        self._now = ax.axvline(now * dt, color="#4a90d9", lw=1)
+        self.canvas.draw_idle()
+
+    def set_time(self, t: int) -> None:
+        if self._now is not None:
+            self._now.set_xdata([t * self._dt, t * self._dt])
+            self.canvas.draw_idle()
+
+
+def demo_infection(viewer) -> InfectionWidget:
+    """Demo step: the synthetic infection time-lapse, tracked and scored in the Infection dock."""
+    from ..samples.timelapse import sample_layers
+
+    img, meta, _ = sample_layers(n_frames=40, shape=(320, 320), seed=2)[0]
+    layer = viewer.add_image(img, **meta)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Infection")
+    dock.layer.reset_choices()
+    dock.layer.value = layer
+    dock._run()
+    return dock
