@@ -391,3 +391,19 @@ class SegmentWidget(Container):
         labels_layer.features = to_features(table)
         self.count.value = str(len(table))
         return table
+
+
+def demo_segment(viewer) -> SegmentWidget:
+    """Demo step: the Segmentation dock segments the STORM nuclei and the smear field."""
+    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Segmentation")
+    layers = list(viewer.layers)
+    storm = next((ly for ly in layers if localizations_of(ly) is not None), None)
+    smear = next((ly for ly in layers if getattr(ly, "rgb", False)), None)
+    for layer in (storm, smear):
+        if layer is None:
+            continue
+        dock.layer.value = layer
+        dock.run()
+    if storm is not None and f"{storm.name} storm-nuclei" in viewer.layers:
+        viewer.layers[f"{storm.name} storm-nuclei"].visible = False  # the smear is on show
+    return dock
