@@ -38,12 +38,6 @@ def _segment(viewer) -> None:
     demo_segment(viewer)
 
 
-def _segment(viewer) -> None:
-    from .widgets.segment import demo_segment
-
-    demo_segment(viewer)
-
-
 def _review(viewer) -> None:
     from .widgets._review_outputs import demo_review
 
@@ -62,7 +56,6 @@ DEMO_STEPS: list[tuple[str, Callable]] = [
     # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
     ("storm", _storm),
     ("smear", _smear),
-    ("segment", _segment),
     ("segment", _segment),
     ("review", _review),
     ("infection", _infection),
