@@ -217,3 +217,46 @@ def test_storm_like_3d_nuclei_in_nm(dock):
     w.confirm()
     w._refresh_slow()
     assert viewer.layers["reviewed cells"].data.shape == (1, 3)
+
+
+def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
+    """STORM: labels in nm over a ThunderSTORM file; the store sits beside it, export gives files."""
+    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.widgets import _review_outputs as outs
+    from napari_nucleus_ai.widgets.review import ReviewWidget
+
+    rng = np.random.default_rng(0)
+    xy = np.concatenate(
+        [rng.uniform(100, 900, (300, 2)), rng.uniform([1100, 100], [1900, 900], (200, 2))]
+    )
+    locs = pd.DataFrame({"x_nm": xy[:, 0], "y_nm": xy[:, 1], "frame": np.arange(500)})
+    csv = tmp_path / "storm" / "nuclei.csv"
+    csv.parent.mkdir()
+    write_thunderstorm_csv(locs, csv)
+    labels = np.zeros((100, 200), np.int32)
+    labels[10:90, 10:90] = 1
+    labels[10:90, 110:190] = 2
+    table = measure_cells(labels, scale=10.0, unit="nm")
+    table["class"] = ["somatic", "hiPSC"]
+    table["p_somatic"], table["p_hiPSC"] = [0.6, 0.3], [0.4, 0.7]
+    viewer = make_napari_viewer()
+    viewer.add_labels(
+        labels,
+        scale=(10.0, 10.0),
+        features=to_features(table),
+        name="nuclei",
+        metadata={"source": str(csv)},
+    )
+    w = ReviewWidget(viewer)
+    w.open_outputs = False
+    assert w.store.path.parent == csv.parent and w.image_id == "nuclei.csv"
+    assert w.queue.classes == ["somatic", "hiPSC", "unidentified", "artefact"]
+    assert w.queue.current == 1  # the more uncertain nucleus first
+    assert w.camera.center[-2:] == pytest.approx(
+        (table.loc[0, "centroid_y"], table.loc[0, "centroid_x"])
+    )
+    w.press_class_key("2")
+    w.confirm()
+    res = outs.export_trainset_dialog(w, str(tmp_path / "ts"), sync=True)
+    assert res["kind"] == "localizations" and res["counts"] == {"hiPSC": 2}
+    w.detach()

@@ -312,7 +312,10 @@ class ReviewWidget(ReviewView, QWidget):
 
     def _build_class_buttons(self) -> None:
         while self.class_grid.count():
-            self.class_grid.takeAt(0).widget().deleteLater()
+            old = self.class_grid.takeAt(0).widget()
+            old.hide()  # processEvents() does not run deleteLater: hide it now
+            old.setParent(None)
+            old.deleteLater()
         for i, c in enumerate(self.queue.classes):
             key = self.queue.key_for(c)
             b = QPushButton(f"{key} {c}" if key else c)
