@@ -75,6 +75,9 @@ def thumbnail(levels, axes: str, rgb: bool, max_size: int = 512) -> np.ndarray:
 
     arr = levels[-1]
     iy, ix = axes.index("Y"), axes.index("X")
+    if hasattr(arr, "dask") and max(arr.shape[iy], arr.shape[ix]) > 4 * 4096:
+        # no pyramid: an overview would decode every tile of the image
+        raise InputError(None, "no thumbnail: the file has no small pyramid level")
     step = max(1, int(np.ceil(max(arr.shape[iy], arr.shape[ix]) / max_size)))
     sl = []
     for i, a in enumerate(axes):
