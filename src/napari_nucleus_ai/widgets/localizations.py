@@ -54,6 +54,7 @@ class LocalizationsWidget(Container):
         self.open_btn = PushButton(text="Open")
         self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
         self.info = Label(label="table", value="")
+        self.info.native.setWordWrap(True)
         # column mapping for unknown tables (hidden until needed)
         self.map_x = ComboBox(label="x column", choices=[])
         self.map_y = ComboBox(label="y column", choices=[])
@@ -101,6 +102,7 @@ class LocalizationsWidget(Container):
         self.save_path = FileEdit(label="save CSV", mode="w", filter="*.csv")
         self.save_btn = PushButton(text="Save filtered CSV")
         self.status = Label(label="", value="")
+        self.status.native.setWordWrap(True)
         self.extend(
             [
                 self.file,
@@ -164,10 +166,10 @@ class LocalizationsWidget(Container):
             return
         m = layer.metadata
         df = m["localizations"]
-        b = {k: f"{v[0]:.0f}-{v[1]:.0f}" for k, v in m.get("bounds_nm", {}).items()}
+        b = ", ".join(f"{k} {v[0]:.0f}-{v[1]:.0f}" for k, v in m.get("bounds_nm", {}).items())
         self.info.value = (
-            f"{m.get('format', '?')}: {len(df):,} locs, channel {m.get('channel', '0')}; "
-            f"nm {b}; dropped {m.get('n_dropped', 0)}"
+            f"{m.get('format', '?')} · {len(df):,} locs · channel {m.get('channel', '0')}\n"
+            f"{b} nm · {m.get('n_dropped', 0)} dropped"
         )
         r = m.get("render") or {}
         if r.get("pixel_size_nm"):
@@ -402,14 +404,24 @@ class LocalizationsWidget(Container):
             self._zoom_timer.timeout.connect(self.update_zoom)
         self._zoom_timer.start(250)
 
-    def visible_region(self):
-        """``(min_yx, max_yx, canvas_px)`` of the view in world units (nm)."""
-        cam = self._viewer.camera
-        size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
-        h, w = float(size[0]), float(size[1])
-        cy, cx = cam.center[-2], cam.center[-1]
-        half = np.array([h, w]) / cam.zoom / 2
-        return (cy - half[0], cx - half[1]), (cy + half[0], cx + half[1]), int(max(h, w))
+    def visible_region(self, layer):
+        """``(min_yx, max_yx, screen_px)`` of the layer's visible part in world units (nm).
+
+        Uses the public ``layer.corner_pixels`` (visible data pixels of the shown level)
+        and ``camera.zoom`` (screen pixels per nm), so no private canvas size is needed.
+        """
+        zoom = float(self._viewer.camera.zoom)
+        corners = np.asarray(layer.corner_pixels, float)[:, -2:]
+        scale = np.asarray(layer.scale, float)[-2:]
+        if layer.multiscale:
+            scale = scale * np.asarray(layer.downsample_factors[layer.data_level], float)[-2:]
+        translate = np.asarray(layer.translate, float)[-2:]
+        lo = translate + (corners[0] - 0.5) * scale
+        hi = translate + (corners[1] + 0.5) * scale
+        if not np.all(hi > lo):  # nothing drawn yet: centre of the camera, 800 px
+            c = np.asarray(self._viewer.camera.center, float)[-2:]
+            lo, hi = c - 400 / zoom, c + 400 / zoom
+        return tuple(lo), tuple(hi), int(np.ceil(float(np.max(hi - lo)) * zoom))
 
     def update_zoom(self):
         """Re-render the visible region of the selected layer at finer pixels (or hide it)."""
@@ -419,7 +431,7 @@ class LocalizationsWidget(Container):
         if layer is None or layer.rgb or layer.ndim != 2:
             return None
         zname = f"{layer.name} [zoom]"
-        lo, hi, canvas = self.visible_region()
+        lo, hi, canvas = self.visible_region(layer)
         base = float((layer.metadata.get("render") or {}).get("pixel_size_nm", layer.scale[-1]))
 
         def show(r):
@@ -468,11 +480,11 @@ def _add(viewer, layer_tuple):
     return viewer.add_layer(Layer.create(data, kwargs, kind))
 
 
-def demo_storm(viewer, zoom: bool = False):
+def demo_storm(viewer, zoom: bool = True):
     """Demo step: simulated STORM nuclei rendered at 20 nm, with the Localizations dock.
 
-    With ``zoom`` the camera moves onto one nucleus and the dock re-renders the
-    visible region at finer pixels (the nanoscale zoom).
+    With ``zoom`` the camera moves into one nucleus (6 nm per screen pixel) and the
+    dock re-renders the visible region at screen-matched pixels (the nanoscale zoom).
     """
     viewer.open_sample("napari-nucleus-ai", "storm_nuclei")
     _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Localizations")
@@ -483,6 +495,6 @@ def demo_storm(viewer, zoom: bool = False):
         df = layer.metadata["localizations"]
         first = df[df["nucleus"] == 1] if "nucleus" in df else df
         viewer.camera.center = (float(first["y_nm"].median()), float(first["x_nm"].median()))
-        viewer.camera.zoom = viewer.camera.zoom * 12
+        viewer.camera.zoom = 1 / 6.0  # 6 nm per screen pixel: finer than the 20 nm base
         dock.update_zoom()
     return dock

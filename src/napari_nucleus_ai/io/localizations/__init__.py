@@ -21,9 +21,38 @@ import os
 
 from ...errors import InputError
 from .detect import FORMATS, detect_format
-from .nstorm import write_nstorm_txt
-from .table import STANDARD, LocalizationTable, bounds_nm, from_dataframe, standard_columns
-from .thunderstorm import write_thunderstorm_csv
+
+# Sniffing must stay cheap (the io dispatcher asks this family first for every file):
+# pandas-based modules are imported on first use, not here.
+_LAZY = {
+    "STANDARD": ".table",
+    "LocalizationTable": ".table",
+    "bounds_nm": ".table",
+    "from_dataframe": ".table",
+    "standard_columns": ".table",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(name)
+
+
+def write_thunderstorm_csv(df, path) -> str:
+    """Write localizations as a ThunderSTORM CSV; see :func:`.thunderstorm.write_thunderstorm_csv`."""
+    from .thunderstorm import write_thunderstorm_csv as write
+
+    return write(df, path)
+
+
+def write_nstorm_txt(df, path) -> str:
+    """Write localizations as an N-STORM TXT; see :func:`.nstorm.write_nstorm_txt`."""
+    from .nstorm import write_nstorm_txt as write
+
+    return write(df, path)
 
 __all__ = [
     "FORMATS",
@@ -123,6 +152,8 @@ def describe(path, **options) -> dict:
         columns = table.metadata["columns"]
         channels = None
     else:
+        from .table import standard_columns
+
         columns = standard_columns(table.data)
         channels = table.channels
     info = {
