@@ -52,6 +52,22 @@ def test_dock_segments_smear_and_table_follows_edits(make_napari_viewer, qtbot, 
     assert 99 in set(table["label"])
     assert table.loc[table["label"] == 99, "class"].isna().all()
     assert len(labels.features) == len(table)
+    # a shapes ROI (world coordinates, um): only the cells whose centre is inside, placed right
+    h, w = smear.image.shape[:2]
+    roi = np.array([[0, 0], [0, w / 2], [h, w / 2], [h, 0]]) * um
+    viewer.add_shapes([roi], shape_type="polygon", name="roi")
+    dock.region.reset_choices()
+    dock.region.value = "roi"
+    dock.run(sync=True)
+    part = viewer.layers["smear wbc"]
+    cx = smear.table["centroid_x"].to_numpy()
+    assert part.data.max() == int((cx < w / 2 * um).sum())
+    assert (part.features["centroid_x"] < w / 2 * um + 1).all()
+    dock.region.value = "visible region"
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (h / 2 * um, w / 2 * um)
+    dock.run(sync=True)
+    assert viewer.layers["smear wbc"].data.max() >= 1
 
 
 def test_dock_nuclei_with_method_switch_and_error_message(make_napari_viewer, qtbot):

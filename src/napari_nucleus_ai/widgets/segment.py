@@ -228,7 +228,7 @@ class SegmentWidget(Container):
     def _region(self, layer):
         """(region, polygon) in the layer's pixel coordinates for the chosen region."""
         choice = self.region.value
-        if choice in (None, REGION_WHOLE) or not self.region.visible:
+        if choice in (None, REGION_WHOLE) or self.method.value not in ("wbc", "nuclei"):
             return None, None
 
         def to_data(yx):
@@ -253,8 +253,13 @@ class SegmentWidget(Container):
 
     def _visible_world(self):
         """World (y, x) corners of what the canvas shows."""
-        cam = self._viewer.camera
-        size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
+        scene = getattr(self._viewer, "scene", None)  # napari >= 0.9; older: viewer.camera
+        cam = scene.camera if scene is not None else self._viewer.camera
+        import warnings
+
+        with warnings.catch_warnings():  # napari has no public canvas size (0.9)
+            warnings.simplefilter("ignore", FutureWarning)
+            size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
         h, w = size[-2:]
         cy, cx = np.asarray(cam.center)[-2:]
         half_h, half_w = h / 2 / cam.zoom, w / 2 / cam.zoom
