@@ -289,3 +289,20 @@ def test_screen_resolution_is_not_a_pixel_size(tmp_path):
         resolutionunit="INCH",
     )
     assert read_image(path).pixel_size_um is None
+
+
+# -- openslide (optional extra): an independent reader agrees -------------------------------------
+
+
+def test_openslide_reads_our_svs_like_tifffile(svs):
+    openslide = pytest.importorskip("openslide")
+    from napari_nucleus_ai.io.images.slides import read_openslide
+
+    assert openslide.OpenSlide.detect_format(str(svs)) == "aperio"  # the writer makes real SVS
+    slide = openslide.OpenSlide(str(svs))
+    assert set(slide.associated_images) == {"thumbnail", "label", "macro"}
+    im = read_openslide(svs, "svs")
+    assert im.format == "openslide:aperio" and im.pixel_size_um == pytest.approx((0.2525, 0.2525))
+    assert [lv.shape for lv in im.levels] == [lv.shape for lv in read_image(svs).levels]
+    ref = read_region(read_image(svs), 1, 100, 200, 300, 500)
+    np.testing.assert_array_equal(np.asarray(im.levels[1][100:400, 200:700]), ref)
