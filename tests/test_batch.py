@@ -204,3 +204,39 @@ def test_cli_with_existing_scheduler(cluster, inputs, tmp_path, capsys):
     )
     s = pd.read_csv(out / "summary.csv")
     assert s["error"].str.contains("no such file").any()
+
+
+def test_storm_localization_files_auto_method(client, tmp_path):
+    from napari_nucleus_ai.io.localizations import write_thunderstorm_csv
+    from napari_nucleus_ai.samples.storm import simulate_field
+
+    src = tmp_path / "storm"
+    src.mkdir()
+    write_thunderstorm_csv(
+        simulate_field(n_nuclei=2, seed=1, n_localizations=20_000), src / "f1.csv"
+    )
+    out = tmp_path / "out"
+    res = run_batch([src], out, client=client)
+    row = res.summary.iloc[0]
+    assert row["status"] == "ok" and row["method"] == "storm-nuclei" and row["n_cells"] == 2
+    assert (out / "f1_localizations.csv").is_file()
+    assert (
+        main(
+            [
+                "segment",
+                str(src / "f1.csv"),
+                "--method",
+                "storm-nuclei",
+                "--out",
+                str(tmp_path / "alone"),
+            ]
+        )
+        == 0
+    )
+    assert np.array_equal(
+        tifffile.imread(out / "f1_labels.tif"),
+        tifffile.imread(tmp_path / "alone" / "f1_labels.tif"),
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "f1_cells.csv"), pd.read_csv(tmp_path / "alone" / "f1_cells.csv")
+    )
