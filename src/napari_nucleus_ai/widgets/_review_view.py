@@ -85,7 +85,7 @@ class ReviewView:
             state = f"not reviewed · Space confirms <b>{q.suggestion(cell) or 'unidentified'}</b>"
         done = q.reviewed
         self.info.setText(
-            f"cell <b>{cell}</b> ({q.order.index(cell) + 1}/{len(q)}) · model: <b>{pred}</b> · "
+            f"cell <b>{cell}</b> ({q._rank[cell] + 1}/{len(q)}) · model: <b>{pred}</b> · "
             f"uncertainty {q.uncertainty(cell):.3f} · {state} · {done}/{len(q)} reviewed"
         )
         r = self.table_model.row_of(cell)

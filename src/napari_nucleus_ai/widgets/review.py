@@ -175,7 +175,6 @@ class ReviewWidget(ReviewView, QWidget):
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
 
     def _install_keys(self) -> None:
-        win = self.viewer.window._qt_window
         keys = {str(k): (lambda k=str(k): self.press_class_key(k)) for k in "1234567890"}
         keys.update(
             {
@@ -190,7 +189,7 @@ class ReviewWidget(ReviewView, QWidget):
             }
         )
         for key, fn in keys.items():
-            sc = QShortcut(QKeySequence(key), win)
+            sc = QShortcut(QKeySequence(key), self)  # active while the dock is shown
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
             sc.activated.connect(fn)
             self._shortcuts[key] = sc
