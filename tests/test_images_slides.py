@@ -306,3 +306,41 @@ def test_openslide_reads_our_svs_like_tifffile(svs):
     assert [lv.shape for lv in im.levels] == [lv.shape for lv in read_image(svs).levels]
     ref = read_region(read_image(svs), 1, 100, 200, 300, 500)
     np.testing.assert_array_equal(np.asarray(im.levels[1][100:400, 200:700]), ref)
+
+
+# -- writer: OME-TIFF that keeps the pixel size ---------------------------------------------------
+
+
+def test_ome_writer_round_trips_a_slide_and_a_region(tmp_path, svs):
+    from napari_nucleus_ai.io.images.writers import write_ome_tiff
+
+    (data, kw, _), = read_layers(svs, lazy=True)
+    out = tmp_path / "copy.ome.tif"
+    assert write_ome_tiff(str(out), data, {**kw, "multiscale": True}) == [str(out)]
+    back = read_image(out)
+    assert back.format == "ome-tiff" and back.pixel_size_um == pytest.approx((0.2525, 0.2525))
+    assert [lv.shape for lv in back.levels] == [lv.shape for lv in data]
+    np.testing.assert_array_equal(np.asarray(back.levels[1]), np.asarray(data[1]))  # lossless
+
+    region = read_region(read_image(svs), 0, 0, 0, 300, 1500)  # a loaded region, grey copy too
+    out2 = tmp_path / "region.ome.tif"
+    write_ome_tiff(str(out2), region, {"rgb": True, "scale": (0.2525, 0.2525), "metadata": {"pixel_size_um": [0.2525, 0.2525]}})
+    back = read_image(out2)
+    np.testing.assert_array_equal(back.levels[0], region)
+    assert len(back.levels) == 2 and back.pixel_size_um == pytest.approx((0.2525, 0.2525))
+    grey = tmp_path / "grey.ome.tif"
+    write_ome_tiff(str(grey), region[..., 0], {"rgb": False, "scale": (1.0, 1.0)})
+    assert read_image(grey).pixel_size_um is None  # unknown units are not invented
+
+
+def test_ome_writer_keeps_stack_axes(tmp_path, stack):
+    from napari_nucleus_ai.io.images.writers import write_ome_tiff
+
+    out = tmp_path / "one_channel.ome.tif"
+    attrs = {"rgb": False, "scale": (1.0, 2.0, 0.325, 0.325), "units": ("pixel", "um", "um", "um"),
+             "metadata": {"axes": "TCZYX", "channels": ["a", "b"], "z_step_um": 2.0}}  # fmt: skip
+    write_ome_tiff(str(out), stack[:, 0], attrs)
+    back = read_image(out)
+    assert back.axes == "TZYX" and back.pixel_size_um == pytest.approx((0.325, 0.325))
+    assert back.metadata["z_step_um"] == pytest.approx(2.0)
+    np.testing.assert_array_equal(back.levels[0], stack[:, 0])

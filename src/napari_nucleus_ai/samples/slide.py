@@ -24,15 +24,9 @@ _APERIO = "Aperio Image Library v12.0.15"
 
 
 def _downsample(img: np.ndarray, f: int) -> np.ndarray:
-    """Block-mean downsampling by an integer factor (edges padded by replication)."""
-    if f == 1:
-        return img
-    h, w = img.shape[:2]
-    ph, pw = (-h) % f, (-w) % f
-    if ph or pw:
-        img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode="edge")
-    sh = (img.shape[0] // f, f, img.shape[1] // f, f) + img.shape[2:]
-    return img.reshape(sh).mean(axis=(1, 3)).round().astype(img.dtype)
+    from ..io.images.regions import block_mean
+
+    return block_mean(img, f)
 
 
 def _tile_iter(source: Callable, f: int, shape, tile: int):

@@ -69,6 +69,23 @@ def read_region_gen(
     return out, (y0, x0)
 
 
+def block_mean(img: np.ndarray, f: int) -> np.ndarray:
+    """Downsample the first two axes by an integer factor (block mean; edges padded by replication)."""
+    if f == 1:
+        return img
+    h, w = img.shape[:2]
+    ph, pw = (-h) % f, (-w) % f
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode="edge")
+    sh = (img.shape[0] // f, f, img.shape[1] // f, f) + img.shape[2:]
+    out = img.reshape(sh).mean(axis=(1, 3))
+    return (
+        out.round().astype(img.dtype)
+        if np.issubdtype(img.dtype, np.integer)
+        else out.astype(img.dtype)
+    )
+
+
 def thumbnail(levels, axes: str, rgb: bool, max_size: int = 512) -> np.ndarray:
     """An RGB uint8 overview (smallest level, first plane of other axes), at most ``max_size``."""
     from .base import as_rgb
