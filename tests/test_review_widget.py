@@ -184,8 +184,9 @@ def test_reopening_the_image_restores_cells_and_corrections(dock, tmp_path, qtbo
     path = tmp_path / "data" / "field.png"
     path.parent.mkdir()
     viewer, w, layer, table = dock(8, path=path)
-    assert w.store.path == path.parent / STORE_NAME
+    assert w._store_path == path.parent / STORE_NAME
     assert w.image_id == "field.png"
+    assert not w._store_path.exists()  # looking is free: the first correction creates the store
     w.set_class("monocyte")
     w.set_class("artefact")
     corrections = dict(w.queue.corrections)
@@ -249,7 +250,7 @@ def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
     )
     w = ReviewWidget(viewer)
     w.open_outputs = False
-    assert w.store.path.parent == csv.parent and w.image_id == "nuclei.csv"
+    assert w._store_path.parent == csv.parent and w.image_id == "nuclei.csv"
     assert w.queue.classes == ["somatic", "hiPSC", "unidentified", "artefact"]
     assert w.queue.current == 1  # the more uncertain nucleus first
     assert w.camera.center[-2:] == pytest.approx(

@@ -22,7 +22,7 @@ def _notify(msg: str) -> None:
 def _output_dir(w, name: str) -> Path:
     from ..trainexport import _slug
 
-    return w.store.path.parent / name / _slug(w.image_id)
+    return w._store_path.parent / name / _slug(w.image_id)
 
 
 # -- sessions -----------------------------------------------------------------------
@@ -141,13 +141,13 @@ def write_report_for(w, out: str | os.PathLike | None = None) -> dict | None:
     if w.queue is None:
         return None
     w.flush()
-    hist = w.store.history(w.image_id)
+    hist = w.store.history(w.image_id) if w.store is not None else None
     rep = build_report(
         {w.image_id: w.queue.table.reset_index(drop=True)},
         {w.image_id: w.queue.corrections},
         w.queue.model_classes,
         title=w.image_id,
-        authors=list(hist["author"].unique()) if len(hist) else [],
+        authors=list(hist["author"].unique()) if hist is not None and len(hist) else [],
         models=[model_name(w.layer) or ""],
     )
     paths = write_report(rep, out or _output_dir(w, "reports"), "report")

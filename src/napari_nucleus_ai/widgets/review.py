@@ -14,6 +14,7 @@ next unreviewed cell; ``Space``/``Return`` confirm the shown class and go on;
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -250,6 +251,7 @@ class ReviewWidget(ReviewView, QWidget):
             self.attach(layer)
 
     def store_location(self, layer) -> Path:
+        """The project folder's store, else the one beside the data (if that folder is writable)."""
         from ..annotations import store_for_data, store_path
         from ..settings import config_dir
 
@@ -257,52 +259,67 @@ class ReviewWidget(ReviewView, QWidget):
         if self.project:
             return store_path(self.project)
         if src:
-            return store_for_data(src)
-        return store_path(config_dir() / "unsaved-images")
+            path = store_for_data(src)
+            if path.exists() or os.access(path.parent, os.W_OK):
+                return path
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{path.parent} is read-only: corrections go to the user's project folder")
+        return store_path(config_dir() / "annotations")
 
     def attach(self, layer) -> None:
-        """Start reviewing ``layer``: open its store, restore its corrections, save its session."""
-        from ..annotations import AnnotationStore, BackgroundWriter, image_id_for
+        """Start reviewing ``layer``: restore its stored corrections (nothing is written yet)."""
+        from ..annotations import AnnotationStore, image_id_for
         from ..cells import from_features
-        from ..review import ReviewQueue, model_classes
+        from ..review import ReviewQueue, model_classes, model_table
 
         self.detach()
-        table = from_features(layer.features)
         meta = layer.metadata or {}
-        store = AnnotationStore(self.store_location(layer), author=self.author.text() or None)
+        path = self.store_location(layer)
         src = layer_source(layer)
-        image_id = str(
-            meta.get("image_id") or (image_id_for(src, store.path) if src else layer.name)
+        image_id = str(meta.get("image_id") or (image_id_for(src, path) if src else layer.name))
+        # open an existing store only: a store and a session are created by the first correction
+        self.store = (
+            AnnotationStore(path, author=self.author.text() or None) if path.exists() else None
         )
-        classes = meta.get("classes") or model_classes(table)
-        corrections = store.labels(image_id)
-        from ..review import model_table
-
-        table = model_table(table)  # a restored/reviewed layer: back to the model's classes
-        self.layer, self.store, self.image_id = layer, store, image_id
-        self.queue = ReviewQueue(table, classes, corrections)
+        corrections = self.store.labels(image_id) if self.store is not None else {}
+        table = model_table(from_features(layer.features))  # a reviewed layer: the model's classes
+        self._store_path, self._source = path, src
+        self.layer, self.image_id = layer, image_id
+        self.queue = ReviewQueue(table, meta.get("classes") or model_classes(table), corrections)
         self.colors = class_colors(self.queue.classes, meta.get("class_colors"))
-        self.writer = BackgroundWriter(store, on_saved=self.saved.emit, on_error=self.failed.emit)
-        self.store_label.setText(f"{store.path}  [{image_id}]")
+        self.store_label.setText(f"{path}  [{image_id}]")
         self._build_class_buttons()
         self.filter_class.blockSignals(True)
         self.filter_class.clear()
         self.filter_class.addItems(["all classes", *self.queue.classes])
         self.filter_class.blockSignals(False)
-        from . import _review_outputs as outs
-
-        outs.save_session_once(self, table, src)
         self._enable_keys(self.keys_on.isChecked())
         self._reload_table()
         self._refresh_slow()
         self._zoom_next = True
         self.show_current()
 
+    def ensure_store(self):
+        """The store (created on the first correction), its writer thread and the saved session."""
+        from ..annotations import AnnotationStore, BackgroundWriter
+        from . import _review_outputs as outs
+
+        if self.store is None:
+            self.store = AnnotationStore(self._store_path, author=self.author.text() or None)
+        if self.writer is None:
+            self.writer = BackgroundWriter(
+                self.store, on_saved=self.saved.emit, on_error=self.failed.emit
+            )
+            outs.save_session_once(self, self.queue.table.reset_index(drop=True), self._source)
+        return self.store
+
     def detach(self) -> None:
         if self.writer is not None:
             self.writer.flush(30)
             self.writer.close()
         self.writer = None
+        self.store = None
         self.queue = None
         self.layer = None
         self._pending.clear()
@@ -363,6 +380,7 @@ class ReviewWidget(ReviewView, QWidget):
         prob = q.table.at[cell, f"p_{pred}"] if pred and f"p_{pred}" in q.table else None
         self._pending[cell] = self._pending.get(cell, 0) + 1
         self.table_model.pending.add(cell)
+        self.ensure_store()
         self.writer.submit(
             self.image_id,
             cell,
