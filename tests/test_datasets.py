@@ -31,7 +31,12 @@ def _jpeg(path, n=36):
 
 
 def _run(*args, **kw):
-    return run_sync(import_dataset(*args, **kw))
+    rep = run_sync(import_dataset(*args, **kw))
+    if len(rep.classes) >= 2:  # what train reads: the same classes and counts
+        from napari_nucleus_ai.trainset import load_class_folders
+
+        assert load_class_folders(rep.out).counts() == rep.classes
+    return rep
 
 
 # --- Matek AML-Cytomorphology_LMU -------------------------------------------------
