@@ -90,7 +90,14 @@ def resolve_method(path, method: str) -> str:
 
 
 def _limit_threads(n: int = 1) -> None:
-    """One BLAS/torch thread per task: Dask already runs one task per worker thread."""
+    """One torch thread per task: Dask already runs one task per worker thread.
+
+    Only touches torch when it is loaded (segmentation alone never imports it).
+    """
+    import sys
+
+    if "torch" not in sys.modules:
+        return
     try:
         import torch
 
@@ -116,7 +123,8 @@ def classify_result(settings: Settings, path: str, seg) -> tuple:
     from ..predict import as_package
     from ..progress import run_sync
 
-    package = as_package(settings.model)
+    package = as_package(settings.model)  # imports torch
+    _limit_threads()
     image = localizations = None
     if package.modality == "storm" and not is_image_file(path):
         from ..io.localizations import read_localizations
