@@ -167,6 +167,7 @@ def main(argv=None) -> int:
         )
     )
     out_a, out_b = work / "ours.tif", work / "hand.tif"
+    print(f"load average now: {os.getloadavg()}")
     rows.append(
         compare(
             "render (CLI, gaussian 10 nm) vs hand",
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
         rows.append(
             {"what": f"render {n} {method}", "min_s": min(ts), "median_s": statistics.median(ts)}
         )
+    print(f"load average at the end: {os.getloadavg()}")
     print(json.dumps(rows))
     return 0
 

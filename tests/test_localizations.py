@@ -380,3 +380,39 @@ def test_sniff_never_raises(tmp_path):
     assert sniff(tmp_path / "missing.csv") is False
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     assert sniff(tmp_path / "img.png") is False
+
+
+def test_layers_multiscale_channels_and_writers(tmp_path):
+    from napari_nucleus_ai.io.localizations import from_dataframe
+    from napari_nucleus_ai.io.localizations.layers import table_layers
+    from napari_nucleus_ai.io.localizations.writers import (
+        write_localizations_layer,
+        write_rendered_tiff_layer,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    df = pd.DataFrame(
+        {
+            "x_nm": rng.uniform(0, 50_000, n),
+            "y_nm": rng.uniform(0, 20_000, n),
+            "frame": rng.integers(1, 100, n),
+            "channel": np.where(rng.random(n) < 0.5, "a", "b"),
+        }
+    )
+    layers = table_layers(from_dataframe(df, fmt="test"), points=False)
+    assert [ly[1]["name"] for ly in layers] == ["localizations [a]", "localizations [b]"]
+    data, kw, kind = layers[0]
+    assert kind == "image" and kw["multiscale"] and isinstance(data, list)
+    assert data[0].shape[1] > 4096 and data[-1].shape[1] <= 1024 * 2
+    assert kw["colormap"] != layers[1][1]["colormap"]  # one colour per channel
+    assert kw["metadata"]["channel"] == "a" and len(kw["metadata"]["localizations"]) < n
+    csv = write_localizations_layer(str(tmp_path / "a.csv"), data, kw)[0]
+    assert len(read_localizations(csv)) == len(kw["metadata"]["localizations"])
+    tif = write_rendered_tiff_layer(str(tmp_path / "a.tif"), data, kw)[0]
+    import tifffile
+
+    assert tifffile.imread(tif).shape == data[0].shape
+    pts = table_layers(from_dataframe(df.iloc[:100], fmt="test"), points=True)
+    assert [ly[2] for ly in pts] == ["image", "points", "image", "points"]
+    assert write_localizations_layer(str(tmp_path / "p.csv"), pts[1][0], pts[1][1])
