@@ -180,6 +180,10 @@ def test_openslide_formats_explain_the_extra(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:
         read_image(path)
     assert "pip install" in _one_line_naming(e.value, path) and "MIRAX" in str(e.value)
+    preview = tmp_path / "preview.mrxs"  # MIRAX index files are JPEG previews: still a slide
+    preview.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    with pytest.raises(InputError, match="need openslide"):
+        read_image(preview)
     dcm = tmp_path / "wsi.dcm"
     dcm.write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 16)
     with pytest.raises(InputError, match="DICOM slides need openslide"):

@@ -314,7 +314,7 @@ def test_openslide_reads_our_svs_like_tifffile(svs):
 def test_ome_writer_round_trips_a_slide_and_a_region(tmp_path, svs):
     from napari_nucleus_ai.io.images.writers import write_ome_tiff
 
-    (data, kw, _), = read_layers(svs, lazy=True)
+    ((data, kw, _),) = read_layers(svs, lazy=True)
     out = tmp_path / "copy.ome.tif"
     assert write_ome_tiff(str(out), data, {**kw, "multiscale": True}) == [str(out)]
     back = read_image(out)
@@ -324,7 +324,11 @@ def test_ome_writer_round_trips_a_slide_and_a_region(tmp_path, svs):
 
     region = read_region(read_image(svs), 0, 0, 0, 300, 1500)  # a loaded region, grey copy too
     out2 = tmp_path / "region.ome.tif"
-    write_ome_tiff(str(out2), region, {"rgb": True, "scale": (0.2525, 0.2525), "metadata": {"pixel_size_um": [0.2525, 0.2525]}})
+    write_ome_tiff(
+        str(out2),
+        region,
+        {"rgb": True, "scale": (0.2525, 0.2525), "metadata": {"pixel_size_um": [0.2525, 0.2525]}},
+    )
     back = read_image(out2)
     np.testing.assert_array_equal(back.levels[0], region)
     assert len(back.levels) == 2 and back.pixel_size_um == pytest.approx((0.2525, 0.2525))

@@ -129,13 +129,19 @@ OPENSLIDE_SUFFIXES = {".mrxs": "MIRAX", ".vms": "Hamamatsu VMS", ".vmu": "Hamama
 def kind_of(path: str | os.PathLike) -> str | None:
     """Content-based kind of ``path``: tiff, jpeg, png, bmp, jp2, dicom, mirax, or None.
 
-    Looks at magic bytes, never at the extension alone; never raises.
+    Looks at magic bytes, not at the extension -- except for the openslide-only slide
+    formats (``.mrxs``, ``.vms``, ``.vmu``) whose index files say nothing by content; never raises.
     """
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         return None
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in OPENSLIDE_SUFFIXES and head:
+        # a MIRAX index file is a JPEG preview of the slide whose tiles live in a folder beside
+        # it (and a VMS file is INI text): only openslide reads the whole slide
+        return "mirax"
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
@@ -146,10 +152,6 @@ def kind_of(path: str | os.PathLike) -> str | None:
             return "bmp"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix in OPENSLIDE_SUFFIXES and head:
-        # a MIRAX index file is a JPEG slide preview (checked above) or an INI-like text
-        return "mirax"
     return None
 
 

@@ -164,7 +164,7 @@ def read_openslide(path: str | os.PathLike, kind: str) -> ImageData:
     Raises :class:`InputError` with the install command when openslide is missing.
     """
     if not openslide_available():
-        what = {"mirax": "MIRAX", "dicom": "DICOM"}.get(kind, kind.upper())
+        what = {"mirax": "MIRAX/VMS", "dicom": "DICOM"}.get(kind, kind.upper())
         raise InputError(
             path,
             f"{what} slides need openslide: pip install 'napari-nucleus-ai[openslide]'",
