@@ -1,0 +1,242 @@
+"""Infection from the nuclear stain: crops, features, model (issue 6 trainer), table, lysis, CLI, dock."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.infection import (
+    crop_size_px,
+    infection_onset,
+    infection_table,
+    infection_trainingset,
+    nucleus_crops,
+    nucleus_features,
+    predict_infection,
+)
+from napari_nucleus_ai.lytic import LyticModel, default_model_path, predict_lytic
+from napari_nucleus_ai.progress import run_sync
+from napari_nucleus_ai.samples.timelapse import simulate_timelapse
+
+
+@pytest.fixture(scope="module")
+def movie():
+    return simulate_timelapse(40, (256, 256), seed=11, infected_fraction=0.6, lytic_fraction=0.6)
+
+
+@pytest.fixture(scope="module")
+def tracked(movie):
+    from napari_nucleus_ai.track import track_stack
+
+    return run_sync(track_stack(movie.image, movie.pixel_size_um))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real infection model package from issue 6's trainer, kept tiny for speed."""
+    from napari_nucleus_ai.infection import train_infection_model
+
+    out = tmp_path_factory.mktemp("models") / "infection"
+    opts = dict(
+        seeds=(5,), n_frames=12, shape=(192, 192), epochs=1, max_per_class=80, threads=1, tta=1
+    )
+    result = run_sync(train_infection_model(out, **opts))
+    return result.path
+
+
+def test_crops_centred_padded_normalised():
+    frame = np.zeros((50, 60), np.float32)
+    frame[20:25, 30:35] = 10.0
+    c = nucleus_crops(frame, np.array([[22, 32], [0, 0]]), 16)
+    assert c.shape == (2, 16, 16)
+    assert c[0, 8, 8] == pytest.approx(1.0) and c[0].min() == pytest.approx(0.0)
+    raw = nucleus_crops(frame, np.array([[22, 32]]), 16, normalise=False)
+    assert raw[0, 8, 8] == 10.0 and raw[0, 0, 0] == 0.0
+    assert crop_size_px(0.65) == 50 and crop_size_px(0.325) % 2 == 0
+
+
+def test_rim_ratio_sees_margination():
+    yy, xx = np.mgrid[:40, :80]
+    lab = np.zeros((40, 80), np.int64)
+    img = np.zeros((40, 80), np.float32)
+    for k, cx in ((1, 20), (2, 60)):
+        r = np.hypot(yy - 20, xx - cx)
+        lab[r < 12] = k
+        img[r < 12] = 100.0
+    ring = (lab == 2) & (np.hypot(yy - 20, xx - 60) > 9)
+    img[lab == 2] = 40.0
+    img[ring] = 150.0
+    f = nucleus_features(img, lab, np.array([1, 2]))
+    assert f.rim_ratio[1] > 2 * f.rim_ratio[0]
+
+
+def test_onset():
+    assert infection_onset([0.1, 0.9, 0.2, 0.8, 0.9, 0.95, 0.9]) == 3
+    assert infection_onset([0.1, 0.2]) == -1
+    assert infection_onset([0.1] * 10) == -1
+
+
+def test_trainingset_from_simulator(movie):
+    ts = infection_trainingset([movie], max_per_class=50)
+    assert ts.classes == ["uninfected", "infected"] and ts.modality == "fluorescence"
+    assert ts.counts() == {"uninfected": 50, "infected": 50}
+    assert ts.samples[0].shape == (50, 50) and ts.pixel_size == 0.65
+    # no crop comes from the invisible start of infection
+    import re
+
+    for src in ts.sources[:20]:
+        t, cell = map(int, re.findall(r"t(\d+):cell(\d+)", src)[0])
+        row = movie.truth[(movie.truth.t == t) & (movie.truth.cell_id == cell)].iloc[0]
+        assert not (0 < row.phenotype < 0.25)
+
+
+def test_predict_infection_aligns_rows(movie, tracked):
+    def centre(crops):  # a stand-in model: normalised centre brightness
+        return crops[:, 25, 25].clip(0, 1)
+
+    tr = run_sync(
+        predict_infection(
+            movie.image, tracked.tracks, tracked.labels, pixel_size_um=0.65, probability=centre
+        )
+    )
+    assert {"p_infected", "rim_ratio", "interior_cv"} <= set(tr.columns) and len(tr) == len(
+        tracked.tracks
+    )
+    r = tr.iloc[len(tr) // 3]
+    expect = centre(nucleus_crops(movie.image[int(r.t)], np.array([[r.y, r.x]]), 50))[0]
+    assert r.p_infected == pytest.approx(expect)
+    feats_only = run_sync(predict_infection(movie.image, tracked.tracks, tracked.labels))
+    assert "p_infected" not in feats_only and feats_only["rim_ratio"].notna().mean() > 0.9
+
+
+def _oracle_tracks(movie, tracked):
+    """Tracks with p_infected from the truth (isolates the lytic step from the model)."""
+    from napari_nucleus_ai.infection_eval import truth_for_tracks
+
+    tr = run_sync(
+        predict_infection(movie.image, tracked.tracks, tracked.labels, pixel_size_um=0.65)
+    )
+    j = truth_for_tracks(movie, tr, tracked.labels)[["t", "track_id", "phenotype"]]
+    tr = tr.merge(j, on=["t", "track_id"], how="left")
+    tr["p_infected"] = (tr["phenotype"].fillna(0) >= 0.25).astype(float)
+    return tr
+
+
+def test_table_and_lytic_prediction(movie, tracked):
+    from napari_nucleus_ai.infection_eval import lytic_accuracy
+
+    tr = _oracle_tracks(movie, tracked)
+    table = infection_table(tr, movie.image.shape[1:], 40, frame_interval_h=0.5)
+    assert table["track_id"].is_unique and set(table["end"]) <= {
+        "division",
+        "end",
+        "left",
+        "vanished",
+    }
+    assert table["infected"].sum() >= 5 and (table.loc[table.infected, "t_infected"] >= 0).all()
+    lytic = LyticModel.load(default_model_path())
+    out = predict_lytic(tr, table, lytic)
+    called = out[out["p_lytic"].notna()]
+    assert len(called) >= 4 and called["infected"].all()
+    assert ((called["t_predict"] - called["t_infected"]) == lytic.window_frames - 1).all()
+    acc = lytic_accuracy(movie, tr, tracked.labels, out)
+    assert acc["accuracy"] >= 0.7, acc
+    lead = out["lead_time_h"].dropna()
+    assert (lead > 0).all()
+
+
+def test_lytic_model_file_roundtrip_and_errors(tmp_path):
+    X = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(20, 7)),
+        columns=LyticModel.__dataclass_fields__["features"].default_factory(),
+    )
+    y = (X["area_growth"] > 0).astype(int)
+    m = LyticModel.fit(X, y, 6, 0.5)
+    m.save(tmp_path / "l.json")
+    back = LyticModel.load(tmp_path / "l.json")
+    np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X))
+    assert ((m.predict_proba(X) > 0.5) == y).mean() > 0.8
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"kind": "something"}))
+    d = json.loads((tmp_path / "l.json").read_text())
+    d["coef"] = d["coef"][:3]
+    (tmp_path / "short.json").write_text(json.dumps(d))
+    for name in ("bad.json", "other.json", "short.json", "missing.json"):
+        with pytest.raises(InputError, match=name):
+            LyticModel.load(tmp_path / name)
+    with pytest.raises(InputError):
+        LyticModel.fit(X, np.zeros(20), 6, 0.5)
+
+
+def test_cli_track_with_model(movie, tiny_model, tmp_path, capsys):
+    import tifffile
+
+    from napari_nucleus_ai.cli import main
+
+    stack = tmp_path / "movie.tif"
+    tifffile.imwrite(stack, movie.image[:10], imagej=True, resolution=(1 / 0.65, 1 / 0.65),
+                     metadata={"axes": "TYX", "unit": "um", "finterval": 1800})  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["track", str(stack), "--out", str(out)]) == 0
+    tracks = pd.read_csv(out / "tracks.csv")
+    assert list(tracks.columns[:5]) == ["track_id", "t", "y", "x", "parent_id"]
+    assert tifffile.imread(out / "labels.tif").shape == (10, 256, 256)
+    assert not (out / "infection.csv").exists()
+    assert main(["track", str(stack), "--out", str(out), "--model", str(tiny_model)]) == 0
+    table = pd.read_csv(out / "infection.csv")
+    assert {"track_id", "infected", "t_infected", "end", "p_lytic", "lead_time_h"} <= set(
+        table.columns
+    )
+    tracks = pd.read_csv(out / "tracks.csv")
+    assert tracks["p_infected"].between(0, 1).all()
+    # bad inputs: one line naming the file, exit 1
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    capsys.readouterr()
+    assert main(["track", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "bad.tif" in err and len(err.splitlines()) == 1
+    flat = tmp_path / "one.tif"
+    tifffile.imwrite(flat, movie.image[0])
+    assert main(["track", str(flat), "--out", str(out)]) == 1
+
+
+@pytest.mark.gui
+def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
+    from napari.layers import Labels, Tracks
+
+    from napari_nucleus_ai.widgets.infection import InfectionWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(
+        movie.image[:12], scale=movie.scale, metadata={"frame_interval_h": 0.5}
+    )
+    dock = InfectionWidget(viewer)
+    dock.layer.value = layer
+    dock.demo_model.value = False
+    dock.model.value = tiny_model
+    import os
+
+    os.environ["NAPARI_NUCLEUS_AI_SYNC"] = "1"
+    try:
+        dock._run()
+    finally:
+        del os.environ["NAPARI_NUCLEUS_AI_SYNC"]
+    labels = [ly for ly in viewer.layers if isinstance(ly, Labels)]
+    tracks = [ly for ly in viewer.layers if isinstance(ly, Tracks)]
+    assert len(labels) == 1 and len(tracks) == 1
+    assert tracks[0].color_by == "p_infected"
+    assert tuple(labels[0].scale) == tuple(layer.scale)
+    assert "p_infected_mean" in labels[0].features.columns
+    assert dock.track.choices and "tracks" in dock.status.value
+    # picking a track plots it and jumps the viewer to it
+    tid = dock.track.choices[-1]
+    dock.track.value = tid
+    rows = dock.result.tracks[dock.result.tracks.track_id == tid]
+    assert rows.t.min() <= viewer.dims.current_step[0] <= rows.t.max()
+    assert f"track {tid}" in dock._plot.ax.get_title()
+    assert dock.run_btn.enabled and not dock.cancel_btn.enabled
