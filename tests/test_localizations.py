@@ -375,6 +375,19 @@ def test_drift_correction_recovers_linear_drift():
     assert after < before / 5
 
 
+def test_generic_tables_claimed_only_with_xy_columns(tmp_path):
+    napari_points = tmp_path / "points.csv"
+    napari_points.write_text("index,axis-0,axis-1\n0,10.0,20.0\n")
+    cells = tmp_path / "cells.csv"
+    cells.write_text("label,centroid_y,centroid_x,area\n1,5,6,30\n")
+    assert not sniff(napari_points) and not sniff(cells)  # left to other readers
+    with pytest.raises(InputError, match="unknown columns"):
+        read_localizations(cells)  # asked for explicitly: say what is missing
+    ok = tmp_path / "xy.tsv"
+    ok.write_text("x\ty\tframe\n1\t2\t3\n")
+    assert detect_format(ok) == "csv" and len(read_localizations(ok)) == 1
+
+
 def test_sniff_never_raises(tmp_path):
     assert sniff(tmp_path) is False
     assert sniff(tmp_path / "missing.csv") is False

@@ -54,6 +54,7 @@ def write_nstorm_txt(df, path) -> str:
 
     return write(df, path)
 
+
 __all__ = [
     "FORMATS",
     "STANDARD",
@@ -121,7 +122,11 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
     check_readable(path)
     fmt = "csv" if mapping else (format or detect_format(path))
     if fmt is None:
-        raise InputError(path, "not a localization table in any known format")
+        from .detect import looks_like_table
+
+        if not looks_like_table(path):
+            raise InputError(path, "not a localization table in any known format")
+        fmt = "csv"  # a table without known x/y columns: the generic reader says which it has
     reader = _reader(fmt)
     try:
         if mapping:

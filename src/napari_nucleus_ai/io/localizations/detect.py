@@ -35,6 +35,50 @@ FORMATS = (
 )
 
 
+ALIASES = {
+    "x_nm": ("x", "x_nm", "xnm", "position_x", "pos_x", "x-nm", "xc", "x_position"),
+    "y_nm": ("y", "y_nm", "ynm", "position_y", "pos_y", "y-nm", "yc", "y_position"),
+    "z_nm": ("z", "z_nm", "znm", "position_z", "pos_z", "z-nm", "zc", "z_position"),
+    "frame": ("frame", "frame_ix", "frames", "first frame", "framenumber", "frame_number", "t"),
+    "photons": ("photons", "phot", "photon", "photon-count", "n_photons", "intensity"),
+    "precision_nm": (
+        "precision_nm",
+        "precision",
+        "uncertainty",
+        "uncertainty_xy",
+        "locprec",
+        "locprecnm",
+        "localization_precision",
+        "loc_precision",
+    ),
+    "channel": ("channel", "probe", "color", "colour", "channel name"),
+}
+UNIT_FACTORS = {"nm": 1.0, "um": 1000.0, "µm": 1000.0, "μm": 1000.0, "nanometer": 1.0}
+
+
+def split_unit(name: str) -> tuple[str, str | None]:
+    """``"X (nm)" -> ("x", "nm")``; ``"x" -> ("x", None)``."""
+    m = re.match(r"^(.*?)\s*[\[(]\s*([^\])]+?)\s*[\])]\s*$", str(name))
+    if m:
+        return m.group(1).strip().lower(), m.group(2).strip().lower()
+    return str(name).strip().lower(), None
+
+
+def has_xy_columns(fields) -> bool:
+    """True when column names include an x and a y position under a known alias."""
+    bases = {split_unit(f)[0] for f in fields}
+    return any(a in bases for a in ALIASES["x_nm"]) and any(a in bases for a in ALIASES["y_nm"])
+
+
+def looks_like_table(path) -> bool:
+    """A text file with a delimited header (worth a column mapping)."""
+    try:
+        text = head_text(path)
+    except OSError:
+        return False
+    return "\x00" not in text[:256] and _looks_delimited(first_lines(text, 6))
+
+
 def head_text(path, nbytes: int = 65536) -> str:
     """The first ``nbytes`` of a file decoded leniently (BOM removed)."""
     with open(path, "rb") as fh:
@@ -135,9 +179,17 @@ def _detect_text(text: str, ext: str) -> str | None:
         body = [line for line in lines if not line.startswith("#")]
         if body and re.match(r"\s*x\s*,\s*y\s*,", body[0].lower()) and "frame_ix" in body[0]:
             return "decode-csv"
-    if ext in TEXT_EXTENSIONS and _looks_delimited(lines):
+    if ext in TEXT_EXTENSIONS and _looks_delimited(lines) and has_xy_columns(_fields(lines)):
         return "csv"
     return None
+
+
+def _fields(lines: list[str]) -> list[str]:
+    line = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), "")
+    for sep in ("\t", ",", ";"):
+        if sep in line:
+            return [f.strip().strip('"') for f in line.split(sep)]
+    return line.split()
 
 
 def _looks_delimited(lines: list[str]) -> bool:

@@ -14,36 +14,8 @@ import re
 import pandas as pd
 
 from ...errors import InputError
-from .detect import first_lines, head_text
+from .detect import ALIASES, UNIT_FACTORS, first_lines, head_text, split_unit
 from .table import STANDARD, LocalizationTable, normalise
-
-ALIASES = {
-    "x_nm": ("x", "x_nm", "xnm", "position_x", "pos_x", "x-nm", "xc", "x_position"),
-    "y_nm": ("y", "y_nm", "ynm", "position_y", "pos_y", "y-nm", "yc", "y_position"),
-    "z_nm": ("z", "z_nm", "znm", "position_z", "pos_z", "z-nm", "zc", "z_position"),
-    "frame": ("frame", "frame_ix", "frames", "first frame", "framenumber", "frame_number", "t"),
-    "photons": ("photons", "phot", "photon", "photon-count", "n_photons", "intensity"),
-    "precision_nm": (
-        "precision_nm",
-        "precision",
-        "uncertainty",
-        "uncertainty_xy",
-        "locprec",
-        "locprecnm",
-        "localization_precision",
-        "loc_precision",
-    ),
-    "channel": ("channel", "probe", "color", "colour", "channel name"),
-}
-UNIT_FACTORS = {"nm": 1.0, "um": 1000.0, "µm": 1000.0, "μm": 1000.0, "nanometer": 1.0}
-
-
-def split_unit(name: str) -> tuple[str, str | None]:
-    """``"X (nm)" -> ("x", "nm")``; ``"x" -> ("x", None)``."""
-    m = re.match(r"^(.*?)\s*[\[(]\s*([^\])]+?)\s*[\])]\s*$", str(name))
-    if m:
-        return m.group(1).strip().lower(), m.group(2).strip().lower()
-    return str(name).strip().lower(), None
 
 
 def guess_mapping(columns) -> tuple[dict, dict]:
