@@ -118,3 +118,24 @@ def test_smear_field_sample_in_viewer(make_napari_viewer):
     assert set(truth.features["class"]) <= {
         "neutrophil", "band", "eosinophil", "basophil", "lymphocyte", "monocyte", "blast",
     }  # fmt: skip
+
+
+def test_no_pyramid_uses_the_scanner_thumbnail(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_nucleus_ai.io.images import regions
+
+    monkeypatch.setattr(regions, "THUMBNAIL_MAX_LAZY", 100)  # pretend the level is huge
+    img = np.full((300, 400, 3), 200, np.uint8)
+    path = tmp_path / "flat.svs"
+    write_slide(path, img, flavour="svs", min_size=10_000)  # one level + thumbnail page
+    plain = tmp_path / "flat.tif"
+    tifffile.imwrite(plain, img, photometric="rgb", tile=(64, 64))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN, lazy=True)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Slide")
+    assert not dock.thumb.pixmap().isNull() and dock.status.text() == ""
+    from napari_nucleus_ai.io import read_layers
+
+    data, kw, _ = read_layers(plain, lazy=True)[0]
+    viewer.add_image(data, **{**kw, "name": "plain"})
+    dock.layer_box.setCurrentText("plain")
+    assert "no thumbnail" in dock.status.text()

@@ -146,15 +146,33 @@ class SlideWidget(QWidget):
         self.info.setText(describe_layer(layer))
         self.level.setRange(0, len(levels) - 1)
         self.level.setValue(0 if len(levels) == 1 else len(levels) - 1)
+        self.status.setText("")
         try:
             self.thumb.set_image(thumbnail(levels, axes, layer.rgb, 512))
         except Exception as e:  # noqa: BLE001 - a broken tile must not break the dock
             from ..errors import one_line
 
-            self.thumb.set_image(None)
-            self.status.setText(f"no thumbnail: {one_line(e)}")
+            self.thumb.set_image(self._associated_thumbnail(layer))
+            if self.thumb.pixmap() is None or self.thumb.pixmap().isNull():
+                self.status.setText(one_line(e))
         self._show_channels(layer)
         self._update_view()
+
+    @staticmethod
+    def _associated_thumbnail(layer):
+        """The scanner's own thumbnail page, for files without a small pyramid level."""
+        meta = layer.metadata or {}
+        if not meta.get("path") or "thumbnail" not in [
+            a.lower() for a in meta.get("associated", [])
+        ]:
+            return None
+        from ..io.images import as_rgb
+        from ..io.images.tiff import read_associated
+
+        try:
+            return as_rgb(read_associated(meta["path"], "thumbnail"))
+        except Exception:  # noqa: BLE001 - no thumbnail is not an error
+            return None
 
     # -- navigation -----------------------------------------------------------------------
 

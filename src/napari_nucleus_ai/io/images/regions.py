@@ -14,6 +14,8 @@ from ...progress import Progress
 
 # refuse to load more than this into memory (a whole level 0 of a 40k slide is 4.8 GB)
 MAX_REGION_BYTES = 2 * 2**30
+# a lazy level larger than this on a side is too big to decode for an overview
+THUMBNAIL_MAX_LAZY = 4096
 
 
 def downsample_factors(levels, axes: str) -> list[tuple[float, float]]:
@@ -92,7 +94,7 @@ def thumbnail(levels, axes: str, rgb: bool, max_size: int = 512) -> np.ndarray:
 
     arr = levels[-1]
     iy, ix = axes.index("Y"), axes.index("X")
-    if hasattr(arr, "dask") and max(arr.shape[iy], arr.shape[ix]) > 4 * 4096:
+    if hasattr(arr, "dask") and max(arr.shape[iy], arr.shape[ix]) > THUMBNAIL_MAX_LAZY:
         # no pyramid: an overview would decode every tile of the image
         raise InputError(None, "no thumbnail: the file has no small pyramid level")
     step = max(1, int(np.ceil(max(arr.shape[iy], arr.shape[ix]) / max_size)))
