@@ -408,3 +408,15 @@ def test_score_across_datasets_maps_both_sides():
     assert s["n"] == 4 and s["n_unmapped"] == 1
     assert s["accuracy"] == 0.75 and s["balanced_accuracy"] == pytest.approx(2 / 3)
     assert s["confusion"]["monocyte"] == {"lymphocyte": 1}
+
+
+def test_generic_class_folders(tmp_path):
+    src = tmp_path / "kaggle"
+    for c, n in {"NEUTROPHIL": 3, "monoblast": 2, "my odd cells": 2}.items():
+        for k in range(n):
+            _jpeg(src / "TRAIN" / c / f"{k}.jpg")
+    rep = _run("folders", src, tmp_path / "n")
+    assert rep.classes == {"NEUTROPHIL": 3, "monoblast": 2, "my odd cells": 2}
+    rep = _run("folders", src, tmp_path / "c", labels="common")
+    assert rep.classes == {"neutrophil": 3, "blast": 2}
+    assert rep.skipped[0].category == "unknown class"

@@ -13,6 +13,7 @@ EPILOG = """kinds:
   bloodmnist     BloodMNIST .npz (--split train|val|test)
   raabin         Raabin-WBC: Train/TestA/TestB class folders (--split)
   localizations  folder of localization files + --labels-csv (AINU-style)
+  folders        any <class>/<image> tree, folder names kept as classes
 
 The output is DATA/<class>/<file> plus _manifest.json (source, licence, counts per
 class, annotation used), _files.csv and _skipped.csv. See docs/datasets.md."""

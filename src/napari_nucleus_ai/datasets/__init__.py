@@ -30,6 +30,7 @@ KINDS: dict[str, tuple[str, str]] = {
         ".localizations",
         "folder of localization files + CSV of labels (AINU-style)",
     ),
+    "folders": (".folders", "any <class>/<image> tree (Kaggle-style sets, your own crops)"),
 }
 
 

@@ -235,8 +235,10 @@ def build(
                     Skip(_where(item), "excluded class", f"{item.label!r} has no {labels} class")
                 )
                 continue
+        elif not plan.vocabulary_required and labels == "common" and vocab.to_common(item.label):
+            cls = vocab.to_common(item.label)  # a free label that names a known cell type
         elif plan.vocabulary_required or labels == "common":
-            known = ", ".join(e.label for e in vocab.entries(plan.dataset))
+            known = ", ".join(e.label for e in vocab.entries(plan.dataset)) or "none"
             skipped.append(
                 Skip(
                     _where(item),

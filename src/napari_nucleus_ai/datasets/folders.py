@@ -58,3 +58,33 @@ def items_from_scan(found: list[tuple[Path, str, str]]) -> list[Item]:
         Item(label=label, name=path.name, path=path, meta={"source": str(path), "split": group})
         for path, label, group in found
     ]
+
+
+INFO = {
+    "dataset": "class folders",
+    "citation": "",
+    "licence": "as given by the data's owner (pass --licence)",
+    "url": "",
+}
+
+
+def plan(source, *, vocab=None, split: str | None = None):
+    """Any ``<class>/<image>`` tree (Kaggle-style sets, a lab's own crops): folder = class.
+
+    Labels are kept as they are (``--labels common`` maps them through the
+    vocabulary's ``folders`` rows and any data set's names and codes).
+    """
+    from .builder import Plan
+
+    source = Path(source)
+    found, skipped = scan(source, split=split)
+    return Plan(
+        "folders",
+        "folders",
+        source,
+        dict(INFO),
+        items=items_from_scan(found),
+        skipped=skipped,
+        vocabulary_required=False,
+        notes={"split": split or "all"},
+    )
