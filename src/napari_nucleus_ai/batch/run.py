@@ -167,6 +167,7 @@ def run_batch_gen(
     paths = find_inputs(inputs, out)
     stems = assign_stems(paths)
     n = len(paths)
+    path_of = {s: str(p) for p, s in zip(paths, stems, strict=True)}
     rows: dict[str, dict] = {}
     todo = []
     for p, s in zip(paths, stems, strict=True):
@@ -201,7 +202,7 @@ def run_batch_gen(
         t_run = time.perf_counter()
         for fut in ac:
             kind, stem, index = futures.pop(fut)
-            path = str(paths[stems.index(stem)])
+            path = path_of[stem]
             try:
                 result = fut.result()
                 error = None
