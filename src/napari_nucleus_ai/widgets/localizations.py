@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -22,6 +21,8 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+
+from ._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
     import napari
@@ -40,7 +41,7 @@ def _table_layers(viewer):
     ]
 
 
-class LocalizationsWidget(Container):
+class LocalizationsWidget(NanoscaleZoom, Container):
     """The "Localizations" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -388,89 +389,6 @@ class LocalizationsWidget(Container):
         out = write_thunderstorm_csv(layer.metadata["localizations"], path)
         self.status.value = f"saved {out}"
         return out
-
-    # ------------------------------------------------------------ nanoscale zoom
-    def _on_camera(self, _=None):
-        if not self.zoom.value:
-            return
-        if self._sync:
-            self.update_zoom()
-            return
-        from qtpy.QtCore import QTimer
-
-        if self._zoom_timer is None:
-            self._zoom_timer = QTimer()
-            self._zoom_timer.setSingleShot(True)
-            self._zoom_timer.timeout.connect(self.update_zoom)
-        self._zoom_timer.start(250)
-
-    def visible_region(self, layer):
-        """``(min_yx, max_yx, screen_px)`` of the layer's visible part in world units (nm).
-
-        Uses the public ``layer.corner_pixels`` (visible data pixels of the shown level)
-        and ``camera.zoom`` (screen pixels per nm), so no private canvas size is needed.
-        """
-        zoom = float(self._viewer.camera.zoom)
-        corners = np.asarray(layer.corner_pixels, float)[:, -2:]
-        scale = np.asarray(layer.scale, float)[-2:]
-        if layer.multiscale:
-            scale = scale * np.asarray(layer.downsample_factors[layer.data_level], float)[-2:]
-        translate = np.asarray(layer.translate, float)[-2:]
-        lo = translate + (corners[0] - 0.5) * scale
-        hi = translate + (corners[1] + 0.5) * scale
-        if not np.all(hi > lo):  # nothing drawn yet: centre of the camera, 800 px
-            c = np.asarray(self._viewer.camera.center, float)[-2:]
-            lo, hi = c - 400 / zoom, c + 400 / zoom
-        return tuple(lo), tuple(hi), int(np.ceil(float(np.max(hi - lo)) * zoom))
-
-    def update_zoom(self):
-        """Re-render the visible region of the selected layer at finer pixels (or hide it)."""
-        from ..io.localizations.pipeline import zoom_gen
-
-        layer = self._current()
-        if layer is None or layer.rgb or layer.ndim != 2:
-            return None
-        zname = f"{layer.name} [zoom]"
-        lo, hi, canvas = self.visible_region(layer)
-        base = float((layer.metadata.get("render") or {}).get("pixel_size_nm", layer.scale[-1]))
-
-        def show(r):
-            if r is None or len(r.image) == 0:
-                if zname in self._viewer.layers:
-                    self._viewer.layers[zname].visible = False
-                return
-            if zname in self._viewer.layers:
-                z = self._viewer.layers[zname]
-                z.data, z.scale, z.translate, z.visible = r.image, r.scale, r.translate, True
-            else:
-                z = self._viewer.add_image(
-                    r.image,
-                    name=zname,
-                    scale=r.scale,
-                    translate=r.translate,
-                    colormap=layer.colormap,
-                    blending="additive",
-                    units="nm",
-                    metadata={"zoom_of": layer.name},
-                )
-            from ..io.localizations.layers import contrast_limits
-
-            z.contrast_limits = contrast_limits(r.image)
-
-        sigma = (layer.metadata.get("render") or {}).get("sigma_nm")
-        method = (layer.metadata.get("render") or {}).get("method", "gaussian")
-        return self._start(
-            zoom_gen,
-            layer.metadata["localizations"],
-            lo,
-            hi,
-            canvas,
-            base,
-            on_result=show,
-            description="zoom",
-            method=method,
-            sigma_nm=sigma,
-        )
 
 
 def _add(viewer, layer_tuple):
