@@ -160,7 +160,7 @@ def shot(png: str) -> None:
     print(png)
 
 
-def _timed(args: list[str], xvfb: bool = False) -> tuple[float, float, str]:
+def _timed(args: list[str], xvfb: bool = False) -> tuple[float, float, float, str]:
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, *args]
     if xvfb:
         cmd = ["xvfb-run", "-a", *cmd]
@@ -168,7 +168,11 @@ def _timed(args: list[str], xvfb: bool = False) -> tuple[float, float, str]:
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
     wall = re.search(r"Elapsed \(wall clock\) time .*: ([\d:.]+)", p.stderr).group(1)
     secs = sum(float(v) * 60**i for i, v in enumerate(reversed(wall.split(":"))))
-    return secs, rss, p.stdout.strip()
+    cpu = sum(
+        float(re.search(rf"{k} time \(seconds\): ([\d.]+)", p.stderr).group(1))
+        for k in ("User", "System")
+    )
+    return secs, cpu, rss, p.stdout.strip()  # cpu: less sensitive than wall to a busy machine
 
 
 def main() -> None:
@@ -187,13 +191,16 @@ def main() -> None:
         if not PATH.exists():
             write()
         for _ in range(2):  # second run: warm page cache
-            secs, rss, out = _timed(["info"])
-            print(f"info: {secs:.2f} s wall, {rss:.0f} MiB peak RSS  {out[:120]}")
+            secs, cpu, rss, out = _timed(["info"])
+            print(f"info: {secs:.2f} s wall, {cpu:.2f} s CPU, {rss:.0f} MiB peak RSS  {out[:100]}")
         for _ in range(2):
-            secs, rss, out = _timed(["open"])
-            print(f"open+region: {secs:.2f} s wall (process), {rss:.0f} MiB peak RSS  {out}")
-        secs, rss, out = _timed(["pan"], xvfb=True)
-        print(f"pan (viewer): {secs:.1f} s wall, {rss:.0f} MiB peak RSS\n{out}")
+            secs, cpu, rss, out = _timed(["open"])
+            print(
+                f"open+region: {secs:.2f} s wall, {cpu:.2f} s CPU (process), {rss:.0f} MiB peak RSS  {out}"
+            )
+        secs, cpu, rss, out = _timed(["pan"], xvfb=True)
+        print(f"pan (viewer): {secs:.1f} s wall, {cpu:.1f} s CPU, {rss:.0f} MiB peak RSS\n{out}")
+        print(f"load average: {os.getloadavg()}")
     else:
         raise SystemExit(__doc__)
 

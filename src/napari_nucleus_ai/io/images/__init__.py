@@ -109,7 +109,9 @@ def _contrast_limits(image: ImageData):
         return None
     small = image.levels[-1]
     if float(np.prod(small.shape, dtype=float)) <= 4096 * 4096:
-        vals = np.asarray(small.compute() if hasattr(small, "compute") else small)
+        vals = np.asarray(
+            small.compute(scheduler="threads") if hasattr(small, "compute") else small
+        )
         lo, hi = (float(v) for v in np.percentile(vals, (0.05, 99.95)))
         return [lo, hi if hi > lo else lo + 1]
     info = np.iinfo(image.dtype) if np.issubdtype(image.dtype, np.integer) else None

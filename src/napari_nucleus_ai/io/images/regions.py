@@ -66,7 +66,9 @@ def read_region_gen(
         src[iy], src[ix] = slice(ys, ye), slice(x0, x1)
         dst[iy] = slice(ys - y0, ye - y0)
         part = arr[tuple(src)]
-        out[tuple(dst)] = part if isinstance(part, np.ndarray) else np.asarray(part.compute())
+        out[tuple(dst)] = (
+            part if isinstance(part, np.ndarray) else np.asarray(part.compute(scheduler="threads"))
+        )
         yield Progress(i + 1, len(bands), f"rows {ye - y0} of {y1 - y0}")
     return out, (y0, x0)
 
@@ -107,5 +109,5 @@ def thumbnail(levels, axes: str, rgb: bool, max_size: int = 512) -> np.ndarray:
         else:
             sl.append(arr.shape[i] // 2 if a in "ZT" else 0)
     small = arr[tuple(sl)]
-    small = np.asarray(small.compute() if hasattr(small, "compute") else small)
+    small = np.asarray(small.compute(scheduler="threads") if hasattr(small, "compute") else small)
     return as_rgb(small)

@@ -146,7 +146,7 @@ def _first_chunk(arr):
     if isinstance(arr, np.ndarray):
         return arr
     sl = tuple(slice(0, c[0]) for c in arr.chunks)
-    return arr[sl].compute()
+    return arr[sl].compute(scheduler="synchronous")  # one chunk; no distributed import
 
 
 def read_tiff(

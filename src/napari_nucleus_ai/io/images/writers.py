@@ -48,7 +48,7 @@ def _tiles(arr, tile: int):
     for y in range(0, h, tile):
         for x in range(0, w, tile):
             t = arr[y : y + tile, x : x + tile]
-            t = np.asarray(t.compute() if hasattr(t, "compute") else t)
+            t = np.asarray(t.compute(scheduler="synchronous") if hasattr(t, "compute") else t)
             if t.shape[:2] != (tile, tile):
                 pad = [(0, tile - t.shape[0]), (0, tile - t.shape[1])] + [(0, 0)] * (t.ndim - 2)
                 t = np.pad(t, pad)
@@ -105,7 +105,9 @@ def write_ome_tiff(path: str, data, attributes: dict) -> list[str]:
         else:
             arr = levels[0]
             tw.write(
-                np.asarray(arr.compute() if hasattr(arr, "compute") else arr), metadata=meta, **opts
+                np.asarray(arr.compute(scheduler="threads") if hasattr(arr, "compute") else arr),
+                metadata=meta,
+                **opts,
             )
     return [os.fspath(path)]
 
