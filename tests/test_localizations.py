@@ -223,6 +223,10 @@ def _truncated_h5(tmp_path, shared_data):
 def test_bad_files_one_line_errors(tmp_path, shared_data):
     files = _bad_files(tmp_path)
     files["truncated HDF5"] = _truncated_h5(tmp_path, shared_data)
+    for name in ("smap_dstorm_data.mat", "SMLM_dstorm_data.smlm"):
+        data = (shared_data / "smlm/locan" / name).read_bytes()
+        files[f"truncated {name}"] = tmp_path / f"cut_{name}"
+        files[f"truncated {name}"].write_bytes(data[: len(data) // 2])
     for what, path in files.items():
         with pytest.raises(InputError) as err:
             io_describe(path)
