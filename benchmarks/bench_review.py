@@ -15,6 +15,7 @@ Prints
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -66,6 +67,7 @@ def bench_dock(n: int, rate: float) -> None:
         for _ in range(20):
             app.processEvents()
         handler, total, behind, presses = [], [], [], 0
+        cpu_handler, cpu_total = [], []
         period = 1.0 / rate
         start = time.perf_counter()
         wrong = set(range(1, n + 1, 5))  # every fifth cell needs a different class
@@ -75,12 +77,14 @@ def bench_dock(n: int, rate: float) -> None:
                 app.processEvents()
                 time.sleep(0.001)
             key = "4" if w.queue.current in wrong else "Space"  # 4 = unidentified
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             w._shortcuts[key].activated.emit()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             app.processEvents()  # repaint of the canvas, dock and table
             handler.append(t1 - t)
             total.append(time.perf_counter() - t)
+            cpu_handler.append(c1 - c)
+            cpu_total.append(time.process_time() - c)
             behind.append(max(0.0, time.perf_counter() - (due + period)))
             presses += 1
         t_last = time.perf_counter()
@@ -98,6 +102,16 @@ def bench_dock(n: int, rate: float) -> None:
         print(
             f"dock handler + repaint per key press: median {pct(total, 50):.1f} ms, "
             f"p95 {pct(total, 95):.1f} ms, max {pct(total, 100):.1f} ms"
+        )
+        print(
+            f"CPU time per key press (this process, all threads; independent of other load): "
+            f"handler median {pct(cpu_handler, 50):.1f} ms, handler + repaint median "
+            f"{pct(cpu_total, 50):.1f} ms, p95 {pct(cpu_total, 95):.1f} ms"
+        )
+        wall = t_last - start
+        print(
+            f"wall time for the {presses} presses: {wall:.1f} s (ideal {presses / rate:.1f} s); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         print(
             f"presses handled after the next one was due: {sum(b > 0 for b in behind)} of {presses} "
