@@ -99,6 +99,54 @@ def test_retrain_refuses_unusable_corrections(base_model, tmp_path):
         run_sync(retrain_gen(path, tmp_path, base_data=False, epochs=1))
 
 
+def disc_ring_field(n=8):
+    """A field of ``n`` cells, dark discs and dark rings alternating, and their true classes."""
+    img = np.full((40, n * 30, 3), 210, np.uint8)
+    labels = np.zeros(img.shape[:2], np.int32)
+    yy, xx = np.mgrid[:40, : n * 30]
+    truth = {}
+    for i in range(n):
+        r = np.hypot(yy - 20, xx - (15 + 30 * i))
+        disc = r < 7 if i % 2 == 0 else (r > 4) & (r < 8)
+        img[disc] = (60, 30, 120)
+        labels[r < 9] = i + 1
+        truth[i + 1] = "dark" if i % 2 == 0 else "ring"
+    return img, labels, truth
+
+
+@pytest.mark.gui
+def test_retrain_from_the_dock(base_model, make_napari_viewer, tmp_path):
+    from napari_nucleus_ai.cells import measure_cells, to_features
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.widgets import _review_outputs as outs
+    from napari_nucleus_ai.widgets.review import ReviewWidget
+
+    _, path = base_model
+    img, labels, truth = disc_ring_field()
+    table = measure_cells(labels, img)
+    table["class"] = "dark"  # the model says dark everywhere; the annotator corrects
+    viewer = make_napari_viewer()
+    viewer.add_image(img, rgb=True, name="field")
+    viewer.add_labels(
+        labels,
+        features=to_features(table),
+        name="cells",
+        metadata={"model_path": str(path), "classes": ["dark", "ring"]},
+    )
+    w = ReviewWidget(viewer)
+    w.open_outputs = False
+    w.set_project(str(tmp_path / "proj"))
+    while w.queue.unreviewed:
+        w.set_class(truth[w.queue.current])
+    res = outs.retrain_dialog(
+        w, out=str(tmp_path / "m-v2"), sync=True, epochs=2, threads=1, base_data=False
+    )
+    assert res["version"] == 2 and res["n_test"] == 2 and res["n_learn"] == 6
+    assert 0.0 <= res["before"] <= 1.0 and 0.0 <= res["after"] <= 1.0
+    assert load_model(res["out"], cache=False).card["version"] == 2
+    w.detach()
+
+
 def test_retrain_cli_from_store(base_model, tmp_path, capsys):
     """The CLI path: store -> exported crops -> fine-tuned v2 with before/after printed."""
     from napari_nucleus_ai.annotations import AnnotationStore
@@ -108,17 +156,7 @@ def test_retrain_cli_from_store(base_model, tmp_path, capsys):
     root, path = base_model
     from PIL import Image
 
-    # a field of 8 cells: 24 px discs/rings laid out in a row, reviewed by an annotator
-    img = np.full((40, 8 * 30, 3), 210, np.uint8)
-    labels = np.zeros(img.shape[:2], np.int32)
-    yy, xx = np.mgrid[:40, : 8 * 30]
-    truth = {}
-    for i in range(8):
-        r = np.hypot(yy - 20, xx - (15 + 30 * i))
-        disc = r < 7 if i % 2 == 0 else (r > 4) & (r < 8)
-        img[disc] = (60, 30, 120)
-        labels[r < 9] = i + 1
-        truth[i + 1] = "dark" if i % 2 == 0 else "ring"
+    img, labels, truth = disc_ring_field()
     Image.fromarray(img).save(tmp_path / "field.png")
     from napari_nucleus_ai.cells import measure_cells
 
