@@ -74,10 +74,10 @@ def grid(lo: float, hi: float, px: float) -> tuple[float, int]:
 
 
 def default_sigma_nm(df, pixel_size_nm: float) -> float:
-    """Median localization precision (of at most ~1 M evenly spaced rows), else one pixel."""
+    """Median localization precision (of at most ~4-8 M evenly spaced rows), else one pixel."""
     if "precision_nm" in df:
         p = np.asarray(df["precision_nm"])
-        p = p[:: max(1, p.size // 1_000_000)].astype(float)
+        p = p[:: max(1, p.size // 4_000_000)].astype(float)
         p = p[np.isfinite(p) & (p > 0)]
         if p.size:
             return float(np.median(p))
