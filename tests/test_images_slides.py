@@ -348,3 +348,16 @@ def test_ome_writer_keeps_stack_axes(tmp_path, stack):
     assert back.axes == "TZYX" and back.pixel_size_um == pytest.approx((0.325, 0.325))
     assert back.metadata["z_step_um"] == pytest.approx(2.0)
     np.testing.assert_array_equal(back.levels[0], stack[:, 0])
+
+
+def test_reduced_resolution_pages_are_levels(tmp_path, image):
+    path = tmp_path / "vips_like.tif"  # levels as further pages (NewSubfileType=1), libvips style
+    with tifffile.TiffWriter(path) as tw:
+        opts = {"tile": (256, 256), "photometric": "rgb", "compression": "zlib"}
+        tw.write(image, resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER", **opts)
+        tw.write(image[::2, ::2], subfiletype=1, **opts)
+        tw.write(image[::4, ::4], subfiletype=1, **opts)
+    im = read_image(path, lazy=True)
+    assert im.format == "pyramidal-tiff" and im.pixel_size_um == pytest.approx((0.5, 0.5))
+    assert [lv.shape for lv in im.levels] == [(1024, 1536, 3), (512, 768, 3), (256, 384, 3)]
+    np.testing.assert_array_equal(np.asarray(im.levels[2]), image[::4, ::4])
