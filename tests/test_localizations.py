@@ -433,3 +433,14 @@ def test_layers_multiscale_channels_and_writers(tmp_path):
     pts = table_layers(from_dataframe(df.iloc[:100], fmt="test"), points=True)
     assert [ly[2] for ly in pts] == ["image", "points", "image", "points"]
     assert write_localizations_layer(str(tmp_path / "p.csv"), pts[1][0], pts[1][1])
+
+
+def test_huge_field_gets_coarser_display_pixels():
+    from napari_nucleus_ai.io.localizations import from_dataframe
+    from napari_nucleus_ai.io.localizations.layers import MAX_LAYER_SIDE, table_layers
+
+    df = pd.DataFrame({"x_nm": [0.0, 200_000.0, 5.0], "y_nm": [0.0, 1000.0, 7.0]})  # 200 um wide
+    data, kw, _ = table_layers(from_dataframe(df), points=False, pixel_size_nm=10)[0]
+    render = kw["metadata"]["render"]
+    assert render["requested_pixel_size_nm"] == 10 and render["pixel_size_nm"] == 25
+    assert data[0].shape[1] <= MAX_LAYER_SIDE + 1 and kw["scale"] == (25.0, 25.0)

@@ -11,6 +11,7 @@ from .table import LocalizationTable, bounds_nm
 CHANNEL_COLORMAPS = ("magma", "green", "magenta", "cyan", "yellow", "red", "blue")
 POINTS_AUTO_MAX = 10_000  # tables this small also get a Points layer by default
 MULTISCALE_SIDE = 4096  # images wider than this become a pyramid
+MAX_LAYER_SIDE = 8192  # display pixels per side at most (256 MB float32 + pyramid)
 
 
 def contrast_limits(image: np.ndarray) -> list[float]:
@@ -32,8 +33,20 @@ def image_layer(
     colormap="magma",
     **render_kw,
 ):
-    """One density-image layer tuple for ``df`` (already one channel)."""
+    """One density-image layer tuple for ``df`` (already one channel).
+
+    Fields wider than :data:`MAX_LAYER_SIDE` display pixels at ``pixel_size_nm`` are
+    rendered with coarser pixels (recorded in ``metadata["render"]``); the dock's
+    nanoscale zoom re-renders what is on screen at fine pixels.
+    """
     from ...render import pyramid, render_localizations
+
+    requested = float(pixel_size_nm)
+    extent = max(
+        (float(df[c].max() - df[c].min()) for c in ("x_nm", "y_nm") if len(df)), default=0.0
+    )
+    if extent / requested > MAX_LAYER_SIDE:
+        pixel_size_nm = float(np.ceil(extent / MAX_LAYER_SIDE))
 
     r = render_localizations(
         df,
@@ -58,6 +71,7 @@ def image_layer(
             "localizations": df,
             "render": {
                 "pixel_size_nm": r.pixel_size_nm,
+                "requested_pixel_size_nm": requested,
                 "method": r.method,
                 "sigma_nm": r.sigma_nm,
                 "z_mode": z_mode,
