@@ -286,6 +286,16 @@ def test_non_finite_positions_dropped_and_counted(tmp_path):
     assert d["count"] == 2 and d["n_dropped"] == 2 and d["bounds_nm"]["x"] == [10.0, 50.0]
 
 
+def test_thunderstorm_tab_separated_export(tmp_path):
+    p = tmp_path / "ts.tsv"
+    p.write_text(
+        "id\tframe\tx [nm]\ty [nm]\tuncertainty_xy [nm]\n1\t1\t10.5\t20\t7\n2\t3\t30\t40\t8\n"
+    )
+    t = read_localizations(p)
+    assert t.format == "thunderstorm" and list(t.data["x_nm"]) == [10.5, 30.0]
+    assert describe(p)["count"] == 2
+
+
 def test_um_units_and_3d_thunderstorm(tmp_path):
     p = tmp_path / "um.csv"
     p.write_text('"frame","x [um]","y [um]","z [nm]"\n1,1.5,2.5,100\n2,3.0,4.0,-50\n')

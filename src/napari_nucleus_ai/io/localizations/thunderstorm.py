@@ -22,12 +22,19 @@ from .table import LocalizationTable, normalise
 UNIT_FACTORS = {"nm": 1.0, "um": 1000.0, "µm": 1000.0, "μm": 1000.0}
 
 
+def delimiter(path) -> str:
+    """``,`` for ThunderSTORM CSV, tab for its TSV export."""
+    first = head_text(path, 16384).split("\n", 1)[0]
+    return "\t" if "\t" in first and "," not in first else ","
+
+
 def header_names(path) -> tuple[list[str], bool]:
     """Column names and whether the header was quoted as one field."""
     first = head_text(path, 16384).split("\n", 1)[0].rstrip("\r")
-    fields = next(csv.reader([first]))
-    if len(fields) == 1 and "," in fields[0]:
-        return [f.strip() for f in clean_header(first).split(",")], True
+    sep = delimiter(path)
+    fields = next(csv.reader([first], delimiter=sep))
+    if len(fields) == 1 and sep in fields[0]:
+        return [f.strip() for f in clean_header(first).split(sep)], True
     return [f.strip() for f in fields], False
 
 
@@ -84,10 +91,11 @@ def read(
         usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
         usecols = list(dict.fromkeys(usecols))
     try:
+        sep = delimiter(path)
         if quoted_whole:
-            raw = pd.read_csv(path, skiprows=1, header=None, names=names, usecols=usecols)
+            raw = pd.read_csv(path, sep=sep, skiprows=1, header=None, names=names, usecols=usecols)
         else:
-            raw = pd.read_csv(path, usecols=usecols)
+            raw = pd.read_csv(path, sep=sep, usecols=usecols)
             raw.columns = [str(c).strip() for c in raw.columns]
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable ThunderSTORM CSV ({_short(e)})") from e
