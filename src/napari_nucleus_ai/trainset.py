@@ -191,3 +191,60 @@ def stratified_split(
         val += idx[:k].tolist()
         train += idx[k:].tolist()
     return np.sort(train), np.sort(val)
+
+
+def from_labelled_image(
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes_by_label: dict,
+    *,
+    scale: float = 1.0,
+    unit: str = "px",
+    window: float = 64.0,
+    size: int = 64,
+    classes: list[str] | None = None,
+    source: str = "layer",
+) -> TrainingSet:
+    """Crops of labelled cells in an image (the dock's layers, a corrected review session).
+
+    Parameters
+    ----------
+    image : (Y, X[, C]) array
+    labels : (Y, X) int array
+    classes_by_label : {label id: class name}
+        Cells without a class (or with ``unidentified``) are skipped.
+    scale, unit : pixel size of the image
+    window : float
+        Side of each crop in the same physical unit (pixels when ``unit="px"``).
+    size : int
+        Crop side in pixels (the network input; crops are made at exactly this size).
+    """
+    from .cells import CLASS_UNIDENTIFIED
+    from .classify import centroids_px
+    from .crops import cell_windows
+
+    keep = {
+        int(k): str(v)
+        for k, v in classes_by_label.items()
+        if isinstance(v, str) and v and v != CLASS_UNIDENTIFIED and int(k) > 0
+    }
+    if not keep:
+        raise InputError(source, "no labelled cells with a class to train from")
+    classes = list(classes or sorted(set(keep.values())))
+    ids = np.array(sorted(k for k, v in keep.items() if v in classes), dtype=np.int64)
+    cents = centroids_px(np.asarray(labels), ids)
+    ok = np.all(np.isfinite(cents), axis=1)
+    ids, cents = ids[ok], cents[ok]
+    crops = cell_windows(np.asarray(image), cents, window / float(scale), size)
+    arr = (np.clip(crops, 0, 1) * 255).round().astype(np.uint8)
+    samples = [a if a.shape[-1] == 3 else a[..., 0] for a in arr]
+    modality = "brightfield_rgb" if arr.shape[-1] == 3 else "fluorescence"
+    return TrainingSet(
+        samples,
+        np.array([classes.index(keep[i]) for i in ids]),
+        classes,
+        modality,
+        [f"{source}#{i}" for i in ids],
+        window / size if unit != "px" else window / size,
+        unit,
+    )

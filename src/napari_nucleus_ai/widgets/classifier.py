@@ -1,0 +1,447 @@
+"""Classifier dock: classify segmented cells (or STORM nuclei) and train models.
+
+Thin: the work is :func:`napari_nucleus_ai.classify.classify_cells_gen`,
+:func:`napari_nucleus_ai.train.train_gen` and the demo models
+(:mod:`napari_nucleus_ai.models.demo_models`), run through ``start_work``
+(progress bar, cancel, UI stays responsive). Results:
+
+* a Labels layer ``<labels> classes``: the same cell ids, each coloured by its
+  class (``DirectLabelColormap``), with the cell table (class, probabilities,
+  uncertainty) as ``features`` so hovering shows class and probability, and the
+  Review dock can take it from there;
+* an Image layer ``uncertainty``: every cell filled with its uncertainty;
+* a legend with per-class counts, and on request a ``saliency`` layer over the
+  selected cell.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+
+if TYPE_CHECKING:
+    import napari
+
+FILE = "model file..."
+UNIT_NAMES = {
+    "micrometer": "um",
+    "micron": "um",
+    "um": "um",
+    "µm": "um",
+    "nanometer": "nm",
+    "nm": "nm",
+}
+
+
+def layer_geometry(layer) -> tuple[float, str, tuple]:
+    """(pixel size, unit, translate) of a napari layer in the cell-table convention."""
+    meta = layer.metadata or {}
+    scale = float(layer.scale[-1])
+    try:
+        unit = UNIT_NAMES.get(str(layer.units[-1]), "px")
+    except (AttributeError, IndexError):
+        unit = "px"
+    if unit == "px" and meta.get("pixel_size_um"):
+        scale, unit = float(np.mean(meta["pixel_size_um"])), "um"
+    return scale, unit, tuple(float(t) for t in layer.translate[-2:])
+
+
+def class_colormap(table, colours: dict):
+    """``DirectLabelColormap`` giving every cell its class colour (unidentified grey)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    cmap = {None: "transparent", 0: "transparent"}
+    for lab, cls in zip(table["label"], table["class"], strict=True):
+        cmap[int(lab)] = colours.get(cls, "#9e9e9e")
+    return DirectLabelColormap(color_dict=cmap)
+
+
+def legend_html(counts: dict, colours: dict) -> str:
+    rows = [
+        f'<span style="color:{colours.get(c, "#9e9e9e")}">&#9632;</span> {html.escape(c)}: <b>{n}</b>'
+        for c, n in counts.items()
+    ]
+    return "<br>".join(rows) or "no cells"
+
+
+def _classify_work(model_spec, image, labels, **options):
+    from ..classify import classify_cells_gen
+    from ..models.demo_models import resolve_model_gen
+
+    package = yield from resolve_model_gen(model_spec)
+    result = yield from classify_cells_gen(package, image, labels, None, **options)
+    return package, result
+
+
+def _train_work(data, out, **options):
+    from ..train import train_gen
+
+    return (yield from train_gen(data, out, **options))
+
+
+class ClassifierWidget(Container):
+    """The "Classifier" dock."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        from ..models.demo_models import DEMO_MODELS, DEMO_PREFIX
+        from ..models.device import CHOICES
+        from ..models.kinds import all_archs
+        from ._train_plot import TrainPlot
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._package = None
+        self._last = None
+        self.model = ComboBox(
+            label="model", choices=[DEMO_PREFIX + n for n in DEMO_MODELS] + [FILE]
+        )
+        self.model_file = FileEdit(
+            label="model file", mode="r", filter="*.zip *.safetensors card.json"
+        )
+        self.model_info = Label(label="")
+        self.device = ComboBox(label="device", choices=list(CHOICES), value="auto")
+        self.batch = SpinBox(label="batch size", value=64, min=1, max=4096)
+        self.threshold = FloatSpinBox(
+            label="unidentified above",
+            value=0.5,
+            min=0.01,
+            max=1.0,
+            step=0.05,
+            tooltip="uncertainty (normalised entropy) above which a cell is 'unidentified'",
+        )
+        self.labels_layer = ComboBox(
+            label="cells (Labels)", choices=self._labels_choices, nullable=True
+        )
+        self.image_layer = ComboBox(
+            label="image / render", choices=self._image_choices, nullable=True
+        )
+        self.run_btn = PushButton(text="Classify")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.legend = Label(label="classes")
+        self.saliency_btn = PushButton(text="Saliency of selected cell")
+        # training
+        self.train_data = FileEdit(label="train from folder", mode="d")
+        self.arch = ComboBox(label="architecture", choices=all_archs(), value="smallcnn")
+        self.epochs = SpinBox(label="epochs", value=30, min=1, max=1000)
+        self.train_out = FileEdit(label="save model as", mode="w", filter="*.zip")
+        self.train_btn = PushButton(text="Train from folder")
+        self.train_layers_btn = PushButton(text="Train from cells (class column)")
+        self.extend(
+            [
+                self.model,
+                self.model_file,
+                self.model_info,
+                self.device,
+                self.batch,
+                self.threshold,
+                self.labels_layer,
+                self.image_layer,
+                self.run_btn,
+                self.cancel_btn,
+                self.legend,
+                self.saliency_btn,
+                Label(value="<b>Train</b>"),
+                self.train_data,
+                self.arch,
+                self.epochs,
+                self.train_out,
+                self.train_btn,
+                self.train_layers_btn,
+            ]
+        )
+        from qtpy.QtCore import Qt
+
+        self.legend.native.setTextFormat(Qt.TextFormat.RichText)
+        self.plot = TrainPlot()
+        self.native.layout().addWidget(self.plot.canvas)
+        self.model.changed.connect(self._on_model)
+        self.model_file.changed.connect(self._on_model)
+        self.run_btn.clicked.connect(self.run)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.saliency_btn.clicked.connect(self.show_saliency)
+        self.train_btn.clicked.connect(self.train_from_folder)
+        self.train_layers_btn.clicked.connect(self.train_from_layers)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+        self._on_model()
+
+    # ---------------------------------------------------------------- helpers
+    def _labels_choices(self, _=None):
+        import napari
+
+        return [ly.name for ly in self._viewer.layers if isinstance(ly, napari.layers.Labels)]
+
+    def _image_choices(self, _=None):
+        import napari
+
+        return [ly.name for ly in self._viewer.layers if isinstance(ly, napari.layers.Image)]
+
+    def _refresh(self, _=None):
+        self.labels_layer.reset_choices()
+        self.image_layer.reset_choices()
+
+    def model_spec(self):
+        return str(self.model_file.value) if self.model.value == FILE else self.model.value
+
+    def _on_model(self, _=None):
+        from ..models.demo_models import DEMO_PREFIX
+
+        self.model_file.visible = self.model.value == FILE
+        spec = self.model_spec()
+        self.model_info.value = (
+            "trained on first use, then cached" if spec.startswith(DEMO_PREFIX) else ""
+        )
+        if not spec.startswith(DEMO_PREFIX) and spec not in ("", "."):
+            from ..errors import one_line
+            from ..models.package import load_model
+
+            try:
+                pkg = load_model(spec)
+                card = pkg.card
+                ba = card.get("metrics", {}).get("val_balanced_accuracy")
+                self.model_info.value = (
+                    f"{pkg.name}: {len(pkg.classes)} classes, {card['modality']}, "
+                    f"{card['input']['pixel_size']:.3g} {card['input']['unit']}/px"
+                    + (f", val bal. acc {ba:.2f}" if ba is not None else "")
+                )
+            except Exception as e:  # noqa: BLE001 - shown, not raised
+                self.model_info.value = one_line(e)[:120]
+
+    def _busy(self, busy: bool) -> None:
+        for w in (self.run_btn, self.train_btn, self.train_layers_btn, self.saliency_btn):
+            w.enabled = not busy
+        self.cancel_btn.enabled = busy
+
+    def _start(self, func, *args, on_result, description, on_progress=None, **kwargs):
+        from ._worker import start_work
+
+        self._busy(True)
+
+        def finish():
+            self._busy(False)
+            self._worker = None
+
+        self._worker = start_work(
+            func,
+            *args,
+            on_result=on_result,
+            on_progress=on_progress,
+            on_finish=finish,
+            description=description,
+            **kwargs,
+        )
+        return self._worker
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self._worker.quit()
+
+    # ---------------------------------------------------------------- classify
+    def run(self):
+        from napari.utils.notifications import show_warning
+
+        if not self.labels_layer.value:
+            show_warning("choose a Labels layer of segmented cells first")
+            return None
+        labels_layer = self._viewer.layers[self.labels_layer.value]
+        image_layer = (
+            self._viewer.layers[self.image_layer.value] if self.image_layer.value else None
+        )
+        scale, unit, translate = layer_geometry(labels_layer)
+        image = locs = None
+        if image_layer is not None:
+            locs = (image_layer.metadata or {}).get("localizations")
+            data = image_layer.data[0] if image_layer.multiscale else image_layer.data
+            image = np.asarray(data)
+        return self._start(
+            _classify_work,
+            self.model_spec(),
+            image,
+            np.asarray(labels_layer.data),
+            scale=scale,
+            unit=unit,
+            translate=translate,
+            localizations=locs,
+            device=self.device.value,
+            batch_size=self.batch.value,
+            threshold=self.threshold.value,
+            on_result=self._show_result,
+            description="classifying cells",
+        )
+
+    def _show_result(self, out) -> None:
+        from napari.utils.notifications import show_info
+
+        from ..cells import CLASS_UNIDENTIFIED, to_features
+
+        package, res = out
+        self._package, self._last = package, res
+        labels_layer = self._viewer.layers[self.labels_layer.value]
+        colours = dict(zip(res.classes, res.colours, strict=True))
+        colours[CLASS_UNIDENTIFIED] = "#9e9e9e"
+        table = res.table.copy()
+        cols = ["label", "class", "uncertainty"] + [c for c in table.columns if c.startswith("p_")]
+        table = table[cols + [c for c in table.columns if c not in cols]]
+        table["probability"] = table[[f"p_{c}" for c in res.classes]].max(axis=1)
+        name = f"{labels_layer.name} classes"
+        kwargs = {
+            "scale": labels_layer.scale,
+            "translate": labels_layer.translate,
+            "units": labels_layer.units,
+            "metadata": {"model": package.name, "model_card": package.card},
+        }
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        layer = self._viewer.add_labels(
+            np.asarray(labels_layer.data),
+            name=name,
+            features=to_features(table),
+            colormap=class_colormap(table, colours),
+            opacity=0.6,
+            **kwargs,
+        )
+        if "uncertainty" in self._viewer.layers:
+            self._viewer.layers.remove("uncertainty")
+        self._viewer.add_image(
+            res.uncertainty_image,
+            name="uncertainty",
+            colormap="inferno",
+            contrast_limits=(0.0, 1.0),
+            opacity=0.5,
+            visible=False,
+            **kwargs,
+        )
+        self._viewer.layers.selection.active = layer
+        self.legend.value = legend_html(res.counts(), colours)
+        for note in res.notes:
+            show_info(note)
+
+    def show_saliency(self):
+        """A 'saliency' Image over the selected cell of the result layer (crop models)."""
+        from napari.utils.notifications import show_warning
+
+        from ..classify import centroids_px, window_source_px
+        from ..crops import cell_windows
+        from ..predict import saliency
+
+        if self._last is None or self._package is None:
+            show_warning("classify first, then select a cell in the result layer")
+            return None
+        if self._package.modality == "storm":
+            show_warning("saliency is shown for image-crop models; STORM models classify patches")
+            return None
+        name = f"{self.labels_layer.value} classes"
+        layer = self._viewer.layers[name]
+        cell = int(layer.selected_label)
+        labels = np.asarray(layer.data)
+        if cell <= 0 or not (labels == cell).any():
+            show_warning(f"cell {cell} is not in {name}: pick a cell with the label picker")
+            return None
+        image = np.asarray(self._viewer.layers[self.image_layer.value].data)
+        scale, unit, _ = layer_geometry(layer)
+        win = window_source_px(self._package.card, scale, unit)
+        size = self._package.card["input"]["crop_size"]
+        cy, cx = centroids_px(labels, np.array([cell]))[0]
+        crop = cell_windows(image, np.array([[cy, cx]]), win, size)[0]
+        sal = saliency(self._package, crop)
+        step = win / size
+        s = np.asarray(layer.scale[-2:]) * step
+        t = np.asarray(layer.translate[-2:]) + np.asarray(layer.scale[-2:]) * (
+            np.array([cy, cx]) - win / 2 + step / 2
+        )
+        if "saliency" in self._viewer.layers:
+            self._viewer.layers.remove("saliency")
+        return self._viewer.add_image(
+            sal,
+            name="saliency",
+            colormap="magma",
+            blending="additive",
+            scale=s,
+            translate=t,
+            opacity=0.7,
+        )
+
+    # ---------------------------------------------------------------- train
+    def _train_options(self):
+        out = str(self.train_out.value)
+        return {
+            "arch": self.arch.value,
+            "epochs": self.epochs.value,
+            "device": self.device.value,
+            "out": out if out not in ("", ".") else None,
+        }
+
+    def _on_train_progress(self, p) -> None:
+        metrics = getattr(p, "metrics", None)
+        if metrics:
+            self.plot.add(metrics)
+
+    def _train_done(self, res) -> None:
+        from napari.utils.notifications import show_info
+
+        m = res.metrics
+        show_info(
+            f"trained {res.package.name}: val balanced accuracy "
+            f"{m.get('val_balanced_accuracy', float('nan')):.2f}"
+            + (f", saved {res.path}" if res.path else "")
+        )
+        self._package = res.package
+        if res.path:
+            self.model.value = FILE
+            self.model_file.value = res.path
+
+    def train_from_folder(self):
+        opts = self._train_options()
+        self.plot.clear()
+        return self._start(
+            _train_work,
+            str(self.train_data.value),
+            opts.pop("out"),
+            **opts,
+            on_result=self._train_done,
+            on_progress=self._on_train_progress,
+            description="training",
+        )
+
+    def train_from_layers(self):
+        """Train on the chosen Labels layer's cells whose features have a ``class``."""
+        from napari.utils.notifications import show_warning
+
+        from ..trainset import from_labelled_image
+
+        if not self.labels_layer.value or not self.image_layer.value:
+            show_warning("choose a Labels layer with a 'class' feature and its image")
+            return None
+        layer = self._viewer.layers[self.labels_layer.value]
+        feats = layer.features
+        if "class" not in feats.columns:
+            show_warning(f"{layer.name} has no 'class' column in its features")
+            return None
+        scale, unit, _ = layer_geometry(layer)
+        window = 25.6 if unit == "um" else 64.0 * scale
+        ts = from_labelled_image(
+            np.asarray(self._viewer.layers[self.image_layer.value].data),
+            np.asarray(layer.data),
+            dict(zip(feats["label"], feats["class"], strict=True)),
+            scale=scale,
+            unit=unit,
+            window=window,
+            size=64,
+            source=layer.name,
+        )
+        opts = self._train_options()
+        self.plot.clear()
+        return self._start(
+            _train_work,
+            ts,
+            opts.pop("out"),
+            crop_size=64,
+            **opts,
+            on_result=self._train_done,
+            on_progress=self._on_train_progress,
+            description="training",
+        )

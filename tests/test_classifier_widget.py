@@ -1,0 +1,115 @@
+"""The Classifier dock: classify a labelled image into class-coloured Labels + uncertainty, train."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.gui
+
+from test_train_predict import TINY, blob  # noqa: E402
+
+
+@pytest.fixture
+def scene():
+    image = np.full((100, 100, 3), 225, np.uint8)
+    labels = np.zeros((100, 100), np.int32)
+    yy, xx = np.mgrid[:100, :100]
+    for i, (y, x, k) in enumerate([(25, 25, 0), (25, 75, 1), (75, 25, 1), (75, 75, 0)]):
+        image[y - 20 : y + 20, x - 20 : x + 20] = blob(k, 10 + i)
+        labels[(yy - y) ** 2 + (xx - x) ** 2 < 11**2] = i + 1
+    return image, labels
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.trainset import TrainingSet
+
+    ts = TrainingSet(
+        [blob(i % 2, i) for i in range(16)],
+        [i % 2 for i in range(16)],
+        ["disc", "square"],
+        "brightfield_rgb",
+        pixel_size=0.5,
+        unit="um",
+    )
+    out = tmp_path_factory.mktemp("m") / "tiny.zip"
+    train(ts, out, seed=0, **TINY)
+    return out
+
+
+def test_dock_classifies_into_layers(make_napari_viewer, qtbot, scene, tiny_model, monkeypatch):
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_nucleus_ai.widgets.classifier import FILE, ClassifierWidget
+
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")
+    viewer = make_napari_viewer()
+    image, labels = scene
+    viewer.add_image(image, name="smear", rgb=True, scale=(0.5, 0.5), units="um")
+    viewer.add_labels(labels, name="cells", scale=(0.5, 0.5), units="um")
+    w = ClassifierWidget(viewer)
+    w.model.value = FILE
+    w.model_file.value = str(tiny_model)
+    assert "2 classes" in w.model_info.value
+    w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    w.threshold.value = 1.0
+    w.run()
+    layer = viewer.layers["cells classes"]
+    feats = layer.features
+    assert feats["label"].tolist() == [1, 2, 3, 4]
+    assert feats["class"].tolist() == ["disc", "square", "square", "disc"]
+    assert {"probability", "p_disc", "p_square", "uncertainty", "index"} <= set(feats.columns)
+    assert isinstance(layer.colormap, DirectLabelColormap)
+    colour_disc = layer.colormap.map(1)
+    assert np.allclose(colour_disc, layer.colormap.map(4)) and not np.allclose(
+        colour_disc, layer.colormap.map(2)
+    )
+    assert tuple(layer.scale) == (0.5, 0.5)
+    unc = viewer.layers["uncertainty"]
+    assert unc.data[25, 25] == pytest.approx(feats.loc[0, "uncertainty"]) and unc.data[0, 0] == 0
+    assert "disc: <b>2</b>" in w.legend.value and "square: <b>2</b>" in w.legend.value
+    # hovering a cell reports its class and probability
+    status = layer.get_status((12.5, 12.5), world=True)
+    text = status["coordinates"] if isinstance(status, dict) else status
+    assert "disc" in text
+    # saliency over the selected cell
+    layer.selected_label = 2
+    sal = w.show_saliency()
+    assert sal is not None and sal.data.max() == pytest.approx(1.0)
+    assert np.allclose(
+        np.asarray(sal.translate) + np.asarray(sal.scale) * np.array(sal.data.shape) / 2,
+        [12.5, 37.5],
+        atol=1.5,
+    )
+    w.close()
+
+
+def test_dock_trains_with_live_curve(make_napari_viewer, qtbot, scene, tmp_path, monkeypatch):
+    from napari_nucleus_ai.widgets.classifier import ClassifierWidget
+
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")
+    viewer = make_napari_viewer()
+    image, labels = scene
+    viewer.add_image(image, name="smear", rgb=True, scale=(0.5, 0.5), units="um")
+    layer = viewer.add_labels(labels, name="cells", scale=(0.5, 0.5), units="um")
+    import pandas as pd
+
+    layer.features = pd.DataFrame(
+        {
+            "index": [1, 2, 3, 4],
+            "label": [1, 2, 3, 4],
+            "class": ["disc", "square", "square", "disc"],
+        }
+    )
+    w = ClassifierWidget(viewer)
+    w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    w.epochs.value = 2
+    w.train_out.value = str(tmp_path / "m.zip")
+    w.train_from_layers()
+    assert len(w.plot.rows) == 2 and "train_loss" in w.plot.rows[0]
+    assert (tmp_path / "m.zip").is_file() and w.model_file.value.name == "m.zip"
+    assert w.run_btn.enabled and not w.cancel_btn.enabled
+    w.close()
