@@ -246,17 +246,27 @@ def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
         scale=(10.0, 10.0),
         features=to_features(table),
         name="nuclei",
-        metadata={"source": str(csv)},
+        metadata={
+            "source": str(csv),
+            "model_card": {
+                "classes": [
+                    {"name": "hiPSC", "colour": "#00ff00"},
+                    {"name": "somatic", "colour": "#ff0000"},
+                ]
+            },
+        },
     )
     w = ReviewWidget(viewer)
     w.open_outputs = False
     assert w._store_path.parent == csv.parent and w.image_id == "nuclei.csv"
-    assert w.queue.classes == ["somatic", "hiPSC", "unidentified", "artefact"]
+    # classes and colours from the classifier's model card (issue-6 layers carry it)
+    assert w.queue.classes == ["hiPSC", "somatic", "unidentified", "artefact"]
+    assert w.colors["hiPSC"] == "#00ff00"
     assert w.queue.current == 1  # the more uncertain nucleus first
     assert w.camera.center[-2:] == pytest.approx(
         (table.loc[0, "centroid_y"], table.loc[0, "centroid_x"])
     )
-    w.press_class_key("2")
+    w.press_class_key("1")
     w.confirm()
     res = outs.export_trainset_dialog(w, str(tmp_path / "ts"), sync=True)
     assert res["kind"] == "localizations" and res["counts"] == {"hiPSC": 2}

@@ -236,7 +236,7 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
     if w.queue is None:
         return None
     meta = w.layer.metadata or {}
-    model = base_model or meta.get("model_path")
+    model = base_model or meta.get("model_path") or (meta.get("model_card") or {}).get("path")
     if model is None:
         from qtpy.QtWidgets import QFileDialog
 

@@ -286,8 +286,14 @@ class ReviewWidget(ReviewView, QWidget):
         table = model_table(from_features(layer.features))  # a reviewed layer: the model's classes
         self._store_path, self._source = path, src
         self.layer, self.image_id = layer, image_id
-        self.queue = ReviewQueue(table, meta.get("classes") or model_classes(table), corrections)
-        self.colors = class_colors(self.queue.classes, meta.get("class_colors"))
+        card = meta.get("model_card") if isinstance(meta.get("model_card"), dict) else {}
+        card_classes = [c.get("name") for c in card.get("classes", []) if isinstance(c, dict)]
+        classes = meta.get("classes") or card_classes or model_classes(table)
+        self.queue = ReviewQueue(table, classes, corrections)
+        given = meta.get("class_colors") or {
+            c.get("name"): c.get("colour") for c in card.get("classes", []) if isinstance(c, dict)
+        }
+        self.colors = class_colors(self.queue.classes, given)
         self.store_label.setText(f"{path}  [{image_id}]")
         self._build_class_buttons()
         self.filter_class.blockSignals(True)
