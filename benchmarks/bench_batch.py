@@ -134,11 +134,46 @@ def kill_run_and_restart(inputs: Path, out: Path) -> dict:
     }
 
 
+def whole_slide(root: Path, side: int = 4096) -> dict:
+    """One synthetic SVS bigger than the tile threshold: tile tasks vs ``segment`` alone."""
+    from napari_nucleus_ai.samples.slide import write_slide
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    slide = root / "slide" / "smear.svs"
+    slide.parent.mkdir(parents=True, exist_ok=True)
+    sim = simulate_smear(seed=5, shape=(side, side), pixel_size_um=0.25, n_wbc=60)
+    write_slide(slide, sim.image, mpp=0.25, magnification=40, flavour="svs")
+    exe = str(Path(sys.executable).with_name("napari-nucleus-ai"))
+    t0 = time.perf_counter()
+    subprocess.check_call([exe, "segment", str(slide), "--method", "wbc", "--out",
+                           str(root / "slide_alone"), "--quiet"])  # fmt: skip
+    t_alone = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.check_call([exe, "batch", str(slide), "--out", str(root / "slide_batch"),
+                           "--workers", "2", "--segment", "wbc", "--quiet"])  # fmt: skip
+    t_batch = time.perf_counter() - t0
+    import pandas as pd
+
+    a = tifffile.imread(root / "slide_alone" / "smear_labels.tif")
+    b = tifffile.imread(root / "slide_batch" / "smear_labels.tif")
+    s = pd.read_csv(root / "slide_batch" / "summary.csv").iloc[0]
+    return {
+        "shape": [side, side],
+        "tiles": int(s["tiles"]),
+        "cells": int(s["n_cells"]),
+        "segment_alone_s": round(t_alone, 1),
+        "batch_2_workers_s": round(t_batch, 1),
+        "labels_identical": bool(a.shape == b.shape and (a == b).all()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fields", type=int, default=16)
     ap.add_argument("--size", default="720x960")
-    ap.add_argument("--skip", nargs="*", default=[], help="throughput overhead killworker killrun")
+    ap.add_argument(
+        "--skip", nargs="*", default=[], help="throughput overhead killworker slide killrun"
+    )
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     root = Path(tempfile.mkdtemp(prefix="bench_batch_"))
@@ -163,6 +198,9 @@ def main() -> None:
     if "killworker" not in args.skip:
         results["kill_worker"] = kill_worker_mid_run(inputs, root / "outk")
         print("kill a worker:", results["kill_worker"])
+    if "slide" not in args.skip:
+        results["whole_slide"] = whole_slide(root)
+        print("whole slide:", results["whole_slide"])
     if "killrun" not in args.skip:
         results["kill_run"] = kill_run_and_restart(inputs, root / "outr")
         print("kill the run and restart:", results["kill_run"])

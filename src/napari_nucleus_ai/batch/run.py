@@ -243,7 +243,8 @@ def run_batch_gen(
                 if sl["next"] < ntile:
                     yield Progress(done, n, f"{Path(path).name}: tile {sl['next']}/{ntile}")
                     continue
-                ff = client.submit(finish_tiled, sl["plan"], sl["labels"], str(out), settings,
+                labels_f = client.scatter(sl["labels"])  # not embedded in the task graph
+                ff = client.submit(finish_tiled, sl["plan"], labels_f, str(out), settings,
                                    sl["t0"], key=f"finish-{stem}-{settings.key()}", pure=False)  # fmt: skip
                 slides.pop(stem)
                 futures[ff] = ("finish", stem, None)
