@@ -38,6 +38,12 @@ def _segment(viewer) -> None:
     demo_segment(viewer)
 
 
+def _classify(viewer) -> None:
+    from .widgets.classifier import demo_classify
+
+    demo_classify(viewer)
+
+
 def _review(viewer) -> None:
     from .widgets._review_outputs import demo_review
 
@@ -57,6 +63,7 @@ DEMO_STEPS: list[tuple[str, Callable]] = [
     ("storm", _storm),
     ("smear", _smear),
     ("segment", _segment),
+    ("classify", _classify),
     ("review", _review),
     ("infection", _infection),
 ]

@@ -445,3 +445,34 @@ class ClassifierWidget(Container):
             on_progress=self._on_train_progress,
             description="training",
         )
+
+
+def _pairs(viewer):
+    """(labels layer, its source image layer) for segmented layers not yet classified."""
+    import napari
+
+    images = [ly for ly in viewer.layers if isinstance(ly, napari.layers.Image)]
+    for ly in list(viewer.layers):
+        if not isinstance(ly, napari.layers.Labels) or ly.name.endswith(" classes"):
+            continue
+        src = max(
+            (im for im in images if ly.name.startswith(im.name)),
+            key=lambda im: len(im.name),
+            default=None,
+        )
+        if src is not None:
+            yield ly, src
+
+
+def demo_classify(viewer) -> ClassifierWidget:
+    """Demo step: classify the segmented STORM nuclei and smear cells with the demo models."""
+    from ..models.demo_models import DEMO_PREFIX
+
+    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Classifier")
+    for labels, image in list(_pairs(viewer)):
+        storm = "localizations" in (image.metadata or {})
+        dock.model.value = DEMO_PREFIX + ("storm-chromatin" if storm else "smear-wbc")
+        dock.labels_layer.value, dock.image_layer.value = labels.name, image.name
+        dock.run()
+        labels.visible = False
+    return dock
