@@ -70,8 +70,12 @@ def test_dock_open_filter_render_zoom_save(dock, shared_data, tmp_path):
     viewer.camera.zoom = 0.01
     w.update_zoom()
     assert not zoom.visible
+    w.roi.value = "-"
+    w.drift.value, w.segments.value = True, 4
+    w.render()
+    assert "drift corrected" in w.status.value and "drift_nm" in layer.metadata
     out = w.save_csv(str(tmp_path / "filtered.csv"))
-    assert len(read_localizations(out)) == len(roi_df)
+    assert len(read_localizations(out)) == len(layer.metadata["localizations"])
 
 
 def test_dock_bad_file_notifies_no_layer(dock, tmp_path, monkeypatch):

@@ -77,7 +77,7 @@ class NanoscaleZoom:
                     scale=r.scale,
                     translate=r.translate,
                     colormap=layer.colormap,
-                    blending="additive",
+                    blending=self._zoom_blending(layer),
                     units="nm",
                     metadata={"zoom_of": layer.name},
                 )
@@ -99,3 +99,14 @@ class NanoscaleZoom:
             method=method,
             sigma_nm=sigma,
         )
+
+    def _zoom_blending(self, layer) -> str:
+        """Cover the coarse layer when it is the only one shown; add up with other channels."""
+        shown = [
+            ly
+            for ly in self._viewer.layers
+            if ly.visible
+            and ly is not layer
+            and (ly.metadata or {}).get("localizations") is not None
+        ]
+        return "additive" if shown else "translucent"

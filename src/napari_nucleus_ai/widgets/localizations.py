@@ -350,6 +350,14 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             f"{len(result.data):,} of {result.n_before:,} localizations rendered"
             f" at {r.pixel_size_nm:g} nm ({r.method})"
         )
+        if result.drift is not None:
+            import numpy as np
+
+            d = result.drift.drift_nm
+            self.status.value += (
+                f"; drift corrected: {np.hypot(d[:, 0], d[:, 1]).max():.0f} nm at most over "
+                f"{len(d)} segments"
+            )
         self._on_camera()
 
     def _set_colormap(self, value):
