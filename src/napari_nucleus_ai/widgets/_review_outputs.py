@@ -288,13 +288,21 @@ def demo_review(viewer, confirm: int = 6):
     if not classified:
         show_warning("review: no classified cells yet (run the classifier first)")
         return w
+
+    # the smear (brightfield model) in preference, as a lab-meeting differential would
+    def _modality(ly):
+        return ((ly.metadata or {}).get("model_card") or {}).get("modality")
+
+    layer = next(
+        (ly for ly in classified[::-1] if _modality(ly) == "brightfield_rgb"), classified[-1]
+    )
     w.set_project(tempfile.mkdtemp(prefix="nucleus-ai-demo-review-"))
-    w.layer_box.setCurrentText(classified[-1].name)
-    if w.layer is not classified[-1]:
-        w.attach(classified[-1])
+    w.layer_box.setCurrentText(layer.name)
+    if w.layer is not layer:
+        w.attach(layer)
     for _ in range(min(confirm, len(w.queue) - 1)):
         w.confirm()  # the annotator's first key presses: confirm the most uncertain cells
     w.flush()
     w._refresh_slow()
-    viewer.layers.selection.active = classified[-1]
+    viewer.layers.selection.active = layer
     return w
