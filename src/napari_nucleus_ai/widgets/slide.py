@@ -85,7 +85,7 @@ class SlideWidget(QWidget):
         self.load_btn.clicked.connect(self.load)
         self.cancel_btn.clicked.connect(self.cancel)
         viewer.layers.events.inserted.connect(self._refresh_layers)
-        viewer.layers.events.removed.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._on_removed)
         self.camera.events.center.connect(self._schedule_view)
         self.camera.events.zoom.connect(self._schedule_view)
         self._refresh_layers()
@@ -124,6 +124,13 @@ class SlideWidget(QWidget):
         self.layer_box.setCurrentText(pick)
         self.layer_box.blockSignals(False)
         self._on_layer(pick)
+
+    def _on_removed(self, event=None) -> None:
+        if event is not None and getattr(event.value, "name", None) == getattr(
+            self, "_shown", None
+        ):
+            self._shown = None  # a new layer of the same name must be shown afresh
+        self._refresh_layers()
 
     @property
     def layer(self):
