@@ -1,0 +1,323 @@
+"""Classification by denoising error, with adaptive pruning (CytoDiffusion-style).
+
+For a cell crop ``x0`` and each candidate class ``c``, a *trial* ``k`` draws a
+noise level ``t_k`` and a noise image ``eps_k``, and measures
+``||eps(x_t, t_k, c) - eps_k||^2``: how well the model denoises the cell when
+told it is class ``c``. The class with the lowest mean error wins. The noise
+of trial ``k`` is the same for every class (and every cell), so class errors
+are compared *paired*: most trial-to-trial variance cancels.
+
+Adaptive protocol: every ``check_every`` trials, a one-sided paired t-test
+compares each remaining class with the current best; classes significantly
+worse (``p < alpha``) are pruned and never evaluated again; a cell stops when
+one class remains, after ``max_trials``, or (``stable_checks`` > 0) when the
+same class has led for that many consecutive checks. The *naive* protocol evaluates every
+class at every trial (``max_trials * n_classes`` network evaluations).
+
+Outputs per cell: the class, ``p_<class>`` (softmax of the paired error gap to
+the winner over a calibrated temperature), confidence (the winner's
+probability), ``anomaly`` (log ratio of the winner's denoising error to the
+median error of training cells at the same noise levels: higher = more unlike
+the training classes) and ``evaluations`` (network evaluations spent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...progress import Progress
+from .schedule import trial_timesteps
+
+
+def trial_plan(model, max_trials: int | None = None):
+    """Noise levels ``t`` (K,) and noise images ``eps`` (K, C, S, S) shared by all cells."""
+    import torch
+
+    p = model.protocol
+    k = int(max_trials or p["max_trials"])
+    steps = int(model.config.get("timesteps", 1000))
+    t = trial_timesteps(k, steps, p["t_lo"], p["t_hi"], seed=int(p["seed"]))
+    g = torch.Generator().manual_seed(int(p["seed"]) + 7919)
+    eps = torch.randn((k, model.channels, model.size, model.size), generator=g)
+    return t, eps
+
+
+def _eval_pairs(model, x0, cells, classes, trials, t_plan, eps_plan, batch_size):
+    """Denoising error for each (cell, class, trial) triple; returns float64 (P,)."""
+    import torch
+
+    out = np.empty(len(cells), np.float64)
+    with torch.inference_mode():
+        for s in range(0, len(cells), batch_size):
+            sl = slice(s, s + batch_size)
+            b = torch.as_tensor(cells[sl])
+            k = torch.as_tensor(trials[sl])
+            eps = eps_plan[k].to(model.device)
+            t = torch.as_tensor(t_plan[trials[sl]], device=model.device)
+            xt = model.noisy(x0[b].to(model.device), t, eps)
+            y = torch.as_tensor(classes[sl], device=model.device)
+            pred = model.eps(xt, t, y)
+            out[sl] = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3)).double().cpu().numpy()
+    return out
+
+
+def prune(errs: np.ndarray, n: int, active: np.ndarray, alpha: float) -> np.ndarray:
+    """One pruning round: paired one-sided t-tests of each active class vs the best.
+
+    Parameters
+    ----------
+    errs : (B, C, K) float
+        Errors so far (only the first ``n`` trials of active classes are read).
+    n : int
+        Trials done.
+    active : (B, C) bool
+        Classes still in play.
+    alpha : float
+        Prune a class when the p-value that it is *not* worse is below this.
+    """
+    from scipy.stats import t as t_dist
+
+    if n < 2 or alpha <= 0:
+        return active
+    e = errs[:, :, :n]
+    mean = np.where(active, np.nanmean(np.where(active[..., None], e, 0.0), axis=2), np.inf)
+    best = np.argmin(mean, axis=1)
+    d = e - e[np.arange(len(e)), best][:, None, :]
+    md = d.mean(axis=2)
+    sd = d.std(axis=2, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tstat = md / (sd / np.sqrt(n))
+    tstat = np.where(sd > 0, tstat, np.where(md > 0, np.inf, 0.0))
+    pval = t_dist.sf(tstat, n - 1)
+    keep = active & ~(pval < alpha)
+    keep[np.arange(len(e)), best] = True
+    return keep
+
+
+def decide(errs: np.ndarray, evaluated: np.ndarray, tau: float = 1.0, ref=None) -> dict:
+    """Class, probabilities, confidence and anomaly from (partly evaluated) errors.
+
+    ``errs`` (B, C, K) with ``evaluated`` (B, C, K) bool marking real values.
+    """
+    e = np.where(evaluated, errs, np.nan)
+    with np.errstate(invalid="ignore"):
+        n_eval = evaluated.sum(axis=2)
+        full = n_eval == n_eval.max(axis=1, keepdims=True)  # classes that survived to the end
+        mean = np.where(full, np.nanmean(np.where(evaluated, errs, np.nan), axis=2), np.inf)
+    win = np.argmin(mean, axis=1)
+    ew = e[np.arange(len(e)), win]  # (B, K)
+    d = np.nanmean(e - ew[:, None, :], axis=2)  # paired gap on trials both were evaluated
+    d = np.where(np.isfinite(d), d, np.inf)
+    d[np.arange(len(e)), win] = 0.0
+    logits = -d / max(float(tau), 1e-12)
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    trials = evaluated[np.arange(len(e)), win].sum(axis=1)
+    if ref is not None:
+        r = np.asarray(ref, float)[: e.shape[2]]  # trials beyond the reference are not scored
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.log(np.maximum(ew[:, : len(r)], 1e-12) / r[None, :])
+            anomaly = np.nanmean(ratio, axis=1)
+    else:
+        anomaly = np.nanmean(ew, axis=1)
+    return {
+        "index": win,
+        "p": p,
+        "confidence": p[np.arange(len(e)), win],
+        "anomaly": anomaly,
+        "evaluations": evaluated.sum(axis=(1, 2)),
+        "trials": trials,
+        "gap": np.sort(np.where(np.isinf(d), np.nan, d), axis=1)[:, 1]
+        if e.shape[1] > 1
+        else d[:, 0],
+    }
+
+
+def advance(errs, n, active, leader, streak, alpha, stable_checks):
+    """State update after a check at ``n`` trials, shared by the live and simulated protocol.
+
+    Prunes with :func:`prune`, tracks how many consecutive checks each cell kept the
+    same leader, and says which cells continue: more than one class left and, when
+    ``stable_checks`` > 0, the leader not yet unchanged for that many checks.
+    Returns ``(active, leader, streak, running)``.
+    """
+    active = prune(errs, n, active, alpha)
+    e = errs[:, :, :n]
+    mean = np.where(active, e.mean(axis=2), np.inf)
+    new_leader = np.argmin(mean, axis=1)
+    streak = np.where(new_leader == leader, streak + 1, 1)
+    running = active.sum(axis=1) > 1
+    if stable_checks:
+        running &= streak < stable_checks
+    return active, new_leader, streak, running
+
+
+def simulate(
+    full_errs: np.ndarray,
+    check_every: int,
+    alpha: float,
+    max_trials: int | None = None,
+    stable_checks: int = 0,
+):
+    """Which entries the adaptive protocol evaluates, given every error up front.
+
+    Exactly what :func:`classify_crops` does live (same trials, same tests), so
+    benchmarks can compute the full error matrix once and compare protocols.
+    Returns ``evaluated`` (B, C, K) bool.
+    """
+    b, c, k = full_errs.shape
+    k = min(k, max_trials or k)
+    evaluated = np.zeros(full_errs.shape, bool)
+    active = np.ones((b, c), bool)
+    leader, streak = np.full(b, -1), np.zeros(b, int)
+    running = np.ones(b, bool)
+    n = 0
+    while n < k and running.any():
+        step = min(check_every, k - n)
+        evaluated[:, :, n : n + step] = (active & running[:, None])[..., None]
+        n += step
+        errs = np.where(evaluated, full_errs, 0.0)
+        a, ld, st, run = advance(errs, n, active, leader, streak, alpha, stable_checks)
+        active = np.where(running[:, None], a, active)
+        leader, streak = np.where(running, ld, leader), np.where(running, st, streak)
+        running = running & run
+    return evaluated
+
+
+def classify_crops(
+    model,
+    x,
+    *,
+    exhaustive: bool = False,
+    batch_size: int = 256,
+    cells_per_chunk: int = 64,
+    **protocol,
+):
+    """Classify crops ``x`` (N, C, S, S) in [-1, 1]; a generator yielding Progress.
+
+    Parameters
+    ----------
+    model : DiffusionClassifier
+    exhaustive : bool
+        Naive protocol: every class at every trial (no pruning).
+    batch_size : int
+        Network evaluations per forward pass.
+    **protocol
+        Overrides of ``model.protocol`` (max_trials, check_every, alpha, ...).
+
+    Returns
+    -------
+    dict
+        ``index``, ``p`` (N, C), ``confidence``, ``anomaly``, ``evaluations``,
+        ``trials``, ``gap`` as numpy arrays.
+    """
+    import torch
+
+    proto = {**model.protocol, **protocol}
+    k_max, every = int(proto["max_trials"]), max(1, int(proto["check_every"]))
+    alpha = 0.0 if exhaustive else float(proto["alpha"])
+    stable = 0 if exhaustive else int(proto.get("stable_checks", 0))
+    if protocol:
+        model = _with_protocol(model, proto)
+    t_plan, eps_plan = trial_plan(model, k_max)
+    x = torch.as_tensor(np.asarray(x, np.float32))
+    n_cells, n_cls = len(x), len(model.class_names)
+    errs = np.zeros((n_cells, n_cls, k_max))
+    evaluated = np.zeros((n_cells, n_cls, k_max), bool)
+    done_cells = 0
+    for s in range(0, n_cells, cells_per_chunk):
+        xc = x[s : s + cells_per_chunk]
+        bsz = len(xc)
+        active = np.ones((bsz, n_cls), bool)
+        leader, streak = np.full(bsz, -1), np.zeros(bsz, int)
+        running = np.ones(bsz, bool)
+        ec = np.zeros((bsz, n_cls, k_max))
+        ev = np.zeros((bsz, n_cls, k_max), bool)
+        n = 0
+        while n < k_max and running.any():
+            step = min(every, k_max - n)
+            mask = np.broadcast_to((active & running[:, None])[..., None], (bsz, n_cls, step))
+            bi, ci, ki = np.nonzero(mask)
+            ki = ki + n
+            ec[bi, ci, ki] = _eval_pairs(model, xc, bi, ci, ki, t_plan, eps_plan, batch_size)
+            ev[bi, ci, ki] = True
+            n += step
+            a, ld, st, run = advance(ec, n, active, leader, streak, alpha, stable)
+            active = np.where(running[:, None], a, active)
+            leader, streak = np.where(running, ld, leader), np.where(running, st, streak)
+            running = running & run
+            yield Progress(
+                done_cells + int((~running).sum()),
+                n_cells,
+                f"diffusion classification: trial {n}/{k_max}",
+            )
+        errs[s : s + bsz], evaluated[s : s + bsz] = ec, ev
+        done_cells += bsz
+        yield Progress(
+            done_cells, n_cells, f"diffusion classification: {done_cells}/{n_cells} cells"
+        )
+    cal = model.config.get("calibration", {})
+    out = decide(errs, evaluated, tau=cal.get("tau", 1.0), ref=cal.get("ref"))
+    out["errors"] = np.where(evaluated, errs, np.nan)
+    return out
+
+
+def _with_protocol(model, proto):
+    from .model import DiffusionClassifier
+
+    cfg = {**model.config, "protocol": proto}
+    clone = DiffusionClassifier.__new__(DiffusionClassifier)
+    clone.__dict__.update(model.__dict__)
+    clone.config = cfg
+    return clone
+
+
+def fit_temperature(errs, evaluated, y, grid=None) -> float:
+    """Temperature minimising the negative log-likelihood of the true classes."""
+    grid = np.geomspace(1e-5, 1.0, 121) if grid is None else grid
+    best, best_nll = 1.0, np.inf
+    for tau in grid:
+        p = decide(errs, evaluated, tau=tau)["p"]
+        nll = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
+        if nll < best_nll:
+            best, best_nll = float(tau), nll
+    return best
+
+
+def true_class_errors(model, x, y, trials: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """Errors (N, K) of each crop under its own class at the shared trials."""
+    import torch
+
+    k = int(trials or model.protocol["max_trials"])
+    t_plan, eps_plan = trial_plan(model, k)
+    n = len(x)
+    bi = np.repeat(np.arange(n), k)
+    ki = np.tile(np.arange(k), n)
+    ci = np.asarray(y)[bi]
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    return _eval_pairs(model, xt, bi, ci, ki, t_plan, eps_plan, batch_size).reshape(n, k)
+
+
+def calibrate(model, x, y, trials: int | None = None, x_tau=None, y_tau=None) -> dict:
+    """Fit the confidence temperature and anomaly reference on labelled crops.
+
+    Stores ``config["calibration"] = {"tau", "ref", "n"}`` and returns it (plus
+    ``_val_p``, the calibrated probabilities of the crops ``tau`` was fitted on).
+    ``ref[k]`` is the median error of ``x`` under its own class at trial ``k``
+    (every trial of the protocol); ``tau`` is the NLL-optimal temperature of the
+    adaptive protocol on ``x_tau`` (default ``x``: held-out crops are better,
+    training crops are denoised too well and give over-confident temperatures).
+    """
+    from ...progress import run_sync
+
+    k = int(model.protocol["max_trials"])
+    ref = np.median(true_class_errors(model, x, y, trials=k), axis=0)
+    xs, ys = (x, y) if x_tau is None else (x_tau, y_tau)
+    res = run_sync(classify_crops(model, xs, max_trials=min(k, int(trials or k))))
+    ev = ~np.isnan(res["errors"])
+    errs = np.nan_to_num(res["errors"])
+    tau = fit_temperature(errs, ev, np.asarray(ys))
+    cal = {"tau": tau, "ref": [float(v) for v in ref], "n": int(len(x)), "n_tau": int(len(xs))}
+    model.config["calibration"] = dict(cal)
+    return {**cal, "_val_p": decide(errs, ev, tau=tau)["p"]}

@@ -1,0 +1,241 @@
+"""The ``diffusion`` model kind: plugs the diffusion classifier into model packages.
+
+Registered with :mod:`napari_nucleus_ai.models.kinds`, so
+``napari-nucleus-ai train DATA --out MODEL --arch diffusion`` trains one and
+``predict`` / ``classify`` / the classifier dock use it like any other package.
+
+Card specifics: ``architecture = {"name": "diffusion", "params": {base, mults,
+attention, dropout, schedule, timesteps}}``; the input normalisation maps
+``[0, 1]`` to ``[-1, 1]`` (mean 0.5, std 0.5); ``card["diffusion"]`` holds the
+classification ``protocol`` and the ``calibration`` (temperature ``tau`` of the
+error-gap softmax and the anomaly reference ``ref``). ``calibration.temperature``
+stays 1 (probabilities are already calibrated by ``tau``).
+
+``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
+per-item columns ``evaluations``, ``anomaly``, ``confidence``, ``trials`` and
+``uncertainty`` (``1 - confidence``, so ``unidentified`` means confidence below
+the card's threshold).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...errors import InputError
+from ...progress import Progress
+from ..kinds import Kind, register_kind
+from .model import PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
+from .train import ARCH_DEFAULTS
+
+ARCHS = ("diffusion",)
+CPU_CROP_SIZE = 32  # used on a CPU when the generic default crop size (96) was not changed
+GENERIC_DEFAULT_CROP = 96
+
+
+def config_from_card(card: dict) -> dict:
+    """The :class:`DiffusionClassifier` config described by a package card."""
+    params = dict(card["architecture"].get("params") or {})
+    extra = card.get("diffusion") or {}
+    return {
+        "kind": "diffusion",
+        "class_names": [c["name"] for c in card["classes"]],
+        "size": int(card["input"]["crop_size"]),
+        "channels": int(card["input"]["channels"]),
+        "schedule": params.get("schedule", "cosine"),
+        "timesteps": int(params.get("timesteps", 1000)),
+        "arch": {k: params.get(k, v) for k, v in ARCH_DEFAULTS.items()},
+        "protocol": {**PROTOCOL_DEFAULTS, **(extra.get("protocol") or {})},
+        "calibration": dict(extra.get("calibration") or {}),
+    }
+
+
+def validate(card: dict) -> None:
+    if card["architecture"]["name"] not in ARCHS:
+        raise InputError(None, f"unknown diffusion architecture {card['architecture']['name']!r}")
+    if len(card["classes"]) < 2:
+        raise InputError(None, "a diffusion classifier needs at least 2 classes")
+    params = card["architecture"].get("params") or {}
+    mults = params.get("mults", ARCH_DEFAULTS["mults"])
+    base = params.get("base", ARCH_DEFAULTS["base"])
+    if not (
+        isinstance(mults, list)
+        and 1 <= len(mults) <= 5
+        and all(isinstance(m, int) and 1 <= m <= 16 for m in mults)
+    ):
+        raise InputError(None, "diffusion 'mults' must be a list of 1-5 integers in 1..16")
+    if not (isinstance(base, int) and 4 <= base <= 512):
+        raise InputError(None, "diffusion 'base' must be an integer in 4..512")
+    if params.get("schedule", "cosine") not in ("cosine", "linear"):
+        raise InputError(None, "diffusion 'schedule' must be cosine or linear")
+    timesteps = params.get("timesteps", 1000)
+    if not (isinstance(timesteps, int) and 10 <= timesteps <= 10000):
+        raise InputError(None, "diffusion 'timesteps' must be an integer in 10..10000")
+    if card["input"]["crop_size"] % (2 ** (len(mults) - 1)):
+        raise InputError(
+            None,
+            f"crop size {card['input']['crop_size']} must be divisible by {2 ** (len(mults) - 1)}",
+        )
+    extra = card.get("diffusion", {})
+    if not isinstance(extra, dict):
+        raise InputError(None, "'diffusion' must be an object")
+    proto = {**PROTOCOL_DEFAULTS, **(extra.get("protocol") or {})}
+    if not (isinstance(proto["max_trials"], int) and 1 <= proto["max_trials"] <= 4096):
+        raise InputError(None, "diffusion 'protocol.max_trials' must be 1..4096")
+    if not (isinstance(proto["check_every"], int) and proto["check_every"] >= 1):
+        raise InputError(None, "diffusion 'protocol.check_every' must be >= 1")
+    if not (0 <= proto["t_lo"] < proto["t_hi"] <= 1):
+        raise InputError(None, "diffusion 'protocol' needs 0 <= t_lo < t_hi <= 1")
+    cal = extra.get("calibration") or {}
+    ref = cal.get("ref")
+    if ref is not None and not (
+        isinstance(ref, list)
+        and len(ref) >= proto["max_trials"]
+        and all(isinstance(v, int | float) and np.isfinite(v) and v > 0 for v in ref)
+    ):
+        raise InputError(None, "diffusion 'calibration.ref' must list one positive error per trial")
+    tau = cal.get("tau", 1.0)
+    if not (isinstance(tau, int | float) and np.isfinite(tau) and tau > 0):
+        raise InputError(None, "diffusion 'calibration.tau' must be > 0")
+
+
+def build(card: dict) -> list:
+    return [build_net(config_from_card(card))]
+
+
+def as_classifier(package) -> DiffusionClassifier:
+    """The :class:`DiffusionClassifier` view of a loaded package (cached on it)."""
+    import torch
+
+    dev = package.device or torch.device("cpu")
+    cached = getattr(package, "_diffusion", None)
+    if cached is None or cached.net is not package.modules[0] or cached.device != dev:
+        cached = DiffusionClassifier(package.modules[0], config_from_card(package.card), device=dev)
+        package._diffusion = cached
+    return cached
+
+
+def predict(package, x: np.ndarray, options: dict):
+    from ...progress import run_sync
+    from .classify import classify_crops
+
+    model = as_classifier(package)
+    over = {
+        k: options[k] for k in ("max_trials", "check_every", "alpha") if options.get(k) is not None
+    }
+    res = run_sync(
+        classify_crops(
+            model,
+            x,
+            exhaustive=bool(options.get("exhaustive")),
+            batch_size=max(64, int(options.get("batch_size") or 256)),
+            **over,
+        )
+    )
+    extra = {
+        "confidence": res["confidence"],
+        "uncertainty": 1.0 - res["confidence"],
+        "anomaly": res["anomaly"],
+        "evaluations": res["evaluations"].astype(np.int64),
+        "trials": res["trials"].astype(np.int64),
+    }
+    return res["p"][None].astype(np.float32), extra
+
+
+def fit(train, val, card: dict, options: dict):
+    """Train the denoiser; yields progress, returns ``(modules, card, info)``."""
+    from .classify import calibrate
+    from .train import train_diffusion
+
+    device = options.get("device_obj")
+    if device is None:
+        from ..device import select_device
+
+        device = select_device(options.get("device") or "cpu")
+    spec = card["input"]
+    if (
+        device.type == "cpu"
+        and spec["crop_size"] == GENERIC_DEFAULT_CROP
+        and card["modality"] != "storm"
+    ):
+        spec["pixel_size"] = float(spec["pixel_size"]) * spec["crop_size"] / CPU_CROP_SIZE
+        spec["crop_size"] = CPU_CROP_SIZE
+        yield Progress(
+            0,
+            None,
+            f"diffusion on the CPU: crops resized to {CPU_CROP_SIZE} px (set --crop-size to change)",
+        )
+    if card["modality"] == "storm":
+        raise InputError(
+            None,
+            "the diffusion kind classifies image crops; use a classifier arch for STORM nuclei",
+        )
+    c = spec["channels"]
+    spec["normalisation"] = {"mean": [0.5] * c, "std": [0.5] * c}
+    params = {**ARCH_DEFAULTS, **card["architecture"].get("params", {})}
+    card["architecture"]["params"] = params
+    validate(card)
+    from ..inputs import prepare
+
+    x_tr, _ = prepare(train.samples, card)
+    y_tr = np.asarray(train.labels)
+    steps = int(options.get("steps") or 40 * int(options.get("epochs", 40)))
+    lr = min(float(options.get("lr", 2e-3)), 2e-3)
+    t0 = time.perf_counter()
+    model = None
+    gen = train_diffusion(
+        x_tr,
+        y_tr,
+        [c_["name"] for c_ in card["classes"]],
+        arch={k: params[k] for k in ARCH_DEFAULTS},
+        steps=steps,
+        batch_size=int(options.get("batch_size", 32)),
+        lr=lr,
+        seed=int(options.get("seed", 0)),
+        schedule=params.get("schedule", "cosine"),
+        timesteps=int(params.get("timesteps", 1000)),
+        protocol=(card.get("diffusion") or {}).get("protocol"),
+        device=device,
+        calibrate_after=False,
+    )
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            model = stop.value
+            break
+        yield p
+    # calibration: anomaly reference on the training crops, temperature on the validation
+    # crops when there are any (training crops are denoised too well to calibrate on)
+    info = {"seconds": time.perf_counter() - t0}
+    yield Progress(steps, steps + 1, "calibrating on held-out crops")
+    if len(val.samples):
+        x_va, _ = prepare(val.samples, card)
+        cal = calibrate(model, x_tr, y_tr, x_tau=x_va, y_tau=np.asarray(val.labels))
+    else:
+        cal = calibrate(model, x_tr, y_tr)
+    card["diffusion"] = {"protocol": model.protocol, "calibration": cal}
+    card["calibration"]["temperature"] = 1.0
+    card["uncertainty"].update(tta=1, mc_dropout=0)
+    info["history"] = [
+        {"member": 0, "epoch": int(s), "train_loss": float(v)} for s, v in model.config["history"]
+    ]
+    if len(val.samples):
+        info["val_logits"] = np.log(np.clip(cal.pop("_val_p"), 1e-8, 1))[None].astype(np.float32)
+    cal.pop("_val_p", None)
+    return [model.net.cpu().eval()], card, info
+
+
+register_kind(
+    Kind(
+        name="diffusion",
+        archs=ARCHS,
+        build=build,
+        fit=fit,
+        predict=predict,
+        validate=validate,
+        description="class-conditional denoising diffusion: classifies by per-class denoising error "
+        "with adaptive pruning; confidence from the error gap, anomaly score, generation",
+    )
+)

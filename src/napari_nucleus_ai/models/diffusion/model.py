@@ -1,0 +1,93 @@
+"""The diffusion classifier as one object: network, noise schedule and settings.
+
+:class:`DiffusionClassifier` bundles the :class:`~.unet.ClassUNet`, the
+cumulative noise schedule and the JSON-able ``config`` (class names, crop size,
+architecture, classification protocol, calibration). It is stored as an
+ordinary model package (card + safetensors, see :mod:`.kind`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .schedule import alphas_cumprod
+
+#: Defaults of the adaptive classification protocol (see ``classify.py``).
+PROTOCOL_DEFAULTS = {
+    "max_trials": 64,  # noise draws per cell at most (naive protocol: every class at each)
+    "check_every": 4,  # paired t-tests after every this many trials
+    "alpha": 0.01,  # one-sided p-value below which a class is pruned
+    "t_lo": 0.05,  # sampled noise levels span [t_lo, t_hi) of the schedule
+    "t_hi": 0.75,
+    "stable_checks": 0,  # > 0: also stop once the same class led this many checks in a row
+    "seed": 0,
+    "threshold": 0.5,  # confidence below this -> "unidentified"
+}
+
+
+@dataclass
+class DiffusionClassifier:
+    """A trained class-conditional denoiser used as a classifier and generator."""
+
+    net: object  # ClassUNet
+    config: dict
+    device: object = None
+    abar: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        import torch
+
+        if self.device is None:
+            self.device = torch.device("cpu")
+        self.net = self.net.to(self.device).eval()
+        kind = self.config.get("schedule", "cosine")
+        steps = int(self.config.get("timesteps", 1000))
+        self.abar = torch.tensor(
+            alphas_cumprod(kind, steps), dtype=torch.float32, device=self.device
+        )
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config["class_names"])
+
+    @property
+    def size(self) -> int:
+        return int(self.config["size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.config.get("channels", 3))
+
+    @property
+    def protocol(self) -> dict:
+        return {**PROTOCOL_DEFAULTS, **self.config.get("protocol", {})}
+
+    def to(self, device) -> DiffusionClassifier:
+        self.device = device
+        self.net = self.net.to(device)
+        self.abar = self.abar.to(device)
+        return self
+
+    def noisy(self, x0, t, eps):
+        """``x_t`` for clean ``x0`` (B,C,H,W), integer ``t`` (B,) and noise ``eps``."""
+        a = self.abar[t].view(-1, 1, 1, 1)
+        return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+    def eps(self, xt, t, y):
+        """Predicted noise; one network evaluation per row."""
+        return self.net(xt, t, y)
+
+
+def build_net(config: dict):
+    """The :class:`ClassUNet` described by ``config["arch"]`` (untrained)."""
+    from .unet import ClassUNet
+
+    arch = config.get("arch", {})
+    return ClassUNet(
+        n_classes=len(config["class_names"]),
+        in_channels=int(config.get("channels", 3)),
+        base=int(arch.get("base", 32)),
+        mults=tuple(int(m) for m in arch.get("mults", (1, 2, 2))),
+        attention=bool(arch.get("attention", True)),
+        dropout=float(arch.get("dropout", 0.1)),
+    )

@@ -1,0 +1,141 @@
+"""A small class-conditional UNet that predicts the noise added to a cell crop.
+
+Written for CPU training at 32-64 px: residual blocks with GroupNorm and SiLU,
+one self-attention block at the lowest resolution (optional), a sinusoidal
+time embedding and a learned class embedding added to it. Class index
+``n_classes`` is the "no class" token used for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of (float) timesteps, shape ``(B, dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+def _norm(ch: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, ch), ch)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
+        self.norm2 = _norm(cout)
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.drop(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, ch: int, heads: int = 4):
+        super().__init__()
+        self.norm = _norm(ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.out = nn.Conv2d(ch, ch, 1)
+        self.heads = heads
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        a = F.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
+        return x + self.out(a.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class ClassUNet(nn.Module):
+    """Noise predictor ``eps(x_t, t, class)``.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of real classes; the model also learns a "no class" token.
+    in_channels : int
+        3 for RGB crops, 1 for grey.
+    base : int
+        Channels at full resolution.
+    mults : tuple of int
+        Channel multipliers per resolution level (each level halves the size).
+    attention : bool
+        Self-attention at the lowest resolution.
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        in_channels: int = 3,
+        base: int = 32,
+        mults: tuple[int, ...] = (1, 2, 2),
+        attention: bool = True,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.n_classes = int(n_classes)
+        emb_dim = 4 * base
+        self.base = base
+        self.time_mlp = nn.Sequential(
+            nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )
+        self.class_emb = nn.Embedding(self.n_classes + 1, emb_dim)
+        self.inp = nn.Conv2d(in_channels, base, 3, padding=1)
+        chans = [base * m for m in mults]
+        self.down = nn.ModuleList()
+        self.pool = nn.ModuleList()
+        skips = []
+        c = base
+        for i, co in enumerate(chans):
+            self.down.append(ResBlock(c, co, emb_dim, dropout))
+            skips.append(co)
+            c = co
+            last = i == len(chans) - 1
+            self.pool.append(nn.Identity() if last else nn.Conv2d(c, c, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(c, c, emb_dim, dropout)
+        self.attn = Attention(c) if attention else nn.Identity()
+        self.mid2 = ResBlock(c, c, emb_dim, dropout)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, co in reversed(list(enumerate(chans))):
+            self.up.append(ResBlock(c + skips[i], co, emb_dim, dropout))
+            c = co
+            self.upsample.append(
+                nn.Upsample(scale_factor=2, mode="nearest") if i > 0 else nn.Identity()
+            )
+        self.out = nn.Sequential(_norm(c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        emb = self.time_mlp(timestep_embedding(t, self.base)) + self.class_emb(y)
+        h = self.inp(x)
+        hs = []
+        for block, pool in zip(self.down, self.pool, strict=True):
+            h = block(h, emb)
+            hs.append(h)
+            h = pool(h)
+        h = self.mid2(self.attn(self.mid1(h, emb)), emb)
+        for block, up in zip(self.up, self.upsample, strict=True):
+            h = block(torch.cat([h, hs.pop()], dim=1), emb)
+            h = up(h)
+        return self.out(h)

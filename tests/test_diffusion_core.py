@@ -1,0 +1,139 @@
+"""Diffusion classifier core: schedule, network, pruning logic, training, classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _diffusion_data import tiny_model, toy_crops  # noqa: E402
+from napari_nucleus_ai.models.diffusion.classify import (  # noqa: E402
+    classify_crops,
+    decide,
+    prune,
+    simulate,
+)
+from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod, trial_timesteps  # noqa: E402
+from napari_nucleus_ai.progress import Progress, run_sync  # noqa: E402
+
+
+def test_schedules_decrease_from_one_to_zero():
+    for kind in ("cosine", "linear"):
+        a = alphas_cumprod(kind, 1000)
+        assert a.shape == (1000,)
+        assert np.all(np.diff(a) < 0)
+        assert a[0] > 0.99 and a[-1] < 0.01
+    with pytest.raises(ValueError):
+        alphas_cumprod("quadratic")
+
+
+def test_trial_timesteps_cover_the_range_in_every_prefix():
+    t = trial_timesteps(64, 1000, 0.1, 0.7, seed=3)
+    assert t.min() >= 100 and t.max() < 700
+    for k in (4, 8, 16):
+        # each prefix of k trials has one level in each of k equal strata (van der Corput)
+        strata = np.floor((t[:k] - 100) / 600 * k).astype(int)
+        assert sorted(strata) == list(range(k))
+    assert np.array_equal(t, trial_timesteps(64, 1000, 0.1, 0.7, seed=3))
+
+
+def test_unet_predicts_noise_shaped_output_per_class():
+    from napari_nucleus_ai.models.diffusion.unet import ClassUNet
+
+    net = ClassUNet(3, in_channels=3, base=8, mults=(1, 2), attention=True)
+    x = torch.randn(5, 3, 16, 16)
+    out = net(x, torch.randint(0, 1000, (5,)), torch.tensor([0, 1, 2, 3, 0]))
+    assert out.shape == x.shape
+
+
+def test_prune_drops_clearly_worse_classes_and_keeps_the_best():
+    rng = np.random.default_rng(0)
+    k = 12
+    shared = rng.normal(1.0, 0.5, k)  # trial-to-trial variation shared by all classes
+    errs = np.stack(
+        [shared, shared + 0.01 * rng.normal(size=k), shared + 0.3 + 0.01 * rng.normal(size=k)]
+    )[None]
+    keep = prune(errs, k, np.ones((1, 3), bool), alpha=0.01)
+    assert keep.tolist() == [[True, True, False]] or keep.tolist() == [[True, True, False]]
+    assert keep[0, 0]
+    # an unpaired test would not separate them: the shared variance is 50x the gap
+    assert prune(errs, 1, np.ones((1, 3), bool), 0.01).all()  # one trial: nothing pruned
+
+
+def test_simulated_protocol_counts_evaluations():
+    rng = np.random.default_rng(1)
+    b, c, k = 6, 5, 32
+    base = rng.normal(1, 0.3, (b, 1, k))
+    gap = np.array([0.0, 0.5, 0.6, 0.8, 1.0])[None, :, None]
+    full = base + gap + 0.02 * rng.normal(size=(b, c, k))
+    naive = simulate(full, check_every=4, alpha=0.0)
+    assert naive.sum() == b * c * k
+    ev = simulate(full, check_every=4, alpha=0.01)
+    assert ev.sum((1, 2)).max() <= 4 * c + 4 * 3  # all classes pruned after the first test or two
+    out = decide(full, ev, tau=0.1)
+    assert (out["index"] == 0).all()
+    assert np.allclose(out["p"].sum(1), 1)
+    assert (out["evaluations"] == ev.sum((1, 2))).all()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def test_tiny_model_learns_to_classify_by_denoising_error(model):
+    x, y, names = toy_crops(per_class=6, seed=11)
+    res = run_sync(classify_crops(model, x))
+    acc = (res["index"] == y).mean()
+    assert acc >= 0.8, acc
+    naive = run_sync(classify_crops(model, x, exhaustive=True))
+    assert (naive["evaluations"] == model.protocol["max_trials"] * len(names)).all()
+    assert res["evaluations"].mean() < naive["evaluations"].mean() / 2
+    assert np.allclose(res["p"].sum(1), 1, atol=1e-5)
+    assert ((res["confidence"] > 0) & (res["confidence"] <= 1)).all()
+
+
+def test_live_protocol_matches_simulation_on_the_full_error_matrix(model):
+    x, _, _ = toy_crops(per_class=3, seed=5)
+    naive = run_sync(classify_crops(model, x, exhaustive=True))
+    full = naive["errors"]
+    proto = model.protocol
+    ev = simulate(full, proto["check_every"], proto["alpha"])
+    live = run_sync(classify_crops(model, x, cells_per_chunk=4))  # chunking must not matter
+    assert np.array_equal(~np.isnan(live["errors"]), ev)
+    np.testing.assert_allclose(live["errors"][ev], full[ev], rtol=1e-5)
+    sim = decide(
+        full, ev, tau=model.config["calibration"]["tau"], ref=model.config["calibration"]["ref"]
+    )
+    assert np.array_equal(sim["index"], live["index"])
+
+
+def test_anomaly_is_higher_for_an_unseen_kind_of_cell(model):
+    x, _, _ = toy_crops(per_class=4, seed=21)
+    odd = np.random.default_rng(0).uniform(-1, 1, x[:4].shape).astype(np.float32)  # noise "cells"
+    known = run_sync(classify_crops(model, x))["anomaly"]
+    unknown = run_sync(classify_crops(model, odd))["anomaly"]
+    assert np.median(unknown) > np.max(known)
+
+
+def test_training_yields_progress_and_records_history():
+    from napari_nucleus_ai.models.diffusion.train import train_diffusion
+
+    x, y, names = toy_crops(per_class=2, seed=2)
+    gen = train_diffusion(
+        x,
+        y,
+        names,
+        steps=6,
+        batch_size=4,
+        arch={"base": 8, "mults": [1, 2]},
+        protocol={"max_trials": 4, "check_every": 2},
+    )
+    seen = []
+    model = run_sync(gen, seen.append)
+    assert all(isinstance(p, Progress) for p in seen) and seen[-1].done == seen[-1].total
+    assert model.config["history"] and "calibration" in model.config
+    assert len(model.config["calibration"]["ref"]) == 4
+    with pytest.raises(ValueError):
+        run_sync(train_diffusion(x[:, :, :15, :15], y, names, steps=1))
