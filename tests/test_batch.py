@@ -240,3 +240,31 @@ def test_storm_localization_files_auto_method(client, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_csv(out / "f1_cells.csv"), pd.read_csv(tmp_path / "alone" / "f1_cells.csv")
     )
+
+
+@pytest.mark.slow
+def test_killing_a_worker_mid_run_still_finishes(inputs, tmp_path):
+    """SIGKILL one of two worker processes after the first input: every input still ends ok."""
+    import logging
+    import signal
+
+    from napari_nucleus_ai.batch import run_batch_gen
+    from napari_nucleus_ai.progress import run_sync
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in sorted((inputs / "a").glob("field*.tif")) + sorted((inputs / "b").glob("field*.tif")):
+        (src / f"{p.parent.name}_{p.name}").write_bytes(p.read_bytes())
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", silence_logs=logging.ERROR) as cl, \
+            distributed.Client(cl) as c:  # fmt: skip
+        pids = list(c.run(os.getpid).values())
+        killed = []
+
+        def kill_one(p):
+            if not killed and p.total and p.done >= 1:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        res = run_sync(run_batch_gen([src], tmp_path / "out", client=c, method="wbc"), kill_one)
+    assert killed and res.n_ok == 4 and res.n_failed == 0
