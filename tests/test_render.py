@@ -200,3 +200,12 @@ def test_cli_render_and_info(tmp_path, capsys):
     with tifffile.TiffFile(out) as t:
         num, den = t.pages[0].tags["XResolution"].value
         assert num / den == pytest.approx(100.0)
+
+
+def test_non_finite_and_empty_inputs():
+    r = render_localizations(
+        _df([10.0, np.nan, 30.0], [10.0, 20.0, np.inf]), pixel_size_nm=10, method="histogram"
+    )
+    assert r.image.sum() == 1 and r.n_rendered == 1
+    e = render_localizations(_df([], []), pixel_size_nm=10)
+    assert e.image.sum() == 0 and e.n_rendered == 0

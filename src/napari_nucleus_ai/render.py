@@ -129,6 +129,11 @@ def render_localizations(
     if not px > 0:
         raise InputError(None, f"pixel size must be positive (got {pixel_size_nm})")
     x, y, z = _columns(df)
+    finite = np.isfinite(x).all() and np.isfinite(y).all() and (z is None or np.isfinite(z).all())
+    if not finite:  # tables from readers are clean; raw DataFrames may not be
+        ok = np.isfinite(x) & np.isfinite(y) & (True if z is None else np.isfinite(z))
+        df = df[ok] if hasattr(df, "loc") else {k: np.asarray(v)[ok] for k, v in df.items()}
+        x, y, z = _columns(df)
     if z is None and z_mode != "project":
         z_mode = "project"
     bounds = _bounds(x, y, z if z_mode == "stack" else None, bounds_nm, px)
