@@ -134,7 +134,15 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
         return reader(path, **options)
     except InputError:
         raise
-    except (OSError, KeyError, ValueError, IndexError, TypeError, UnicodeDecodeError) as e:
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+    ) as e:  # library errors on malformed content become one line naming the file
         raise InputError(
             path, f"cannot read as {fmt} ({e.__class__.__name__}: {' '.join(str(e).split())[:160]})"
         ) from e
@@ -193,7 +201,3 @@ def read_layers(path, **options) -> list:
         read_opts["pixel_size_nm"] = options.pop("camera_pixel_nm")
     table = read_localizations(path, **read_opts)
     return table_layers(table, **options)
-
-
-def _stem(path) -> str:
-    return os.path.splitext(os.path.basename(os.fspath(path)))[0]
