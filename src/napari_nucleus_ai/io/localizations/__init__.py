@@ -17,7 +17,6 @@ any delimited table through column aliases or a ``mapping``.
 
 from __future__ import annotations
 
-
 from ...errors import InputError
 from .detect import FORMATS, detect_format
 
