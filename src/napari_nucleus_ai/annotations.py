@@ -315,13 +315,19 @@ class AnnotationStore:
         return self.set_label(image_id, cell_id, None, author, action="clear")
 
     def register_image(self, image_id: str, **info) -> None:
-        """Remember facts about an image (source file, session folder, model, classes)."""
-        old = self.image_info(image_id) or {}
-        old.update(info)
+        """Remember facts about an image (source file, session folder, model, classes).
+
+        Merged into what is stored, read and written in one transaction.
+        """
         with self._write() as con:
+            row = con.execute(
+                "SELECT info FROM images WHERE image_id=?", (str(image_id),)
+            ).fetchone()
+            merged = json.loads(row[0]) if row else {}
+            merged.update(info)
             con.execute(
                 "INSERT OR REPLACE INTO images (image_id, info, time) VALUES (?,?,?)",
-                (str(image_id), json.dumps(old, default=str), _now()),
+                (str(image_id), json.dumps(merged, default=str), _now()),
             )
 
     # -- reading ----------------------------------------------------------
