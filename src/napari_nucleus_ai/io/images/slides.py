@@ -158,6 +158,38 @@ def openslide_available() -> bool:
     return True
 
 
+class OpenSlideLevel:
+    """One openslide level as a read-only array-like ``(Y, X, 3) uint8`` for ``dask.array``.
+
+    Indexing reads only the requested rectangle (``read_region``), alpha dropped; regions
+    outside the scanned area come back white, as openslide renders them.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, slide, level: int):
+        self.slide, self.level = slide, level
+        w, h = slide.level_dimensions[level]
+        self.shape = (h, w, 3)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        ys, xs = (key + (slice(None),) * 2)[:2]
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(0, y1 - y0), max(0, x1 - x0), 3), np.uint8)[
+                (slice(None), slice(None)) + key[2:]
+            ]
+        ds = self.slide.level_downsamples[self.level]
+        im = self.slide.read_region((int(x0 * ds), int(y0 * ds)), self.level, (x1 - x0, y1 - y0))
+        rgba = np.asarray(im)
+        rgb = rgba[..., :3].copy()
+        rgb[rgba[..., 3] == 0] = 255  # transparent = not scanned: show white glass
+        return rgb[(slice(None), slice(None)) + key[2:]]
+
+
 def read_openslide(path: str | os.PathLike, kind: str) -> ImageData:
     """MIRAX, DICOM-WSI (and anything else openslide reads) as lazy dask levels.
 
@@ -171,31 +203,15 @@ def read_openslide(path: str | os.PathLike, kind: str) -> ImageData:
         )
     import dask.array as da
     import openslide
-    from dask import delayed
 
     try:
         slide = openslide.OpenSlide(os.fspath(path))
     except Exception as e:  # noqa: BLE001
         raise InputError(path, f"openslide cannot read it: {' '.join(str(e).split())}") from e
-    tile = 512
-
-    def region(level, y, x, h, w):
-        ds = slide.level_downsamples[level]
-        im = slide.read_region((int(x * ds), int(y * ds)), level, (w, h))
-        return np.asarray(im.convert("RGB"))
-
-    levels = []
-    for lev, (w, h) in enumerate(slide.level_dimensions):
-        rows = []
-        for y in range(0, h, tile):
-            row = []
-            for x in range(0, w, tile):
-                th, tw = min(tile, h - y), min(tile, w - x)
-                row.append(
-                    da.from_delayed(delayed(region)(lev, y, x, th, tw), (th, tw, 3), np.uint8)
-                )
-            rows.append(row)
-        levels.append(da.block([[[c] for c in r] for r in rows]))  # depth 3: Y, X, S
+    levels = [
+        da.from_array(OpenSlideLevel(slide, i), chunks=(512, 512, 3), asarray=True, fancy=False)
+        for i in range(slide.level_count)
+    ]
     props = dict(slide.properties)
     mppx, mppy = _num(props.get("openslide.mpp-x")), _num(props.get("openslide.mpp-y"))
     px = (mppy, mppx) if mppx and mppy else None
