@@ -97,7 +97,7 @@ def colour_texture_features(x, n_bins: int = 8):
     -------
     torch.Tensor (N, F)
         ``F = C * (2 + n_bins + 4) + 6`` features (plus ``2 * n_bins`` colour
-        contrasts when ``C == 3``); differentiable, no parameters.
+        contrasts and 48 nucleus features when ``C == 3``); no parameters.
     """
     import torch
     import torch.nn.functional as F
@@ -146,12 +146,45 @@ def colour_texture_features(x, n_bins: int = 8):
         area = dark.mean(dim=(-2, -1))
         spread = (dark * r2).sum(dim=(-2, -1)) / (dark.sum(dim=(-2, -1)) + 1e-3)
         feats += [area, spread]
+    if c == 3:
+        feats += _nucleus_features(x, r2)
     return torch.cat([f.reshape(n, -1) for f in feats], 1)
+
+
+def _nucleus_features(x, r2):
+    """Soft nucleus masks (blue minus green, the stain contrast of Romanowsky nuclei) near
+    the centre: area, spread, colour, lobulation (closing / opening with max-pool
+    morphology) and the colour of two cytoplasm rings around them. 48 features."""
+    import torch
+    import torch.nn.functional as F
+
+    def dilate(m, k):
+        return F.max_pool2d(m, 2 * k + 1, 1, k)
+
+    def erode(m, k):
+        return -F.max_pool2d(-m, 2 * k + 1, 1, k)
+
+    centre = torch.exp(-r2 / (2 * 0.3**2))
+    contrast = x[:, 2:3] - x[:, 1:2]
+    out = []
+    for t in (0.0, 0.75, 1.5):
+        m = torch.sigmoid((contrast - t) * 4) * centre
+        a = m.sum((-2, -1)) + 1e-3
+        out += [m.mean((-2, -1)), (m * r2).sum((-2, -1)) / a, (x * m).sum((-2, -1)) / a]
+        for k in (2, 5):
+            out.append((erode(dilate(m, k), k) - m).clamp(min=0).sum((-2, -1)) / a)
+            out.append(dilate(erode(m, k), k).sum((-2, -1)) / a)
+        ring = (dilate(m, 8) - m).clamp(min=0)
+        ra = ring.sum((-2, -1)) + 1e-3
+        out += [(x * ring).sum((-2, -1)) / ra, (contrast * ring).sum((-2, -1)) / ra]
+        ring2 = (dilate(m, 16) - dilate(m, 8)).clamp(min=0)
+        out.append((x * ring2).sum((-2, -1)) / (ring2.sum((-2, -1)) + 1e-3))
+    return out
 
 
 def build_hybrid(in_channels: int, n_classes: int, widths=(16, 32, 64, 128), dropout=0.3):
     torch, nn = _nn()
-    n_feat = in_channels * (2 + 8 + 4) + 6 + (16 if in_channels == 3 else 0)
+    n_feat = in_channels * (2 + 8 + 4) + 6 + (16 + 48 if in_channels == 3 else 0)
 
     class Hybrid(nn.Module):
         def __init__(self):
