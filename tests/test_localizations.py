@@ -286,6 +286,20 @@ def test_non_finite_positions_dropped_and_counted(tmp_path):
     assert d["count"] == 2 and d["n_dropped"] == 2 and d["bounds_nm"]["x"] == [10.0, 50.0]
 
 
+def test_rapidstorm_tracked_rows_and_units(tmp_path):
+    head = (
+        '# <localizations insequence="true" repetitions="variable">'
+        '<field identifier="Position-0-0" unit="micrometer" />'
+        '<field identifier="Position-1-0" unit="nanometer" />'
+        '<field identifier="ImageNumber-0-0" unit="frame" /></localizations>\n'
+    )
+    p = tmp_path / "tracked.txt"
+    p.write_text(head + "1.5 200 3\n2.5 300 4 9 9 9 9 9 9\n")  # 2nd row nests children
+    t = read_localizations(p)
+    assert t.format == "rapidstorm" and list(t.data["x_nm"]) == [1500.0, 2500.0]
+    assert list(t.data["y_nm"]) == [200.0, 300.0] and list(t.data["frame"]) == [3, 4]
+
+
 def test_thunderstorm_tab_separated_export(tmp_path):
     p = tmp_path / "ts.tsv"
     p.write_text(
