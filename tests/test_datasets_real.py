@@ -104,6 +104,25 @@ def test_real_storm_folder_with_labels(shared_data, tmp_path):
         json.loads((tmp_path / "data" / "_manifest.json").read_text())["modality"]
         == "localizations"
     )
+    # Picasso HDF5 + YAML: rewritten as self-contained ThunderSTORM CSVs in nm (no side-files)
+    for f in ("raw_movie_locs", "testdata_locs"):
+        for suffix in (".hdf5", ".yaml"):
+            shutil.copy(shared_data / "smlm" / "picasso" / f"{f}{suffix}", src / f"{f}{suffix}")
+    with open(src / "labels.csv", "a") as fh:
+        fh.write("raw_movie_locs.hdf5,somatic\ntestdata_locs.hdf5,hiPSC\n")
+    rep = _run("localizations", src, tmp_path / "data2", overwrite=False)
+    assert rep.classes == {"hiPSC": 3, "somatic": 3}
+    assert sorted(p.name for p in (tmp_path / "data2" / "somatic").iterdir()) == [
+        "01_storm.csv", "02_storm.csv", "raw_movie_locs.csv",
+    ]  # fmt: skip
+    from napari_nucleus_ai.io.localizations import read_localizations
+
+    direct = read_localizations(src / "raw_movie_locs.hdf5").data
+    converted = read_localizations(tmp_path / "data2" / "somatic" / "raw_movie_locs.csv").data
+    assert len(converted) == len(direct)
+    assert np.allclose(converted["x_nm"], direct["x_nm"], atol=0.01)  # nm, not camera pixels
+    rep = _run("localizations", src, tmp_path / "data3", fmt="csv")
+    assert all(p.suffix == ".csv" for p in (tmp_path / "data3" / "hiPSC").iterdir())
     with pytest.raises(InputError, match="labels.csv"):
         (src / "labels.csv").unlink()
         _run("localizations", src, tmp_path / "x")

@@ -53,9 +53,10 @@ def add_arguments(p) -> None:
     g.add_argument(
         "--format",
         dest="fmt",
-        choices=["copy", "png"],
+        choices=["copy", "png", "csv"],
         default="copy",
-        help="keep image files as they are (default) or re-encode as RGB PNG",
+        help="keep files as they are (default); png: re-encode images as RGB PNG; "
+        "csv: rewrite localization files as ThunderSTORM CSV in nm",
     )
     g.add_argument(
         "--no-verify",

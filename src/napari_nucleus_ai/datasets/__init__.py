@@ -85,8 +85,10 @@ def import_dataset(
         A user's vocabulary CSV layered over the shipped one.
     link : {"copy", "hardlink", "symlink"}
         How source files get into ``out`` (crops and npz images are written).
-    fmt : {"copy", "png"}
-        Keep files as they are, or re-encode every image as RGB PNG.
+    fmt : {"copy", "png", "csv"}
+        Keep files as they are, re-encode every image as RGB PNG, or rewrite
+        every localization file as a ThunderSTORM CSV in nm (files that need a
+        side-file, e.g. Picasso HDF5 + YAML, are always rewritten so).
     verify : bool
         Decode every image (read every localization file) first; unreadable
         ones are skipped and reported.

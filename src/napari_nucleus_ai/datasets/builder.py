@@ -33,7 +33,7 @@ FILES = "_files.csv"
 SKIPPED = "_skipped.csv"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 LINK_MODES = ("copy", "hardlink", "symlink")
-FORMATS = ("copy", "png")
+FORMATS = ("copy", "png", "csv")
 
 
 @dataclass
@@ -175,6 +175,15 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
     return tmp
 
 
+def _to_thunderstorm(item: Item, dest: Path) -> Path:
+    """Rewrite a localization file as a ThunderSTORM CSV in nm (no side-files needed)."""
+    from ..io.localizations import read_localizations, write_thunderstorm_csv
+
+    dest = dest.with_suffix(".csv")
+    write_thunderstorm_csv(read_localizations(item.path).data, dest)
+    return dest
+
+
 def _place(item: Item, dest: Path, link: str, fmt: str, arr: np.ndarray | None) -> None:
     if item.load is not None or (fmt == "png" and arr is not None):
         write_png(item.load() if arr is None else arr, dest)
@@ -187,10 +196,6 @@ def _place(item: Item, dest: Path, link: str, fmt: str, arr: np.ndarray | None) 
         os.symlink(Path(item.path).resolve(), dest)
     else:
         shutil.copyfile(item.path, dest)
-    for side in filter(None, str(item.meta.get("side_files", "")).split(";")):
-        # e.g. Picasso's .yaml beside its .hdf5: same stem as the placed file
-        src = Path(item.path).with_name(side)
-        shutil.copyfile(src, dest.with_name(dest.stem + src.suffix))
 
 
 def build(
@@ -286,11 +291,27 @@ def build(
                 skipped.append(Skip(_where(item), cat, e.problem))
                 continue
             name = safe_class_name(item.name)
+            # localization files that need a side-file (Picasso .yaml) or --format csv become
+            # ThunderSTORM CSVs in nm: one self-contained file per nucleus, as train expects
+            convert = plan.modality == "localizations" and (
+                fmt == "csv" or bool(item.meta.get("side_files"))
+            )
             if item.load is not None or (fmt == "png" and arr is not None):
                 name = Path(name).stem + ".png"
+            elif convert:
+                name = Path(name).stem + ".csv"
             name = _unique(name, cls, used)
             (tmp / cls).mkdir(exist_ok=True)
-            _place(item, tmp / cls / name, link, fmt, arr)
+            if convert:
+                try:
+                    _to_thunderstorm(item, tmp / cls / name)
+                except InputError as e:
+                    if strict:
+                        raise
+                    skipped.append(Skip(_where(item), "unreadable", e.problem))
+                    continue
+            else:
+                _place(item, tmp / cls / name, link, fmt, arr)
             counts[cls] += 1
             rows.append(
                 {
