@@ -116,6 +116,20 @@ def test_keys_review_every_cell_once_and_save(dock, qtbot, tmp_path):
     assert w.flush(10) and len(store.labels(w.image_id)) == 12 and last is None
 
 
+def test_another_annotator_s_labels_appear(dock, tmp_path):
+    viewer, w, layer, table = dock(6)
+    w.confirm()
+    w.flush()
+    other = AnnotationStore(tmp_path / "project", author="ben")  # a second annotator process
+    last = w.queue.order[-1]
+    other.set_label(w.image_id, last, "artefact")
+    assert w.sync_from_store() == 1
+    assert w.queue.final(last) == "artefact" and w.queue.is_reviewed(last)
+    assert w.sync_from_store() == 0
+    other.clear_label(w.image_id, last)
+    assert w.sync_from_store() == 1 and not w.queue.is_reviewed(last)
+
+
 def test_real_key_events_reach_the_dock(dock, qtbot):
     from qtpy.QtCore import Qt
 

@@ -113,6 +113,11 @@ class ReviewWidget(ReviewView, QWidget):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(300)
         self._refresh_timer.timeout.connect(self._refresh_slow)
+        # other annotators (processes) writing to the same store: pick up their labels
+        self._sync_timer = QTimer(self)
+        self._sync_timer.setInterval(3000)
+        self._sync_timer.timeout.connect(self.sync_from_store)
+        self._sync_timer.start()
         self._fill_layers()
 
     # -- layout -----------------------------------------------------------------
@@ -426,6 +431,36 @@ class ReviewWidget(ReviewView, QWidget):
         self._pending.pop(int(token), None)
         show_error(f"correction of cell {token} NOT saved: {one_line(error, self.store.path)}")
         self._show_status()
+
+    def sync_from_store(self) -> int:
+        """Take in labels other annotators stored for this image; returns how many cells changed.
+
+        Cells with a correction of ours still being written are left alone; the
+        undo history stays ours.
+        """
+        from ..annotations import AnnotationStore
+
+        q = self.queue
+        if q is None or (self.store is None and not self._store_path.exists()):
+            return 0
+        if self.store is None:
+            self.store = AnnotationStore(self._store_path, author=self.author.text() or None)
+        stored = self.store.labels(self.image_id)
+        changed = 0
+        for cell in set(stored) | set(q.corrections):
+            if cell in self._pending or cell not in q._rank:
+                continue
+            new = stored.get(cell)
+            if q.corrections.get(cell) != new:
+                q._apply(cell, new)
+                self.table_model.update_row(
+                    cell, {"class": q.final(cell), "reviewed": q.is_reviewed(cell)}
+                )
+                changed += 1
+        if changed:
+            self._show_counts()
+            self._refresh_slow()
+        return changed
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every correction is durable and shown as saved."""
