@@ -300,6 +300,18 @@ def test_rapidstorm_tracked_rows_and_units(tmp_path):
     assert list(t.data["y_nm"]) == [200.0, 300.0] and list(t.data["frame"]) == [3, 4]
 
 
+def test_decode_csv_in_pixels(tmp_path):
+    p = tmp_path / "emitters.csv"
+    p.write_text(
+        "# DECODE emitter set\n# {'xy_unit': 'px', 'px_size': tensor([100., 110.])}\n# v0.10\n"
+        "x,y,z,phot,frame_ix,x_sig,y_sig\n1.5,2.0,-30,1000,0,0.1,0.2\n3.0,4.0,40,900,1,0.1,0.1\n"
+    )
+    t = read_localizations(p)
+    assert t.format == "decode-csv" and list(t.data["x_nm"]) == [150.0, 300.0]
+    assert list(t.data["y_nm"]) == [220.0, 440.0] and t.is_3d
+    np.testing.assert_allclose(t.data["precision_nm"], [(10 + 22) / 2, (10 + 11) / 2])
+
+
 def test_thunderstorm_tab_separated_export(tmp_path):
     p = tmp_path / "ts.tsv"
     p.write_text(

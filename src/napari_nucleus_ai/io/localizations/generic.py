@@ -8,7 +8,6 @@ no x/y pair is found the reader raises an :class:`InputError` asking for a
 
 from __future__ import annotations
 
-import ast
 import re
 
 import pandas as pd
@@ -124,16 +123,17 @@ def read_decode_csv(path, pixel_size_nm=None, **_) -> LocalizationTable:
 
 
 def _decode_meta(text: str) -> dict:
+    """``px_size`` (1 or 2 numbers, also inside ``tensor([...])``) and ``xy_unit`` from comments."""
     meta = {}
-    for key in ("px_size", "xy_unit"):
-        m = re.search(
-            rf"['\"]?{key}['\"]?\s*[:=]\s*(\[[^\]]*\]|\([^)]*\)|'[^']*'|\"[^\"]*\"|[\w.]+)", text
-        )
-        if m:
-            try:
-                meta[key] = ast.literal_eval(m.group(1))
-            except (ValueError, SyntaxError):
-                meta[key] = m.group(1).strip("'\"")
+    m = re.search(r"xy_unit['\"]?\s*[:=]\s*['\"]?(\w+)", text)
+    if m:
+        meta["xy_unit"] = m.group(1)
+    k = text.find("px_size")
+    if k >= 0:
+        seg = re.split(r"['\"]?[a-z_]{3,}['\"]?\s*[:=]", text[k + 7 : k + 120].lstrip("'\" :=("))[0]
+        nums = re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", seg)[:2]
+        if nums:
+            meta["px_size"] = [float(v) for v in nums]
     return meta
 
 
