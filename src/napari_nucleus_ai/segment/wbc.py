@@ -39,8 +39,8 @@ RBC_PRIOR = np.array([0.40, 0.76, 0.51])
 PURPLE_PRIOR = np.array([0.55, 0.82, 0.15])
 
 DEFAULTS = {
-    "nucleus_od": 0.10,  # nuclear signal (OD) a white-cell nucleus reaches
-    "nucleus_low_od": 0.06,  # ... and the level its outline is traced at
+    "nucleus_od": 0.085,  # nuclear signal (OD) a white-cell nucleus reaches
+    "nucleus_low_od": 0.05,  # ... and the level its outline is traced at
     "min_nucleus_um": 3.9,  # equivalent diameter of the smallest white-cell nucleus (all lobes)
     "lobe_gap_um": 1.6,  # nuclear lobes closer than this belong to one cell
     "min_stain": 2.0,  # nuclear stain content (area x mean OD, um^2) of the smallest nucleus
@@ -103,11 +103,34 @@ def estimate_rbc_diameter(rgb: np.ndarray, stained_od: float = 0.08) -> float | 
     exceeds half of its 95th percentile (outside nuclei), holes (central pallor)
     filled; the diameter is twice the 85th percentile of the distance-transform
     maxima: cell centres, whether the cells lie alone or in rouleaux and clumps.
+    The measurement is made where a red cell is ~30 px across (a first guess at a
+    coarse resolution picks it), so it does not depend on the magnification.
     Checked on BCCD (100x) and PBC (CellaVision) fields to about +-30 %.
     """
+    # coarse to fine: measure, move to the resolution where a red cell is ~30 px, measure again
+    side = min(rgb.shape[:2])
+    f = max(1, side // 60)
+    d = None
+    tried = set()
+    for _ in range(4):
+        tried.add(f)
+        d_f = _rbc_diameter_at(rgb, f, stained_od)
+        if d_f is None:  # too coarse to see cells, or no red cells at all
+            if f == 1 or d is not None:
+                break
+            f = max(1, f // 2)
+            continue
+        d = d_f
+        f_new = max(1, min(int(round(d / 30.0)), side // 48 or 1))
+        if abs(f_new - f) <= 0.34 * f or f_new in tried:  # close enough: ~24-40 px per cell
+            break
+        f = f_new
+    return d
+
+
+def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float) -> float | None:
     from scipy import ndimage as ndi
 
-    f0 = max(1, min(rgb.shape[:2]) // 160)
     small = _block_mean(rgb, f0)
     od, _ = optical_density(small)
     r, d = stain_directions(od, stained_od)

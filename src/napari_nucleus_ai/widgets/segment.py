@@ -116,7 +116,7 @@ class SegmentWidget(Container):
         )
         self.nucleus_od = _fs(
             "nucleus OD",
-            0.10,
+            0.085,
             0.02,
             1.0,
             0.01,
@@ -211,7 +211,7 @@ class SegmentWidget(Container):
         if m == "wbc":
             return {"min_nucleus_um": self.min_nucleus.value, "lobe_gap_um": self.lobe_gap.value,
                     "cytoplasm_um": self.cytoplasm.value, "nucleus_od": self.nucleus_od.value,
-                    "nucleus_low_od": min(0.06, self.nucleus_od.value * 0.6)}  # fmt: skip
+                    "nucleus_low_od": round(self.nucleus_od.value * 0.59, 4)}  # fmt: skip
         if m == "nuclei":
             return {"diameter_um": self.diameter.value or None, "min_snr": self.min_snr.value,
                     "split": self.split.value}  # fmt: skip
