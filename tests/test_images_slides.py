@@ -267,6 +267,7 @@ def test_single_channel_timelapse_keeps_time_axis(tmp_path):
     ((data, kw, _),) = read_layers(path)
     assert data.shape == (5, 16, 16) and "channel_axis" not in kw
     assert kw["scale"] == pytest.approx((1.0, 0.65, 0.65)) and kw["axis_labels"] == ("T", "Y", "X")
+    assert kw["name"] == "hoechst"  # ".ome.tif" is one suffix
 
 
 def test_grey_16bit_tiff_field(tmp_path):

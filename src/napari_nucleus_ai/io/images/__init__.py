@@ -118,6 +118,15 @@ def _contrast_limits(image: ImageData):
     return [float(info.min), float(info.max)] if info else None
 
 
+def display_name(path: str | os.PathLike) -> str:
+    """Layer name for a file: its name without the image suffix (``.ome.tif`` counts as one)."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.btf"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
 def _colormap(channel: str, color: str | None):
     """A black-to-``color`` linear colormap (napari dict form), or grey."""
     if color is None:
@@ -151,7 +160,7 @@ def napari_units(ndim: int, image: ImageData | None = None) -> dict:
 
 def image_layers(image: ImageData, name: str | None = None) -> list:
     """Layer data tuples for one :class:`ImageData` (channels split by ``channel_axis``)."""
-    name = name or Path(image.path).stem
+    name = name or display_name(image.path)
     multiscale = len(image.levels) > 1
     data = image.levels if multiscale else image.levels[0]
     kwargs: dict = {"name": name, "rgb": image.rgb, "metadata": layer_metadata(image)}
