@@ -362,3 +362,16 @@ def test_reduced_resolution_pages_are_levels(tmp_path, image):
     assert im.format == "pyramidal-tiff" and im.pixel_size_um == pytest.approx((0.5, 0.5))
     assert [lv.shape for lv in im.levels] == [(1024, 1536, 3), (512, 768, 3), (256, 384, 3)]
     np.testing.assert_array_equal(np.asarray(im.levels[2]), image[::4, ::4])
+
+
+def test_describe_imports_no_gui_and_no_dask(svs):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from napari_nucleus_ai.io.images import describe; "
+        f"describe({str(svs)!r}); "
+        "print(sorted(m for m in ('napari', 'qtpy', 'torch', 'dask', 'zarr') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
