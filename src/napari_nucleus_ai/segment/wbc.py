@@ -96,7 +96,20 @@ def stain_directions(od: np.ndarray, stained_od: float) -> tuple[np.ndarray, np.
     return r, d
 
 
-def estimate_rbc_diameter(rgb: np.ndarray, stained_od: float = 0.08) -> float | None:
+def _od_at(rgb: np.ndarray, f: int, stained_od: float, cache: dict | None):
+    """(od, red-cell direction, nuclear direction) of ``rgb`` reduced by ``f`` (memoised)."""
+    if cache is not None and f in cache:
+        return cache[f]
+    od, _ = optical_density(_block_mean(rgb, f))
+    r, d = stain_directions(od, stained_od)
+    if cache is not None:
+        cache[f] = (od, r, d)
+    return od, r, d
+
+
+def estimate_rbc_diameter(
+    rgb: np.ndarray, stained_od: float = 0.08, cache: dict | None = None
+) -> float | None:
     """Red-cell diameter in pixels, measured on the image, or None without red cells.
 
     Red cells are the pixels whose absorbance along the image's red-cell colour
@@ -114,7 +127,7 @@ def estimate_rbc_diameter(rgb: np.ndarray, stained_od: float = 0.08) -> float | 
     tried = set()
     for _ in range(4):
         tried.add(f)
-        d_f = _rbc_diameter_at(rgb, f, stained_od)
+        d_f = _rbc_diameter_at(rgb, f, stained_od, cache)
         if d_f is None:  # too coarse to see cells, or no red cells at all
             if f == 1 or d is not None:
                 break
@@ -128,12 +141,10 @@ def estimate_rbc_diameter(rgb: np.ndarray, stained_od: float = 0.08) -> float | 
     return d
 
 
-def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float) -> float | None:
+def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float, cache=None) -> float | None:
     from scipy import ndimage as ndi
 
-    small = _block_mean(rgb, f0)
-    od, _ = optical_density(small)
-    r, d = stain_directions(od, stained_od)
+    od, r, d = _od_at(rgb, f0, stained_od, cache)
     nucm = ndi.binary_dilation(ndi.gaussian_filter(od @ d, 1) > 0.05, iterations=2)
     s = ndi.gaussian_filter(od @ r, 1)
     if (~nucm).sum() < 100:
@@ -152,11 +163,13 @@ def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float) -> float | Non
     return float(np.percentile(vals, 85) * 2 * f0)
 
 
-def _scale(rgb: np.ndarray, pixel_size_um: float | None, stained_od: float) -> tuple[float, str]:
+def _scale(
+    rgb: np.ndarray, pixel_size_um: float | None, stained_od: float, cache=None
+) -> tuple[float, str]:
     """Red-cell diameter in px, and where it came from."""
     if pixel_size_um is not None:
         return RBC_DIAMETER_UM / pixel_size_um, "pixel size"
-    d = estimate_rbc_diameter(rgb, stained_od)
+    d = estimate_rbc_diameter(rgb, stained_od, cache)
     if d is None:
         return DEFAULT_RBC_PX, "default"
     return d, "red cells"
@@ -212,13 +225,14 @@ def segment_wbc(
     if float(img.max() - img.min()) < 1.0 / 255:
         return (np.zeros((H, W), np.int32), info) if return_info else np.zeros((H, W), np.int32)
 
-    d_rbc, source = _scale(img, px_given, p["stained_od"])
+    cache: dict = {}  # reduced images shared by the scale measurement and the segmentation
+    d_rbc, source = _scale(img, px_given, p["stained_od"], cache)
     px_um = px_given if px_given is not None else RBC_DIAMETER_UM / d_rbc
     info.update(pixel_size_um=px_um, scale_from=source)
     f = max(1, int(d_rbc / WORK_RBC_PX))
     info["work_factor"] = f
     wpx = px_um * f  # um per work pixel
-    nuc_s, total = _signals(_block_mean(img, f), wpx, p["stained_od"])
+    nuc_s, total = _signals(_od_at(img, f, p["stained_od"], cache), wpx)
     cells, stats = nuclear_groups(nuc_s, wpx, p)
     info["candidates"] = stats
     if cells.any():
@@ -226,11 +240,10 @@ def segment_wbc(
     return _finish(relabel(cells), f, H, W, info, return_info)
 
 
-def _signals(work: np.ndarray, wpx: float, stained_od: float):
+def _signals(od_r_d, wpx: float):
     from scipy import ndimage as ndi
 
-    od, _ = optical_density(work)
-    _, d = stain_directions(od, stained_od)
+    od, _, d = od_r_d
     nuc = od @ d.astype(np.float32)
     nuc_s = ndi.gaussian_filter(nuc, sigma=max(0.6, 0.25 / wpx))
     return nuc_s, od.sum(axis=-1)
