@@ -53,12 +53,20 @@ def as_package(model):
 
 
 def _pool(samples: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
-    """Average per-patch probability samples ``(S, M, C)`` into per-item ``(S, n, C)``."""
+    """Pool per-patch probability samples ``(S, M, C)`` into per-item ``(S, n, C)``.
+
+    Patches of one STORM nucleus are pooled by their geometric mean (mean
+    log-probability, renormalised): each patch is evidence about the same nucleus.
+    Items with one input each are returned unchanged.
+    """
     if len(groups) == n and np.array_equal(groups, np.arange(n)):
         return samples
-    out = np.zeros((samples.shape[0], n, samples.shape[2]), np.float64)
-    np.add.at(out, (slice(None), groups), samples)
-    return out / np.bincount(groups, minlength=n)[None, :, None]
+    logp = np.log(np.clip(np.asarray(samples, np.float64), 1e-12, 1.0))
+    out = np.zeros((logp.shape[0], n, logp.shape[2]), np.float64)
+    np.add.at(out, (slice(None), groups), logp)
+    out /= np.bincount(groups, minlength=n)[None, :, None]
+    out = np.exp(out - out.max(-1, keepdims=True))
+    return out / out.sum(-1, keepdims=True)
 
 
 def predict_items_gen(
@@ -82,7 +90,7 @@ def predict_items_gen(
     items = list(items)
     package.to(dev)
     options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
-    chunks = []
+    chunks, extras = [], []
     for start in range(0, len(items), CHUNK):
         x, groups = prepare(items[start : start + CHUNK], package.card)
         try:
@@ -97,12 +105,21 @@ def predict_items_gen(
             notes.append(msg)
             package.to("cpu")
             s = package.kind.predict(package, x, options)
+        if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
+            s, extra = s
+            extras.append(extra)
         chunks.append(_pool(np.asarray(s), groups, min(CHUNK, len(items) - start)))
         yield Progress(min(start + CHUNK, len(items)), len(items), "classifying")
     n_classes = len(package.classes)
     samples = np.concatenate(chunks, 1) if chunks else np.zeros((1, 0, n_classes))
     thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
-    return summarise(samples, package.classes, thr)
+    pred = summarise(samples, package.classes, thr)
+    if extras:
+        cols = {k: np.concatenate([np.asarray(e[k]) for e in extras]) for k in extras[0]}
+        if "uncertainty" in cols:  # the kind's own uncertainty replaces the entropy
+            pred.uncertainty = cols.pop("uncertainty")
+        pred.extra = cols
+    return pred
 
 
 def predict_items(model, items, **options):
@@ -149,7 +166,7 @@ def predict_paths_gen(model, paths, **options):
     df = pred.to_frame(path=paths)
     df = df.rename(columns={"class": "label"})
     cols = ["path", "label", "uncertainty"] + [f"p_{c}" for c in package.classes]
-    return df[cols + ["predicted", "entropy", "disagreement"]]
+    return df[cols + ["predicted", "entropy", "disagreement"] + list(pred.extra)]
 
 
 def predict_paths(model, paths, **options):

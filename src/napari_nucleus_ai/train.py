@@ -146,15 +146,14 @@ def _sources_digest(ts) -> str:
     return h.hexdigest()[:16]
 
 
-def validation_metrics(
-    val_logits: np.ndarray, labels: np.ndarray, temperature: float, classes
-) -> dict:
-    """Accuracy, balanced accuracy, NLL, ECE, per-class recall and uncertainty AUROC on validation."""
+def validation_metrics(val_probs: np.ndarray, labels: np.ndarray, classes) -> dict:
+    """Accuracy, balanced accuracy, NLL, ECE, per-class recall and uncertainty AUROC on validation.
+
+    ``val_probs``: calibrated probability samples ``(S, N, C)`` of the validation items.
+    """
     from .uncertainty import auroc, balanced_accuracy, summarise
 
-    z = val_logits / temperature
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
+    p = np.asarray(val_probs)
     pred = summarise(p, classes, 1.0)
     k = pred.index
     conf = pred.probs.max(1)
@@ -307,10 +306,8 @@ def train_gen(
             sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(len(modules))
         ],
     }
-    if "val_logits" in info and len(val_set):
-        card["metrics"] = validation_metrics(
-            info["val_logits"], val_set.labels, card["calibration"]["temperature"], ts.classes
-        )
+    if "val_probs" in info and len(val_set):
+        card["metrics"] = validation_metrics(info["val_probs"], val_set.labels, ts.classes)
     validate_card(card)
     path = None
     if out is not None:

@@ -103,20 +103,36 @@ def _balanced_order(labels: np.ndarray, n: int, rng) -> np.ndarray:
     return rng.choice(len(labels), size=n, replace=True, p=w / w.sum())
 
 
-def calibrate_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature minimising the NLL of the mean member softmax (``logits``: (S, N, C))."""
-    import torch
+def pooled_probs(logits: np.ndarray, groups, temperature: float = 1.0) -> np.ndarray:
+    """Calibrated per-item probabilities ``(S, N, C)`` from per-input logits ``(S, M, C)``."""
+    from ..predict import _pool
 
+    z = np.asarray(logits, np.float64) / temperature
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    groups = np.asarray(groups)
+    n = int(groups.max()) + 1 if len(groups) else 0
+    return _pool(p, groups, n)
+
+
+def calibrate_temperature(logits: np.ndarray, labels: np.ndarray, groups=None) -> float:
+    """Temperature minimising the NLL of the mean member probabilities.
+
+    ``logits`` are per input ``(S, M, C)``; ``groups`` maps inputs to items (STORM patches
+    to nuclei; default one input per item), pooled as at inference.
+    """
+    logits = np.asarray(logits, np.float32)
+    labels = np.asarray(labels, np.int64)
+    groups = np.arange(logits.shape[1]) if groups is None else np.asarray(groups)
     if logits.shape[1] == 0:
         return 1.0
-    if (logits.mean(0).argmax(-1) == np.asarray(labels)).all():
+    if (pooled_probs(logits, groups).mean(0).argmax(-1) == labels).all():
         return 1.0  # no validation error: nothing to calibrate against (NLL would push T to 0)
-    lg = torch.from_numpy(np.asarray(logits, np.float32))
-    y = torch.from_numpy(np.asarray(labels, np.int64))
     best, best_t = math.inf, 1.0
+    idx = np.arange(len(labels))
     for t in np.exp(np.linspace(np.log(0.05), np.log(20.0), 121)):
-        p = torch.softmax(lg / float(t), -1).mean(0).clamp_min(1e-12)
-        nll = float(-torch.log(p[torch.arange(len(y)), y]).mean())
+        p = pooled_probs(logits, groups, float(t)).mean(0)
+        nll = float(-np.log(np.clip(p[idx, labels], 1e-12, 1)).mean())
         if nll < best - 1e-9:
             best, best_t = nll, float(t)
     return best_t
@@ -204,8 +220,8 @@ def fit(train, val, card: dict, options: dict):
                 "train_acc": correct / max(len(order), 1),
             }
             if x_va is not None:
-                vl = _group_logits(module, x_va, g_va, device)
-                rec.update(_val_scores(vl, val.labels))
+                vp = pooled_probs(_input_logits(module, x_va, device)[None], g_va)[0]
+                rec.update(_val_scores(vp, val.labels))
                 score = rec["val_loss"]
             else:
                 score = rec["train_loss"]
@@ -230,37 +246,28 @@ def fit(train, val, card: dict, options: dict):
             module.load_state_dict(best_state)
         module.eval()
         if x_va is not None:
-            val_logits_all.append(_group_logits(module, x_va, g_va, device))
+            val_logits_all.append(_input_logits(module, x_va, device))
         module.to("cpu")
     info = {"history": history, "seconds": time.perf_counter() - t0}
     if val_logits_all:
         logits = np.stack(val_logits_all)
-        card["calibration"]["temperature"] = calibrate_temperature(logits, val.labels)
-        info["val_logits"] = logits
+        t = calibrate_temperature(logits, val.labels, g_va)
+        card["calibration"]["temperature"] = t
+        info["val_probs"] = pooled_probs(logits, g_va, t)
     return modules, card, info
 
 
-def _group_logits(module, x, groups, device) -> np.ndarray:
-    """Per-item log of mean patch probabilities (patches of one nucleus pooled)."""
-    import torch
-
+def _input_logits(module, x, device) -> np.ndarray:
+    """Logits ``(M, C)`` of every prepared input (eval mode)."""
     from .engine import logits_batched
 
     module.eval()
-    lg = logits_batched(module, x, device, 128)
-    p = torch.softmax(torch.from_numpy(lg), 1).numpy()
-    n = int(groups.max()) + 1 if len(groups) else 0
-    pooled = np.zeros((n, p.shape[1]))
-    np.add.at(pooled, groups, p)
-    pooled /= np.bincount(groups, minlength=n)[:, None]
-    return np.log(np.clip(pooled, 1e-8, 1)).astype(np.float32)
+    return logits_batched(module, x, device, 128)
 
 
-def _val_scores(logits: np.ndarray, labels: np.ndarray) -> dict:
+def _val_scores(p: np.ndarray, labels: np.ndarray) -> dict:
     from ..uncertainty import balanced_accuracy
 
-    p = np.exp(logits)
-    p /= p.sum(1, keepdims=True)
     nll = float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-8, 1)).mean())
     pred = p.argmax(1)
     return {
