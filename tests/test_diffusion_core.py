@@ -137,3 +137,21 @@ def test_training_yields_progress_and_records_history():
     assert len(model.config["calibration"]["ref"]) == 4
     with pytest.raises(ValueError):
         run_sync(train_diffusion(x[:, :, :15, :15], y, names, steps=1))
+
+
+def test_unknown_backbone_is_refused_and_diffusers_backbone_trains():
+    from napari_nucleus_ai.errors import InputError
+    from napari_nucleus_ai.models.diffusion.model import build_net
+    from napari_nucleus_ai.models.diffusion.train import train_diffusion
+
+    with pytest.raises(InputError):
+        build_net({"class_names": ["a", "b"], "size": 16, "arch": {"backbone": "nope"}})
+    pytest.importorskip("diffusers")
+    x, y, names = toy_crops(per_class=2, seed=4)
+    arch = {"backbone": "diffusers", "base": 8, "mults": [1, 2], "attention": False}
+    model = run_sync(
+        train_diffusion(x, y, names, steps=3, batch_size=4, arch=arch, protocol={"max_trials": 4})
+    )
+    assert type(model.net).__name__ == "DiffusersUNet"
+    res = run_sync(classify_crops(model, x))
+    assert res["p"].shape == (len(x), 3) and (res["evaluations"] > 0).all()

@@ -22,7 +22,7 @@ CellaVision-style analysers do; their probabilities are kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class Prediction:
     classes: list[str]
     threshold: float
     samples: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)  # per-item columns a kind adds (e.g. diffusion: anomaly)
 
     @property
     def index(self) -> np.ndarray:
@@ -86,6 +87,8 @@ class Prediction:
         df["disagreement"] = self.disagreement
         for j, c in enumerate(self.classes):
             df[f"p_{c}"] = self.probs[:, j] if len(self.probs) else []
+        for k, v in self.extra.items():
+            df[k] = v
         return df
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "train": ".train",
     "predict": ".predict",
     "classify": ".classify",
+    "generate": ".generate",  # issue 8
     "report": ".report",
     "export-trainset": ".export_trainset",
     "retrain": ".retrain",

@@ -26,7 +26,7 @@ import numpy as np
 from ...errors import InputError
 from ...progress import Progress
 from ..kinds import Kind, register_kind
-from .model import PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
+from .model import BACKBONES, PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
 from .train import ARCH_DEFAULTS
 
 ARCHS = ("diffusion",)
@@ -67,6 +67,8 @@ def validate(card: dict) -> None:
         raise InputError(None, "diffusion 'mults' must be a list of 1-5 integers in 1..16")
     if not (isinstance(base, int) and 4 <= base <= 512):
         raise InputError(None, "diffusion 'base' must be an integer in 4..512")
+    if params.get("backbone", "unet") not in BACKBONES:
+        raise InputError(None, f"diffusion 'backbone' must be one of {', '.join(BACKBONES)}")
     if params.get("schedule", "cosine") not in ("cosine", "linear"):
         raise InputError(None, "diffusion 'schedule' must be cosine or linear")
     timesteps = params.get("timesteps", 1000)
@@ -101,7 +103,10 @@ def validate(card: dict) -> None:
 
 
 def build(card: dict) -> list:
-    return [build_net(config_from_card(card))]
+    try:
+        return [build_net(config_from_card(card))]
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(None, f"cannot build the diffusion network from the card ({e})") from None
 
 
 def as_classifier(package) -> DiffusionClassifier:

@@ -78,16 +78,41 @@ class DiffusionClassifier:
         return self.net(xt, t, y)
 
 
+BACKBONES = ("unet", "diffusers")
+
+
 def build_net(config: dict):
-    """The :class:`ClassUNet` described by ``config["arch"]`` (untrained)."""
-    from .unet import ClassUNet
+    """The noise predictor described by ``config["arch"]`` (untrained).
+
+    ``arch["backbone"]``: ``"unet"`` (default, :class:`~.unet.ClassUNet`, plain
+    torch) or ``"diffusers"`` (:class:`~.unet.DiffusersUNet`, needs the optional
+    ``diffusion`` extra).
+    """
+    from ...errors import InputError
+    from .unet import ClassUNet, DiffusersUNet
 
     arch = config.get("arch", {})
-    return ClassUNet(
+    kwargs = dict(
         n_classes=len(config["class_names"]),
         in_channels=int(config.get("channels", 3)),
-        base=int(arch.get("base", 32)),
+        base=int(arch.get("base", 16)),
         mults=tuple(int(m) for m in arch.get("mults", (1, 2, 2))),
-        attention=bool(arch.get("attention", True)),
+        attention=bool(arch.get("attention", False)),
         dropout=float(arch.get("dropout", 0.1)),
     )
+    backbone = arch.get("backbone", "unet")
+    if backbone == "diffusers":
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            raise InputError(
+                None,
+                "the 'diffusers' backbone needs the optional extra: "
+                "pip install 'napari-nucleus-ai[diffusion]'",
+            ) from None
+        return DiffusersUNet(size=int(config["size"]), **kwargs)
+    if backbone != "unet":
+        raise InputError(
+            None, f"unknown diffusion backbone {backbone!r} (choose {', '.join(BACKBONES)})"
+        )
+    return ClassUNet(**kwargs)

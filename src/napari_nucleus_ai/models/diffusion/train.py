@@ -19,7 +19,13 @@ from ...progress import Progress
 from .model import PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
 
 #: Small enough to train on 2 CPU cores in minutes at 32 px (about 0.2 M parameters).
-ARCH_DEFAULTS = {"base": 16, "mults": [1, 2, 2], "attention": False, "dropout": 0.1}
+ARCH_DEFAULTS = {
+    "base": 16,
+    "mults": [1, 2, 2],
+    "attention": False,
+    "dropout": 0.1,
+    "backbone": "unet",
+}
 
 TRAIN_DEFAULTS = {
     "steps": 3000,

@@ -24,7 +24,7 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(8, ch), ch)
+    return nn.GroupNorm(math.gcd(8, ch), ch)
 
 
 class ResBlock(nn.Module):
@@ -139,3 +139,56 @@ class ClassUNet(nn.Module):
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
             h = up(h)
         return self.out(h)
+
+
+class DiffusersUNet(nn.Module):
+    """The same interface on diffusers' ``UNet2DModel`` (optional extra ``diffusion``).
+
+    Class conditioning uses its ``num_class_embeds`` (``n_classes + 1`` with the
+    "no class" token). diffusers installs without torchvision or another torch.
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        in_channels: int = 3,
+        base: int = 32,
+        mults: tuple[int, ...] = (1, 2, 2),
+        attention: bool = True,
+        dropout: float = 0.1,
+        size: int = 32,
+    ):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.n_classes = int(n_classes)
+        chans = tuple(base * m for m in mults)
+        last = len(chans) - 1
+        down = tuple(
+            "AttnDownBlock2D" if attention and i == last else "DownBlock2D"
+            for i in range(len(chans))
+        )
+        up = tuple(
+            reversed(
+                [
+                    "AttnUpBlock2D" if attention and i == last else "UpBlock2D"
+                    for i in range(len(chans))
+                ]
+            )
+        )
+        self.unet = UNet2DModel(
+            sample_size=size,
+            in_channels=in_channels,
+            out_channels=in_channels,
+            block_out_channels=chans,
+            layers_per_block=1,
+            down_block_types=down,
+            up_block_types=up,
+            num_class_embeds=self.n_classes + 1,
+            norm_num_groups=math.gcd(8, base),
+            dropout=dropout,
+            add_attention=attention,
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.unet(x, t, class_labels=y).sample
