@@ -199,6 +199,7 @@ def bench_speed(n=30):
         segment_wbc(rgb)
         times.append(time.perf_counter() - t)
     times = np.array(times[1:]) * 1000
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(
         f"640x480 field (wbc): median {np.median(times):.1f} ms, "
         f"95th percentile {np.percentile(times, 95):.1f} ms, max {times.max():.1f} ms"
@@ -248,6 +249,7 @@ def bench_slide(size=8192, tile=2048):
     labels = run_sync(segment_tiled(slide, "wbc", tile=tile, pixel_size_um=None))
     dt = time.perf_counter() - t
     mp = slide.shape[0] * slide.shape[1] / 1e6
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(
         f"whole slide {slide.shape[1]}x{slide.shape[0]} ({mp:.0f} MP), tiles {tile}: "
         f"{dt:.1f} s = {mp / dt:.1f} MP/s, {int(labels.max())} white cells"

@@ -120,25 +120,22 @@ def estimate_rbc_diameter(
     coarse resolution picks it), so it does not depend on the magnification.
     Checked on BCCD (100x) and PBC (CellaVision) fields to about +-30 %.
     """
-    # coarse to fine: measure, move to the resolution where a red cell is ~30 px, measure again
+    # The measurement is biased when a red cell is much smaller or larger than ~30 px at
+    # the resolution it is made at; measure at a few reductions and keep the one that is
+    # most self-consistent (red cell closest to 30 px there).
     side = min(rgb.shape[:2])
-    f = max(1, side // 60)
-    d = None
-    tried = set()
-    for _ in range(4):
-        tried.add(f)
-        d_f = _rbc_diameter_at(rgb, f, stained_od, cache)
-        if d_f is None:  # too coarse to see cells, or no red cells at all
-            if f == 1 or d is not None:
-                break
-            f = max(1, f // 2)
+    best, best_err = None, np.inf
+    factors = [f for f in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if 64 <= side / f <= 200]
+    if not factors:  # small image: full resolution; huge one: the coarsest listed
+        factors = [1] if side < 64 else [max(1, side // 200)]
+    for f in factors:
+        d = _rbc_diameter_at(rgb, f, stained_od, cache)
+        if d is None:
             continue
-        d = d_f
-        f_new = max(1, min(int(round(d / 30.0)), side // 48 or 1))
-        if abs(f_new - f) <= 0.34 * f or f_new in tried:  # close enough: ~24-40 px per cell
-            break
-        f = f_new
-    return d
+        err = abs(np.log(d / f / 30.0))
+        if err < best_err:
+            best, best_err = d, err
+    return best
 
 
 def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float, cache=None) -> float | None:

@@ -32,6 +32,8 @@ REGION_VISIBLE = "visible region"
 
 def _fs(label, value, lo, hi, step, tip, suffix=""):
     w = FloatSpinBox(label=label, value=value, min=lo, max=hi, step=step, tooltip=tip)
+    if step < 0.01:
+        w.native.setDecimals(3)
     if suffix:
         w.native.setSuffix(suffix)
     return w
@@ -119,7 +121,7 @@ class SegmentWidget(Container):
             0.085,
             0.02,
             1.0,
-            0.01,
+            0.005,
             "nuclear-stain absorbance a nucleus reaches (lower = more sensitive)",
         )
         # nuclei
