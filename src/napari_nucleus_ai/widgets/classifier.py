@@ -16,7 +16,6 @@ Thin: the work is :func:`napari_nucleus_ai.classify.classify_cells_gen`,
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,46 +24,10 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 if TYPE_CHECKING:
     import napari
 
+from ._classifier_parts import class_colormap, demo_classify, layer_geometry, legend_html
+
 FILE = "model file..."
-UNIT_NAMES = {
-    "micrometer": "um",
-    "micron": "um",
-    "um": "um",
-    "µm": "um",
-    "nanometer": "nm",
-    "nm": "nm",
-}
-
-
-def layer_geometry(layer) -> tuple[float, str, tuple]:
-    """(pixel size, unit, translate) of a napari layer in the cell-table convention."""
-    meta = layer.metadata or {}
-    scale = float(layer.scale[-1])
-    try:
-        unit = UNIT_NAMES.get(str(layer.units[-1]), "px")
-    except (AttributeError, IndexError):
-        unit = "px"
-    if unit == "px" and meta.get("pixel_size_um"):
-        scale, unit = float(np.mean(meta["pixel_size_um"])), "um"
-    return scale, unit, tuple(float(t) for t in layer.translate[-2:])
-
-
-def class_colormap(table, colours: dict):
-    """``DirectLabelColormap`` giving every cell its class colour (unidentified grey)."""
-    from napari.utils.colormaps import DirectLabelColormap
-
-    cmap = {None: "transparent", 0: "transparent"}
-    for lab, cls in zip(table["label"], table["class"], strict=True):
-        cmap[int(lab)] = colours.get(cls, "#9e9e9e")
-    return DirectLabelColormap(color_dict=cmap)
-
-
-def legend_html(counts: dict, colours: dict) -> str:
-    rows = [
-        f'<span style="color:{colours.get(c, "#9e9e9e")}">&#9632;</span> {html.escape(c)}: <b>{n}</b>'
-        for c, n in counts.items()
-    ]
-    return "<br>".join(rows) or "no cells"
+__all__ = ["ClassifierWidget", "class_colormap", "demo_classify", "layer_geometry", "legend_html"]
 
 
 def _classify_work(model_spec, image, labels, **options):
@@ -445,34 +408,3 @@ class ClassifierWidget(Container):
             on_progress=self._on_train_progress,
             description="training",
         )
-
-
-def _pairs(viewer):
-    """(labels layer, its source image layer) for segmented layers not yet classified."""
-    import napari
-
-    images = [ly for ly in viewer.layers if isinstance(ly, napari.layers.Image)]
-    for ly in list(viewer.layers):
-        if not isinstance(ly, napari.layers.Labels) or ly.name.endswith(" classes"):
-            continue
-        src = max(
-            (im for im in images if ly.name.startswith(im.name)),
-            key=lambda im: len(im.name),
-            default=None,
-        )
-        if src is not None:
-            yield ly, src
-
-
-def demo_classify(viewer) -> ClassifierWidget:
-    """Demo step: classify the segmented STORM nuclei and smear cells with the demo models."""
-    from ..models.demo_models import DEMO_PREFIX
-
-    _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Classifier")
-    for labels, image in list(_pairs(viewer)):
-        storm = "localizations" in (image.metadata or {})
-        dock.model.value = DEMO_PREFIX + ("storm-chromatin" if storm else "smear-wbc")
-        dock.labels_layer.value, dock.image_layer.value = labels.name, image.name
-        dock.run()
-        labels.visible = False
-    return dock
