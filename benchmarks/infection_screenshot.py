@@ -36,7 +36,8 @@ def main() -> None:
     dock.model.value = args.model
     dock._run()
     table = dock.result.table
-    lytic = table[table["lytic_predicted"].fillna(False).astype(bool)]
+    lytic = table[table["lytic_predicted"].fillna(False).astype(bool) & table["end"].eq("vanished")]
+    lytic = lytic.sort_values("n_frames", ascending=False)
     pick = lytic.iloc[0] if len(lytic) else table[table["infected"]].iloc[0]
     dock.track.value = int(pick["track_id"])
     t = (
@@ -45,7 +46,7 @@ def main() -> None:
         else int(pick["t_start"])
     )
     viewer.dims.set_current_step(0, t)
-    viewer.camera.zoom = 2.2
+    viewer.camera.zoom = 3.2
     napari.qt.get_qapp().processEvents()
     viewer.screenshot(args.out, canvas_only=False)
     print(f"wrote {args.out}")

@@ -118,12 +118,18 @@ class InfectionWidget(Container):
 
         self.result = result
         tracks, table = result.tracks, result.table
-        kw = {"scale": source.scale, "translate": source.translate}
+        kw = {
+            "scale": source.scale,
+            "translate": source.translate,
+            "units": source.units,
+            "axis_labels": source.axis_labels,
+        }
         name = f"{source.name} nuclei"
         labels = result.tracking.labels
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
-        lab = self._viewer.add_labels(labels, name=name, opacity=0.45, **kw)
+        lab = self._viewer.add_labels(labels, name=name, opacity=0.8, **kw)
+        lab.contour = 2  # outlines coloured by fate; the chromatin stays visible
         if table is not None:
             from ..cells import to_features
 
@@ -136,11 +142,13 @@ class InfectionWidget(Container):
         if tname in self._viewer.layers:
             self._viewer.layers.remove(tname)
         feats = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
-        tl = self._viewer.add_tracks(data, graph=graph, name=tname, tail_length=12, **kw)
+        tl = self._viewer.add_tracks(
+            data, graph=graph, name=tname, tail_length=20, tail_width=4, **kw
+        )
         if "p_infected" in feats:
             tl.features = feats[["track_id", "t", "p_infected"]].fillna(0.0)
-            tl.colormaps_dict["p_infected"] = _p_colormap()
             tl.color_by = "p_infected"
+            tl.colormap = _p_colormap().name
         order = tracks["track_id"].unique()
         if table is not None:
             order = table.sort_values(["infected", "p_infected_mean"], ascending=False)[
@@ -152,7 +160,8 @@ class InfectionWidget(Container):
         if table is not None:
             n_lyt = int(table.get("lytic_predicted", np.zeros(0)).fillna(False).sum())
             msg += f", {n_inf} infected, {n_lyt} predicted lytic"
-        self.status.value = f"{msg}; {result.tracking.seconds_per_frame:.2f} s/frame"
+        self.status.value = msg
+        self.status.tooltip = f"tracking {result.tracking.seconds_per_frame:.2f} s/frame"
         if len(order):
             self.select_track(int(order[0]), jump=False)
 
@@ -200,9 +209,11 @@ def _workflow(stack, px, dt, model, lytic, demo_model):
 
 
 def _p_colormap():
-    from napari.utils.colormaps import Colormap
+    """Blue (uninfected) - white - red (infected), registered so the Tracks layer can use it by name."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
 
-    return Colormap(["#4a90d9", "#f0f0f0", "#e8412c"], name="infection", controls=[0.0, 0.5, 1.0])
+    cmap = Colormap(["#4a90d9", "#f0f0f0", "#e8412c"], name="p_infected", controls=[0.0, 0.5, 1.0])
+    return ensure_colormap(cmap)
 
 
 def _fate_colormap(table):
