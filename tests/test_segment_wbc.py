@@ -153,3 +153,14 @@ def test_bad_parameters():
         segment_wbc(img, nucleus_threshold=3)
     with pytest.raises(InputError, match="pixel size"):
         segment_wbc(img, pixel_size_um=-1)
+
+
+def test_big_low_magnification_field_measures_its_own_scale():
+    """A 40x-like field (0.25 um/px, red cells ~30 px) bigger than a camera frame."""
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    sim = simulate_smear(seed=3, shape=(700, 900), pixel_size_um=0.25, n_wbc=4)
+    labels, info = segment_wbc(sim.image, return_info=True)
+    assert info["pixel_size_um"] == pytest.approx(0.25, rel=0.3)
+    hits = sorted(int(sim.cells[int(y), int(x)]) for y, x in centroids_of(labels))
+    assert hits == list(range(1, int(sim.cells.max()) + 1))

@@ -76,15 +76,11 @@ def calibrate(image, method: str, region=None, pixel_size_um=None, params=None) 
     if method == "wbc":
         if pixel_size_um is not None:
             return {"pixel_size_um": pixel_size_um}
-        from ._checks import check_rgb
-        from .wbc import RBC_DIAMETER_UM, estimate_rbc_diameter
+        from .wbc import RBC_DIAMETER_UM, estimate_rbc_diameter_windows
 
-        ds = []
-        for a, b, c, d in _sample_windows(y0, y1, x0, x1, 960):
-            est = estimate_rbc_diameter(check_rgb(_read(image, a, b, c, d)))
-            if est is not None:
-                ds.append(est)
-        return {"pixel_size_um": RBC_DIAMETER_UM / float(np.median(ds)) if ds else None}
+        view = image[y0:y1, x0:x1]
+        d = estimate_rbc_diameter_windows(view, n=5)
+        return {"pixel_size_um": RBC_DIAMETER_UM / d if d else None}
     if method == "nuclei":
         from scipy import ndimage as ndi
 

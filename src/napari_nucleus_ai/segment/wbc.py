@@ -108,7 +108,7 @@ def _od_at(rgb: np.ndarray, f: int, stained_od: float, cache: dict | None):
 
 
 def estimate_rbc_diameter(
-    rgb: np.ndarray, stained_od: float = 0.08, cache: dict | None = None
+    rgb: np.ndarray, stained_od: float = 0.08, cache: dict | None = None, factors=None
 ) -> float | None:
     """Red-cell diameter in pixels, measured on the image, or None without red cells.
 
@@ -125,7 +125,9 @@ def estimate_rbc_diameter(
     # most self-consistent (red cell closest to 30 px there).
     side = min(rgb.shape[:2])
     best, best_err = None, np.inf
-    factors = [f for f in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if 64 <= side / f <= 200]
+    if factors is None:
+        factors = [f for f in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if 64 <= side / f <= 200]
+    factors = [f for f in factors if side / f >= 48]
     if not factors:  # small image: full resolution; huge one: the coarsest listed
         factors = [1] if side < 64 else [max(1, side // 200)]
     for f in factors:
@@ -136,6 +138,31 @@ def estimate_rbc_diameter(
         if err < best_err:
             best, best_err = d, err
     return best
+
+
+def estimate_rbc_diameter_windows(rgb, stained_od: float = 0.08, size: int = 512, n: int = 3):
+    """Red-cell diameter (px) of a big image: median over ``n`` windows of ``size`` px.
+
+    Each window is measured at reductions 1-6, so any magnification from ~20 to 100x works.
+    ``rgb`` may be any array-like with (Y, X, 3+) indexing (numpy, dask, zarr).
+    """
+    from ._checks import check_rgb
+
+    H, W = rgb.shape[:2]
+    sh, sw = min(size, H), min(size, W)
+    spots = [(0.5, 0.5), (0.25, 0.25), (0.75, 0.75), (0.25, 0.75), (0.75, 0.25)][:n]
+    ds = []
+    for fy, fx in spots:
+        a = int(min(max(0, fy * H - sh / 2), H - sh))
+        b = int(min(max(0, fx * W - sw / 2), W - sw))
+        win = rgb[a : a + sh, b : b + sw]
+        win = np.asarray(win.compute() if hasattr(win, "compute") else win)
+        if win.dtype != np.float32 or win.max() > 1.0:
+            win = check_rgb(win)
+        d = estimate_rbc_diameter(win, stained_od, factors=(1, 2, 3, 4, 6))
+        if d is not None:
+            ds.append(d)
+    return float(np.median(ds)) if ds else None
 
 
 def _rbc_diameter_at(rgb: np.ndarray, f0: int, stained_od: float, cache=None) -> float | None:
@@ -166,7 +193,11 @@ def _scale(
     """Red-cell diameter in px, and where it came from."""
     if pixel_size_um is not None:
         return RBC_DIAMETER_UM / pixel_size_um, "pixel size"
-    d = estimate_rbc_diameter(rgb, stained_od, cache)
+    if min(rgb.shape[:2]) > 600:
+        # a big field: measure on a few field-sized windows at every reduction
+        d = estimate_rbc_diameter_windows(rgb, stained_od)
+    else:
+        d = estimate_rbc_diameter(rgb, stained_od, cache)
     if d is None:
         return DEFAULT_RBC_PX, "default"
     return d, "red cells"
