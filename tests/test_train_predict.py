@@ -270,3 +270,30 @@ def test_storm_training_from_localization_files(tmp_path):
     assert df["path"].tolist() == [str(test)] and {"p_small", "p_large"} <= set(df.columns)
     with pytest.raises(InputError, match="20 nm or finer"):
         train(tmp_path / "train", None, render_pixel_nm=40, epochs=1)
+    # a field: each nucleus' own localizations are found through the label image
+    import pandas as pd
+
+    from napari_nucleus_ai.classify import classify_cells
+    from napari_nucleus_ai.samples.storm import labels_from_outlines
+
+    parts, nuclei = [], []
+    for i, (cx, size) in enumerate(((2000.0, 15.0), (6000.0, 45.0))):
+        df = simulate_nucleus(
+            "default", seed=60 + i, clutch_size_nm=size, center_nm=(cx, 2000.0), **sim
+        )
+        parts.append(df)
+        nuclei.append({"label": i + 1, "outline_nm": df.attrs["outline_nm"]})
+    field = pd.concat(parts, ignore_index=True)
+    labels = labels_from_outlines(nuclei, (200, 400), (20.0, 20.0), (10.0, 10.0))
+    out = classify_cells(
+        res.package,
+        None,
+        labels,
+        scale=20.0,
+        unit="nm",
+        translate=(10.0, 10.0),
+        localizations=field,
+    )
+    assert out.table["label"].tolist() == [1, 2] and out.class_image[100, 100] > 0
+    with pytest.raises(InputError, match="too coarse"):
+        classify_cells(res.package, np.zeros((20, 40)), labels[::10, ::10], scale=200.0, unit="nm")
