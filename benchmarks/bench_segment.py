@@ -189,6 +189,32 @@ def bench_bccd(limit, step, only_perturb=None):
     return rows
 
 
+def bench_pbc():
+    """Another microscope: PBC (CellaVision) crops, one centred cell each."""
+    from skimage.io import imread
+
+    from napari_nucleus_ai.segment.evaluate import centroids_of
+    from napari_nucleus_ai.segment.wbc import segment_wbc
+
+    root = DATA / "smear" / "pbc"
+    print("PBC crops (CellaVision DM96): objects whose centre is in the middle half")
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        n = one = split = other = 0
+        for path in sorted(folder.glob("*.png")):
+            labels = segment_wbc(imread(path))
+            h, w = labels.shape
+            c = centroids_of(labels)
+            central = sum(1 for y, x in c if abs(y - h / 2) < h / 4 and abs(x - w / 2) < w / 4)
+            n += 1
+            one += central == 1
+            split += central > 1
+            other += len(c) - central
+        print(
+            f"  {folder.name:<22} {n} crops: one central object {one}, central cell split {split}, "
+            f"objects off centre {other}"
+        )
+
+
 def bench_speed(n=30):
     from napari_nucleus_ai.segment.wbc import segment_wbc
 
@@ -208,7 +234,7 @@ def bench_speed(n=30):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", default=None, help="bccd speed slide")
+    ap.add_argument("--only", nargs="*", default=None, help="bccd pbc speed slide")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--step", type=int, default=1)
     ap.add_argument("--perturb", nargs="*", default=None)
@@ -216,9 +242,11 @@ def main(argv=None):
     if not BCCD.is_dir():
         print(f"no BCCD data at {BCCD}", file=sys.stderr)
         return 1
-    todo = args.only or ["bccd", "speed", "slide"]
+    todo = args.only or ["bccd", "pbc", "speed", "slide"]
     if "bccd" in todo:
         bench_bccd(args.limit, args.step, args.perturb)
+    if "pbc" in todo:
+        bench_pbc()
     if "speed" in todo:
         bench_speed()
     if "slide" in todo:

@@ -48,7 +48,8 @@ def test_sizes_in_micrometres_follow_pixel_size():
 
 def test_field_without_nuclei_is_empty():
     assert segment_nuclei(empty_field(1)).max() == 0
-    assert segment_nuclei(np.full((64, 64), 7, np.uint16)).max() == 0
+    with pytest.raises(InputError, match="single value"):
+        segment_nuclei(np.full((64, 64), 7, np.uint16))
 
 
 def test_no_split_option_keeps_pairs_together():
@@ -58,13 +59,14 @@ def test_no_split_option_keeps_pairs_together():
 
 def test_stack_per_time_point_with_progress_and_cancel():
     frames = [nuclei_image(s)[0] for s in range(3)]
-    stack = np.stack(frames)
+    stack = np.stack(frames + [np.zeros_like(frames[0])])  # a blank frame is skipped, not an error
     seen = []
     out = run_sync(segment_nuclei_stack(stack), seen.append)
     assert out.shape == stack.shape and out.dtype == np.int32
     for t in range(3):
         assert out[t].max() == segment_nuclei(frames[t]).max() > 0
-    assert all(isinstance(p, Progress) for p in seen) and seen[-1].done == 3
+    assert out[3].max() == 0
+    assert all(isinstance(p, Progress) for p in seen) and seen[-1].done == 4
     with pytest.raises(Cancelled):
         run_sync(segment_nuclei_stack(stack, cancel=lambda: True))
 

@@ -113,7 +113,8 @@ def test_synthetic_smear_one_object_per_white_cell(seed):
 def test_blank_and_red_cell_only_fields_are_empty():
     from napari_nucleus_ai.samples.smear import simulate_smear
 
-    assert segment_wbc(np.full((100, 120, 3), 220, np.uint8)).max() == 0
+    with pytest.raises(InputError, match="single colour"):
+        segment_wbc(np.full((100, 120, 3), 220, np.uint8))
     sim = simulate_smear(seed=5, shape=(300, 400), n_wbc=0)
     assert segment_wbc(sim.image).max() == 0
 

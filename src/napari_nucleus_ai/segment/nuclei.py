@@ -219,7 +219,10 @@ def segment_nuclei(image2d, pixel_size_um: float | None = None, **params) -> np.
     img = check_gray(image2d, what="nuclear-stain image")
     px = check_pixel_size(pixel_size_um)
     if float(img.max()) == float(img.min()):
-        return np.zeros(img.shape, np.int32)
+        raise InputError(
+            None,
+            f"nuclear-stain image is one single value ({float(img.max()):g}); nothing to segment",
+        )
     # first pass with a small smoothing to estimate the size when it is not given
     d_guess = float(p["diameter_um"]) / (px or 1.0) if p["diameter_um"] else 20.0
     smoothed = ndi.gaussian_filter(img, sigma=max(0.7, d_guess / 20.0))
@@ -277,6 +280,9 @@ def segment_nuclei_stack(
         if cancel is not None and cancel():
             raise Cancelled("segmentation cancelled")
         yield Progress(t, n, f"time point {t + 1}/{n}")
-        out[t] = segment_nuclei(np.asarray(arr[t]), pixel_size_um, **params)
+        frame = np.asarray(arr[t])
+        if frame.size and frame.min() == frame.max():
+            continue  # a blank frame (shutter closed, dropped frame) has no nuclei
+        out[t] = segment_nuclei(frame, pixel_size_um, **params)
     yield Progress(n, n, "done")
     return out

@@ -207,6 +207,8 @@ def segment_tiled(
             min(W, d + overlap),
         )
         block = _read(image, ea, eb, ec, ed)
+        if block.size and block.min() == block.max():  # blank glass / padding: no objects
+            return t, (ea, eb, ec, ed), np.zeros(block.shape[:2], np.int32)
         lab = fn(block, px, **kwargs)
         return t, (ea, eb, ec, ed), lab
 

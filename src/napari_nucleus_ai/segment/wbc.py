@@ -251,7 +251,7 @@ def segment_wbc(
     H, W = img.shape[:2]
     info = {"pixel_size_um": px_given, "scale_from": "pixel size", "n": 0}
     if float(img.max() - img.min()) < 1.0 / 255:
-        return (np.zeros((H, W), np.int32), info) if return_info else np.zeros((H, W), np.int32)
+        raise InputError(None, "smear image is one single colour; nothing to segment")
 
     cache: dict = {}  # reduced images shared by the scale measurement and the segmentation
     d_rbc, source = _scale(img, px_given, p["stained_od"], cache)
