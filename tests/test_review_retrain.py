@@ -138,8 +138,10 @@ def test_retrain_from_the_dock(base_model, make_napari_viewer, tmp_path):
     w.set_project(str(tmp_path / "proj"))
     while w.queue.unreviewed:
         w.set_class(truth[w.queue.current])
-    res = outs.retrain_dialog(
-        w, out=str(tmp_path / "m-v2"), sync=True, epochs=2, threads=1, base_data=False
+    res = outs.retrain_dialog(w, sync=True, epochs=2, threads=1, base_data=False)
+    # the next version, in the project's models/ folder
+    assert (
+        res["out"].name == "model-v2" and res["out"].parent.parent == tmp_path / "proj" / "models"
     )
     assert res["version"] == 2 and res["n_test"] == 2 and res["n_learn"] == 6
     assert 0.0 <= res["before"] <= 1.0 and 0.0 <= res["after"] <= 1.0

@@ -228,6 +228,23 @@ def export_trainset_dialog(w, out: str | None = None, include_predicted: bool = 
     return done
 
 
+def _cached_demo_model(name) -> str | None:
+    """The cached demo package whose card is called ``name`` (the Classifier dock's demo models)."""
+    if not name:
+        return None
+    try:
+        from ..models.demo_models import DEMO_MODELS, model_path
+        from ..models.package import read_package
+
+        for key in DEMO_MODELS:
+            path = model_path(key)
+            if path.exists() and read_package(path)[0].get("name") == name:
+                return os.fspath(path)
+    except Exception:  # noqa: BLE001 - no cache, unreadable cache: ask the user instead
+        return None
+    return None
+
+
 def retrain_dialog(w, base_model: str | None = None, out: str | None = None, sync=None, **options):
     """Fine-tune the layer's model on the corrections; a new package version with metrics."""
     from ..retrain import retrain_from_items
@@ -236,7 +253,7 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
     if w.queue is None:
         return None
     meta = w.layer.metadata or {}
-    model = base_model or meta.get("model_path") or (meta.get("model_card") or {}).get("path")
+    model = base_model or meta.get("model_path") or _cached_demo_model(meta.get("model"))
     if model is None:
         from qtpy.QtWidgets import QFileDialog
 
@@ -244,7 +261,12 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
         if not model:
             return None
     w.flush()
-    out = out or _output_dir(w, "models")
+    if out is None:  # the next version, in the project's models/ folder
+        from ..models.package import read_package
+        from ..retrain import next_version_path
+
+        version = int(read_package(model)[0].get("version", 1)) + 1
+        out = _output_dir(w, "models") / next_version_path(model, version).name
     result = {}
 
     def _done(res):
