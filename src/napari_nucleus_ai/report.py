@@ -62,9 +62,10 @@ def differential_counts(final: Iterable[str | None], classes: Sequence[str] = ()
     pandas.DataFrame
         ``class, count, percent, counted``: ``percent`` is per 100 counted cells.
     """
-    values = [CLASS_UNIDENTIFIED if v is None or v != v else str(v) for v in final]
-    counts = pd.Series(values, dtype=object).value_counts()
-    names = list(dict.fromkeys([str(c) for c in classes] + sorted(counts.index)))
+    from collections import Counter
+
+    counts = Counter(CLASS_UNIDENTIFIED if v is None or v != v else str(v) for v in final)
+    names = list(dict.fromkeys([str(c) for c in classes] + sorted(counts)))
     df = pd.DataFrame({"class": names})
     df["count"] = [int(counts.get(n, 0)) for n in names]
     df["counted"] = [is_counted(n) for n in names]

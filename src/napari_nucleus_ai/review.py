@@ -308,7 +308,8 @@ class ReviewQueue:
         """Live differential counts of the final classes (see :func:`report.differential_counts`)."""
         from .report import differential_counts
 
-        return differential_counts(self.final_classes(), self.classes)
+        corr, pred = self.corrections, self._predicted
+        return differential_counts((corr.get(c, p) for c, p in pred.items()), self.classes)
 
     def review_table(self, visible_only: bool = True) -> pd.DataFrame:
         """The table the dock shows (and exports): one row per cell, in review order."""

@@ -406,7 +406,8 @@ class ReviewWidget(ReviewView, QWidget):
         )
         self.table_model.update_row(cell, {"class": q.final(cell), "reviewed": q.is_reviewed(cell)})
         self.show_current()
-        self._show_counts()
+        if len(q) <= 5000:  # bigger tables (whole slides): counts with the throttled refresh
+            self._show_counts()
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
