@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import napari
 
 AUTO = "auto"
+MAX_DOCK_PIXELS = 400_000_000  # labels of a bigger region would not fit a Labels layer
 REGION_WHOLE = "whole image"
 REGION_VISIBLE = "visible region"
 
@@ -288,6 +289,13 @@ class SegmentWidget(Container):
             data = list(layer.data) if layer.multiscale else layer.data
             px = self.pixel.value or layer_pixel_size_um(layer)
             region, polygon = self._region(layer)
+            full = data[0] if isinstance(data, list) else data
+            if region is None and full.shape[0] * full.shape[1] > MAX_DOCK_PIXELS:
+                self.status.value = (
+                    f"{full.shape[0]} x {full.shape[1]} px is a whole slide: choose the visible "
+                    "region or a shapes ROI here, or run `napari-nucleus-ai segment` on the file"
+                )
+                return None
             sc = tuple(layer.scale)[-2:]
             kwargs = {"pixel_size_um": px, "scale": sc, "translate": tuple(layer.translate)[-2:],
                       "unit": "um" if layer_pixel_size_um(layer) else "px",
