@@ -285,3 +285,28 @@ def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
     res = outs.export_trainset_dialog(w, str(tmp_path / "ts"), sync=True)
     assert res["kind"] == "localizations" and res["counts"] == {"hiPSC": 2}
     w.detach()
+
+
+def test_demo_step_reviews_the_classified_smear(make_napari_viewer):
+    from napari_nucleus_ai.widgets._review_outputs import demo_review
+
+    viewer = make_napari_viewer()
+    _, labels, table = classified_field(10)
+    card = {
+        "modality": "brightfield_rgb",
+        "classes": [{"name": c, "colour": "#123456"} for c in CLASSES],
+    }
+    viewer.add_labels(
+        labels, features=to_features(table), name="smear classes", metadata={"model_card": card}
+    )
+    viewer.add_labels(
+        labels,
+        features=to_features(table),
+        name="storm classes",
+        metadata={"model_card": {**card, "modality": "storm"}},
+    )
+    w = demo_review(viewer, confirm=6)
+    assert w.layer.name == "smear classes"
+    assert w.queue.reviewed == 6 and w.store is not None
+    assert len(w.store.labels(w.image_id)) == 6
+    w.detach()
