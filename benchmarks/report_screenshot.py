@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def main() -> None:
     from qtpy.QtWidgets import QApplication, QTextBrowser
-    from test_review_cli import make_project
 
     from napari_nucleus_ai.cli import main as cli
+    from test_review_cli import make_project
 
     d = Path(tempfile.mkdtemp(prefix="nucleus-ai-report-"))
     make_project(d)
