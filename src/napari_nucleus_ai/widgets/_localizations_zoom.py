@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_SCREEN_PX = 4096
+
 
 class NanoscaleZoom:
     """Mixin for :class:`~napari_nucleus_ai.widgets.localizations.LocalizationsWidget`.
@@ -46,9 +48,15 @@ class NanoscaleZoom:
         translate = np.asarray(layer.translate, float)[-2:]
         lo = translate + (corners[0] - 0.5) * scale
         hi = translate + (corners[1] + 0.5) * scale
+        c = np.asarray(self._viewer.camera.center, float)[-2:]
         if not np.all(hi > lo):  # nothing drawn yet: centre of the camera, 800 px
-            c = np.asarray(self._viewer.camera.center, float)[-2:]
             lo, hi = c - 400 / zoom, c + 400 / zoom
+        # No screen is wider than MAX_SCREEN_PX: if the corners are stale (canvas not
+        # drawn yet), keep to that much around the camera centre.
+        half = MAX_SCREEN_PX / 2 / zoom
+        lo, hi = np.maximum(lo, c - half), np.minimum(hi, c + half)
+        if not np.all(hi > lo):
+            lo, hi = c - half, c + half
         return tuple(lo), tuple(hi), int(np.ceil(float(np.max(hi - lo)) * zoom))
 
     def update_zoom(self):

@@ -154,6 +154,9 @@ class LocalizationsWidget(NanoscaleZoom, Container):
     def _refresh(self, _=None):
         self.layer.reset_choices()
         self.roi.reset_choices()
+        choices = [c for c in self.layer.choices if c is not None]
+        if self.layer.value is None and choices:
+            self.layer.value = choices[0]
         self._show_info()
 
     def _current(self):
