@@ -66,11 +66,16 @@ def test_track_ends_lysis_division_border(tracked):
     from napari_nucleus_ai.infection_eval import track_truth
 
     tt = track_truth(tl, res.tracks, res.labels).merge(ends, on="track_id")
+    n_vanished = 0
     for c in lysed.itertuples():
         rows = tt[tt.cell_id == c.cell_id]
         if len(rows):
             last = rows.sort_values("t_end").iloc[-1]
             assert last.t_end <= c.t_lysis - 1
+            # a bursting nucleus that falls into pieces is not a division
+            assert last.end in ("vanished", "left"), last
+            n_vanished += last.end == "vanished"
+    assert n_vanished >= 1
 
 
 def test_drift_is_estimated():

@@ -121,8 +121,10 @@ def segment_frame(frame: np.ndarray, pixel_size_um: float | None, params: dict) 
     from .segment.nuclei import background_stats, segment_nuclei
 
     p = dict(params)
+    img = np.asarray(frame, np.float32)
+    if img.ndim == 2 and img.size and float(img.min()) == float(img.max()):
+        return np.zeros(img.shape, np.int32)  # a blank frame (shutter, focus loss): gap-closed over
     if p.get("threshold") is None:
-        img = np.asarray(frame, np.float32)
         sm = ndi.gaussian_filter(img[::2, ::2] if img.size > 2_000_000 else img, 1.5)
         bg, noise = background_stats(sm)
         floor = bg + float(p.get("min_snr", 5.0)) * noise
@@ -151,6 +153,8 @@ def link(
     split_distance_px: float | None = 15.0,
     max_gap: int = 2,
     drift: np.ndarray | None = None,
+    min_daughter_frames: int = 3,
+    n_frames: int | None = None,
 ) -> pd.DataFrame:
     """Link per-frame detections (``t, label, y, x, ...``) into tracks with laptrack.
 
@@ -166,6 +170,13 @@ def link(
         Frames a nucleus may be missed and still be linked (gap closing); 0 = none.
     drift : (T, 2) array, optional
         Cumulative stage drift per frame, subtracted before linking.
+    min_daughter_frames : int
+        A split whose daughter lives fewer frames than this (and does not reach
+        the end of the movie) is not a division but a nucleus falling apart
+        (lysis, a segmentation split): the split is undone and such short
+        fragments are dropped, so the mother's track ends there.
+    n_frames : int, optional
+        Frames in the movie (default: last detection's frame + 1).
 
     Returns
     -------
@@ -198,6 +209,8 @@ def link(
     )
     # laptrack returns rows sorted by frame: map back by the original row number
     det["_seg"] = out.set_index("_row")["track_id"].reindex(det["_row"]).to_numpy()
+    splits = _prune_splits(det, splits, min_daughter_frames, n_frames or int(det["t"].max()) + 1)
+    det = det[det["_seg"] >= 0]
     # number tracks 1..N in order of appearance (first frame, then position)
     first = det.groupby("_seg").agg(t0=("t", "min"), y0=("y", "first")).sort_values(["t0", "y0"])
     new_id = {int(s): i + 1 for i, s in enumerate(first.index)}
@@ -211,6 +224,26 @@ def link(
     det["parent_id"] = det["track_id"].map(lambda k: parent.get(k, 0)).astype(np.int64)
     det = det.drop(columns=["_ly", "_lx", "_seg", "_row"])
     return det.sort_values(["track_id", "t"], ignore_index=True)
+
+
+def _prune_splits(
+    det: pd.DataFrame, splits: pd.DataFrame, min_frames: int, n_frames: int
+) -> pd.DataFrame:
+    """Undo splits with a short-lived daughter; mark short fragments for removal (``_seg = -1``)."""
+    if splits is None or len(splits) == 0 or min_frames <= 1:
+        return splits
+    seg = det.groupby("_seg")["t"].agg(["size", "max"])
+    short = (seg["size"] < min_frames) & (seg["max"] < n_frames - 1)
+    keep = []
+    for _parent, g in splits.groupby("parent_track_id"):
+        kids = g["child_track_id"].to_numpy()
+        if short.reindex(kids, fill_value=False).any():
+            for k in kids:
+                if short.get(k, False):
+                    det.loc[det["_seg"] == k, "_seg"] = -1
+        else:
+            keep.append(g)
+    return pd.concat(keep) if keep else splits.iloc[:0]
 
 
 def relabel_by_track(
@@ -296,6 +329,7 @@ def track_stack(
             det = det[~small]
     tracks = link(
         det,
+        n_frames=n,
         max_step_px=max_step_um / px,
         split_distance_px=(split_distance_um / px) if split_distance_um else None,
         max_gap=max_gap,
