@@ -103,3 +103,20 @@ def test_atomic_write_keeps_old_content_on_error(tmp_path):
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    import os
+
+    from napari_nucleus_ai.utils import atomic_path, atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.csv", "w") as fh:
+            fh.write("x")
+        with atomic_path(tmp_path / "b.tif") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    for name in ("a.csv", "b.tif"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644

@@ -9,6 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give (0666 less the umask).
+
+    ``tempfile.mkstemp`` creates files readable by their owner only; reports and
+    exports must stay readable by the rest of a lab group as usual.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
@@ -24,6 +35,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterato
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -44,6 +56,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
