@@ -204,13 +204,24 @@ def fit(train, val, card: dict, options: dict):
         device=device,
         calibrate_after=False,
     )
+    from ...train import EpochProgress
+    from .train import StepProgress
+
+    per_epoch = 40  # optimiser steps reported as one "epoch" (the CLI and the dock's loss plot)
     while True:
         try:
             p = next(gen)
         except StopIteration as stop:
             model = stop.value
             break
-        yield p
+        if isinstance(p, StepProgress) and (p.done % per_epoch == 0 or p.done == steps):
+            epoch = -(-p.done // per_epoch)
+            rec = {"member": 0, "epoch": epoch, "train_loss": p.loss}
+            yield EpochProgress(
+                p.done, steps + 1, f"diffusion epoch {epoch}: loss {p.loss:.4f}", rec
+            )
+        else:
+            yield p
     # calibration: anomaly reference on the training crops, temperature on the validation
     # crops when there are any (training crops are denoised too well to calibrate on)
     info = {"seconds": time.perf_counter() - t0}
@@ -224,7 +235,9 @@ def fit(train, val, card: dict, options: dict):
     card["calibration"]["temperature"] = 1.0
     card["uncertainty"].update(tta=1, mc_dropout=0)
     info["history"] = [
-        {"member": 0, "epoch": int(s), "train_loss": float(v)} for s, v in model.config["history"]
+        {"member": 0, "epoch": -(-int(s) // per_epoch), "train_loss": float(v)}
+        for s, v in model.config["history"]
+        if int(s) % per_epoch == 0 or int(s) == steps
     ]
     if len(val.samples):
         info["val_logits"] = np.log(np.clip(cal.pop("_val_p"), 1e-8, 1))[None].astype(np.float32)

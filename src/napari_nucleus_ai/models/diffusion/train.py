@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +27,14 @@ ARCH_DEFAULTS = {
     "dropout": 0.1,
     "backbone": "unet",
 }
+
+
+@dataclass(frozen=True)
+class StepProgress(Progress):
+    """Training progress with the running (smoothed) loss."""
+
+    loss: float = float("nan")
+
 
 TRAIN_DEFAULTS = {
     "steps": 3000,
@@ -159,11 +168,10 @@ def train_diffusion(
                 be.copy_(bn)
         lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
-        if step % 25 == 0 or step == steps - 1:
-            history.append([step, running])
-            yield Progress(
-                step + 1, steps + 1, f"diffusion step {step + 1}/{steps} loss {running:.4f}"
-            )
+        if (step + 1) % 20 == 0 or step == steps - 1:
+            history.append([step + 1, running])
+            msg = f"diffusion step {step + 1}/{steps} loss {running:.4f}"
+            yield StepProgress(step + 1, steps + 1, msg, running)
     del abar
     model = DiffusionClassifier(ema_net, config, device=dev)
     config["history"] = history

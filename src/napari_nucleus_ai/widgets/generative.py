@@ -1,0 +1,246 @@
+"""Generative dock: synthetic cells, counterfactual maps and anomaly heatmaps.
+
+Works with a ``diffusion`` model package (``train DATA --arch diffusion``).
+Classifying cells with a diffusion model goes through the classifier dock /
+``classify`` like any other model; this dock adds what only a generative model
+can do. All work runs in :mod:`napari_nucleus_ai.models.diffusion.tasks`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+
+class GenerativeWidget(Container):
+    """Generate a grid of synthetic cells, explain one cell, paint the anomaly score."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self.model = FileEdit(
+            label="diffusion model", mode="r", filter="*.zip *.safetensors *.json"
+        )
+        self.klass = ComboBox(label="class", choices=[])
+        self.n = SpinBox(label="cells", value=16, min=1, max=256)
+        self.steps = SpinBox(label="denoising steps", value=50, min=2, max=1000)
+        self.guidance = FloatSpinBox(label="guidance", value=1.0, min=0.0, max=20.0, step=0.5)
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.generate_btn = PushButton(text="Generate")
+        self.image = ComboBox(label="image", choices=self._layers("Image"))
+        self.labels = ComboBox(label="cells", choices=self._layers("Labels"))
+        self.cell = SpinBox(label="cell label", value=0, min=0, max=2**31 - 1)
+        self.counterfactual_btn = PushButton(text="Counterfactual for selected cell")
+        self.anomaly_btn = PushButton(text="Anomaly heatmap")
+        self.status = Label(label="")
+        self.extend(
+            [
+                self.model,
+                self.klass,
+                self.n,
+                self.steps,
+                self.guidance,
+                self.seed,
+                self.generate_btn,
+                self.image,
+                self.labels,
+                self.cell,
+                self.counterfactual_btn,
+                self.anomaly_btn,
+                self.status,
+            ]
+        )
+        self.model.changed.connect(self._on_model)
+        self.generate_btn.clicked.connect(self.run_generate)
+        self.counterfactual_btn.clicked.connect(self.run_counterfactual)
+        self.anomaly_btn.clicked.connect(self.show_anomaly)
+        self.labels.changed.connect(self._follow_selected_label)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self._followed = None
+        self._follow_selected_label()
+
+    # ------------------------------------------------------------------ helpers
+    def _layers(self, kind: str) -> list[str]:
+        return [ly.name for ly in self._viewer.layers if type(ly).__name__ == kind]
+
+    def _refresh_layers(self, event=None) -> None:
+        for combo, kind in ((self.image, "Image"), (self.labels, "Labels")):
+            current = combo.value
+            combo.choices = self._layers(kind)
+            if current in combo.choices:
+                combo.value = current
+
+    def _follow_selected_label(self, *_) -> None:
+        """Keep ``cell label`` in step with the chosen Labels layer's selected label."""
+        if self._followed is not None:
+            self._followed.events.selected_label.disconnect(self._on_selected_label)
+            self._followed = None
+        if self.labels.value in self._viewer.layers:
+            self._followed = self._viewer.layers[self.labels.value]
+            self._followed.events.selected_label.connect(self._on_selected_label)
+            self._on_selected_label()
+
+    def _on_selected_label(self, event=None) -> None:
+        if self._followed is not None:
+            self.cell.value = int(self._followed.selected_label)
+
+    def _on_model(self, value=None) -> None:
+        from ..errors import one_line
+        from ..predict import as_package
+
+        try:
+            pkg = as_package(str(self.model.value))
+        except Exception as e:  # noqa: BLE001 - shown in the dock, nothing else to do
+            self.klass.choices = []
+            self.status.value = one_line(e)
+            return
+        if pkg.card["kind"] != "diffusion":
+            self.klass.choices = []
+            self.status.value = f"{pkg.name} is a {pkg.card['kind']} model, not a diffusion model"
+            return
+        self.klass.choices = pkg.classes
+        self.status.value = (
+            f"{pkg.name}: {len(pkg.classes)} classes, {pkg.card['input']['crop_size']} px"
+        )
+
+    def _busy(self, busy: bool) -> None:
+        for b in (self.generate_btn, self.counterfactual_btn, self.anomaly_btn):
+            b.enabled = not busy
+
+    def _start(self, gen_func, *args, on_result, description, sync=None, **kwargs):
+        from ._worker import start_work
+
+        self._busy(True)
+        self._worker = start_work(
+            gen_func,
+            *args,
+            on_result=on_result,
+            description=description,
+            on_finish=lambda: self._busy(False),
+            sync=sync,
+            **kwargs,
+        )
+        return self._worker
+
+    # ------------------------------------------------------------------ actions
+    def run_generate(self, sync: bool | None = None):
+        """Synthetic cells of the chosen class as one RGB grid image layer."""
+        from ..models.diffusion.tasks import generate_grid_gen
+
+        if not self.klass.value:
+            self.status.value = "choose a diffusion model and a class first"
+            return None
+        cls = self.klass.value
+
+        def show(img):
+            self._viewer.add_image(img, name=f"synthetic {cls}", rgb=img.ndim == 3)
+            self.status.value = f"generated {self.n.value} {cls} cells"
+
+        return self._start(
+            generate_grid_gen,
+            str(self.model.value),
+            cls,
+            int(self.n.value),
+            steps=int(self.steps.value),
+            guidance=float(self.guidance.value),
+            seed=int(self.seed.value),
+            on_result=show,
+            description="generating",
+            sync=sync,
+        )
+
+    def run_counterfactual(self, sync: bool | None = None):
+        """Map where the chosen cell's denoising error differs most between its class and the runner-up."""
+        import numpy as np
+
+        from ..models.diffusion.tasks import counterfactual_gen
+
+        if not (self.image.value and self.labels.value):
+            self.status.value = "choose an image and a cells (Labels) layer"
+            return None
+        img_layer = self._viewer.layers[self.image.value]
+        lab_layer = self._viewer.layers[self.labels.value]
+        data = img_layer.data[0] if img_layer.multiscale else img_layer.data
+        labels = lab_layer.data[0] if lab_layer.multiscale else lab_layer.data
+        label = int(self.cell.value)
+        scale, translate = tuple(img_layer.scale[-2:]), tuple(img_layer.translate[-2:])
+
+        def show(res):
+            lim = float(np.abs(res["map"]).max()) or 1.0
+            self._viewer.add_image(
+                res["map"],
+                name=f"counterfactual {label}: {res['source']} vs {res['target']}",
+                colormap="PiYG",
+                contrast_limits=(-lim, lim),
+                opacity=0.6,
+                **res["map_kwargs"],
+            )
+            self._viewer.add_image(
+                res["image"],
+                name=f"cell {label} as {res['target']}",
+                rgb=res["image"].ndim == 3,
+                **res["image_kwargs"],
+            )
+            p = dict(zip(self.klass.choices, res["p"], strict=False))
+            self.status.value = (
+                f"cell {label}: {res['source']} ({p.get(res['source'], 0):.2f}) vs "
+                f"{res['target']} ({p.get(res['target'], 0):.2f}); green = looks like {res['source']}"
+            )
+
+        return self._start(
+            counterfactual_gen,
+            str(self.model.value),
+            data,
+            np.asarray(labels),
+            label,
+            scale=scale,
+            translate=translate,
+            on_result=show,
+            description="counterfactual",
+            sync=sync,
+        )
+
+    def show_anomaly(self) -> None:
+        """Paint each cell with its ``anomaly`` score (from classifying with a diffusion model)."""
+        import numpy as np
+        import pandas as pd
+
+        from ..errors import one_line
+        from ..models.diffusion.layers import per_cell_image
+
+        if not self.labels.value:
+            self.status.value = "choose a cells (Labels) layer classified with a diffusion model"
+            return
+        layer = self._viewer.layers[self.labels.value]
+        data = layer.data[0] if layer.multiscale else layer.data
+        try:
+            heat = per_cell_image(np.asarray(data), pd.DataFrame(layer.features), "anomaly")
+        except Exception as e:  # noqa: BLE001
+            self.status.value = one_line(e)
+            return
+        finite = heat[np.isfinite(heat)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        self._viewer.add_image(
+            heat,
+            name=f"anomaly ({layer.name})",
+            colormap="magma",
+            opacity=0.7,
+            contrast_limits=(lo, hi if hi > lo else lo + 1),
+            scale=layer.scale,
+            translate=layer.translate,
+        )
+        self.status.value = "anomaly: higher = less like any training class"
