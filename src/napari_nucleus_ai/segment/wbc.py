@@ -140,10 +140,10 @@ def estimate_rbc_diameter(
     return best
 
 
-def estimate_rbc_diameter_windows(rgb, stained_od: float = 0.08, size: int = 512, n: int = 3):
+def estimate_rbc_diameter_windows(rgb, stained_od: float = 0.08, size: int = 1024, n: int = 3):
     """Red-cell diameter (px) of a big image: median over ``n`` windows of ``size`` px.
 
-    Each window is measured at reductions 1-6, so any magnification from ~20 to 100x works.
+    Each window is measured at reductions 1-12, so any magnification from ~20 to 100x works.
     ``rgb`` may be any array-like with (Y, X, 3+) indexing (numpy, dask, zarr).
     """
     from ._checks import check_rgb
@@ -159,7 +159,7 @@ def estimate_rbc_diameter_windows(rgb, stained_od: float = 0.08, size: int = 512
         win = np.asarray(win.compute() if hasattr(win, "compute") else win)
         if win.dtype != np.float32 or win.max() > 1.0:
             win = check_rgb(win)
-        d = estimate_rbc_diameter(win, stained_od, factors=(1, 2, 3, 4, 6))
+        d = estimate_rbc_diameter(win, stained_od, factors=(1, 2, 3, 4, 6, 8, 12))
         if d is not None:
             ds.append(d)
     return float(np.median(ds)) if ds else None
