@@ -239,9 +239,10 @@ def fit(train, val, card: dict, options: dict):
         for s, v in model.config["history"]
         if int(s) % per_epoch == 0 or int(s) == steps
     ]
-    if len(val.samples):
-        info["val_logits"] = np.log(np.clip(cal.pop("_val_p"), 1e-8, 1))[None].astype(np.float32)
-    cal.pop("_val_p", None)
+    val_p = cal.pop("_val_p", None)
+    if len(val.samples) and val_p is not None:
+        info["val_probs"] = val_p[None].astype(np.float32)  # calibrated (S=1, N, C)
+        info["val_logits"] = np.log(np.clip(info["val_probs"], 1e-8, 1))  # older trainer API
     return [model.net.cpu().eval()], card, info
 
 
