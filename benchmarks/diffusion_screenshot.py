@@ -52,7 +52,9 @@ def main(model: str, out: str, grid_out: str | None = None) -> None:
     viewer.add_image(img, name="PBC crops", rgb=True)
     lab = viewer.add_labels(labels, name="cells", opacity=0.25)
     dock = GenerativeWidget(viewer)
+    dock.native.setMaximumWidth(420)
     viewer.window.add_dock_widget(dock, name="Generative", area="right")
+    viewer.window._qt_window.resize(1500, 850)
     dock.model.value = model
     dock.klass.value = "eosinophil"
     dock.n.value, dock.steps.value = 16, 50

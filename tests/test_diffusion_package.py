@@ -58,7 +58,7 @@ def test_train_writes_a_diffusion_package_with_calibration(trained):
     assert card["input"]["crop_size"] == 16
     cal = card["diffusion"]["calibration"]
     assert cal["tau"] > 0 and len(cal["ref"]) == card["diffusion"]["protocol"]["max_trials"]
-    assert "balanced_accuracy" in card["metrics"], card["metrics"]
+    assert "val_balanced_accuracy" in card["metrics"], card["metrics"]
     clear_cache()
     pkg = load_model(out)
     assert pkg.classes == sorted(names)

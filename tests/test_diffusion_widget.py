@@ -22,6 +22,7 @@ def test_generative_dock(make_napari_viewer, tmp_path):
     viewer.add_image(img, name="field", rgb=True, scale=(0.5, 0.5))
     lab = viewer.add_labels(labels, name="cells", scale=(0.5, 0.5))
     dock = GenerativeWidget(viewer)
+    viewer.window.add_dock_widget(dock)  # napari then resets the dock's choices on layer changes
     dock.model.value = str(pkg)
     assert list(dock.klass.choices) == ["red blob", "blue ring", "green bar"]
 
@@ -31,6 +32,8 @@ def test_generative_dock(make_napari_viewer, tmp_path):
     assert work.error is None
     grid = viewer.layers["synthetic blue ring"]
     assert grid.rgb and grid.data.shape == (2 * 18 + 2, 2 * 18 + 2, 3)
+    assert list(dock.klass.choices) == ["red blob", "blue ring", "green bar"]  # survives a new layer
+    assert set(dock.image.choices) == {"field", "synthetic blue ring"}
 
     dock.image.value, dock.labels.value = "field", "cells"
     lab.selected_label = 2

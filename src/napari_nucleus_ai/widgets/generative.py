@@ -34,14 +34,16 @@ class GenerativeWidget(Container):
         self.model = FileEdit(
             label="diffusion model", mode="r", filter="*.zip *.safetensors *.json"
         )
-        self.klass = ComboBox(label="class", choices=[])
+        self._classes: list[str] = []
+        self.klass = ComboBox(label="class", choices=lambda w: list(self._classes))
         self.n = SpinBox(label="cells", value=16, min=1, max=256)
         self.steps = SpinBox(label="denoising steps", value=50, min=2, max=1000)
         self.guidance = FloatSpinBox(label="guidance", value=1.0, min=0.0, max=20.0, step=0.5)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.generate_btn = PushButton(text="Generate")
-        self.image = ComboBox(label="image", choices=self._layers("Image"))
-        self.labels = ComboBox(label="cells", choices=self._layers("Labels"))
+        # choices are callables: napari calls reset_choices() on docks whenever layers change
+        self.image = ComboBox(label="image", choices=lambda w: self._layers("Image"))
+        self.labels = ComboBox(label="cells", choices=lambda w: self._layers("Labels"))
         self.cell = SpinBox(label="cell label", value=0, min=0, max=2**31 - 1)
         self.counterfactual_btn = PushButton(text="Counterfactual for selected cell")
         self.anomaly_btn = PushButton(text="Anomaly heatmap")
@@ -78,11 +80,8 @@ class GenerativeWidget(Container):
         return [ly.name for ly in self._viewer.layers if type(ly).__name__ == kind]
 
     def _refresh_layers(self, event=None) -> None:
-        for combo, kind in ((self.image, "Image"), (self.labels, "Labels")):
-            current = combo.value
-            combo.choices = self._layers(kind)
-            if current in combo.choices:
-                combo.value = current
+        self.image.reset_choices()
+        self.labels.reset_choices()
 
     def _follow_selected_label(self, *_) -> None:
         """Keep ``cell label`` in step with the chosen Labels layer's selected label."""
@@ -105,17 +104,21 @@ class GenerativeWidget(Container):
         try:
             pkg = as_package(str(self.model.value))
         except Exception as e:  # noqa: BLE001 - shown in the dock, nothing else to do
-            self.klass.choices = []
+            self._set_classes([])
             self.status.value = one_line(e)
             return
         if pkg.card["kind"] != "diffusion":
-            self.klass.choices = []
+            self._set_classes([])
             self.status.value = f"{pkg.name} is a {pkg.card['kind']} model, not a diffusion model"
             return
-        self.klass.choices = pkg.classes
+        self._set_classes(pkg.classes)
         self.status.value = (
             f"{pkg.name}: {len(pkg.classes)} classes, {pkg.card['input']['crop_size']} px"
         )
+
+    def _set_classes(self, classes) -> None:
+        self._classes = list(classes)
+        self.klass.reset_choices()
 
     def _busy(self, busy: bool) -> None:
         for b in (self.generate_btn, self.counterfactual_btn, self.anomaly_btn):
@@ -195,7 +198,7 @@ class GenerativeWidget(Container):
                 rgb=res["image"].ndim == 3,
                 **res["image_kwargs"],
             )
-            p = dict(zip(self.klass.choices, res["p"], strict=False))
+            p = dict(zip(res["classes"], res["p"], strict=True))
             self.status.value = (
                 f"cell {label}: {res['source']} ({p.get(res['source'], 0):.2f}) vs "
                 f"{res['target']} ({p.get(res['target'], 0):.2f}); green = looks like {res['source']}"

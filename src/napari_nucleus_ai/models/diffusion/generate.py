@@ -179,4 +179,5 @@ def counterfactual(
         "source": names[src],
         "target": names[tgt],
         "p": res["p"][0],
+        "classes": list(names),
     }
