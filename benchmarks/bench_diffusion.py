@@ -87,7 +87,9 @@ def cv(args):
     print(
         f"fold {f}: trained {args.steps} steps in {wall:.0f} s wall / {cpu:.0f} s CPU", flush=True
     )
-    if args.calibrate:  # confidence temperature / anomaly reference (not needed for the protocol figures)
+    if (
+        args.calibrate
+    ):  # confidence temperature / anomaly reference (not needed for the protocol figures)
         calibrate(model, x[tr], y[tr])
     t0, c0 = time.perf_counter(), time.process_time()
     naive = run_sync(classify_crops(model, x[te], exhaustive=True))
@@ -202,9 +204,19 @@ def loco(args):
 
 
 PROTOCOLS = [  # (check_every, alpha, stable_checks)
-    (4, 0.01, 0), (2, 0.05, 0), (2, 0.01, 0), (1, 0.05, 0),
-    (4, 0.01, 2), (4, 0.05, 2), (2, 0.05, 2), (2, 0.05, 3), (2, 0.05, 4), (2, 0.1, 3),
-    (1, 0.05, 3), (1, 0.05, 4), (1, 0.1, 4),
+    (4, 0.01, 0),
+    (2, 0.05, 0),
+    (2, 0.01, 0),
+    (1, 0.05, 0),
+    (4, 0.01, 2),
+    (4, 0.05, 2),
+    (2, 0.05, 2),
+    (2, 0.05, 3),
+    (2, 0.05, 4),
+    (2, 0.1, 3),
+    (1, 0.05, 3),
+    (1, 0.05, 4),
+    (1, 0.1, 4),
 ]
 
 

@@ -32,7 +32,11 @@ def test_generative_dock(make_napari_viewer, tmp_path):
     assert work.error is None
     grid = viewer.layers["synthetic blue ring"]
     assert grid.rgb and grid.data.shape == (2 * 18 + 2, 2 * 18 + 2, 3)
-    assert list(dock.klass.choices) == ["red blob", "blue ring", "green bar"]  # survives a new layer
+    assert list(dock.klass.choices) == [
+        "red blob",
+        "blue ring",
+        "green bar",
+    ]  # survives a new layer
     assert set(dock.image.choices) == {"field", "synthetic blue ring"}
 
     dock.image.value, dock.labels.value = "field", "cells"

@@ -54,7 +54,9 @@ class Prediction:
     classes: list[str]
     threshold: float
     samples: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)  # per-item columns a kind adds (e.g. diffusion: anomaly)
+    extra: dict = field(
+        default_factory=dict
+    )  # per-item columns a kind adds (e.g. diffusion: anomaly)
 
     @property
     def index(self) -> np.ndarray:
