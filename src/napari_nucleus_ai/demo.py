@@ -56,6 +56,36 @@ def _infection(viewer) -> None:
     demo_infection(viewer)
 
 
+def _focus(viewer) -> None:
+    """End on the classified smear: its layers visible, the camera on it, docks tabbed.
+
+    The demo's samples live in different physical units (STORM in nm, smears and
+    time-lapses in um), so showing all at once would draw them at unrelated sizes;
+    the other layers stay in the layer list, hidden, one click away.
+    """
+    focus = [ly for ly in viewer.layers if ly.name.startswith("smear field")]
+    if not focus:
+        return
+    keep = {id(ly) for ly in focus}
+    keep |= {id(ly) for ly in viewer.layers if ly.name in ("uncertainty", "reviewed cells")}
+    for layer in viewer.layers:
+        layer.visible = id(layer) in keep and "ground truth" not in layer.name
+    for layer in viewer.layers:
+        if layer.name == "uncertainty":
+            layer.visible = False  # one click away; the class colours are the headline
+    image = focus[0]
+    ext = image.extent.world
+    lo, hi = ext[0][-2:], ext[1][-2:]
+    viewer.camera.center = tuple((lo + hi) / 2)
+    size = viewer.window._qt_viewer.canvas.size if hasattr(viewer.window, "_qt_viewer") else None
+    span = float(max(hi - lo)) or 1.0
+    width = float(min(size)) if size else 800.0
+    viewer.camera.zoom = 0.95 * width / span
+    classes = [ly for ly in focus if ly.name.endswith("classes")]
+    if classes:
+        viewer.layers.selection.active = classes[0]
+
+
 DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
     # each capability appends its step below, in pipeline order:
@@ -66,6 +96,7 @@ DEMO_STEPS: list[tuple[str, Callable]] = [
     ("classify", _classify),
     ("review", _review),
     ("infection", _infection),
+    ("focus", _focus),
 ]
 
 
