@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._inference_options import add_inference_options
+
 HELP = "classify every labelled cell of an image (or STORM localizations): cells.csv, class and uncertainty TIFFs"
 
 
@@ -36,21 +38,7 @@ def add_arguments(p) -> None:
         metavar=("Y", "X"),
         help="physical position of the labels' pixel (0, 0) centre, for localization input (default 0 0)",
     )
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cuda, cuda:N, mps or cpu (default: the plugin setting)",
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
-    p.add_argument(
-        "--mc-dropout", type=int, help="extra MC-dropout passes (default: the model card's)"
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        help="uncertainty above which a cell is 'unidentified' (default: the card's)",
-    )
+    add_inference_options(p)
 
 
 def _tiff_pixel_size(path):

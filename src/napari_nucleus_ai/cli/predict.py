@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._inference_options import add_inference_options
+
 HELP = "classify image crops or STORM localization files with a model package; write a CSV"
 
 
@@ -19,21 +21,7 @@ def add_arguments(p) -> None:
         metavar="PREDS.csv",
         help="CSV: path, label, uncertainty, p_<class>...",
     )
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cuda, cuda:N, mps or cpu (default: the plugin setting)",
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
-    p.add_argument(
-        "--mc-dropout", type=int, help="extra MC-dropout passes (default: the model card's)"
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        help="uncertainty above which a cell is 'unidentified' (default: the card's)",
-    )
+    add_inference_options(p)
 
 
 def expand_inputs(inputs) -> list[str]:

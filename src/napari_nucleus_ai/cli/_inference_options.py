@@ -1,0 +1,22 @@
+"""Options shared by the commands that run a model (``predict``, ``classify``)."""
+
+from __future__ import annotations
+
+
+def add_inference_options(p) -> None:
+    """Device, batch size and uncertainty options, with the model card's defaults."""
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cuda, cuda:N, mps or cpu (default: the plugin setting)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
+    p.add_argument(
+        "--mc-dropout", type=int, help="extra MC-dropout passes (default: the model card's)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="uncertainty above which a cell is 'unidentified' (default: the card's)",
+    )
