@@ -480,3 +480,25 @@ def test_huge_field_gets_coarser_display_pixels():
     render = kw["metadata"]["render"]
     assert render["requested_pixel_size_nm"] == 10 and render["pixel_size_nm"] == 25
     assert data[0].shape[1] <= MAX_LAYER_SIDE + 1 and kw["scale"] == (25.0, 25.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_column_subset_reads_agree_serial_and_parallel(tmp_path, monkeypatch, threads):
+    """``only=`` reads go through pandas' parallel reader when it exists (all columns,
+    then a selection) and through ``usecols`` otherwise; both give the same table."""
+    from napari_nucleus_ai.io.localizations import csvread
+
+    df = _nuclear_df(n=30_000, seed=3)
+    paths = [
+        write_thunderstorm_csv(df, tmp_path / "a.csv"),
+        write_nstorm_txt(df, tmp_path / "b.txt"),
+    ]
+    monkeypatch.setattr(csvread, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(csvread, "parallel_csv_threads", lambda: threads)
+    for p in paths:
+        full = read_localizations(p).data
+        some = read_localizations(p, only=("precision_nm",)).data
+        assert list(some.columns[:2]) == ["x_nm", "y_nm"] and len(some) == len(full)
+        for c in ("x_nm", "y_nm", "precision_nm"):
+            np.testing.assert_array_equal(some[c].to_numpy(), full[c].to_numpy())
+        assert "photons" not in some.columns or some["photons"].isna().all()

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ...errors import InputError
 from ...utils import atomic_write
+from .csvread import read_columns
 from .table import normalise
 from .thunderstorm import normalised_columns
 
@@ -49,10 +50,9 @@ def read(path, positions_only: bool = False, only=None, prefer_corrected: bool =
         usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
         usecols = list(dict.fromkeys(usecols))
     try:
-        raw = pd.read_csv(path, sep="\t", usecols=usecols)
+        raw = read_columns(path, usecols, sep="\t")
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable N-STORM TXT ({' '.join(str(e).split())})") from e
-    raw.columns = [str(c).strip() for c in raw.columns]
     full = mapping
     if only is not None:
         mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}

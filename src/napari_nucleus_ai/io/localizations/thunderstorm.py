@@ -16,6 +16,7 @@ import pandas as pd
 
 from ...errors import InputError
 from ...utils import atomic_write
+from .csvread import read_columns
 from .detect import clean_header, head_text
 from .table import LocalizationTable, normalise
 
@@ -93,10 +94,9 @@ def read(
     try:
         sep = delimiter(path)
         if quoted_whole:
-            raw = pd.read_csv(path, sep=sep, skiprows=1, header=None, names=names, usecols=usecols)
+            raw = read_columns(path, usecols, sep=sep, skiprows=1, header=None, names=names)
         else:
-            raw = pd.read_csv(path, sep=sep, usecols=usecols)
-            raw.columns = [str(c).strip() for c in raw.columns]
+            raw = read_columns(path, usecols, sep=sep)
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable ThunderSTORM CSV ({_short(e)})") from e
     full = mapping
