@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from napari.layers import Image, Points
 
 pytestmark = pytest.mark.gui
 
@@ -22,8 +23,8 @@ def test_reader_gives_nm_true_density_layer(make_napari_viewer, shared_data):
     viewer = make_napari_viewer()
     path = shared_data / "smlm/colicoords/ds3_storm_table.csv"
     layers = viewer.open(str(path), plugin=PLUGIN)
-    image = next(ly for ly in layers if ly._type_string == "image")
-    pts = next(ly for ly in layers if ly._type_string == "points")  # small table: points too
+    image = next(ly for ly in layers if isinstance(ly, Image))
+    pts = next(ly for ly in layers if isinstance(ly, Points))  # small table: points too
     assert tuple(image.scale) == (10.0, 10.0)
     df = image.metadata["localizations"]
     assert image.metadata["format"] == "thunderstorm" and len(df) == 48
@@ -62,12 +63,12 @@ def test_dock_open_filter_render_zoom_save(dock, shared_data, tmp_path):
     pts = w.show_points()
     assert len(pts.data) == len(roi_df)
     # nanoscale zoom: the visible region re-rendered at finer pixels
-    viewer.camera.center = (cy, cx)
+    viewer.scene.camera.center = (cy, cx)
     viewer.camera.zoom = 2.0  # 2 screen px per nm
     w.update_zoom()
     zoom = viewer.layers[f"{layer.name} [zoom]"]
     assert zoom.visible and zoom.scale[-1] < 20.0
-    viewer.camera.zoom = 0.01
+    viewer.scene.camera.zoom = 0.01
     w.update_zoom()
     assert not zoom.visible
     w.roi.value = "-"

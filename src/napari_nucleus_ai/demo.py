@@ -76,11 +76,13 @@ def _focus(viewer) -> None:
     image = focus[0]
     ext = image.extent.world
     lo, hi = ext[0][-2:], ext[1][-2:]
-    viewer.camera.center = tuple((lo + hi) / 2)
+    from .widgets._compat import camera
+
+    camera(viewer).center = tuple((lo + hi) / 2)
     size = viewer.window._qt_viewer.canvas.size if hasattr(viewer.window, "_qt_viewer") else None
     span = float(max(hi - lo)) or 1.0
     width = float(min(size)) if size else 800.0
-    viewer.camera.zoom = 0.95 * width / span
+    camera(viewer).zoom = 0.95 * width / span
     classes = [ly for ly in focus if ly.name.endswith("classes")]
     if classes:
         viewer.layers.selection.active = classes[0]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._compat import camera
+
 MAX_SCREEN_PX = 4096
 
 
@@ -40,7 +42,7 @@ class NanoscaleZoom:
         Uses the public ``layer.corner_pixels`` (visible data pixels of the shown level)
         and ``camera.zoom`` (screen pixels per nm), so no private canvas size is needed.
         """
-        zoom = float(self._viewer.camera.zoom)
+        zoom = float(camera(self._viewer).zoom)
         corners = np.asarray(layer.corner_pixels, float)[:, -2:]
         scale = np.asarray(layer.scale, float)[-2:]
         if layer.multiscale:
@@ -48,7 +50,7 @@ class NanoscaleZoom:
         translate = np.asarray(layer.translate, float)[-2:]
         lo = translate + (corners[0] - 0.5) * scale
         hi = translate + (corners[1] + 0.5) * scale
-        c = np.asarray(self._viewer.camera.center, float)[-2:]
+        c = np.asarray(camera(self._viewer).center, float)[-2:]
         if not np.all(hi > lo):  # nothing drawn yet: centre of the camera, 800 px
             lo, hi = c - 400 / zoom, c + 400 / zoom
         # No screen is wider than MAX_SCREEN_PX: if the corners are stale (canvas not

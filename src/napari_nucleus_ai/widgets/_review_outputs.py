@@ -55,10 +55,11 @@ def save_session_once(w, table, src: str | None) -> None:
 
 def maybe_restore(w, layer) -> None:
     """When an image whose review was saved is opened, bring back its cells and corrections."""
+    from napari.layers import Labels
     from qtpy.QtCore import QTimer
 
     path = getattr(getattr(layer, "source", None), "path", None)
-    if not path or not Path(path).is_file() or getattr(layer, "_type_string", "") == "labels":
+    if not path or not Path(path).is_file() or isinstance(layer, Labels):
         return
     from ..annotations import AnnotationStore, store_for_data
 

@@ -102,8 +102,9 @@ class ReviewView:
 
     @property
     def camera(self):
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera
-        return scene.camera if scene is not None else self.viewer.camera
+        from ._compat import camera
+
+        return camera(self.viewer)
 
     def _centre_on(self, row, zoom: bool = False) -> None:
         c = self._centres(row)

@@ -186,13 +186,15 @@ class InfectionWidget(Container):
             info = self.result.table[self.result.table["track_id"] == int(track_id)].iloc[0]
         self._plot.show(rows, info, self.result.frame_interval_h, self._current_t())
         if jump:
+            from ._compat import camera
+
             layer = self.layer.value
             scale = np.asarray(layer.scale if layer is not None else (1, 1, 1))
             now = self._current_t()
             t = now if rows["t"].min() <= now <= rows["t"].max() else int(rows["t"].iloc[0])
             r = rows.iloc[int(np.argmin(np.abs(rows["t"].to_numpy() - t)))]
             self._viewer.dims.set_current_step(0, t)
-            self._viewer.camera.center = (float(r.y * scale[1]), float(r.x * scale[2]))
+            camera(self._viewer).center = (float(r.y * scale[1]), float(r.x * scale[2]))
 
 
 def _workflow(stack, px, dt, model, lytic, demo_model):

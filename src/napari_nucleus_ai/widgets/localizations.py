@@ -22,6 +22,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ._compat import camera
 from ._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
@@ -140,8 +141,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._zoom_timer = None
-        viewer.camera.events.zoom.connect(self._on_camera)
-        viewer.camera.events.center.connect(self._on_camera)
+        camera(viewer).events.zoom.connect(self._on_camera)
+        camera(viewer).events.center.connect(self._on_camera)
         self._refresh()
 
     # ------------------------------------------------------------ choices
@@ -149,7 +150,9 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         return [ly.name for ly in _table_layers(self._viewer)]
 
     def _shapes_choices(self, _=None):
-        return [NONE] + [ly.name for ly in self._viewer.layers if ly._type_string == "shapes"]
+        from napari.layers import Shapes
+
+        return [NONE] + [ly.name for ly in self._viewer.layers if isinstance(ly, Shapes)]
 
     def _refresh(self, _=None):
         self.layer.reset_choices()
@@ -269,7 +272,9 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             z_mode=self.z_mode.value,
         )
         added = [_add(self._viewer, ly) for ly in layers]
-        images = [ly for ly in added if ly._type_string == "image"]
+        from napari.layers import Image
+
+        images = [ly for ly in added if isinstance(ly, Image)]
         if images:
             self.layer.value = images[0].name
         self.status.value = (
@@ -423,7 +428,7 @@ def demo_storm(viewer, zoom: bool = True):
     if zoom:
         df = layer.metadata["localizations"]
         first = df[df["nucleus"] == 1] if "nucleus" in df else df
-        viewer.camera.center = (float(first["y_nm"].median()), float(first["x_nm"].median()))
-        viewer.camera.zoom = 1 / 6.0  # 6 nm per screen pixel: finer than the 20 nm base
+        camera(viewer).center = (float(first["y_nm"].median()), float(first["x_nm"].median()))
+        camera(viewer).zoom = 1 / 6.0  # 6 nm per screen pixel: finer than the 20 nm base
         dock.update_zoom()
     return dock

@@ -256,9 +256,11 @@ class SegmentWidget(Container):
 
     def _visible_world(self):
         """World (y, x) corners of what the canvas shows."""
-        scene = getattr(self._viewer, "scene", None)  # napari >= 0.9; older: viewer.camera
-        cam = scene.camera if scene is not None else self._viewer.camera
         import warnings
+
+        from ._compat import camera
+
+        cam = camera(self._viewer)
 
         with warnings.catch_warnings():  # napari has no public canvas size (0.9)
             warnings.simplefilter("ignore", FutureWarning)

@@ -93,10 +93,9 @@ class SlideWidget(QWidget):
     @property
     def camera(self):
         """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
-        scene = getattr(self.viewer, "scene", None)
-        return (
-            scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
-        )
+        from ._compat import camera
+
+        return camera(self.viewer)
 
     def _schedule_view(self, event=None) -> None:
         self._view_timer.start()
