@@ -123,3 +123,30 @@ def test_write_tracks_and_errors(tracked, tmp_path):
         run_sync(track_stack(tl.image[:3], 0.65, cancel=lambda: True))
     empty = run_sync(track_stack(np.full((3, 64, 64), 100, np.uint16), 0.65))
     assert empty.tracks.empty and not empty.labels.any()
+
+
+def test_split_from_a_dropped_fragment_starts_new_lineages(monkeypatch):
+    """A short daughter (dropped as a fragment) that itself splits: its long daughters keep
+    their tracks with no parent instead of crashing on the missing parent (seen on a
+    100-frame 1024 x 1024 movie)."""
+    import laptrack
+
+    # segments: 0 mother (t 0-4), 1 short daughter (t 5-6) and 2 long daughter (t 5-19);
+    # 1 splits into 3 and 4 (t 7-19)
+    spans = {0: (0, 4), 1: (5, 6), 2: (5, 19), 3: (7, 19), 4: (7, 19)}
+    rows = [(t, 10.0 * s, 0.0, s) for s, (a, b) in spans.items() for t in range(a, b + 1)]
+    det = pd.DataFrame(rows, columns=["t", "y", "x", "seg"])
+    det["label"] = det.groupby("t").cumcount() + 1
+
+    def fake_predict(self, df, *a, **k):
+        out = df.copy()
+        out["track_id"] = det["seg"].to_numpy()[df["_row"].to_numpy()]
+        splits = pd.DataFrame({"parent_track_id": [0, 0, 1, 1], "child_track_id": [1, 2, 3, 4]})
+        return out, splits, pd.DataFrame()
+
+    monkeypatch.setattr(laptrack.LapTrack, "predict_dataframe", fake_predict)
+    tr = link(det.drop(columns="seg"), min_daughter_frames=3, n_frames=20)
+    per = tr.groupby("track_id").agg(t0=("t", "min"), n=("t", "size"), p=("parent_id", "first"))
+    assert len(per) == 4  # the 2-frame fragment is gone
+    assert (per["p"] == 0).all()  # 0-2 split undone; 3 and 4 lost their (dropped) parent
+    assert sorted(per["n"]) == [5, 13, 13, 15]

@@ -215,11 +215,14 @@ def link(
     first = det.groupby("_seg").agg(t0=("t", "min"), y0=("y", "first")).sort_values(["t0", "y0"])
     new_id = {int(s): i + 1 for i, s in enumerate(first.index)}
     det["track_id"] = det["_seg"].map(new_id).astype(np.int64)
+    # a kept split may hang off a fragment that was dropped (a short daughter that itself
+    # split): its daughters start new lineages rather than point at a missing track
     parent = {
         new_id[int(c)]: new_id[int(p)]
         for p, c in zip(
             splits.get("parent_track_id", []), splits.get("child_track_id", []), strict=True
         )
+        if int(p) in new_id and int(c) in new_id
     }
     det["parent_id"] = det["track_id"].map(lambda k: parent.get(k, 0)).astype(np.int64)
     det = det.drop(columns=["_ly", "_lx", "_seg", "_row"])
