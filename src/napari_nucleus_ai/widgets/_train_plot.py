@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QSizePolicy
 
+from ._figure import DockFigure
 
-class TrainPlot:
+
+class TrainPlot(DockFigure):
     """Matplotlib canvas with loss (left axis) and accuracy (right axis) against epoch."""
 
     def __init__(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(3.2, 1.9), dpi=90, tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        super().__init__(figsize=(3.2, 1.9), dpi=90, tight_layout=True)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setFixedHeight(170)
         self.ax = self.figure.add_subplot(111)
@@ -54,4 +52,4 @@ class TrainPlot:
         if self.rows:
             lines = ax.get_lines() + ax2.get_lines()
             ax.legend(lines, [ln.get_label() for ln in lines], fontsize=6, loc="center right")
-        self.canvas.draw_idle()
+        self.redraw()

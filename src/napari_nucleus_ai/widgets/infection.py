@@ -23,6 +23,8 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from ._figure import DockFigure
+
 if TYPE_CHECKING:
     import napari
 
@@ -231,15 +233,11 @@ def _fate_colormap(table):
     return DirectLabelColormap(color_dict=colours)
 
 
-class _TrackPlot:
+class _TrackPlot(DockFigure):
     """Matplotlib canvas: p_infected (and relative area) of one track over time."""
 
     def __init__(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        super().__init__(figsize=(4, 2.6), tight_layout=True)
         self.canvas.setMinimumHeight(220)
         self.ax = self.figure.add_subplot(111)
         self._now = None
@@ -251,7 +249,7 @@ class _TrackPlot:
         self.ax.set_xlabel("time (h)")
         self.ax.set_ylabel("p(infected)")
         self.ax.set_ylim(-0.03, 1.03)
-        self.canvas.draw_idle()
+        self.redraw()
 
     def show(self, rows, info, dt: float, now: int) -> None:
         self._dt = dt
@@ -279,12 +277,12 @@ class _TrackPlot:
         ax.set_ylim(-0.03, 1.03)
         ax.legend(fontsize=6, loc="upper left")
         self._now = ax.axvline(now * dt, color="#4a90d9", lw=1)
-        self.canvas.draw_idle()
+        self.redraw()
 
     def set_time(self, t: int) -> None:
         if self._now is not None:
             self._now.set_xdata([t * self._dt, t * self._dt])
-            self.canvas.draw_idle()
+            self.redraw()
 
 
 def demo_infection(viewer) -> InfectionWidget:
