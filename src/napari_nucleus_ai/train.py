@@ -67,6 +67,17 @@ class TrainResult:
         return self.package.card
 
 
+DEFAULT_CROP = {"morph": 192}  # the morphology descriptor needs fine detail (granules)
+
+
+def resolve_arch(arch: str, ts) -> str:
+    """``auto``: ``morph`` for RGB brightfield crops, ``smallcnn`` for everything else."""
+    if arch != "auto":
+        return arch
+    rgb = ts.modality == "brightfield_rgb" and np.asarray(ts.samples[0]).ndim == 3
+    return "morph" if rgb else "smallcnn"
+
+
 def default_colours(classes) -> list[str]:
     return [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
 
@@ -220,7 +231,8 @@ def train_gen(
     out : path, optional
         Where to save the package (folder; ``.zip`` or ``.safetensors`` for one file).
     arch : str
-        ``smallcnn``, ``hybrid``, a timm backbone, or an arch of another registered kind.
+        ``smallcnn``, ``hybrid``, ``morph``, a timm backbone, an arch of another registered
+        kind, or ``auto`` (``morph`` for RGB brightfield crops, ``smallcnn`` otherwise).
     epochs, batch_size, lr, weight_decay, patience : training schedule (early stopping
         on validation loss after ``patience`` epochs without improvement).
     val_fraction : float
@@ -228,7 +240,8 @@ def train_gen(
     seed : int
         Seeds numpy and torch: the same data and seed give the same model on a device.
     crop_size : int, optional
-        Network input side (default 96 for crops, 64-pixel patches for STORM).
+        Network input side (default 96 for crops, 192 for ``morph``, 64-pixel patches for
+        STORM).
     pixel_size, unit : physical pixel size of the crops, recorded in the card.
     members : int
         Ensemble size (members differ by seed).
@@ -253,10 +266,11 @@ def train_gen(
         yield Progress(0, None, "reading training data")
         ts, data_desc = load_class_folders(data, pixel_size=pixel_size, unit=unit), os.fspath(data)
     ts.check(min_per_class=2)
+    arch = resolve_arch(arch, ts)
     kind = kind_for_arch(arch)
     dev = select_device(device)
     if crop_size is None:
-        crop_size = 64 if ts.modality == "storm" else 96
+        crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
     card = make_card(
         ts,
         arch=arch,

@@ -18,9 +18,11 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--arch",
-        default="smallcnn",
-        help="smallcnn (default), hybrid (CNN + colour/texture descriptor), densenet121, "
-        "resnext50_32x4d, efficientnet_b0 (need the 'backbones' extra), or another kind's arch",
+        default="auto",
+        help="auto (default: morph for RGB brightfield crops, smallcnn otherwise), smallcnn, "
+        "hybrid (CNN + colour/texture descriptor), morph (cell morphology descriptor + "
+        "logistic head + hybrid CNN), densenet121, resnext50_32x4d, efficientnet_b0 (need the "
+        "'backbones' extra), or another kind's arch",
     )
     p.add_argument("--name", help="model name shown in the dock (default: ARCH on DATA)")
     p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
@@ -48,7 +50,9 @@ def add_arguments(p) -> None:
         "--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)"
     )
     p.add_argument(
-        "--crop-size", type=int, help="network input side in pixels (default 96; STORM patches 64)"
+        "--crop-size",
+        type=int,
+        help="network input side in pixels (default 96, morph 192; STORM patches 64)",
     )
     p.add_argument(
         "--pixel-size",

@@ -13,6 +13,12 @@
     pretrained weights the descriptor carries most of the signal; the CNN adds
     learned shape cues. Both parts are in the one module, so saliency, MC dropout
     and the package format treat it like any other network.
+``morph``
+    A fixed morphology descriptor of the cell (:mod:`.morphology`: nucleus
+    segmentation, lobes, nucleus / cell ratio, cytoplasm colour and granularity,
+    texture) with a logistic-regression head, plus the ``hybrid`` CNN at
+    ``cnn_size`` pixels; the two logit vectors are added (:mod:`.morph_net`). The
+    best architecture for brightfield white-cell crops (``--arch auto`` picks it).
 ``densenet121``, ``resnext50_32x4d``, ``efficientnet_b0``
     The published backbones (AINU, Matek 2019) from ``timm`` (optional extra
     ``pip install 'napari-nucleus-ai[backbones]'``), randomly initialised:
@@ -28,14 +34,16 @@ from __future__ import annotations
 import math
 
 from ..errors import InputError
+from .morph_net import DEFAULTS as MORPH_DEFAULTS
 
 TIMM_ARCHS = ("densenet121", "resnext50_32x4d", "efficientnet_b0")
-LOCAL_ARCHS = ("smallcnn", "hybrid")
+LOCAL_ARCHS = ("smallcnn", "hybrid", "morph")
 ARCHS = LOCAL_ARCHS + TIMM_ARCHS
 
 DEFAULT_PARAMS = {
     "smallcnn": {"widths": [16, 32, 64, 128], "dropout": 0.3},
     "hybrid": {"widths": [16, 32, 64, 128], "dropout": 0.3},
+    "morph": MORPH_DEFAULTS,
     "densenet121": {"dropout": 0.2},
     "resnext50_32x4d": {"dropout": 0.2},
     "efficientnet_b0": {"dropout": 0.2},
@@ -244,4 +252,8 @@ def build_architecture(arch: str, in_channels: int, n_classes: int, params: dict
         return build_smallcnn(in_channels, n_classes, **merged)
     if arch == "hybrid":
         return build_hybrid(in_channels, n_classes, **merged)
+    if arch == "morph":
+        from .morph_net import build_morph
+
+        return build_morph(in_channels, n_classes, **merged)
     return build_timm(arch, in_channels, n_classes, **merged)

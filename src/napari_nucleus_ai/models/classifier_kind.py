@@ -177,15 +177,30 @@ def fit(train, val, card: dict, options: dict):
     modules = build(card)
     total = epochs * len(modules)
     history, done = [], 0
-    val_logits_all, t0 = [], time.perf_counter()
+    val_logits_all, info_fitted, t0 = [], [], time.perf_counter()
     for mi, module in enumerate(modules):
         torch.manual_seed(seed + 1000 * mi)
         mrng = np.random.default_rng(seed + 1000 * mi)
         if hasattr(module, "fit_feature_stats"):
             module.fit_feature_stats(torch.from_numpy(x_tr))
+        if hasattr(module, "fit_descriptor"):  # fixed descriptor + closed-form head (morph)
+            yield Progress(done, total, f"member {mi + 1}: measuring cell morphology")
+            fitted = module.fit_descriptor(
+                x_tr, y_tr_items, card["input"]["normalisation"], seed + 1000 * mi
+            )
+            info_fitted.append(fitted)
+            module.cnn_only = True
+        trainable = [q for q in module.parameters() if q.requires_grad]
         module.to(device)
+        if not trainable:  # nothing left to train by gradient descent
+            done += epochs
+            module.eval()
+            if x_va is not None:
+                val_logits_all.append(_input_logits(module, x_va, device))
+            module.to("cpu")
+            continue
         opt = torch.optim.AdamW(
-            module.parameters(),
+            trainable,
             lr=float(options.get("lr", 3e-3)),
             weight_decay=float(options.get("weight_decay", 1e-3)),
         )
@@ -244,11 +259,12 @@ def fit(train, val, card: dict, options: dict):
                     break
         if best_state is not None:
             module.load_state_dict(best_state)
+        module.cnn_only = False
         module.eval()
         if x_va is not None:
             val_logits_all.append(_input_logits(module, x_va, device))
         module.to("cpu")
-    info = {"history": history, "seconds": time.perf_counter() - t0}
+    info = {"history": history, "seconds": time.perf_counter() - t0, "fitted": info_fitted}
     if val_logits_all:
         logits = np.stack(val_logits_all)
         t = calibrate_temperature(logits, val.labels, g_va)
