@@ -57,3 +57,25 @@ def test_train_plot_redraw_after_delete(qtbot):
     qtbot.waitUntil(lambda: not plot.alive, timeout=5000)
     plot.add({"train_loss": 0.8, "val_acc": 0.6})  # a late progress message
     assert len(plot.rows) == 2
+
+
+def test_camera_helpers_convert_between_layer_and_viewer_units(make_napari_viewer):
+    """napari 0.9 draws nm and um layers together in nm: docks that centre on a cell (um)
+    or read the visible region must convert, or they look 1000x off."""
+    import numpy as np
+
+    from napari_nucleus_ai.widgets._compat import set_view, view_of, world_factor
+
+    viewer = make_napari_viewer()
+    um = viewer.add_image(np.zeros((100, 100)), scale=(0.1, 0.1), units=("um", "um"))
+    assert world_factor(viewer, um) == 1.0  # one unit: nothing to convert
+    nm = viewer.add_image(np.zeros((100, 100)), scale=(20.0, 20.0), units=("nm", "nm"))
+    assert world_factor(viewer, um) == pytest.approx(1000.0)
+    assert world_factor(viewer, nm) == 1.0
+    set_view(viewer, um, center=(5.0, 7.0), zoom=40.0)  # 40 screen px per um
+    cam = viewer.scene.camera
+    assert cam.center[-2:] == pytest.approx((5000.0, 7000.0))
+    assert cam.zoom == pytest.approx(0.04)
+    center, zoom = view_of(viewer, um)
+    assert center[-2:] == pytest.approx((5.0, 7.0)) and zoom == pytest.approx(40.0)
+    assert world_factor(viewer, None) == 1.0

@@ -64,7 +64,7 @@ def test_dock_open_filter_render_zoom_save(dock, shared_data, tmp_path):
     assert len(pts.data) == len(roi_df)
     # nanoscale zoom: the visible region re-rendered at finer pixels
     viewer.scene.camera.center = (cy, cx)
-    viewer.camera.zoom = 2.0  # 2 screen px per nm
+    viewer.scene.camera.zoom = 2.0  # 2 screen px per nm
     w.update_zoom()
     zoom = viewer.layers[f"{layer.name} [zoom]"]
     assert zoom.visible and zoom.scale[-1] < 20.0

@@ -76,13 +76,12 @@ def _focus(viewer) -> None:
     image = focus[0]
     ext = image.extent.world
     lo, hi = ext[0][-2:], ext[1][-2:]
-    from .widgets._compat import camera
+    from .widgets._compat import set_view
 
-    camera(viewer).center = tuple((lo + hi) / 2)
     size = viewer.window._qt_viewer.canvas.size if hasattr(viewer.window, "_qt_viewer") else None
     span = float(max(hi - lo)) or 1.0
     width = float(min(size)) if size else 800.0
-    camera(viewer).zoom = 0.95 * width / span
+    set_view(viewer, image, center=(lo + hi) / 2, zoom=0.95 * width / span)
     classes = [ly for ly in focus if ly.name.endswith("classes")]
     if classes:
         viewer.layers.selection.active = classes[0]

@@ -18,3 +18,42 @@ def camera(viewer):
     if scene is not None and hasattr(scene, "camera"):
         return scene.camera
     return viewer.camera
+
+
+def world_factor(viewer, layer) -> float:
+    """Multiplier from ``layer``'s world units to the viewer's world units.
+
+    Since napari 0.9, a viewer whose layers have compatible units (nm and um, say) draws
+    them all in the smallest unit: camera centre and zoom are then in that unit, while each
+    layer's ``scale``, ``extent`` and our cell tables stay in the layer's own unit. Returns
+    1.0 when napari does not use units (one unit, pixels, or inconsistent units).
+    """
+    viewer_units = getattr(viewer.layers, "units", None)
+    layer_units = getattr(layer, "units", None)
+    if not viewer_units or not layer_units:
+        return 1.0
+    try:
+        return float((1 * layer_units[-1]).to(viewer_units[-1]).magnitude)
+    except Exception:  # noqa: BLE001 - pint DimensionalityError, unregistered units
+        return 1.0
+
+
+def view_of(viewer, layer) -> tuple:
+    """``(center, zoom)`` of the camera in ``layer``'s world units (zoom: screen px per unit)."""
+    f = world_factor(viewer, layer)
+    cam = camera(viewer)
+    return tuple(float(c) / f for c in cam.center), float(cam.zoom) * f
+
+
+def set_view(viewer, layer, center=None, zoom=None) -> None:
+    """Move the camera to ``center`` (trailing axes, in ``layer``'s world units) and ``zoom``
+    (screen pixels per unit of ``layer``), whatever unit the viewer draws in."""
+    f = world_factor(viewer, layer)
+    cam = camera(viewer)
+    if center is not None:
+        full = list(cam.center)
+        c = [float(v) * f for v in center]
+        full[-len(c) :] = c[-len(full) :]
+        cam.center = tuple(full)
+    if zoom is not None:
+        cam.zoom = float(zoom) / f

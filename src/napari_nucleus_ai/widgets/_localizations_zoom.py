@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._compat import camera
+from ._compat import view_of
 
 MAX_SCREEN_PX = 4096
 
@@ -42,7 +42,7 @@ class NanoscaleZoom:
         Uses the public ``layer.corner_pixels`` (visible data pixels of the shown level)
         and ``camera.zoom`` (screen pixels per nm), so no private canvas size is needed.
         """
-        zoom = float(camera(self._viewer).zoom)
+        (*_, cy, cx), zoom = view_of(self._viewer, layer)
         corners = np.asarray(layer.corner_pixels, float)[:, -2:]
         scale = np.asarray(layer.scale, float)[-2:]
         if layer.multiscale:
@@ -50,7 +50,7 @@ class NanoscaleZoom:
         translate = np.asarray(layer.translate, float)[-2:]
         lo = translate + (corners[0] - 0.5) * scale
         hi = translate + (corners[1] + 0.5) * scale
-        c = np.asarray(camera(self._viewer).center, float)[-2:]
+        c = np.array([cy, cx], float)
         if not np.all(hi > lo):  # nothing drawn yet: centre of the camera, 800 px
             lo, hi = c - 400 / zoom, c + 400 / zoom
         # No screen is wider than MAX_SCREEN_PX: if the corners are stale (canvas not

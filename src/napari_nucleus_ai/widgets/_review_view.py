@@ -110,11 +110,13 @@ class ReviewView:
         c = self._centres(row)
         if len(c) == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, c[0])
-        camera = self.camera
-        camera.center = tuple(c[-2:])
+        from ._compat import set_view
+
+        new_zoom = None
         if zoom and self.zoom_on.isChecked() and "bbox_y0" in row:
             side = max(row["bbox_y1"] - row["bbox_y0"], row["bbox_x1"] - row["bbox_x0"], 1e-9)
-            camera.zoom = min(self.viewer.canvas.size) / (5.0 * side)
+            new_zoom = min(self.viewer.canvas.size) / (5.0 * side)
+        set_view(self.viewer, self.layer, center=c[-2:], zoom=new_zoom)
 
     def _markers(self, name: str, **kw):
         ndim = 3 if "centroid_z" in self.queue.table else 2
@@ -122,6 +124,9 @@ class ReviewView:
             return self.viewer.layers[name]
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
+        units = getattr(self.layer, "units", None)  # markers sit in the cells' world units
+        if units is not None and len(units) >= ndim:
+            kw["units"] = tuple(units)[-ndim:]
         layer = self.viewer.add_points(
             np.zeros((0, ndim)),
             name=name,

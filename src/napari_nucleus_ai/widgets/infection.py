@@ -188,7 +188,7 @@ class InfectionWidget(Container):
             info = self.result.table[self.result.table["track_id"] == int(track_id)].iloc[0]
         self._plot.show(rows, info, self.result.frame_interval_h, self._current_t())
         if jump:
-            from ._compat import camera
+            from ._compat import set_view
 
             layer = self.layer.value
             scale = np.asarray(layer.scale if layer is not None else (1, 1, 1))
@@ -196,7 +196,7 @@ class InfectionWidget(Container):
             t = now if rows["t"].min() <= now <= rows["t"].max() else int(rows["t"].iloc[0])
             r = rows.iloc[int(np.argmin(np.abs(rows["t"].to_numpy() - t)))]
             self._viewer.dims.set_current_step(0, t)
-            camera(self._viewer).center = (float(r.y * scale[1]), float(r.x * scale[2]))
+            set_view(self._viewer, layer, center=(float(r.y * scale[1]), float(r.x * scale[2])))
 
 
 def _workflow(stack, px, dt, model, lytic, demo_model):

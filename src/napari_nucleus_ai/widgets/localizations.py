@@ -22,7 +22,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._compat import camera
+from ._compat import camera, set_view
 from ._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
@@ -428,7 +428,9 @@ def demo_storm(viewer, zoom: bool = True):
     if zoom:
         df = layer.metadata["localizations"]
         first = df[df["nucleus"] == 1] if "nucleus" in df else df
-        camera(viewer).center = (float(first["y_nm"].median()), float(first["x_nm"].median()))
-        camera(viewer).zoom = 1 / 6.0  # 6 nm per screen pixel: finer than the 20 nm base
+        centre = (float(first["y_nm"].median()), float(first["x_nm"].median()))
+        set_view(
+            viewer, layer, center=centre, zoom=1 / 6.0
+        )  # 6 nm per screen pixel: finer than the 20 nm base
         dock.update_zoom()
     return dock

@@ -239,7 +239,7 @@ class SegmentWidget(Container):
             return np.asarray(layer.world_to_data(pos))[-2:]
 
         if choice == REGION_VISIBLE:
-            lo_w, hi_w = self._visible_world()
+            lo_w, hi_w = self._visible_world(layer)
             lo, hi = to_data(lo_w), to_data(hi_w)
             return (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])), None
         shapes = self._viewer.layers[choice]
@@ -254,20 +254,18 @@ class SegmentWidget(Container):
         region = (float(y0), float(y1) + 1, float(x0), float(x1) + 1)
         return region, polys[0] if len(polys) == 1 else None
 
-    def _visible_world(self):
-        """World (y, x) corners of what the canvas shows."""
+    def _visible_world(self, layer):
+        """World (y, x) corners of what the canvas shows, in ``layer``'s world units."""
         import warnings
 
-        from ._compat import camera
+        from ._compat import view_of
 
-        cam = camera(self._viewer)
-
+        (*_, cy, cx), zoom = view_of(self._viewer, layer)
         with warnings.catch_warnings():  # napari has no public canvas size (0.9)
             warnings.simplefilter("ignore", FutureWarning)
             size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
         h, w = size[-2:]
-        cy, cx = np.asarray(cam.center)[-2:]
-        half_h, half_w = h / 2 / cam.zoom, w / 2 / cam.zoom
+        half_h, half_w = h / 2 / zoom, w / 2 / zoom
         return np.array([cy - half_h, cx - half_w]), np.array([cy + half_h, cx + half_w])
 
     # ---- run

@@ -200,11 +200,12 @@ class SlideWidget(QWidget):
         iy, ix = axes.index("Y"), axes.index("X")
         dims = [i for i, a in enumerate(axes) if a != "S"]
         cy, cx = dims.index(iy), dims.index(ix)
-        zoom = float(self.camera.zoom)
+        from ._compat import view_of
+
+        (*_, wy, wx), zoom = view_of(self.viewer, layer)
         if zoom <= 0:
             return None
         h, w = self._canvas_hw()
-        wy, wx = (float(v) for v in self.camera.center[-2:])
         sy, sx = float(layer.scale[cy]), float(layer.scale[cx])
         ty, tx = float(layer.translate[cy]), float(layer.translate[cx])
         y0, y1 = (wy - h / 2 / zoom - ty) / sy, (wy + h / 2 / zoom - ty) / sy
@@ -241,9 +242,9 @@ class SlideWidget(QWidget):
         h0, w0 = levels[0].shape[iy], levels[0].shape[ix]
         wy = layer.translate[cy] + fy * h0 * layer.scale[cy]
         wx = layer.translate[cx] + fx * w0 * layer.scale[cx]
-        center = list(self.camera.center)
-        center[-2:] = [wy, wx]
-        self.camera.center = tuple(center)
+        from ._compat import set_view
+
+        set_view(self.viewer, layer, center=(wy, wx))
 
     # -- loading ----------------------------------------------------------------------------
 
