@@ -482,23 +482,42 @@ def test_huge_field_gets_coarser_display_pixels():
     assert data[0].shape[1] <= MAX_LAYER_SIDE + 1 and kw["scale"] == (25.0, 25.0)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_column_subset_reads_agree_serial_and_parallel(tmp_path, monkeypatch, threads):
-    """``only=`` reads go through pandas' parallel reader when it exists (all columns,
-    then a selection) and through ``usecols`` otherwise; both give the same table."""
+@pytest.mark.parametrize("engine", ["c", "pyarrow"])
+def test_column_subset_reads_agree_across_engines(tmp_path, monkeypatch, engine):
+    """Large files' ``only=`` reads go through pyarrow (all cores, selected columns) when it
+    is installed and through pandas' C parser otherwise; both give the same table."""
     from napari_nucleus_ai.io.localizations import csvread
 
+    if engine == "pyarrow":
+        pytest.importorskip("pyarrow")
+        monkeypatch.setattr(csvread, "PYARROW_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(csvread, "have_pyarrow", lambda: False)
     df = _nuclear_df(n=30_000, seed=3)
     paths = [
         write_thunderstorm_csv(df, tmp_path / "a.csv"),
         write_nstorm_txt(df, tmp_path / "b.txt"),
     ]
-    monkeypatch.setattr(csvread, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(csvread, "parallel_csv_threads", lambda: threads)
     for p in paths:
         full = read_localizations(p).data
         some = read_localizations(p, only=("precision_nm",)).data
         assert list(some.columns[:2]) == ["x_nm", "y_nm"] and len(some) == len(full)
         for c in ("x_nm", "y_nm", "precision_nm"):
             np.testing.assert_array_equal(some[c].to_numpy(), full[c].to_numpy())
+            np.testing.assert_allclose(some[c].to_numpy(), df[c].to_numpy(), rtol=1e-5)
         assert "photons" not in some.columns or some["photons"].isna().all()
+
+
+def test_pyarrow_refusal_falls_back_to_the_c_parser(tmp_path, monkeypatch):
+    pytest.importorskip("pyarrow")
+    from napari_nucleus_ai.io.localizations import csvread
+
+    monkeypatch.setattr(csvread, "PYARROW_MIN_BYTES", 0)
+    p = tmp_path / "ragged.csv"  # a short row: pyarrow refuses it, pandas fills NaN
+    p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n2,30\n3,50,60\n')
+    t = read_localizations(p)
+    assert len(t) == 2 and t.n_dropped == 1
+    bad = tmp_path / "garbage.csv"
+    bad.write_bytes(b'"x [nm]","y [nm]"\n' + bytes(range(256)) * 40)
+    with pytest.raises(InputError, match="garbage.csv"):
+        read_localizations(bad)

@@ -1,34 +1,28 @@
-"""Reading a few columns of a large delimited file as fast as pandas can.
+"""Reading a few columns of a large delimited file as fast as the ecosystem allows.
 
-pandas 3.1 parses large local CSV files on several threads, but only when every column
-is read: ``usecols`` sends the read down the single-threaded path. On a machine with
-more than one core, reading all columns in parallel and selecting afterwards is then
-faster than the restricted serial read (and costs the memory of the other columns for
-the duration of the call). Older pandas, one core, or small files keep ``usecols``.
+Localization tables run to millions of rows and a dozen columns, of which a read often
+needs two or three (positions for ``info``, positions and precision for ``render``).
+pyarrow's CSV reader parses on all cores *and* converts only the columns asked for;
+pandas' C parser with ``usecols`` converts only those columns but on one thread (pandas
+3.1 parallelises only whole-file reads). So large files go to pyarrow when it is
+installed, and anything pyarrow cannot take (an option it lacks, a file it rejects)
+is read again by pandas' C parser, whose error messages the readers already report.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pandas as pd
 
-#: below this size pandas reads serially anyway, so ``usecols`` is the faster route
-PARALLEL_MIN_BYTES = 10 * 1024 * 1024
+#: files smaller than this are read by pandas' C parser (thread start-up is not worth it)
+PYARROW_MIN_BYTES = 4 * 1024 * 1024
 
 
-def parallel_csv_threads() -> int:
-    """How many threads this pandas would parse a large CSV with (1: no parallel reads)."""
-    try:
-        threads = pd.get_option("mode.max_threads")
-    except (KeyError, pd.errors.OptionError):
-        return 1  # pandas < 3.1 has no parallel reader
-    if threads is not None:
-        return max(1, int(threads))
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+def have_pyarrow() -> bool:
+    """True when pyarrow can be imported (checked without importing it)."""
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def read_columns(path, usecols=None, strip: bool = True, **kwargs) -> pd.DataFrame:
@@ -39,7 +33,7 @@ def read_columns(path, usecols=None, strip: bool = True, **kwargs) -> pd.DataFra
     path : path-like
         A local delimited text file.
     usecols : list of str, optional
-        Column names to keep (after stripping, when ``strip``); all when None.
+        Column names to keep (as the header spells them after stripping); all when None.
     strip : bool
         Strip surrounding whitespace from the column names.
     **kwargs
@@ -50,15 +44,24 @@ def read_columns(path, usecols=None, strip: bool = True, **kwargs) -> pd.DataFra
     DataFrame
         The selected columns, in the order of ``usecols``.
     """
-    parallel = usecols is not None and parallel_csv_threads() > 1
-    if parallel:
+    raw = None
+    if _use_pyarrow(path):
         try:
-            parallel = os.path.getsize(path) >= PARALLEL_MIN_BYTES
-        except OSError:
-            parallel = False
-    raw = pd.read_csv(path, usecols=None if parallel else usecols, **kwargs)
+            raw = pd.read_csv(path, usecols=usecols, engine="pyarrow", **kwargs)
+        except Exception:  # noqa: BLE001 - any refusal: the C parser reads (or reports) it
+            raw = None
+    if raw is None:
+        raw = pd.read_csv(path, usecols=usecols, **kwargs)
     if strip:
         raw.columns = [str(c).strip() for c in raw.columns]
     if usecols is not None:
         raw = raw[list(usecols)]
     return raw
+
+
+def _use_pyarrow(path) -> bool:
+    try:
+        big = os.path.getsize(path) >= PYARROW_MIN_BYTES
+    except OSError:
+        return False
+    return big and have_pyarrow()
