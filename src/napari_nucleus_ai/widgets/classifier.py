@@ -88,7 +88,9 @@ class ClassifierWidget(Container):
         self.saliency_btn = PushButton(text="Saliency of selected cell")
         # training
         self.train_data = FileEdit(label="train from folder", mode="d")
-        self.arch = ComboBox(label="architecture", choices=all_archs(), value="smallcnn")
+        self.arch = ComboBox(
+            label="architecture", choices=["auto", *all_archs()], value="auto"
+        )  # auto: morph for RGB brightfield cells, smallcnn otherwise
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=1000)
         self.train_out = FileEdit(label="save model as", mode="w", filter="*.zip")
         self.train_btn = PushButton(text="Train from folder")
