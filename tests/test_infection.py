@@ -240,3 +240,34 @@ def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
     assert rows.t.min() <= viewer.dims.current_step[0] <= rows.t.max()
     assert f"track {tid}" in dock._plot.ax.get_title()
     assert dock.run_btn.enabled and not dock.cancel_btn.enabled
+
+
+@pytest.mark.gui
+def test_infection_dock_threaded_builds_layers_in_the_worker(
+    make_napari_viewer, qtbot, movie, tiny_model
+):
+    """The real path: a thread_worker runs the analysis and builds the layer models; the
+    UI thread only adds them, one per event-loop turn, and no thread is left running."""
+    from napari.layers import Labels, Tracks
+
+    from napari_nucleus_ai.widgets.infection import InfectionWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(movie.image[:8], scale=movie.scale, name="movie")
+    dock = InfectionWidget(viewer)
+    dock.layer.value = layer
+    dock.demo_model.value = False
+    dock.model.value = tiny_model
+    dock._run()
+    assert not dock.run_btn.enabled
+
+    def done():
+        kinds = [type(ly) for ly in viewer.layers]
+        filled = "tracks" in dock.status.value  # the last step: track choices and status
+        return bool(dock.run_btn.enabled and Tracks in kinds and Labels in kinds and filled)
+
+    qtbot.waitUntil(done, timeout=120_000)
+    qtbot.waitUntil(lambda: not dock._worker.is_running, timeout=10_000)
+    assert [ly.name for ly in viewer.layers] == ["movie", "movie nuclei", "movie tracks"]
+    assert viewer.layers["movie tracks"].color_by == "p_infected"
+    assert len([c for c in dock.track.choices if c is not None]) >= 3

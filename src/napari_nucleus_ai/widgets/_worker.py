@@ -130,3 +130,28 @@ def start_work(
     worker.finished.connect(_finish)
     worker.start()
     return worker
+
+
+def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> None:
+    """Run UI-thread ``steps`` one per event-loop turn, so the viewer repaints between them.
+
+    Adding a large layer costs a few hundred ms on the UI thread (its visual, its controls);
+    three such steps in one call are one long freeze, three calls are three short ones.
+    With ``sync`` (tests, ``NAPARI_NUCLEUS_AI_SYNC``) they run at once, in order.
+    """
+    if sync is None:
+        sync = os.environ.get("NAPARI_NUCLEUS_AI_SYNC", "") not in ("", "0")
+    steps = list(steps)
+    if sync:
+        for step in steps:
+            step()
+        return
+    from qtpy.QtCore import QTimer
+
+    def _next() -> None:
+        if steps:
+            steps.pop(0)()
+        if steps:
+            QTimer.singleShot(0, _next)
+
+    _next()

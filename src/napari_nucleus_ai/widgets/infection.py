@@ -100,8 +100,9 @@ class InfectionWidget(Container):
             return
         self.run_btn.enabled, self.cancel_btn.enabled = False, True
         self.status.value = "working..."
+        look = _layer_kw(layer)
         self._worker = start_work(
-            _workflow, layer.data, px, dt, model, lytic, self.demo_model.value,
+            _workflow, layer.data, px, dt, model, lytic, self.demo_model.value, look,
             on_result=lambda r: self._show(r, layer), on_finish=self._finished,
             description="Infection",
         )  # fmt: skip
@@ -116,42 +117,30 @@ class InfectionWidget(Container):
 
     # ---------------------------------------------------------------- results
     def _show(self, result, source) -> None:
-        from ..track import tracks_layer_data
+        """Add the result's layers (built in the worker when it could) and fill the dock.
 
+        Each layer is added in its own event-loop turn (see ``run_in_steps``).
+        """
+        from ._worker import run_in_steps
+
+        if isinstance(result, tuple):
+            result, built = result
+        else:  # a bare result (tests, scripts): build the layers here
+            built = result_layers(result, source.name, _layer_kw(source))
         self.result = result
-        tracks, table = result.tracks, result.table
-        kw = {
-            "scale": source.scale,
-            "translate": source.translate,
-            "units": source.units,
-            "axis_labels": source.axis_labels,
-        }
-        name = f"{source.name} nuclei"
-        labels = result.tracking.labels
-        if name in self._viewer.layers:
-            self._viewer.layers.remove(name)
-        lab = self._viewer.add_labels(labels, name=name, opacity=0.8, **kw)
-        lab.contour = 2  # outlines coloured by fate; the chromatin stays visible
-        if table is not None:
-            from ..cells import to_features
+        built[0].mouse_drag_callbacks.append(self._on_click)
+        run_in_steps([*(lambda ly=ly: self._add(ly) for ly in built), self._fill])
 
-            feats = table.rename(columns={"track_id": "label"})
-            lab.features = to_features(feats)
-            lab.colormap = _fate_colormap(table)
-        lab.mouse_drag_callbacks.append(self._on_click)
-        data, graph = tracks_layer_data(tracks)
-        tname = f"{source.name} tracks"
-        if tname in self._viewer.layers:
-            self._viewer.layers.remove(tname)
-        feats = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
-        tl = self._viewer.add_tracks(
-            data, graph=graph, name=tname, tail_length=20, tail_width=4, **kw
-        )
-        if "p_infected" in feats:
-            tl.features = feats[["track_id", "t", "p_infected"]].fillna(0.0)
-            tl.color_by = "p_infected"
-            tl.colormap = _p_colormap().name
-        order = tracks["track_id"].unique()
+    def _add(self, layer) -> None:
+        if layer.name in self._viewer.layers:
+            self._viewer.layers.remove(layer.name)
+        self._viewer.add_layer(layer)
+
+    def _fill(self) -> None:
+        """Track choices, status line and the first track's curve."""
+        result = self.result
+        table = result.table
+        order = result.tracks["track_id"].unique()
         if table is not None:
             order = table.sort_values(["infected", "p_infected_mean"], ascending=False)[
                 "track_id"
@@ -199,8 +188,13 @@ class InfectionWidget(Container):
             set_view(self._viewer, layer, center=(float(r.y * scale[1]), float(r.x * scale[2])))
 
 
-def _workflow(stack, px, dt, model, lytic, demo_model):
-    """Core generator run by the dock (module level so tests can call it)."""
+def _workflow(stack, px, dt, model, lytic, demo_model, look=None):
+    """Core generator run by the dock (module level so tests can call it).
+
+    With ``look`` (the source layer's name, scale, units...) it also builds the result's
+    napari layers here, in the worker: the Tracks layer's graph and the labels' colours
+    of a 100-frame movie cost about a second that the UI thread would otherwise freeze for.
+    """
     from ..infection import analyse_timelapse, ensure_demo_model
     from ..lytic import default_model_path
 
@@ -209,7 +203,46 @@ def _workflow(stack, px, dt, model, lytic, demo_model):
     stack = np.asarray(stack) if not hasattr(stack, "compute") else stack
     lytic = lytic or (default_model_path() if default_model_path().exists() else None)
     result = yield from analyse_timelapse(stack, px, model=model, lytic=lytic, frame_interval_h=dt)
-    return result
+    if look is None:
+        return result
+    return result, result_layers(result, look.pop("name"), look)
+
+
+def _layer_kw(source) -> dict:
+    """What the result layers copy from the time-lapse layer (read on the UI thread)."""
+    return {
+        "name": source.name,
+        "scale": tuple(source.scale),
+        "translate": tuple(source.translate),
+        "units": tuple(str(u) for u in source.units),
+        "axis_labels": tuple(source.axis_labels),
+    }
+
+
+def result_layers(result, name: str, kw: dict) -> list:
+    """The nuclei Labels (outlines coloured by fate, the track table as features) and the
+    Tracks layer (coloured by p_infected) of an :class:`InfectionResult`, not yet in a viewer."""
+    from napari.layers import Labels, Tracks
+
+    from ..track import tracks_layer_data
+
+    kw = {k: v for k, v in kw.items() if k != "name"}
+    tracks, table = result.tracks, result.table
+    lab = Labels(result.tracking.labels, name=f"{name} nuclei", opacity=0.8, **kw)
+    lab.contour = 2  # outlines coloured by fate; the chromatin stays visible
+    if table is not None:
+        from ..cells import to_features
+
+        lab.features = to_features(table.rename(columns={"track_id": "label"}))
+        lab.colormap = _fate_colormap(table)
+    data, graph = tracks_layer_data(tracks)
+    tl = Tracks(data, graph=graph, name=f"{name} tracks", tail_length=20, tail_width=4, **kw)
+    feats = tracks.sort_values(["track_id", "t"]).reset_index(drop=True)
+    if "p_infected" in feats:
+        tl.features = feats[["track_id", "t", "p_infected"]].fillna(0.0)
+        tl.color_by = "p_infected"
+        tl.colormap = _p_colormap().name
+    return [lab, tl]
 
 
 def _p_colormap():
