@@ -8,12 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _diffusion_data import tiny_model, toy_crops  # noqa: E402
-from napari_nucleus_ai.models.diffusion.classify import (  # noqa: E402
-    classify_crops,
-    decide,
-    prune,
-    simulate,
-)
+from napari_nucleus_ai.models.diffusion.classify import classify_crops, decide  # noqa: E402
+from napari_nucleus_ai.models.diffusion.protocol import prune, simulate  # noqa: E402
 from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod, trial_timesteps  # noqa: E402
 from napari_nucleus_ai.progress import Progress, run_sync  # noqa: E402
 
@@ -67,9 +63,9 @@ def test_simulated_protocol_counts_evaluations():
     base = rng.normal(1, 0.3, (b, 1, k))
     gap = np.array([0.0, 0.5, 0.6, 0.8, 1.0])[None, :, None]
     full = base + gap + 0.02 * rng.normal(size=(b, c, k))
-    naive = simulate(full, check_every=4, alpha=0.0)
+    naive = simulate(full, {"check_every": 4, "alpha": 0.0})
     assert naive.sum() == b * c * k
-    ev = simulate(full, check_every=4, alpha=0.01)
+    ev = simulate(full, {"check_every": 4, "alpha": 0.01})
     assert ev.sum((1, 2)).max() <= 4 * c + 4 * 3  # all classes pruned after the first test or two
     out = decide(full, ev, tau=0.1)
     assert (out["index"] == 0).all()
@@ -99,13 +95,12 @@ def test_live_protocol_matches_simulation_on_the_full_error_matrix(model):
     naive = run_sync(classify_crops(model, x, exhaustive=True))
     full = naive["errors"]
     proto = model.protocol
-    ev = simulate(full, proto["check_every"], proto["alpha"])
+    ev = simulate(full, proto)
     live = run_sync(classify_crops(model, x, cells_per_chunk=4))  # chunking must not matter
     assert np.array_equal(~np.isnan(live["errors"]), ev)
     np.testing.assert_allclose(live["errors"][ev], full[ev], rtol=1e-5)
-    sim = decide(
-        full, ev, tau=model.config["calibration"]["tau"], ref=model.config["calibration"]["ref"]
-    )
+    cal = model.config["calibration"]
+    sim = decide(full, ev, tau=cal["tau"], ref=cal["ref"], score=proto["score"])
     assert np.array_equal(sim["index"], live["index"])
 
 
@@ -155,3 +150,27 @@ def test_unknown_backbone_is_refused_and_diffusers_backbone_trains():
     assert type(model.net).__name__ == "DiffusersUNet"
     res = run_sync(classify_crops(model, x))
     assert res["p"].shape == (len(x), 3) and (res["evaluations"] > 0).all()
+
+
+def test_live_top_k_log_score_and_unconditional_anomaly_match_the_simulation(model):
+    from napari_nucleus_ai.models.diffusion.protocol import unconditional_mask
+
+    x, _, _ = toy_crops(per_class=3, seed=8)
+    proto = {
+        "check_every": 2,
+        "alpha": 0.05,
+        "score": "log",
+        "keep_top": [[2, 2]],
+        "anomaly": "unconditional",
+        "anomaly_trials": 3,
+    }
+    full = run_sync(classify_crops(model, x, exhaustive=True, **proto))["errors"]
+    live = run_sync(classify_crops(model, x, cells_per_chunk=5, **proto))
+    ev = simulate(full, {**model.protocol, **proto})
+    assert np.array_equal(~np.isnan(live["errors"]), ev)
+    unc = unconditional_mask(ev, 3)
+    assert np.array_equal(~np.isnan(live["unconditional"]), unc)
+    # every network evaluation is counted: classes + the unconditional trials
+    assert np.array_equal(live["evaluations"], ev.sum(axis=(1, 2)) + unc.sum(axis=1))
+    assert (live["evaluations"] <= 3 * 2 + 2 * (16 - 2) + 3).all()  # top-2 after 2 trials
+    assert np.isfinite(live["anomaly"]).all()

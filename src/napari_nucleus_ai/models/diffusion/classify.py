@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...progress import Progress
+from .protocol import advance, naive, scored
 from .schedule import trial_timesteps
 
 
@@ -61,52 +62,42 @@ def _eval_pairs(model, x0, cells, classes, trials, t_plan, eps_plan, batch_size)
     return out
 
 
-def prune(errs: np.ndarray, n: int, active: np.ndarray, alpha: float) -> np.ndarray:
-    """One pruning round: paired one-sided t-tests of each active class vs the best.
+def decide(
+    errs: np.ndarray,
+    evaluated: np.ndarray,
+    tau: float = 1.0,
+    ref=None,
+    score: str = "error",
+    unconditional=None,
+) -> dict:
+    """Class, probabilities, confidence and anomaly from (partly evaluated) errors.
 
     Parameters
     ----------
-    errs : (B, C, K) float
-        Errors so far (only the first ``n`` trials of active classes are read).
-    n : int
-        Trials done.
-    active : (B, C) bool
-        Classes still in play.
-    alpha : float
-        Prune a class when the p-value that it is *not* worse is below this.
-    """
-    from scipy.stats import t as t_dist
-
-    if n < 2 or alpha <= 0:
-        return active
-    e = errs[:, :, :n]
-    mean = np.where(active, np.nanmean(np.where(active[..., None], e, 0.0), axis=2), np.inf)
-    best = np.argmin(mean, axis=1)
-    d = e - e[np.arange(len(e)), best][:, None, :]
-    md = d.mean(axis=2)
-    sd = d.std(axis=2, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tstat = md / (sd / np.sqrt(n))
-    tstat = np.where(sd > 0, tstat, np.where(md > 0, np.inf, 0.0))
-    pval = t_dist.sf(tstat, n - 1)
-    keep = active & ~(pval < alpha)
-    keep[np.arange(len(e)), best] = True
-    return keep
-
-
-def decide(errs: np.ndarray, evaluated: np.ndarray, tau: float = 1.0, ref=None) -> dict:
-    """Class, probabilities, confidence and anomaly from (partly evaluated) errors.
-
-    ``errs`` (B, C, K) with ``evaluated`` (B, C, K) bool marking real values.
+    errs, evaluated : (B, C, K)
+        Raw errors and which of them were evaluated.
+    tau : float
+        Temperature of the softmax over the paired score gaps.
+    ref : sequence of float, optional
+        Per-trial reference errors of training cells (anomaly score).
+    score : str
+        ``"log"`` or ``"error"``: the statistic averaged over trials (see :mod:`.protocol`).
+    unconditional : (B, K) float, optional
+        Unconditional ("no class") errors, NaN where not evaluated. When given, the
+        anomaly is the mean log ratio of the winner's error to it (and these
+        evaluations are counted); otherwise it is relative to ``ref``.
     """
     e = np.where(evaluated, errs, np.nan)
+    s = np.where(evaluated, scored(np.where(evaluated, errs, 1.0), score), np.nan)
     with np.errstate(invalid="ignore"):
         n_eval = evaluated.sum(axis=2)
         full = n_eval == n_eval.max(axis=1, keepdims=True)  # classes that survived to the end
-        mean = np.where(full, np.nanmean(np.where(evaluated, errs, np.nan), axis=2), np.inf)
+        mean = np.where(full, np.nanmean(s, axis=2), np.inf)
     win = np.argmin(mean, axis=1)
     ew = e[np.arange(len(e)), win]  # (B, K)
-    d = np.nanmean(e - ew[:, None, :], axis=2)  # paired gap on trials both were evaluated
+    sw = s[np.arange(len(e)), win]
+    with np.errstate(invalid="ignore"):
+        d = np.nanmean(s - sw[:, None, :], axis=2)  # paired gap on trials both were evaluated
     d = np.where(np.isfinite(d), d, np.inf)
     d[np.arange(len(e)), win] = 0.0
     logits = -d / max(float(tau), 1e-12)
@@ -114,7 +105,13 @@ def decide(errs: np.ndarray, evaluated: np.ndarray, tau: float = 1.0, ref=None) 
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
     trials = evaluated[np.arange(len(e)), win].sum(axis=1)
-    if ref is not None:
+    n_unc = 0
+    if unconditional is not None:
+        u = np.asarray(unconditional, float)
+        n_unc = np.isfinite(u).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            anomaly = np.nanmean(np.log(np.maximum(ew, 1e-12) / u), axis=1)
+    elif ref is not None:
         r = np.asarray(ref, float)[: e.shape[2]]  # trials beyond the reference are not scored
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.log(np.maximum(ew[:, : len(r)], 1e-12) / r[None, :])
@@ -126,63 +123,12 @@ def decide(errs: np.ndarray, evaluated: np.ndarray, tau: float = 1.0, ref=None) 
         "p": p,
         "confidence": p[np.arange(len(e)), win],
         "anomaly": anomaly,
-        "evaluations": evaluated.sum(axis=(1, 2)),
+        "evaluations": evaluated.sum(axis=(1, 2)) + n_unc,
         "trials": trials,
         "gap": np.sort(np.where(np.isinf(d), np.nan, d), axis=1)[:, 1]
         if e.shape[1] > 1
         else d[:, 0],
     }
-
-
-def advance(errs, n, active, leader, streak, alpha, stable_checks):
-    """State update after a check at ``n`` trials, shared by the live and simulated protocol.
-
-    Prunes with :func:`prune`, tracks how many consecutive checks each cell kept the
-    same leader, and says which cells continue: more than one class left and, when
-    ``stable_checks`` > 0, the leader not yet unchanged for that many checks.
-    Returns ``(active, leader, streak, running)``.
-    """
-    active = prune(errs, n, active, alpha)
-    e = errs[:, :, :n]
-    mean = np.where(active, e.mean(axis=2), np.inf)
-    new_leader = np.argmin(mean, axis=1)
-    streak = np.where(new_leader == leader, streak + 1, 1)
-    running = active.sum(axis=1) > 1
-    if stable_checks:
-        running &= streak < stable_checks
-    return active, new_leader, streak, running
-
-
-def simulate(
-    full_errs: np.ndarray,
-    check_every: int,
-    alpha: float,
-    max_trials: int | None = None,
-    stable_checks: int = 0,
-):
-    """Which entries the adaptive protocol evaluates, given every error up front.
-
-    Exactly what :func:`classify_crops` does live (same trials, same tests), so
-    benchmarks can compute the full error matrix once and compare protocols.
-    Returns ``evaluated`` (B, C, K) bool.
-    """
-    b, c, k = full_errs.shape
-    k = min(k, max_trials or k)
-    evaluated = np.zeros(full_errs.shape, bool)
-    active = np.ones((b, c), bool)
-    leader, streak = np.full(b, -1), np.zeros(b, int)
-    running = np.ones(b, bool)
-    n = 0
-    while n < k and running.any():
-        step = min(check_every, k - n)
-        evaluated[:, :, n : n + step] = (active & running[:, None])[..., None]
-        n += step
-        errs = np.where(evaluated, full_errs, 0.0)
-        a, ld, st, run = advance(errs, n, active, leader, streak, alpha, stable_checks)
-        active = np.where(running[:, None], a, active)
-        leader, streak = np.where(running, ld, leader), np.where(running, st, streak)
-        running = running & run
-    return evaluated
 
 
 def classify_crops(
@@ -215,16 +161,17 @@ def classify_crops(
     import torch
 
     proto = {**model.protocol, **protocol}
-    k_max, every = int(proto["max_trials"]), max(1, int(proto["check_every"]))
-    alpha = 0.0 if exhaustive else float(proto["alpha"])
-    stable = 0 if exhaustive else int(proto.get("stable_checks", 0))
     if protocol:
         model = _with_protocol(model, proto)
+    if exhaustive:
+        proto = naive(proto)
+    k_max, every = int(proto["max_trials"]), max(1, int(proto["check_every"]))
     t_plan, eps_plan = trial_plan(model, k_max)
     x = torch.as_tensor(np.asarray(x, np.float32))
     n_cells, n_cls = len(x), len(model.class_names)
-    errs = np.zeros((n_cells, n_cls, k_max))
-    evaluated = np.zeros((n_cells, n_cls, k_max), bool)
+    n_unc = int(proto.get("anomaly_trials", 0)) if proto.get("anomaly") == "unconditional" else 0
+    errs = np.zeros((n_cells, n_cls + 1, k_max))  # last column: unconditional (anomaly)
+    evaluated = np.zeros((n_cells, n_cls + 1, k_max), bool)
     done_cells = 0
     for s in range(0, n_cells, cells_per_chunk):
         xc = x[s : s + cells_per_chunk]
@@ -232,18 +179,20 @@ def classify_crops(
         active = np.ones((bsz, n_cls), bool)
         leader, streak = np.full(bsz, -1), np.zeros(bsz, int)
         running = np.ones(bsz, bool)
-        ec = np.zeros((bsz, n_cls, k_max))
-        ev = np.zeros((bsz, n_cls, k_max), bool)
+        ec = np.zeros((bsz, n_cls + 1, k_max))
+        ev = np.zeros((bsz, n_cls + 1, k_max), bool)
         n = 0
         while n < k_max and running.any():
             step = min(every, k_max - n)
-            mask = np.broadcast_to((active & running[:, None])[..., None], (bsz, n_cls, step))
+            mask = np.zeros((bsz, n_cls + 1, step), bool)
+            mask[:, :n_cls] = (active & running[:, None])[..., None]
+            mask[:, n_cls, : max(0, n_unc - n)] = running[:, None]  # the unconditional trials
             bi, ci, ki = np.nonzero(mask)
             ki = ki + n
             ec[bi, ci, ki] = _eval_pairs(model, xc, bi, ci, ki, t_plan, eps_plan, batch_size)
             ev[bi, ci, ki] = True
             n += step
-            a, ld, st, run = advance(ec, n, active, leader, streak, alpha, stable)
+            a, ld, st, run = advance(ec[:, :n_cls], n, active, leader, streak, proto)
             active = np.where(running[:, None], a, active)
             leader, streak = np.where(running, ld, leader), np.where(running, st, streak)
             running = running & run
@@ -258,8 +207,17 @@ def classify_crops(
             done_cells, n_cells, f"diffusion classification: {done_cells}/{n_cells} cells"
         )
     cal = model.config.get("calibration", {})
-    out = decide(errs, evaluated, tau=cal.get("tau", 1.0), ref=cal.get("ref"))
-    out["errors"] = np.where(evaluated, errs, np.nan)
+    unc = np.where(evaluated[:, n_cls], errs[:, n_cls], np.nan) if n_unc else None
+    out = decide(
+        errs[:, :n_cls],
+        evaluated[:, :n_cls],
+        tau=cal.get("tau", 1.0),
+        ref=cal.get("ref"),
+        score=proto["score"],
+        unconditional=unc,
+    )
+    out["errors"] = np.where(evaluated[:, :n_cls], errs[:, :n_cls], np.nan)
+    out["unconditional"] = unc
     return out
 
 
@@ -273,12 +231,12 @@ def _with_protocol(model, proto):
     return clone
 
 
-def fit_temperature(errs, evaluated, y, grid=None) -> float:
+def fit_temperature(errs, evaluated, y, grid=None, score: str = "error") -> float:
     """Temperature minimising the negative log-likelihood of the true classes."""
-    grid = np.geomspace(1e-5, 1.0, 121) if grid is None else grid
+    grid = np.geomspace(1e-5, 10.0, 141) if grid is None else grid
     best, best_nll = 1.0, np.inf
     for tau in grid:
-        p = decide(errs, evaluated, tau=tau)["p"]
+        p = decide(errs, evaluated, tau=tau, score=score)["p"]
         nll = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
         if nll < best_nll:
             best, best_nll = float(tau), nll
@@ -317,7 +275,8 @@ def calibrate(model, x, y, trials: int | None = None, x_tau=None, y_tau=None) ->
     res = run_sync(classify_crops(model, xs, max_trials=min(k, int(trials or k))))
     ev = ~np.isnan(res["errors"])
     errs = np.nan_to_num(res["errors"])
-    tau = fit_temperature(errs, ev, np.asarray(ys))
+    score = model.protocol["score"]
+    tau = fit_temperature(errs, ev, np.asarray(ys), score=score)
     cal = {"tau": tau, "ref": [float(v) for v in ref], "n": int(len(x)), "n_tau": int(len(xs))}
     model.config["calibration"] = dict(cal)
-    return {**cal, "_val_p": decide(errs, ev, tau=tau)["p"]}
+    return {**cal, "_val_p": decide(errs, ev, tau=tau, score=score)["p"]}

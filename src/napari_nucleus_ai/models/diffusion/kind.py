@@ -27,6 +27,7 @@ from ...errors import InputError
 from ...progress import Progress
 from ..kinds import Kind, register_kind
 from .model import BACKBONES, PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
+from .protocol import SCORES
 from .train import ARCH_DEFAULTS
 
 ARCHS = ("diffusion",)
@@ -89,6 +90,23 @@ def validate(card: dict) -> None:
         raise InputError(None, "diffusion 'protocol.check_every' must be >= 1")
     if not (0 <= proto["t_lo"] < proto["t_hi"] <= 1):
         raise InputError(None, "diffusion 'protocol' needs 0 <= t_lo < t_hi <= 1")
+    if proto["score"] not in SCORES:
+        raise InputError(None, f"diffusion 'protocol.score' must be one of {', '.join(SCORES)}")
+    if proto["anomaly"] not in ("reference", "unconditional"):
+        raise InputError(
+            None, "diffusion 'protocol.anomaly' must be 'reference' or 'unconditional'"
+        )
+    if not (isinstance(proto["anomaly_trials"], int) and proto["anomaly_trials"] >= 0):
+        raise InputError(None, "diffusion 'protocol.anomaly_trials' must be >= 0")
+    top = proto["keep_top"]
+    if not (
+        isinstance(top, list)
+        and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) for v in p) for p in top
+        )
+        and all(k >= 1 for _, k in top)
+    ):
+        raise InputError(None, "diffusion 'protocol.keep_top' must be a list of [trials, k >= 1]")
     cal = extra.get("calibration") or {}
     ref = cal.get("ref")
     if ref is not None and not (

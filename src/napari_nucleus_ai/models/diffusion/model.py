@@ -20,6 +20,10 @@ PROTOCOL_DEFAULTS = {
     "t_lo": 0.05,  # sampled noise levels span [t_lo, t_hi) of the schedule
     "t_hi": 0.75,
     "stable_checks": 0,  # > 0: also stop once the same class led this many checks in a row
+    "keep_top": [],  # [[n, k], ...]: after n trials keep at most the k best classes
+    "score": "error",  # statistic averaged over trials: "log" or raw "error" errors
+    "anomaly": "reference",  # anomaly vs "reference" training errors or the "unconditional" error
+    "anomaly_trials": 8,  # "unconditional": first this many trials get a no-class evaluation
     "seed": 0,
     "threshold": 0.5,  # confidence below this -> "unidentified"
 }
