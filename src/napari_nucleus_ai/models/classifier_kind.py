@@ -190,6 +190,10 @@ def fit(train, val, card: dict, options: dict):
             )
             info_fitted.append(fitted)
             module.cnn_only = True
+        # the gradient-trained part may see smaller inputs (morph: its CNN at cnn_size)
+        shrink = getattr(module, "cnn_inputs", None)
+        x_loop = shrink(x_tr) if shrink else x_tr
+        xv_loop = shrink(x_va) if shrink and x_va is not None else x_va
         trainable = [q for q in module.parameters() if q.requires_grad]
         module.to(device)
         if not trainable:  # nothing left to train by gradient descent
@@ -209,6 +213,7 @@ def fit(train, val, card: dict, options: dict):
         for epoch in range(epochs):
             if modality == "storm" and epoch > 0:
                 x_tr = normalise(raw_inputs(items_tr, card, rng=mrng, n_patches=per_item)[0], card)
+                x_loop = x_tr
             y_tr = np.repeat(y_tr_items, per_item)
             steps = max(math.ceil(len(y_tr) / bs), int(options.get("min_steps", 8)))
             order = _balanced_order(y_tr, steps * bs, mrng)
@@ -218,7 +223,7 @@ def fit(train, val, card: dict, options: dict):
                 idx = order[i : i + bs]
                 if len(idx) < 2:
                     continue
-                xb = augment(torch.from_numpy(x_tr[idx]), mrng, modality).to(device)
+                xb = augment(torch.from_numpy(x_loop[idx]), mrng, modality).to(device)
                 yb = torch.from_numpy(y_tr[idx]).to(device)
                 out = module(xb)
                 loss = torch.nn.functional.cross_entropy(out, yb, label_smoothing=0.05)
@@ -235,7 +240,7 @@ def fit(train, val, card: dict, options: dict):
                 "train_acc": correct / max(len(order), 1),
             }
             if x_va is not None:
-                vp = pooled_probs(_input_logits(module, x_va, device)[None], g_va)[0]
+                vp = pooled_probs(_input_logits(module, xv_loop, device)[None], g_va)[0]
                 rec.update(_val_scores(vp, val.labels))
                 score = rec["val_loss"]
             else:

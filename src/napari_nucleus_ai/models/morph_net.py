@@ -146,6 +146,15 @@ def build_morph(in_channels: int, n_classes: int, **params):
             return self.cnn(x)
 
         @torch.no_grad()
+        def cnn_inputs(self, x: np.ndarray) -> np.ndarray:
+            """Inputs resized to ``cnn_size`` once, for training the CNN part."""
+            s = int(p["cnn_size"])
+            if self.cnn is None or x.shape[-1] == s:
+                return x
+            t = F.interpolate(torch.as_tensor(x), size=(s, s), mode="bilinear", antialias=True)
+            return t.numpy()
+
+        @torch.no_grad()
         def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
             """Fit input/descriptor statistics and the logistic head on training crops ``x``."""
             self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
