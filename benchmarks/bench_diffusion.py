@@ -46,10 +46,16 @@ def folds_of(y, k, seed=0):
     return fold
 
 
-def _train(x, y, names, args):
+def _train(x, y, names, args, tag=None):
+    """Train (or, with ``--reuse``, load the model saved under ``--model-dir/tag``)."""
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
     from napari_nucleus_ai.progress import run_sync
 
+    path = Path(args.model_dir) / tag if tag else None
+    if path is not None and args.reuse and (path / "config.json").exists():
+        model = _load(path)
+        tr = model.config["training"]
+        return _with(model, args), tr.get("wall_s", np.nan), tr.get("cpu_s", np.nan)
     t0 = time.perf_counter()
     c0 = time.process_time()
     model = run_sync(
@@ -57,24 +63,54 @@ def _train(x, y, names, args):
             x,
             y,
             names,
+            arch={"base": args.base},
             steps=args.steps,
             seed=args.seed,
             lr=2e-3,
-            protocol={"max_trials": args.trials},
+            protocol=_protocol(args),
             calibrate_after=False,
         )
     )
-    return model, time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    model.config["training"].update(wall_s=round(wall, 1), cpu_s=round(cpu, 1))
+    if path is not None:
+        _save(model, path)
+    return model, wall, cpu
+
+
+def _protocol(args):
+    return {"max_trials": args.trials, "t_lo": args.t_lo, "t_hi": args.t_hi}
+
+
+def _with(model, args):
+    model.config["protocol"] = {**model.config.get("protocol", {}), **_protocol(args)}
+    return model
+
+
+def _save(model, path):
+    """Weights (safetensors) and config (JSON) of a benchmark model, outside the repository."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, path / "net.st")
+    (path / "config.json").write_text(json.dumps(model.config))
+
+
+def _load(path):
+    from safetensors.torch import load_file
+
+    from napari_nucleus_ai.models.diffusion.model import DiffusionClassifier, build_net
+
+    config = json.loads((path / "config.json").read_text())
+    net = build_net(config)
+    net.load_state_dict(load_file(path / "net.st"))
+    return DiffusionClassifier(net, config)
 
 
 def cv(args):
     import torch
 
-    from napari_nucleus_ai.models.diffusion.classify import (
-        calibrate,
-        classify_crops,
-        true_class_errors,
-    )
+    from napari_nucleus_ai.models.diffusion.classify import calibrate, classify_crops, trial_plan
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
     from napari_nucleus_ai.progress import run_sync
 
@@ -83,35 +119,37 @@ def cv(args):
     fold = folds_of(y, args.folds, args.seed)
     f = args.fold
     tr, te = fold != f, fold == f
-    model, wall, cpu = _train(x[tr], y[tr], names, args)
+    model, wall, cpu = _train(x[tr], y[tr], names, args, f"cv{args.size}_{f}")
     print(
         f"fold {f}: trained {args.steps} steps in {wall:.0f} s wall / {cpu:.0f} s CPU", flush=True
     )
-    if (
-        args.calibrate
-    ):  # confidence temperature / anomaly reference (not needed for the protocol figures)
+    if args.calibrate:  # confidence temperature / anomaly reference (not needed for protocols)
         calibrate(model, x[tr], y[tr])
     t0, c0 = time.perf_counter(), time.process_time()
     naive = run_sync(classify_crops(model, x[te], exhaustive=True))
     naive_wall, naive_cpu = time.perf_counter() - t0, time.process_time() - c0
-    t0, c0 = time.perf_counter(), time.process_time()
-    live = run_sync(classify_crops(model, x[te]))
-    live_wall, live_cpu = time.perf_counter() - t0, time.process_time() - c0
     n = int(te.sum())
+    live = None
+    if args.live:  # the live adaptive protocol (package defaults), timed
+        t0, c0 = time.perf_counter(), time.process_time()
+        live = run_sync(classify_crops(model, x[te], **json.loads(args.live_protocol or "{}")))
+        live_wall, live_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t_plan, _ = trial_plan(model)
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        OUT / f"cv_fold{f}.npz",
+        OUT / f"{args.name}_fold{f}.npz",
         errors=naive["errors"],
+        t=t_plan,
         y=y[te],
         classes=np.array(names),
-        tau=model.config.get("calibration", {}).get("tau", np.nan),
-        live_index=live["index"],
-        live_evals=live["evaluations"],
+        live_index=live["index"] if live else [],
+        live_evals=live["evaluations"] if live else [],
     )
     meta = {
         "fold": f,
         "folds": args.folds,
         "size": args.size,
+        "base": args.base,
         "steps": args.steps,
         "trials": args.trials,
         "n_test": n,
@@ -119,35 +157,86 @@ def cv(args):
         "train_cpu_s": round(cpu, 1),
         "naive_wall_s_per_cell": round(naive_wall / n, 3),
         "naive_cpu_s_per_cell": round(naive_cpu / n, 3),
-        "adaptive_wall_s_per_cell": round(live_wall / n, 3),
-        "adaptive_cpu_s_per_cell": round(live_cpu / n, 3),
-        "adaptive_evals_mean": float(live["evaluations"].mean()),
         "protocol": model.protocol,
         "threads": args.threads,
         "load_avg": os.getloadavg(),
     }
-    (OUT / f"cv_fold{f}.json").write_text(json.dumps(meta, indent=1))
+    if live:
+        meta.update(
+            live_protocol=json.loads(args.live_protocol or "{}"),
+            adaptive_wall_s_per_cell=round(live_wall / n, 4),
+            adaptive_cpu_s_per_cell=round(live_cpu / n, 4),
+            adaptive_evals_mean=float(live["evaluations"].mean()),
+        )
+    (OUT / f"{args.name}_fold{f}.json").write_text(json.dumps(meta, indent=1))
     print(json.dumps(meta), flush=True)
-    del true_class_errors
 
 
-def loco(args):
+def _all_errors(model, x, trials):
+    """Errors (N, C + 1, K) of every crop under every class and unconditionally (last column)."""
     import torch
 
-    from napari_nucleus_ai.models.diffusion.classify import (
-        calibrate,
-        classify_crops,
-        true_class_errors,
-    )
-    from napari_nucleus_ai.models.diffusion.data import load_crop_folder
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.classify import _eval_pairs, trial_plan
+
+    t_plan, eps_plan = trial_plan(model, trials)
+    n, c = len(x), len(model.class_names) + 1
+    bi, ci, ki = (a.ravel() for a in np.meshgrid(range(n), range(c), range(trials), indexing="ij"))
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    return _eval_pairs(model, xt, bi, ci, ki, t_plan, eps_plan, 256).reshape(n, c, trials), t_plan
+
+
+def _cnn_entropy(args, h, names, tr, te, kn, ytr, unknown, y_te):
+    """The issue-6 CNN's softmax entropy on the split; reused from an earlier run when saved."""
     from napari_nucleus_ai.train import train
     from napari_nucleus_ai.trainset import load_class_folders
 
-    torch.set_num_threads(args.threads)
-    x, y, names, paths = load_crop_folder(PBC, args.size)
+    old = OUT / f"loco_{h}.npz"
+    if args.reuse_cnn and old.exists():
+        d = np.load(old)
+        if np.array_equal(d["unknown"], unknown) and np.array_equal(d["y"], y_te):
+            meta = json.loads(old.with_suffix(".json").read_text())
+            return (
+                d["cnn_entropy"],
+                d["cnn_probs"],
+                {k: meta.get(k) for k in ("cnn_arch", "cnn_epochs", "cnn_wall_s")},
+            )
     ts = load_class_folders(PBC)
-    assert [str(p) for p in ts.sources] == paths or len(ts.sources) == len(paths)
+    t0 = time.perf_counter()
+    sub = ts.subset(np.flatnonzero(tr))
+    sub.classes = kn
+    sub.labels = ytr
+    res = train(
+        sub,
+        None,
+        arch=args.cnn_arch,
+        epochs=args.cnn_epochs,
+        crop_size=64,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    pred = res.package.predict([ts.samples[i] for i in np.flatnonzero(te)])
+    info = {
+        "cnn_arch": args.cnn_arch,
+        "cnn_epochs": args.cnn_epochs,
+        "cnn_wall_s": round(time.perf_counter() - t0, 1),
+    }
+    return pred.entropy, pred.probs, info
+
+
+def loco(args):
+    """Leave one class out: train on 7 classes, score the held-out class as anomalous.
+
+    Saves, per held-out class, every test crop's and every training crop's error
+    under every known class and unconditionally at ``--trials`` shared trials
+    over ``[--t-lo, --t-hi)`` (the report picks the noise range and compares
+    anomaly scores offline), and the CNN's softmax entropy on the same split.
+    """
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.data import load_crop_folder
+
+    torch.set_num_threads(args.threads)
+    x, y, names, _ = load_crop_folder(PBC, args.size)
     fold = folds_of(y, 3, args.seed)
     for h in [int(c) for c in args.classes.split(",")]:
         known = y != h
@@ -157,146 +246,51 @@ def loco(args):
         remap = {c: i for i, c in enumerate(keep)}
         ytr = np.array([remap[c] for c in y[tr]])
         kn = [names[c] for c in keep]
-        model, wall, cpu = _train(x[tr], ytr, kn, args)
-        calibrate(model, x[tr], ytr)
-        naive = run_sync(classify_crops(model, x[te], exhaustive=True))
-        # the issue-6 CNN on the same split (its default benchmark architecture)
-        t0 = time.perf_counter()
-        sub = ts.subset(np.flatnonzero(tr))
-        sub.classes = kn
-        sub.labels = ytr
-        res = train(
-            sub,
-            None,
-            arch=args.cnn_arch,
-            epochs=args.cnn_epochs,
-            crop_size=64,
-            seed=args.seed,
-            threads=args.threads,
-        )
-        cnn_wall = time.perf_counter() - t0
-        pred = res.package.predict([ts.samples[i] for i in np.flatnonzero(te)])
+        ent, probs, cnn = _cnn_entropy(args, h, names, tr, te, kn, ytr, ~known[te], y[te])
+        model, wall, cpu = _train(x[tr], ytr, kn, args, f"loco{args.size}_{h}")
+        e_te, t_plan = _all_errors(model, x[te], args.trials)
+        e_tr, _ = _all_errors(model, x[tr], args.trials)
         OUT.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
-            OUT / f"loco_{h}.npz",
-            errors=naive["errors"],
+            OUT / f"{args.name}_{h}.npz",
+            errors=e_te,
+            train_errors=e_tr,
+            train_y=ytr,
+            t=t_plan,
             unknown=~known[te],
             y=y[te],
-            tau=model.config["calibration"]["tau"],
-            ref=np.array(model.config["calibration"]["ref"]),
-            cnn_entropy=pred.entropy,
-            cnn_probs=pred.probs,
+            cnn_entropy=ent,
+            cnn_probs=probs,
         )
         meta = {
             "held_out": names[h],
             "size": args.size,
+            "base": args.base,
             "steps": args.steps,
             "trials": args.trials,
+            "t_range": [args.t_lo, args.t_hi],
             "train_wall_s": round(wall, 1),
-            "cnn_arch": args.cnn_arch,
-            "cnn_epochs": args.cnn_epochs,
-            "cnn_wall_s": round(cnn_wall, 1),
+            "train_cpu_s": round(cpu, 1),
+            **cnn,
             "load_avg": os.getloadavg(),
         }
-        (OUT / f"loco_{h}.json").write_text(json.dumps(meta, indent=1))
+        (OUT / f"{args.name}_{h}.json").write_text(json.dumps(meta, indent=1))
         print(json.dumps(meta), flush=True)
-    del true_class_errors
-
-
-PROTOCOLS = [  # (check_every, alpha, stable_checks)
-    (4, 0.01, 0),
-    (2, 0.05, 0),
-    (2, 0.01, 0),
-    (1, 0.05, 0),
-    (4, 0.01, 2),
-    (4, 0.05, 2),
-    (2, 0.05, 2),
-    (2, 0.05, 3),
-    (2, 0.05, 4),
-    (2, 0.1, 3),
-    (1, 0.05, 3),
-    (1, 0.05, 4),
-    (1, 0.1, 4),
-]
 
 
 def report(args):
-    from napari_nucleus_ai.models.diffusion.classify import decide, simulate
-    from napari_nucleus_ai.uncertainty import auroc, balanced_accuracy
+    """Tables from the saved error matrices (see ``diffusion_report.py``)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import diffusion_report as rep
 
+    t_range = tuple(float(v) for v in args.t_range.split(","))
     lines = []
-    cv_files = sorted(OUT.glob("cv_fold*.npz"))
+    cv_files = sorted(OUT.glob(f"{args.cv_name}_fold*.npz"))
     if cv_files:
-        data = [np.load(f) for f in cv_files]
-        metas = [json.loads(f.with_suffix(".json").read_text()) for f in cv_files]
-        y = np.concatenate([d["y"] for d in data])
-        kmax = data[0]["errors"].shape[2]
-        c = data[0]["errors"].shape[1]
-        lines.append(
-            f"PBC, {len(cv_files)}-fold CV, {len(y)} crops, {metas[0]['size']} px, "
-            f"{metas[0]['steps']} training steps"
-        )
-        lines.append(
-            "| protocol | trials | network evaluations / cell | fewer than naive | balanced accuracy |"
-        )
-        lines.append("|---|---|---|---|---|")
-        ref_naive = None
-        for k in sorted({8, 16, 32, kmax}):
-            if k > kmax:
-                continue
-            idx = np.concatenate(
-                [
-                    decide(d["errors"][:, :, :k], np.ones(d["errors"][:, :, :k].shape, bool))[
-                        "index"
-                    ]
-                    for d in data
-                ]
-            )
-            b = balanced_accuracy(y, idx)
-            if k == kmax:
-                ref_naive = b
-            lines.append(f"| naive | {k} | {c * k} | {kmax / k:.1f}x fewer | {b:.3f} |")
-        for ce, a, st in PROTOCOLS:
-            idx, ev = [], []
-            for d in data:
-                e = simulate(d["errors"], ce, a, stable_checks=st)
-                idx.append(decide(d["errors"], e)["index"])
-                ev.append(e.sum((1, 2)))
-            idx, ev = np.concatenate(idx), np.concatenate(ev)
-            lines.append(
-                f"| adaptive (check every {ce}, alpha {a}, stop after {st or '-'} stable checks) | <= {kmax} "
-                f"| {ev.mean():.1f} | {c * kmax / ev.mean():.1f}x fewer | {balanced_accuracy(y, idx):.3f} |"
-            )
-        lines.append(f"naive {kmax}-trial balanced accuracy: {ref_naive:.3f}")
-        for m in metas:
-            lines.append(
-                f"fold {m['fold']}: train {m['train_wall_s']} s wall / {m['train_cpu_s']} s CPU; per cell "
-                f"naive {m['naive_wall_s_per_cell']} s wall ({m['naive_cpu_s_per_cell']} s CPU), adaptive "
-                f"{m['adaptive_wall_s_per_cell']} s wall ({m['adaptive_cpu_s_per_cell']} s CPU) at "
-                f"{m['adaptive_evals_mean']:.0f} evaluations; load average {m['load_avg'][0]:.1f}"
-            )
-    loco_files = sorted(OUT.glob("loco_*.npz"))
+        lines += rep.cv_tables(cv_files, args.score, args.naive_trials, args.tolerance, t_range)
+    loco_files = [f for f in sorted(OUT.glob("loco_*.npz")) if "train_errors" in np.load(f)]
     if loco_files:
-        lines.append("")
-        lines.append(
-            "| held-out class | diffusion anomaly AUROC | diffusion 1-confidence AUROC | CNN entropy AUROC |"
-        )
-        lines.append("|---|---|---|---|")
-        rows = []
-        for f in loco_files:
-            d = np.load(f)
-            m = json.loads(f.with_suffix(".json").read_text())
-            ev = np.ones(d["errors"].shape, bool)
-            out = decide(d["errors"], ev, tau=float(d["tau"]), ref=d["ref"])
-            r = (
-                auroc(out["anomaly"], d["unknown"]),
-                auroc(1 - out["confidence"], d["unknown"]),
-                auroc(d["cnn_entropy"], d["unknown"]),
-            )
-            rows.append(r)
-            lines.append(f"| {m['held_out']} | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} |")
-        r = np.nanmean(np.array(rows), axis=0)
-        lines.append(f"| mean | {r[0]:.3f} | {r[1]:.3f} | {r[2]:.3f} |")
+        lines += [""] + rep.loco_tables(loco_files, t_range, args.anomaly_trials)
     text = "\n".join(lines)
     print(text)
     return text
@@ -311,14 +305,32 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7")
     ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--base", type=int, default=16, help="UNet width")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--trials", type=int, default=128, help="naive protocol: trials per cell")
+    ap.add_argument("--t-lo", type=float, default=0.05)
+    ap.add_argument("--t-hi", type=float, default=0.75)
+    ap.add_argument("--name", default="", help="results file prefix (default: cv / loco)")
+    ap.add_argument(
+        "--model-dir", default="/tmp/d8_models", help="trained models (not in the repo)"
+    )
+    ap.add_argument("--reuse", action="store_true", help="load models saved in --model-dir")
+    ap.add_argument("--live", action="store_true", help="cv: also time the live adaptive protocol")
+    ap.add_argument("--live-protocol", default="", help="cv: JSON protocol overrides for --live")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cnn-arch", default="hybrid")
     ap.add_argument("--cnn-epochs", type=int, default=30)
+    ap.add_argument("--cv-name", default="scan", help="report: prefix of the CV matrices")
+    ap.add_argument("--score", default="error", choices=("error", "log"), help="report")
+    ap.add_argument("--t-range", default="0,0.9", help="report: noise levels used (fractions)")
+    ap.add_argument("--naive-trials", type=int, default=None, help="report: naive reference")
+    ap.add_argument("--tolerance", type=float, default=0.01, help="report: nested choice")
+    ap.add_argument("--anomaly-trials", type=int, default=None, help="report: trials scored")
+    ap.add_argument("--reuse-cnn", action="store_true", help="loco: reuse saved CNN entropies")
     ap.add_argument("--calibrate", action="store_true", help="cv: also calibrate (slower)")
     args = ap.parse_args(argv)
+    args.name = args.name or args.what
     {"cv": cv, "loco": loco, "report": report}[args.what](args)
     return 0
 

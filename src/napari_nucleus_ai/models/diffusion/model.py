@@ -14,15 +14,15 @@ from .schedule import alphas_cumprod
 
 #: Defaults of the adaptive classification protocol (see ``classify.py``).
 PROTOCOL_DEFAULTS = {
-    "max_trials": 64,  # noise draws per cell at most (naive protocol: every class at each)
+    "max_trials": 32,  # noise draws per cell at most (naive protocol: every class at each)
     "check_every": 4,  # paired t-tests after every this many trials
     "alpha": 0.01,  # one-sided p-value below which a class is pruned
-    "t_lo": 0.05,  # sampled noise levels span [t_lo, t_hi) of the schedule
-    "t_hi": 0.75,
+    "t_lo": 0.0,  # sampled noise levels span [t_lo, t_hi) of the schedule
+    "t_hi": 0.9,  # (the last 10 % are almost pure noise and carry no class information)
     "stable_checks": 0,  # > 0: also stop once the same class led this many checks in a row
-    "keep_top": [],  # [[n, k], ...]: after n trials keep at most the k best classes
-    "score": "error",  # statistic averaged over trials: "log" or raw "error" errors
-    "anomaly": "reference",  # anomaly vs "reference" training errors or the "unconditional" error
+    "keep_top": [[2, 4], [6, 2]],  # [[n, k], ...]: after n trials keep at most the k best classes
+    "score": "error",  # statistic averaged over trials: raw "error" or "log" errors
+    "anomaly": "unconditional",  # anomaly vs the "unconditional" error or "reference" errors
     "anomaly_trials": 8,  # "unconditional": first this many trials get a no-class evaluation
     "seed": 0,
     "threshold": 0.5,  # confidence below this -> "unidentified"
