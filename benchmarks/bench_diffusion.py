@@ -1,20 +1,21 @@
 """Diffusion classifier figures on the shared PBC crops (issue 8).
 
-Three steps, each bounded so it runs on 2 shared CPU cores (run with nice):
+Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--model-dir``):
 
-    # cross-validated classification: naive vs adaptive protocol (one process per fold)
-    nice -n 10 .venv/bin/python benchmarks/bench_diffusion.py cv --fold 0 [--folds 3 --size 32 --steps 600 --trials 64]
+    # per fold: train (or --reuse) and save every test crop's error under every class at
+    # 128 shared noise levels over the whole schedule; --live also times the live protocol
+    nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py cv --fold F --size 32 --steps 3000 \
+        --trials 128 --t-lo 0 --t-hi 1 --name scan
     # anomaly, leave one class out, diffusion vs the issue-6 CNN's softmax entropy
-    nice -n 10 .venv/bin/python benchmarks/bench_diffusion.py loco --classes 0,1 [--size 24 --steps 300 --trials 32]
-    # tables from the saved error matrices (protocols are simulated exactly, see classify.simulate)
-    .venv/bin/python benchmarks/bench_diffusion.py report
+    nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py loco --classes 0,1 --size 32 \
+        --steps 1000 --trials 24 --t-lo 0 --t-hi 1 --reuse-cnn
+    # tables: naive accuracy vs noise levels, protocols, nested choice, anomaly AUROCs
+    nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py report --cv-name scan --t-range 0,0.9
 
-``cv`` computes, for every test crop, the denoising error of every class at every
-trial (the naive protocol) once, then replays the adaptive protocol on that
-matrix: :func:`~napari_nucleus_ai.models.diffusion.classify.simulate` makes
-exactly the decisions the live protocol makes (a test checks this), so both
-protocols are compared on identical noise. It also times the live adaptive
-protocol (wall and CPU seconds per cell). Results go to ``benchmarks/results/diffusion/``.
+Protocols are compared offline: :func:`~napari_nucleus_ai.models.diffusion.protocol.simulate`
+replays the adaptive protocol on a saved full error matrix and makes exactly the decisions
+the live protocol makes (a test checks this), so all protocols see identical noise
+(``diffusion_report.py``). Results go to ``benchmarks/results/diffusion/``.
 """
 
 from __future__ import annotations
