@@ -109,6 +109,7 @@ def test_morph_package_round_trip(tmp_path, cnn):
         params={"cnn": cnn, "widths": [8, 16], "cnn_size": 32},
     )
     assert res.card["architecture"]["name"] == "morph"
+    assert res.card["provenance"]["fitted"][0]["c"] in (0.03, 0.1, 0.3, 1.0)
     pkg = load_model(tmp_path / "m.zip")
     test = [cell(1, 99), cell(3, 98)]
     a, b = res.package.predict(test), pkg.predict(test)

@@ -320,6 +320,8 @@ def train_gen(
             sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(len(modules))
         ],
     }
+    if info.get("fitted"):  # closed-form parts (morph: the logistic head's C per member)
+        card["provenance"]["fitted"] = info["fitted"]
     if "val_probs" in info and len(val_set):
         card["metrics"] = validation_metrics(info["val_probs"], val_set.labels, ts.classes)
     validate_card(card)
