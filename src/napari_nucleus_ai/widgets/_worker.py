@@ -42,6 +42,11 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+def _sync_default() -> bool:
+    """``NAPARI_NUCLEUS_AI_SYNC`` set (and not 0): run work on the calling thread."""
+    return os.environ.get("NAPARI_NUCLEUS_AI_SYNC", "") not in ("", "0")
+
+
 def start_work(
     gen_func: Callable[..., Generator[Any, None, Any]],
     *args,
@@ -80,7 +85,7 @@ def start_work(
     from napari.utils import progress as progress_bar
 
     if sync is None:
-        sync = os.environ.get("NAPARI_NUCLEUS_AI_SYNC", "") not in ("", "0")
+        sync = _sync_default()
     report_error = on_error or (lambda e: _notify_error(one_line(e)))
     pbar = progress_bar(desc=description, total=0)
     state = {"done": 0}
@@ -140,7 +145,7 @@ def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> N
     With ``sync`` (tests, ``NAPARI_NUCLEUS_AI_SYNC``) they run at once, in order.
     """
     if sync is None:
-        sync = os.environ.get("NAPARI_NUCLEUS_AI_SYNC", "") not in ("", "0")
+        sync = _sync_default()
     steps = list(steps)
     if sync:
         for step in steps:

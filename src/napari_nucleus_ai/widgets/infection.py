@@ -103,7 +103,7 @@ class InfectionWidget(Container):
         look = _layer_kw(layer)
         self._worker = start_work(
             _workflow, layer.data, px, dt, model, lytic, self.demo_model.value, look,
-            on_result=lambda r: self._show(r, layer), on_finish=self._finished,
+            on_result=self._show, on_finish=self._finished,
             description="Infection",
         )  # fmt: skip
 
@@ -116,18 +116,14 @@ class InfectionWidget(Container):
         self.run_btn.enabled, self.cancel_btn.enabled = True, False
 
     # ---------------------------------------------------------------- results
-    def _show(self, result, source) -> None:
-        """Add the result's layers (built in the worker when it could) and fill the dock.
+    def _show(self, payload) -> None:
+        """Add the result's layers (built in the worker) and fill the dock.
 
         Each layer is added in its own event-loop turn (see ``run_in_steps``).
         """
         from ._worker import run_in_steps
 
-        if isinstance(result, tuple):
-            result, built = result
-        else:  # a bare result (tests, scripts): build the layers here
-            built = result_layers(result, source.name, _layer_kw(source))
-        self.result = result
+        self.result, built = payload
         built[0].mouse_drag_callbacks.append(self._on_click)
         run_in_steps([*(lambda ly=ly: self._add(ly) for ly in built), self._fill])
 
@@ -188,11 +184,11 @@ class InfectionWidget(Container):
             set_view(self._viewer, layer, center=(float(r.y * scale[1]), float(r.x * scale[2])))
 
 
-def _workflow(stack, px, dt, model, lytic, demo_model, look=None):
+def _workflow(stack, px, dt, model, lytic, demo_model, look):
     """Core generator run by the dock (module level so tests can call it).
 
-    With ``look`` (the source layer's name, scale, units...) it also builds the result's
-    napari layers here, in the worker: the Tracks layer's graph and the labels' colours
+    It also builds the result's napari layers from ``look`` (the source layer's name,
+    scale, units...) here, in the worker: the Tracks layer's graph and the labels' colours
     of a 100-frame movie cost about a second that the UI thread would otherwise freeze for.
     """
     from ..infection import analyse_timelapse, ensure_demo_model
@@ -203,9 +199,7 @@ def _workflow(stack, px, dt, model, lytic, demo_model, look=None):
     stack = np.asarray(stack) if not hasattr(stack, "compute") else stack
     lytic = lytic or (default_model_path() if default_model_path().exists() else None)
     result = yield from analyse_timelapse(stack, px, model=model, lytic=lytic, frame_interval_h=dt)
-    if look is None:
-        return result
-    return result, result_layers(result, look.pop("name"), look)
+    return result, result_layers(result, look["name"], look)
 
 
 def _layer_kw(source) -> dict:
