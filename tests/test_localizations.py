@@ -240,29 +240,67 @@ def test_bad_files_one_line_errors(tmp_path, shared_data):
         read_localizations(files["text posing as HDF5"])
 
 
+# what the one-line message must say for each bad file (the problem, not only the name)
+PROBLEMS = {
+    "garbage": "binary content",
+    "empty": "file is empty",
+    "header only": "no localizations",
+    "unknown columns": "unknown columns (a, b, c)",
+    "text posing as HDF5": "not an HDF5 file",
+    "non-numeric": "is not numeric",
+    "all non-finite": "finite position",
+    "broken smlm": "not a readable ShareLoc .smlm",
+    "truncated HDF5": "truncated or corrupt HDF5",
+    "truncated SMAP": "truncated or corrupt MATLAB 7.3",
+}
+
+
+def _all_bad_files(tmp_path, shared_data):
+    files = _bad_files(tmp_path)
+    files["truncated HDF5"] = _truncated_h5(tmp_path, shared_data)
+    data = (shared_data / "smlm/locan/smap_dstorm_data.mat").read_bytes()
+    files["truncated SMAP"] = tmp_path / "cut_sml.mat"
+    files["truncated SMAP"].write_bytes(data[: len(data) // 2])
+    return files
+
+
 def test_cli_bad_file_exit_and_one_line(tmp_path, capsys, shared_data):
     from napari_nucleus_ai.cli import main
 
-    files = _bad_files(tmp_path)
-    files["truncated"] = _truncated_h5(tmp_path, shared_data)
-    for path in files.values():
+    files = _all_bad_files(tmp_path, shared_data)
+    assert set(files) == set(PROBLEMS)
+    for what, path in files.items():
         assert main(["info", str(path), "--json"]) == 1
+        out = capsys.readouterr()
+        err = out.err.strip()
+        assert err.count("\n") == 0 and str(path) in err and "Traceback" not in err
+        assert PROBLEMS[what] in err, (what, err)
+        assert out.out == ""
+        assert main(["render", str(path), "--out", str(tmp_path / "x.tif")]) == 1
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and str(path) in err and "Traceback" not in err
-        assert main(["render", str(path), "--out", str(tmp_path / "x.tif")]) == 1
-        assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
 
 
-def test_napari_reader_bad_file_notifies_and_no_layer(tmp_path, monkeypatch):
+def test_napari_reader_bad_file_notifies_and_no_layer(tmp_path, monkeypatch, shared_data):
     from napari_nucleus_ai.io import napari_io
 
     shown = []
     monkeypatch.setattr(napari_io, "_notify", shown.append)
-    p = _bad_files(tmp_path)["header only"]
-    reader = napari_io.get_reader(str(p))
-    assert reader is not None
-    assert reader(str(p)) == [(None,)]
-    assert len(shown) == 1 and "\n" not in shown[0]
+    for what, p in _all_bad_files(tmp_path, shared_data).items():
+        shown.clear()
+        reader = napari_io.get_reader(str(p))
+        assert reader is not None, what  # taken, so the problem can be named
+        assert reader(str(p)) == [(None,)]
+        assert len(shown) == 1 and "\n" not in shown[0] and str(p) in shown[0], (what, shown)
+        assert PROBLEMS[what] in shown[0], (what, shown)
+    # napari's own layer CSVs and files of other kinds stay with other readers
+    pts = tmp_path / "points.csv"
+    pts.write_text("index,axis-0,axis-1\n0,10.0,20.0\n")
+    assert napari_io.get_reader(str(pts)) is None
+    notes = tmp_path / "notes.md"
+    notes.write_text("# hello\n")
+    assert napari_io.get_reader(str(notes)) is None
 
 
 def test_column_mapping_for_unknown_table(tmp_path):
@@ -521,3 +559,40 @@ def test_pyarrow_refusal_falls_back_to_the_c_parser(tmp_path, monkeypatch):
     bad.write_bytes(b'"x [nm]","y [nm]"\n' + bytes(range(256)) * 40)
     with pytest.raises(InputError, match="garbage.csv"):
         read_localizations(bad)
+
+
+def test_vutara_csv_in_nm_and_in_um(tmp_path):
+    """Bruker Vutara SRX layout (no real file here): nm, or um when precisionx says so."""
+    head = "frame,image-ID,z-step,cycle,time-point,x,y,z,precisionx,precisiony,photon-count,probe\n"
+    nm = tmp_path / "vutara_nm.csv"
+    nm.write_text(
+        head + "1,1,0,0,0,1500.5,2500,-100,12,13,900,0\n2,2,0,0,0,3000,4000,50,9,9,800,1\n"
+    )
+    t = read_localizations(nm)
+    assert t.format == "vutara" and list(t.data["x_nm"]) == [1500.5, 3000.0] and t.is_3d
+    assert list(t.data["precision_nm"]) == [12.0, 9.0] and t.channels == ["0", "1"]
+    assert list(t.data["photons"]) == [900, 800] and list(t.data["frame"]) == [1, 2]
+    um = tmp_path / "vutara_um.csv"
+    um.write_text(head + "1,1,0,0,0,1.5,2.5,-0.1,0.012,0.013,900,0\n")
+    t = read_localizations(um)
+    np.testing.assert_allclose(t.data[["x_nm", "y_nm", "z_nm"]].iloc[0], [1500, 2500, -100])
+    assert t.data["precision_nm"].iloc[0] == pytest.approx(12.0)
+
+
+def test_newer_oni_export_after_a_line_to_skip(tmp_path):
+    p = tmp_path / "oni_new.csv"
+    p.write_text(
+        "ONI Nanoimager localisation export\n"
+        "x-nm,y-nm,frame,channel,photons\n100.5,200,1,0,500\n300,400,2,1,700\n"
+    )
+    assert detect_format(p) == "oni"
+    t = read_localizations(p)
+    assert list(t.data["x_nm"]) == [100.5, 300.0] and list(t.data["y_nm"]) == [200.0, 400.0]
+    assert t.channels == ["0", "1"] and list(t.data["frame"]) == [1, 2]
+
+
+def test_nstorm_older_name_header(tmp_path):
+    p = tmp_path / "old.txt"
+    p.write_text("Name\tX\tY\tXc\tYc\tFrame\n647\t100\t200\t101\t199\t1\n")
+    t = read_localizations(p)
+    assert t.format == "nstorm" and list(t.data["x_nm"]) == [101] and t.channels == ["647"]

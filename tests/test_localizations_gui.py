@@ -108,6 +108,35 @@ def test_reader_bad_file_no_layer(make_napari_viewer, tmp_path, monkeypatch):
     assert len(viewer.layers) == 0 and len(shown) == 1 and "HDF5" in shown[0]
 
 
+def test_viewer_open_every_bad_file_notifies_and_adds_no_layer(
+    make_napari_viewer, tmp_path, monkeypatch, shared_data
+):
+    from napari_nucleus_ai.io import napari_io
+    from test_localizations import PROBLEMS, _all_bad_files
+
+    viewer = make_napari_viewer()
+    shown = []
+    monkeypatch.setattr(napari_io, "_notify", shown.append)
+    for what, path in _all_bad_files(tmp_path, shared_data).items():
+        shown.clear()
+        viewer.open(str(path), plugin=PLUGIN)  # napari must not raise "refused the file"
+        assert len(viewer.layers) == 0, what
+        assert len(shown) == 1 and str(path) in shown[0] and PROBLEMS[what] in shown[0], shown
+
+
+def test_two_colour_sample_and_channel_colours(dock):
+    viewer, w = dock
+    viewer.open_sample(PLUGIN, "storm_nucleus_two_colour")
+    images = [ly for ly in viewer.layers if isinstance(ly, Image)]
+    assert [ly.metadata["channel"] for ly in images] == ["0", "1"]
+    assert images[0].colormap.name != images[1].colormap.name  # one colour per channel
+    assert all(tuple(ly.scale) == (10.0, 10.0) for ly in images)
+    assert [len(ly.metadata["localizations"]) for ly in images] == [150_000, 30_000]
+    w.layer.value = images[1].name
+    w.colormap.value = "yellow"
+    assert images[1].colormap.name == "yellow" and images[0].colormap.name != "yellow"
+
+
 def test_sample_and_demo_step(make_napari_viewer, monkeypatch):
     from napari_nucleus_ai.widgets.localizations import demo_storm
 

@@ -51,7 +51,7 @@ def describe(path: str | os.PathLike) -> dict:
     check_readable(path)
     mod = family_for(path)
     if mod is None:
-        raise InputError(path, "not a format napari-nucleus-ai can read")
+        _unreadable(path)
     return mod.describe(path)
 
 
@@ -60,5 +60,28 @@ def read_layers(path: str | os.PathLike, **options) -> list:
     check_readable(path)
     mod = family_for(path)
     if mod is None:
-        raise InputError(path, "not a format napari-nucleus-ai can read")
+        _unreadable(path)
     return mod.read_layers(path, **options)
+
+
+def _unreadable(path) -> None:
+    """Raise the most useful one-line error for a file no family takes.
+
+    A delimited table named ``.csv``/``.txt``/... is most likely a localization table
+    whose columns are not recognised: say which columns it has and ask for a mapping.
+    """
+    from .localizations import read_localizations
+    from .localizations.detect import TEXT_EXTENSIONS, looks_binary, looks_like_table
+
+    if os.path.splitext(path)[1].lower() in TEXT_EXTENSIONS:
+        if looks_binary(path):
+            raise InputError(
+                path, "not a format napari-nucleus-ai can read (binary content, not a text table)"
+            )
+        if looks_like_table(path):
+            try:
+                read_localizations(path)
+            except InputError as e:
+                if "unknown columns" in e.problem:
+                    raise
+    raise InputError(path, "not a format napari-nucleus-ai can read")

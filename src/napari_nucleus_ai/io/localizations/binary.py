@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
+from .detect import MAT73
 from .table import LocalizationTable, normalise
 
 
@@ -20,7 +21,9 @@ def _open_h5(path):
         return h5py.File(path, "r")
     except OSError as e:
         with open(path, "rb") as fh:
-            magic = fh.read(8)
+            magic = fh.read(520)
+        if magic.startswith(MAT73):  # MATLAB 7.3 = HDF5 after a 512-byte header
+            raise InputError(path, "truncated or corrupt MATLAB 7.3 (HDF5) file") from e
         if not magic.startswith(b"\x89HDF"):
             raise InputError(path, "not an HDF5 file (the content is not HDF5)") from e
         raise InputError(path, "truncated or corrupt HDF5 file") from e

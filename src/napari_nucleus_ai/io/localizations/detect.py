@@ -79,6 +79,18 @@ def looks_like_table(path) -> bool:
     return "\x00" not in text[:256] and _looks_delimited(first_lines(text, 6))
 
 
+def looks_binary(path, nbytes: int = 4096) -> bool:
+    """True when the start of a file is not text (NUL bytes or mostly unprintable)."""
+    try:
+        text = head_text(path, nbytes)
+    except OSError:
+        return False
+    if "\x00" in text:
+        return True
+    bad = sum(not (ch.isprintable() or ch in "\t\r\n") for ch in text)
+    return bad > 0.05 * max(1, len(text))
+
+
 def head_text(path, nbytes: int = 65536) -> str:
     """The first ``nbytes`` of a file decoded leniently (BOM removed)."""
     with open(path, "rb") as fh:
