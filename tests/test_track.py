@@ -112,7 +112,13 @@ def test_write_tracks_and_errors(tracked, tmp_path):
     tl, res, _ = tracked
     paths = write_tracks(res, tmp_path / "out", pixel_size_um=0.65)
     back = pd.read_csv(paths["tracks"])
-    assert list(back.columns[:5]) == TRACK_COLUMNS and len(back) == len(res.tracks)
+    # tracks.csv is the issue's format, exactly: track_id, t, y, x (pixels), parent_id
+    assert list(back.columns) == TRACK_COLUMNS and len(back) == len(res.tracks)
+    np.testing.assert_allclose(back[["y", "x"]], res.tracks[["y", "x"]], atol=1e-3)
+    np.testing.assert_array_equal(back["parent_id"], res.tracks["parent_id"])
+    nuc = pd.read_csv(paths["nuclei"])  # the measurements, keyed by track_id and t
+    assert list(nuc.columns[:2]) == ["track_id", "t"] and {"area_px", "label"} <= set(nuc.columns)
+    np.testing.assert_array_equal(nuc[["track_id", "t"]], back[["track_id", "t"]])
     lab = tifffile.imread(paths["labels"])
     np.testing.assert_array_equal(lab, res.labels)
     with pytest.raises(InputError):
@@ -150,3 +156,42 @@ def test_split_from_a_dropped_fragment_starts_new_lineages(monkeypatch):
     assert len(per) == 4  # the 2-frame fragment is gone
     assert (per["p"] == 0).all()  # 0-2 split undone; 3 and 4 lost their (dropped) parent
     assert sorted(per["n"]) == [5, 13, 13, 15]
+
+
+def test_nuclei_leaving_and_entering_the_field():
+    """A strong stage drift carries nuclei out of one side of the field and brings new ones in
+    on the other: each nucleus that leaves ends its track there ('left', never linked on to
+    another nucleus), and each that enters starts a new track with no parent."""
+    n = 40
+    tl = simulate_timelapse(n, (192, 192), seed=4, drift_px=2.0)
+    res = run_sync(track_stack(tl.image, tl.pixel_size_um))
+    ends = track_ends(res.tracks, tl.image.shape[1:], n).set_index("track_id")
+    from napari_nucleus_ai.track import match_to_truth
+
+    m = match_to_truth(res.labels, tl.labels)
+    seen = tl.truth.sort_values("t").groupby("cell_id")["t"]
+    first, last = seen.min(), seen.max()
+    once = seen.apply(lambda s: bool((s.diff().dropna() == 1).all()))  # never re-enters
+    cells = tl.cells.set_index("cell_id")
+    leaving = [c for c in last.index if once[c] and last[c] < min(n - 1, cells.t_end[c])]
+    entering = [c for c in first.index if once[c] and first[c] > max(0, cells.t_start[c])]
+    n_left = n_entered = 0
+    for c in leaving:
+        mc = m[m.cell_id == c]
+        if mc.empty:
+            continue
+        t_last = int(mc.t.max())
+        k = int(mc.loc[mc.t == t_last, "track_id"].iloc[0])
+        assert ends.loc[k, "end"] == "left" and ends.loc[k, "t_end"] <= last[c], (c, ends.loc[k])
+        assert set(m[(m.track_id == k) & (m.t > t_last)].cell_id) == set()  # not linked on
+        n_left += 1
+    for c in entering:
+        mc = m[m.cell_id == c]
+        if mc.empty:
+            continue
+        t_first = int(mc.t.min())
+        k = int(mc.loc[mc.t == t_first, "track_id"].iloc[0])
+        assert ends.loc[k, "parent_id"] == 0 and ends.loc[k, "t_start"] >= first[c], c
+        assert set(m[(m.track_id == k) & (m.t < t_first)].cell_id) == set()  # a new track
+        n_entered += 1
+    assert n_left >= 5 and n_entered >= 5, (n_left, n_entered)

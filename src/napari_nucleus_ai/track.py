@@ -13,11 +13,12 @@ Pipeline of :func:`track_stack` (a core generator):
    (lysis), leaves the field or the movie ends; new tracks start where nuclei enter.
 4. Labels re-numbered so that each nucleus carries its track id in every frame.
 
-Tracks table (``tracks.csv``)
------------------------------
+Tracks table
+------------
 ``track_id`` (1..N), ``t`` (frame), ``y, x`` (centroid, pixels of that frame),
-``parent_id`` (track it divided from, 0 = none), ``label`` (= track_id in the
-track labels), ``area_px``, ``mean_intensity``. A track is one segment between
+``parent_id`` (track it divided from, 0 = none) - exactly these columns in
+``tracks.csv`` - then ``label`` (= track_id in the track labels), ``area_px``,
+``mean_intensity`` (in ``nuclei.csv``). A track is one segment between
 divisions, as in a napari Tracks layer (``graph`` = {child: [parent]}).
 """
 
@@ -473,8 +474,22 @@ def link_accuracy(
     }
 
 
-def write_tracks(result: TrackingResult, out_dir, *, pixel_size_um: float | None = None) -> dict:
-    """Write ``tracks.csv`` and ``labels.tif`` (T, Y, X track-id labels) atomically into ``out_dir``."""
+def write_tracks(
+    result: TrackingResult,
+    out_dir,
+    *,
+    pixel_size_um: float | None = None,
+    nuclei=None,
+    write_labels: bool = True,
+) -> dict:
+    """Write ``tracks.csv``, ``nuclei.csv`` and ``labels.tif`` atomically into ``out_dir``.
+
+    ``tracks.csv`` has exactly :data:`TRACK_COLUMNS` (``track_id, t, y, x`` in pixels,
+    ``parent_id``), the issue's exchange format; the per-nucleus measurements
+    (``label, area_px, mean_intensity`` and, after ``predict_infection``, ``rim_ratio,
+    interior_cv, p_infected, uncertainty``) go to ``nuclei.csv``, keyed by ``track_id, t``,
+    from ``nuclei`` (default ``result.tracks``). ``labels.tif`` is the (T, Y, X) track-id labels.
+    """
     from pathlib import Path
 
     import tifffile
@@ -484,11 +499,18 @@ def write_tracks(result: TrackingResult, out_dir, *, pixel_size_um: float | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "tracks.csv", "w", newline="") as fh:
-        result.tracks.to_csv(fh, index=False, float_format="%.3f")
+        result.tracks[TRACK_COLUMNS].to_csv(fh, index=False, float_format="%.3f")
+    nuc = result.tracks if nuclei is None else nuclei
+    cols = ["track_id", "t"] + [c for c in nuc.columns if c not in TRACK_COLUMNS]
+    with atomic_write(out / "nuclei.csv", "w", newline="") as fh:
+        nuc[cols].to_csv(fh, index=False, float_format="%.6g")
+    paths = {"tracks": out / "tracks.csv", "nuclei": out / "nuclei.csv", "labels": out / "labels.tif"}
+    if not write_labels:
+        return paths
     kw = {"metadata": {"axes": "TYX"}}
     if pixel_size_um:
         kw["resolution"] = (1e4 / pixel_size_um, 1e4 / pixel_size_um)  # pixels per cm
         kw["resolutionunit"] = "CENTIMETER"
     with atomic_path(out / "labels.tif") as tmp:
         tifffile.imwrite(tmp, result.labels, compression="zlib", **kw)
-    return {"tracks": out / "tracks.csv", "labels": out / "labels.tif"}
+    return paths

@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="writes tracks.csv, labels.tif (+ infection.csv)",
+        help="writes tracks.csv, nuclei.csv, labels.tif (+ infection.csv)",
     )
     p.add_argument(
         "--model", metavar="MODEL", help="infection model package (classes infected/uninfected)"
@@ -130,7 +130,7 @@ def run(args) -> int:
     written = write_tracks(result, out, pixel_size_um=px)
     n_tracks = tracks["track_id"].nunique() if len(tracks) else 0
     print(f"{n_tracks} tracks, {int((tracks.drop_duplicates('track_id')['parent_id'] > 0).sum())} daughter tracks, "
-          f"{result.seconds_per_frame:.2f} s/frame -> {written['tracks']}, {written['labels']}")  # fmt: skip
+          f"{result.seconds_per_frame:.2f} s/frame -> {written['tracks']}, {written['nuclei']}, {written['labels']}")  # fmt: skip
     if args.model:
         from ..infection import infection_table, predict_infection
         from ..models.package import load_model
@@ -153,8 +153,8 @@ def run(args) -> int:
 
             lytic = LyticModel.load(args.lytic or default_model_path())
             table = predict_lytic(tracks, table, lytic)
-        with atomic_write(out / "tracks.csv", "w", newline="") as fh:
-            tracks.to_csv(fh, index=False, float_format="%.4g")
+        # tracks.csv stays the five columns; p_infected and the features go to nuclei.csv
+        write_tracks(result, out, nuclei=tracks, write_labels=False)
         with atomic_write(out / "infection.csv", "w", newline="") as fh:
             table.to_csv(fh, index=False, float_format="%.4g")
         n_inf = int(table["infected"].sum())
