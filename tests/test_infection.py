@@ -183,7 +183,8 @@ def test_cli_track_with_model(movie, tiny_model, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["track", str(stack), "--out", str(out)]) == 0
     tracks = pd.read_csv(out / "tracks.csv")
-    assert list(tracks.columns[:5]) == ["track_id", "t", "y", "x", "parent_id"]
+    assert list(tracks.columns) == ["track_id", "t", "y", "x", "parent_id"]  # exactly
+    assert tracks["y"].between(0, 255).all() and tracks["x"].between(0, 255).all()  # pixels
     assert tifffile.imread(out / "labels.tif").shape == (10, 256, 256)
     assert not (out / "infection.csv").exists()
     assert main(["track", str(stack), "--out", str(out), "--model", str(tiny_model)]) == 0
@@ -191,8 +192,14 @@ def test_cli_track_with_model(movie, tiny_model, tmp_path, capsys):
     assert {"track_id", "infected", "t_infected", "end", "p_lytic", "lead_time_h"} <= set(
         table.columns
     )
-    tracks = pd.read_csv(out / "tracks.csv")
-    assert tracks["p_infected"].between(0, 1).all()
+    # with a model, tracks.csv is unchanged (same columns, same precision); the per-nucleus
+    # probabilities are in nuclei.csv
+    again = pd.read_csv(out / "tracks.csv")
+    pd.testing.assert_frame_equal(again, tracks)
+    nuclei = pd.read_csv(out / "nuclei.csv")
+    np.testing.assert_array_equal(nuclei[["track_id", "t"]], tracks[["track_id", "t"]])
+    assert nuclei["p_infected"].between(0, 1).all()
+    assert set(table["track_id"]) == set(tracks["track_id"])
     # bad inputs: one line naming the file, exit 1
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"II*\x00garbage")
@@ -240,6 +247,44 @@ def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
     assert rows.t.min() <= viewer.dims.current_step[0] <= rows.t.max()
     assert f"track {tid}" in dock._plot.ax.get_title()
     assert dock.run_btn.enabled and not dock.cancel_btn.enabled
+    # clicking a nucleus in the viewer selects its track, although the Tracks layer (added
+    # last) is the active layer: napari calls only the active layer's mouse callbacks
+    from napari.utils._test_utils import read_only_mouse_event
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    assert viewer.layers.selection.active is tracks[0]
+    t = int(viewer.dims.current_step[0])
+    frame = dock.result.tracks[dock.result.tracks.t == t]
+    other = frame[frame.track_id != tid].iloc[0]
+    world = (t, other.y * layer.scale[1], other.x * layer.scale[2])
+
+    def click(pos, drag_to=None):
+        mouse_press_callbacks(viewer, read_only_mouse_event(type="mouse_press", position=pos))
+        if drag_to is not None:
+            ev = read_only_mouse_event(type="mouse_move", is_dragging=True, position=drag_to)
+            mouse_move_callbacks(viewer, ev)
+        end = drag_to if drag_to is not None else pos
+        mouse_release_callbacks(viewer, read_only_mouse_event(type="mouse_release", position=end))
+
+    click(world, drag_to=(t, world[1] + 20, world[2]))  # a pan is not a click
+    assert dock.track.value == tid
+    click(world)
+    assert dock.track.value == int(other.track_id)
+    assert f"track {int(other.track_id)}" in dock._plot.ax.get_title()
+    # next to a track's nucleus (on its line), not on any nucleus: the nearest track
+    assert dock.track_at((t, -100.0, world[2])) is None  # far from every nucleus
+    assert dock.track_at((-5, world[1], world[2])) is None  # before the movie
+    # on a track's line where no nucleus is drawn (here: its mask erased), the nearest track
+    saved = dock.result.tracking.labels
+    dock.result.tracking.labels = np.where(saved == other.track_id, 0, saved)
+    try:
+        assert dock.track_at(world) == int(other.track_id)
+    finally:
+        dock.result.tracking.labels = saved
 
 
 @pytest.mark.gui

@@ -4,12 +4,13 @@ Thin: the work is :func:`napari_nucleus_ai.infection.analyse_timelapse` run thro
 ``start_work`` (progress bar, cancel, UI stays live). Results become a Labels
 layer (nuclei numbered by track, coloured by fate), a Tracks layer coloured by
 ``p_infected`` and, below, a table of tracks and a matplotlib plot of the selected
-track's probability over time. Click a row, or a nucleus in the viewer, to select
-a track; the viewer jumps to it.
+track's probability over time. Pick a track in the list, or click a nucleus (or a
+track's line) in the viewer, to select it; the viewer jumps to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,6 +74,12 @@ class InfectionWidget(Container):
         viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
         viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
         viewer.dims.events.current_step.connect(lambda e: self._plot.set_time(self._current_t()))
+        # on the viewer, not on the nuclei layer: napari only calls the *active* layer's mouse
+        # callbacks, and the Tracks layer (added last) is the active one after a run
+        viewer.mouse_drag_callbacks.append(self._on_click)
+        self.native.destroyed.connect(
+            lambda *_: _discard(viewer.mouse_drag_callbacks, self._on_click)
+        )
         self.layer.reset_choices()
 
     # ---------------------------------------------------------------- running
@@ -101,6 +108,7 @@ class InfectionWidget(Container):
         self.run_btn.enabled, self.cancel_btn.enabled = False, True
         self.status.value = "working..."
         look = _layer_kw(layer)
+        self._look = look
         self._worker = start_work(
             _workflow, layer.data, px, dt, model, lytic, self.demo_model.value, look,
             on_result=self._show, on_finish=self._finished,
@@ -124,7 +132,6 @@ class InfectionWidget(Container):
         from ._worker import run_in_steps
 
         self.result, built = payload
-        built[0].mouse_drag_callbacks.append(self._on_click)
         run_in_steps([*(lambda ly=ly: self._add(ly) for ly in built), self._fill])
 
     def _add(self, layer) -> None:
@@ -155,10 +162,41 @@ class InfectionWidget(Container):
     def _current_t(self) -> int:
         return int(self._viewer.dims.current_step[0]) if self._viewer.dims.ndim >= 3 else 0
 
-    def _on_click(self, layer, event):
-        value = layer.get_value(event.position, world=True)
-        if value:
-            self.track.value = int(value)
+    def _on_click(self, viewer, event):
+        """Viewer mouse callback: a click (not a drag) on a nucleus or a track selects that track."""
+        if self.result is None:
+            return
+        press = np.asarray(event.position, float)
+        yield
+        while event.type == "mouse_move":
+            yield
+        if np.abs(np.asarray(event.position, float) - press).max() > 1e-6:
+            return  # the user dragged (panned), not clicked
+        tid = self.track_at(press)
+        if tid is not None:
+            with contextlib.suppress(RuntimeError):  # the dock was closed
+                self.track.value = tid
+
+    def track_at(self, position, radius_px: float = 10.0) -> int | None:
+        """The track under a world ``position`` (t, y, x): the nucleus there, else the nearest
+        track point of that frame within ``radius_px`` (clicking a track's line)."""
+        if self.result is None or len(position) < 3:
+            return None
+        look = getattr(self, "_look", None) or {"scale": (1, 1, 1), "translate": (0, 0, 0)}
+        pos = np.asarray(position[-3:], float)
+        data = (pos - np.asarray(look["translate"][-3:])) / np.asarray(look["scale"][-3:])
+        t, y, x = (int(round(v)) for v in data)
+        labels = self.result.tracking.labels
+        if not (0 <= t < labels.shape[0]):
+            return None
+        if 0 <= y < labels.shape[1] and 0 <= x < labels.shape[2] and labels[t, y, x]:
+            return int(labels[t, y, x])
+        rows = self.result.tracks[self.result.tracks["t"] == t]
+        if rows.empty:
+            return None
+        d = np.hypot(rows["y"].to_numpy() - data[1], rows["x"].to_numpy() - data[2])
+        k = int(np.argmin(d))
+        return int(rows["track_id"].iloc[k]) if d[k] <= radius_px else None
 
     def select_track(self, track_id, jump: bool = True) -> None:
         """Plot ``track_id``'s curve; with ``jump``, move the viewer to its nucleus."""
@@ -182,6 +220,11 @@ class InfectionWidget(Container):
             r = rows.iloc[int(np.argmin(np.abs(rows["t"].to_numpy() - t)))]
             self._viewer.dims.set_current_step(0, t)
             set_view(self._viewer, layer, center=(float(r.y * scale[1]), float(r.x * scale[2])))
+
+
+def _discard(callbacks: list, func) -> None:
+    if func in callbacks:
+        callbacks.remove(func)
 
 
 def _workflow(stack, px, dt, model, lytic, demo_model, look):
