@@ -137,6 +137,40 @@ def test_two_colour_sample_and_channel_colours(dock):
     assert images[1].colormap.name == "yellow" and images[0].colormap.name != "yellow"
 
 
+def test_dock_render_keeps_large_fields_a_pyramid_and_their_colour(dock, tmp_path):
+    import pandas as pd
+
+    from napari_nucleus_ai.io.localizations import write_thunderstorm_csv
+
+    viewer, w = dock
+    rng = np.random.default_rng(0)
+    n = 20_000
+    df = pd.DataFrame(
+        {
+            "x_nm": rng.uniform(0, 60_000, n),  # 6000 px at 10 nm: a pyramid
+            "y_nm": rng.uniform(0, 3_000, n),
+            "frame": rng.integers(1, 500, n),
+            "precision_nm": rng.uniform(5, 25, n),
+        }
+    )
+    w.open_file(path=write_thunderstorm_csv(df, tmp_path / "wide.csv"))
+    layer = viewer.layers[w.layer.value]
+    assert layer.multiscale and tuple(layer.scale) == (10.0, 10.0)
+    w.colormap.value = "cyan"
+    w.max_precision.value = 15.0
+    w.render()
+    layer = viewer.layers[w.layer.value]
+    kept = layer.metadata["localizations"]
+    assert 0 < len(kept) < n and (kept["precision_nm"] <= 15).all()
+    assert layer.multiscale and layer.data[0].shape[-1] > 4096
+    assert layer.colormap.name == "cyan" and tuple(layer.scale) == (10.0, 10.0)
+    assert float(np.asarray(layer.data[0]).sum()) == pytest.approx(len(kept), rel=1e-2)
+    w.pixel.value = 40.0  # 1500 px: a single image again
+    w.render()
+    layer = viewer.layers[w.layer.value]
+    assert not layer.multiscale and tuple(layer.scale) == (40.0, 40.0)
+
+
 def test_sample_and_demo_step(make_napari_viewer, monkeypatch):
     from napari_nucleus_ai.widgets.localizations import demo_storm
 

@@ -317,9 +317,13 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         )
 
     def _update(self, layer, source, result):
-        from ..io.localizations.layers import contrast_limits
+        from ..io.localizations.layers import MULTISCALE_SIDE, contrast_limits
+        from ..render import pyramid
 
         r = result.rendered
+        spatial = r.image.shape[:2] if r.rgb else r.image.shape[-2:]
+        multiscale = max(spatial) > MULTISCALE_SIDE  # large fields stay a pyramid, as read
+        data = pyramid(r.image, min_size=1024) if multiscale else r.image
         meta = dict(layer.metadata)
         meta["all_localizations"] = source
         meta["localizations"] = result.data
@@ -333,18 +337,21 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             layer.rgb != r.rgb
             or layer.ndim != r.image.ndim - (1 if r.rgb else 0)
             or layer.multiscale
+            or multiscale
         ):
-            name = layer.name
+            name, cmap = layer.name, None if layer.rgb else layer.colormap
             self._viewer.layers.remove(layer)
             layer = self._viewer.add_image(
-                r.image,
+                data,
                 name=name,
                 scale=r.scale,
                 translate=r.translate,
                 rgb=r.rgb,
+                multiscale=multiscale,
                 metadata=meta,
                 blending="additive",
                 units="nm",
+                **({"colormap": cmap} if cmap is not None and not r.rgb else {}),
             )
         else:
             layer.data = r.image
@@ -352,7 +359,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             layer.translate = r.translate
             layer.metadata = meta
         if not r.rgb:
-            layer.contrast_limits = contrast_limits(r.image)
+            layer.contrast_limits = contrast_limits(data[-1] if multiscale else r.image)
         self.layer.value = layer.name
         self.status.value = (
             f"{len(result.data):,} of {result.n_before:,} localizations rendered"
