@@ -221,6 +221,7 @@ def train_gen(
     as_zip: bool | None = None,
     kind_options: dict | None = None,
     threads: int | None = None,
+    init_weights=None,
 ):
     """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
 
@@ -249,6 +250,9 @@ def train_gen(
     render_pixel_nm, patches, patches_per_epoch : STORM rendering (<= 20 nm) and patch sampling.
     threads : int, optional
         torch CPU threads (``torch.set_num_threads``); 1 is often fastest on a busy machine.
+    init_weights : path, optional
+        Start from the matching tensors of a local weights file (``.safetensors`` or a torch
+        state dict, e.g. ImageNet weights of a timm backbone; :mod:`.models.init_weights`).
     """
     import torch
 
@@ -260,6 +264,10 @@ def train_gen(
     from .models.package import ModelPackage, save_model, validate_card
     from .trainset import TrainingSet, load_class_folders, stratified_split
 
+    if init_weights is not None:  # a bad weights file is said before the data are read
+        from .models.init_weights import read_state_dict
+
+        read_state_dict(init_weights)
     if isinstance(data, TrainingSet):
         ts, data_desc = data, "in-memory training set"
     else:
@@ -268,6 +276,8 @@ def train_gen(
     ts.check(min_per_class=2)
     arch = resolve_arch(arch, ts)
     kind = kind_for_arch(arch)
+    if init_weights is not None and kind.name != "classifier":
+        raise InputError(init_weights, f"initial weights are not supported for {arch!r} models")
     dev = select_device(device)
     if crop_size is None:
         crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
@@ -299,6 +309,8 @@ def train_gen(
         "patches_per_epoch": patches_per_epoch,
         **(kind_options or {}),
     }
+    if init_weights is not None:
+        options["init_weights"] = os.fspath(init_weights)
     started = _dt.datetime.now(_dt.timezone.utc)
     modules, card, info = yield from kind.fit(train_set, val_set, card, options)
     from . import __version__
@@ -320,6 +332,8 @@ def train_gen(
             sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(len(modules))
         ],
     }
+    if info.get("init_weights"):  # what the network started from: file name and digest
+        card["provenance"]["init_weights"] = info["init_weights"]
     if info.get("fitted"):  # closed-form parts (morph: the logistic head's C per member)
         card["provenance"]["fitted"] = info["fitted"]
     if "val_probs" in info and len(val_set):

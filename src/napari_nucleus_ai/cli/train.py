@@ -87,6 +87,12 @@ def add_arguments(p) -> None:
         default=16,
         help="STORM patches per nucleus at inference (default 16)",
     )
+    p.add_argument(
+        "--init-weights",
+        metavar="FILE",
+        help="start from the matching tensors of a local weights file (.safetensors or a torch "
+        "state dict, e.g. ImageNet weights of a timm backbone); nothing is downloaded",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
 
@@ -125,6 +131,7 @@ def run(args) -> int:
             render_pixel_nm=args.render_pixel_nm,
             patches=args.patches,
             threads=args.threads,
+            init_weights=args.init_weights,
         ),
         show,
     )

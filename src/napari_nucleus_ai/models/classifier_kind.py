@@ -175,6 +175,13 @@ def fit(train, val, card: dict, options: dict):
     y_tr_items = train.labels
     torch.manual_seed(seed)  # initial weights depend on the seed only
     modules = build(card)
+    init_info = None
+    if options.get("init_weights"):  # e.g. a backbone's pretrained weights from a local file
+        from .init_weights import load_init_weights
+
+        for module in modules:
+            init_info = load_init_weights(module, options["init_weights"])
+        yield Progress(0, None, f"initial weights from {init_info['file']}")
     total = epochs * len(modules)
     history, done = [], 0
     val_logits_all, info_fitted, t0 = [], [], time.perf_counter()
@@ -270,6 +277,8 @@ def fit(train, val, card: dict, options: dict):
             val_logits_all.append(_input_logits(module, x_va, device))
         module.to("cpu")
     info = {"history": history, "seconds": time.perf_counter() - t0, "fitted": info_fitted}
+    if init_info:
+        info["init_weights"] = init_info
     if val_logits_all:
         logits = np.stack(val_logits_all)
         t = calibrate_temperature(logits, val.labels, g_va)

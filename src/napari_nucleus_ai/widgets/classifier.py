@@ -92,6 +92,12 @@ class ClassifierWidget(Container):
             label="architecture", choices=["auto", *all_archs()], value="auto"
         )  # auto: morph for RGB brightfield cells, smallcnn otherwise
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=1000)
+        self.init_weights = FileEdit(
+            label="start from weights",
+            mode="r",
+            filter="*.safetensors *.pth *.pt *.bin",
+            tooltip="optional: a local weights file (e.g. ImageNet weights of a timm backbone)",
+        )
         self.train_out = FileEdit(label="save model as", mode="w", filter="*.zip")
         self.train_btn = PushButton(text="Train from folder")
         self.train_layers_btn = PushButton(text="Train from cells (class column)")
@@ -113,6 +119,7 @@ class ClassifierWidget(Container):
                 self.train_data,
                 self.arch,
                 self.epochs,
+                self.init_weights,
                 self.train_out,
                 self.train_btn,
                 self.train_layers_btn,
@@ -332,13 +339,16 @@ class ClassifierWidget(Container):
 
     # ---------------------------------------------------------------- train
     def _train_options(self):
-        out = str(self.train_out.value)
-        return {
+        out, init = str(self.train_out.value), str(self.init_weights.value)
+        options = {
             "arch": self.arch.value,
             "epochs": self.epochs.value,
             "device": self.device.value,
             "out": out if out not in ("", ".") else None,
         }
+        if init not in ("", "."):
+            options["init_weights"] = init
+        return options
 
     def _on_train_progress(self, p) -> None:
         metrics = getattr(p, "metrics", None)
