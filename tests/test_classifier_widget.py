@@ -113,3 +113,43 @@ def test_dock_trains_with_live_curve(make_napari_viewer, qtbot, scene, tmp_path,
     assert (tmp_path / "m.zip").is_file() and w.model_file.value.name == "m.zip"
     assert w.run_btn.enabled and not w.cancel_btn.enabled
     w.close()
+
+
+def test_bad_initial_weights_file_is_one_notification_and_no_model(
+    make_napari_viewer, qtbot, scene, tmp_path, monkeypatch
+):
+    """Threaded, as in use: the worker's error becomes one notification; nothing is saved."""
+    import napari.utils.notifications as notes
+
+    from napari_nucleus_ai.widgets.classifier import ClassifierWidget
+
+    shown, relayed = [], []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    monkeypatch.setattr(  # napari's own relay of worker errors: must not fire a second time
+        notes.notification_manager, "receive_error", lambda *a, **k: relayed.append(a)
+    )
+    viewer = make_napari_viewer()
+    image, labels = scene
+    viewer.add_image(image, name="smear", rgb=True)
+    layer = viewer.add_labels(labels, name="cells")
+    import pandas as pd
+
+    layer.features = pd.DataFrame(
+        {"index": [1, 2, 3, 4], "label": [1, 2, 3, 4], "class": ["a", "b", "b", "a"]}
+    )
+    bad = tmp_path / "imagenet.safetensors"
+    bad.write_bytes(b"\x00garbage")
+    w = ClassifierWidget(viewer)
+    w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    w.epochs.value = 1
+    w.init_weights.value = str(bad)
+    w.train_out.value = str(tmp_path / "m.zip")
+    assert w._train_options()["init_weights"] == str(bad)
+    monkeypatch.delenv("NAPARI_NUCLEUS_AI_SYNC", raising=False)
+    w.train_from_layers()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)  # the thread has finished
+    assert len(shown) == 1 and "imagenet.safetensors" in shown[0]
+    assert "not a readable weights file" in shown[0] and "\n" not in shown[0]
+    assert relayed == []
+    assert not (tmp_path / "m.zip").exists() and w.train_btn.enabled
+    w.close()

@@ -13,6 +13,7 @@ calling thread with the same callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Generator
 from typing import Any
@@ -40,6 +41,16 @@ def _notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def _print_if_unexpected(error: BaseException) -> None:
+    """A bug (not a :class:`~napari_nucleus_ai.errors.NucleusAIError`) keeps its traceback."""
+    from ..errors import NucleusAIError
+
+    if not isinstance(error, NucleusAIError):
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__)
 
 
 def _sync_default() -> bool:
@@ -127,10 +138,18 @@ def start_work(
 
     from napari.qt.threading import thread_worker
 
-    worker = thread_worker(gen_func, start_thread=False)(*args, **kwargs)
+    # ignore_errors: without it the worker re-raises every error on the main thread, and
+    # napari's worker relays it as a second notification (with traceback); the error is
+    # reported once, as one line, by report_error (a bug's traceback still goes to stderr)
+    worker = thread_worker(gen_func, start_thread=False, ignore_errors=True)(*args, **kwargs)
+    relay = getattr(worker, "_relay_error", None)
+    if relay is not None:
+        with contextlib.suppress(TypeError, RuntimeError):  # not connected in this version
+            worker.errored.disconnect(relay)
     worker.yielded.connect(_progress)
     if on_result is not None:
         worker.returned.connect(on_result)
+    worker.errored.connect(_print_if_unexpected)
     worker.errored.connect(report_error)
     worker.finished.connect(_finish)
     worker.start()
