@@ -70,3 +70,28 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($("$VENV/bin/python" -c 'import torch, napari; print("torch", torch.__version__, "| napari", napari.__version__)'))"
+
+# --backbones: a second environment for the published backbones (timm's DenseNet-121, ResNeXt-50,
+# EfficientNet). timm imports torchvision, and torchvision must match torch exactly, which the CPU
+# torch above has no torchvision for; so these live in their own venv (several GB: torch here is
+# the build that has a matching torchvision on PyPI). Override the pins with BACKBONES_TORCH.
+if [ "${1:-}" = "--backbones" ]; then
+  BVENV=${BACKBONES_VENV:-.venv-backbones}
+  case "$(uname -m)" in
+    aarch64|arm64) pins_default="torch==2.9.1 torchvision==0.24.1" ;;
+    *) pins_default="torch==2.14.1 torchvision==0.29.1" ;;
+  esac
+  pins=${BACKBONES_TORCH:-$pins_default}
+  [ -x "$BVENV/bin/python" ] || { echo "setup: creating $BVENV"; "$PY" -m venv "$BVENV"; }
+  BPIP="$BVENV/bin/python -m pip"
+  if ! "$BVENV/bin/python" -c "import timm, torchvision" >/dev/null 2>&1; then
+    echo "setup: installing $pins and timm into $BVENV"
+    quiet $BPIP install -q $pins "timm>=0.9"
+  fi
+  bstamp="$BVENV/.napari-nucleus-ai-setup"
+  if [ ! -f "$bstamp" ] || [ "$(cat "$bstamp")" != "$want" ]; then
+    quiet $BPIP install -q -e ".[all,backbones,testing]" $pins
+    echo "$want" > "$bstamp"
+  fi
+  echo "setup: backbones ready ($("$BVENV/bin/python" -c 'import torch, torchvision, timm; print("torch", torch.__version__, "| torchvision", torchvision.__version__, "| timm", timm.__version__)'))"
+fi

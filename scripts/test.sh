@@ -9,4 +9,11 @@ lint_dirs=$(ls -d src tests benchmarks 2>/dev/null)
 "$VENV/bin/ruff" check $lint_dirs
 "$VENV/bin/ruff" format --check $lint_dirs
 export NAPARI_NUCLEUS_AI_DEVICE=${NAPARI_NUCLEUS_AI_DEVICE:-cpu}
+# The timm backbones need torch + a matching torchvision: their tests run first, in their own
+# environment (scripts/setup.sh --backbones; several GB). BACKBONES=0 skips them.
+if [ "${BACKBONES:-1}" != 0 ]; then
+  bash scripts/setup.sh --backbones >/dev/null
+  echo "test: the timm backbones, in ${BACKBONES_VENV:-.venv-backbones}"
+  "${BACKBONES_VENV:-.venv-backbones}/bin/python" -m pytest -q -p no:cacheprovider tests/test_backbones.py
+fi
 xvfb-run -a -s "-screen 0 1920x1200x24" "$VENV/bin/python" -m pytest "$@"
