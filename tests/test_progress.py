@@ -42,10 +42,9 @@ def test_start_work_threaded_result_and_cancel(qtbot):
     from napari_nucleus_ai.widgets._worker import start_work
 
     results = []
-    worker = start_work(_work, 5, on_result=results.append)
-    with qtbot.waitSignal(worker.finished, timeout=10_000):
-        pass
-    assert results == [50]
+    start_work(_work, 5, on_result=results.append)
+    # not waitSignal(worker.finished): a 5-step worker can finish before it connects
+    qtbot.waitUntil(lambda: results == [50], timeout=10_000)
 
     def _slow():
         for i in range(1000):
@@ -58,3 +57,70 @@ def test_start_work_threaded_result_and_cancel(qtbot):
     with qtbot.waitSignal(worker.finished, timeout=10_000):
         worker.quit()
     assert slow_results == []  # cancelled: no result layers are added
+
+
+def test_freeze_gc_while_the_worker_runs(qtbot):
+    """freeze_gc keeps the objects that existed at the start out of full collections while
+    the worker runs (a full pass over napari's heap froze the UI), and undoes it afterwards,
+    also when the work is cancelled or fails."""
+    import gc
+    import time
+
+    from napari_nucleus_ai.widgets._worker import start_work
+
+    assert gc.get_freeze_count() == 0
+    seen, finished = [], []
+
+    def _probe(n=3, fail=False):
+        for i in range(n):
+            seen.append(gc.get_freeze_count())
+            time.sleep(0.01)
+            yield Progress(i, n)
+        if fail:
+            raise ValueError("bad")
+        return "ok"
+
+    def run(cancel=False, **kw):
+        seen.clear()
+        finished.clear()
+        worker = start_work(_probe, on_finish=lambda: finished.append(True), **kw)
+        if cancel:
+            qtbot.waitUntil(lambda: len(seen) > 0, timeout=10_000)
+            worker.quit()
+        qtbot.waitUntil(lambda: finished == [True], timeout=10_000)  # _finish has run
+
+    run(freeze_gc=True)
+    assert min(seen) > 0 and gc.get_freeze_count() == 0
+    with qtbot.capture_exceptions():  # superqt re-raises the worker's error in the loop
+        run(fail=True, freeze_gc=True, on_error=lambda e: None)
+    assert min(seen) > 0 and gc.get_freeze_count() == 0
+    run(cancel=True, n=1000, freeze_gc=True)
+    assert len(seen) < 1000 and gc.get_freeze_count() == 0
+    run()  # off by default
+    assert max(seen) == 0
+
+
+def test_run_in_steps_lets_the_event_loop_run_between_steps(qtbot):
+    """Each step is its own event-loop turn: a timer (like a repaint or the user's input)
+    gets serviced between two long steps instead of after the whole chain."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from napari_nucleus_ai.widgets._worker import run_in_steps
+
+    ticks, at_step = [0], []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
+    timer.start(5)
+
+    def step():
+        at_step.append(ticks[0])
+        time.sleep(0.05)  # a layer being added
+
+    try:
+        run_in_steps([step, step, step], sync=False)
+        qtbot.waitUntil(lambda: len(at_step) == 3, timeout=5_000)
+    finally:
+        timer.stop()
+    assert at_step[0] < at_step[1] < at_step[2], at_step

@@ -67,6 +67,7 @@ def start_work(
     on_finish: Callable[[], None] | None = None,
     description: str = "working",
     sync: bool | None = None,
+    freeze_gc: bool = False,
     **kwargs,
 ):
     """Run ``gen_func(*args, **kwargs)`` in a thread with a napari progress bar.
@@ -87,6 +88,12 @@ def start_work(
         Text of the progress bar.
     sync : bool, optional
         Run in this thread (tests). Default: ``NAPARI_NUCLEUS_AI_SYNC`` env var.
+    freeze_gc : bool
+        While the worker runs, keep the objects that exist when it starts (napari, Qt,
+        torch: ~0.5 M) out of the cyclic garbage collector's full passes (``gc.freeze``,
+        undone when the worker finishes). Work that allocates many Python objects (laptrack's
+        graphs) triggers full collections; each scans the whole heap holding the GIL and
+        froze the UI for 0.25 s (quiet machine) to 1.7 s (loaded) in a napari process.
 
     Returns
     -------
@@ -116,9 +123,14 @@ def start_work(
             on_progress(item)
 
     def _finish() -> None:
+        if frozen:
+            _thaw_gc()
+            frozen.clear()
         pbar.close()
         if on_finish is not None:
             on_finish()
+
+    frozen = []
 
     if sync:
         from ..progress import run_sync
@@ -152,8 +164,33 @@ def start_work(
     worker.errored.connect(_print_if_unexpected)
     worker.errored.connect(report_error)
     worker.finished.connect(_finish)
+    if freeze_gc:
+        _freeze_gc()
+        frozen.append(True)
     worker.start()
     return worker
+
+
+_GC_FREEZERS = [0]  # workers running with freeze_gc (the freeze is process-wide)
+
+
+def _freeze_gc() -> None:
+    import gc
+
+    if _GC_FREEZERS[0] == 0:
+        gc.freeze()
+    _GC_FREEZERS[0] += 1
+
+
+def _thaw_gc() -> None:
+    import gc
+
+    _GC_FREEZERS[0] = max(0, _GC_FREEZERS[0] - 1)
+    if _GC_FREEZERS[0] == 0:
+        gc.unfreeze()
+
+
+STEP_GAP_MS = 10
 
 
 def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> None:
@@ -161,6 +198,10 @@ def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> N
 
     Adding a large layer costs a few hundred ms on the UI thread (its visual, its controls);
     three such steps in one call are one long freeze, three calls are three short ones.
+    The next step is a timer ``STEP_GAP_MS`` later, not ``singleShot(0)``: Qt 6 delivers a
+    zero-delay single shot as a posted event, and the chain of them ran in one
+    ``processEvents`` without a timer, a repaint or an input event in between (a 0.4 s
+    freeze measured on a 20-frame 1024 x 1024 result).
     With ``sync`` (tests, ``NAPARI_NUCLEUS_AI_SYNC``) they run at once, in order.
     """
     if sync is None:
@@ -176,6 +217,6 @@ def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> N
         if steps:
             steps.pop(0)()
         if steps:
-            QTimer.singleShot(0, _next)
+            QTimer.singleShot(STEP_GAP_MS, _next)
 
     _next()

@@ -112,7 +112,7 @@ class InfectionWidget(Container):
         self._worker = start_work(
             _workflow, layer.data, px, dt, model, lytic, self.demo_model.value, look,
             on_result=self._show, on_finish=self._finished,
-            description="Infection",
+            description="Infection", freeze_gc=True,
         )  # fmt: skip
 
     def _cancel(self, *_):
@@ -148,7 +148,7 @@ class InfectionWidget(Container):
             order = table.sort_values(["infected", "p_infected_mean"], ascending=False)[
                 "track_id"
             ].to_numpy()
-        self.track.choices = [int(k) for k in order]
+        self._set_track_choices([int(k) for k in order])
         n_inf = int(table["infected"].sum()) if table is not None else 0
         msg = f"{len(order)} tracks"
         if table is not None:
@@ -158,6 +158,19 @@ class InfectionWidget(Container):
         self.status.tooltip = f"tracking {result.tracking.seconds_per_frame:.2f} s/frame"
         if len(order):
             self.select_track(int(order[0]), jump=False)
+
+    def _set_track_choices(self, ids: list[int]) -> None:
+        """Fill the track list in one pass: magicgui's ``choices`` setter looks every new item
+        up in the items already there (``findText``), quadratic for thousands of tracks."""
+        native = self.track.native
+        blocked = native.blockSignals(True)
+        try:
+            native.clear()
+            native.addItem(self.track.null_string, self.track.null_value)  # as nullable does
+            for k in ids:
+                native.addItem(str(k), k)
+        finally:
+            native.blockSignals(blocked)
 
     def _current_t(self) -> int:
         return int(self._viewer.dims.current_step[0]) if self._viewer.dims.ndim >= 3 else 0
