@@ -504,7 +504,11 @@ def write_tracks(
     cols = ["track_id", "t"] + [c for c in nuc.columns if c not in TRACK_COLUMNS]
     with atomic_write(out / "nuclei.csv", "w", newline="") as fh:
         nuc[cols].to_csv(fh, index=False, float_format="%.6g")
-    paths = {"tracks": out / "tracks.csv", "nuclei": out / "nuclei.csv", "labels": out / "labels.tif"}
+    paths = {
+        "tracks": out / "tracks.csv",
+        "nuclei": out / "nuclei.csv",
+        "labels": out / "labels.tif",
+    }
     if not write_labels:
         return paths
     kw = {"metadata": {"axes": "TYX"}}
