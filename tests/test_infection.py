@@ -139,7 +139,7 @@ def test_table_and_lytic_prediction(movie, tracked):
     }
     assert table["infected"].sum() >= 5 and (table.loc[table.infected, "t_infected"] >= 0).all()
     lytic = LyticModel.load(default_model_path())
-    out = predict_lytic(tr, table, lytic)
+    out = predict_lytic(tr, table, lytic, frame_interval_h=0.5)
     called = out[out["p_lytic"].notna()]
     assert len(called) >= 4 and called["infected"].all()
     assert ((called["t_predict"] - called["t_infected"]) == lytic.window_frames - 1).all()
@@ -147,6 +147,19 @@ def test_table_and_lytic_prediction(movie, tracked):
     assert acc["accuracy"] >= 0.7, acc
     lead = out["lead_time_h"].dropna()
     assert (lead > 0).all()
+    # the reported lead time is against the simulated burst: the track ends at most the
+    # swelling frames before it (the swelling nucleus is lost), never after it
+    from napari_nucleus_ai.infection_eval import track_truth
+    from napari_nucleus_ai.samples.timelapse import SWELL_FRAMES
+
+    j = out[out["lead_time_h"].notna()].merge(track_truth(movie, tr, tracked.labels), on="track_id")
+    j = j[j["fate"] == "lysis"]
+    assert len(j) >= 3
+    true_lead = (j["t_lysis"] - j["t_predict"]) * 0.5
+    assert ((true_lead - j["lead_time_h"]).between(0, SWELL_FRAMES * 0.5)).all()
+    # hours are the movie's: at 1 h per frame the same calls are twice as far ahead
+    hourly = predict_lytic(tr, table, lytic, frame_interval_h=1.0)
+    np.testing.assert_allclose(hourly["lead_time_h"], 2 * out["lead_time_h"])
 
 
 def test_lytic_model_file_roundtrip_and_errors(tmp_path):

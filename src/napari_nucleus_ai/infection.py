@@ -389,6 +389,6 @@ def analyse_timelapse(
             from .lytic import LyticModel, predict_lytic
 
             lytic = lytic if isinstance(lytic, LyticModel) else LyticModel.load(lytic)
-            table = predict_lytic(tracks, table, lytic)
+            table = predict_lytic(tracks, table, lytic, frame_interval_h=frame_interval_h)
     yield Progress(total, total, "done")
     return InfectionResult(res, tracks, table, frame_interval_h)

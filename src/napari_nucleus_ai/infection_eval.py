@@ -37,7 +37,7 @@ def run_pipeline(tl, model=None, probability=None, lytic_model=None) -> dict:
         if lytic_model is not None:
             from .lytic import predict_lytic
 
-            table = predict_lytic(tracks, table, lytic_model)
+            table = predict_lytic(tracks, table, lytic_model, tl.frame_interval_h)
         out["table"] = table
     return out
 

@@ -162,14 +162,21 @@ class LyticModel:
         return m
 
 
-def predict_lytic(tracks: pd.DataFrame, table: pd.DataFrame, model: LyticModel) -> pd.DataFrame:
+def predict_lytic(
+    tracks: pd.DataFrame,
+    table: pd.DataFrame,
+    model: LyticModel,
+    frame_interval_h: float | None = None,
+) -> pd.DataFrame:
     """Add ``p_lytic``, ``lytic_predicted``, ``t_predict`` and ``lead_time_h`` to an infection table.
 
     ``lead_time_h`` is set for tracks predicted lytic that then vanish in the
     field (``end == "vanished"``): hours from ``t_predict`` to the first frame
-    without the nucleus. Tracks not infected, or not followed long enough after
-    onset, get NaN.
+    without the nucleus, at ``frame_interval_h`` hours per frame of *this* movie
+    (default: the interval the model was trained at). Tracks not infected, or not
+    followed long enough after onset, get NaN.
     """
+    dt = float(frame_interval_h) if frame_interval_h else model.frame_interval_h
     X = window_features(tracks, table, model.window_frames)
     X["p_lytic"] = model.predict_proba(X)
     out = table.drop(
@@ -181,9 +188,7 @@ def predict_lytic(tracks: pd.DataFrame, table: pd.DataFrame, model: LyticModel) 
     vanished = (
         (out["end"].eq("vanished") & out["lytic_predicted"].eq(True)).fillna(False).to_numpy(bool)
     )
-    out["lead_time_h"] = np.where(
-        vanished, (out["t_end"] + 1 - out["t_predict"]) * model.frame_interval_h, np.nan
-    )
+    out["lead_time_h"] = np.where(vanished, (out["t_end"] + 1 - out["t_predict"]) * dt, np.nan)
     return out
 
 

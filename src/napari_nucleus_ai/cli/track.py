@@ -152,7 +152,12 @@ def run(args) -> int:
             from ..lytic import LyticModel, default_model_path, predict_lytic
 
             lytic = LyticModel.load(args.lytic or default_model_path())
-            table = predict_lytic(tracks, table, lytic)
+            table = predict_lytic(tracks, table, lytic, frame_interval_h=dt)
+            if abs(lytic.frame_interval_h - dt) > 1e-6:
+                notes.append(
+                    f"the lytic model was trained at {lytic.frame_interval_h:g} h per frame; its "
+                    f"{lytic.window_frames}-frame window is {lytic.window_frames * dt:g} h here"
+                )
         # tracks.csv stays the five columns; p_infected and the features go to nuclei.csv
         write_tracks(result, out, nuclei=tracks, write_labels=False)
         with atomic_write(out / "infection.csv", "w", newline="") as fh:
