@@ -103,3 +103,37 @@ def test_sample_layers_for_napari():
     assert img.ndim == 3 and meta["scale"] == (1.0, 0.65, 0.65)
     assert meta["metadata"]["frame_interval_h"] == 0.5
     assert lab.shape == img.shape
+
+
+def test_replication_compartments(tl):
+    """Dim replication compartments make the interior of infected nuclei uneven."""
+    from napari_nucleus_ai.infection import nucleus_features
+
+    tr = tl.truth
+
+    def interior_cv(rows):
+        vals = []
+        for t, g in rows.groupby("t"):
+            f = nucleus_features(tl.image[t], tl.labels[t].astype(np.int64), g.cell_id.to_numpy())
+            vals += list(f.interior_cv)
+        return np.nanmedian(vals)
+
+    full = tr[(tr.phenotype >= 1) & (tr.swelling == 0) & (tr.area_px > 100)]
+    clean = tr[(~tr.infected) & (tr.area_px > 100) & tr.t.isin(full.t.unique())]
+    assert interior_cv(full.head(40)) > 1.5 * interior_cv(clean.head(40))
+
+
+def test_stage_drift_is_simulated_and_recovered(tl):
+    """The stage drifts (every nucleus moves with it), and the tracker's phase-correlation
+    estimate follows the simulated drift. (On a small field with a few dozen crawling nuclei,
+    like ``tl``, the estimate is much rougher: their own motion dominates.)"""
+    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.track import track_stack
+
+    assert tl.drift.shape == (40, 2) and np.abs(tl.drift - tl.drift[0]).max() > 5
+    movie = simulate_timelapse(30, (320, 320), seed=3, drift_px=1.0)
+    moved = movie.drift - movie.drift[0]
+    assert np.abs(moved).max() > 10  # pixels over the movie
+    res = run_sync(track_stack(movie.image, movie.pixel_size_um))
+    rms = np.sqrt(((res.drift - moved) ** 2).sum(1).mean())
+    assert rms < min(2.0, 0.15 * np.abs(moved).max()), rms

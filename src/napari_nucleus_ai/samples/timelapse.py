@@ -34,7 +34,8 @@ label), ``area_px``, ``infected`` (the cell is infected and ``t >= t_on``),
 per cell: ``cell_id, parent_id`` (0 = none), ``infected, t_on, ramp, lytic,
 t_lysis`` (the burst frame, -1 if none), ``t_start, t_end`` (first/last frame
 alive in the specimen) and ``fate`` in ``{"division", "lysis", "end"}``.
-``labels[t]`` holds ``cell_id`` of each nucleus (0 = background).
+``labels[t]`` holds ``cell_id`` of each nucleus (0 = background); ``drift[t]`` is
+the stage offset (y, x pixels) added to every nucleus in frame ``t``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class TimeLapse:
     pixel_size_um: float = 0.65
     frame_interval_h: float = 0.5
     params: dict = field(default_factory=dict)
+    drift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (T, 2) stage y, x px
 
     @property
     def scale(self) -> tuple[float, float, float]:
@@ -305,9 +307,11 @@ def simulate_timelapse(
     labels = np.zeros((T, Y, X), ldtype)
     truth_rows = []
     debris: list[_Cell] = []
+    stage = np.zeros((T, 2))
     for t in range(T):
         canvas = np.zeros((Y, X), np.float32)
         lab = labels[t]
+        stage[t] = drift
         oy, ox = drift
         for c in alive:
             _render(c, t, rng, canvas, lab, oy, ox)
@@ -380,7 +384,7 @@ def simulate_timelapse(
         division_rate=division_rate, speed_px=speed_px, drift_px=drift_px, photons=photons,
         read_noise=read_noise, bleach_per_frame=bleach_per_frame, seed=seed,
     )  # fmt: skip
-    return TimeLapse(image, labels, truth, cells_df, pixel_size_um, frame_interval_h, params)
+    return TimeLapse(image, labels, truth, cells_df, pixel_size_um, frame_interval_h, params, stage)
 
 
 def _repel(alive: list[_Cell], t: int) -> None:
