@@ -31,6 +31,8 @@ COMMANDS = {
     "retrain": ".retrain",
     "track": ".track",
     "batch": ".batch",
+    "export-bioimageio": ".export_bioimageio",
+    "import-bioimageio": ".import_bioimageio",
     # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
     # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"
 }
