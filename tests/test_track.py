@@ -195,3 +195,40 @@ def test_nuclei_leaving_and_entering_the_field():
         assert set(m[(m.track_id == k) & (m.t < t_first)].cell_id) == set()  # a new track
         n_entered += 1
     assert n_left >= 5 and n_entered >= 5, (n_left, n_entered)
+
+
+def test_linking_runs_without_cyclic_gc(monkeypatch):
+    """laptrack's graph building runs with automatic GC off (full passes over a napari
+    process's heap froze the viewer), and the previous GC state comes back, also on error."""
+    import gc
+
+    import laptrack
+
+    seen = []
+    real = laptrack.LapTrack.predict_dataframe
+
+    def spy(self, *a, **k):
+        seen.append(gc.isenabled())
+        if k.pop("_fail", False):
+            raise RuntimeError("boom")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(laptrack.LapTrack, "predict_dataframe", spy)
+    det = pd.DataFrame({"t": [0, 1, 2], "label": [1, 1, 1], "y": [5.0, 6, 7], "x": [5.0, 5, 5]})
+    assert gc.isenabled()
+    tr = link(det)
+    assert seen == [False] and gc.isenabled() and tr.track_id.nunique() == 1
+    gc.disable()
+    try:
+        link(det)
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()
+
+    def failing(self, *a, **k):
+        return spy(self, *a, _fail=True, **k)
+
+    monkeypatch.setattr(laptrack.LapTrack, "predict_dataframe", failing)
+    with pytest.raises(RuntimeError):
+        link(det)
+    assert gc.isenabled()
