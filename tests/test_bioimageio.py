@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 torch = pytest.importorskip("torch")
+# the tests load the exported TorchScript on purpose (torch >= 2.9 deprecates torch.jit)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 from napari_nucleus_ai.cli import main  # noqa: E402
 from napari_nucleus_ai.errors import InputError  # noqa: E402
@@ -60,11 +62,24 @@ def crops(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def trained(crops, tmp_path_factory):
+    """``trained(arch)``: a tiny package of ``arch``, trained once per module."""
+    cache = {}
+
+    def get(arch):
+        if arch not in cache:
+            out = tmp_path_factory.mktemp(f"bio_{arch}") / "model.zip"
+            train(crops, out, seed=1, arch=arch, **TINY)
+            cache[arch] = out
+        return cache[arch]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=["smallcnn", "hybrid"])
-def model(request, crops, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"bio_{request.param}") / "model.zip"
-    train(crops, out, seed=1, arch=request.param, **TINY)
-    return out
+def model(request, trained):
+    return trained(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -412,3 +427,34 @@ def test_cli_import_refusal_leaves_nothing(exported, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err and "not a napari-nucleus-ai" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.zip"]
+
+
+# ---------------------------------------------------------------- timm backbones
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "densenet121"])
+def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crops):
+    """Runs where timm has a matching torchvision (.venv-backbones); skipped elsewhere."""
+    try:
+        import timm  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"timm with a matching torchvision is not installed ({e})")
+    from napari_nucleus_ai.models.kinds import get_kind
+
+    card, _ = read_package(trained("smallcnn"))
+    card = json.loads(json.dumps(card))
+    card["architecture"] = {"name": arch, "params": {}}
+    card["input"]["crop_size"] = 32
+    torch.manual_seed(0)
+    src = save_model(card, get_kind("classifier").build(card), tmp_path / f"{arch}.zip")
+    out = tmp_path / f"{arch}.bioimageio.zip"
+    res = bio.export_bioimageio(src, out, sample=crops / "square" / "3.png", validate=False)
+    assert res["weights"] == ["pytorch_state_dict", "torchscript"]
+    files = members(out)
+    kw = yaml.safe_load(files["rdf.yaml"])["inputs"][0]["preprocessing"][-1]["kwargs"]
+    x = (npy(files["test_input.npy"]) - np.asarray(kw["mean"], np.float32)[:, None, None]) / (
+        np.asarray(kw["std"], np.float32)[:, None, None]
+    )
+    net = torch.jit.load(io.BytesIO(files["weights_torchscript.pt"]))
+    with torch.no_grad():
+        got = net(torch.from_numpy(x.astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, npy(files["test_output.npy"]), atol=1e-5)
+    assert_same_model(src, bio.import_bioimageio(out, tmp_path / "back.zip"), crops)
