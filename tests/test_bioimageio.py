@@ -458,3 +458,18 @@ def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crops):
         got = net(torch.from_numpy(x.astype(np.float32))).numpy()
     np.testing.assert_allclose(got, npy(files["test_output.npy"]), atol=1e-5)
     assert_same_model(src, bio.import_bioimageio(out, tmp_path / "back.zip"), crops)
+
+
+def test_invalid_export_is_an_error_and_writes_nothing(model, tmp_path, spec, offline):
+    out = tmp_path / "bad.zip"
+    with pytest.raises(InputError) as e:
+        bio.export_bioimageio(model, out, license="not a license")
+    assert str(out) in str(e.value) and "invalid" in str(e.value) and "license" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_bad_cite_is_one_line(model, tmp_path, capsys):
+    argv = ["export-bioimageio", str(model), "--out", str(tmp_path / "p.zip"), "--cite", "x"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "TEXT|DOI" in err and list(tmp_path.iterdir()) == []

@@ -462,6 +462,7 @@ def export_bioimageio(
     model_path, out_zip = Path(model_path), Path(out_zip)
     if out_zip.suffix.lower() != ".zip":
         raise InputError(out_zip, "a bioimage.io package is written as a .zip")
+    extra_cites = [_parse_cite(c) for c in (cite or [])]  # bad options fail before the work
     package = load_model(model_path, cache=False)
     _refuse_unexportable(package, model_path)
     card = package.card
@@ -500,7 +501,7 @@ def export_bioimageio(
             files[name] = (Path(tmp) / "pkg" / name).read_bytes()
 
     cites = [dict(NAPARI_CITE)] + ([dict(ARCH_CITES[arch])] if arch in ARCH_CITES else [])
-    cites += [_parse_cite(c) for c in (cite or [])]
+    cites += extra_cites
     if authors is None:
         from ..settings import load_settings
 
@@ -704,7 +705,11 @@ def validate_bioimageio(path, known_urls=()) -> tuple[str, str]:
     def where(loc) -> str:
         return f"{'.'.join(map(str, loc))}: " if loc else ""
 
-    errors = [f"{where(e.loc)}{e.msg}" for e in summary.errors]
+    def clip(msg: str, n: int = 160) -> str:
+        msg = " ".join(str(msg).split())
+        return msg if len(msg) <= n else msg[: n - 3] + "..."
+
+    errors = [f"{where(e.loc)}{clip(e.msg)}" for e in summary.errors]
     warnings = [
         f"{where(w.loc)}{w.msg}"
         for d in summary.details
