@@ -259,6 +259,12 @@ def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
     rows = dock.result.tracks[dock.result.tracks.track_id == tid]
     assert rows.t.min() <= viewer.dims.current_step[0] <= rows.t.max()
     assert f"track {tid}" in dock._plot.ax.get_title()
+    from napari_nucleus_ai.widgets._compat import camera, world_factor
+
+    here = rows[rows.t == viewer.dims.current_step[0]].iloc[0]  # centred on the nucleus
+    f = world_factor(viewer, layer)
+    centre = (here.y * layer.scale[1] * f, here.x * layer.scale[2] * f)
+    np.testing.assert_allclose(camera(viewer).center[-2:], centre, atol=1e-6)
     assert dock.run_btn.enabled and not dock.cancel_btn.enabled
     # clicking a nucleus in the viewer selects its track, although the Tracks layer (added
     # last) is the active layer: napari calls only the active layer's mouse callbacks
@@ -329,3 +335,31 @@ def test_infection_dock_threaded_builds_layers_in_the_worker(
     assert [ly.name for ly in viewer.layers] == ["movie", "movie nuclei", "movie tracks"]
     assert viewer.layers["movie tracks"].color_by == "p_infected"
     assert len([c for c in dock.track.choices if c is not None]) >= 3
+
+
+@pytest.mark.gui
+def test_infection_dock_progress_and_cancel(make_napari_viewer, qtbot, movie, tiny_model):
+    """The threaded run reports progress per frame, and Cancel stops it: no layers, no result,
+    the buttons come back and the garbage collector is no longer frozen."""
+    import gc
+
+    from napari_nucleus_ai.progress import Progress
+    from napari_nucleus_ai.widgets.infection import InfectionWidget
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(movie.image, scale=movie.scale, name="movie")
+    dock = InfectionWidget(viewer)
+    dock.layer.value = layer
+    dock.demo_model.value = False
+    dock.model.value = tiny_model
+    dock._run()
+    seen = []
+    dock._worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
+    assert all(isinstance(p, Progress) for p in seen) and seen[-1].total >= 40
+    dock.cancel_btn.native.click()  # the Cancel button
+    qtbot.waitUntil(lambda: dock.run_btn.enabled, timeout=60_000)
+    assert dock.status.value == "cancelled" and not dock.cancel_btn.enabled
+    assert [ly.name for ly in viewer.layers] == ["movie"] and dock.result is None
+    assert gc.get_freeze_count() == 0
+    assert seen[-1].done < seen[-1].total  # stopped before the end
