@@ -3,6 +3,7 @@
 Usage (numbers go to docs/performance.md and docs/infection.md)::
 
     nice -n 10 .venv/bin/python benchmarks/bench_infection.py --model MODEL [--big] [--gui]
+        [--frames 100 --size 1024 --cancel-after 20]
 
 - linking accuracy (correct links / true links), precision and divisions found,
   on held-out simulated movies (seeds 401-403, 72 frames, 512 x 512);
@@ -12,7 +13,9 @@ Usage (numbers go to docs/performance.md and docs/infection.md)::
 - runtime per frame (tracking; infection scoring) at 512 x 512;
 - ``--big``: the whole workflow on a 100-frame 1024 x 1024 stack (seconds per frame);
 - ``--gui``: the same stack in the Infection dock under napari (threaded worker),
-  measuring the longest event-loop stall while it runs and that cancel stops it.
+  measuring the event-loop stalls while it runs (each over 100 ms listed with its
+  phase and any garbage-collector pass under it) and that cancel stops it.
+  ``--frames`` / ``--size`` take a smaller stack for quick checks.
 """
 
 from __future__ import annotations
@@ -126,8 +129,13 @@ def gui_responsiveness(model_path, n_frames=100, shape=(1024, 1024), cancel_afte
     """The Infection dock on the big stack in napari: cancel a first run, then a full run.
 
     A 20 ms QTimer records how long the event loop goes without servicing it
-    (the longest "freeze" a user would feel) while the threaded worker runs.
+    (the longest "freeze" a user would feel) while the threaded worker runs. Every gap
+    over 100 ms is listed with what was going on: the worker's last progress message,
+    whether the result had been handed over, and the garbage-collector passes
+    (``gc.callbacks``) that overlapped it - a full collection stops every thread.
     """
+    import gc
+
     import napari
     from qtpy.QtCore import QElapsedTimer, QTimer
     from qtpy.QtWidgets import QApplication
@@ -161,12 +169,24 @@ def gui_responsiveness(model_path, n_frames=100, shape=(1024, 1024), cancel_afte
                 finished_at[0] = now
 
         stamps = []
+        msgs = []  # (clock ms, worker progress message)
+        gcs = []  # (start ms, end ms, generation) of garbage-collector passes
+        gc_start = {}
 
+        def on_gc(phase, info):
+            now = clock.nsecsElapsed() / 1e6
+            if phase == "start":
+                gc_start["t"] = now
+            elif "t" in gc_start:
+                gcs.append((gc_start.pop("t"), now, info["generation"]))
+
+        gc.callbacks.append(on_gc)
         timer = QTimer()
         timer.timeout.connect(tick)
         timer.start(20)
         t0 = time.perf_counter()
         dock._run()
+        dock._worker.yielded.connect(lambda p: msgs.append((clock.elapsed(), p.message)))
         cancelled_at = None
         while not dock.run_btn.enabled:  # re-enabled by the dock when the worker has finished
             app.processEvents()
@@ -183,9 +203,21 @@ def gui_responsiveness(model_path, n_frames=100, shape=(1024, 1024), cancel_afte
             if "tracks" in str(dock.status.value) and time.perf_counter() - settle > 0.5:
                 break
         timer.stop()
+        gc.callbacks.remove(on_gc)
         g, when = np.asarray(gaps, float), np.asarray(stamps, float)
         end = finished_at[0] if finished_at[0] is not None else when[-1]
         during = g[when < end - 5]  # the analysis (not the hand-over of its result)
+        long_gaps = []
+        for gap, at in zip(g, when, strict=True):
+            if gap <= 100:
+                continue
+            start = at - gap
+            before = [m for t, m in msgs if t <= start]
+            in_gc = [(round(b - a), k) for a, b, k in gcs if a < at and b > start]
+            long_gaps.append({"at_s": round(at / 1000, 2), "gap_ms": int(gap),
+                              "phase": "hand-over" if at > end else (before[-1] if before else "start"),
+                              "gc_ms_gen": in_gc})  # fmt: skip
+        full = [b - a for a, b, k in gcs if k == 2]
         return {
             "run_s": stop,
             "s_per_frame": stop / n_frames,
@@ -197,6 +229,10 @@ def gui_responsiveness(model_path, n_frames=100, shape=(1024, 1024), cancel_afte
             ),
             "stalls_over_200ms_during_analysis": int((during > 200).sum()),
             "ticks": len(gaps),
+            "gaps_over_100ms": long_gaps,
+            "full_gc_passes": len(full),
+            "full_gc_max_ms": float(max(full)) if full else 0.0,
+            "full_gc_total_ms": float(sum(full)),
             "cancel_requested_s": cancelled_at,
             "stopped_after_cancel_s": None if cancelled_at is None else stop - cancelled_at,
             "status": dock.status.value,
@@ -222,6 +258,9 @@ def main():
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[401, 402, 403], help="held-out movies")
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--frames", type=int, default=100, help="frames of the --big/--gui stack")
+    ap.add_argument("--size", type=int, default=1024, help="side of the --big/--gui stack (px)")
+    ap.add_argument("--cancel-after", type=float, default=20.0, help="--gui: s before Cancel")
     ap.add_argument("--out", default="/tmp/bench_infection.json")
     args = ap.parse_args()
     import torch
@@ -233,10 +272,12 @@ def main():
         res["accuracy"] = accuracy_figures(model, seeds=tuple(args.seeds))
         print(json.dumps(res["accuracy"], indent=1), flush=True)
     if args.big:
-        res["big"] = big_stack(model)
+        res["big"] = big_stack(model, args.frames, (args.size, args.size))
         print(json.dumps(res["big"], indent=1), flush=True)
     if args.gui:
-        res["gui"] = gui_responsiveness(model.path)
+        res["gui"] = gui_responsiveness(
+            model.path, args.frames, (args.size, args.size), args.cancel_after
+        )
         print(json.dumps(res["gui"], indent=1), flush=True)
     with open(args.out, "w") as fh:
         json.dump(res, fh, indent=1)
