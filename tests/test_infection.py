@@ -291,6 +291,12 @@ def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
 
     click(world, drag_to=(t, world[1] + 20, world[2]))  # a pan is not a click
     assert dock.track.value == tid
+    viewer.layers.selection.active = labels[0]
+    labels[0].mode = "paint"  # nor is painting a label
+    click(world)
+    assert dock.track.value == tid
+    labels[0].mode = "pan_zoom"
+    viewer.layers.selection.active = tracks[0]
     click(world)
     assert dock.track.value == int(other.track_id)
     assert f"track {int(other.track_id)}" in dock._plot.ax.get_title()

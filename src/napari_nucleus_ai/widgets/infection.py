@@ -176,8 +176,13 @@ class InfectionWidget(Container):
         return int(self._viewer.dims.current_step[0]) if self._viewer.dims.ndim >= 3 else 0
 
     def _on_click(self, viewer, event):
-        """Viewer mouse callback: a click (not a drag) on a nucleus or a track selects that track."""
-        if self.result is None:
+        """Viewer mouse callback: a click (not a drag) on a nucleus or a track selects that track.
+
+        Only while the selected layer is in pan/zoom mode: a click that paints, erases or picks
+        a label (or adds a point) is the user editing, not choosing a track.
+        """
+        active = viewer.layers.selection.active
+        if self.result is None or str(getattr(active, "mode", "pan_zoom")) != "pan_zoom":
             return
         press = np.asarray(event.position, float)
         yield
