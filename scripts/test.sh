@@ -14,6 +14,7 @@ export NAPARI_NUCLEUS_AI_DEVICE=${NAPARI_NUCLEUS_AI_DEVICE:-cpu}
 if [ "${BACKBONES:-1}" != 0 ]; then
   bash scripts/setup.sh --backbones >/dev/null
   echo "test: the timm backbones, in ${BACKBONES_VENV:-.venv-backbones}"
-  "${BACKBONES_VENV:-.venv-backbones}/bin/python" -m pytest -q -p no:cacheprovider tests/test_backbones.py
+  "${BACKBONES_VENV:-.venv-backbones}/bin/python" -m pytest -q -p no:cacheprovider \
+    tests/test_backbones.py tests/test_bioimageio.py::test_backbone_exports_and_round_trips
 fi
 xvfb-run -a -s "-screen 0 1920x1200x24" "$VENV/bin/python" -m pytest "$@"

@@ -113,5 +113,6 @@ def test_cli_init_weights_errors_are_one_line(crop_folder, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1 and "nope.pth" in err[0] and "no such weights file" in err[0]
     assert not (tmp_path / "m").exists()
-    assert main([*args, "--arch", "diffusion", "--init-weights", str(tmp_path / "x.pth")]) == 1
+    weights, _ = _weights_file(tmp_path)
+    assert main([*args, "--arch", "diffusion", "--init-weights", str(weights)]) == 1
     assert "not supported" in capsys.readouterr().err
