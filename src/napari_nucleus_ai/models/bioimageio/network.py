@@ -1,0 +1,79 @@
+"""The exported network: ensemble members, test-time transforms, temperature and softmax.
+
+:func:`bioimageio_classifier` is the ``pytorch_state_dict`` architecture of exported
+packages; :func:`ensemble` wraps modules already built (the package's) the same way, for
+tracing. torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+# the order in which tta = 1, 2, 4, 8 adds dihedral transforms: the package's own
+from ..engine import _DIHEDRAL as DIHEDRAL
+
+
+def bioimageio_classifier(
+    architecture: str,
+    channels: int,
+    n_classes: int,
+    params: dict | None = None,
+    members: int = 1,
+    temperature: float = 1.0,
+    tta: int = 1,
+):
+    """The exported network: ``(N, C, H, W)`` normalised crops -> ``(N, n_classes)`` probabilities.
+
+    The mean over ``members`` networks of ``architecture`` and ``tta`` dihedral transforms
+    of the softmax of the logits divided by ``temperature``, as the package predicts
+    (without MC dropout). This is the ``pytorch_state_dict`` architecture of exported
+    packages (``from napari_nucleus_ai.models.bioimageio import bioimageio_classifier``).
+    """
+    from ..architectures import build_architecture
+
+    nets = [
+        build_architecture(architecture, int(channels), int(n_classes), params)
+        for _ in range(int(members))
+    ]
+    return ensemble(nets, float(temperature), int(tta))
+
+
+def ensemble(nets: list, temperature: float, tta: int):
+    """One ``nn.Module`` averaging the calibrated softmax of ``nets`` over ``tta`` transforms.
+
+    Parameters
+    ----------
+    nets : list of torch.nn.Module
+        The ensemble members, each mapping ``(N, C, H, W)`` to ``(N, n_classes)`` logits.
+    temperature : float
+        The calibration temperature the logits are divided by.
+    tta : int
+        How many dihedral transforms of :data:`DIHEDRAL` to average over (clipped to 1..8).
+
+    Returns
+    -------
+    torch.nn.Module
+        The wrapper, in eval mode; its state dict keys are ``members.<i>.<name>``.
+    """
+    import torch
+    from torch import nn
+
+    transforms = DIHEDRAL[: max(1, min(int(tta), len(DIHEDRAL)))]
+
+    class NucleusAIClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.members = nn.ModuleList(nets)
+            self.temperature = float(temperature)
+            self.transforms = transforms
+
+        def forward(self, x):
+            total = None
+            for net in self.members:
+                for k, flip in self.transforms:
+                    t = torch.flip(x, dims=(-1,)) if flip else x
+                    if k:
+                        t = torch.rot90(t, k, dims=(-2, -1))
+                    p = torch.softmax(net(t) / self.temperature, dim=1)
+                    total = p if total is None else total + p
+            return total / float(len(self.members) * len(self.transforms))
+
+    return NucleusAIClassifier().eval()

@@ -1,0 +1,113 @@
+"""The network's test input, the package's own probabilities for it, and the checked trace."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+from ...errors import InputError
+from .layout import short
+
+
+def sample_input(package, sample) -> np.ndarray:
+    """One raw network input ``(1, C, S, S)`` in [0, 1] (before normalisation).
+
+    Parameters
+    ----------
+    package : ModelPackage
+        The classifier package.
+    sample : path, array or None
+        A crop (or STORM localization file / render); None for a deterministic noise crop
+        with the training set's channel statistics.
+
+    Returns
+    -------
+    ndarray, float32
+        The prepared crop.
+    """
+    from ..inputs import raw_inputs
+
+    card = package.card
+    spec = card["input"]
+    c, s = int(spec["channels"]), int(spec["crop_size"])
+    if sample is None:  # deterministic: noise with the training set's channel statistics
+        rng = np.random.default_rng(0)
+        mean = np.asarray(spec["normalisation"]["mean"], np.float32)[:, None, None]
+        std = np.asarray(spec["normalisation"]["std"], np.float32)[:, None, None]
+        x = mean + std * rng.standard_normal((c, s, s)).astype(np.float32)
+        return np.clip(x, 0.0, 1.0)[None].astype(np.float32)
+    if isinstance(sample, str | os.PathLike):
+        from ...predict import read_item
+
+        sample = read_item(os.fspath(sample), package)
+    x, _ = raw_inputs([sample], card)
+    return np.ascontiguousarray(x[:1], np.float32)
+
+
+def package_probabilities(package, x_norm: np.ndarray, tta: int) -> np.ndarray:
+    """The package's mean probabilities for normalised ``x_norm`` on the CPU, no MC dropout."""
+    import torch
+
+    from ..engine import probability_samples
+
+    package.to("cpu")
+    samples = probability_samples(
+        package.modules,
+        x_norm,
+        device=torch.device("cpu"),
+        temperature=package.temperature,
+        tta=tta,
+        mc_dropout=0,
+    )
+    return samples.mean(0).astype(np.float32)
+
+
+def trace_checked(wrapper, x: np.ndarray, expected: np.ndarray, path) -> bytes:
+    """TorchScript of ``wrapper`` (traced on the CPU) checked against the package's output.
+
+    Parameters
+    ----------
+    wrapper : torch.nn.Module
+        The exported network (:func:`.network.ensemble`).
+    x : ndarray, shape (1, C, S, S)
+        The normalised test input; traced at batch 2 and checked at batch 3.
+    expected : ndarray, shape (3, n_classes)
+        The package's probabilities for three copies of ``x``.
+    path : path
+        The model, for error messages.
+
+    Returns
+    -------
+    bytes
+        The saved TorchScript module.
+
+    Raises
+    ------
+    InputError
+        The network cannot be traced, or the trace gives other probabilities.
+    """
+    import warnings
+
+    import torch
+
+    example = torch.from_numpy(np.repeat(x, 2, 0))
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about constant shapes
+            traced = torch.jit.trace(wrapper, example, check_trace=False)
+            got = traced(torch.from_numpy(np.repeat(x, 3, 0))).numpy()
+    except Exception as e:  # noqa: BLE001 - tracing raises many types
+        raise InputError(
+            path, f"the network cannot be traced to TorchScript ({short(e)})"
+        ) from None
+    if got.shape != (3, expected.shape[1]) or not np.allclose(got, expected, atol=1e-4, rtol=1e-3):
+        raise InputError(
+            path, "the TorchScript trace does not reproduce the package's probabilities"
+        )
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch >= 2.9 marks TorchScript deprecated
+        torch.jit.save(traced, buf)
+    return buf.getvalue()
