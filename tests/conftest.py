@@ -22,6 +22,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def crop_folder(tmp_path_factory) -> Path:
+    """Class folders ``disc`` / ``square`` of 10 tiny RGB crops each (see ``blob``)."""
+    from PIL import Image
+
+    from test_train_predict import blob
+
+    root = tmp_path_factory.mktemp("crops")
+    for k, name in enumerate(["disc", "square"]):
+        (root / name).mkdir()
+        for i in range(10):
+            Image.fromarray(blob(k, 100 * k + i)).save(root / name / f"{i}.png")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
     """Never read or write the developer's own settings file; run on the CPU."""

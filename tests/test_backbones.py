@@ -27,27 +27,15 @@ except Exception as e:  # noqa: BLE001
 from napari_nucleus_ai.cli import main  # noqa: E402
 from napari_nucleus_ai.models.package import load_model  # noqa: E402
 from napari_nucleus_ai.train import train  # noqa: E402
-from test_train_predict import blob  # noqa: E402
+from test_train_predict import blob, write_storm_classes  # noqa: E402
 
 BACKBONES = ("densenet121", "resnext50_32x4d", "efficientnet_b0")
 
 
-@pytest.fixture(scope="module")
-def crops(tmp_path_factory):
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("crops")
-    for k, name in enumerate(["disc", "square"]):
-        (root / name).mkdir()
-        for i in range(10):
-            Image.fromarray(blob(k, 100 * k + i)).save(root / name / f"{i}.png")
-    return root
-
-
 @pytest.mark.parametrize("arch", BACKBONES)
-def test_backbone_trains_saves_and_reloads(arch, crops, tmp_path):
+def test_backbone_trains_saves_and_reloads(arch, crop_folder, tmp_path):
     out = tmp_path / f"{arch}.zip"
-    res = train(crops, out, arch=arch, epochs=2, crop_size=32, threads=2, tta=1, seed=3)
+    res = train(crop_folder, out, arch=arch, epochs=2, crop_size=32, threads=2, tta=1, seed=3)
     card = res.card
     assert card["architecture"]["name"] == arch
     # the weights are the timm module's own state dict, in safetensors, no pickle anywhere
@@ -74,12 +62,12 @@ def _extract(zpath, tmp_path):
     return tmp_path / "w" / "weights.safetensors"
 
 
-def test_resnext_learns_and_predict_cli_writes_columns(crops, tmp_path):
+def test_resnext_learns_and_predict_cli_writes_columns(crop_folder, tmp_path):
     """ResNeXt-50 (Matek 2019) from scratch separates two easy classes within a few epochs."""
     model = tmp_path / "rx.zip"
-    args = ["train", str(crops), "--out", str(model), "--arch", "resnext50_32x4d"]
+    args = ["train", str(crop_folder), "--out", str(model), "--arch", "resnext50_32x4d"]
     assert main([*args, "--epochs", "6", "--crop-size", "32", "--threads", "2", "--quiet"]) == 0
-    paths = sorted(str(p) for p in crops.glob("*/*.png"))
+    paths = sorted(str(p) for p in crop_folder.glob("*/*.png"))
     csv = tmp_path / "p.csv"
     assert main(["predict", str(model), *paths, "--out", str(csv), "--tta", "1"]) == 0
     df = pd.read_csv(csv)
@@ -94,14 +82,7 @@ def test_densenet_on_storm_nuclei(tmp_path):
     from napari_nucleus_ai.predict import predict_paths
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
-    sim = {"radius_nm": 1200.0, "n_localizations": 6000}
-    for cls, size in (("small", 15.0), ("large", 45.0)):
-        (tmp_path / "train" / cls).mkdir(parents=True)
-        for i in range(3):
-            write_thunderstorm_csv(
-                simulate_nucleus("default", seed=i, clutch_size_nm=size, **sim),
-                tmp_path / "train" / cls / f"{i}.csv",
-            )
+    sim = write_storm_classes(tmp_path / "train")
     res = train(
         tmp_path / "train",
         tmp_path / "dn",
@@ -121,7 +102,7 @@ def test_densenet_on_storm_nuclei(tmp_path):
     np.testing.assert_allclose(df[["p_small", "p_large"]].sum(1), 1, atol=1e-5)
 
 
-def test_densenet_starts_from_local_imagenet_style_weights(crops, tmp_path):
+def test_densenet_starts_from_local_imagenet_style_weights(crop_folder, tmp_path):
     """A lab's own copy of a backbone's 1000-class weights: features copied, head left."""
     from safetensors.torch import save_file
 
@@ -130,7 +111,7 @@ def test_densenet_starts_from_local_imagenet_style_weights(crops, tmp_path):
     path = tmp_path / "densenet121.imagenet.safetensors"
     save_file({k: v.contiguous() for k, v in src.items()}, str(path))
     res = train(
-        crops,
+        crop_folder,
         None,
         arch="densenet121",
         init_weights=path,

@@ -21,7 +21,7 @@ from napari_nucleus_ai.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models import bioimageio as bio  # noqa: E402
 from napari_nucleus_ai.models.package import load_model, read_package, save_model  # noqa: E402
 from napari_nucleus_ai.train import train  # noqa: E402
-from test_train_predict import TINY, blob  # noqa: E402
+from test_train_predict import TINY  # noqa: E402
 
 
 @pytest.fixture
@@ -51,26 +51,14 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory):
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("bio_crops")
-    for k, name in enumerate(["disc", "square"]):
-        (root / name).mkdir()
-        for i in range(10):
-            Image.fromarray(blob(k, 100 * k + i)).save(root / name / f"{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(crops, tmp_path_factory):
+def trained(crop_folder, tmp_path_factory):
     """``trained(arch)``: a tiny package of ``arch``, trained once per module."""
     cache = {}
 
     def get(arch):
         if arch not in cache:
             out = tmp_path_factory.mktemp(f"bio_{arch}") / "model.zip"
-            train(crops, out, seed=1, arch=arch, **TINY)
+            train(crop_folder, out, seed=1, arch=arch, **TINY)
             cache[arch] = out
         return cache[arch]
 
@@ -83,10 +71,10 @@ def model(request, trained):
 
 
 @pytest.fixture(scope="module")
-def exported(model, crops):
+def exported(model, crop_folder):
     out = model.parent / "model.bioimageio.zip"
     res = bio.export_bioimageio(
-        model, out, sample=crops / "disc" / "0.png", authors=["A. Tester"], validate=False
+        model, out, sample=crop_folder / "disc" / "0.png", authors=["A. Tester"], validate=False
     )
     return model, out, res
 
@@ -163,12 +151,12 @@ def test_rdf_describes_the_card(exported):
     assert npy(files["test_output.npy"]).shape == (1, 2)
 
 
-def test_test_output_is_the_packages_own_prediction(exported, crops):
+def test_test_output_is_the_packages_own_prediction(exported, crop_folder):
     model, out, _ = exported
     from PIL import Image
 
     files = members(out)
-    pred = load_model(model).predict([np.asarray(Image.open(crops / "disc" / "0.png"))])
+    pred = load_model(model).predict([np.asarray(Image.open(crop_folder / "disc" / "0.png"))])
     np.testing.assert_allclose(npy(files["test_output.npy"]), pred.probs, atol=1e-5)
 
 
@@ -236,13 +224,15 @@ def test_torchscript_only_export(model, tmp_path):
 
 
 # ---------------------------------------------------------------- import
-def assert_same_model(a_path, b_path, crops):
+def assert_same_model(a_path, b_path, crop_folder):
     from PIL import Image
 
     a, b = load_model(a_path, cache=False), load_model(b_path, cache=False)
     assert canonical(a.card) == canonical(b.card)
     items = [
-        np.asarray(Image.open(crops / c / f"{i}.png")) for c in ("disc", "square") for i in (1, 7)
+        np.asarray(Image.open(crop_folder / c / f"{i}.png"))
+        for c in ("disc", "square")
+        for i in (1, 7)
     ]
     pa, pb = a.predict(items), b.predict(items)
     np.testing.assert_array_equal(pa.probs, pb.probs)
@@ -251,22 +241,22 @@ def assert_same_model(a_path, b_path, crops):
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-def test_round_trip_gives_the_same_model(exported, tmp_path, crops):
+def test_round_trip_gives_the_same_model(exported, tmp_path, crop_folder):
     model, out, _ = exported
     back = bio.import_bioimageio(out, tmp_path / "back.zip")
-    assert_same_model(model, back, crops)
+    assert_same_model(model, back, crop_folder)
 
 
-def test_round_trip_from_unpacked_folder(exported, tmp_path, crops):
+def test_round_trip_from_unpacked_folder(exported, tmp_path, crop_folder):
     model, out, _ = exported
     folder = tmp_path / "unpacked"
     with zipfile.ZipFile(out) as zf:
         zf.extractall(folder)
     back = bio.import_bioimageio(folder, tmp_path / "back_folder")
-    assert_same_model(model, back, crops)
+    assert_same_model(model, back, crop_folder)
 
 
-def test_round_trip_from_the_state_dict_alone(exported, tmp_path, crops):
+def test_round_trip_from_the_state_dict_alone(exported, tmp_path, crop_folder):
     """Without the safetensors attachment the state dict is read with weights_only=True."""
     model, out, _ = exported
 
@@ -277,7 +267,7 @@ def test_round_trip_from_the_state_dict_alone(exported, tmp_path, crops):
         out, tmp_path / "slim.zip", rdf=no_attachments, drop=("weights.safetensors", "card.json")
     )
     back = bio.import_bioimageio(slim, tmp_path / "back.zip")
-    assert_same_model(model, back, crops)
+    assert_same_model(model, back, crop_folder)
 
 
 def test_import_refuses_a_foreign_package(exported, tmp_path):
@@ -394,7 +384,7 @@ def test_export_needs_a_zip_name(model, tmp_path):
 
 
 # ---------------------------------------------------------------- CLI
-def test_cli_export_and_import(model, tmp_path, capsys, crops):
+def test_cli_export_and_import(model, tmp_path, capsys, crop_folder):
     out = tmp_path / "pkg.zip"
     argv = ["export-bioimageio", str(model), "--out", str(out), "--author", "A. Tester"]
     argv += ["--cite", "A paper|10.1234/abc.5678", "--no-validate"]
@@ -403,7 +393,7 @@ def test_cli_export_and_import(model, tmp_path, capsys, crops):
     rdf = yaml.safe_load(members(out)["rdf.yaml"])
     assert {"text": "A paper", "doi": "10.1234/abc.5678"} in rdf["cite"]
     assert main(["import-bioimageio", str(out), "--out", str(tmp_path / "back.zip")]) == 0
-    assert_same_model(model, tmp_path / "back.zip", crops)
+    assert_same_model(model, tmp_path / "back.zip", crop_folder)
 
 
 @pytest.mark.parametrize("command", ["export-bioimageio", "import-bioimageio"])
@@ -431,7 +421,7 @@ def test_cli_import_refusal_leaves_nothing(exported, tmp_path, capsys):
 
 # ---------------------------------------------------------------- timm backbones
 @pytest.mark.parametrize("arch", ["efficientnet_b0", "densenet121"])
-def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crops):
+def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crop_folder):
     """Runs where timm has a matching torchvision (.venv-backbones); skipped elsewhere."""
     try:
         import timm  # noqa: F401
@@ -446,7 +436,7 @@ def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crops):
     torch.manual_seed(0)
     src = save_model(card, get_kind("classifier").build(card), tmp_path / f"{arch}.zip")
     out = tmp_path / f"{arch}.bioimageio.zip"
-    res = bio.export_bioimageio(src, out, sample=crops / "square" / "3.png", validate=False)
+    res = bio.export_bioimageio(src, out, sample=crop_folder / "square" / "3.png", validate=False)
     assert res["weights"] == ["pytorch_state_dict", "torchscript"]
     files = members(out)
     kw = yaml.safe_load(files["rdf.yaml"])["inputs"][0]["preprocessing"][-1]["kwargs"]
@@ -457,7 +447,7 @@ def test_backbone_exports_and_round_trips(trained, tmp_path, arch, crops):
     with torch.no_grad():
         got = net(torch.from_numpy(x.astype(np.float32))).numpy()
     np.testing.assert_allclose(got, npy(files["test_output.npy"]), atol=1e-5)
-    assert_same_model(src, bio.import_bioimageio(out, tmp_path / "back.zip"), crops)
+    assert_same_model(src, bio.import_bioimageio(out, tmp_path / "back.zip"), crop_folder)
 
 
 def test_invalid_export_is_an_error_and_writes_nothing(model, tmp_path, spec, offline):

@@ -11,21 +11,9 @@ from napari_nucleus_ai.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models.architectures import build_architecture  # noqa: E402
 from napari_nucleus_ai.models.init_weights import load_init_weights  # noqa: E402
 from napari_nucleus_ai.train import train  # noqa: E402
-from test_train_predict import TINY, blob  # noqa: E402
+from test_train_predict import TINY  # noqa: E402
 
 WIDTHS = {"widths": [8, 16]}
-
-
-@pytest.fixture(scope="module")
-def crop_folder(tmp_path_factory):
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("crops")
-    for k, name in enumerate(["disc", "square"]):
-        (root / name).mkdir()
-        for i in range(6):
-            Image.fromarray(blob(k, 100 * k + i)).save(root / name / f"{i}.png")
-    return root
 
 
 def _weights_file(tmp_path, in_channels=3, n_classes=7, name="w.safetensors"):

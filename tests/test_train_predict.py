@@ -25,6 +25,22 @@ TINY = {
 }
 
 
+def write_storm_classes(root, per_class: int = 3) -> dict:
+    """ThunderSTORM files of nuclei with 15 nm (``small``) and 45 nm (``large``) clutches."""
+    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.samples.storm import simulate_nucleus
+
+    sim = {"radius_nm": 1200.0, "n_localizations": 6000}
+    for cls, size in (("small", 15.0), ("large", 45.0)):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            write_thunderstorm_csv(
+                simulate_nucleus("default", seed=i, clutch_size_nm=size, **sim),
+                root / cls / f"{i}.csv",
+            )
+    return sim
+
+
 def blob(kind: int, seed: int, size: int = 40) -> np.ndarray:
     """A purple disc (0) or a blue square (1) on a pale background."""
     rng = np.random.default_rng(seed)
@@ -34,18 +50,6 @@ def blob(kind: int, seed: int, size: int = 40) -> np.ndarray:
     mask = yy**2 + xx**2 < r * r if kind == 0 else (abs(yy) < r) & (abs(xx) < r * 0.6)
     img[mask] = (150, 60, 160) if kind == 0 else (70, 70, 210)
     return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def crop_folder(tmp_path_factory):
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("crops")
-    for k, name in enumerate(["disc", "square"]):
-        (root / name).mkdir()
-        for i in range(10):
-            Image.fromarray(blob(k, 100 * k + i)).save(root / name / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -238,18 +242,10 @@ def test_classify_cli(trained, tmp_path):
 def test_storm_training_from_localization_files(tmp_path):
     """Nuclei as ThunderSTORM files train a patch model; N-STORM files are classified."""
     from napari_nucleus_ai.io.localizations.nstorm import write_nstorm_txt
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.predict import predict_paths
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
-    sim = {"radius_nm": 1200.0, "n_localizations": 6000}
-    for cls, size in (("small", 15.0), ("large", 45.0)):
-        (tmp_path / "train" / cls).mkdir(parents=True)
-        for i in range(3):
-            write_thunderstorm_csv(
-                simulate_nucleus("default", seed=i, clutch_size_nm=size, **sim),
-                tmp_path / "train" / cls / f"{i}.csv",
-            )
+    sim = write_storm_classes(tmp_path / "train")
     res = train(
         tmp_path / "train",
         tmp_path / "storm",
