@@ -183,3 +183,27 @@ def test_sample_and_demo_step(make_napari_viewer, monkeypatch):
     assert sorted(df["nucleus"].unique()) == [0, 1, 2, 3, 4]
     assert viewer.layers[f"{layer.name} [zoom]"].scale[-1] < 20.0
     assert dock.layer.value == layer.name
+
+
+def test_dock_format_override(dock, tmp_path, monkeypatch):
+    """Detection is by content; the format box forces a reader (and a wrong one says so)."""
+    import napari.utils.notifications as notes
+
+    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.samples.storm import simulate_nucleus
+
+    viewer, w = dock
+    shown = []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    path = tmp_path / "locs.csv"
+    write_thunderstorm_csv(simulate_nucleus("default", seed=1, n_localizations=500), path)
+    assert w.file_format.value == "auto (by content)" and "hdf5-bad" not in w.file_format.choices
+    w.file_format.value = "picasso"  # an HDF5 format for a text file
+    w.open_file(path=str(path))
+    assert len(viewer.layers) == 0 and len(shown) == 1 and "locs.csv" in shown[0]
+    w.file_format.value = "csv"  # the generic table reader instead of ThunderSTORM's
+    w.open_file(path=str(path))
+    assert "(csv)" in w.status.value and len(viewer.layers) >= 1
+    w.file_format.value = "auto (by content)"
+    w.open_file(path=str(path))
+    assert "(thunderstorm)" in w.status.value

@@ -22,6 +22,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ..io.localizations.detect import FORMATS as DETECT_FORMATS
 from ._compat import camera, set_view
 from ._localizations_zoom import NanoscaleZoom
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     import napari
 
 NONE = "-"
+AUTO_FORMAT = "auto (by content)"
+# formats a user may force (csv: the generic reader; hdf5-bad is detection-only)
+READ_FORMATS = tuple(f for f in DETECT_FORMATS if f != "hdf5-bad")
 UNITS = {"nm": 1.0, "µm": 1000.0, "camera px": None}
 COLORMAPS = ("magma", "green", "magenta", "cyan", "yellow", "red", "blue", "gray", "turbo")
 
@@ -53,6 +57,9 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         self.mapping_wanted = False  # the column-mapping box is in use
         self._last_path = None
         self.file = FileEdit(label="file", mode="r", filter="*")
+        self.file_format = ComboBox(  # detection is by content; override when it is wrong
+            label="format", choices=[AUTO_FORMAT, *READ_FORMATS], value=AUTO_FORMAT
+        )
         self.open_btn = PushButton(text="Open")
         self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
         self.info = Label(label="table", value="")
@@ -108,6 +115,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         self.extend(
             [
                 self.file,
+                self.file_format,
                 self.open_btn,
                 self.mapping_box,
                 self.layer,
@@ -256,6 +264,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         mapping, opts = self._mapping()
         if mapping:
             opts["mapping"] = mapping
+        elif self.file_format.value != AUTO_FORMAT:
+            opts["format"] = self.file_format.value
         return self._start(read_gen, path, on_result=self._add_table, description="reading", **opts)
 
     def _add_table(self, table):
