@@ -498,6 +498,26 @@ def link_accuracy(
     }
 
 
+def track_at(labels: np.ndarray, tracks: pd.DataFrame, tyx, radius_px: float = 10.0) -> int | None:
+    """The track at pixel position ``tyx`` (frame, y, x) of a tracking result.
+
+    The nucleus there in the track-id ``labels`` (T, Y, X), else the nearest row of
+    ``tracks`` in that frame within ``radius_px`` (a click on a track's line); None
+    outside the movie or far from every track.
+    """
+    t, y, x = (int(round(v)) for v in tyx)
+    if not (0 <= t < labels.shape[0]):
+        return None
+    if 0 <= y < labels.shape[1] and 0 <= x < labels.shape[2] and labels[t, y, x]:
+        return int(labels[t, y, x])
+    rows = tracks[tracks["t"] == t]
+    if rows.empty:
+        return None
+    d = np.hypot(rows["y"].to_numpy() - tyx[1], rows["x"].to_numpy() - tyx[2])
+    k = int(np.argmin(d))
+    return int(rows["track_id"].iloc[k]) if d[k] <= radius_px else None
+
+
 def write_tracks(
     result: TrackingResult,
     out_dir,

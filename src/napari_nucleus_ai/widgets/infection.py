@@ -42,6 +42,7 @@ class InfectionWidget(Container):
         self._viewer = viewer
         self._worker = None
         self.result = None
+        self._look = None  # scale/translate of the analysed layer (world -> pixel)
         self.layer = ComboBox(
             label="time-lapse",
             choices=lambda w: [
@@ -196,25 +197,15 @@ class InfectionWidget(Container):
                 self.track.value = tid
 
     def track_at(self, position, radius_px: float = 10.0) -> int | None:
-        """The track under a world ``position`` (t, y, x): the nucleus there, else the nearest
-        track point of that frame within ``radius_px`` (clicking a track's line)."""
+        """The track under a world ``position`` (t, y, x); see :func:`..track.track_at`."""
         if self.result is None or len(position) < 3:
             return None
-        look = getattr(self, "_look", None) or {"scale": (1, 1, 1), "translate": (0, 0, 0)}
+        from ..track import track_at
+
+        look = self._look or {"scale": (1, 1, 1), "translate": (0, 0, 0)}
         pos = np.asarray(position[-3:], float)
-        data = (pos - np.asarray(look["translate"][-3:])) / np.asarray(look["scale"][-3:])
-        t, y, x = (int(round(v)) for v in data)
-        labels = self.result.tracking.labels
-        if not (0 <= t < labels.shape[0]):
-            return None
-        if 0 <= y < labels.shape[1] and 0 <= x < labels.shape[2] and labels[t, y, x]:
-            return int(labels[t, y, x])
-        rows = self.result.tracks[self.result.tracks["t"] == t]
-        if rows.empty:
-            return None
-        d = np.hypot(rows["y"].to_numpy() - data[1], rows["x"].to_numpy() - data[2])
-        k = int(np.argmin(d))
-        return int(rows["track_id"].iloc[k]) if d[k] <= radius_px else None
+        tyx = (pos - np.asarray(look["translate"][-3:])) / np.asarray(look["scale"][-3:])
+        return track_at(self.result.tracking.labels, self.result.tracks, tyx, radius_px)
 
     def select_track(self, track_id, jump: bool = True) -> None:
         """Plot ``track_id``'s curve; with ``jump``, move the viewer to its nucleus."""
