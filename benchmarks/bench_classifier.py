@@ -57,7 +57,7 @@ def pbc_cv(args) -> dict:
     for c in range(len(ts.classes)):
         idx = rng.permutation(np.flatnonzero(ts.labels == c))
         fold[idx] = np.arange(len(idx)) % args.folds
-    true, pred, unc, secs, cpu = [], [], [], [], []
+    true, pred, unc, secs, cpu, fields = [], [], [], [], [], []
     for f in range(args.folds):
         t0, c0 = time.perf_counter(), time.process_time()
         res = train(
@@ -70,9 +70,11 @@ def pbc_cv(args) -> dict:
             seed=args.seed,
             threads=args.threads,
             params=json.loads(args.params) if args.params else None,
+            field=args.field,
         )
         secs.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+        fields.append(float(res.package.card["input"].get("field", 1.0)))
         test = ts.subset(np.flatnonzero(fold == f))
         p = res.package.predict(test.samples)
         true += test.labels.tolist()
@@ -93,6 +95,7 @@ def pbc_cv(args) -> dict:
         "folds": args.folds,
         "epochs": args.epochs,
         "crop_size": args.crop_size,
+        "field_per_fold": fields,
         "members": args.members,
         "balanced_accuracy": round(balanced_accuracy(true, pred), 4),
         "accuracy": round(float((true == pred).mean()), 4),
@@ -274,6 +277,7 @@ def main() -> None:
     ap.add_argument("--params", help="architecture parameters as JSON, e.g. '{\"cnn\": false}'")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--crop-size", type=int, default=192)
+    ap.add_argument("--field", help="crop field (default: train's, auto for morph)")
     ap.add_argument("--members", type=int, default=1)
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .framing import field_of
 
 UNIT_NM = {"nm": 1.0, "um": 1000.0}
 
@@ -57,14 +58,30 @@ class ClassifyResult:
 
 
 def window_source_px(card: dict, scale: float, unit: str) -> float:
-    """Side of the model's field of view in source-image pixels."""
+    """Side of the window cut around a cell, in source-image pixels.
+
+    It is the extent of the model's training crops: the network's own field of view
+    (``crop_size x pixel_size``) divided by the card's ``field``, whose centre part the
+    network sees (:mod:`.framing`).
+    """
     spec = card["input"]
-    side_model = spec["crop_size"] * spec["pixel_size"]
+    side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
     m_unit = spec["unit"]
     if m_unit == "px" or unit == "px":
         # unknown physical size on one side: assume the model's source crops were at this scale
         return float(spec.get("source_crop_px", side_model) if m_unit != "px" else side_model)
     return side_model * UNIT_NM[m_unit] / (float(scale) * UNIT_NM[unit])
+
+
+def window_size_px(card: dict) -> int:
+    """Pixels to resample a :func:`window_source_px` window to: its centre ``field`` is
+    then exactly the network's ``crop_size`` (or, when the model has a proposer that
+    looks at finer detail, the proposer's)."""
+    size = card["input"]["crop_size"] / field_of(card)
+    prop = (card.get("diffusion") or {}).get("proposer")
+    if prop:
+        size = max(size, float(prop["crop_size"]) / float(prop.get("field", 1.0)))
+    return int(round(size))
 
 
 def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -211,7 +228,7 @@ def classify_cells_gen(
             )
         win = window_source_px(package.card, sc, unit)
         cents = centroids_px(labels, ids)
-        items = list(cell_windows(image, cents, win, package.card["input"]["crop_size"]))
+        items = list(cell_windows(image, cents, win, window_size_px(package.card)))
     pred = yield from predict_items_gen(
         package,
         items,

@@ -78,6 +78,29 @@ def resolve_arch(arch: str, ts) -> str:
     return "morph" if rgb else "smallcnn"
 
 
+def resolve_field(field, arch: str, ts) -> float:
+    """The crop field for ``arch`` on ``ts``: a number as given, ``"auto"`` from the cells
+    (:func:`.framing.auto_field`), ``None`` = auto for ``morph`` on RGB crops, else 1."""
+    from .framing import auto_field
+
+    if ts.modality == "storm":
+        if field not in (None, "auto", 1, 1.0):
+            raise InputError(None, "a crop field applies to image crops, not STORM nuclei")
+        return 1.0
+    if field is None:
+        field = "auto" if arch == "morph" else 1.0
+    if field == "auto":
+        rgb = np.asarray(ts.samples[0]).ndim == 3
+        return auto_field(ts.samples) if rgb else 1.0
+    try:
+        value = float(field)
+    except (TypeError, ValueError):
+        raise InputError(None, f"the field must be a number or 'auto', got {field!r}") from None
+    if not 0.05 <= value <= 1.0:
+        raise InputError(None, f"the field must be 0.05..1 of the crop side, got {value}")
+    return value
+
+
 def default_colours(classes) -> list[str]:
     return [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
 
@@ -97,8 +120,12 @@ def make_card(
     mc_dropout: int = 0,
     threshold: float = 0.5,
     kind: str = "classifier",
+    field: float = 1.0,
 ) -> dict:
-    """A card for training set ``ts`` before training (normalisation and calibration to be filled)."""
+    """A card for training set ``ts`` before training (normalisation and calibration to be filled).
+
+    ``field`` is the centre fraction of each crop the network sees (:mod:`.framing`).
+    """
     channels = 1
     if ts.modality != "storm":
         first = np.asarray(ts.samples[0])
@@ -124,9 +151,15 @@ def make_card(
         )
     else:
         side = float(np.median([min(np.asarray(s).shape[:2]) for s in ts.samples]))
+        if not 0.05 <= float(field) <= 1.0:
+            raise InputError(None, f"the field must be 0.05..1 of the crop side, got {field}")
         spec.update(
-            pixel_size=float(ts.pixel_size) * side / crop_size, unit=ts.unit, source_crop_px=side
+            pixel_size=float(ts.pixel_size) * side * float(field) / crop_size,
+            unit=ts.unit,
+            source_crop_px=side,
         )
+        if float(field) < 1.0:
+            spec["field"] = float(field)
     colours = list(colours or default_colours(ts.classes))
     return {
         "format": "napari-nucleus-ai-model",
@@ -222,6 +255,7 @@ def train_gen(
     kind_options: dict | None = None,
     threads: int | None = None,
     init_weights=None,
+    field: float | str | None = None,
 ):
     """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
 
@@ -253,6 +287,10 @@ def train_gen(
     init_weights : path, optional
         Start from the matching tensors of a local weights file (``.safetensors`` or a torch
         state dict, e.g. ImageNet weights of a timm backbone; :mod:`.models.init_weights`).
+    field : float or ``"auto"``, optional
+        Centre fraction of each image crop the network sees (:mod:`.framing`). ``"auto"``
+        sizes it to the cells in the crops; the default is ``"auto"`` for ``morph`` and 1
+        (the whole crop) for every other architecture.
     """
     import torch
 
@@ -281,6 +319,7 @@ def train_gen(
     dev = select_device(device)
     if crop_size is None:
         crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
+    field = resolve_field(field, arch, ts)
     card = make_card(
         ts,
         arch=arch,
@@ -295,6 +334,7 @@ def train_gen(
         mc_dropout=mc_dropout,
         threshold=threshold,
         kind=kind.name,
+        field=field,
     )
     tr_idx, va_idx = stratified_split(ts.labels, val_fraction, seed)
     train_set, val_set = ts.subset(tr_idx), ts.subset(va_idx)

@@ -55,6 +55,11 @@ def add_arguments(p) -> None:
         help="network input side in pixels (default 96, morph 192; STORM patches 64)",
     )
     p.add_argument(
+        "--field",
+        help="centre fraction of each image crop the network sees, or 'auto' (sized to the "
+        "cells in the crops); default auto for morph, 1 (whole crop) otherwise",
+    )
+    p.add_argument(
         "--pixel-size",
         type=float,
         help="physical pixel size of the crops (recorded in the model card)",
@@ -123,6 +128,7 @@ def run(args) -> int:
             seed=args.seed,
             device=args.device,
             crop_size=args.crop_size,
+            field=args.field,
             pixel_size=args.pixel_size,
             unit=args.unit,
             members=args.members,

@@ -78,6 +78,11 @@ def validate_card(card, path=None) -> dict:
         path,
         "'input.pixel_size' must be > 0",
     )
+    _need(
+        _is_num(spec.get("field", 1.0)) and 0.05 <= spec.get("field", 1.0) <= 1.0,
+        path,
+        "'input.field' must be 0.05..1",
+    )
     _need(spec.get("unit") in UNITS, path, f"'input.unit' must be one of {UNITS}")
     norm = spec.get("normalisation")
     _need(isinstance(norm, dict), path, "'input.normalisation' missing")

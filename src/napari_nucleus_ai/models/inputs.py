@@ -9,11 +9,13 @@ self-describing::
         "channels": 3,
         "pixel_size": 0.35,         # physical size of one network pixel ...
         "unit": "um",               # ... in this unit ("px" = source pixels, unknown scale)
+        "field": 0.65,              # optional: centre fraction of a crop the network sees
         "normalisation": {"mean": [..], "std": [..]},   # per channel, after scaling to [0, 1]
         "storm": {"render_pixel_nm": 10, "patches": 16, "blur_px": 1.0}   # STORM only
     }
 
-Image crops are centre-squared and resized to ``crop_size``. A STORM nucleus
+Image crops are centre-squared, cut to their central ``field`` (see
+:mod:`napari_nucleus_ai.framing`; 1 when absent) and resized to ``crop_size``. A STORM nucleus
 (``(N, 2)`` x/y positions in nm, or an image already rendered at
 ``render_pixel_nm``) is rendered and cut into ``patches`` windows of
 ``crop_size`` pixels; the network classifies every patch and the nucleus gets the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..crops import nucleus_patches, render_nucleus, square_resize
+from ..framing import centre_field, field_of
 
 
 def is_localizations(item) -> bool:
@@ -60,8 +63,9 @@ def raw_inputs(items, card: dict, rng: np.random.Generator | None = None, n_patc
             out.append(nucleus_patches(np.asarray(img, np.float32), size, n, pix, rng)[:, None])
             groups += [i] * n
     else:
+        field = field_of(card)
         for i, item in enumerate(items):
-            img = square_resize(np.asarray(item), size)
+            img = square_resize(centre_field(np.asarray(item), field), size)
             out.append(_fit_channels(img, channels).transpose(2, 0, 1)[None])
             groups.append(i)
     if not out:

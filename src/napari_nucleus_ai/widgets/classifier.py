@@ -296,8 +296,9 @@ class ClassifierWidget(Container):
         """A 'saliency' Image over the selected cell of the result layer (crop models)."""
         from napari.utils.notifications import show_warning
 
-        from ..classify import centroids_px, window_source_px
+        from ..classify import centroids_px, window_size_px, window_source_px
         from ..crops import cell_windows
+        from ..framing import field_of
         from ..predict import saliency
 
         if self._last is None or self._package is None:
@@ -315,11 +316,12 @@ class ClassifierWidget(Container):
             return None
         image = np.asarray(self._viewer.layers[self.image_layer.value].data)
         scale, unit, _ = layer_geometry(layer)
-        win = window_source_px(self._package.card, scale, unit)
-        size = self._package.card["input"]["crop_size"]
+        card = self._package.card
+        win = window_source_px(card, scale, unit)
         cy, cx = centroids_px(labels, np.array([cell]))[0]
-        crop = cell_windows(image, np.array([[cy, cx]]), win, size)[0]
+        crop = cell_windows(image, np.array([[cy, cx]]), win, window_size_px(card))[0]
         sal = saliency(self._package, crop)
+        win, size = win * field_of(card), card["input"]["crop_size"]  # what the network saw
         step = win / size
         s = np.asarray(layer.scale[-2:]) * step
         t = np.asarray(layer.translate[-2:]) + np.asarray(layer.scale[-2:]) * (
