@@ -127,6 +127,9 @@ def test_corrupt_or_inconsistent_diffusion_packages_are_refused(trained, tmp_pat
         "base": lambda c: c["architecture"]["params"].update(base=9),  # weights no longer fit
         "ref": lambda c: c["diffusion"]["calibration"].update(ref=[1.0]),
         "tlo": lambda c: c["diffusion"]["protocol"].update(t_lo=0.9, t_hi=0.1),
+        "proposer shape": lambda c: c["diffusion"]["proposer"].update(bias=[0.0]),
+        "proposer nan": lambda c: c["diffusion"]["proposer"]["weight"][0].__setitem__(0, "x"),
+        "proposer top": lambda c: c["diffusion"]["proposer"].update(top=0),
     }
     for name, edit in cases.items():
         bad = json.loads(json.dumps(card))

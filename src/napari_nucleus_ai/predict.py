@@ -92,7 +92,9 @@ def predict_items_gen(
     options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
     chunks, extras = [], []
     for start in range(0, len(items), CHUNK):
-        x, groups = prepare(items[start : start + CHUNK], package.card)
+        chunk = items[start : start + CHUNK]
+        x, groups = prepare(chunk, package.card)
+        options["items"] = chunk  # raw items, for kinds that look at them (a proposer)
         try:
             s = package.kind.predict(package, x, options)
         except (RuntimeError, MemoryError) as e:

@@ -23,11 +23,16 @@ the training classes) and ``evaluations`` (network evaluations spent).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ...progress import Progress
 from .protocol import advance, naive, scored
 from .schedule import trial_timesteps
+
+# classes a proposer left out have no trials: their means are NaN on purpose
+warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning, __name__)
 
 
 def trial_plan(model, max_trials: int | None = None):
@@ -138,6 +143,7 @@ def classify_crops(
     exhaustive: bool = False,
     batch_size: int = 256,
     cells_per_chunk: int = 64,
+    candidates=None,
     **protocol,
 ):
     """Classify crops ``x`` (N, C, S, S) in [-1, 1]; a generator yielding Progress.
@@ -146,7 +152,10 @@ def classify_crops(
     ----------
     model : DiffusionClassifier
     exhaustive : bool
-        Naive protocol: every class at every trial (no pruning).
+        Naive protocol: every class at every trial (no pruning, no candidates).
+    candidates : (N, C) bool, optional
+        The classes each cell starts with (a proposer's short list, see
+        :mod:`.proposer`); the others are never evaluated. Default: all.
     batch_size : int
         Network evaluations per forward pass.
     **protocol
@@ -164,7 +173,7 @@ def classify_crops(
     if protocol:
         model = _with_protocol(model, proto)
     if exhaustive:
-        proto = naive(proto)
+        proto, candidates = naive(proto), None
     k_max, every = int(proto["max_trials"]), max(1, int(proto["check_every"]))
     t_plan, eps_plan = trial_plan(model, k_max)
     x = torch.as_tensor(np.asarray(x, np.float32))
@@ -177,6 +186,8 @@ def classify_crops(
         xc = x[s : s + cells_per_chunk]
         bsz = len(xc)
         active = np.ones((bsz, n_cls), bool)
+        if candidates is not None:
+            active = np.asarray(candidates, bool)[s : s + cells_per_chunk].copy()
         leader, streak = np.full(bsz, -1), np.zeros(bsz, int)
         running = np.ones(bsz, bool)
         ec = np.zeros((bsz, n_cls + 1, k_max))
@@ -257,7 +268,9 @@ def true_class_errors(model, x, y, trials: int | None = None, batch_size: int = 
     return _eval_pairs(model, xt, bi, ci, ki, t_plan, eps_plan, batch_size).reshape(n, k)
 
 
-def calibrate(model, x, y, trials: int | None = None, x_tau=None, y_tau=None) -> dict:
+def calibrate(
+    model, x, y, trials: int | None = None, x_tau=None, y_tau=None, candidates=None, overrides=None
+) -> dict:
     """Fit the confidence temperature and anomaly reference on labelled crops.
 
     Stores ``config["calibration"] = {"tau", "ref", "n"}`` and returns it (plus
@@ -266,13 +279,16 @@ def calibrate(model, x, y, trials: int | None = None, x_tau=None, y_tau=None) ->
     (every trial of the protocol); ``tau`` is the NLL-optimal temperature of the
     adaptive protocol on ``x_tau`` (default ``x``: held-out crops are better,
     training crops are denoised too well and give over-confident temperatures).
+    ``candidates`` and ``overrides`` (the proposer's short lists of ``x_tau`` and its
+    protocol) make the temperature fit the protocol that will be run.
     """
     from ...progress import run_sync
 
     k = int(model.protocol["max_trials"])
     ref = np.median(true_class_errors(model, x, y, trials=k), axis=0)
     xs, ys = (x, y) if x_tau is None else (x_tau, y_tau)
-    res = run_sync(classify_crops(model, xs, max_trials=min(k, int(trials or k))))
+    over = {"max_trials": min(k, int(trials or k)), **(overrides or {})}
+    res = run_sync(classify_crops(model, xs, candidates=candidates, **over))
     ev = ~np.isnan(res["errors"])
     errs = np.nan_to_num(res["errors"])
     score = model.protocol["score"]

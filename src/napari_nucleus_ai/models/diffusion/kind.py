@@ -118,6 +118,10 @@ def validate(card: dict) -> None:
     tau = cal.get("tau", 1.0)
     if not (isinstance(tau, int | float) and np.isfinite(tau) and tau > 0):
         raise InputError(None, "diffusion 'calibration.tau' must be > 0")
+    if extra.get("proposer") is not None:
+        from .proposer import validate_proposer
+
+        validate_proposer(extra["proposer"], len(card["classes"]))
 
 
 def build(card: dict) -> list:
@@ -139,20 +143,39 @@ def as_classifier(package) -> DiffusionClassifier:
     return cached
 
 
+def proposal(card: dict, items, options: dict | None = None):
+    """The proposer's candidates ``(N, C)`` for raw ``items`` and its protocol overrides,
+    or ``(None, {})`` when the package has no proposer, it is switched off
+    (``propose=False``), the run is exhaustive or the raw items are not at hand."""
+    options = options or {}
+    prop = (card.get("diffusion") or {}).get("proposer")
+    if not prop or items is None or options.get("exhaustive") or options.get("propose") is False:
+        return None, {}
+    from .proposer import candidates, proposer_probs
+
+    return candidates(proposer_probs(prop, items), prop["top"]), dict(prop.get("protocol") or {})
+
+
 def predict(package, x: np.ndarray, options: dict):
     from ...progress import run_sync
     from .classify import classify_crops
 
     model = as_classifier(package)
-    over = {
-        k: options[k] for k in ("max_trials", "check_every", "alpha") if options.get(k) is not None
-    }
+    cand, over = proposal(package.card, options.get("items"), options)
+    over.update(
+        {
+            k: options[k]
+            for k in ("max_trials", "check_every", "alpha")
+            if options.get(k) is not None
+        }
+    )
     res = run_sync(
         classify_crops(
             model,
             x,
             exhaustive=bool(options.get("exhaustive")),
             batch_size=max(64, int(options.get("batch_size") or 256)),
+            candidates=cand,
             **over,
         )
     )
@@ -244,12 +267,33 @@ def fit(train, val, card: dict, options: dict):
     # crops when there are any (training crops are denoised too well to calibrate on)
     info = {"seconds": time.perf_counter() - t0}
     yield Progress(steps, steps + 1, "calibrating on held-out crops")
+    prop = None
+    if params.get("proposer", True) and card["modality"] == "brightfield_rgb" and c == 3:
+        from .proposer import fit_proposer
+
+        yield Progress(steps, steps + 1, "fitting the proposer (morphology descriptor)")
+        prop = fit_proposer(
+            train.samples, y_tr, len(card["classes"]), seed=int(options.get("seed", 0))
+        )
+        card.setdefault("diffusion", {})["proposer"] = prop
+    tau_samples = val.samples if len(val.samples) else train.samples
+    cand, over = proposal(card, tau_samples)
     if len(val.samples):
         x_va, _ = prepare(val.samples, card)
-        cal = calibrate(model, x_tr, y_tr, x_tau=x_va, y_tau=np.asarray(val.labels))
+        cal = calibrate(
+            model,
+            x_tr,
+            y_tr,
+            x_tau=x_va,
+            y_tau=np.asarray(val.labels),
+            candidates=cand,
+            overrides=over,
+        )
     else:
-        cal = calibrate(model, x_tr, y_tr)
+        cal = calibrate(model, x_tr, y_tr, candidates=cand, overrides=over)
     card["diffusion"] = {"protocol": model.protocol, "calibration": cal}
+    if prop is not None:
+        card["diffusion"]["proposer"] = prop
     card["calibration"]["temperature"] = 1.0
     card["uncertainty"].update(tta=1, mc_dropout=0)
     info["history"] = [

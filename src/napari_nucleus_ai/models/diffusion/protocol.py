@@ -125,12 +125,15 @@ def naive(proto: dict) -> dict:
     return {**proto, "alpha": 0.0, "keep_top": [], "stable_checks": 0}
 
 
-def simulate(full_errs: np.ndarray, proto: dict, max_trials: int | None = None) -> np.ndarray:
+def simulate(
+    full_errs: np.ndarray, proto: dict, max_trials: int | None = None, candidates=None
+) -> np.ndarray:
     """Which entries the adaptive protocol evaluates, given every error up front.
 
     Exactly what :func:`~.classify.classify_crops` does live (same blocks, same
     tests), so benchmarks can compute the full error matrix once and compare
-    protocols on identical noise.
+    protocols on identical noise. ``candidates`` (B, C) bool: the classes a
+    proposer left in play (default: all).
 
     Returns
     -------
@@ -140,7 +143,7 @@ def simulate(full_errs: np.ndarray, proto: dict, max_trials: int | None = None) 
     k = min(k, int(max_trials or proto.get("max_trials") or k))
     every = max(1, int(proto.get("check_every", 1)))
     evaluated = np.zeros(full_errs.shape, bool)
-    active = np.ones((b, c), bool)
+    active = np.ones((b, c), bool) if candidates is None else np.asarray(candidates, bool).copy()
     leader, streak = np.full(b, -1), np.zeros(b, int)
     running = np.ones(b, bool)
     n = 0
