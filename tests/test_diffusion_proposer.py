@@ -81,6 +81,19 @@ def test_trained_package_spends_its_trials_on_the_proposed_classes(tmp_path):
     _, off = kind_predict(pkg, x, {"propose": False, "items": test.samples})
     assert off["evaluations"].mean() > ev.mean()
 
+    # the CLI: the proposer by default, --no-proposer for the pure protocol
+    import pandas as pd
+
+    from napari_nucleus_ai.cli import main
+
+    runs = {}
+    for flag in ([], ["--no-proposer"]):
+        csv = tmp_path / f"p{len(flag)}.csv"
+        cmd = ["predict", str(tmp_path / "m.zip"), str(tmp_path / "test"), "--out", str(csv)]
+        assert main(cmd + ["--device", "cpu"] + flag) == 0
+        runs[bool(flag)] = pd.read_csv(csv)["evaluations"]
+    assert runs[False].max() <= 12 and runs[True].mean() > runs[False].mean()
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PBC.is_dir(), reason="shared PBC crops (../shared/data) not present")

@@ -165,6 +165,7 @@ def classify_cells_gen(
     tta: int | None = None,
     mc_dropout: int | None = None,
     threshold: float | None = None,
+    proposer: bool = True,
 ):
     """Classify the cells of ``labels``; yields progress, returns :class:`ClassifyResult`.
 
@@ -179,7 +180,8 @@ def classify_cells_gen(
     scale, unit, translate : pixel size, its unit and the layer offset (napari geometry).
     localizations : DataFrame / LocalizationTable, optional
         For STORM models: ``x_nm, y_nm`` of the field (preferred over ``image``).
-    device, batch_size, tta, mc_dropout, threshold : see :func:`napari_nucleus_ai.predict.predict_items`.
+    device, batch_size, tta, mc_dropout, threshold, proposer : see
+        :func:`napari_nucleus_ai.predict.predict_items_gen`.
     """
     from .cells import CLASS_UNIDENTIFIED, join_predictions, measure_cells
     from .crops import cell_windows
@@ -238,6 +240,7 @@ def classify_cells_gen(
         mc_dropout=mc_dropout,
         threshold=threshold,
         notes=notes,
+        proposer=proposer,
     )
     preds = pred.to_frame(label=ids)
     preds["model"] = package.name

@@ -79,8 +79,13 @@ def predict_items_gen(
     mc_dropout: int | None = None,
     threshold: float | None = None,
     notes: list | None = None,
+    proposer: bool = True,
 ):
-    """Generator form of :func:`predict_items` (yields progress per chunk of items)."""
+    """Generator form of :func:`predict_items` (yields progress per chunk of items).
+
+    ``proposer=False`` makes a diffusion package with a proposer classify over every
+    class (:mod:`.models.diffusion.proposer`); other kinds ignore it.
+    """
     from .models.inputs import prepare
     from .uncertainty import summarise
 
@@ -90,6 +95,7 @@ def predict_items_gen(
     items = list(items)
     package.to(dev)
     options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
+    options["propose"] = bool(proposer)
     chunks, extras = [], []
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]

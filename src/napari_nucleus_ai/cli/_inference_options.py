@@ -16,6 +16,13 @@ def add_inference_options(p) -> None:
         "--mc-dropout", type=int, help="extra MC-dropout passes (default: the model card's)"
     )
     p.add_argument(
+        "--no-proposer",
+        dest="proposer",
+        action="store_false",
+        help="diffusion models: compare every class by denoising error instead of the two "
+        "the morphology proposer short-lists (slower)",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         help="uncertainty above which a cell is 'unidentified' (default: the card's)",

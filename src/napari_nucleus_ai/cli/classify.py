@@ -115,6 +115,7 @@ def run(args) -> int:
         tta=args.tta,
         mc_dropout=args.mc_dropout,
         threshold=args.threshold,
+        proposer=args.proposer,
     )
     notes += res.notes
     for note in notes:

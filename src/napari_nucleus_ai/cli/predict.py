@@ -56,6 +56,7 @@ def run(args) -> int:
         mc_dropout=args.mc_dropout,
         threshold=args.threshold,
         notes=notes,
+        proposer=args.proposer,
     )
     for note in notes:
         print(f"napari-nucleus-ai: {note}", file=sys.stderr)
