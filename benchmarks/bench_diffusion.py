@@ -108,6 +108,22 @@ def _load(path):
     return DiffusionClassifier(net, config)
 
 
+def _framed(train_idx, args):
+    """All crops cut to their centre ``--field`` (``auto``: sized on the training crops)."""
+    from napari_nucleus_ai.framing import auto_field, centre_field
+    from napari_nucleus_ai.models.diffusion.data import (
+        list_class_folders,
+        read_crop,
+        to_model_input,
+    )
+
+    _, items = list_class_folders(PBC)
+    raw = [read_crop(p) for p, _ in items]
+    field = auto_field([raw[i] for i in train_idx]) if args.field == "auto" else float(args.field)
+    x = np.stack([to_model_input(centre_field(a, field), args.size) for a in raw])
+    return x, field
+
+
 def cv(args):
     import torch
 
@@ -120,7 +136,11 @@ def cv(args):
     fold = folds_of(y, args.folds, args.seed)
     f = args.fold
     tr, te = fold != f, fold == f
-    model, wall, cpu = _train(x[tr], y[tr], names, args, f"cv{args.size}_{f}")
+    field = 1.0
+    if args.field:  # frame the crops as a package with input.field would (framing.py)
+        x, field = _framed(np.flatnonzero(tr), args)
+    tag = f"cv{args.size}_{f}" + (f"_field{field:.2f}" if field < 1 else "")
+    model, wall, cpu = _train(x[tr], y[tr], names, args, tag)
     print(
         f"fold {f}: trained {args.steps} steps in {wall:.0f} s wall / {cpu:.0f} s CPU", flush=True
     )
@@ -154,6 +174,7 @@ def cv(args):
         "steps": args.steps,
         "trials": args.trials,
         "n_test": n,
+        "field": field,
         "train_wall_s": round(wall, 1),
         "train_cpu_s": round(cpu, 1),
         "naive_wall_s_per_cell": round(naive_wall / n, 3),
@@ -319,6 +340,7 @@ def main(argv=None):
     ap.add_argument("--live", action="store_true", help="cv: also time the live adaptive protocol")
     ap.add_argument("--live-protocol", default="", help="cv: JSON protocol overrides for --live")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--field", default="", help="cv: crop field (a fraction or auto)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cnn-arch", default="hybrid")
     ap.add_argument("--cnn-epochs", type=int, default=30)
