@@ -113,3 +113,27 @@ def test_proposer_keeps_the_true_class_of_unseen_real_cells():
     p = proposer_probs(prop, [ts.samples[i] for i in te])
     top2 = candidates(p, 2)[np.arange(len(te)), ts.labels[te]]
     assert top2.mean() >= 0.9
+
+
+def test_no_proposer_when_asked_or_for_grey_crops(tmp_path):
+    from _diffusion_data import toy_crops
+    from napari_nucleus_ai.models.diffusion.kind import proposal
+    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.trainset import TrainingSet
+
+    x, y, names = toy_crops(per_class=4)
+    rgb = [np.moveaxis((v + 1) / 2, 0, -1) for v in x]
+    opts = dict(arch="diffusion", crop_size=16, val_fraction=0.0, kind_options={"steps": 4})
+    small = {"base": 8, "mults": [1, 2]}
+    off = train(
+        TrainingSet(rgb, y, names, "brightfield_rgb"),
+        None,
+        params={**small, "proposer": False},
+        **opts,
+    )
+    grey = train(
+        TrainingSet([a.mean(-1) for a in rgb], y, names, "fluorescence"), None, params=small, **opts
+    )
+    for res in (off, grey):
+        assert "proposer" not in res.card["diffusion"]
+        assert proposal(res.card, rgb) == (None, {})
