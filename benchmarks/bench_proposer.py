@@ -139,9 +139,14 @@ def live(args) -> dict:
     model, wall, cpu = _train(x[fold != 0], y[fold != 0], names, targs, "cv32_0")
     print(f"fold 0: model ready ({cpu:.0f} CPU s of training)", flush=True)
     n = int(te.sum())
-    c0, t0 = time.process_time(), time.perf_counter()
-    prop, p, _ = _proposals(ts, fold, 0)
-    cand = candidates(p, prop["top"])
+    from napari_nucleus_ai.models.diffusion.proposer import fit_proposer, proposer_probs
+
+    tr_idx = np.flatnonzero(fold != 0)
+    prop = fit_proposer([ts.samples[i] for i in tr_idx], ts.labels[tr_idx], len(names))
+    c0, t0 = time.process_time(), time.perf_counter()  # the proposer is fitted: time inference
+    cand = candidates(
+        proposer_probs(prop, [ts.samples[i] for i in np.flatnonzero(te)]), prop["top"]
+    )
     res = run_sync(classify_crops(model, x[te], candidates=cand, **prop["protocol"]))
     cas_cpu, cas_wall = (time.process_time() - c0) / n, (time.perf_counter() - t0) / n
     c0, t0 = time.process_time(), time.perf_counter()
