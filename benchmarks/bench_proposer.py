@@ -15,7 +15,7 @@ protocol is the package default, fixed before this benchmark ran.
 classification of its test crops: proposer (descriptor) + short-listed trials, against the
 naive protocol at 16 levels.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_proposer.py offline
+    nice -n 10 .venv/bin/python benchmarks/bench_proposer.py offline [--cv-name scan1 --seed 1]
     nice -n 10 .venv/bin/python benchmarks/bench_proposer.py live --model-dir /tmp/dmodels
 """
 
@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_diffusion import OUT, PBC, folds_of  # noqa: E402
 
 
-def _proposals(ts, fold, f):
+def _proposals(ts, fold, f, seed=0):
     from napari_nucleus_ai.models.diffusion.proposer import fit_proposer, proposer_probs
 
     tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-    prop = fit_proposer([ts.samples[i] for i in tr], ts.labels[tr], len(ts.classes))
+    prop = fit_proposer([ts.samples[i] for i in tr], ts.labels[tr], len(ts.classes), seed=seed)
     c0 = time.process_time()
     p = proposer_probs(prop, [ts.samples[i] for i in te])
     return prop, p, (time.process_time() - c0) / len(te)
@@ -52,14 +52,14 @@ def offline(args) -> dict:
     from napari_nucleus_ai.uncertainty import balanced_accuracy as bacc
 
     ts = load_class_folders(PBC)
-    fold = folds_of(ts.labels, 3, 0)
+    fold = folds_of(ts.labels, 3, args.seed)  # the seed of the bench_diffusion.py cv run
     P, E, Y, cpu, fields = [], [], [], [], []
     for f in range(3):
         d = np.load(OUT / f"{args.cv_name}_fold{f}.npz")
         if not np.array_equal(d["y"], ts.labels[fold == f]):
             raise SystemExit(f"fold {f}: saved labels do not match the crops")
         keep = d["t"] < 900
-        prop, p, c = _proposals(ts, fold, f)
+        prop, p, c = _proposals(ts, fold, f, args.seed)
         P.append(p), E.append(d["errors"][:, :, keep]), Y.append(d["y"])
         cpu.append(c), fields.append(prop["field"])
         proto = {**PROTOCOL_DEFAULTS, **prop["protocol"]}
@@ -91,6 +91,7 @@ def offline(args) -> dict:
     return {
         "benchmark": "proposer-offline",
         "cv_name": args.cv_name,
+        "fold_seed": args.seed,
         "n_cells": int(len(Y)),
         "protocol": proto,
         "proposer_fields": fields,
@@ -178,10 +179,12 @@ def main(argv=None):
     ap.add_argument("--model-dir", default="/tmp/dmodels")
     ap.add_argument("--reuse", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="offline: fold seed of the cv run")
     args = ap.parse_args(argv)
     out = offline(args) if args.what == "offline" else live(args)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"proposer_{args.what}.json").write_text(json.dumps(out, indent=1))
+    tag = args.what if args.what == "live" else f"offline_{args.cv_name}"
+    (OUT / f"proposer_{tag}.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
 
