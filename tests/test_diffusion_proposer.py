@@ -3,29 +3,19 @@ trials are spent on two classes instead of all of them."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 
+from conftest import SHARED_DATA  # noqa: E402
 from napari_nucleus_ai.models.diffusion.proposer import (  # noqa: E402
     candidates,
     fit_proposer,
     proposer_probs,
 )
 
-PBC = (
-    Path(
-        os.environ.get(
-            "NAPARI_NUCLEUS_AI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-        )
-    )
-    / "smear"
-    / "pbc"
-)
+PBC = SHARED_DATA / "smear" / "pbc"
 
 
 def test_candidates_are_the_top_classes():
