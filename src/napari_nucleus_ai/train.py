@@ -314,6 +314,12 @@ def train_gen(
     ts.check(min_per_class=2)
     arch = resolve_arch(arch, ts)
     kind = kind_for_arch(arch)
+    if arch == "morph":  # ImageNet features where the [pretrained] extra is installed
+        from .models.morph_net import resolve_params
+
+        params, note = resolve_params(params)
+        if note:
+            yield Progress(0, None, note)
     if init_weights is not None and kind.name != "classifier":
         raise InputError(init_weights, f"initial weights are not supported for {arch!r} models")
     dev = select_device(device)

@@ -98,6 +98,13 @@ def add_arguments(p) -> None:
         help="start from the matching tensors of a local weights file (.safetensors or a torch "
         "state dict, e.g. ImageNet weights of a timm backbone); nothing is downloaded",
     )
+    p.add_argument(
+        "--imagenet",
+        default="auto",
+        metavar="auto|none|efficientnet-lite0",
+        help="morph: fuse frozen ImageNet features (EfficientNet-Lite0 from the 'pretrained' "
+        "extra); auto (default) uses them where the extra is installed",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
 
 
@@ -110,7 +117,8 @@ def run(args) -> int:
 
     def show(p):
         if not args.quiet and (
-            isinstance(p, EpochProgress) or p.message.startswith(("reading", "saving"))
+            isinstance(p, EpochProgress)
+            or p.message.startswith(("reading", "saving", "ImageNet features"))
         ):
             print(f"[{p.done}/{p.total or '?'}] {p.message}", file=sys.stderr, flush=True)
 
@@ -138,6 +146,7 @@ def run(args) -> int:
             patches=args.patches,
             threads=args.threads,
             init_weights=args.init_weights,
+            params=_imagenet_params(args.imagenet),
         ),
         show,
     )
@@ -155,3 +164,17 @@ def run(args) -> int:
         )
     )
     return 0
+
+
+def _imagenet_params(choice: str):
+    """``--imagenet`` as morph parameters (``None``: train's default, auto)."""
+    from ..errors import InputError
+    from ..models.imagenet import BACKBONES
+
+    if choice == "auto":
+        return None
+    if choice == "none":
+        return {"imagenet": None}
+    if choice in BACKBONES:
+        return {"imagenet": choice}
+    raise InputError(None, f"--imagenet takes auto, none or {', '.join(BACKBONES)}, not {choice!r}")

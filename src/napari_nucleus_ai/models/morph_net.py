@@ -1,23 +1,31 @@
-"""The ``morph`` architecture: a fixed morphology descriptor, a logistic head, optionally a CNN.
+"""The ``morph`` architecture: a fixed morphology descriptor, a logistic head, optionally a CNN
+and frozen ImageNet features.
 
 ``morph`` classifies a centred brightfield crop from the measurements of
 :mod:`.morphology` (nucleus segmentation, lobes, nucleus / cell ratio, cytoplasm
 colour and granularity, texture, radial profiles) with a multinomial logistic
-regression, optionally fused with the ``hybrid`` CNN by adding the two logit
-vectors (a product of experts; the sum is then temperature-calibrated).
+regression, optionally fused with the ``hybrid`` CNN and with a second logistic
+regression on frozen ImageNet features of the cell (:mod:`.imagenet`, parameter
+``imagenet``) by adding the logit vectors (a product of experts; the sum is then
+temperature-calibrated).
 
 Everything a trained model holds is a plain tensor in its safetensors file:
 
 * ``in_mean`` / ``in_std`` - the card's input normalisation, to get back to RGB;
 * ``desc_mean`` / ``desc_std`` - standardisation of the descriptor (training set);
 * ``desc_head.weight`` / ``desc_head.bias`` - the logistic regression;
-* ``cnn.*`` - the optional CNN.
+* ``cnn.*`` - the optional CNN;
+* ``img.*``, ``img_mean`` / ``img_std``, ``img_head.*`` - the optional frozen ImageNet
+  backbone (its weights are stored, so a package is self-contained), the standardisation
+  of its pooled features and their logistic regression.
 
-The logistic head is fitted by full-batch L-BFGS on the standardised
-descriptors of the training crops, with an L2 penalty ``|W|^2 / (2 C N)`` on the
-mean cross-entropy (``C`` as in scikit-learn). ``C`` is chosen inside the
-training set by stratified inner cross-validation (lowest held-out NLL) among
-``c_grid``; the validation split is never used for it.
+The logistic heads are fitted by full-batch L-BFGS on standardised features of the
+training crops, with an L2 penalty ``|W|^2 / (2 C N)`` on the mean cross-entropy
+(``C`` as in scikit-learn). ``C`` is chosen inside the training set by stratified inner
+cross-validation (lowest held-out NLL) among ``c_grid`` (``imagenet_c_grid``); the
+validation split is never used for it. The ImageNet head is fitted on the features of
+the 8 flips and rotations of every training crop, the 8 views of a crop always in the
+same inner fold.
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ DEFAULTS = {
     "dropout": 0.3,
     "c_grid": [0.03, 0.1, 0.3, 1.0],
     "inner_folds": 4,
+    # frozen ImageNet features (models/imagenet.py): a backbone name or None; ``train``
+    # turns the absent key into "efficientnet-lite0" where the [pretrained] extra is installed
+    "imagenet": None,
+    "imagenet_view": 1 / 1.4,
+    "imagenet_c_grid": [0.01, 0.03, 0.1, 0.3, 1.0],
 }
 
 
@@ -73,20 +86,29 @@ def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: 
     return w.detach().float(), b.detach().float()
 
 
-def choose_c(f: np.ndarray, y: np.ndarray, n_classes: int, grid, folds: int, seed: int = 0):
-    """``C`` from ``grid`` with the lowest inner cross-validated NLL (ties: the smaller C)."""
+def choose_c(
+    f: np.ndarray, y: np.ndarray, n_classes: int, grid, folds: int, seed: int = 0, groups=None
+):
+    """``C`` from ``grid`` with the lowest inner cross-validated NLL (ties: the smaller C).
+
+    Rows with the same ``groups`` value (views of one crop) always share an inner fold.
+    """
     import torch
 
     grid = [float(c) for c in grid]
-    counts = np.bincount(y, minlength=n_classes)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    first = np.unique(groups, return_index=True)[1]
+    gy = y[first]  # one label per group
+    counts = np.bincount(gy, minlength=n_classes)
     k = int(min(folds, counts[counts > 0].min()))
     if len(grid) == 1 or k < 2:
         return grid[len(grid) // 2]
     rng = np.random.default_rng(seed)
-    fold = np.zeros(len(y), int)
+    gfold = np.zeros(len(gy), int)
     for cls in range(n_classes):
-        idx = rng.permutation(np.flatnonzero(y == cls))
-        fold[idx] = np.arange(len(idx)) % k
+        idx = rng.permutation(np.flatnonzero(gy == cls))
+        gfold[idx] = np.arange(len(idx)) % k
+    fold = gfold[np.searchsorted(groups[first], groups)]
     scores = []
     for c in grid:
         nll = 0.0
@@ -100,6 +122,41 @@ def choose_c(f: np.ndarray, y: np.ndarray, n_classes: int, grid, folds: int, see
             )
         scores.append(nll / len(y))
     return grid[int(np.argmin(scores))]
+
+
+def fit_head(f, y, n_classes: int, grid, folds: int, seed: int = 0, groups=None) -> dict:
+    """A standardised logistic head on features ``f``: ``C`` by inner CV, then the fit.
+
+    Returns ``{"c", "mean", "std", "weight", "bias"}`` (numpy mean/std, torch weight/bias).
+    """
+    f = np.asarray(f, np.float64)
+    y = np.asarray(y, np.int64)
+    c = choose_c(f, y, n_classes, grid, folds, seed, groups)
+    mu, sd = f.mean(0), f.std(0) + 1e-4
+    w, b = fit_logistic((f - mu) / sd, y, n_classes, c)
+    return {"c": c, "mean": mu, "std": sd, "weight": w, "bias": b}
+
+
+def resolve_params(params) -> tuple[dict, str | None]:
+    """``params`` with ``imagenet`` (and with it ``cnn``) filled in when absent, and a note.
+
+    The absent ``imagenet`` becomes ``"efficientnet-lite0"`` where the ``[pretrained]`` extra
+    is installed and ``None`` (morphology only) elsewhere, so the card always says which.
+    With ImageNet features the small CNN is off unless asked for: on PBC it added no
+    accuracy beside them and took 5x the training time, and saliency maps come through the
+    backbone instead.
+    """
+    from .imagenet import EXTRA, available
+
+    params = dict(params or {})
+    if "imagenet" in params:
+        return params, None
+    if available():
+        params["imagenet"] = "efficientnet-lite0"
+        params.setdefault("cnn", False)
+        return params, "ImageNet features: efficientnet-lite0 (frozen), beside the morphology"
+    params["imagenet"] = None
+    return params, f"ImageNet features: not installed, morphology only ({EXTRA})"
 
 
 def build_morph(in_channels: int, n_classes: int, **params):
@@ -130,14 +187,38 @@ def build_morph(in_channels: int, n_classes: int, **params):
                 if p["cnn"]
                 else None
             )
+            self.img = None
+            if p["imagenet"]:
+                from .imagenet import N_FEATURES as N_IMG
+                from .imagenet import build_backbone
+
+                self.img = build_backbone(p["imagenet"])
+                self.register_buffer("img_mean", torch.zeros(N_IMG))
+                self.register_buffer("img_std", torch.ones(N_IMG))
+                self.img_head = nn.Linear(N_IMG, n_classes)
+                self.img_head.requires_grad_(False)
             self.cnn_only = False  # set while the CNN part trains (fast, no descriptor)
 
+        def train(self, mode: bool = True):
+            super().train(mode)
+            if self.img is not None:
+                self.img.eval()  # frozen: batch-norm statistics stay ImageNet's
+            return self
+
+        def rgb(self, x):
+            """Normalised inputs back to RGB in [0, 1]."""
+            m, s = self.in_mean[None, :, None, None], self.in_std[None, :, None, None]
+            return (x * s + m).clamp(0, 1)
+
         def descriptors(self, x):
-            rgb = (x * self.in_std[None, :, None, None] + self.in_mean[None, :, None, None]).clamp(
-                0, 1
-            )
+            rgb = self.rgb(x)
             d = describe_cells(rgb.detach().float().cpu().permute(0, 2, 3, 1).numpy())
             return torch.from_numpy(np.asarray(d, np.float32)).to(x.device)
+
+        def imagenet_features(self, x):
+            from .imagenet import features
+
+            return features(self.img, self.rgb(x), float(p["imagenet_view"]))
 
         def _cnn(self, x):
             s = int(p["cnn_size"])
@@ -156,30 +237,56 @@ def build_morph(in_channels: int, n_classes: int, **params):
 
         @torch.no_grad()
         def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
-            """Fit input/descriptor statistics and the logistic head on training crops ``x``."""
+            """Fit input/descriptor statistics and the logistic heads on training crops ``x``."""
             self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
             self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
             x = torch.as_tensor(x)
-            f = self.descriptors(x).cpu().numpy().astype(np.float64)
             y = np.asarray(y, np.int64)
-            c = choose_c(f, y, n_classes, p["c_grid"], int(p["inner_folds"]), seed)
-            mu, sd = f.mean(0), f.std(0) + 1e-4
-            w, b = fit_logistic((f - mu) / sd, y, n_classes, c)
-            self.desc_mean.copy_(torch.as_tensor(mu, dtype=torch.float32))
-            self.desc_std.copy_(torch.as_tensor(sd, dtype=torch.float32))
-            self.desc_head.weight.copy_(w)
-            self.desc_head.bias.copy_(b)
+            head = fit_head(
+                self.descriptors(x).cpu().numpy(), y, n_classes, p["c_grid"], p["inner_folds"], seed
+            )
+            self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
+            out = {"c": head["c"]}
+            if self.img is not None:
+                out["imagenet"] = self._fit_imagenet(x, y, seed)
             if self.cnn is not None:
                 s = int(p["cnn_size"])
                 xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
                 self.cnn.fit_feature_stats(xc)
-            return {"c": c}
+            return out
+
+        @staticmethod
+        def _set_head(linear, mean, std, head: dict) -> None:
+            mean.copy_(torch.as_tensor(head["mean"], dtype=torch.float32))
+            std.copy_(torch.as_tensor(head["std"], dtype=torch.float32))
+            linear.weight.copy_(head["weight"])
+            linear.bias.copy_(head["bias"])
+
+        def _fit_imagenet(self, x, y, seed: int) -> dict:
+            """ImageNet weights into the backbone; its head on the 8 dihedral views."""
+            from .imagenet import load_imagenet_weights
+
+            info = load_imagenet_weights(self.img, p["imagenet"])
+            feats = []
+            for k in range(8):
+                v = torch.rot90(x, k % 4, (-2, -1))
+                v = v.flip(-1) if k >= 4 else v
+                feats += [self.imagenet_features(b) for b in v.split(32)]
+            f = torch.cat(feats).cpu().numpy()
+            groups = np.tile(np.arange(len(y)), 8)
+            head = fit_head(
+                f, np.tile(y, 8), n_classes, p["imagenet_c_grid"], p["inner_folds"], seed, groups
+            )
+            self._set_head(self.img_head, self.img_mean, self.img_std, head)
+            return {**info, "c": head["c"]}
 
         def forward(self, x):
             if self.cnn_only and self.cnn is not None:
                 return self._cnn(x)
             d = (self.descriptors(x) - self.desc_mean) / self.desc_std
             z = self.desc_head(d)
+            if self.img is not None:
+                z = z + self.img_head((self.imagenet_features(x) - self.img_mean) / self.img_std)
             return z if self.cnn is None else z + self._cnn(x)
 
     return Morph()

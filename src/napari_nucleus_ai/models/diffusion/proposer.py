@@ -59,22 +59,18 @@ def _descriptors(items, prop: dict) -> np.ndarray:
 def fit_proposer(samples, labels, n_classes: int, *, field="auto", seed: int = 0, **options):
     """Fit the proposer on RGB training crops; returns the card section (JSON-able)."""
     from ...framing import auto_field
-    from ..morph_net import choose_c, fit_logistic
+    from ..morph_net import fit_head
 
     p = {**DEFAULTS, **options}
     prop = {"kind": KIND, "top": int(p["top"]), "crop_size": int(p["crop_size"])}
     prop["field"] = auto_field(samples) if field == "auto" else float(field)
-    f = _descriptors(samples, prop)
-    y = np.asarray(labels, np.int64)
-    c = choose_c(f, y, n_classes, p["c_grid"], 4, seed)
-    mu, sd = f.mean(0), f.std(0) + 1e-4
-    w, b = fit_logistic((f - mu) / sd, y, n_classes, c)
+    head = fit_head(_descriptors(samples, prop), labels, n_classes, p["c_grid"], 4, seed)
     prop.update(
-        c=float(c),
-        desc_mean=[float(v) for v in mu],
-        desc_std=[float(v) for v in sd],
-        weight=[[float(v) for v in row] for row in w.numpy()],
-        bias=[float(v) for v in b.numpy()],
+        c=float(head["c"]),
+        desc_mean=[float(v) for v in head["mean"]],
+        desc_std=[float(v) for v in head["std"]],
+        weight=[[float(v) for v in row] for row in head["weight"].numpy()],
+        bias=[float(v) for v in head["bias"].numpy()],
         protocol=dict(p["protocol"]),
     )
     return prop
