@@ -240,11 +240,13 @@ def throughput(args) -> dict:
         val_fraction=0,
         arch=args.arch,
         crop_size=args.crop_size,
+        params=json.loads(args.params) if args.params else None,
     ).package
     n = int(sim.table.shape[0])
     res = {
         "benchmark": "throughput",
         "arch": args.arch,
+        "params": pkg.card["architecture"]["params"],
         "cells": n,
         "threads": torch.get_num_threads(),
     }

@@ -106,12 +106,46 @@ def test_dock_trains_with_live_curve(make_napari_viewer, qtbot, scene, tmp_path,
     )
     w = ClassifierWidget(viewer)
     w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    w.arch.value = "smallcnn"  # trained by gradient descent: one plotted row per epoch
     w.epochs.value = 2
     w.train_out.value = str(tmp_path / "m.zip")
     w.train_from_layers()
     assert len(w.plot.rows) == 2 and "train_loss" in w.plot.rows[0]
     assert (tmp_path / "m.zip").is_file() and w.model_file.value.name == "m.zip"
     assert w.run_btn.enabled and not w.cancel_btn.enabled
+    w.close()
+
+
+def test_dock_default_morph_fit_is_one_plotted_point(
+    make_napari_viewer, qtbot, scene, tmp_path, monkeypatch
+):
+    """`auto` on RGB cells is `morph`; with ImageNet features it has nothing to train by
+    gradient descent, so the plot gets one record (the validation result), not none."""
+    from napari_nucleus_ai.models.imagenet import available
+    from napari_nucleus_ai.widgets.classifier import ClassifierWidget
+
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")
+    viewer = make_napari_viewer()
+    image, labels = scene
+    viewer.add_image(image, name="smear", rgb=True)
+    layer = viewer.add_labels(labels, name="cells")
+    import pandas as pd
+
+    layer.features = pd.DataFrame(
+        {"label": [1, 2, 3, 4], "class": ["disc", "square", "square", "disc"]}
+    )
+    w = ClassifierWidget(viewer)
+    w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    w.epochs.value = 2
+    w.train_out.value = str(tmp_path / "m.zip")
+    w.train_from_layers()
+    assert (tmp_path / "m.zip").is_file()
+    params = w._package.card["architecture"]["params"]
+    if available():
+        assert params["imagenet"] == "efficientnet-lite0" and params["cnn"] is False
+        assert len(w.plot.rows) == 1 and w.plot.rows[0]["epoch"] == 1
+    else:  # morph with its CNN: epochs as before
+        assert params["imagenet"] is None and len(w.plot.rows) == 2
     w.close()
 
 

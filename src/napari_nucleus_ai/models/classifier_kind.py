@@ -203,11 +203,22 @@ def fit(train, val, card: dict, options: dict):
         xv_loop = shrink(x_va) if shrink and x_va is not None else x_va
         trainable = [q for q in module.parameters() if q.requires_grad]
         module.to(device)
-        if not trainable:  # nothing left to train by gradient descent
+        if not trainable:  # nothing left to train by gradient descent: one record, no epochs
             done += epochs
             module.eval()
+            rec = {"member": mi, "epoch": 1}
             if x_va is not None:
-                val_logits_all.append(_input_logits(module, x_va, device))
+                logits = _input_logits(module, x_va, device)
+                val_logits_all.append(logits)
+                rec.update(_val_scores(pooled_probs(logits[None], g_va)[0], val.labels))
+            history.append(rec)
+            yield EpochProgress(
+                done,
+                total,
+                f"member {mi + 1}/{len(modules)}: closed-form fit"
+                + (f", val acc {rec['val_acc']:.2f}" if "val_acc" in rec else ""),
+                rec,
+            )
             module.to("cpu")
             continue
         opt = torch.optim.AdamW(

@@ -41,7 +41,15 @@ class TrainPlot(DockFigure):
             ys = [r.get(key, float("nan")) for r in self.rows]
             if any(y == y for y in ys):
                 colour = "tab:red" if "loss" in key else "tab:blue"
-                axis.plot(x, ys, style, color=colour, label=key.replace("_", " "), lw=1.2)
+                axis.plot(
+                    x,
+                    ys,
+                    style,
+                    color=colour,
+                    label=key.replace("_", " "),
+                    lw=1.2,
+                    marker="o" if len(x) == 1 else None,  # a closed-form fit is one point
+                )
         ax.set_xlabel("epoch", fontsize=7)
         ax.set_ylabel("loss", color="tab:red", fontsize=7)
         ax2.set_ylabel("accuracy", color="tab:blue", fontsize=7)
