@@ -186,3 +186,31 @@ def test_retrain_cli_from_store(base_model, tmp_path, capsys):
     assert rc == 0, text
     assert "new model version 2" in text and "balanced accuracy before" in text
     assert (out / "card.json").exists() or any(out.iterdir())
+
+
+def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):
+    """A `morph` package without a CNN (the default beside ImageNet features) has nothing to
+    train by gradient descent: retraining refits its logistic heads on the corrections and
+    the replayed crops, and follows the annotators."""
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.retrain import retrain_gen
+    from napari_nucleus_ai.train import train
+
+    write_crops(tmp_path / "base", 10, 0)
+    base = train(
+        tmp_path / "base",
+        tmp_path / "morph-v1",
+        arch="morph",
+        crop_size=64,
+        params={"cnn": False},
+        seed=0,
+        threads=1,
+        tta=1,
+    )
+    write_crops(tmp_path / "corr", 12, 5, swap=True)
+    res = run_sync(retrain_gen(base.path, tmp_path / "corr", base_data=False, epochs=3, seed=0))
+    assert res["after"] > res["before"] and res["after"] >= 0.8
+    card = load_model(res["out"], cache=False).card
+    corr = card["provenance"]["corrections"]
+    assert corr["epochs"] == 0 and len(corr["heads_refit"]) == 1
+    assert corr["heads_refit"][0]["c"] in (0.03, 0.1, 0.3, 1.0)

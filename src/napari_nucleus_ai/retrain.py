@@ -177,16 +177,21 @@ def retrain_gen(
         np.arange(len(labels)) < len(learn), 1.0 / max(len(learn), 1), 1.0 / max(len(replay_x), 1)
     )
     w = w / w.sum()
-    opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=1e-4) for m in modules]
+    refit = _refit_closed_form(modules, x_fixed, labels, len(learn), len(replay_x), seed)
+    if refit:
+        yield Progress(0, epochs, "refitting the logistic heads on corrections + replay")
+    # the rest is fine-tuned by gradient descent (modules with nothing to train are skipped)
+    modules_gd = [m for m in modules if any(q.requires_grad for q in m.parameters())]
+    opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=1e-4) for m in modules_gd]
     steps = max(int(np.ceil(len(labels) / batch_size)), 4)
-    for epoch in range(epochs):
+    for epoch in range(epochs if modules_gd else 0):
         if modality == "storm":
             x, groups = prepare(items, card, rng=rng, n_patches=per_item)
         else:
             x, groups = x_fixed, np.arange(len(items))
         y = labels[groups]
         ww = w[groups] / w[groups].sum()
-        for m, opt in zip(modules, opts, strict=True):
+        for m, opt in zip(modules_gd, opts, strict=True):
             for _ in range(steps):
                 idx = rng.choice(len(y), size=min(batch_size, len(y)), p=ww)
                 if len(idx) < 2:
@@ -216,9 +221,10 @@ def retrain_gen(
             "n_test": int(len(test)),
             "skipped": skipped,
             "n_replay": len(replay_x),
-            "epochs": epochs,
+            "epochs": epochs if modules_gd else 0,
             "lr": lr,
             "seed": seed,
+            **({"heads_refit": refit} if refit else {}),
         },
     }
     metrics = dict(card.get("metrics") or {})
@@ -244,6 +250,26 @@ def retrain_gen(
         "skipped": skipped,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: int) -> list:
+    """Refit the closed-form heads (``morph``) of ``modules`` on corrections + replay.
+
+    The corrections weigh as much as all replayed crops together, as in fine-tuning: their
+    rows are repeated (the copies of a crop stay in one inner fold when ``C`` is chosen).
+    Returns what each refit chose (empty when no module has such heads).
+    """
+    if x is None or not any(hasattr(m, "refit_heads") for m in modules):
+        return []
+    reps = max(1, round(n_replay / max(n_learn, 1))) if n_replay else 1
+    idx = np.concatenate([np.repeat(np.arange(n_learn), reps), n_learn + np.arange(n_replay)])
+    out = []
+    for m in modules:
+        if hasattr(m, "refit_heads"):
+            was = m.training
+            out.append(m.eval().refit_heads(x[idx], labels[idx], seed, groups=idx))
+            m.train(was)
+    return out
 
 
 def retrain_from_items(base_model, items, out=None, *, include_predicted=False, **options):

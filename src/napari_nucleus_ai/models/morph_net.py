@@ -241,18 +241,29 @@ def build_morph(in_channels: int, n_classes: int, **params):
             self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
             self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
             x = torch.as_tensor(x)
-            y = np.asarray(y, np.int64)
-            head = fit_head(
-                self.descriptors(x).cpu().numpy(), y, n_classes, p["c_grid"], p["inner_folds"], seed
-            )
-            self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
-            out = {"c": head["c"]}
-            if self.img is not None:
-                out["imagenet"] = self._fit_imagenet(x, y, seed)
+            out = self.refit_heads(x, y, seed, load_weights=True)
             if self.cnn is not None:
                 s = int(p["cnn_size"])
                 xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
                 self.cnn.fit_feature_stats(xc)
+            return out
+
+        @torch.no_grad()
+        def refit_heads(self, x, y, seed: int = 0, groups=None, load_weights: bool = False):
+            """Refit the logistic heads (descriptor, ImageNet) on normalised crops ``x``.
+
+            The input normalisation, the backbone and the CNN stay as they are (``retrain``
+            uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
+            fold when ``C`` is chosen.
+            """
+            x = torch.as_tensor(x)
+            y = np.asarray(y, np.int64)
+            f = self.descriptors(x).cpu().numpy()
+            head = fit_head(f, y, n_classes, p["c_grid"], p["inner_folds"], seed, groups)
+            self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
+            out = {"c": head["c"]}
+            if self.img is not None:
+                out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights)
             return out
 
         @staticmethod
@@ -262,18 +273,18 @@ def build_morph(in_channels: int, n_classes: int, **params):
             linear.weight.copy_(head["weight"])
             linear.bias.copy_(head["bias"])
 
-        def _fit_imagenet(self, x, y, seed: int) -> dict:
-            """ImageNet weights into the backbone; its head on the 8 dihedral views."""
+        def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
+            """ImageNet weights into the backbone (training); its head on the 8 dihedral views."""
             from .imagenet import load_imagenet_weights
 
-            info = load_imagenet_weights(self.img, p["imagenet"])
+            info = load_imagenet_weights(self.img, p["imagenet"]) if load_weights else {}
             feats = []
             for k in range(8):
                 v = torch.rot90(x, k % 4, (-2, -1))
                 v = v.flip(-1) if k >= 4 else v
                 feats += [self.imagenet_features(b) for b in v.split(32)]
             f = torch.cat(feats).cpu().numpy()
-            groups = np.tile(np.arange(len(y)), 8)
+            groups = np.tile(np.arange(len(y)) if groups is None else np.asarray(groups), 8)
             head = fit_head(
                 f, np.tile(y, 8), n_classes, p["imagenet_c_grid"], p["inner_folds"], seed, groups
             )
