@@ -11,18 +11,11 @@ from napari_nucleus_ai.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models import imagenet  # noqa: E402
 from napari_nucleus_ai.models.morph_net import choose_c, resolve_params  # noqa: E402
 from napari_nucleus_ai.train import train  # noqa: E402
+from test_morph import _tiny_set  # noqa: E402
 
 needs_extra = pytest.mark.skipif(
     not imagenet.available(), reason="the [pretrained] extra (EfficientNet-Lite0) is not installed"
 )
-
-
-def _tiny_set(n=6):
-    from napari_nucleus_ai.trainset import TrainingSet
-    from test_morph import cell
-
-    samples = [cell(k, 10 * k + i) for k in (1, 3) for i in range(n)]
-    return TrainingSet(samples, [0] * n + [1] * n, ["mono", "poly"], "brightfield_rgb")
 
 
 def test_choose_c_keeps_the_views_of_a_crop_in_one_inner_fold(monkeypatch):
@@ -67,7 +60,7 @@ def test_missing_extra_is_one_line(monkeypatch):
     assert params["imagenet"] is None and "not installed" in note
     with pytest.raises(InputError, match="pretrained"):
         train(
-            _tiny_set(),
+            _tiny_set(6),
             None,
             arch="morph",
             crop_size=64,
@@ -124,7 +117,7 @@ def test_morph_with_imagenet_round_trips_without_the_weights_package(tmp_path, m
     from napari_nucleus_ai.models.package import load_model
 
     res = train(
-        _tiny_set(),
+        _tiny_set(6),
         tmp_path / "m.zip",
         arch="morph",
         crop_size=64,

@@ -158,7 +158,7 @@ def test_descriptor_alone_separates_real_pbc_classes():
         ts.subset(tr),
         None,
         arch="morph",
-        params={"cnn": False},
+        params={"cnn": False, "imagenet": None},  # the descriptor alone
         val_fraction=0.0,
         threads=1,
         tta=1,
