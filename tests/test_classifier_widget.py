@@ -136,6 +136,10 @@ def test_dock_default_morph_fit_is_one_plotted_point(
     )
     w = ClassifierWidget(viewer)
     w.labels_layer.value, w.image_layer.value = "cells", "smear"
+    assert w.imagenet.value == w.imagenet.enabled == available()  # on where installed
+    w.imagenet.value = False
+    assert w._train_options()["imagenet"] is None
+    w.imagenet.value = available()
     w.epochs.value = 2
     w.train_out.value = str(tmp_path / "m.zip")
     w.train_from_layers()

@@ -80,6 +80,8 @@ def test_resolve_params_uses_the_installed_backbone_unless_told():
     assert params == {"imagenet": "efficientnet-lite0", "cnn": False}
     assert resolve_params({"cnn": True})[0] == {"imagenet": "efficientnet-lite0", "cnn": True}
     assert resolve_params({"imagenet": None}) == ({"imagenet": None}, None)
+    named = resolve_params({"imagenet": "efficientnet-lite0"})[0]  # named: the same default
+    assert named == {"imagenet": "efficientnet-lite0", "cnn": False}
 
 
 @needs_extra
@@ -190,3 +192,19 @@ def test_imagenet_features_lift_morph_on_real_pbc(shared_data):
     assert acc >= 28 / 32 and acc > scores[None][0]
     if wrong.any():  # its uncertainty ranks its own errors first
         assert auroc(pred.uncertainty, wrong) >= 0.75
+
+
+def test_cli_imagenet_none_trains_morph_on_the_descriptor(crop_folder, tmp_path, capsys):
+    """`train --imagenet none`: morph without ImageNet features (with its CNN, as before);
+    a bad choice is one line and exit 1."""
+    from napari_nucleus_ai.cli import main
+    from napari_nucleus_ai.models.package import load_model
+
+    out = tmp_path / "m.zip"
+    args = ["train", str(crop_folder), "--out", str(out), "--arch", "morph", "--crop-size", "64"]
+    assert main([*args, "--epochs", "1", "--threads", "1", "--imagenet", "none", "--quiet"]) == 0
+    params = load_model(out, cache=False).card["architecture"]["params"]
+    assert params["imagenet"] is None and "cnn" not in params
+    assert main([*args, "--imagenet", "resnet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--imagenet takes auto, none" in err[0]

@@ -256,6 +256,7 @@ def train_gen(
     threads: int | None = None,
     init_weights=None,
     field: float | str | None = None,
+    imagenet: str | None = "auto",
 ):
     """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
 
@@ -287,6 +288,10 @@ def train_gen(
     init_weights : path, optional
         Start from the matching tensors of a local weights file (``.safetensors`` or a torch
         state dict, e.g. ImageNet weights of a timm backbone; :mod:`.models.init_weights`).
+    imagenet : str or None
+        ``morph`` only: frozen ImageNet features (:mod:`.models.imagenet`). ``"auto"`` uses
+        them where the ``[pretrained]`` extra is installed, ``None`` never, a backbone name
+        always; ``params["imagenet"]`` wins over this. Other architectures ignore it.
     field : float or ``"auto"``, optional
         Centre fraction of each image crop the network sees (:mod:`.framing`). ``"auto"``
         sizes it to the cells in the crops; the default is ``"auto"`` for ``morph`` and 1
@@ -317,6 +322,8 @@ def train_gen(
     if arch == "morph":  # ImageNet features where the [pretrained] extra is installed
         from .models.morph_net import resolve_params
 
+        if imagenet != "auto" and "imagenet" not in (params or {}):
+            params = {**(params or {}), "imagenet": imagenet}
         params, note = resolve_params(params)
         if note:
             yield Progress(0, None, note)

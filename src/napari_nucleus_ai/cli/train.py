@@ -146,7 +146,7 @@ def run(args) -> int:
             patches=args.patches,
             threads=args.threads,
             init_weights=args.init_weights,
-            params=_imagenet_params(args.imagenet),
+            imagenet=_imagenet_choice(args.imagenet),
         ),
         show,
     )
@@ -166,15 +166,13 @@ def run(args) -> int:
     return 0
 
 
-def _imagenet_params(choice: str):
-    """``--imagenet`` as morph parameters (``None``: train's default, auto)."""
+def _imagenet_choice(choice: str):
+    """``--imagenet`` as ``train_gen``'s ``imagenet`` ("auto", None or a backbone name)."""
     from ..errors import InputError
     from ..models.imagenet import BACKBONES
 
-    if choice == "auto":
-        return None
+    if choice in ("auto", *BACKBONES):
+        return choice
     if choice == "none":
-        return {"imagenet": None}
-    if choice in BACKBONES:
-        return {"imagenet": choice}
+        return None
     raise InputError(None, f"--imagenet takes auto, none or {', '.join(BACKBONES)}, not {choice!r}")

