@@ -208,3 +208,33 @@ def test_cli_imagenet_none_trains_morph_on_the_descriptor(crop_folder, tmp_path,
     assert main([*args, "--imagenet", "resnet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--imagenet takes auto, none" in err[0]
+
+
+@needs_extra
+def test_large_sets_fit_the_imagenet_head_on_fewer_views(monkeypatch):
+    """8 views per crop for small sets; fewer from 500 crops on, so large data sets do not
+    pay 8 backbone passes per crop (counted, not timed)."""
+    from napari_nucleus_ai.models import morph_net
+    from napari_nucleus_ai.models.architectures import build_architecture
+
+    rows = []
+    monkeypatch.setattr(
+        morph_net, "fit_head", lambda f, y, *a, **k: rows.append(len(y)) or _fake_head(f)
+    )
+    m = build_architecture("morph", 3, 2, {"cnn": False, "imagenet": "efficientnet-lite0"})
+    monkeypatch.setattr(m, "imagenet_features", lambda b: torch.zeros(len(b), 1280))
+    for n, views in ((10, 8), (1000, 4), (5000, 1)):
+        rows.clear()
+        x = torch.zeros(n, 3, 8, 8)
+        info = m._fit_imagenet(x, np.arange(n) % 2, 0, load_weights=False)
+        assert info["views"] == views and rows == [n * views]
+
+
+def _fake_head(f):
+    return {
+        "c": 1.0,
+        "mean": np.zeros(f.shape[1]),
+        "std": np.ones(f.shape[1]),
+        "weight": torch.zeros(2, f.shape[1]),
+        "bias": torch.zeros(2),
+    }

@@ -256,7 +256,7 @@ def build_morph(in_channels: int, n_classes: int, **params):
             uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
             fold when ``C`` is chosen.
             """
-            x = torch.as_tensor(x)
+            x = torch.as_tensor(x).to(self.in_mean.device)
             y = np.asarray(y, np.int64)
             f = self.descriptors(x).cpu().numpy()
             head = fit_head(f, y, n_classes, p["c_grid"], p["inner_folds"], seed, groups)
@@ -274,22 +274,33 @@ def build_morph(in_channels: int, n_classes: int, **params):
             linear.bias.copy_(head["bias"])
 
         def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
-            """ImageNet weights into the backbone (training); its head on the 8 dihedral views."""
+            """ImageNet weights into the backbone (training); its head on dihedral views.
+
+            All 8 views up to 500 crops, fewer for larger sets (4000 crop-views at least,
+            1 view from 4000 crops), so large data sets do not cost 8 passes.
+            """
             from .imagenet import load_imagenet_weights
 
             info = load_imagenet_weights(self.img, p["imagenet"]) if load_weights else {}
+            views = int(min(8, max(1, 4000 // max(len(y), 1))))
             feats = []
-            for k in range(8):
+            for k in range(views):
                 v = torch.rot90(x, k % 4, (-2, -1))
                 v = v.flip(-1) if k >= 4 else v
                 feats += [self.imagenet_features(b) for b in v.split(32)]
             f = torch.cat(feats).cpu().numpy()
-            groups = np.tile(np.arange(len(y)) if groups is None else np.asarray(groups), 8)
+            groups = np.arange(len(y)) if groups is None else np.asarray(groups)
             head = fit_head(
-                f, np.tile(y, 8), n_classes, p["imagenet_c_grid"], p["inner_folds"], seed, groups
+                f,
+                np.tile(y, views),
+                n_classes,
+                p["imagenet_c_grid"],
+                p["inner_folds"],
+                seed,
+                np.tile(groups, views),
             )
             self._set_head(self.img_head, self.img_mean, self.img_std, head)
-            return {**info, "c": head["c"]}
+            return {**info, "c": head["c"], "views": views}
 
         def forward(self, x):
             if self.cnn_only and self.cnn is not None:
