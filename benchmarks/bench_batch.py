@@ -79,7 +79,7 @@ def kill_worker_mid_run(inputs: Path, out: Path) -> dict:
     from distributed import Client, LocalCluster
 
     from napari_nucleus_ai.batch import run_batch_gen
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     cl = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=":0", silence_logs=logging.ERROR)  # fmt: skip

@@ -46,9 +46,9 @@ CLI = [sys.executable, "-m", "napari_nucleus_ai"]
 def pbc_cv(args) -> dict:
     import torch
 
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import load_class_folders
-    from napari_nucleus_ai.uncertainty import auroc, balanced_accuracy
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy
 
     torch.set_num_threads(args.threads)
     ts = load_class_folders(PBC)
@@ -150,8 +150,8 @@ def pbc_train(args) -> dict:
 
 
 def storm(args) -> dict:
-    from napari_nucleus_ai.io.localizations.nstorm import write_nstorm_txt
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations.nstorm import write_nstorm_txt
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     sizes = {"clutch15": 15.0, "clutch45": 45.0}
@@ -224,11 +224,11 @@ def storm(args) -> dict:
 def throughput(args) -> dict:
     import torch
 
-    from napari_nucleus_ai.classify import classify_cells
+    from napari_nucleus_ai.classify.cells import classify_cells
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import TrainingSet
     from napari_nucleus_ai.models.engine import logits_batched
     from napari_nucleus_ai.samples.smear import simulate_smear
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import TrainingSet
 
     torch.set_num_threads(args.threads)
     sim = simulate_smear(seed=1, shape=(1500, 1500), n_wbc=args.cells)

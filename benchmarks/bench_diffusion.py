@@ -49,8 +49,8 @@ def folds_of(y, k, seed=0):
 
 def _train(x, y, names, args, tag=None):
     """Train (or, with ``--reuse``, load the model saved under ``--model-dir/tag``)."""
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
-    from napari_nucleus_ai.progress import run_sync
 
     path = Path(args.model_dir) / tag if tag else None
     if path is not None and args.reuse and (path / "config.json").exists():
@@ -110,12 +110,12 @@ def _load(path):
 
 def _framed(train_idx, args):
     """All crops cut to their centre ``--field`` (``auto``: sized on the training crops)."""
-    from napari_nucleus_ai.framing import auto_field, centre_field
     from napari_nucleus_ai.models.diffusion.data import (
         list_class_folders,
         read_crop,
         to_model_input,
     )
+    from napari_nucleus_ai.models.framing import auto_field, centre_field
 
     _, items = list_class_folders(PBC)
     raw = [read_crop(p) for p, _ in items]
@@ -127,9 +127,9 @@ def _framed(train_idx, args):
 def cv(args):
     import torch
 
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.classify import calibrate, classify_crops, trial_plan
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
-    from napari_nucleus_ai.progress import run_sync
 
     torch.set_num_threads(args.threads)
     x, y, names, _ = load_crop_folder(PBC, args.size)
@@ -209,8 +209,8 @@ def _all_errors(model, x, trials):
 
 def _cnn_entropy(args, h, names, tr, te, kn, ytr, unknown, y_te):
     """The issue-6 CNN's softmax entropy on the split; reused from an earlier run when saved."""
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import load_class_folders
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import load_class_folders
 
     old = OUT / f"loco_{h}.npz"
     if args.reuse_cnn and old.exists():

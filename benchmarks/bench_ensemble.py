@@ -53,9 +53,9 @@ def main(argv=None):
 
     import torch
 
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import load_class_folders
-    from napari_nucleus_ai.uncertainty import balanced_accuracy
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
 
     torch.set_num_threads(args.threads)
     ts = load_class_folders(PBC)

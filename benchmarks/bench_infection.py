@@ -28,9 +28,9 @@ import numpy as np
 
 
 def _model(path):
-    from napari_nucleus_ai.infection import train_infection_model
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.infection.score import train_infection_model
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.progress import run_sync
 
     if path is None:
         path = "/tmp/bench-infection-model"
@@ -41,10 +41,14 @@ def _model(path):
 
 
 def accuracy_figures(model, seeds=(401, 402, 403), n_frames=72, shape=(512, 512)) -> dict:
-    from napari_nucleus_ai.infection_eval import infection_accuracy, lytic_accuracy, run_pipeline
-    from napari_nucleus_ai.lytic import LyticModel, default_model_path
+    from napari_nucleus_ai.infection.evaluate import (
+        infection_accuracy,
+        lytic_accuracy,
+        run_pipeline,
+    )
+    from napari_nucleus_ai.infection.lytic import LyticModel, default_model_path
+    from napari_nucleus_ai.infection.track import link_accuracy
     from napari_nucleus_ai.samples.timelapse import simulate_timelapse
-    from napari_nucleus_ai.track import link_accuracy
 
     lytic = LyticModel.load(default_model_path())
     out = {
@@ -92,9 +96,9 @@ def accuracy_figures(model, seeds=(401, 402, 403), n_frames=72, shape=(512, 512)
 
 
 def big_stack(model, n_frames=100, shape=(1024, 1024)) -> dict:
-    from napari_nucleus_ai.infection import analyse_timelapse
-    from napari_nucleus_ai.lytic import default_model_path
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.infection.lytic import default_model_path
+    from napari_nucleus_ai.infection.score import analyse_timelapse
     from napari_nucleus_ai.samples.timelapse import simulate_timelapse
 
     t0 = time.perf_counter()

@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         print(f"napari-nucleus-ai info --json (whole process): {time.perf_counter() - t:.2f} s")
 
     # 10 M localizations, default method, in memory
-    from napari_nucleus_ai.render import render_localizations
+    from napari_nucleus_ai.localizations.render import render_localizations
 
     rng = np.random.default_rng(1)
     n = args.n10m

@@ -44,12 +44,12 @@ def _proposals(ts, fold, f, seed=0):
 
 
 def offline(args) -> dict:
+    from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.diffusion.classify import decide
     from napari_nucleus_ai.models.diffusion.model import PROTOCOL_DEFAULTS
     from napari_nucleus_ai.models.diffusion.proposer import candidates
     from napari_nucleus_ai.models.diffusion.protocol import simulate
-    from napari_nucleus_ai.trainset import load_class_folders
-    from napari_nucleus_ai.uncertainty import balanced_accuracy as bacc
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy as bacc
 
     ts = load_class_folders(PBC)
     fold = folds_of(ts.labels, 3, args.seed)  # the seed of the bench_diffusion.py cv run
@@ -119,12 +119,12 @@ def live(args) -> dict:
     import torch
     from bench_diffusion import _train
 
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.classify import classify_crops
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
     from napari_nucleus_ai.models.diffusion.model import PROTOCOL_DEFAULTS
     from napari_nucleus_ai.models.diffusion.proposer import candidates
-    from napari_nucleus_ai.progress import run_sync
-    from napari_nucleus_ai.trainset import load_class_folders
 
     torch.set_num_threads(args.threads)
     x, y, names, _ = load_crop_folder(PBC, 32)

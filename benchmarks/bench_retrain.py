@@ -33,10 +33,10 @@ def main() -> None:
     args = ap.parse_args()
     from PIL import Image
 
-    from napari_nucleus_ai.progress import run_sync
-    from napari_nucleus_ai.retrain import retrain_gen
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.review.retrain import retrain_gen
     from napari_nucleus_ai.samples.smear import simulate_wbc_crop
-    from napari_nucleus_ai.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
     for c in CLASSES:

@@ -31,7 +31,7 @@ def pct(values, q):
 
 
 def bench_store(n: int) -> None:
-    from napari_nucleus_ai.annotations import AnnotationStore
+    from napari_nucleus_ai.review.store import AnnotationStore
 
     with tempfile.TemporaryDirectory() as d:
         store = AnnotationStore(d, author="bench")

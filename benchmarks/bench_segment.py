@@ -265,7 +265,7 @@ def bench_slide(size=8192, tile=2048):
     except ImportError:
         print("whole slide: segment.tiles not available")
         return
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     data = load_bccd(16, 18)
     fields = [d[1] for d in data]

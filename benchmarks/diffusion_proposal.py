@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_diffusion import OUT, PBC, _load, folds_of  # noqa: E402
 
 from napari_nucleus_ai.models.diffusion.data import load_crop_folder  # noqa: E402
-from napari_nucleus_ai.uncertainty import balanced_accuracy  # noqa: E402
+from napari_nucleus_ai.models.uncertainty import balanced_accuracy  # noqa: E402
 
 torch.set_num_threads(1)
 T_FRAC = float(sys.argv[1]) if len(sys.argv) > 1 else 0.1

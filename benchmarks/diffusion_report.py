@@ -34,7 +34,7 @@ def _name(p):
 
 
 def _bacc(y, idx):
-    from napari_nucleus_ai.uncertainty import balanced_accuracy
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
 
     return float(balanced_accuracy(y, idx))
 
@@ -180,7 +180,7 @@ def anomaly_scores(e, e_train, y_train, t, t_range, n_trials=None):
 
 def loco_tables(files, t_range, n_trials=None):
     """AUROC of every candidate anomaly score and of the CNN's entropy, per held-out class."""
-    from napari_nucleus_ai.uncertainty import auroc
+    from napari_nucleus_ai.models.uncertainty import auroc
 
     rows, names = [], None
     for f in files:

@@ -3,7 +3,7 @@
 Run: ``NAPARI_NUCLEUS_AI_SYNC=1 xvfb-run -a .venv/bin/python benchmarks/infection_screenshot.py MODEL [--out PNG]``
 
 The demo step (``demo_infection``) is run with the infection model package MODEL
-(trained with ``napari_nucleus_ai.infection.train_infection_model``); the view
+(trained with ``napari_nucleus_ai.infection.score.train_infection_model``); the view
 then jumps to a track predicted lytic, at its prediction frame.
 """
 

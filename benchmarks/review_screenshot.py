@@ -18,8 +18,8 @@ import numpy as np
 
 
 def small_model(cache: Path):
+    from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.samples.smear import WBC_CLASSES, simulate_wbc_crop
-    from napari_nucleus_ai.train import train
 
     if (cache / "model").exists():
         return cache / "model"
@@ -59,7 +59,7 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from napari_nucleus_ai.cells import measure_cells, to_features
-    from napari_nucleus_ai.classify import classify_cells
+    from napari_nucleus_ai.classify.cells import classify_cells
     from napari_nucleus_ai.samples.smear import simulate_smear
     from napari_nucleus_ai.segment.wbc import segment_wbc
     from napari_nucleus_ai.widgets.review import ReviewWidget, class_colors

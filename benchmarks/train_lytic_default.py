@@ -3,7 +3,7 @@
     nice -n 10 .venv/bin/python benchmarks/train_lytic_default.py MODEL
 
 MODEL is an infection model package trained with
-``napari_nucleus_ai.infection.train_infection_model`` (the lytic window starts at
+``napari_nucleus_ai.infection.score.train_infection_model`` (the lytic window starts at
 the infection onset this model reports). Movies: simulated, seeds 201-204.
 """
 
@@ -15,10 +15,10 @@ import time
 if __name__ == "__main__":
     import torch
 
-    from napari_nucleus_ai.infection_eval import train_lytic_on_simulation
-    from napari_nucleus_ai.lytic import default_model_path
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.infection.evaluate import train_lytic_on_simulation
+    from napari_nucleus_ai.infection.lytic import default_model_path
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.progress import run_sync
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

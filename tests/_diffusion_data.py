@@ -39,8 +39,8 @@ def tiny_model():
     """Trained once per test session (a few seconds on one core)."""
     import torch
 
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
-    from napari_nucleus_ai.progress import run_sync
 
     torch.manual_seed(0)
     x, y, names = toy_crops(per_class=8, seed=0)

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from napari_nucleus_ai.annotations import (
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.review.store import (
     STORE_NAME,
     AnnotationStore,
     BackgroundWriter,
@@ -15,7 +16,6 @@ from napari_nucleus_ai.annotations import (
     store_for_data,
     store_path,
 )
-from napari_nucleus_ai.errors import InputError
 
 
 def test_public_api_latest_wins(tmp_path):

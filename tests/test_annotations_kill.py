@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from napari_nucleus_ai.annotations import AnnotationStore
+from napari_nucleus_ai.review.store import AnnotationStore
 
 WRITER = r"""
 import sys
-from napari_nucleus_ai.annotations import AnnotationStore
+from napari_nucleus_ai.review.store import AnnotationStore
 path, author, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = AnnotationStore(path, author=author)
 print("ready", flush=True)

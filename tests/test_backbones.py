@@ -24,9 +24,9 @@ except Exception as e:  # noqa: BLE001
         allow_module_level=True,
     )
 
+from napari_nucleus_ai.classify.train import train  # noqa: E402
 from napari_nucleus_ai.cli import main  # noqa: E402
 from napari_nucleus_ai.models.package import load_model  # noqa: E402
-from napari_nucleus_ai.train import train  # noqa: E402
 from test_train_predict import blob, write_storm_classes  # noqa: E402
 
 BACKBONES = ("densenet121", "resnext50_32x4d", "efficientnet_b0")
@@ -78,8 +78,8 @@ def test_resnext_learns_and_predict_cli_writes_columns(crop_folder, tmp_path):
 
 def test_densenet_on_storm_nuclei(tmp_path):
     """AINU's set-up: DenseNet-121 on nanoscale renders of localization files (one channel)."""
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
-    from napari_nucleus_ai.predict import predict_paths
+    from napari_nucleus_ai.classify.predict import predict_paths
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     sim = write_storm_classes(tmp_path / "train")

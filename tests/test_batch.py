@@ -118,10 +118,10 @@ def model(tmp_path_factory):
     """A small untrained crop classifier (fixed seed): deterministic, enough to compare runs."""
     import torch
 
+    from napari_nucleus_ai.classify.train import make_card
+    from napari_nucleus_ai.classify.trainset import TrainingSet
     from napari_nucleus_ai.models.classifier_kind import build
     from napari_nucleus_ai.models.package import save_model
-    from napari_nucleus_ai.train import make_card
-    from napari_nucleus_ai.trainset import TrainingSet
 
     rng = np.random.default_rng(0)
     ts = TrainingSet(
@@ -207,7 +207,7 @@ def test_cli_with_existing_scheduler(cluster, inputs, tmp_path, capsys):
 
 
 def test_storm_localization_files_auto_method(client, tmp_path):
-    from napari_nucleus_ai.io.localizations import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_field
 
     src = tmp_path / "storm"
@@ -249,7 +249,7 @@ def test_killing_a_worker_mid_run_still_finishes(inputs, tmp_path):
     import signal
 
     from napari_nucleus_ai.batch import run_batch_gen
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     src = tmp_path / "in"
     src.mkdir()

@@ -16,11 +16,12 @@ torch = pytest.importorskip("torch")
 # the tests load the exported TorchScript on purpose (torch >= 2.9 deprecates torch.jit)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
+from napari_nucleus_ai.classify.train import train  # noqa: E402
 from napari_nucleus_ai.cli import main  # noqa: E402
-from napari_nucleus_ai.errors import InputError  # noqa: E402
+from napari_nucleus_ai.core.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models import bioimageio as bio  # noqa: E402
 from napari_nucleus_ai.models.package import load_model, read_package, save_model  # noqa: E402
-from napari_nucleus_ai.train import train  # noqa: E402
 from test_train_predict import TINY  # noqa: E402
 
 
@@ -156,7 +157,9 @@ def test_test_output_is_the_packages_own_prediction(exported, crop_folder):
     from PIL import Image
 
     files = members(out)
-    pred = load_model(model).predict([np.asarray(Image.open(crop_folder / "disc" / "0.png"))])
+    pred = predict_items(
+        load_model(model), [np.asarray(Image.open(crop_folder / "disc" / "0.png"))]
+    )
     np.testing.assert_allclose(npy(files["test_output.npy"]), pred.probs, atol=1e-5)
 
 
@@ -234,7 +237,7 @@ def assert_same_model(a_path, b_path, crop_folder):
         for c in ("disc", "square")
         for i in (1, 7)
     ]
-    pa, pb = a.predict(items), b.predict(items)
+    pa, pb = predict_items(a, items), predict_items(b, items)
     np.testing.assert_array_equal(pa.probs, pb.probs)
     assert pa.labels == pb.labels
     ta, tb = read_package(a_path)[1], read_package(b_path)[1]

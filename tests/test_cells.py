@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from napari_nucleus_ai import cells
-from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_validate_rejects_bad_tables(tmp_path):
 
 
 def test_atomic_write_keeps_old_content_on_error(tmp_path):
-    from napari_nucleus_ai.utils import atomic_write
+    from napari_nucleus_ai.core.files import atomic_write
 
     target = tmp_path / "t.txt"
     target.write_text("old")
@@ -108,7 +108,7 @@ def test_atomic_write_keeps_old_content_on_error(tmp_path):
 def test_atomic_write_gives_usual_permissions(tmp_path):
     import os
 
-    from napari_nucleus_ai.utils import atomic_path, atomic_write
+    from napari_nucleus_ai.core.files import atomic_path, atomic_write
 
     umask = os.umask(0o022)
     try:

@@ -24,8 +24,8 @@ def scene():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import TrainingSet
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import TrainingSet
 
     ts = TrainingSet(
         [blob(i % 2, i) for i in range(16)],
@@ -121,7 +121,7 @@ def test_dock_default_morph_fit_is_one_plotted_point(
 ):
     """`auto` on RGB cells is `morph`; with ImageNet features it has nothing to train by
     gradient descent, so the plot gets one record (the validation result), not none."""
-    from napari_nucleus_ai.models.imagenet import available
+    from napari_nucleus_ai.models.nets.imagenet import available
     from napari_nucleus_ai.widgets.classifier import ClassifierWidget
 
     monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")

@@ -10,11 +10,11 @@ import pytest
 import tifffile
 from PIL import Image
 
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import run_sync
 from napari_nucleus_ai.datasets import import_dataset, kind_options
 from napari_nucleus_ai.datasets.harmonise import load_vocabulary
 from napari_nucleus_ai.datasets.matek import choose
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.progress import run_sync
 
 RNG = np.random.default_rng(0)
 
@@ -33,7 +33,7 @@ def _jpeg(path, n=36):
 def _run(*args, **kw):
     rep = run_sync(import_dataset(*args, **kw))
     if len(rep.classes) >= 2:  # what train reads: the same classes and counts
-        from napari_nucleus_ai.trainset import load_class_folders
+        from napari_nucleus_ai.classify.trainset import load_class_folders
 
         assert load_class_folders(rep.out).counts() == rep.classes
     return rep

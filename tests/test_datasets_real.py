@@ -12,16 +12,16 @@ import pytest
 from PIL import Image
 
 from napari_nucleus_ai.cli import main
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import run_sync
 from napari_nucleus_ai.datasets import import_dataset
 from napari_nucleus_ai.datasets.harmonise import load_vocabulary, safe_class_name
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.progress import run_sync
 
 
 def _run(*args, **kw):
     rep = run_sync(import_dataset(*args, **kw))
     if len(rep.classes) >= 2:  # what train reads: the same classes and counts
-        from napari_nucleus_ai.trainset import load_class_folders
+        from napari_nucleus_ai.classify.trainset import load_class_folders
 
         assert load_class_folders(rep.out).counts() == rep.classes
     return rep
@@ -77,7 +77,7 @@ def test_real_bccd_white_cell_crops(shared_data, tmp_path):
 
 def _storm_reader_available() -> bool:
     try:
-        from napari_nucleus_ai.io.localizations import read_localizations  # noqa: F401
+        from napari_nucleus_ai.localizations import read_localizations  # noqa: F401
     except ImportError:
         return False
     return True
@@ -115,7 +115,7 @@ def test_real_storm_folder_with_labels(shared_data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "data2" / "somatic").iterdir()) == [
         "01_storm.csv", "02_storm.csv", "raw_movie_locs.csv",
     ]  # fmt: skip
-    from napari_nucleus_ai.io.localizations import read_localizations
+    from napari_nucleus_ai.localizations import read_localizations
 
     direct = read_localizations(src / "raw_movie_locs.hdf5").data
     converted = read_localizations(tmp_path / "data2" / "somatic" / "raw_movie_locs.csv").data
@@ -219,7 +219,7 @@ def test_train_cli_accepts_an_imported_folder(shared_data, tmp_path):
             shutil.copy(f, src / c / f.name)
     data = tmp_path / "pbc"
     assert main(["import-dataset", "pbc", str(src), "--out", str(data)]) == 0
-    trainset = pytest.importorskip("napari_nucleus_ai.trainset")
+    trainset = pytest.importorskip("napari_nucleus_ai.classify.trainset")
     ts = trainset.load_class_folders(data)
     assert ts.counts() == json.loads((data / "_manifest.json").read_text())["classes"]
     model = tmp_path / "model"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from napari_nucleus_ai.errors import DeviceError
-from napari_nucleus_ai.models import device
+from napari_nucleus_ai.core import device
+from napari_nucleus_ai.core.errors import DeviceError
 
 
 def test_auto_order(monkeypatch):
@@ -30,7 +30,7 @@ def test_unavailable_explicit_choice_is_a_clear_error(monkeypatch):
 
 
 def test_setting_is_used_when_no_choice(monkeypatch):
-    from napari_nucleus_ai import settings
+    from napari_nucleus_ai.core import settings
 
     monkeypatch.delenv("NAPARI_NUCLEUS_AI_DEVICE", raising=False)
     settings.set_setting("device", "cpu")

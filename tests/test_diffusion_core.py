@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _diffusion_data import tiny_model, toy_crops  # noqa: E402
+from napari_nucleus_ai.core.progress import Progress, run_sync  # noqa: E402
 from napari_nucleus_ai.models.diffusion.classify import classify_crops, decide  # noqa: E402
 from napari_nucleus_ai.models.diffusion.protocol import simulate  # noqa: E402
 from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod, trial_timesteps  # noqa: E402
-from napari_nucleus_ai.progress import Progress, run_sync  # noqa: E402
 
 
 def test_schedules_decrease_from_one_to_zero():
@@ -123,7 +123,7 @@ def test_training_yields_progress_and_records_history():
 
 
 def test_unknown_backbone_is_refused_and_diffusers_backbone_trains():
-    from napari_nucleus_ai.errors import InputError
+    from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.models.diffusion.model import build_net
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
 

@@ -30,7 +30,7 @@ def _write_class_folders(root, per_class=4, seed=0):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.classify.train import train
 
     root = tmp_path_factory.mktemp("diffdata")
     names = _write_class_folders(root / "data", per_class=6)
@@ -115,7 +115,7 @@ def test_cli_train_arch_diffusion(tmp_path):
 
 
 def test_corrupt_or_inconsistent_diffusion_packages_are_refused(trained, tmp_path):
-    from napari_nucleus_ai.errors import InputError
+    from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.models.package import clear_cache, load_model
 
     _, out, _, _ = trained
@@ -160,8 +160,8 @@ def test_cli_generate_writes_a_grid(trained, tmp_path):
 
 def test_classify_cells_carries_anomaly_and_evaluations(tmp_path):
     from _diffusion_data import tiny_package, toy_field
-    from napari_nucleus_ai.classify import classify_cells_gen
-    from napari_nucleus_ai.progress import run_sync
+    from napari_nucleus_ai.classify.cells import classify_cells_gen
+    from napari_nucleus_ai.core.progress import run_sync
 
     pkg = tiny_package(tmp_path / "tiny")
     img, labels, y = toy_field()

@@ -9,11 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from conftest import SHARED_DATA  # noqa: E402
-from napari_nucleus_ai.models.diffusion.proposer import (  # noqa: E402
-    candidates,
-    fit_proposer,
-    proposer_probs,
-)
+from napari_nucleus_ai.models.diffusion.proposer import candidates, fit_proposer, proposer_probs
 
 PBC = SHARED_DATA / "smear" / "pbc"
 
@@ -29,12 +25,12 @@ def test_candidates_are_the_top_classes():
 
 
 def test_trained_package_spends_its_trials_on_the_proposed_classes(tmp_path):
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.diffusion.kind import predict as kind_predict
     from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.predict import predict_items
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import load_class_folders
     from test_diffusion_package import _write_class_folders
 
     names = _write_class_folders(tmp_path / "data", per_class=6)
@@ -90,7 +86,7 @@ def test_trained_package_spends_its_trials_on_the_proposed_classes(tmp_path):
 def test_proposer_keeps_the_true_class_of_unseen_real_cells():
     """Fitted on 8 real PBC crops per class, its top 2 hold the true class of >= 90 % of
     the 32 unseen crops (the rest are the diffusion model's to lose)."""
-    from napari_nucleus_ai.trainset import load_class_folders
+    from napari_nucleus_ai.classify.trainset import load_class_folders
 
     ts = load_class_folders(PBC)
     rank = np.zeros(len(ts), int)
@@ -107,9 +103,9 @@ def test_proposer_keeps_the_true_class_of_unseen_real_cells():
 
 def test_no_proposer_when_asked_or_for_grey_crops(tmp_path):
     from _diffusion_data import toy_crops
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import TrainingSet
     from napari_nucleus_ai.models.diffusion.kind import proposal
-    from napari_nucleus_ai.train import train
-    from napari_nucleus_ai.trainset import TrainingSet
 
     x, y, names = toy_crops(per_class=4)
     rgb = [np.moveaxis((v + 1) / 2, 0, -1) for v in x]

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nucleus_ai.models.diffusion.protocol import (
-    keep_top,
-    naive,
-    prune,
-    scored,
-    simulate,
-)
+from napari_nucleus_ai.models.diffusion.protocol import keep_top, naive, prune, scored, simulate
 
 PROTOCOLS = [
     {"check_every": 4, "alpha": 0.01},

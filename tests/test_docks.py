@@ -26,7 +26,7 @@ def test_settings_dock_shows_device(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Settings")
     assert widget.used.value.startswith("cpu")
     widget.device.value = "cpu"
-    from napari_nucleus_ai.settings import load_settings
+    from napari_nucleus_ai.core.settings import load_settings
 
     assert load_settings()["device"] == "cpu"
 

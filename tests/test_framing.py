@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nucleus_ai.framing import auto_field, centre_field, field_of  # noqa: E402
-from napari_nucleus_ai.trainset import TrainingSet  # noqa: E402
+from napari_nucleus_ai.classify.trainset import TrainingSet  # noqa: E402
+from napari_nucleus_ai.models.framing import auto_field, centre_field, field_of  # noqa: E402
 from test_morph import cell  # noqa: E402
 
 BACKGROUND = (245, 225, 205)
@@ -51,10 +51,10 @@ def test_auto_field_follows_the_cells():
 
 
 def test_field_is_recorded_and_used_the_same_way_by_predict_and_classify(tmp_path):
-    from napari_nucleus_ai.classify import classify_cells, window_size_px, window_source_px
-    from napari_nucleus_ai.errors import InputError
+    from napari_nucleus_ai.classify.cells import classify_cells, window_size_px, window_source_px
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.train import train
 
     train(
         _set(2),
@@ -95,7 +95,7 @@ def test_field_is_recorded_and_used_the_same_way_by_predict_and_classify(tmp_pat
 
 
 def test_other_architectures_see_the_whole_crop_unless_asked(tmp_path):
-    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.classify.train import train
 
     opts = dict(arch="smallcnn", crop_size=32, epochs=1, threads=1, val_fraction=0.0)
     assert "field" not in train(_set(1, 3), None, **opts).card["input"]

@@ -7,10 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nucleus_ai.errors import InputError  # noqa: E402
-from napari_nucleus_ai.models import imagenet  # noqa: E402
-from napari_nucleus_ai.models.morph_net import choose_c, resolve_params  # noqa: E402
-from napari_nucleus_ai.train import train  # noqa: E402
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
+from napari_nucleus_ai.classify.train import train  # noqa: E402
+from napari_nucleus_ai.core.errors import InputError  # noqa: E402
+from napari_nucleus_ai.models.nets import imagenet  # noqa: E402
+from napari_nucleus_ai.models.nets.morph import choose_c, resolve_params  # noqa: E402
 from test_morph import _tiny_set  # noqa: E402
 
 needs_extra = pytest.mark.skipif(
@@ -21,7 +22,7 @@ needs_extra = pytest.mark.skipif(
 def test_choose_c_keeps_the_views_of_a_crop_in_one_inner_fold(monkeypatch):
     """With 8 views per crop, a view's twins in the training folds would make every C look
     good; the inner folds must split crops, not rows."""
-    from napari_nucleus_ai.models import morph_net
+    from napari_nucleus_ai.models.nets import morph as morph_net
 
     seen = []
     real = morph_net.fit_logistic
@@ -144,14 +145,14 @@ def test_morph_with_imagenet_round_trips_without_the_weights_package(tmp_path, m
 
     test = [cell(1, 99), cell(3, 98)]
     pkg = load_model(tmp_path / "m.zip", cache=False)
-    a, b = res.package.predict(test), pkg.predict(test)
+    a, b = predict_items(res.package, test), predict_items(pkg, test)
     assert np.allclose(a.probs, b.probs, atol=1e-5)
     assert list(b.labels) == ["mono", "poly"]
 
 
 @needs_extra
 def test_frozen_backbone_stays_frozen_in_training_mode():
-    from napari_nucleus_ai.models.architectures import build_architecture
+    from napari_nucleus_ai.models.nets.registry import build_architecture
 
     m = build_architecture("morph", 3, 2, {"cnn": True, "imagenet": "efficientnet-lite0"})
     m.train()
@@ -165,8 +166,8 @@ def test_imagenet_features_lift_morph_on_real_pbc(shared_data):
     """Trained on 8 real PBC crops per class, tested on the other 4 (32 unseen crops):
     the descriptor alone gets 26 of 32, with ImageNet features 30 (measured); the test asks
     for at least 28 and for more than the descriptor alone."""
-    from napari_nucleus_ai.trainset import load_class_folders
-    from napari_nucleus_ai.uncertainty import auroc, balanced_accuracy
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy
 
     ts = load_class_folders(shared_data / "smear" / "pbc")
     rank = np.zeros(len(ts), int)
@@ -185,7 +186,7 @@ def test_imagenet_features_lift_morph_on_real_pbc(shared_data):
             threads=2,
             tta=1,
         )
-        pred = res.package.predict(ts.subset(te).samples)
+        pred = predict_items(res.package, ts.subset(te).samples)
         wrong = pred.index != ts.labels[te]
         scores[backbone] = (balanced_accuracy(ts.labels[te], pred.index), wrong, pred)
     acc, wrong, pred = scores["efficientnet-lite0"]
@@ -214,8 +215,8 @@ def test_cli_imagenet_none_trains_morph_on_the_descriptor(crop_folder, tmp_path,
 def test_large_sets_fit_the_imagenet_head_on_fewer_views(monkeypatch):
     """8 views per crop for small sets; fewer from 500 crops on, so large data sets do not
     pay 8 backbone passes per crop (counted, not timed)."""
-    from napari_nucleus_ai.models import morph_net
-    from napari_nucleus_ai.models.architectures import build_architecture
+    from napari_nucleus_ai.models.nets import morph as morph_net
+    from napari_nucleus_ai.models.nets.registry import build_architecture
 
     rows = []
     monkeypatch.setattr(

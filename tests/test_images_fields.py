@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.images import as_rgb, read_image, sniff
 from napari_nucleus_ai.io import describe, family_for, read_layers
-from napari_nucleus_ai.io.images import as_rgb, read_image, sniff
 from napari_nucleus_ai.io.napari_io import get_reader, read_paths
 
 
@@ -172,7 +172,7 @@ def test_empty_and_unknown_files(tmp_path):
 
 
 def test_openslide_formats_explain_the_extra(tmp_path, monkeypatch):
-    from napari_nucleus_ai.io.images import slides
+    from napari_nucleus_ai.images import slides
 
     monkeypatch.setattr(slides, "openslide_available", lambda: False)
     path = tmp_path / "slide.mrxs"

@@ -121,7 +121,7 @@ def test_smear_field_sample_in_viewer(make_napari_viewer):
 
 
 def test_no_pyramid_uses_the_scanner_thumbnail(make_napari_viewer, tmp_path, monkeypatch):
-    from napari_nucleus_ai.io.images import regions
+    from napari_nucleus_ai.images import regions
 
     monkeypatch.setattr(regions, "THUMBNAIL_MAX_LAZY", 100)  # pretend the level is huge
     img = np.full((300, 400, 3), 200, np.uint8)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_nucleus_ai.images import base, read_image, read_layers, read_region
 from napari_nucleus_ai.io import describe as io_describe
 from napari_nucleus_ai.io import read_layers as io_read_layers
-from napari_nucleus_ai.io.images import base, read_image, read_layers, read_region
 from napari_nucleus_ai.samples.slide import write_slide
 
 
@@ -198,7 +198,7 @@ def test_info_json_for_a_slide(svs, capsys):
 
 def test_big_tiff_goes_lazy(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "EAGER_BYTES", 1000)
-    monkeypatch.setattr("napari_nucleus_ai.io.images.tiff.EAGER_BYTES", 1000)
+    monkeypatch.setattr("napari_nucleus_ai.images.tiff.EAGER_BYTES", 1000)
     path = tmp_path / "strips.tif"
     tifffile.imwrite(path, np.arange(300 * 400, dtype=np.uint16).reshape(300, 400), rowsperstrip=8)
     im = read_image(path)
@@ -297,7 +297,7 @@ def test_screen_resolution_is_not_a_pixel_size(tmp_path):
 
 def test_openslide_reads_our_svs_like_tifffile(svs):
     openslide = pytest.importorskip("openslide")
-    from napari_nucleus_ai.io.images.slides import read_openslide
+    from napari_nucleus_ai.images.slides import read_openslide
 
     assert openslide.OpenSlide.detect_format(str(svs)) == "aperio"  # the writer makes real SVS
     slide = openslide.OpenSlide(str(svs))
@@ -313,7 +313,7 @@ def test_openslide_reads_our_svs_like_tifffile(svs):
 
 
 def test_ome_writer_round_trips_a_slide_and_a_region(tmp_path, svs):
-    from napari_nucleus_ai.io.images.writers import write_ome_tiff
+    from napari_nucleus_ai.images.writers import write_ome_tiff
 
     ((data, kw, _),) = read_layers(svs, lazy=True)
     out = tmp_path / "copy.ome.tif"
@@ -339,7 +339,7 @@ def test_ome_writer_round_trips_a_slide_and_a_region(tmp_path, svs):
 
 
 def test_ome_writer_keeps_stack_axes(tmp_path, stack):
-    from napari_nucleus_ai.io.images.writers import write_ome_tiff
+    from napari_nucleus_ai.images.writers import write_ome_tiff
 
     out = tmp_path / "one_channel.ome.tif"
     attrs = {"rgb": False, "scale": (1.0, 2.0, 0.325, 0.325), "units": ("pixel", "um", "um", "um"),
@@ -369,7 +369,7 @@ def test_describe_imports_no_gui_and_no_dask(svs):
     import sys
 
     code = (
-        "import sys; from napari_nucleus_ai.io.images import describe; "
+        "import sys; from napari_nucleus_ai.images import describe; "
         f"describe({str(svs)!r}); "
         "print(sorted(m for m in ('napari', 'qtpy', 'torch', 'dask', 'zarr') if m in sys.modules))"
     )

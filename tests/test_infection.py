@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.infection import (
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import run_sync
+from napari_nucleus_ai.infection.lytic import LyticModel, default_model_path, predict_lytic
+from napari_nucleus_ai.infection.score import (
     crop_size_px,
     infection_onset,
     infection_table,
@@ -18,8 +20,6 @@ from napari_nucleus_ai.infection import (
     nucleus_features,
     predict_infection,
 )
-from napari_nucleus_ai.lytic import LyticModel, default_model_path, predict_lytic
-from napari_nucleus_ai.progress import run_sync
 from napari_nucleus_ai.samples.timelapse import simulate_timelapse
 
 
@@ -30,7 +30,7 @@ def movie():
 
 @pytest.fixture(scope="module")
 def tracked(movie):
-    from napari_nucleus_ai.track import track_stack
+    from napari_nucleus_ai.infection.track import track_stack
 
     return run_sync(track_stack(movie.image, movie.pixel_size_um))
 
@@ -38,7 +38,7 @@ def tracked(movie):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A real infection model package from issue 6's trainer, kept tiny for speed."""
-    from napari_nucleus_ai.infection import train_infection_model
+    from napari_nucleus_ai.infection.score import train_infection_model
 
     out = tmp_path_factory.mktemp("models") / "infection"
     opts = dict(
@@ -115,7 +115,7 @@ def test_predict_infection_aligns_rows(movie, tracked):
 
 def _oracle_tracks(movie, tracked):
     """Tracks with p_infected from the truth (isolates the lytic step from the model)."""
-    from napari_nucleus_ai.infection_eval import truth_for_tracks
+    from napari_nucleus_ai.infection.evaluate import truth_for_tracks
 
     tr = run_sync(
         predict_infection(movie.image, tracked.tracks, tracked.labels, pixel_size_um=0.65)
@@ -127,7 +127,7 @@ def _oracle_tracks(movie, tracked):
 
 
 def test_table_and_lytic_prediction(movie, tracked):
-    from napari_nucleus_ai.infection_eval import lytic_accuracy
+    from napari_nucleus_ai.infection.evaluate import lytic_accuracy
 
     tr = _oracle_tracks(movie, tracked)
     table = infection_table(tr, movie.image.shape[1:], 40, frame_interval_h=0.5)
@@ -149,7 +149,7 @@ def test_table_and_lytic_prediction(movie, tracked):
     assert (lead > 0).all()
     # the reported lead time is against the simulated burst: the track ends at most the
     # swelling frames before it (the swelling nucleus is lost), never after it
-    from napari_nucleus_ai.infection_eval import track_truth
+    from napari_nucleus_ai.infection.evaluate import track_truth
     from napari_nucleus_ai.samples.timelapse import SWELL_FRAMES
 
     j = out[out["lead_time_h"].notna()].merge(track_truth(movie, tr, tracked.labels), on="track_id")
@@ -349,7 +349,7 @@ def test_infection_dock_progress_and_cancel(make_napari_viewer, qtbot, movie, ti
     the buttons come back and the garbage collector is no longer frozen."""
     import gc
 
-    from napari_nucleus_ai.progress import Progress
+    from napari_nucleus_ai.core.progress import Progress
     from napari_nucleus_ai.widgets.infection import InfectionWidget
 
     viewer = make_napari_viewer()

@@ -6,11 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_nucleus_ai.classify.train import train  # noqa: E402
 from napari_nucleus_ai.cli import main  # noqa: E402
-from napari_nucleus_ai.errors import InputError  # noqa: E402
-from napari_nucleus_ai.models.architectures import build_architecture  # noqa: E402
+from napari_nucleus_ai.core.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models.init_weights import load_init_weights  # noqa: E402
-from napari_nucleus_ai.train import train  # noqa: E402
+from napari_nucleus_ai.models.nets.registry import build_architecture  # noqa: E402
 from test_train_predict import TINY  # noqa: E402
 
 WIDTHS = {"widths": [8, 16]}

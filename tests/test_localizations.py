@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.io import describe as io_describe
-from napari_nucleus_ai.io.localizations import (
+from napari_nucleus_ai.localizations import (
     describe,
     detect_format,
     read_localizations,
@@ -417,7 +417,7 @@ def test_nstorm_prefers_drift_corrected_and_reads_v5(tmp_path):
 
 
 def test_filters_and_roi():
-    from napari_nucleus_ai.io.localizations.filters import filter_localizations
+    from napari_nucleus_ai.localizations.filters import filter_localizations
 
     df = _nuclear_df(2000)
     out = filter_localizations(df, precision_max_nm=15, photons_min=1000, frame_range=(100, 500))
@@ -436,7 +436,7 @@ def test_filters_and_roi():
 
 
 def test_drift_correction_recovers_linear_drift():
-    from napari_nucleus_ai.io.localizations.drift import drift_correct
+    from napari_nucleus_ai.localizations.drift import drift_correct
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     df = simulate_nucleus(
@@ -474,9 +474,9 @@ def test_sniff_never_raises(tmp_path):
 
 
 def test_layers_multiscale_channels_and_writers(tmp_path):
-    from napari_nucleus_ai.io.localizations import from_dataframe
-    from napari_nucleus_ai.io.localizations.layers import table_layers
-    from napari_nucleus_ai.io.localizations.writers import (
+    from napari_nucleus_ai.localizations import from_dataframe
+    from napari_nucleus_ai.localizations.layers import table_layers
+    from napari_nucleus_ai.localizations.writers import (
         write_localizations_layer,
         write_rendered_tiff_layer,
     )
@@ -510,8 +510,8 @@ def test_layers_multiscale_channels_and_writers(tmp_path):
 
 
 def test_huge_field_gets_coarser_display_pixels():
-    from napari_nucleus_ai.io.localizations import from_dataframe
-    from napari_nucleus_ai.io.localizations.layers import MAX_LAYER_SIDE, table_layers
+    from napari_nucleus_ai.localizations import from_dataframe
+    from napari_nucleus_ai.localizations.layers import MAX_LAYER_SIDE, table_layers
 
     df = pd.DataFrame({"x_nm": [0.0, 200_000.0, 5.0], "y_nm": [0.0, 1000.0, 7.0]})  # 200 um wide
     data, kw, _ = table_layers(from_dataframe(df), points=False, pixel_size_nm=10)[0]
@@ -524,7 +524,7 @@ def test_huge_field_gets_coarser_display_pixels():
 def test_column_subset_reads_agree_across_engines(tmp_path, monkeypatch, engine):
     """Large files' ``only=`` reads go through pyarrow (all cores, selected columns) when it
     is installed and through pandas' C parser otherwise; both give the same table."""
-    from napari_nucleus_ai.io.localizations import csvread
+    from napari_nucleus_ai.localizations import csvread
 
     if engine == "pyarrow":
         pytest.importorskip("pyarrow")
@@ -548,7 +548,7 @@ def test_column_subset_reads_agree_across_engines(tmp_path, monkeypatch, engine)
 
 def test_pyarrow_refusal_falls_back_to_the_c_parser(tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
-    from napari_nucleus_ai.io.localizations import csvread
+    from napari_nucleus_ai.localizations import csvread
 
     monkeypatch.setattr(csvread, "PYARROW_MIN_BYTES", 0)
     p = tmp_path / "ragged.csv"  # a short row: pyarrow refuses it, pandas fills NaN

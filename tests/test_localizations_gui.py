@@ -37,7 +37,7 @@ def test_reader_gives_nm_true_density_layer(make_napari_viewer, shared_data):
 
 
 def test_dock_open_filter_render_zoom_save(dock, shared_data, tmp_path):
-    from napari_nucleus_ai.io.localizations import read_localizations
+    from napari_nucleus_ai.localizations import read_localizations
 
     viewer, w = dock
     w.open_file(path=str(shared_data / "smlm/colicoords/03_storm.csv"))
@@ -140,7 +140,7 @@ def test_two_colour_sample_and_channel_colours(dock):
 def test_dock_render_keeps_large_fields_a_pyramid_and_their_colour(dock, tmp_path):
     import pandas as pd
 
-    from napari_nucleus_ai.io.localizations import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations import write_thunderstorm_csv
 
     viewer, w = dock
     rng = np.random.default_rng(0)
@@ -189,7 +189,7 @@ def test_dock_format_override(dock, tmp_path, monkeypatch):
     """Detection is by content; the format box forces a reader (and a wrong one says so)."""
     import napari.utils.notifications as notes
 
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     viewer, w = dock

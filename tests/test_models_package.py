@@ -11,9 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nucleus_ai.errors import InputError  # noqa: E402
+from napari_nucleus_ai.classify.train import make_card  # noqa: E402
+from napari_nucleus_ai.classify.trainset import TrainingSet  # noqa: E402
+from napari_nucleus_ai.core.errors import InputError  # noqa: E402
 from napari_nucleus_ai.models import kinds  # noqa: E402
-from napari_nucleus_ai.models.architectures import build_architecture  # noqa: E402
+from napari_nucleus_ai.models.nets.registry import build_architecture  # noqa: E402
 from napari_nucleus_ai.models.package import (  # noqa: E402
     clear_cache,
     load_model,
@@ -21,8 +23,6 @@ from napari_nucleus_ai.models.package import (  # noqa: E402
     save_model,
     validate_card,
 )
-from napari_nucleus_ai.train import make_card  # noqa: E402
-from napari_nucleus_ai.trainset import TrainingSet  # noqa: E402
 
 
 def _card(n_classes=3, arch="smallcnn", modality="brightfield_rgb"):

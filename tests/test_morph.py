@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nucleus_ai.models import morphology as M  # noqa: E402
-from napari_nucleus_ai.train import train  # noqa: E402
-from napari_nucleus_ai.trainset import TrainingSet  # noqa: E402
+from napari_nucleus_ai.classify.train import train  # noqa: E402
+from napari_nucleus_ai.classify.trainset import TrainingSet  # noqa: E402
+from napari_nucleus_ai.models.nets import morphology as M  # noqa: E402
 
 PBC = (
     Path(
@@ -77,7 +77,7 @@ def test_nucleus_segmentation_sees_lobes():
 def test_logistic_head_matches_scikit_learn():
     from sklearn.linear_model import LogisticRegression
 
-    from napari_nucleus_ai.models.morph_net import fit_logistic
+    from napari_nucleus_ai.models.nets.morph import fit_logistic
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5))
@@ -95,8 +95,8 @@ def _tiny_set(n=8):
 
 @pytest.mark.parametrize("cnn", [False, True])
 def test_morph_package_round_trip(tmp_path, cnn):
+    from napari_nucleus_ai.classify.predict import saliency
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.predict import saliency
 
     res = train(
         _tiny_set(),
@@ -122,7 +122,7 @@ def test_morph_package_round_trip(tmp_path, cnn):
 
 
 def test_morph_refuses_grey_crops():
-    from napari_nucleus_ai.errors import InputError
+    from napari_nucleus_ai.core.errors import InputError
 
     grey = TrainingSet(
         [cell(1, i)[..., 0] for i in range(6)], [0, 0, 0, 1, 1, 1], ["a", "b"], "fluorescence"
@@ -132,7 +132,7 @@ def test_morph_refuses_grey_crops():
 
 
 def test_auto_arch_picks_morph_for_rgb_and_smallcnn_for_grey():
-    from napari_nucleus_ai.train import resolve_arch
+    from napari_nucleus_ai.classify.train import resolve_arch
 
     assert resolve_arch("auto", _tiny_set(2)) == "morph"
     grey = TrainingSet([np.zeros((8, 8))] * 2, [0, 1], ["a", "b"], "fluorescence")
@@ -145,8 +145,8 @@ def test_auto_arch_picks_morph_for_rgb_and_smallcnn_for_grey():
 def test_descriptor_alone_separates_real_pbc_classes():
     """Logistic regression on the descriptor, trained on 8 real crops per class, tested on
     the other 4 (32 unseen crops of 8 classes)."""
-    from napari_nucleus_ai.trainset import load_class_folders
-    from napari_nucleus_ai.uncertainty import balanced_accuracy
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
 
     ts = load_class_folders(PBC)
     rank = np.zeros(len(ts), int)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_nucleus_ai.uncertainty import auroc, balanced_accuracy, summarise
+from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy, summarise
 
 
 def test_entropy_and_disagreement():
@@ -28,8 +28,8 @@ def test_auroc_and_balanced_accuracy():
 
 
 def test_cell_windows_follow_physical_size():
-    from napari_nucleus_ai.classify import window_source_px
-    from napari_nucleus_ai.crops import cell_windows
+    from napari_nucleus_ai.classify.cells import window_source_px
+    from napari_nucleus_ai.models.crops import cell_windows
 
     card = {"input": {"crop_size": 32, "pixel_size": 0.4, "unit": "um"}}
     assert window_source_px(card, 0.1, "um") == pytest.approx(128)
@@ -43,7 +43,7 @@ def test_cell_windows_follow_physical_size():
 
 
 def test_storm_patches_keep_nanoscale_pixels():
-    from napari_nucleus_ai.crops import nucleus_patches, render_nucleus
+    from napari_nucleus_ai.models.crops import nucleus_patches, render_nucleus
 
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 3000, (20000, 2))

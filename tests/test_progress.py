@@ -1,6 +1,6 @@
 """Core generators and the UI helper that runs them."""
 
-from napari_nucleus_ai.progress import Progress, run_sync
+from napari_nucleus_ai.core.progress import Progress, run_sync
 
 
 def _work(n, fail=False):

@@ -9,8 +9,13 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.render import pyramid, render_localizations, render_view, zoom_pixel_size
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.localizations.render import (
+    pyramid,
+    render_localizations,
+    render_view,
+    zoom_pixel_size,
+)
 
 
 def _df(x, y, **cols):
@@ -145,7 +150,7 @@ def test_pyramid_levels():
 
 
 def test_tiff_writer_physical_pixel_size(tmp_path):
-    from napari_nucleus_ai.io.localizations.writers import write_rendered_tiff
+    from napari_nucleus_ai.localizations.writers import write_rendered_tiff
 
     r = render_localizations(_df([100, 900], [200, 800]), pixel_size_nm=20, method="histogram")
     out = write_rendered_tiff(tmp_path / "r.tif", r.image, r.scale, r.translate)
@@ -160,7 +165,7 @@ def test_tiff_writer_physical_pixel_size(tmp_path):
 
 def test_cli_render_and_info(tmp_path, capsys):
     from napari_nucleus_ai.cli import main
-    from napari_nucleus_ai.io.localizations import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     df = simulate_nucleus("pluripotent", seed=1, n_localizations=20_000)

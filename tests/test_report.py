@@ -5,14 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.report import (
-    build_report,
-    differential_counts,
-    export_table_csv,
-    is_blast,
-    is_counted,
-    write_report,
-)
+from napari_nucleus_ai.review.counts import differential_counts, is_blast, is_counted
+from napari_nucleus_ai.review.report import build_report, export_table_csv, write_report
 
 
 def table(classes):

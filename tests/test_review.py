@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.review import ReviewQueue, apply_corrections, model_classes
+from napari_nucleus_ai.review.queue import ReviewQueue, apply_corrections, model_classes
 
 
 def make_table(n=200, seed=0, classes=("lymphocyte", "monocyte", "neutrophil")):
@@ -159,7 +159,7 @@ def test_apply_corrections():
     again = apply_corrections(out, {3: "monocyte"})
     assert again["model_class"].tolist() == df["class"].tolist()
     assert again.loc[again["label"] == 2, "class"].item() == df.loc[1, "class"]
-    from napari_nucleus_ai.review import model_table
+    from napari_nucleus_ai.review.queue import model_table
 
     pd.testing.assert_frame_equal(model_table(out)[df.columns], df, check_dtype=False)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from napari_nucleus_ai.annotations import AnnotationStore
 from napari_nucleus_ai.cli import main
-from napari_nucleus_ai.session import save_session
+from napari_nucleus_ai.review.session import save_session
+from napari_nucleus_ai.review.store import AnnotationStore
 from test_review_session import field_with_cells
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.progress import run_sync
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import run_sync
 
 
 def write_crops(root, n, seed, swap=False):
@@ -32,7 +32,7 @@ def write_crops(root, n, seed, swap=False):
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
-    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.classify.train import train
 
     root = tmp_path_factory.mktemp("retrain")
     write_crops(root / "base", 10, 0)
@@ -52,7 +52,7 @@ def base_model(tmp_path_factory):
 
 def test_retrain_makes_a_new_version_with_before_after(base_model):
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.retrain import retrain_gen
+    from napari_nucleus_ai.review.retrain import retrain_gen
 
     root, path = base_model
     # annotators say the opposite of what the base model learnt: fine-tuning must follow them
@@ -85,7 +85,7 @@ def test_retrain_makes_a_new_version_with_before_after(base_model):
 
 
 def test_retrain_refuses_unusable_corrections(base_model, tmp_path):
-    from napari_nucleus_ai.retrain import retrain_gen
+    from napari_nucleus_ai.review.retrain import retrain_gen
 
     _, path = base_model
     (tmp_path / "artefact").mkdir()
@@ -151,9 +151,9 @@ def test_retrain_from_the_dock(base_model, make_napari_viewer, tmp_path):
 
 def test_retrain_cli_from_store(base_model, tmp_path, capsys):
     """The CLI path: store -> exported crops -> fine-tuned v2 with before/after printed."""
-    from napari_nucleus_ai.annotations import AnnotationStore
     from napari_nucleus_ai.cli import main
-    from napari_nucleus_ai.session import save_session
+    from napari_nucleus_ai.review.session import save_session
+    from napari_nucleus_ai.review.store import AnnotationStore
 
     root, path = base_model
     from PIL import Image
@@ -192,9 +192,9 @@ def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):
     """A `morph` package without a CNN (the default beside ImageNet features) has nothing to
     train by gradient descent: retraining refits its logistic heads on the corrections and
     the replayed crops, and follows the annotators."""
+    from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.models.package import load_model
-    from napari_nucleus_ai.retrain import retrain_gen
-    from napari_nucleus_ai.train import train
+    from napari_nucleus_ai.review.retrain import retrain_gen
 
     write_crops(tmp_path / "base", 10, 0)
     base = train(

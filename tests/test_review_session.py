@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.annotations import AnnotationStore
 from napari_nucleus_ai.cells import measure_cells
-from napari_nucleus_ai.errors import InputError
-from napari_nucleus_ai.progress import run_sync
-from napari_nucleus_ai.session import (
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import run_sync
+from napari_nucleus_ai.review.export import ExportItem, crop, export_training_set
+from napari_nucleus_ai.review.session import (
     find_session_for_source,
     has_session,
     load_session,
     save_session,
 )
-from napari_nucleus_ai.trainexport import ExportItem, crop, export_training_set
+from napari_nucleus_ai.review.store import AnnotationStore
 
 
 def field_with_cells(n=6, size=120, scale=0.5):
@@ -94,7 +94,7 @@ def test_export_crops_from_corrections(tmp_path):
     c1 = np.asarray(Image.open(tmp_path / "ts" / man.loc[man["cell"] == 1, "file"].item()))
     assert (c1[c1.shape[0] // 2, c1.shape[1] // 2] == img[labels == 1][0]).all()
     # the trainer reads this layout
-    from napari_nucleus_ai.trainset import load_class_folders
+    from napari_nucleus_ai.classify.trainset import load_class_folders
 
     ts = load_class_folders(tmp_path / "ts")
     assert sorted(ts.classes) == ["artefact", "b"] and len(ts) == 3
@@ -131,7 +131,7 @@ def test_export_localization_subsets(tmp_path):
     )
     res = run_sync(export_training_set(tmp_path / "ts", [item]))
     assert res["kind"] == "localizations" and res["counts"] == {"hiPSC": 2}
-    from napari_nucleus_ai.io.localizations import read_localizations
+    from napari_nucleus_ai.localizations import read_localizations
 
     files = sorted((tmp_path / "ts" / "hiPSC").glob("*.csv"))
     sizes = sorted(len(read_localizations(f).data) for f in files)

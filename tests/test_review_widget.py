@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.annotations import STORE_NAME, AnnotationStore
 from napari_nucleus_ai.cells import measure_cells, to_features
+from napari_nucleus_ai.review.store import STORE_NAME, AnnotationStore
 
 pytestmark = pytest.mark.gui
 CLASSES = ["lymphocyte", "monocyte", "neutrophil"]
@@ -236,7 +236,7 @@ def test_storm_like_3d_nuclei_in_nm(dock):
 
 def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
     """STORM: labels in nm over a ThunderSTORM file; the store sits beside it, export gives files."""
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.widgets import _review_outputs as outs
     from napari_nucleus_ai.widgets.review import ReviewWidget
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from _segment_data import empty_field, nuclei_image
-from napari_nucleus_ai.errors import Cancelled, InputError
-from napari_nucleus_ai.progress import Progress, run_sync
+from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.progress import Progress, run_sync
 from napari_nucleus_ai.segment.nuclei import segment_nuclei, segment_nuclei_stack
 
 

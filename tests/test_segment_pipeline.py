@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from napari_nucleus_ai.errors import Cancelled, InputError
-from napari_nucleus_ai.progress import run_sync
+from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.progress import run_sync
 from napari_nucleus_ai.segment.evaluate import centroids_of
 
 
@@ -263,7 +263,7 @@ def test_deep_backends_clear_messages_and_local_weights_only(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "cellpose", cp)
     monkeypatch.setitem(sys.modules, "cellpose.models", cp.models)
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
-    import napari_nucleus_ai.models.device as device
+    import napari_nucleus_ai.core.device as device
 
     monkeypatch.setattr(
         device, "select_device", lambda choice=None: types.SimpleNamespace(type="cpu")

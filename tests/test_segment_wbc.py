@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.segment.evaluate import Score, centroids_of, read_voc_boxes, score_centroids
 from napari_nucleus_ai.segment.wbc import segment_wbc
 

@@ -89,8 +89,8 @@ def test_dock_nuclei_with_method_switch_and_error_message(make_napari_viewer, qt
 
 
 def test_dock_storm_nuclei_from_localization_layer(make_napari_viewer, qtbot):
-    from napari_nucleus_ai.io.localizations.layers import table_layers
-    from napari_nucleus_ai.io.localizations.table import from_dataframe
+    from napari_nucleus_ai.localizations.layers import table_layers
+    from napari_nucleus_ai.localizations.table import from_dataframe
     from napari_nucleus_ai.samples.storm import simulate_field
 
     viewer = make_napari_viewer()

@@ -7,7 +7,7 @@ import pytest
 from skimage.measure import label as cc_label
 from skimage.measure import regionprops
 
-from napari_nucleus_ai.errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.samples.smear import (
     WBC_CLASSES,
     simulate_smear,

@@ -93,7 +93,7 @@ def test_second_colour_and_drift():
 
 
 def test_field_of_nuclei_and_ground_truth_labels():
-    from napari_nucleus_ai.render import render_localizations
+    from napari_nucleus_ai.localizations.render import render_localizations
 
     f = simulate_field(
         n_nuclei=3,

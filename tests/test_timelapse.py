@@ -62,7 +62,7 @@ def test_phenotypes(tl):
 
     # margination: rim brighter than the interior in infected nuclei, not in uninfected
     def rim_ratio(rows):
-        from napari_nucleus_ai.infection import nucleus_features
+        from napari_nucleus_ai.infection.score import nucleus_features
 
         vals = []
         for t, g in rows.groupby("t"):
@@ -107,7 +107,7 @@ def test_sample_layers_for_napari():
 
 def test_replication_compartments(tl):
     """Dim replication compartments make the interior of infected nuclei uneven."""
-    from napari_nucleus_ai.infection import nucleus_features
+    from napari_nucleus_ai.infection.score import nucleus_features
 
     tr = tl.truth
 
@@ -127,8 +127,8 @@ def test_stage_drift_is_simulated_and_recovered(tl):
     """The stage drifts (every nucleus moves with it), and the tracker's phase-correlation
     estimate follows the simulated drift. (On a small field with a few dozen crawling nuclei,
     like ``tl``, the estimate is much rougher: their own motion dominates.)"""
-    from napari_nucleus_ai.progress import run_sync
-    from napari_nucleus_ai.track import track_stack
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.infection.track import track_stack
 
     assert tl.drift.shape == (40, 2) and np.abs(tl.drift - tl.drift[0]).max() > 5
     movie = simulate_timelapse(30, (320, 320), seed=3, drift_px=1.0)

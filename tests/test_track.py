@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_nucleus_ai.errors import Cancelled, InputError
-from napari_nucleus_ai.progress import Progress, run_sync
-from napari_nucleus_ai.samples.timelapse import simulate_timelapse
-from napari_nucleus_ai.track import (
+from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.progress import Progress, run_sync
+from napari_nucleus_ai.infection.track import (
     TRACK_COLUMNS,
     estimate_drift,
     link,
@@ -19,6 +18,7 @@ from napari_nucleus_ai.track import (
     tracks_layer_data,
     write_tracks,
 )
+from napari_nucleus_ai.samples.timelapse import simulate_timelapse
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_track_ends_lysis_division_border(tracked):
     assert (ends["end"] == "division").sum() >= 2
     # every true lysis in the field ends a track there: the track is 'vanished', not linked on
     lysed = tl.cells[tl.cells.fate == "lysis"]
-    from napari_nucleus_ai.infection_eval import track_truth
+    from napari_nucleus_ai.infection.evaluate import track_truth
 
     tt = track_truth(tl, res.tracks, res.labels).merge(ends, on="track_id")
     n_vanished = 0
@@ -166,7 +166,7 @@ def test_nuclei_leaving_and_entering_the_field():
     tl = simulate_timelapse(n, (192, 192), seed=4, drift_px=2.0)
     res = run_sync(track_stack(tl.image, tl.pixel_size_um))
     ends = track_ends(res.tracks, tl.image.shape[1:], n).set_index("track_id")
-    from napari_nucleus_ai.track import match_to_truth
+    from napari_nucleus_ai.infection.track import match_to_truth
 
     m = match_to_truth(res.labels, tl.labels)
     seen = tl.truth.sort_values("t").groupby("cell_id")["t"]

@@ -10,10 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
+from napari_nucleus_ai.classify.train import train, train_gen  # noqa: E402
 from napari_nucleus_ai.cli import main  # noqa: E402
-from napari_nucleus_ai.errors import InputError  # noqa: E402
-from napari_nucleus_ai.progress import run_sync  # noqa: E402
-from napari_nucleus_ai.train import EpochProgress, train, train_gen  # noqa: E402
+from napari_nucleus_ai.core.errors import InputError  # noqa: E402
+from napari_nucleus_ai.core.progress import EpochProgress, run_sync  # noqa: E402
 
 TINY = {
     "epochs": 3,
@@ -27,7 +28,7 @@ TINY = {
 
 def write_storm_classes(root, per_class: int = 3) -> dict:
     """ThunderSTORM files of nuclei with 15 nm (``small``) and 45 nm (``large``) clutches."""
-    from napari_nucleus_ai.io.localizations.thunderstorm import write_thunderstorm_csv
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     sim = {"radius_nm": 1200.0, "n_localizations": 6000}
@@ -79,7 +80,7 @@ def test_train_writes_a_complete_package(trained, crop_folder):
     } <= set(card["metrics"])
     epochs = [p for p in progress if isinstance(p, EpochProgress)]
     assert len(epochs) == 3 and {"train_loss", "val_loss", "val_acc"} <= set(epochs[-1].metrics)
-    pred = res.package.predict([blob(0, 999), blob(1, 998)])
+    pred = predict_items(res.package, [blob(0, 999), blob(1, 998)])
     assert pred.predicted == ["disc", "square"]
 
 
@@ -172,13 +173,13 @@ def test_device_fallback_is_reported(trained):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     notes = []
-    pred = res.package.predict([blob(0, 5)], device="cuda", notes=notes)
+    pred = predict_items(res.package, [blob(0, 5)], device="cuda", notes=notes)
     assert pred.probs.shape == (1, 2) and "using the CPU" in notes[0]
 
 
 def test_classify_cells_builds_table_and_images(trained):
     from napari_nucleus_ai.cells import measure_cells
-    from napari_nucleus_ai.classify import classify_cells
+    from napari_nucleus_ai.classify.cells import classify_cells
 
     res, _, _ = trained
     image = np.full((120, 200, 3), 225, np.uint8)
@@ -241,8 +242,8 @@ def test_classify_cli(trained, tmp_path):
 
 def test_storm_training_from_localization_files(tmp_path):
     """Nuclei as ThunderSTORM files train a patch model; N-STORM files are classified."""
-    from napari_nucleus_ai.io.localizations.nstorm import write_nstorm_txt
-    from napari_nucleus_ai.predict import predict_paths
+    from napari_nucleus_ai.classify.predict import predict_paths
+    from napari_nucleus_ai.localizations.nstorm import write_nstorm_txt
     from napari_nucleus_ai.samples.storm import simulate_nucleus
 
     sim = write_storm_classes(tmp_path / "train")
@@ -269,7 +270,7 @@ def test_storm_training_from_localization_files(tmp_path):
     # a field: each nucleus' own localizations are found through the label image
     import pandas as pd
 
-    from napari_nucleus_ai.classify import classify_cells
+    from napari_nucleus_ai.classify.cells import classify_cells
     from napari_nucleus_ai.samples.storm import labels_from_outlines
 
     parts, nuclei = [], []

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from napari_nucleus_ai.cli import main
 
 sys.exit(main())

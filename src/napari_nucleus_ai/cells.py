@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 UNITS = ("nm", "um", "px")
 AXES_2D = ("y", "x")
@@ -241,7 +241,7 @@ def from_features(features: pd.DataFrame) -> pd.DataFrame:
 
 def write_cell_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a cell table as CSV atomically (temporary file, then rename)."""
-    from .utils import atomic_write
+    from napari_nucleus_ai.core.files import atomic_write
 
     df = validate_cell_table(df).drop(columns=["index"], errors="ignore")
     with atomic_write(path, "w", newline="") as fh:

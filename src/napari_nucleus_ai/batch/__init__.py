@@ -12,7 +12,7 @@ from __future__ import annotations
 
 def __getattr__(name):  # keep ``import napari_nucleus_ai.batch`` cheap (no dask import)
     if name in ("run_batch", "run_batch_gen", "BatchResult", "connect"):
-        from . import run
+        from napari_nucleus_ai.batch import run
 
         return getattr(run, name)
     raise AttributeError(name)

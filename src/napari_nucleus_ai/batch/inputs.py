@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import InputError
-from .tasks import STATE, Settings, input_stamp, output_paths, state_path
+from napari_nucleus_ai.batch.tasks import STATE, Settings, input_stamp, output_paths, state_path
+from napari_nucleus_ai.core.errors import InputError
 
 # suffixes a folder walk picks up even when the content sniffers reject the file,
 # so a corrupt slide becomes a 'failed' row instead of silently disappearing
@@ -27,7 +27,7 @@ def _is_candidate(path: Path) -> bool:
         return False
     if path.suffix.lower() in DATA_SUFFIXES:
         return True
-    from ..io import family_for
+    from napari_nucleus_ai.io import family_for
 
     return family_for(path) is not None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..utils import atomic_write
+from napari_nucleus_ai.core.files import atomic_write
 
 
 def write_summary(summary: pd.DataFrame, out) -> Path:

@@ -1,7 +1,7 @@
 """Run a batch on Dask distributed: a ``LocalCluster`` or an existing scheduler.
 
 :func:`run_batch_gen` is a core generator (yields
-:class:`~napari_nucleus_ai.progress.Progress`, returns a :class:`BatchResult`):
+:class:`~napari_nucleus_ai.core.progress.Progress`, returns a :class:`BatchResult`):
 the CLI drives it with a terminal bar, the Batch dock with a napari progress bar.
 
 One task per input (:func:`.tasks.process_input`); an image larger than
@@ -25,10 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, one_line
-from ..progress import Progress
-from .inputs import assign_stems, find_inputs, finished_row, state_dir
-from .tasks import Settings, finish_tiled, plan_tiles, process_input, segment_tile
+from napari_nucleus_ai.batch.inputs import assign_stems, find_inputs, finished_row, state_dir
+from napari_nucleus_ai.batch.tasks import (
+    Settings,
+    finish_tiled,
+    plan_tiles,
+    process_input,
+    segment_tile,
+)
+from napari_nucleus_ai.core.errors import InputError, one_line
+from napari_nucleus_ai.core.progress import Progress
 
 TILE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".scn", ".bif")
 
@@ -148,7 +154,7 @@ def run_batch_gen(
     """
     from distributed import as_completed
 
-    from ..segment.run import TILE_ABOVE_PIXELS
+    from napari_nucleus_ai.segment.run import TILE_ABOVE_PIXELS
 
     t_start = time.perf_counter()
     if method not in ("auto", "wbc", "nuclei", "storm-nuclei"):
@@ -261,7 +267,7 @@ def run_batch_gen(
         close()
     summary = pd.DataFrame([rows[s] for s in stems if s in rows])
     summary = _order_columns(summary)
-    from .report import write_report, write_summary
+    from napari_nucleus_ai.batch.report import write_report, write_summary
 
     seconds = time.perf_counter() - t_start
     summary_path = write_summary(summary, out)
@@ -273,7 +279,7 @@ def _stitch(sl: dict) -> None:
     """Paste finished tiles in row-major order (the order ``segment_tiled`` pastes them)."""
     from scipy import ndimage as ndi
 
-    from ..segment.tiles import _paste
+    from napari_nucleus_ai.segment.tiles import _paste
 
     plan = sl["plan"]
     while sl["next"] in sl["results"]:
@@ -314,6 +320,6 @@ def _hms(seconds: float) -> str:
 
 def run_batch(inputs, out, **options) -> BatchResult:
     """Plain-function form of :func:`run_batch_gen`."""
-    from ..progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     return run_sync(run_batch_gen(inputs, out, **options))

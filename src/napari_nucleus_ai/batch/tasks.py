@@ -3,8 +3,8 @@
 Everything here is a plain function of picklable arguments that returns a plain
 ``dict`` (one row of ``summary.csv``) or an array, so any Dask deployment can run
 it. Results are produced by the same code paths as the ``segment`` and
-``classify`` commands (:func:`napari_nucleus_ai.cli.segment.segment_file` and
-:func:`napari_nucleus_ai.classify.classify_cells_gen`), which is what makes a
+``classify`` commands (:func:`napari_nucleus_ai.segment.file.segment_file` and
+:func:`napari_nucleus_ai.classify.cells.classify_cells_gen`), which is what makes a
 batch run give the same files as running those commands on each input alone.
 
 Outputs are assembled in ``DIR/.batch/work/<stem>/`` and moved into ``DIR`` by
@@ -75,8 +75,9 @@ def resolve_method(path, method: str) -> str:
     """``auto``: localization tables -> storm-nuclei, colour images -> wbc, grey -> nuclei."""
     if method != "auto":
         return method
-    from ..errors import InputError
-    from ..io import check_readable, family_for
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.files import check_readable
+    from napari_nucleus_ai.io import family_for
 
     check_readable(path)
     fam = family_for(path)
@@ -84,7 +85,7 @@ def resolve_method(path, method: str) -> str:
         raise InputError(path, "not a format napari-nucleus-ai can read")
     if fam.__name__.endswith("localizations"):
         return "storm-nuclei"
-    from ..io.images import read_image
+    from napari_nucleus_ai.images import read_image
 
     return "wbc" if read_image(path).rgb else "nuclei"
 
@@ -111,23 +112,23 @@ def _read_for_classify(path: str):
     """The image exactly as the ``classify`` command reads it."""
     import tifffile
 
-    from ..crops import read_crop
+    from napari_nucleus_ai.models.crops import read_crop
 
     return tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else read_crop(path)
 
 
 def classify_result(settings: Settings, path: str, seg) -> tuple:
     """Classify the cells of a :class:`~napari_nucleus_ai.segment.run.Segmentation`."""
-    from ..classify import classify_cells_gen
-    from ..crops import is_image_file
-    from ..predict import as_package
-    from ..progress import run_sync
+    from napari_nucleus_ai.classify.cells import classify_cells_gen
+    from napari_nucleus_ai.classify.predict import as_package
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.crops import is_image_file
 
     package = as_package(settings.model)  # imports torch
     _limit_threads()
     image = localizations = None
     if package.modality == "storm" and not is_image_file(path):
-        from ..io.localizations import read_localizations
+        from napari_nucleus_ai.localizations import read_localizations
 
         localizations = read_localizations(path)
     else:
@@ -153,7 +154,7 @@ def classify_result(settings: Settings, path: str, seg) -> tuple:
 
 def _finish(out_dir, stem, staged: dict[str, Path], row: dict) -> dict:
     """Move staged outputs into place, then write the status record (last)."""
-    from ..utils import atomic_write
+    from napari_nucleus_ai.core.files import atomic_write
 
     finals = output_paths(out_dir, stem)
     for name, src in staged.items():
@@ -167,13 +168,13 @@ def _finish(out_dir, stem, staged: dict[str, Path], row: dict) -> dict:
 
 def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dict:
     """Segment (and classify) one input; return its summary row. Never raises for bad input."""
-    from ..errors import one_line
+    from napari_nucleus_ai.core.errors import one_line
 
     t0 = time.perf_counter()
     row = {"path": path, "stem": stem, "status": "failed", "error": "", "n_cells": 0}
     work = Path(out_dir) / STATE / "work" / stem
     try:
-        from ..io import check_readable
+        from napari_nucleus_ai.core.files import check_readable
 
         _limit_threads()
         check_readable(path)
@@ -182,7 +183,7 @@ def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dic
         row["method"] = method
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        from ..cli.segment import segment_file
+        from napari_nucleus_ai.segment.file import segment_file
 
         seg, lab, cells = segment_file(
             path,
@@ -200,7 +201,7 @@ def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dic
         row["height"], row["width"] = (int(v) for v in seg.labels.shape[-2:])
         table = seg.table
         if settings.model:
-            from ..cells import write_cell_table
+            from napari_nucleus_ai.cells import write_cell_table
 
             table, counts = classify_result(settings, path, seg)
             write_cell_table(table, cells)
@@ -239,9 +240,9 @@ class TilePlan:
 
 def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = None) -> TilePlan:
     """Calibrate once and list the tiles of ``path`` (runs where the slide is readable)."""
-    from ..errors import InputError
-    from ..io.images import read_image
-    from ..segment.tiles import MAX_OBJECT_UM, calibrate
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.images import read_image
+    from napari_nucleus_ai.segment.tiles import MAX_OBJECT_UM, calibrate
 
     method = method or resolve_method(path, settings.method)
     if method not in MAX_OBJECT_UM:
@@ -249,9 +250,9 @@ def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = No
     img = read_image(path)
     data = img.levels[0]
     if not img.rgb:
-        from ..cli.segment import _grey_plane
+        from napari_nucleus_ai.segment.file import grey_plane
 
-        data, axes = _grey_plane(data, img.axes, path)
+        data, axes = grey_plane(data, img.axes, path)
         if "T" in axes:
             raise InputError(path, "time-lapse stacks are not split into tiles")
     if method == "wbc" and not img.rgb:
@@ -284,28 +285,28 @@ def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = No
 
 
 def _level0(path: str, rgb: bool):
-    from ..io.images import read_image
+    from napari_nucleus_ai.images import read_image
 
     img = read_image(path)
     data = img.levels[0]
     if not rgb:
-        from ..cli.segment import _grey_plane
+        from napari_nucleus_ai.segment.file import grey_plane
 
-        data, _ = _grey_plane(data, img.axes, path)
+        data, _ = grey_plane(data, img.axes, path)
     return data
 
 
 def segment_tile(plan: TilePlan, index: int) -> np.ndarray:
     """Segment one extended tile of a slide (read lazily on the worker)."""
-    from ..segment.tiles import _read
+    from napari_nucleus_ai.segment.tiles import _read
 
     _limit_threads()
     (_core, (ea, eb, ec, ed)) = plan.tiles[index]
     block = _read(_level0(plan.path, plan.rgb), ea, eb, ec, ed)
     if plan.method == "wbc":
-        from ..segment.wbc import segment_wbc as fn
+        from napari_nucleus_ai.segment.wbc import segment_wbc as fn
     else:
-        from ..segment.nuclei import segment_nuclei as fn
+        from napari_nucleus_ai.segment.nuclei import segment_nuclei as fn
     return np.asarray(fn(block, plan.px_work, **plan.kwargs))
 
 
@@ -313,10 +314,10 @@ def finish_tiled(
     plan: TilePlan, labels: np.ndarray, out_dir: str, settings: Settings, t0: float
 ) -> dict:
     """Measure (and classify) a stitched slide and write its outputs like ``segment`` does."""
-    from ..cells import write_cell_table
-    from ..errors import one_line
-    from ..segment.run import Segmentation, _measure
-    from ..segment.writers import write_labels_tif
+    from napari_nucleus_ai.cells import write_cell_table
+    from napari_nucleus_ai.core.errors import one_line
+    from napari_nucleus_ai.segment.run import Segmentation, _measure
+    from napari_nucleus_ai.segment.writers import write_labels_tif
 
     row = {
         "path": plan.path,

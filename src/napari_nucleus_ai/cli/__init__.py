@@ -3,7 +3,7 @@
 Each subcommand lives in its own module in this package with ``HELP`` (one
 line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import
 heavy libraries (torch, napari, Qt) inside ``run`` only, so ``--help`` is fast.
-Errors from the core (:class:`~napari_nucleus_ai.errors.NucleusAIError`,
+Errors from the core (:class:`~napari_nucleus_ai.core.errors.NucleusAIError`,
 ``OSError``) are printed as one line naming the file, with exit status 1.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from .. import __version__
+from napari_nucleus_ai import __version__
 
 # name -> module (relative to this package); order is the order in --help.
 COMMANDS = {
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..errors import NucleusAIError, one_line
+    from napari_nucleus_ai.core.errors import NucleusAIError, one_line
 
     parser = build_parser()
     args = parser.parse_args(argv)

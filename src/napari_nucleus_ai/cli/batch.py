@@ -73,8 +73,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..batch.run import run_batch_gen
-    from .segment import _parse_params
+    from napari_nucleus_ai.batch.run import run_batch_gen
+    from napari_nucleus_ai.cli.segment import _parse_params
 
     bar = _Bar(quiet=args.quiet)
     gen = run_batch_gen(
@@ -95,7 +95,7 @@ def run(args) -> int:
         tile_above=args.tile_above,
         resume=args.resume,
     )
-    from ..progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     result = run_sync(gen, bar)
     bar.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._inference_options import add_inference_options
+from napari_nucleus_ai.cli._inference_options import add_inference_options
 
 HELP = "classify every labelled cell of an image (or STORM localizations): cells.csv, class and uncertainty TIFFs"
 
@@ -68,11 +68,11 @@ def run(args) -> int:
     import numpy as np
     import tifffile
 
-    from ..classify import classify_cells
-    from ..crops import is_image_file, read_crop
-    from ..errors import InputError
-    from ..predict import as_package
-    from ..utils import atomic_path, atomic_write
+    from napari_nucleus_ai.classify.cells import classify_cells
+    from napari_nucleus_ai.classify.predict import as_package
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.files import atomic_path, atomic_write
+    from napari_nucleus_ai.models.crops import is_image_file, read_crop
 
     package = as_package(args.model)
     labels = read_crop(args.labels)
@@ -87,7 +87,7 @@ def run(args) -> int:
     )
     image = localizations = None
     if package.modality == "storm" and not is_image_file(args.image):
-        from ..io.localizations import read_localizations
+        from napari_nucleus_ai.localizations import read_localizations
 
         localizations = read_localizations(args.image)
         if unit == "px":
@@ -121,7 +121,7 @@ def run(args) -> int:
     for note in notes:
         print(f"napari-nucleus-ai: {note}", file=sys.stderr)
     os.makedirs(args.out, exist_ok=True)
-    from ..cells import write_cell_table
+    from napari_nucleus_ai.cells import write_cell_table
 
     write_cell_table(res.table, os.path.join(args.out, "cells.csv"))
     legend = {

@@ -24,7 +24,7 @@ def run(args) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from ..demo import build_demo
+    from napari_nucleus_ai.demo.viewer import build_demo
 
     width, _, height = args.size.partition("x")
     viewer = napari.Viewer(title="napari-nucleus-ai demo", show=True)
@@ -40,7 +40,7 @@ def run(args) -> int:
     viewer.window._qt_window.resize(int(width), int(height))
     for _ in range(20):
         QApplication.processEvents()
-    from ..demo import _focus
+    from napari_nucleus_ai.demo.viewer import _focus
 
     _focus(viewer)  # again, now that the window has its final size
     for _ in range(20):

@@ -53,7 +53,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import sys
 
-    from ..models.bioimageio import export_bioimageio
+    from napari_nucleus_ai.models.bioimageio import export_bioimageio
 
     res = export_bioimageio(
         args.model,

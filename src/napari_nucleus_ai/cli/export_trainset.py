@@ -29,10 +29,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..annotations import AnnotationStore, store_path
-    from ..errors import InputError
-    from ..progress import run_sync
-    from ..trainexport import export_training_set, items_from_store
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.review.export import export_training_set, items_from_store
+    from napari_nucleus_ai.review.store import AnnotationStore, store_path
 
     path = store_path(args.store)
     if not path.exists():

@@ -30,10 +30,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import imageio.v3 as iio
 
-    from ..errors import InputError
-    from ..models.diffusion.tasks import generate_grid_gen, load_diffusion
-    from ..progress import run_sync
-    from ..utils import atomic_path
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.files import atomic_path
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.tasks import generate_grid_gen, load_diffusion
 
     package, _ = load_diffusion(args.model, args.device)
     if args.klass not in package.classes:

@@ -19,8 +19,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..models.bioimageio import import_bioimageio
-    from ..models.package import load_model
+    from napari_nucleus_ai.models.bioimageio import import_bioimageio
+    from napari_nucleus_ai.models.package import load_model
 
     out = import_bioimageio(args.package, args.out)
     pkg = load_model(out, cache=False)

@@ -22,7 +22,7 @@ class, annotation used), _files.csv and _skipped.csv. See docs/datasets.md."""
 def add_arguments(p) -> None:
     import argparse
 
-    from ..datasets import KINDS
+    from napari_nucleus_ai.datasets import KINDS
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -110,12 +110,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..datasets import import_dataset, kind_module, kind_options
-    from ..errors import InputError
-    from ..progress import run_sync
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.datasets import import_dataset, kind_module, kind_options
 
     if args.show_vocabulary:
-        from ..datasets.harmonise import load_vocabulary
+        from napari_nucleus_ai.datasets.harmonise import load_vocabulary
 
         vocab = load_vocabulary(args.vocabulary)
         datasets = {"pbc": ["pbc", "pbc-prefix"], "bccd": ["voc"]}.get(args.kind, [args.kind])

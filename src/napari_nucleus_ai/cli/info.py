@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from ..io import describe
+    from napari_nucleus_ai.io import describe
 
     info = describe(args.file)
     if args.json:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._inference_options import add_inference_options
+from napari_nucleus_ai.cli._inference_options import add_inference_options
 
 HELP = "classify image crops or STORM localization files with a model package; write a CSV"
 
@@ -43,8 +43,8 @@ def expand_inputs(inputs) -> list[str]:
 def run(args) -> int:
     import sys
 
-    from ..predict import predict_paths
-    from ..utils import atomic_write
+    from napari_nucleus_ai.classify.predict import predict_paths
+    from napari_nucleus_ai.core.files import atomic_write
 
     notes: list[str] = []
     df = predict_paths(

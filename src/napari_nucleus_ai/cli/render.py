@@ -55,10 +55,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..io.localizations import read_localizations
-    from ..io.localizations.filters import filter_localizations
-    from ..io.localizations.writers import write_rendered_tiff
-    from ..render import render_localizations
+    from napari_nucleus_ai.localizations import read_localizations
+    from napari_nucleus_ai.localizations.filters import filter_localizations
+    from napari_nucleus_ai.localizations.render import render_localizations
+    from napari_nucleus_ai.localizations.writers import write_rendered_tiff
 
     frame_range = _frames(args.frames)
     needs = {"precision_nm"} if args.sigma is None or args.method == "precision" else set()
@@ -82,7 +82,7 @@ def run(args) -> int:
             df, args.max_precision, args.min_photons, frame_range, args.channel
         )
     if args.drift_segments:
-        from ..io.localizations.drift import drift_correct
+        from napari_nucleus_ai.localizations.drift import drift_correct
 
         df = drift_correct(df, segments=args.drift_segments).data
     r = render_localizations(
@@ -117,7 +117,7 @@ def run(args) -> int:
 def _frames(text):
     if not text:
         return None
-    from ..errors import InputError
+    from napari_nucleus_ai.core.errors import InputError
 
     lo, sep, hi = text.partition(":")
     try:

@@ -35,11 +35,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..annotations import AnnotationStore, store_path
-    from ..cells import read_cell_table
-    from ..errors import InputError
-    from ..report import build_report, write_report
-    from ..session import load_session
+    from napari_nucleus_ai.cells import read_cell_table
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.review.report import build_report, write_report
+    from napari_nucleus_ai.review.session import load_session
+    from napari_nucleus_ai.review.store import AnnotationStore, store_path
 
     path = store_path(args.store)
     if not path.exists():
@@ -78,7 +78,7 @@ def run(args) -> int:
     )
     paths = write_report(rep, out, args.stem)
     if args.per_image and len(tables) > 1:
-        from ..trainexport import _slug
+        from napari_nucleus_ai.review.export import _slug
 
         for i, t in tables.items():
             r = build_report(

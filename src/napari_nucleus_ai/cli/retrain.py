@@ -44,10 +44,10 @@ def run(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from ..annotations import AnnotationStore, store_path
-    from ..progress import run_sync
-    from ..retrain import retrain_gen
-    from ..trainexport import export_training_set, items_from_store
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.review.export import export_training_set, items_from_store
+    from napari_nucleus_ai.review.retrain import retrain_gen
+    from napari_nucleus_ai.review.store import AnnotationStore, store_path
 
     def show(p):
         if p.total:

@@ -52,7 +52,7 @@ def add_arguments(p) -> None:
 
 def time_stack(img, channel: int = 0):
     """``(stack (T, Y, X), axes note)`` from an :class:`ImageData`: T (or Z / I as time), one channel."""
-    from ..errors import InputError
+    from napari_nucleus_ai.core.errors import InputError
 
     data, axes = img.levels[0], img.axes
     if img.rgb:
@@ -86,11 +86,11 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..errors import InputError
-    from ..io.images import read_image
-    from ..progress import run_sync
-    from ..track import track_stack, write_tracks
-    from ..utils import atomic_write
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.files import atomic_write
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.images import read_image
+    from napari_nucleus_ai.infection.track import track_stack, write_tracks
 
     t0 = time.perf_counter()
     img = read_image(args.stack)
@@ -132,12 +132,12 @@ def run(args) -> int:
     print(f"{n_tracks} tracks, {int((tracks.drop_duplicates('track_id')['parent_id'] > 0).sum())} daughter tracks, "
           f"{result.seconds_per_frame:.2f} s/frame -> {written['tracks']}, {written['nuclei']}, {written['labels']}")  # fmt: skip
     if args.model:
-        from ..infection import infection_table, predict_infection
-        from ..models.package import load_model
+        from napari_nucleus_ai.infection.score import infection_table, predict_infection
+        from napari_nucleus_ai.models.package import load_model
 
         model = load_model(args.model)
         if args.device:
-            from ..predict import resolve_device
+            from napari_nucleus_ai.classify.predict import resolve_device
 
             model.to(resolve_device(args.device))
         tracks = run_sync(
@@ -149,7 +149,11 @@ def run(args) -> int:
         print()
         table = infection_table(tracks, stack.shape[1:], stack.shape[0], frame_interval_h=dt)
         if (args.lytic or "").lower() != "none":
-            from ..lytic import LyticModel, default_model_path, predict_lytic
+            from napari_nucleus_ai.infection.lytic import (
+                LyticModel,
+                default_model_path,
+                predict_lytic,
+            )
 
             lytic = LyticModel.load(args.lytic or default_model_path())
             table = predict_lytic(tracks, table, lytic, frame_interval_h=dt)

@@ -112,8 +112,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from ..progress import run_sync
-    from ..train import EpochProgress, train_gen
+    from napari_nucleus_ai.classify.train import train_gen
+    from napari_nucleus_ai.core.progress import EpochProgress, run_sync
 
     def show(p):
         if not args.quiet and (
@@ -168,8 +168,8 @@ def run(args) -> int:
 
 def _imagenet_choice(choice: str):
     """``--imagenet`` as ``train_gen``'s ``imagenet`` ("auto", None or a backbone name)."""
-    from ..errors import InputError
-    from ..models.imagenet import BACKBONES
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.models.nets.imagenet import BACKBONES
 
     if choice in ("auto", *BACKBONES):
         return choice

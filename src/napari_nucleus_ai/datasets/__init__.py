@@ -16,7 +16,7 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 # KIND -> (module, one-line description); the order is the order in --help.
 KINDS: dict[str, tuple[str, str]] = {
@@ -68,9 +68,9 @@ def import_dataset(
 ) -> Generator:
     """Import ``source`` of ``kind`` into the training folder ``out``.
 
-    A core generator: yields :class:`~napari_nucleus_ai.progress.Progress`,
+    A core generator: yields :class:`~napari_nucleus_ai.core.progress.Progress`,
     returns a :class:`~.builder.Report`. Drive it with
-    :func:`napari_nucleus_ai.progress.run_sync`.
+    :func:`napari_nucleus_ai.core.progress.run_sync`.
 
     Parameters
     ----------
@@ -102,8 +102,8 @@ def import_dataset(
         Kind-specific options (see :func:`kind_options`), e.g. ``annotation``
         for Matek, ``size`` for VOC crops, ``split`` for BloodMNIST/Raabin.
     """
-    from .builder import build
-    from .harmonise import load_vocabulary
+    from napari_nucleus_ai.datasets.builder import build
+    from napari_nucleus_ai.datasets.harmonise import load_vocabulary
 
     mod = kind_module(kind)
     allowed = kind_options(kind)

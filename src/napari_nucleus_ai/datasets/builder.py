@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress
-from .harmonise import MODES, Vocabulary, load_vocabulary, safe_class_name
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.datasets.harmonise import MODES, Vocabulary, load_vocabulary, safe_class_name
 
 MANIFEST = "_manifest.json"
 FILES = "_files.csv"
@@ -146,9 +146,10 @@ def write_png(arr: np.ndarray, path: Path) -> None:
 
 def verify_localizations(path: Path) -> None:
     """A localization file must be read by the plugin's localization readers."""
-    from .. import io as nio
+    from napari_nucleus_ai import io as nio
+    from napari_nucleus_ai.core.files import check_readable
 
-    nio.check_readable(path)
+    check_readable(path)
     family = nio.family_for(path)
     if family is None or not family.__name__.endswith(".localizations"):
         raise InputError(path, "not a localization format napari-nucleus-ai can read")
@@ -177,7 +178,7 @@ def _prepare_out(out: Path, overwrite: bool) -> Path:
 
 def _to_thunderstorm(item: Item, dest: Path) -> Path:
     """Rewrite a localization file as a ThunderSTORM CSV in nm (no side-files needed)."""
-    from ..io.localizations import read_localizations, write_thunderstorm_csv
+    from napari_nucleus_ai.localizations import read_localizations, write_thunderstorm_csv
 
     dest = dest.with_suffix(".csv")
     write_thunderstorm_csv(read_localizations(item.path).data, dest)
@@ -373,7 +374,7 @@ def _write_tables(tmp: Path, rows: list[dict], skipped: list[Skip]) -> None:
 def _manifest(plan, out, labels, vocab, label_map, classes, skipped, options) -> dict:
     from datetime import datetime, timezone
 
-    from .. import __version__
+    from napari_nucleus_ai import __version__
 
     return {
         "format": "napari-nucleus-ai training folder",

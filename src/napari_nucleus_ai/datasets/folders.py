@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
-from .builder import IMAGE_SUFFIXES, Item, Skip
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.datasets.builder import IMAGE_SUFFIXES, Item, Skip
 
 IGNORED = {"thumbs.db", "desktop.ini"}
 
@@ -74,7 +74,7 @@ def plan(source, *, vocab=None, split: str | None = None):
     Labels are kept as they are (``--labels common`` maps them through the
     vocabulary's ``folders`` rows and any data set's names and codes).
     """
-    from .builder import Plan
+    from napari_nucleus_ai.datasets.builder import Plan
 
     source = Path(source)
     found, skipped = scan(source, split=split)

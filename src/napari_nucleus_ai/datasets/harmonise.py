@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 VOCABULARY_FILE = Path(__file__).with_name("vocabulary.csv")
 COLUMNS = ("dataset", "label", "name", "common", "description")

@@ -22,8 +22,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..errors import InputError
-from .builder import Item, Plan, Skip
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.datasets.builder import Item, Plan, Skip
 
 INFO = {
     "dataset": "localization files with a label table",

@@ -36,8 +36,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..errors import InputError
-from .builder import Item, Plan, Skip
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.datasets.builder import Item, Plan, Skip
 
 INFO = {
     "dataset": "AML-Cytomorphology_LMU (Munich AML Morphology Dataset)",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .builder import Item, Plan
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.datasets.builder import Item, Plan
 
 INFO = {
     "dataset": "BloodMNIST (MedMNIST v2)",

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .builder import Plan, Skip
-from .folders import items_from_scan, scan
+from napari_nucleus_ai.datasets.builder import Plan, Skip
+from napari_nucleus_ai.datasets.folders import items_from_scan, scan
 
 INFO = {
     "dataset": "PBC dataset normal DIB (peripheral blood cells, CellaVision DM96)",
@@ -40,7 +40,7 @@ def prefix_of(name: str) -> str:
 
 def plan(source, *, vocab=None, fine: bool = False, split: str | None = None) -> Plan:
     """Read a PBC tree (see the module docstring)."""
-    from .harmonise import load_vocabulary
+    from napari_nucleus_ai.datasets.harmonise import load_vocabulary
 
     vocab = vocab or load_vocabulary()
     source = Path(source)

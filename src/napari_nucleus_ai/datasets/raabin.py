@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .builder import Plan
-from .folders import items_from_scan, scan
+from napari_nucleus_ai.datasets.builder import Plan
+from napari_nucleus_ai.datasets.folders import items_from_scan, scan
 
 INFO = {
     "dataset": "Raabin-WBC",

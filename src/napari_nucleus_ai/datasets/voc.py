@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .builder import Item, Plan, Skip, read_pixels
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.datasets.builder import Item, Plan, Skip, read_pixels
 
 INFO = {
     "dataset": "BCCD (Blood Cell Count and Detection), Pascal-VOC boxes",

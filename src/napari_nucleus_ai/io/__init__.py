@@ -6,7 +6,7 @@ Each file family is a subpackage exposing the same three functions:
     Cheap content check (a few bytes / the header); never raises.
 ``describe(path) -> dict``
     What ``napari-nucleus-ai info FILE --json`` prints; raises
-    :class:`~napari_nucleus_ai.errors.InputError` for bad files.
+    :class:`~napari_nucleus_ai.core.errors.InputError` for bad files.
 ``read_layers(path, **options) -> list[LayerDataTuple]``
     ``(data, kwargs, layer_type)`` tuples for napari; raises ``InputError``.
 
@@ -18,32 +18,23 @@ from __future__ import annotations
 import importlib
 import os
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.files import check_readable
 
 # Order matters: the first family whose sniff() accepts a file reads it.
-FAMILIES = ("localizations", "images")
+FAMILIES = ("napari_nucleus_ai.localizations", "napari_nucleus_ai.images")
 
 
 def family_for(path: str | os.PathLike):
     """The family module that reads ``path``, or ``None``."""
     for name in FAMILIES:
-        mod = importlib.import_module(f".{name}", __name__)
+        mod = importlib.import_module(name)
         try:
             if mod.sniff(path):
                 return mod
         except Exception:  # a sniffer must never stop the search
             continue
     return None
-
-
-def check_readable(path: str | os.PathLike) -> None:
-    """Raise a one-line :class:`InputError` if ``path`` is missing, a folder or empty."""
-    if not os.path.exists(path):
-        raise InputError(path, "no such file")
-    if os.path.isdir(path):
-        raise InputError(path, "is a folder, not a file")
-    if os.path.getsize(path) == 0:
-        raise InputError(path, "file is empty")
 
 
 def describe(path: str | os.PathLike) -> dict:
@@ -70,8 +61,12 @@ def _unreadable(path) -> None:
     A delimited table named ``.csv``/``.txt``/... is most likely a localization table
     whose columns are not recognised: say which columns it has and ask for a mapping.
     """
-    from .localizations import read_localizations
-    from .localizations.detect import TEXT_EXTENSIONS, looks_binary, looks_like_table
+    from napari_nucleus_ai.localizations import read_localizations
+    from napari_nucleus_ai.localizations.detect import (
+        TEXT_EXTENSIONS,
+        looks_binary,
+        looks_like_table,
+    )
 
     if os.path.splitext(path)[1].lower() in TEXT_EXTENSIONS:
         if looks_binary(path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import one_line
+from napari_nucleus_ai.core.errors import one_line
 
 
 def _notify(message: str) -> None:
@@ -38,7 +38,7 @@ def get_reader(path):
 
 
 def _takes(path) -> bool:
-    from . import family_for
+    from napari_nucleus_ai.io import family_for
 
     return family_for(path) is not None or claims_broken(path)
 
@@ -46,7 +46,7 @@ def _takes(path) -> bool:
 def claims_broken(path) -> bool:
     """True for files no reader can open whose problem this plugin can name (never raises)."""
     try:
-        from .localizations.detect import TEXT_EXTENSIONS, head_text
+        from napari_nucleus_ai.localizations.detect import TEXT_EXTENSIONS, head_text
 
         if not os.path.isfile(path):
             return False
@@ -62,7 +62,7 @@ def claims_broken(path) -> bool:
 
 def read_paths(path):
     """Read one path or a list of paths into layer data tuples (errors become notifications)."""
-    from . import read_layers
+    from napari_nucleus_ai.io import read_layers
 
     paths = path if isinstance(path, list) else [path]
     layers = []

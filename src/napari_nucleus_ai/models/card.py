@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from ..errors import InputError
-from .kinds import get_kind
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.kinds import get_kind
 
 FORMAT = "napari-nucleus-ai-model"
 FORMAT_VERSION = 1

@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress
-from .architectures import ARCHS, build_architecture
-from .kinds import Kind, register_kind
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.kinds import Kind, register_kind
+from napari_nucleus_ai.models.nets.registry import ARCHS, build_architecture
 
 
 def build(card: dict) -> list:
@@ -41,7 +41,7 @@ def validate(card: dict) -> None:
 
 
 def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
-    from .engine import probability_samples
+    from napari_nucleus_ai.models.engine import probability_samples
 
     unc = package.card["uncertainty"]
     return probability_samples(
@@ -105,14 +105,14 @@ def _balanced_order(labels: np.ndarray, n: int, rng) -> np.ndarray:
 
 def pooled_probs(logits: np.ndarray, groups, temperature: float = 1.0) -> np.ndarray:
     """Calibrated per-item probabilities ``(S, N, C)`` from per-input logits ``(S, M, C)``."""
-    from ..predict import _pool
+    from napari_nucleus_ai.models.engine import pool_items
 
     z = np.asarray(logits, np.float64) / temperature
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     groups = np.asarray(groups)
     n = int(groups.max()) + 1 if len(groups) else 0
-    return _pool(p, groups, n)
+    return pool_items(p, groups, n)
 
 
 def calibrate_temperature(logits: np.ndarray, labels: np.ndarray, groups=None) -> float:
@@ -142,9 +142,9 @@ def fit(train, val, card: dict, options: dict):
     """Train ``card["members"]`` networks; yields progress, returns ``(modules, card, info)``."""
     import torch
 
-    from ..train import EpochProgress
-    from .device import select_device
-    from .inputs import fit_normalisation, normalise, raw_inputs
+    from napari_nucleus_ai.core.device import select_device
+    from napari_nucleus_ai.core.progress import EpochProgress
+    from napari_nucleus_ai.models.inputs import fit_normalisation, normalise, raw_inputs
 
     seed = int(options.get("seed", 0))
     rng = np.random.default_rng(seed)
@@ -157,7 +157,7 @@ def fit(train, val, card: dict, options: dict):
     # fixed inputs: crops once; STORM nuclei rendered once, patches re-drawn every epoch
     items_tr, items_va = train.samples, val.samples
     if modality == "storm":
-        from ..crops import render_nucleus
+        from napari_nucleus_ai.models.crops import render_nucleus
 
         st = card["input"]["storm"]
         items_tr = [render_nucleus(s, st["render_pixel_nm"], st["blur_px"]) for s in items_tr]
@@ -177,7 +177,7 @@ def fit(train, val, card: dict, options: dict):
     modules = build(card)
     init_info = None
     if options.get("init_weights"):  # e.g. a backbone's pretrained weights from a local file
-        from .init_weights import load_init_weights
+        from napari_nucleus_ai.models.init_weights import load_init_weights
 
         for module in modules:
             init_info = load_init_weights(module, options["init_weights"])
@@ -300,14 +300,14 @@ def fit(train, val, card: dict, options: dict):
 
 def _input_logits(module, x, device) -> np.ndarray:
     """Logits ``(M, C)`` of every prepared input (eval mode)."""
-    from .engine import logits_batched
+    from napari_nucleus_ai.models.engine import logits_batched
 
     module.eval()
     return logits_batched(module, x, device, 128)
 
 
 def _val_scores(p: np.ndarray, labels: np.ndarray) -> dict:
-    from ..uncertainty import balanced_accuracy
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
 
     nll = float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-8, 1)).mean())
     pred = p.argmax(1)

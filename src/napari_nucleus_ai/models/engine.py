@@ -99,3 +99,20 @@ def probability_samples(
                 samples.append(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy())
             set_mc_dropout(module, False)
     return np.stack(samples)
+
+
+def pool_items(samples: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """Pool per-patch probability samples ``(S, M, C)`` into per-item ``(S, n, C)``.
+
+    Patches of one STORM nucleus are pooled by their geometric mean (mean
+    log-probability, renormalised): each patch is evidence about the same nucleus.
+    Items with one input each are returned unchanged.
+    """
+    if len(groups) == n and np.array_equal(groups, np.arange(n)):
+        return samples
+    logp = np.log(np.clip(np.asarray(samples, np.float64), 1e-12, 1.0))
+    out = np.zeros((logp.shape[0], n, logp.shape[2]), np.float64)
+    np.add.at(out, (slice(None), groups), logp)
+    out /= np.bincount(groups, minlength=n)[None, :, None]
+    out = np.exp(out - out.max(-1, keepdims=True))
+    return out / out.sum(-1, keepdims=True)

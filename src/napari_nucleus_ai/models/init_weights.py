@@ -16,7 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 PREFIXES = ("module.", "model.", "m0.")
 

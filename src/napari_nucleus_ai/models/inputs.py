@@ -15,7 +15,7 @@ self-describing::
     }
 
 Image crops are centre-squared, cut to their central ``field`` (see
-:mod:`napari_nucleus_ai.framing`; 1 when absent) and resized to ``crop_size``. A STORM nucleus
+:mod:`napari_nucleus_ai.models.framing`; 1 when absent) and resized to ``crop_size``. A STORM nucleus
 (``(N, 2)`` x/y positions in nm, or an image already rendered at
 ``render_pixel_nm``) is rendered and cut into ``patches`` windows of
 ``crop_size`` pixels; the network classifies every patch and the nucleus gets the
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..crops import nucleus_patches, render_nucleus, square_resize
-from ..framing import centre_field, field_of
+from napari_nucleus_ai.models.crops import nucleus_patches, render_nucleus, square_resize
+from napari_nucleus_ai.models.framing import centre_field, field_of
 
 
 def is_localizations(item) -> bool:

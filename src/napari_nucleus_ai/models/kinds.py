@@ -18,22 +18,22 @@ A kind supplies four plain functions (torch is imported by them, never here):
     Modules for the card's architecture (one per ensemble member), with freshly
     initialised parameters; the package loader then fills them from the
     safetensors weights with ``load_state_dict(strict=True)``. Raise
-    :class:`~napari_nucleus_ai.errors.InputError` for a card it cannot build.
+    :class:`~napari_nucleus_ai.core.errors.InputError` for a card it cannot build.
 ``validate(card) -> None``
     Kind-specific card checks (architecture name, hyper-parameters); raise
     ``InputError(None, "...")`` with a one-line reason.
 ``fit(trainset, card, options) -> generator``
-    Training: yields :class:`~napari_nucleus_ai.progress.Progress` (or its subclass
-    :class:`~napari_nucleus_ai.train.TrainProgress`) and returns
+    Training: yields :class:`~napari_nucleus_ai.core.progress.Progress` (or its subclass
+    :class:`~napari_nucleus_ai.classify.train.TrainProgress`) and returns
     ``(modules, card)`` - trained modules and the completed card (calibration,
-    metrics). :func:`napari_nucleus_ai.train.train_gen` prepares ``trainset`` (a
-    :class:`~napari_nucleus_ai.trainset.TrainingSet`) and the starting ``card`` and
+    metrics). :func:`napari_nucleus_ai.classify.train.train_gen` prepares ``trainset`` (a
+    :class:`~napari_nucleus_ai.classify.trainset.TrainingSet`) and the starting ``card`` and
     saves the result.
 ``predict(package, batch, options) -> numpy.ndarray``
     Per-sample probability *samples* of shape ``(S, N, C)``: ``S`` stochastic or
     member passes (ensemble members, test-time augmentation, MC dropout; ``S=1``
     when the kind has none) over ``N`` prepared inputs (a float tensor
-    ``(N, C, H, W)``), already calibrated. :mod:`napari_nucleus_ai.uncertainty`
+    ``(N, C, H, W)``), already calibrated. :mod:`napari_nucleus_ai.models.uncertainty`
     turns them into the class, entropy, disagreement and ``unidentified``.
 """
 
@@ -43,7 +43,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 # kind name -> module that registers it when imported (add one line per kind).
 KIND_MODULES: dict[str, str] = {

@@ -19,7 +19,7 @@ Loading never executes code from the file: JSON is parsed, tensors are read with
 safetensors, modules are built from the architecture *name* in this package's
 own code. Pickle checkpoints (``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) are refused.
 Anything corrupt, truncated, oversized or inconsistent raises a one-line
-:class:`~napari_nucleus_ai.errors.InputError`.
+:class:`~napari_nucleus_ai.core.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-from ..errors import InputError
-from .card import FORMAT, FORMAT_VERSION, validate_card
-from .kinds import get_kind
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.card import FORMAT, FORMAT_VERSION, validate_card
+from napari_nucleus_ai.models.kinds import get_kind
 
 CARD = "card.json"
 WEIGHTS = "weights.safetensors"
@@ -201,12 +201,6 @@ class ModelPackage:
     def device(self):
         return self._device
 
-    def predict(self, items, **options):
-        """Classify crops / nuclei; see :func:`napari_nucleus_ai.predict.predict_items`."""
-        from ..predict import predict_items
-
-        return predict_items(self, items, **options)
-
     def __repr__(self) -> str:
         return (
             f"ModelPackage({self.name!r}, kind={self.card['kind']!r}, "
@@ -290,7 +284,7 @@ def save_model(card: dict, modules: list, out, *, as_zip: bool | None = None) ->
     """
     from safetensors.torch import save
 
-    from ..utils import atomic_write
+    from napari_nucleus_ai.core.files import atomic_write
 
     out = Path(out)
     card = dict(card, format=FORMAT, format_version=FORMAT_VERSION, members=len(modules))
@@ -325,3 +319,8 @@ def save_model(card: dict, modules: list, out, *, as_zip: bool | None = None) ->
     with atomic_write(out / CARD, "w") as fh:
         fh.write(text)
     return out
+
+
+def as_package(model):
+    """``model`` itself if it is a loaded :class:`ModelPackage`, else the package loaded from it."""
+    return model if isinstance(model, ModelPackage) else load_model(model)

@@ -24,7 +24,7 @@ _APERIO = "Aperio Image Library v12.0.15"
 
 
 def _downsample(img: np.ndarray, f: int) -> np.ndarray:
-    from ..io.images.regions import block_mean
+    from napari_nucleus_ai.images.regions import block_mean
 
     return block_mean(img, f)
 
@@ -91,7 +91,7 @@ def write_slide(
     """
     import tifffile
 
-    from ..utils import atomic_path
+    from napari_nucleus_ai.core.files import atomic_path
 
     if level0 is not None:
         level0 = np.ascontiguousarray(level0[..., :3], dtype=np.uint8)
@@ -228,7 +228,7 @@ def synthetic_slide_path(seed: int = 0, flavour: str = "svs") -> Path:
     ext = {"svs": ".svs", "ome": ".ome.tif", "generic": ".tif"}[flavour]
     path = cache_dir() / f"synthetic-smear-slide-v{SLIDE_VERSION}-seed{seed}{ext}"
     if not path.exists():
-        from .smear import simulate_smear
+        from napari_nucleus_ai.samples.smear import simulate_smear
 
         sim = simulate_smear(seed=seed, shape=(1536, 2048), pixel_size_um=0.25, n_wbc=24, noise=1.5)
         write_slide(
@@ -244,7 +244,7 @@ def synthetic_slide_path(seed: int = 0, flavour: str = "svs") -> Path:
 
 def smear_slide_sample() -> list:
     """npe2 ``sample_data``: the synthetic smear slide, opened lazily by the plugin's reader."""
-    from ..io.images import read_layers
+    from napari_nucleus_ai.images import read_layers
 
     layers = read_layers(synthetic_slide_path(0, "svs"), name="smear slide (synthetic)", lazy=True)
     return layers

@@ -382,11 +382,11 @@ def simulate_smear(
     """
     from scipy.ndimage import gaussian_filter
 
-    from ..cells import measure_cells
+    from napari_nucleus_ai.cells import measure_cells
 
     unknown = set(classes) - set(WBC_CLASSES)
     if unknown:
-        from ..errors import InputError
+        from napari_nucleus_ai.core.errors import InputError
 
         raise InputError(
             None, f"unknown white-cell classes {sorted(unknown)}; known: {', '.join(WBC_CLASSES)}"
@@ -501,10 +501,10 @@ def class_colormap(classes=WBC_CLASSES) -> dict:
 
 def smear_field_sample() -> list:
     """npe2 ``sample_data``: a synthetic smear field (seed 0) and its hidden ground truth."""
-    from ..cells import to_features
+    from napari_nucleus_ai.cells import to_features
 
     sim = simulate_smear(seed=0, shape=(960, 1280), n_wbc=7)
-    from ..io.images import napari_units
+    from napari_nucleus_ai.images import napari_units
 
     scale = (sim.pixel_size_um, sim.pixel_size_um)
     units = napari_units(2)

@@ -423,8 +423,8 @@ def labels_from_outlines(nuclei: list[dict], shape, scale_nm, translate_nm) -> n
 # ------------------------------------------------------------------ npe2 sample data
 def storm_nuclei_sample():
     """npe2 sample: a field of somatic and pluripotent nuclei, rendered at 20 nm."""
-    from ..io.localizations.layers import table_layers
-    from ..io.localizations.table import from_dataframe
+    from napari_nucleus_ai.localizations.layers import table_layers
+    from napari_nucleus_ai.localizations.table import from_dataframe
 
     df = simulate_field(
         n_nuclei=4, presets=("somatic", "pluripotent"), seed=3, n_localizations=60_000
@@ -436,8 +436,8 @@ def storm_nuclei_sample():
 
 def storm_nucleus_two_colour_sample():
     """npe2 sample: one somatic nucleus with chromatin (ch 0) and RNA Pol II (ch 1), 10 nm."""
-    from ..io.localizations.layers import table_layers
-    from ..io.localizations.table import from_dataframe
+    from napari_nucleus_ai.localizations.layers import table_layers
+    from napari_nucleus_ai.localizations.table import from_dataframe
 
     df = simulate_nucleus(
         "somatic", seed=5, n_localizations=150_000, second_channel_localizations=30_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 # Above this, a float image is not an intensity image but garbage (overflowed, uninitialised).
 HUGE = 1e12

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, NucleusAIError
+from napari_nucleus_ai.core.errors import InputError, NucleusAIError
 
 BACKENDS = {
     "cellpose": ("cellpose", "pip install cellpose", "CELLPOSE_LOCAL_MODELS_PATH"),
@@ -138,7 +138,7 @@ def segment_deep(
 def _cellpose(lib, arr, weights, px, diameter_um, kwargs):
     from cellpose import models  # noqa: F401 - imported for its side effects in old versions
 
-    from ..models.device import select_device
+    from napari_nucleus_ai.core.device import select_device
 
     device = select_device()
     m = lib.models.CellposeModel(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 
 def read_voc_boxes(

@@ -23,10 +23,10 @@ from collections.abc import Generator
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
-from ..progress import Progress
-from ._checks import check_gray, check_pixel_size
-from ._morph import drop_small, fill_small_holes, relabel
+from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.segment._checks import check_gray, check_pixel_size
+from napari_nucleus_ai.segment._morph import drop_small, fill_small_holes, relabel
 
 DEFAULTS = {
     "diameter_um": None,  # typical nucleus diameter; None = estimate from the image

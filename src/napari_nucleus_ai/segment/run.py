@@ -1,7 +1,7 @@
 """One door into every segmentation method, shared by the dock and the CLI.
 
 :func:`segment` is a core generator: it yields
-:class:`~napari_nucleus_ai.progress.Progress` and returns a :class:`Segmentation`
+:class:`~napari_nucleus_ai.core.progress.Progress` and returns a :class:`Segmentation`
 (labels, the cell table, and the geometry to show them on top of the source).
 Big images (or a region / polygon) go tile by tile (:mod:`.tiles`); small ones in
 one pass; (T, Y, X) nuclear-stain stacks per time point.
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
-from ..progress import Progress
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import Progress
 
 METHODS = ("wbc", "nuclei", "storm-nuclei")
 DEEP_METHODS = ("cellpose", "stardist", "instanseg")
@@ -132,12 +132,12 @@ def segment(
     yield Progress(0, None, f"{method}: starting")
 
     if method in DEEP_METHODS:
-        from .deep import segment_deep
+        from napari_nucleus_ai.segment.deep import segment_deep
 
         labels = segment_deep(np.asarray(image), method, pixel_size_um=px, **params)
         offset = (0, 0)
     elif spatial_nd == 3 and method == "nuclei":
-        from .nuclei import segment_nuclei_stack
+        from napari_nucleus_ai.segment.nuclei import segment_nuclei_stack
 
         labels = yield from segment_nuclei_stack(image, px, cancel=cancel, **params)
         labels = _unique_over_time(labels)
@@ -148,7 +148,7 @@ def segment(
         H, W = image.shape[:2]
         big = H * W > TILE_ABOVE_PIXELS
         if tile or big or region is not None or polygon is not None:
-            from .tiles import segment_tiled
+            from napari_nucleus_ai.segment.tiles import segment_tiled
 
             labels = yield from segment_tiled(
                 image,
@@ -165,13 +165,13 @@ def segment(
         else:
             arr = np.asarray(image.compute() if hasattr(image, "compute") else image)
             if method == "wbc":
-                from .wbc import segment_wbc
+                from napari_nucleus_ai.segment.wbc import segment_wbc
 
                 labels, info = segment_wbc(arr, px, return_info=True, **params)
                 extra["pixel_size_um"] = info["pixel_size_um"]
                 extra["scale_from"] = info["scale_from"]
             else:
-                from .nuclei import segment_nuclei
+                from napari_nucleus_ai.segment.nuclei import segment_nuclei
 
                 labels = segment_nuclei(arr, px, **params)
             offset = (0, 0)
@@ -199,7 +199,7 @@ def _unique_over_time(labels: np.ndarray) -> np.ndarray:
 
 
 def _measure(labels, image, rgb, scale, translate, unit, source, offset) -> pd.DataFrame:
-    from ..cells import measure_cells
+    from napari_nucleus_ai.cells import measure_cells
 
     if labels.ndim == 3:  # time-lapse: a 2D table per time point, with a t column
         parts = []
@@ -230,7 +230,7 @@ def _measure(labels, image, rgb, scale, translate, unit, source, offset) -> pd.D
 
 
 def _storm(df, source, pixel_size_nm: float = 100.0, channel=None, **params):
-    from .storm import segment_storm_nuclei
+    from napari_nucleus_ai.segment.storm import segment_storm_nuclei
 
     yield Progress(0, 2, "rendering density")
     res = segment_storm_nuclei(df, pixel_size_nm=pixel_size_nm, channel=channel, **params)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 DEFAULTS = {
     "smooth_nm": 300.0,  # density blur; chromatin texture below this scale is ignored
@@ -71,7 +71,7 @@ class StormNuclei:
 
     def table(self) -> pd.DataFrame:
         """The cell table (nm) with ``n_localizations`` per nucleus."""
-        from ..cells import measure_cells
+        from napari_nucleus_ai.cells import measure_cells
 
         df = measure_cells(
             self.labels, self.density, scale=self.scale, translate=self.translate, unit="nm"
@@ -110,7 +110,7 @@ def envelope_threshold(density: np.ndarray, min_snr: float, edge_fraction: float
     """
     from scipy import ndimage as ndi
 
-    from .nuclei import background_stats, foreground
+    from napari_nucleus_ai.segment.nuclei import background_stats, foreground
 
     core = foreground(density, min_snr, None)
     if not core.any():
@@ -146,8 +146,8 @@ def segment_storm_nuclei(
     -------
     StormNuclei
     """
-    from ..render import render_localizations
-    from .nuclei import segment_nuclei
+    from napari_nucleus_ai.localizations.render import render_localizations
+    from napari_nucleus_ai.segment.nuclei import segment_nuclei
 
     unknown = set(params) - set(DEFAULTS)
     if unknown:
@@ -199,7 +199,7 @@ def segment_storm_nuclei(
     if mask.any():
         from scipy import ndimage as ndi
 
-        from .nuclei import _estimate_diameter, split_touching
+        from napari_nucleus_ai.segment.nuclei import _estimate_diameter, split_touching
 
         r_close = max(1, int(round(1000.0 / px)))
         yy, xx = np.mgrid[-r_close : r_close + 1, -r_close : r_close + 1]
@@ -216,7 +216,7 @@ def segment_storm_nuclei(
             labels = split_touching(mask, d_px, 0.4)
         else:
             labels = ndi.label(mask)[0].astype(np.int32)
-        from ._morph import relabel
+        from napari_nucleus_ai.segment._morph import relabel
 
         counts = np.bincount(labels.ravel())
         small = counts < float(p["min_area_um2"]) / (um * um)

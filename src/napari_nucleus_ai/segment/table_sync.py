@@ -13,7 +13,7 @@ import pandas as pd
 
 
 def measured_columns(df: pd.DataFrame) -> set[str]:
-    from ..cells import base_columns
+    from napari_nucleus_ai.cells import base_columns
 
     cols = set(base_columns(2)) | set(base_columns(3))
     cols |= {"perimeter", "eccentricity", "solidity", "mean_intensity"}
@@ -36,7 +36,7 @@ def refresh_table(
     ``per_frame``: ``labels`` is (T, Y, X) and each time point is measured in 2D
     (a ``t`` column says which), as the time-lapse tables are.
     """
-    from ..cells import measure_cells
+    from napari_nucleus_ai.cells import measure_cells
 
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):

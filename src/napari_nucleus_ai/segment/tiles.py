@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
-from ..progress import Progress
+from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.progress import Progress
 
 # Largest object, in micrometres, for the overlap: white cells up to ~25 um, nuclei ~30 um.
 MAX_OBJECT_UM = {"wbc": 30.0, "nuclei": 30.0}
@@ -76,7 +76,7 @@ def calibrate(image, method: str, region=None, pixel_size_um=None, params=None) 
     if method == "wbc":
         if pixel_size_um is not None:
             return {"pixel_size_um": pixel_size_um}
-        from .wbc import RBC_DIAMETER_UM, estimate_rbc_diameter_windows
+        from napari_nucleus_ai.segment.wbc import RBC_DIAMETER_UM, estimate_rbc_diameter_windows
 
         view = image[y0:y1, x0:x1]
         d = estimate_rbc_diameter_windows(view, n=5)
@@ -84,8 +84,12 @@ def calibrate(image, method: str, region=None, pixel_size_um=None, params=None) 
     if method == "nuclei":
         from scipy import ndimage as ndi
 
-        from ._checks import check_gray
-        from .nuclei import _estimate_diameter, background_stats, foreground
+        from napari_nucleus_ai.segment._checks import check_gray
+        from napari_nucleus_ai.segment.nuclei import (
+            _estimate_diameter,
+            background_stats,
+            foreground,
+        )
 
         if params.get("threshold") is not None and params.get("diameter_um") is not None:
             return {"pixel_size_um": pixel_size_um}
@@ -152,7 +156,7 @@ def segment_tiled(
     out : array-like, optional
         Where to write the labels (e.g. a zarr array of the region's shape).
     cancel : callable, optional
-        Returns True to stop; raises :class:`~napari_nucleus_ai.errors.Cancelled`.
+        Returns True to stop; raises :class:`~napari_nucleus_ai.core.errors.Cancelled`.
     **params
         Passed to the method.
 
@@ -178,9 +182,9 @@ def segment_tiled(
     px = fixed.pop("pixel_size_um", pixel_size_um)
     kwargs = {**params, **{k: v for k, v in fixed.items() if params.get(k) is None}}
     if method == "wbc":
-        from .wbc import segment_wbc as fn
+        from napari_nucleus_ai.segment.wbc import segment_wbc as fn
     else:
-        from .nuclei import segment_nuclei as fn
+        from napari_nucleus_ai.segment.nuclei import segment_nuclei as fn
     if overlap is None:
         overlap = int(np.ceil(MAX_OBJECT_UM[method] / (px or 0.25)))
         if method == "nuclei" and kwargs.get("diameter_um"):

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from ._checks import check_pixel_size, check_rgb
-from ._morph import fill_small_holes, relabel
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.segment._checks import check_pixel_size, check_rgb
+from napari_nucleus_ai.segment._morph import fill_small_holes, relabel
 
 RBC_DIAMETER_UM = 7.5
 # OD directions (R, G, B absorbance), unit length: stain-physics priors
@@ -146,7 +146,7 @@ def estimate_rbc_diameter_windows(rgb, stained_od: float = 0.08, size: int = 102
     Each window is measured at reductions 1-12, so any magnification from ~20 to 100x works.
     ``rgb`` may be any array-like with (Y, X, 3+) indexing (numpy, dask, zarr).
     """
-    from ._checks import check_rgb
+    from napari_nucleus_ai.segment._checks import check_rgb
 
     H, W = rgb.shape[:2]
     sh, sw = min(size, H), min(size, W)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 _UNIT_CM = {"um": 1e-4, "nm": 1e-7}
 
@@ -23,7 +23,7 @@ def write_labels_tif(path, labels: np.ndarray, scale=None, unit: str = "px") -> 
     """Write ``labels`` as a uint32 (zlib-compressed) TIFF, atomically."""
     import tifffile
 
-    from ..utils import atomic_path
+    from napari_nucleus_ai.core.files import atomic_path
 
     arr = np.asarray(labels)
     if arr.ndim not in (2, 3) or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
@@ -54,7 +54,7 @@ def cells_path_for(labels_path) -> Path:
 
 
 def _table_from(data, meta: dict) -> pd.DataFrame:
-    from ..cells import from_features, measure_cells
+    from napari_nucleus_ai.cells import from_features, measure_cells
 
     feats = meta.get("features")
     if feats is not None and len(pd.DataFrame(feats)) and "label" in pd.DataFrame(feats).columns:
@@ -78,7 +78,7 @@ def write_labels_layer(path: str, data, meta: dict) -> list[str]:
     ``<stem>_cells.csv``; ``*.csv``: the cell table only (the layer's ``features``,
     or measured from the labels when it has none).
     """
-    from ..cells import write_cell_table
+    from napari_nucleus_ai.cells import write_cell_table
 
     path = os.fspath(path)
     suffix = Path(path).suffix.lower()

@@ -66,7 +66,7 @@ def _pairs(viewer):
 
 def demo_classify(viewer):
     """Demo step: classify the segmented STORM nuclei and smear cells with the demo models."""
-    from ..models.demo_models import DEMO_PREFIX
+    from napari_nucleus_ai.classify.demo_models import DEMO_PREFIX
 
     _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Classifier")
     for labels, image in list(_pairs(viewer)):

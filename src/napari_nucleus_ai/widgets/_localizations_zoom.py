@@ -1,7 +1,7 @@
 """Nanoscale zoom for the Localizations dock: re-render the visible region at finer pixels.
 
-The computation is Qt-free (:func:`napari_nucleus_ai.render.render_view`, driven by
-:func:`napari_nucleus_ai.io.localizations.pipeline.zoom_gen`); this mixin only watches
+The computation is Qt-free (:func:`napari_nucleus_ai.localizations.render.render_view`, driven by
+:func:`napari_nucleus_ai.localizations.pipeline.zoom_gen`); this mixin only watches
 the camera (250 ms debounce), works out the visible region from public layer and
 camera state, and shows the result as a ``<layer> [zoom]`` image layer.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._compat import view_of
+from napari_nucleus_ai.widgets._compat import view_of
 
 MAX_SCREEN_PX = 4096
 
@@ -63,7 +63,7 @@ class NanoscaleZoom:
 
     def update_zoom(self):
         """Re-render the visible region of the selected layer at finer pixels (or hide it)."""
-        from ..io.localizations.pipeline import zoom_gen
+        from napari_nucleus_ai.localizations.pipeline import zoom_gen
 
         layer = self._current()
         if layer is None or layer.rgb or layer.ndim != 2:
@@ -91,7 +91,7 @@ class NanoscaleZoom:
                     units="nm",
                     metadata={"zoom_of": layer.name},
                 )
-            from ..io.localizations.layers import contrast_limits
+            from napari_nucleus_ai.localizations.layers import contrast_limits
 
             z.contrast_limits = contrast_limits(r.image)
 

@@ -20,7 +20,7 @@ def _notify(msg: str) -> None:
 
 
 def _output_dir(w, name: str) -> Path:
-    from ..trainexport import _slug
+    from napari_nucleus_ai.review.export import _slug
 
     return w._store_path.parent / name / _slug(w.image_id)
 
@@ -28,8 +28,8 @@ def _output_dir(w, name: str) -> Path:
 # -- sessions -----------------------------------------------------------------------
 def save_session_once(w, table, src: str | None) -> None:
     """Save the layer's labels and predictions the first time it is reviewed."""
-    from ..annotations import image_id_for
-    from ..session import has_session, save_session
+    from napari_nucleus_ai.review.session import has_session, save_session
+    from napari_nucleus_ai.review.store import image_id_for
 
     layer = w.layer
     if (
@@ -61,12 +61,12 @@ def maybe_restore(w, layer) -> None:
     path = getattr(getattr(layer, "source", None), "path", None)
     if not path or not Path(path).is_file() or isinstance(layer, Labels):
         return
-    from ..annotations import AnnotationStore, store_for_data
+    from napari_nucleus_ai.review.store import AnnotationStore, store_for_data
 
     store_file = store_for_data(path, w.project)
     if not store_file.exists():
         return  # never reviewed: do not create a store just by opening an image
-    from ..session import find_session_for_source
+    from napari_nucleus_ai.review.session import find_session_for_source
 
     store = AnnotationStore(store_file)
     image_id = find_session_for_source(store, path)
@@ -78,16 +78,16 @@ def restore(w, store, image_id: str):
     """Add the saved labels of ``image_id`` (predictions + corrections) and review them."""
     from napari.utils import DirectLabelColormap
 
-    from ..cells import to_features
-    from ..review import apply_corrections, review_classes
-    from ..session import load_session
+    from napari_nucleus_ai.cells import to_features
+    from napari_nucleus_ai.review.queue import apply_corrections, review_classes
+    from napari_nucleus_ai.review.session import load_session
 
     s = load_session(store, image_id)
     if s is None:
         return None
     feats = to_features(apply_corrections(s.table, s.corrections))
     classes = s.info.get("classes") or None
-    from .review import class_colors
+    from napari_nucleus_ai.widgets._review_view import class_colors
 
     colors = class_colors(review_classes(classes or sorted(feats["class"].dropna().unique())))
     cmap = {None: "transparent", 0: "transparent"}
@@ -118,7 +118,7 @@ def restore(w, store, image_id: str):
 # -- outputs -----------------------------------------------------------------------------
 def export_csv_dialog(w, path: str | None = None) -> Path | None:
     """Write the review table exactly as shown (rows, order, columns) to CSV."""
-    from ..report import export_table_csv
+    from napari_nucleus_ai.review.report import export_table_csv
 
     if w.queue is None:
         return None
@@ -136,8 +136,8 @@ def export_csv_dialog(w, path: str | None = None) -> Path | None:
 
 def write_report_for(w, out: str | os.PathLike | None = None) -> dict | None:
     """Differential report of the current image (CSV, PNG chart, one-page HTML)."""
-    from ..report import build_report, write_report
-    from .review import model_name
+    from napari_nucleus_ai.review.report import build_report, write_report
+    from napari_nucleus_ai.widgets._review_view import model_name
 
     if w.queue is None:
         return None
@@ -165,9 +165,9 @@ def export_item(w):
     """The :class:`ExportItem` of the reviewed layer (image crops or STORM localizations)."""
     from napari.layers import Image
 
-    from ..cells import from_features
-    from ..trainexport import ExportItem
-    from .review import layer_source
+    from napari_nucleus_ai.cells import from_features
+    from napari_nucleus_ai.review.export import ExportItem
+    from napari_nucleus_ai.widgets._review_view import layer_source
 
     layer = w.layer
     table = from_features(layer.features)
@@ -180,7 +180,7 @@ def export_item(w):
         translate=list(layer.translate)[-2:],
     )
     src = layer_source(layer)
-    from ..io import localizations
+    from napari_nucleus_ai import localizations
 
     if src and localizations.sniff(src):
         item.localizations = localizations.read_localizations(src).data
@@ -199,8 +199,8 @@ def export_item(w):
 
 def export_trainset_dialog(w, out: str | None = None, include_predicted: bool = False, sync=None):
     """Export reviewed cells as class folders (crops or localization subsets) in a worker."""
-    from ..trainexport import export_training_set
-    from ._worker import start_work
+    from napari_nucleus_ai.review.export import export_training_set
+    from napari_nucleus_ai.widgets._worker import start_work
 
     if w.queue is None:
         return None
@@ -234,8 +234,8 @@ def _cached_demo_model(name) -> str | None:
     if not name:
         return None
     try:
-        from ..models.demo_models import DEMO_MODELS, model_path
-        from ..models.package import read_package
+        from napari_nucleus_ai.classify.demo_models import DEMO_MODELS, model_path
+        from napari_nucleus_ai.models.package import read_package
 
         for key in DEMO_MODELS:
             path = model_path(key)
@@ -248,8 +248,8 @@ def _cached_demo_model(name) -> str | None:
 
 def retrain_dialog(w, base_model: str | None = None, out: str | None = None, sync=None, **options):
     """Fine-tune the layer's model on the corrections; a new package version with metrics."""
-    from ..retrain import retrain_from_items
-    from ._worker import start_work
+    from napari_nucleus_ai.review.retrain import retrain_from_items
+    from napari_nucleus_ai.widgets._worker import start_work
 
     if w.queue is None:
         return None
@@ -263,8 +263,8 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
             return None
     w.flush()
     if out is None:  # the next version, in the project's models/ folder
-        from ..models.package import read_package
-        from ..retrain import next_version_path
+        from napari_nucleus_ai.models.package import read_package
+        from napari_nucleus_ai.review.retrain import next_version_path
 
         version = int(read_package(model)[0].get("version", 1)) + 1
         out = _output_dir(w, "models") / next_version_path(model, version).name

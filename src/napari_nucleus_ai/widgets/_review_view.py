@@ -102,7 +102,7 @@ class ReviewView:
 
     @property
     def camera(self):
-        from ._compat import camera
+        from napari_nucleus_ai.widgets._compat import camera
 
         return camera(self.viewer)
 
@@ -110,7 +110,7 @@ class ReviewView:
         c = self._centres(row)
         if len(c) == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, c[0])
-        from ._compat import set_view
+        from napari_nucleus_ai.widgets._compat import set_view
 
         new_zoom = None
         if zoom and self.zoom_on.isChecked() and "bbox_y0" in row:
@@ -180,8 +180,8 @@ class ReviewView:
             marks.data = np.zeros((0, marks.ndim))
         marks.selected_data = set()
         if self.layer is not None and self.layer in self.viewer.layers:
-            from ..cells import from_features, to_features
-            from ..review import apply_corrections
+            from napari_nucleus_ai.cells import from_features, to_features
+            from napari_nucleus_ai.review.queue import apply_corrections
 
             feats = from_features(self.layer.features)
             self.layer.features = to_features(apply_corrections(feats, q.corrections))

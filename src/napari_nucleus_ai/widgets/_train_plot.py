@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QSizePolicy
 
-from ._figure import DockFigure
+from napari_nucleus_ai.widgets._figure import DockFigure
 
 
 class TrainPlot(DockFigure):

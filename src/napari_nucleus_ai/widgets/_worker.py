@@ -1,7 +1,7 @@
 """Run a core generator without blocking napari's UI.
 
 :func:`start_work` is the one way docks start long work: it runs a core
-generator (which yields :class:`~napari_nucleus_ai.progress.Progress` and returns
+generator (which yields :class:`~napari_nucleus_ai.core.progress.Progress` and returns
 a result) in a ``napari.qt.threading.thread_worker``, feeds a
 ``napari.utils.progress`` bar, supports cancel (``worker.quit()``), reports
 errors as one-line notifications and calls ``on_result`` on the main thread,
@@ -18,8 +18,8 @@ import os
 from collections.abc import Callable, Generator
 from typing import Any
 
-from ..errors import one_line
-from ..progress import Progress
+from napari_nucleus_ai.core.errors import one_line
+from napari_nucleus_ai.core.progress import Progress
 
 
 class SyncWork:
@@ -44,8 +44,8 @@ def _notify_error(message: str) -> None:
 
 
 def _print_if_unexpected(error: BaseException) -> None:
-    """A bug (not a :class:`~napari_nucleus_ai.errors.NucleusAIError`) keeps its traceback."""
-    from ..errors import NucleusAIError
+    """A bug (not a :class:`~napari_nucleus_ai.core.errors.NucleusAIError`) keeps its traceback."""
+    from napari_nucleus_ai.core.errors import NucleusAIError
 
     if not isinstance(error, NucleusAIError):
         import traceback
@@ -133,7 +133,7 @@ def start_work(
     frozen = []
 
     if sync:
-        from ..progress import run_sync
+        from napari_nucleus_ai.core.progress import run_sync
 
         try:
             result = run_sync(gen_func(*args, **kwargs), _progress)

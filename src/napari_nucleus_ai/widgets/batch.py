@@ -89,7 +89,7 @@ class BatchWidget(Container):
 
     def gather(self) -> tuple[list[str], dict]:
         """The inputs and keyword arguments of ``run_batch_gen`` set in the dock."""
-        from ..errors import InputError
+        from napari_nucleus_ai.core.errors import InputError
 
         inputs = list(self.inputs.value or [])
         if self.folder.value and str(self.folder.value) not in ("", "."):
@@ -115,9 +115,9 @@ class BatchWidget(Container):
         return inputs, kwargs
 
     def run(self, *_):
-        from ..batch.run import run_batch_gen
-        from ..errors import NucleusAIError
-        from ._worker import start_work
+        from napari_nucleus_ai.batch.run import run_batch_gen
+        from napari_nucleus_ai.core.errors import NucleusAIError
+        from napari_nucleus_ai.widgets._worker import start_work
 
         try:
             inputs, kwargs = self.gather()
@@ -166,7 +166,7 @@ class BatchWidget(Container):
         import pandas as pd
         import tifffile
 
-        from ..cells import to_features
+        from napari_nucleus_ai.cells import to_features
 
         sources = layer_sources(self._viewer)
         added = []

@@ -1,8 +1,8 @@
 """Classifier dock: classify segmented cells (or STORM nuclei) and train models.
 
-Thin: the work is :func:`napari_nucleus_ai.classify.classify_cells_gen`,
-:func:`napari_nucleus_ai.train.train_gen` and the demo models
-(:mod:`napari_nucleus_ai.models.demo_models`), run through ``start_work``
+Thin: the work is :func:`napari_nucleus_ai.classify.cells.classify_cells_gen`,
+:func:`napari_nucleus_ai.classify.train.train_gen` and the demo models
+(:mod:`napari_nucleus_ai.classify.demo_models`), run through ``start_work``
 (progress bar, cancel, UI stays responsive). Results:
 
 * a Labels layer ``<labels> classes``: the same cell ids, each coloured by its
@@ -33,15 +33,20 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
 
-from ._classifier_parts import class_colormap, demo_classify, layer_geometry, legend_html
+from napari_nucleus_ai.widgets._classifier_parts import (
+    class_colormap,
+    demo_classify,
+    layer_geometry,
+    legend_html,
+)
 
 FILE = "model file..."
 __all__ = ["ClassifierWidget", "class_colormap", "demo_classify", "layer_geometry", "legend_html"]
 
 
 def _classify_work(model_spec, image, labels, **options):
-    from ..classify import classify_cells_gen
-    from ..models.demo_models import resolve_model_gen
+    from napari_nucleus_ai.classify.cells import classify_cells_gen
+    from napari_nucleus_ai.classify.demo_models import resolve_model_gen
 
     package = yield from resolve_model_gen(model_spec)
     result = yield from classify_cells_gen(package, image, labels, None, **options)
@@ -49,7 +54,7 @@ def _classify_work(model_spec, image, labels, **options):
 
 
 def _train_work(data, out, **options):
-    from ..train import train_gen
+    from napari_nucleus_ai.classify.train import train_gen
 
     return (yield from train_gen(data, out, **options))
 
@@ -58,12 +63,12 @@ class ClassifierWidget(Container):
     """The "Classifier" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        from ..models.demo_models import DEMO_MODELS, DEMO_PREFIX
-        from ..models.device import CHOICES
-        from ..models.imagenet import EXTRA as IMAGENET_EXTRA
-        from ..models.imagenet import available as imagenet_available
-        from ..models.kinds import all_archs
-        from ._train_plot import TrainPlot
+        from napari_nucleus_ai.classify.demo_models import DEMO_MODELS, DEMO_PREFIX
+        from napari_nucleus_ai.core.device import CHOICES
+        from napari_nucleus_ai.models.kinds import all_archs
+        from napari_nucleus_ai.models.nets.imagenet import EXTRA as IMAGENET_EXTRA
+        from napari_nucleus_ai.models.nets.imagenet import available as imagenet_available
+        from napari_nucleus_ai.widgets._train_plot import TrainPlot
 
         super().__init__(labels=True)
         self._viewer = viewer
@@ -180,7 +185,7 @@ class ClassifierWidget(Container):
         return str(self.model_file.value) if self.model.value == FILE else self.model.value
 
     def _on_model(self, _=None):
-        from ..models.demo_models import DEMO_PREFIX
+        from napari_nucleus_ai.classify.demo_models import DEMO_PREFIX
 
         self.model_file.visible = self.model.value == FILE
         spec = self.model_spec()
@@ -188,8 +193,8 @@ class ClassifierWidget(Container):
             "trained on first use, then cached" if spec.startswith(DEMO_PREFIX) else ""
         )
         if not spec.startswith(DEMO_PREFIX) and spec not in ("", "."):
-            from ..errors import one_line
-            from ..models.package import load_model
+            from napari_nucleus_ai.core.errors import one_line
+            from napari_nucleus_ai.models.package import load_model
 
             try:
                 pkg = load_model(spec)
@@ -209,7 +214,7 @@ class ClassifierWidget(Container):
         self.cancel_btn.enabled = busy
 
     def _start(self, func, *args, on_result, description, on_progress=None, **kwargs):
-        from ._worker import start_work
+        from napari_nucleus_ai.widgets._worker import start_work
 
         self._busy(True)
 
@@ -268,7 +273,7 @@ class ClassifierWidget(Container):
     def _show_result(self, out) -> None:
         from napari.utils.notifications import show_info
 
-        from ..cells import CLASS_UNIDENTIFIED, to_features
+        from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, to_features
 
         package, res = out
         self._package, self._last = package, res
@@ -316,10 +321,10 @@ class ClassifierWidget(Container):
         """A 'saliency' Image over the selected cell of the result layer (crop models)."""
         from napari.utils.notifications import show_warning
 
-        from ..classify import centroids_px, window_size_px, window_source_px
-        from ..crops import cell_windows
-        from ..framing import field_of
-        from ..predict import saliency
+        from napari_nucleus_ai.classify.cells import centroids_px, window_size_px, window_source_px
+        from napari_nucleus_ai.classify.predict import saliency
+        from napari_nucleus_ai.models.crops import cell_windows
+        from napari_nucleus_ai.models.framing import field_of
 
         if self._last is None or self._package is None:
             show_warning("classify first, then select a cell in the result layer")
@@ -409,7 +414,7 @@ class ClassifierWidget(Container):
         """Train on the chosen Labels layer's cells whose features have a ``class``."""
         from napari.utils.notifications import show_warning
 
-        from ..trainset import from_labelled_image
+        from napari_nucleus_ai.classify.trainset import from_labelled_image
 
         if not self.labels_layer.value or not self.image_layer.value:
             show_warning("choose a Labels layer with a 'class' feature and its image")

@@ -98,8 +98,8 @@ class GenerativeWidget(Container):
             self.cell.value = int(self._followed.selected_label)
 
     def _on_model(self, value=None) -> None:
-        from ..errors import one_line
-        from ..predict import as_package
+        from napari_nucleus_ai.classify.predict import as_package
+        from napari_nucleus_ai.core.errors import one_line
 
         try:
             pkg = as_package(str(self.model.value))
@@ -125,7 +125,7 @@ class GenerativeWidget(Container):
             b.enabled = not busy
 
     def _start(self, gen_func, *args, on_result, description, sync=None, **kwargs):
-        from ._worker import start_work
+        from napari_nucleus_ai.widgets._worker import start_work
 
         self._busy(True)
         self._worker = start_work(
@@ -142,7 +142,7 @@ class GenerativeWidget(Container):
     # ------------------------------------------------------------------ actions
     def run_generate(self, sync: bool | None = None):
         """Synthetic cells of the chosen class as one RGB grid image layer."""
-        from ..models.diffusion.tasks import generate_grid_gen
+        from napari_nucleus_ai.models.diffusion.tasks import generate_grid_gen
 
         if not self.klass.value:
             self.status.value = "choose a diffusion model and a class first"
@@ -170,7 +170,7 @@ class GenerativeWidget(Container):
         """Map where the chosen cell's denoising error differs most between its class and the runner-up."""
         import numpy as np
 
-        from ..models.diffusion.tasks import counterfactual_gen
+        from napari_nucleus_ai.models.diffusion.tasks import counterfactual_gen
 
         if not (self.image.value and self.labels.value):
             self.status.value = "choose an image and a cells (Labels) layer"
@@ -222,8 +222,8 @@ class GenerativeWidget(Container):
         import numpy as np
         import pandas as pd
 
-        from ..errors import one_line
-        from ..models.diffusion.layers import per_cell_image
+        from napari_nucleus_ai.core.errors import one_line
+        from napari_nucleus_ai.models.diffusion.layers import per_cell_image
 
         if not self.labels.value:
             self.status.value = "choose a cells (Labels) layer classified with a diffusion model"

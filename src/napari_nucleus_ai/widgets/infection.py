@@ -1,6 +1,6 @@
 """Infection dock: track nuclei in a Hoechst time-lapse, score infection, predict lysis, plot per track.
 
-Thin: the work is :func:`napari_nucleus_ai.infection.analyse_timelapse` run through
+Thin: the work is :func:`napari_nucleus_ai.infection.score.analyse_timelapse` run through
 ``start_work`` (progress bar, cancel, UI stays live). Results become a Labels
 layer (nuclei numbered by track, coloured by fate), a Tracks layer coloured by
 ``p_infected`` and, below, a table of tracks and a matplotlib plot of the selected
@@ -24,7 +24,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from ._figure import DockFigure
+from napari_nucleus_ai.widgets._figure import DockFigure
 
 if TYPE_CHECKING:
     import napari
@@ -85,7 +85,7 @@ class InfectionWidget(Container):
 
     # ---------------------------------------------------------------- running
     def _params(self):
-        from .segment import layer_pixel_size_um
+        from napari_nucleus_ai.widgets.segment import layer_pixel_size_um
 
         layer = self.layer.value
         if layer is None:
@@ -99,7 +99,7 @@ class InfectionWidget(Container):
     def _run(self, *_):
         from napari.utils.notifications import show_error
 
-        from ._worker import start_work
+        from napari_nucleus_ai.widgets._worker import start_work
 
         try:
             layer, px, dt, model, lytic = self._params()
@@ -130,7 +130,7 @@ class InfectionWidget(Container):
 
         Each layer is added in its own event-loop turn (see ``run_in_steps``).
         """
-        from ._worker import run_in_steps
+        from napari_nucleus_ai.widgets._worker import run_in_steps
 
         self.result, built = payload
         run_in_steps([*(lambda ly=ly: self._add(ly) for ly in built), self._fill])
@@ -200,7 +200,7 @@ class InfectionWidget(Container):
         """The track under a world ``position`` (t, y, x); see :func:`..track.track_at`."""
         if self.result is None or len(position) < 3:
             return None
-        from ..track import track_at
+        from napari_nucleus_ai.infection.track import track_at
 
         look = self._look or {"scale": (1, 1, 1), "translate": (0, 0, 0)}
         pos = np.asarray(position[-3:], float)
@@ -220,7 +220,7 @@ class InfectionWidget(Container):
             info = self.result.table[self.result.table["track_id"] == int(track_id)].iloc[0]
         self._plot.show(rows, info, self.result.frame_interval_h, self._current_t())
         if jump:
-            from ._compat import set_view
+            from napari_nucleus_ai.widgets._compat import set_view
 
             layer = self.layer.value
             scale = np.asarray(layer.scale if layer is not None else (1, 1, 1))
@@ -243,8 +243,8 @@ def _workflow(stack, px, dt, model, lytic, demo_model, look):
     scale, units...) here, in the worker: the Tracks layer's graph and the labels' colours
     of a 100-frame movie cost about a second that the UI thread would otherwise freeze for.
     """
-    from ..infection import analyse_timelapse, ensure_demo_model
-    from ..lytic import default_model_path
+    from napari_nucleus_ai.infection.lytic import default_model_path
+    from napari_nucleus_ai.infection.score import analyse_timelapse, ensure_demo_model
 
     if model is None and demo_model:
         model = yield from ensure_demo_model()
@@ -270,14 +270,14 @@ def result_layers(result, name: str, kw: dict) -> list:
     Tracks layer (coloured by p_infected) of an :class:`InfectionResult`, not yet in a viewer."""
     from napari.layers import Labels, Tracks
 
-    from ..track import tracks_layer_data
+    from napari_nucleus_ai.infection.track import tracks_layer_data
 
     kw = {k: v for k, v in kw.items() if k != "name"}
     tracks, table = result.tracks, result.table
     lab = Labels(result.tracking.labels, name=f"{name} nuclei", opacity=0.8, **kw)
     lab.contour = 2  # outlines coloured by fate; the chromatin stays visible
     if table is not None:
-        from ..cells import to_features
+        from napari_nucleus_ai.cells import to_features
 
         lab.features = to_features(table.rename(columns={"track_id": "label"}))
         lab.colormap = _fate_colormap(table)
@@ -366,7 +366,7 @@ class _TrackPlot(DockFigure):
 
 def demo_infection(viewer) -> InfectionWidget:
     """Demo step: the synthetic infection time-lapse, tracked and scored in the Infection dock."""
-    from ..samples.timelapse import sample_layers
+    from napari_nucleus_ai.samples.timelapse import sample_layers
 
     img, meta, _ = sample_layers(n_frames=40, shape=(320, 320), seed=2)[0]
     layer = viewer.add_image(img, **meta)

@@ -2,7 +2,7 @@
 drift, render at true nanometres, re-render on zoom, save.
 
 Thin: reading, filtering, drift correction and rendering are core generators in
-:mod:`napari_nucleus_ai.io.localizations.pipeline`, run through ``start_work``.
+:mod:`napari_nucleus_ai.localizations.pipeline`, run through ``start_work``.
 Rendered layers carry the table in ``metadata["localizations"]`` (the filtered one
 after *Render*), which the CSV writer and the segmentation dock use.
 """
@@ -22,9 +22,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ..io.localizations.detect import FORMATS as DETECT_FORMATS
-from ._compat import camera, set_view
-from ._localizations_zoom import NanoscaleZoom
+from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
+from napari_nucleus_ai.widgets._compat import camera, set_view
+from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
     import napari
@@ -191,7 +191,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             self.pixel.value = float(r["pixel_size_nm"])
 
     def _start(self, gen, *args, on_result, description, **kwargs):
-        from ._worker import start_work
+        from napari_nucleus_ai.widgets._worker import start_work
 
         self._worker = start_work(
             gen,
@@ -207,7 +207,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
     def _on_error(self, e):
         from napari.utils.notifications import show_error
 
-        from ..errors import one_line
+        from napari_nucleus_ai.core.errors import one_line
 
         text = one_line(e)
         self.status.value = text[:120]
@@ -233,7 +233,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         return mapping, {"scale_nm": factor}
 
     def _offer_mapping(self):
-        from ..io.localizations.generic import read_table
+        from napari_nucleus_ai.localizations.generic import read_table
 
         try:
             cols = list(read_table(self._last_path).columns) if self._last_path else []
@@ -257,7 +257,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
 
     def open_file(self, _=None, path=None):
         """Read ``path`` (default: the file box) and add one density layer per channel."""
-        from ..io.localizations.pipeline import read_gen
+        from napari_nucleus_ai.localizations.pipeline import read_gen
 
         path = str(path or self.file.value)
         self._last_path = path
@@ -269,7 +269,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         return self._start(read_gen, path, on_result=self._add_table, description="reading", **opts)
 
     def _add_table(self, table):
-        from ..io.localizations.layers import table_layers
+        from napari_nucleus_ai.localizations.layers import table_layers
 
         self.mapping_wanted = False
         self.mapping_box.visible = False
@@ -294,7 +294,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
     # ------------------------------------------------------------ render
     def render(self, _=None):
         """Filter, (drift-correct), render the selected layer's table; update the layer."""
-        from ..io.localizations.pipeline import process_gen
+        from napari_nucleus_ai.localizations.pipeline import process_gen
 
         layer = self._current()
         if layer is None:
@@ -327,8 +327,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         )
 
     def _update(self, layer, source, result):
-        from ..io.localizations.layers import MULTISCALE_SIDE, contrast_limits
-        from ..render import pyramid
+        from napari_nucleus_ai.localizations.layers import MULTISCALE_SIDE, contrast_limits
+        from napari_nucleus_ai.localizations.render import pyramid
 
         r = result.rendered
         spatial = r.image.shape[:2] if r.rgb else r.image.shape[-2:]
@@ -393,8 +393,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
     # ------------------------------------------------------------ points, save
     def show_points(self, _=None):
         """A Points layer of the selected table (the ROI's localizations when a ROI is set)."""
-        from ..io.localizations.filters import filter_localizations
-        from ..io.localizations.layers import points_layer
+        from napari_nucleus_ai.localizations.filters import filter_localizations
+        from napari_nucleus_ai.localizations.layers import points_layer
 
         layer = self._current()
         if layer is None:
@@ -413,7 +413,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
 
     def save_csv(self, path: str):
         """Write the selected layer's (filtered) table as a ThunderSTORM CSV."""
-        from ..io.localizations import write_thunderstorm_csv
+        from napari_nucleus_ai.localizations import write_thunderstorm_csv
 
         layer = self._current()
         if layer is None or not path or path == ".":

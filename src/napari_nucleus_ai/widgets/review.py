@@ -1,8 +1,8 @@
 """Review dock: confirm or correct each cell's class with one key, durably, with live counts.
 
-Thin: the queue, undo/redo and counts are :class:`napari_nucleus_ai.review.ReviewQueue`,
-the store is :class:`napari_nucleus_ai.annotations.AnnotationStore` written by a
-:class:`~napari_nucleus_ai.annotations.BackgroundWriter` thread (a row turns from
+Thin: the queue, undo/redo and counts are :class:`napari_nucleus_ai.review.queue.ReviewQueue`,
+the store is :class:`napari_nucleus_ai.review.store.AnnotationStore` written by a
+:class:`~napari_nucleus_ai.review.store.BackgroundWriter` thread (a row turns from
 *saving…* to *yes* only once its correction is on disk), outputs live in
 ``_review_outputs``. Works on any Labels layer whose ``features`` is a cell table:
 smear cells, fluorescence nuclei and STORM nuclei alike.
@@ -37,8 +37,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._review_table import ReviewTableModel
-from ._review_view import ReviewView, class_colors, layer_source, model_name  # noqa: F401
+from napari_nucleus_ai.widgets._review_table import ReviewTableModel
+from napari_nucleus_ai.widgets._review_view import (  # noqa: F401
+    ReviewView,
+    class_colors,
+    layer_source,
+    model_name,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -52,7 +57,7 @@ class ReviewWidget(ReviewView, QWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        from ..annotations import default_author
+        from napari_nucleus_ai.review.store import default_author
 
         self.viewer = viewer
         self.queue = None
@@ -158,7 +163,7 @@ class ReviewWidget(ReviewView, QWidget):
         lay.addWidget(self.status)
 
     def _connect(self) -> None:
-        from . import _review_outputs as outs
+        from napari_nucleus_ai.widgets import _review_outputs as outs
 
         self.layer_box.currentIndexChanged.connect(self._on_layer_choice)
         self.project_btn.clicked.connect(self._choose_project)
@@ -232,7 +237,7 @@ class ReviewWidget(ReviewView, QWidget):
             self.detach()
 
     def _on_layers_changed(self, event=None) -> None:
-        from . import _review_outputs as outs
+        from napari_nucleus_ai.widgets import _review_outputs as outs
 
         if event is not None and getattr(event, "type", "") == "inserted":
             outs.maybe_restore(self, event.value)
@@ -257,8 +262,8 @@ class ReviewWidget(ReviewView, QWidget):
 
     def store_location(self, layer) -> Path:
         """The project folder's store, else the one beside the data (if that folder is writable)."""
-        from ..annotations import store_for_data, store_path
-        from ..settings import config_dir
+        from napari_nucleus_ai.core.settings import config_dir
+        from napari_nucleus_ai.review.store import store_for_data, store_path
 
         src = layer_source(layer)
         if self.project:
@@ -274,9 +279,9 @@ class ReviewWidget(ReviewView, QWidget):
 
     def attach(self, layer) -> None:
         """Start reviewing ``layer``: restore its stored corrections (nothing is written yet)."""
-        from ..annotations import AnnotationStore, image_id_for
-        from ..cells import from_features
-        from ..review import ReviewQueue, model_classes, model_table
+        from napari_nucleus_ai.cells import from_features
+        from napari_nucleus_ai.review.queue import ReviewQueue, model_classes, model_table
+        from napari_nucleus_ai.review.store import AnnotationStore, image_id_for
 
         self.detach()
         meta = layer.metadata or {}
@@ -313,8 +318,8 @@ class ReviewWidget(ReviewView, QWidget):
 
     def ensure_store(self):
         """The store (created on the first correction), its writer thread and the saved session."""
-        from ..annotations import AnnotationStore, BackgroundWriter
-        from . import _review_outputs as outs
+        from napari_nucleus_ai.review.store import AnnotationStore, BackgroundWriter
+        from napari_nucleus_ai.widgets import _review_outputs as outs
 
         if self.store is None:
             self.store = AnnotationStore(self._store_path, author=self.author.text() or None)
@@ -427,7 +432,7 @@ class ReviewWidget(ReviewView, QWidget):
     def _on_failed(self, error, token) -> None:
         from napari.utils.notifications import show_error
 
-        from ..errors import one_line
+        from napari_nucleus_ai.core.errors import one_line
 
         self._pending.pop(int(token), None)
         show_error(f"correction of cell {token} NOT saved: {one_line(error, self.store.path)}")
@@ -439,7 +444,7 @@ class ReviewWidget(ReviewView, QWidget):
         Cells with a correction of ours still being written are left alone; the
         undo history stays ours.
         """
-        from ..annotations import AnnotationStore
+        from napari_nucleus_ai.review.store import AnnotationStore
 
         q = self.queue
         if q is None or (self.store is None and not self._store_path.exists()):

@@ -258,7 +258,7 @@ class SegmentWidget(Container):
         """World (y, x) corners of what the canvas shows, in ``layer``'s world units."""
         import warnings
 
-        from ._compat import view_of
+        from napari_nucleus_ai.widgets._compat import view_of
 
         (*_, cy, cx), zoom = view_of(self._viewer, layer)
         with warnings.catch_warnings():  # napari has no public canvas size (0.9)
@@ -270,8 +270,8 @@ class SegmentWidget(Container):
 
     # ---- run
     def run(self, _=None, sync: bool | None = None):
-        from ..segment.run import segment
-        from ._worker import start_work
+        from napari_nucleus_ai.segment.run import segment
+        from napari_nucleus_ai.widgets._worker import start_work
 
         layer = self.layer.value
         if layer is None:
@@ -329,7 +329,7 @@ class SegmentWidget(Container):
     def _on_error(self, error):
         from napari.utils.notifications import show_error
 
-        from ..errors import Cancelled, one_line
+        from napari_nucleus_ai.core.errors import Cancelled, one_line
 
         if isinstance(error, Cancelled):
             self.status.value = "cancelled"
@@ -338,7 +338,7 @@ class SegmentWidget(Container):
         show_error(one_line(error))
 
     def _on_result(self, res, source_layer):
-        from ..cells import to_features
+        from napari_nucleus_ai.cells import to_features
 
         name = f"{source_layer.name} {res.method}"
         meta = {"unit": res.unit, "method": res.method, "source_layer": source_layer.name, **{
@@ -384,8 +384,8 @@ class SegmentWidget(Container):
 
     def sync_table(self, labels_layer, source_layer=None, per_frame=False):
         """Re-measure the table of ``labels_layer`` after edits (keeps prediction columns)."""
-        from ..cells import from_features, to_features
-        from ..segment.table_sync import refresh_table
+        from napari_nucleus_ai.cells import from_features, to_features
+        from napari_nucleus_ai.segment.table_sync import refresh_table
 
         intensity = None
         if (

@@ -14,8 +14,8 @@ class SettingsWidget(Container):
     """Choose the compute device (auto / CUDA / MPS / CPU) and see which one is used."""
 
     def __init__(self, viewer: napari.viewer.Viewer | None = None):
-        from ..models.device import CHOICES
-        from ..settings import get_setting
+        from napari_nucleus_ai.core.device import CHOICES
+        from napari_nucleus_ai.core.settings import get_setting
 
         super().__init__(labels=True)
         self._viewer = viewer
@@ -28,14 +28,14 @@ class SettingsWidget(Container):
         self._show_used()
 
     def _on_device(self, value: str) -> None:
-        from ..settings import set_setting
+        from napari_nucleus_ai.core.settings import set_setting
 
         set_setting("device", value)
         self._show_used()
 
     def _show_used(self) -> None:
-        from ..errors import DeviceError
-        from ..models.device import describe_device, select_device
+        from napari_nucleus_ai.core.device import describe_device, select_device
+        from napari_nucleus_ai.core.errors import DeviceError
 
         try:
             self.used.value = describe_device(select_device(self.device.value))

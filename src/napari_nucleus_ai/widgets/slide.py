@@ -2,7 +2,7 @@
 navigate it, and loading a region or a whole level into memory for analysis.
 
 Thin: metadata comes from the reader (layer ``metadata``), pixels are read by
-:func:`napari_nucleus_ai.io.images.regions.read_region_gen` in a worker with progress
+:func:`napari_nucleus_ai.images.regions.read_region_gen` in a worker with progress
 and cancel. The loaded region becomes a plain in-memory image layer placed exactly over
 the slide (same physical ``scale``, ``translate`` at its origin), ready for segmentation.
 For fluorescence stacks the dock lists the channel layers with their names and colours.
@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._slide_parts import (
+from napari_nucleus_ai.widgets._slide_parts import (
     COLOURS,
     Thumbnail,
     _colour_name,
@@ -93,7 +93,7 @@ class SlideWidget(QWidget):
     @property
     def camera(self):
         """The viewer's camera (``viewer.scene.camera`` since napari 0.9)."""
-        from ._compat import camera
+        from napari_nucleus_ai.widgets._compat import camera
 
         return camera(self.viewer)
 
@@ -146,7 +146,7 @@ class SlideWidget(QWidget):
             self.info.setText("open a slide, field or stack")
             self.thumb.set_image(None)
             return
-        from ..io.images.regions import thumbnail
+        from napari_nucleus_ai.images.regions import thumbnail
 
         levels, axes = layer_levels(layer)
         self.info.setText(describe_layer(layer))
@@ -156,7 +156,7 @@ class SlideWidget(QWidget):
         try:
             self.thumb.set_image(thumbnail(levels, axes, layer.rgb, 512))
         except Exception as e:  # noqa: BLE001 - a broken tile must not break the dock
-            from ..errors import one_line
+            from napari_nucleus_ai.core.errors import one_line
 
             self.thumb.set_image(self._associated_thumbnail(layer))
             if self.thumb.pixmap() is None or self.thumb.pixmap().isNull():
@@ -172,8 +172,8 @@ class SlideWidget(QWidget):
             a.lower() for a in meta.get("associated", [])
         ]:
             return None
-        from ..io.images import as_rgb
-        from ..io.images.tiff import read_associated
+        from napari_nucleus_ai.images import as_rgb
+        from napari_nucleus_ai.images.tiff import read_associated
 
         try:
             return as_rgb(read_associated(meta["path"], "thumbnail"))
@@ -200,7 +200,7 @@ class SlideWidget(QWidget):
         iy, ix = axes.index("Y"), axes.index("X")
         dims = [i for i, a in enumerate(axes) if a != "S"]
         cy, cx = dims.index(iy), dims.index(ix)
-        from ._compat import view_of
+        from napari_nucleus_ai.widgets._compat import view_of
 
         (*_, wy, wx), zoom = view_of(self.viewer, layer)
         if zoom <= 0:
@@ -242,7 +242,7 @@ class SlideWidget(QWidget):
         h0, w0 = levels[0].shape[iy], levels[0].shape[ix]
         wy = layer.translate[cy] + fy * h0 * layer.scale[cy]
         wx = layer.translate[cx] + fx * w0 * layer.scale[cx]
-        from ._compat import set_view
+        from napari_nucleus_ai.widgets._compat import set_view
 
         set_view(self.viewer, layer, center=(wy, wx))
 
@@ -260,15 +260,15 @@ class SlideWidget(QWidget):
         box = self._level0_box(layer)
         if box is None:
             return level, 0, 0, h, w
-        from ..io.images.regions import downsample_factors
+        from napari_nucleus_ai.images.regions import downsample_factors
 
         fy, fx = downsample_factors(levels, axes)[level]
         return level, box[0] / fy, box[1] / fx, (box[2] - box[0]) / fy, (box[3] - box[1]) / fx
 
     def load(self, sync: bool | None = None):
         """Load the chosen region/level of the selected layer as a new in-memory layer."""
-        from ..io.images.regions import downsample_factors, read_region_gen
-        from ._worker import start_work
+        from napari_nucleus_ai.images.regions import downsample_factors, read_region_gen
+        from napari_nucleus_ai.widgets._worker import start_work
 
         layer = self.layer
         if layer is None:

@@ -44,10 +44,10 @@ Qt-free; torch is imported inside functions.
 
 from __future__ import annotations
 
-from .documents import ARCH_CITES, MODALITY_TEXT, NAPARI_CITE
-from .export import NOT_SCRIPTABLE, export_bioimageio
-from .importer import import_bioimageio
-from .layout import (
+from napari_nucleus_ai.models.bioimageio.documents import ARCH_CITES, MODALITY_TEXT, NAPARI_CITE
+from napari_nucleus_ai.models.bioimageio.export import NOT_SCRIPTABLE, export_bioimageio
+from napari_nucleus_ai.models.bioimageio.importer import import_bioimageio
+from napari_nucleus_ai.models.bioimageio.layout import (
     BIOIMAGEIO_FORMAT,
     CONFIG_KEY,
     COVER,
@@ -65,9 +65,9 @@ from .layout import (
     TEST_OUTPUT,
     TORCHSCRIPT,
 )
-from .network import bioimageio_classifier
-from .rdf import MODALITY_TAGS, UNITS
-from .validate import have_bioimageio_spec, validate_bioimageio
+from napari_nucleus_ai.models.bioimageio.network import bioimageio_classifier
+from napari_nucleus_ai.models.bioimageio.rdf import MODALITY_TAGS, UNITS
+from napari_nucleus_ai.models.bioimageio.validate import have_bioimageio_spec, validate_bioimageio
 
 __all__ = [
     "ARCH_CITES",

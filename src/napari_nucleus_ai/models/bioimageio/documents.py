@@ -6,8 +6,8 @@ import io
 
 import numpy as np
 
-from ...errors import InputError
-from .layout import INPUT_ID, OUTPUT_ID
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.bioimageio.layout import INPUT_ID, OUTPUT_ID
 
 MODALITY_TEXT = {
     "brightfield_rgb": "brightfield (stained smear) cell crops",
@@ -103,7 +103,7 @@ def readme(card: dict, tta: int, cites: list[dict], validated_with: str) -> str:
 
 
 def _readme_input_output(card: dict, tta: int) -> list[str]:
-    from ... import __version__
+    from napari_nucleus_ai import __version__
 
     classes = ", ".join(c["name"] for c in card["classes"])
     spec = card["input"]
@@ -197,8 +197,8 @@ def _readme_validation(metrics: dict, validated_with: str) -> list[str]:
 # ---------------------------------------------------------------- environment.yaml
 def environment(arch: str) -> str:
     """The conda ``environment.yaml`` the ``pytorch_state_dict`` weights need."""
-    from ... import __version__
-    from ..architectures import TIMM_ARCHS
+    from napari_nucleus_ai import __version__
+    from napari_nucleus_ai.models.nets.registry import TIMM_ARCHS
 
     pip = [f"napari-nucleus-ai>={__version__}"] + (["timm>=0.9"] if arch in TIMM_ARCHS else [])
     lines = [

@@ -14,13 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import InputError
-from . import layout
-from .documents import citations, cover, environment, parse_cite, readme
-from .network import ensemble
-from .rdf import build_rdf
-from .trace import package_probabilities, sample_input, trace_checked
-from .validate import have_bioimageio_spec, known_urls_of, spec_version, validate_bioimageio
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.bioimageio import layout
+from napari_nucleus_ai.models.bioimageio.documents import (
+    citations,
+    cover,
+    environment,
+    parse_cite,
+    readme,
+)
+from napari_nucleus_ai.models.bioimageio.network import ensemble
+from napari_nucleus_ai.models.bioimageio.rdf import build_rdf
+from napari_nucleus_ai.models.bioimageio.trace import (
+    package_probabilities,
+    sample_input,
+    trace_checked,
+)
+from napari_nucleus_ai.models.bioimageio.validate import (
+    have_bioimageio_spec,
+    known_urls_of,
+    spec_version,
+    validate_bioimageio,
+)
 
 NOT_SCRIPTABLE = {
     "morph": "its cell-morphology descriptor (nucleus segmentation, watershed, texture) is "
@@ -73,8 +88,8 @@ def export_bioimageio(
     dict with ``path``, ``status`` (``valid-format``/``passed``/``failed`` or
     ``not validated``), ``validation`` (one line), ``weights`` and ``probabilities``.
     """
-    from ..inputs import normalise
-    from ..package import load_model
+    from napari_nucleus_ai.models.inputs import normalise
+    from napari_nucleus_ai.models.package import load_model
 
     model_path, out_zip = Path(model_path), Path(out_zip)
     if out_zip.suffix.lower() != ".zip":
@@ -174,7 +189,7 @@ def _package_files(package) -> dict[str, bytes]:
     """The package itself: ``card.json`` + ``weights.safetensors``, exactly as save_model writes them."""
     import tempfile
 
-    from ..package import CARD, WEIGHTS, save_model
+    from napari_nucleus_ai.models.package import CARD, WEIGHTS, save_model
 
     with tempfile.TemporaryDirectory(prefix="nucleus-ai-export-") as tmp:
         save_model(package.card, package.modules, Path(tmp) / "pkg")
@@ -184,7 +199,7 @@ def _package_files(package) -> dict[str, bytes]:
 def _authors(authors) -> list[dict]:
     """``authors`` as RDF entries; by default the plugin's author setting, if any."""
     if authors is None:
-        from ...settings import load_settings
+        from napari_nucleus_ai.core.settings import load_settings
 
         author = str(load_settings().get("author") or "").strip()
         authors = [author] if author else []
@@ -203,7 +218,7 @@ def _write_validated(out_zip: Path, rdf: dict, files: dict[str, bytes], validate
 
     import yaml
 
-    from ...utils import atomic_path
+    from napari_nucleus_ai.core.files import atomic_path
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

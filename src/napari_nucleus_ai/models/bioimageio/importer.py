@@ -13,9 +13,14 @@ import io
 import json
 from pathlib import Path
 
-from ...errors import InputError
-from .layout import ARCHITECTURE_CALLABLE, ARCHITECTURE_MODULE, CONFIG_KEY, short
-from .source import Source, checked, read_rdf
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.bioimageio.layout import (
+    ARCHITECTURE_CALLABLE,
+    ARCHITECTURE_MODULE,
+    CONFIG_KEY,
+    short,
+)
+from napari_nucleus_ai.models.bioimageio.source import Source, checked, read_rdf
 
 
 def import_bioimageio(source, out) -> Path:
@@ -26,7 +31,7 @@ def import_bioimageio(source, out) -> Path:
     the modules are built by this package from the card's architecture name and loaded
     strictly. ``out``: ``.zip``, ``.safetensors`` or a folder (written atomically).
     """
-    from ..package import build_from, save_model
+    from napari_nucleus_ai.models.package import build_from, save_model
 
     path = Path(source)
     src = Source(path)
@@ -45,8 +50,8 @@ def import_bioimageio(source, out) -> Path:
 
 def _our_config(path: Path, rdf: dict) -> tuple[dict, dict]:
     """``(config["napari-nucleus-ai"], validated card)``, or a refusal as a foreign package."""
-    from ..architectures import ARCHS
-    from ..card import validate_card
+    from napari_nucleus_ai.models.card import validate_card
+    from napari_nucleus_ai.models.nets.registry import ARCHS
 
     config = rdf.get("config") if isinstance(rdf.get("config"), dict) else {}
     ours = config.get(CONFIG_KEY)
@@ -81,7 +86,7 @@ def _check_channel_names(path: Path, rdf: dict, card: dict) -> None:
 
 def _read_tensors(src: Source, rdf: dict, ours: dict, card: dict) -> dict:
     """The package's tensors: the safetensors attachment if declared and present, else the state dict."""
-    from ..package import MAX_WEIGHTS_BYTES, _read_tensors_bytes
+    from napari_nucleus_ai.models.package import MAX_WEIGHTS_BYTES, _read_tensors_bytes
 
     declared = {
         a.get("source"): a.get("sha256")
@@ -123,7 +128,7 @@ def _tensors_from_state_dict(src: Source, rdf: dict) -> dict:
     """The package's tensors (``m<i>.<name>``) from our ``pytorch_state_dict`` weights."""
     import torch
 
-    from ..package import MAX_WEIGHTS_BYTES
+    from napari_nucleus_ai.models.package import MAX_WEIGHTS_BYTES
 
     entry = (rdf.get("weights") or {}).get("pytorch_state_dict")
     if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):

@@ -8,7 +8,7 @@ tracing. torch is imported inside the functions.
 from __future__ import annotations
 
 # the order in which tta = 1, 2, 4, 8 adds dihedral transforms: the package's own
-from ..engine import _DIHEDRAL as DIHEDRAL
+from napari_nucleus_ai.models.engine import _DIHEDRAL as DIHEDRAL
 
 
 def bioimageio_classifier(
@@ -27,7 +27,7 @@ def bioimageio_classifier(
     (without MC dropout). This is the ``pytorch_state_dict`` architecture of exported
     packages (``from napari_nucleus_ai.models.bioimageio import bioimageio_classifier``).
     """
-    from ..architectures import build_architecture
+    from napari_nucleus_ai.models.nets.registry import build_architecture
 
     nets = [
         build_architecture(architecture, int(channels), int(n_classes), params)

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from . import layout
-from .documents import MODALITY_TEXT
-from .layout import sha256
+from napari_nucleus_ai.models.bioimageio import layout
+from napari_nucleus_ai.models.bioimageio.documents import MODALITY_TEXT
+from napari_nucleus_ai.models.bioimageio.layout import sha256
 
 UNITS = {"um": "micrometer", "nm": "nanometer"}
 MODALITY_TAGS = {
@@ -56,7 +56,7 @@ def build_rdf(
     dict
         The RDF, ready for ``yaml.safe_dump(sort_keys=False)``.
     """
-    from ..package import CARD, WEIGHTS
+    from napari_nucleus_ai.models.package import CARD, WEIGHTS
 
     card = package.card
     arch = card["architecture"]["name"]
@@ -201,8 +201,8 @@ def _weights(package, files: dict[str, bytes], tta: int, state_dict: bool) -> di
 
 def _config(card: dict, tta: int) -> dict:
     """Our card and file names under ``napari-nucleus-ai``, the zoo's hints under ``bioimageio``."""
-    from ... import __version__
-    from ..package import CARD, WEIGHTS
+    from napari_nucleus_ai import __version__
+    from napari_nucleus_ai.models.package import CARD, WEIGHTS
 
     return {
         layout.CONFIG_KEY: {

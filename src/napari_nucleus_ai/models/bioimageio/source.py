@@ -10,8 +10,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from ...errors import InputError
-from .layout import MAX_RDF_BYTES, RDF_NAMES, sha256, short
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.bioimageio.layout import MAX_RDF_BYTES, RDF_NAMES, sha256, short
 
 
 class Source:

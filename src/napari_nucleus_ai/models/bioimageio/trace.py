@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from ...errors import InputError
-from .layout import short
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.bioimageio.layout import short
 
 
 def sample_input(package, sample) -> np.ndarray:
@@ -27,7 +27,7 @@ def sample_input(package, sample) -> np.ndarray:
     ndarray, float32
         The prepared crop.
     """
-    from ..inputs import raw_inputs
+    from napari_nucleus_ai.models.inputs import raw_inputs
 
     card = package.card
     spec = card["input"]
@@ -39,7 +39,7 @@ def sample_input(package, sample) -> np.ndarray:
         x = mean + std * rng.standard_normal((c, s, s)).astype(np.float32)
         return np.clip(x, 0.0, 1.0)[None].astype(np.float32)
     if isinstance(sample, str | os.PathLike):
-        from ...predict import read_item
+        from napari_nucleus_ai.models.crops import read_item
 
         sample = read_item(os.fspath(sample), package)
     x, _ = raw_inputs([sample], card)
@@ -50,7 +50,7 @@ def package_probabilities(package, x_norm: np.ndarray, tta: int) -> np.ndarray:
     """The package's mean probabilities for normalised ``x_norm`` on the CPU, no MC dropout."""
     import torch
 
-    from ..engine import probability_samples
+    from napari_nucleus_ai.models.engine import probability_samples
 
     package.to("cpu")
     samples = probability_samples(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .source import read_rdf_at
+from napari_nucleus_ai.models.bioimageio.source import read_rdf_at
 
 
 def validate_bioimageio(path, known_urls=()) -> tuple[str, str]:

@@ -27,9 +27,9 @@ import warnings
 
 import numpy as np
 
-from ...progress import Progress
-from .protocol import advance, naive, scored
-from .schedule import trial_timesteps
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.diffusion.protocol import advance, naive, scored
+from napari_nucleus_ai.models.diffusion.schedule import trial_timesteps
 
 # classes a proposer left out have no trials: their means are NaN on purpose
 warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning, __name__)
@@ -233,7 +233,7 @@ def classify_crops(
 
 
 def _with_protocol(model, proto):
-    from .model import DiffusionClassifier
+    from napari_nucleus_ai.models.diffusion.model import DiffusionClassifier
 
     cfg = {**model.config, "protocol": proto}
     clone = DiffusionClassifier.__new__(DiffusionClassifier)
@@ -282,7 +282,7 @@ def calibrate(
     ``candidates`` and ``overrides`` (the proposer's short lists of ``x_tau`` and its
     protocol) make the temperature fit the protocol that will be run.
     """
-    from ...progress import run_sync
+    from napari_nucleus_ai.core.progress import run_sync
 
     k = int(model.protocol["max_trials"])
     ref = np.median(true_class_errors(model, x, y, trials=k), axis=0)

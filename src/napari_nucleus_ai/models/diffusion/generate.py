@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import Progress
+from napari_nucleus_ai.core.progress import Progress
 
 
 def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None = None):
@@ -141,7 +141,7 @@ def counterfactual(
     """
     import torch
 
-    from .classify import classify_crops, trial_plan
+    from napari_nucleus_ai.models.diffusion.classify import classify_crops, trial_plan
 
     k = int(trials or model.protocol["max_trials"])
     x0 = np.asarray(x0, np.float32)[None]

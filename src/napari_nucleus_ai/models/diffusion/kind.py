@@ -23,12 +23,17 @@ import time
 
 import numpy as np
 
-from ...errors import InputError
-from ...progress import Progress
-from ..kinds import Kind, register_kind
-from .model import BACKBONES, PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
-from .protocol import SCORES
-from .train import ARCH_DEFAULTS
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.diffusion.model import (
+    BACKBONES,
+    PROTOCOL_DEFAULTS,
+    DiffusionClassifier,
+    build_net,
+)
+from napari_nucleus_ai.models.diffusion.protocol import SCORES
+from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
+from napari_nucleus_ai.models.kinds import Kind, register_kind
 
 ARCHS = ("diffusion",)
 CPU_CROP_SIZE = 32  # used on a CPU when the generic default crop size (96) was not changed
@@ -119,7 +124,7 @@ def validate(card: dict) -> None:
     if not (isinstance(tau, int | float) and np.isfinite(tau) and tau > 0):
         raise InputError(None, "diffusion 'calibration.tau' must be > 0")
     if extra.get("proposer") is not None:
-        from .proposer import validate_proposer
+        from napari_nucleus_ai.models.diffusion.proposer import validate_proposer
 
         validate_proposer(extra["proposer"], len(card["classes"]))
 
@@ -151,14 +156,14 @@ def proposal(card: dict, items, options: dict | None = None):
     prop = (card.get("diffusion") or {}).get("proposer")
     if not prop or items is None or options.get("exhaustive") or options.get("propose") is False:
         return None, {}
-    from .proposer import candidates, proposer_probs
+    from napari_nucleus_ai.models.diffusion.proposer import candidates, proposer_probs
 
     return candidates(proposer_probs(prop, items), prop["top"]), dict(prop.get("protocol") or {})
 
 
 def predict(package, x: np.ndarray, options: dict):
-    from ...progress import run_sync
-    from .classify import classify_crops
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.classify import classify_crops
 
     model = as_classifier(package)
     cand, over = proposal(package.card, options.get("items"), options)
@@ -191,12 +196,12 @@ def predict(package, x: np.ndarray, options: dict):
 
 def fit(train, val, card: dict, options: dict):
     """Train the denoiser; yields progress, returns ``(modules, card, info)``."""
-    from .classify import calibrate
-    from .train import train_diffusion
+    from napari_nucleus_ai.models.diffusion.classify import calibrate
+    from napari_nucleus_ai.models.diffusion.train import train_diffusion
 
     device = options.get("device_obj")
     if device is None:
-        from ..device import select_device
+        from napari_nucleus_ai.core.device import select_device
 
         device = select_device(options.get("device") or "cpu")
     spec = card["input"]
@@ -222,7 +227,7 @@ def fit(train, val, card: dict, options: dict):
     params = {**ARCH_DEFAULTS, **card["architecture"].get("params", {})}
     card["architecture"]["params"] = params
     validate(card)
-    from ..inputs import prepare
+    from napari_nucleus_ai.models.inputs import prepare
 
     x_tr, _ = prepare(train.samples, card)
     y_tr = np.asarray(train.labels)
@@ -245,8 +250,8 @@ def fit(train, val, card: dict, options: dict):
         device=device,
         calibrate_after=False,
     )
-    from ...train import EpochProgress
-    from .train import StepProgress
+    from napari_nucleus_ai.core.progress import EpochProgress
+    from napari_nucleus_ai.models.diffusion.train import StepProgress
 
     per_epoch = 40  # optimiser steps reported as one "epoch" (the CLI and the dock's loss plot)
     while True:
@@ -269,7 +274,7 @@ def fit(train, val, card: dict, options: dict):
     yield Progress(steps, steps + 1, "calibrating on held-out crops")
     prop = None
     if params.get("proposer", True) and card["modality"] == "brightfield_rgb" and c == 3:
-        from .proposer import fit_proposer
+        from napari_nucleus_ai.models.diffusion.proposer import fit_proposer
 
         yield Progress(steps, steps + 1, "fitting the proposer (morphology descriptor)")
         prop = fit_proposer(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ...errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 
 def window_side_px(card: dict | None, bbox_side_px: float, image_scale: float = 1.0) -> float:

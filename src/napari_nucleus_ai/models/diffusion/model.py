@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .schedule import alphas_cumprod
+from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod
 
 #: Defaults of the adaptive classification protocol (see ``classify.py``).
 PROTOCOL_DEFAULTS = {
@@ -92,8 +92,8 @@ def build_net(config: dict):
     torch) or ``"diffusers"`` (:class:`~.unet.DiffusersUNet`, needs the optional
     ``diffusion`` extra).
     """
-    from ...errors import InputError
-    from .unet import ClassUNet, DiffusersUNet
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.models.diffusion.unet import ClassUNet, DiffusersUNet
 
     arch = config.get("arch", {})
     kwargs = dict(

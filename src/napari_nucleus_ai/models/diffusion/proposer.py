@@ -5,7 +5,7 @@ of the classes of a blood cell are out of the question at a glance: a
 neutrophil is not a platelet. The proposer is that glance: the fixed
 morphology descriptor of :mod:`..morphology` (nucleus, lobes, cytoplasm colour
 and granules, texture) with a multinomial logistic head, measured on the
-cell's crop at 192 px, framed by :mod:`napari_nucleus_ai.framing`. It runs no
+cell's crop at 192 px, framed by :mod:`napari_nucleus_ai.models.framing`. It runs no
 network. Its ``top`` most probable classes become the only candidates of the
 adaptive protocol (:func:`.classify.classify_crops`), which then spends its
 paired trials on them alone.
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 KIND = "morph-descriptor"
 #: The proposer's defaults; its protocol keeps the evaluations per cell at or below 2 x 6.
@@ -39,8 +39,8 @@ DEFAULTS = {
 
 def proposer_crops(items, prop: dict) -> np.ndarray:
     """RGB crops ``(N, S, S, 3)`` in [0, 1] framed as the proposer was trained."""
-    from ...crops import square_resize
-    from ...framing import centre_field
+    from napari_nucleus_ai.models.crops import square_resize
+    from napari_nucleus_ai.models.framing import centre_field
 
     size, field = int(prop["crop_size"]), float(prop.get("field", 1.0))
     out = [
@@ -51,15 +51,15 @@ def proposer_crops(items, prop: dict) -> np.ndarray:
 
 
 def _descriptors(items, prop: dict) -> np.ndarray:
-    from ..morphology import describe_cells
+    from napari_nucleus_ai.models.nets.morphology import describe_cells
 
     return np.asarray(describe_cells(proposer_crops(items, prop)), np.float64)
 
 
 def fit_proposer(samples, labels, n_classes: int, *, field="auto", seed: int = 0, **options):
     """Fit the proposer on RGB training crops; returns the card section (JSON-able)."""
-    from ...framing import auto_field
-    from ..morph_net import fit_head
+    from napari_nucleus_ai.models.framing import auto_field
+    from napari_nucleus_ai.models.nets.morph import fit_head
 
     p = {**DEFAULTS, **options}
     prop = {"kind": KIND, "top": int(p["top"]), "crop_size": int(p["crop_size"])}
@@ -98,7 +98,7 @@ def candidates(probs: np.ndarray, top: int) -> np.ndarray:
 
 def validate_proposer(prop, n_classes: int) -> None:
     """Refuse a malformed proposer section in one line (shapes, finiteness, ranges)."""
-    from ..morphology import N_FEATURES
+    from napari_nucleus_ai.models.nets.morphology import N_FEATURES
 
     def bad(why):
         raise InputError(None, f"diffusion 'proposer' {why}")

@@ -8,13 +8,14 @@ them over (and beside) the cell in the viewer.
 
 from __future__ import annotations
 
-from ...errors import InputError
+from napari_nucleus_ai.core.errors import InputError
 
 
 def load_diffusion(model, device: str | None = None):
     """``(package, DiffusionClassifier)`` for a package path or loaded package."""
-    from ...predict import as_package, resolve_device
-    from .kind import as_classifier
+    from napari_nucleus_ai.core.device import resolve_device
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier
+    from napari_nucleus_ai.models.package import as_package
 
     package = as_package(model)
     if package.card["kind"] != "diffusion":
@@ -37,7 +38,7 @@ def generate_grid_gen(
     device: str | None = None,
 ):
     """Synthetic cells of ``class_name`` as one uint8 grid image (yields Progress)."""
-    from .generate import generate, grid
+    from napari_nucleus_ai.models.diffusion.generate import generate, grid
 
     _, clf = load_diffusion(model, device)
     x = yield from generate(clf, class_name, n, steps=steps, guidance=guidance, seed=seed)
@@ -62,9 +63,9 @@ def counterfactual_gen(
     ``map_kwargs`` (scale/translate over the cell), ``image`` (uint8 re-drawing),
     ``image_kwargs`` (placed right of the cell), ``source``, ``target``, ``p``.
     """
-    from ..inputs import prepare
-    from .generate import counterfactual, to_uint8
-    from .layers import cell_window, placed_over_window
+    from napari_nucleus_ai.models.diffusion.generate import counterfactual, to_uint8
+    from napari_nucleus_ai.models.diffusion.layers import cell_window, placed_over_window
+    from napari_nucleus_ai.models.inputs import prepare
 
     package, clf = load_diffusion(model, device)
     crop, origin, side = cell_window(

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...progress import Progress
-from .model import PROTOCOL_DEFAULTS, DiffusionClassifier, build_net
+from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.diffusion.model import (
+    PROTOCOL_DEFAULTS,
+    DiffusionClassifier,
+    build_net,
+)
 
 #: Small enough to train on 2 CPU cores in minutes at 32 px (about 0.2 M parameters).
 ARCH_DEFAULTS = {
@@ -83,14 +87,14 @@ def train_diffusion(
 ):
     """Train a :class:`DiffusionClassifier` on crops ``x`` (N, C, S, S) in [-1, 1].
 
-    Yields :class:`~napari_nucleus_ai.progress.Progress` (message holds the
+    Yields :class:`~napari_nucleus_ai.core.progress.Progress` (message holds the
     running loss) and returns the trained, calibrated model. ``history`` in the
     returned config holds the loss curve. ``calibrate_after=False`` leaves
     calibration to the caller (:func:`~.classify.calibrate`).
     """
     import torch
 
-    from .classify import calibrate
+    from napari_nucleus_ai.models.diffusion.classify import calibrate
 
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)

@@ -1,0 +1,271 @@
+"""Classify every cell of a segmented image: cell table + class image + uncertainty map.
+
+:func:`classify_cells_gen` is the core generator behind the Classifier dock and
+``napari-nucleus-ai classify``. For each labelled cell it cuts a window of the
+model's *physical* field of view (``crop_size x pixel_size``) around the cell's
+centroid, so a model trained at 0.1 um/px sees cells at the same scale in a
+0.25 um/px slide; STORM models get each nucleus' own localizations rendered at
+the card's nanoscale pixel (or, given only an image, the nucleus region of an
+image rendered at <= 20 nm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.framing import field_of
+
+UNIT_NM = {"nm": 1.0, "um": 1000.0}
+
+
+@dataclass
+class ClassifyResult:
+    """Output of :func:`classify_cells_gen`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The cell table with ``class`` (or ``unidentified``), ``predicted``,
+        ``p_<class>``, ``uncertainty``, ``entropy``, ``disagreement``, ``model``.
+    class_image : (Y, X) uint8/uint16
+        0 background, ``k + 1`` for class ``k``, ``len(classes) + 1`` for unidentified.
+    uncertainty_image : (Y, X) float32
+        Each cell filled with its uncertainty (0 background).
+    classes, colours : lists of str (model classes; ``unidentified`` is grey)
+    notes : list of str (device fallbacks etc.)
+    """
+
+    table: object
+    class_image: np.ndarray
+    uncertainty_image: np.ndarray
+    classes: list
+    colours: list
+    notes: list
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names indexed by class-image value (0 = background)."""
+        from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
+
+        return ["background", *self.classes, CLASS_UNIDENTIFIED]
+
+    def counts(self) -> dict[str, int]:
+        vc = self.table["class"].value_counts()
+        return {c: int(vc.get(c, 0)) for c in self.class_names[1:]}
+
+
+def window_source_px(card: dict, scale: float, unit: str) -> float:
+    """Side of the window cut around a cell, in source-image pixels.
+
+    It is the extent of the model's training crops: the network's own field of view
+    (``crop_size x pixel_size``) divided by the card's ``field``, whose centre part the
+    network sees (:mod:`.framing`).
+    """
+    spec = card["input"]
+    side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
+    m_unit = spec["unit"]
+    if m_unit == "px" or unit == "px":
+        # unknown physical size on one side: assume the model's source crops were at this scale
+        return float(spec.get("source_crop_px", side_model) if m_unit != "px" else side_model)
+    return side_model * UNIT_NM[m_unit] / (float(scale) * UNIT_NM[unit])
+
+
+def window_size_px(card: dict) -> int:
+    """Pixels to resample a :func:`window_source_px` window to: its centre ``field`` is
+    then exactly the network's ``crop_size`` (or, when the model has a proposer that
+    looks at finer detail, the proposer's)."""
+    size = card["input"]["crop_size"] / field_of(card)
+    prop = (card.get("diffusion") or {}).get("proposer")
+    if prop:
+        size = max(size, float(prop["crop_size"]) / float(prop.get("field", 1.0)))
+    return int(round(size))
+
+
+def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(y, x) pixel centroids of label ``ids`` (NaN for absent ids)."""
+    flat = labels.ravel()
+    n = int(max(labels.max(initial=0), ids.max(initial=0))) + 1
+    counts = np.bincount(flat, minlength=n).astype(float)
+    yy, xx = np.indices(labels.shape)
+    cy = np.bincount(flat, weights=yy.ravel(), minlength=n)
+    cx = np.bincount(flat, weights=xx.ravel(), minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([cy[ids] / counts[ids], cx[ids] / counts[ids]], 1)
+
+
+def storm_items(
+    labels,
+    ids,
+    *,
+    localizations=None,
+    image=None,
+    scale_nm=1.0,
+    translate_nm=(0.0, 0.0),
+    render_pixel_nm=10.0,
+):
+    """Per-nucleus inputs for a STORM model: localizations (preferred) or image regions."""
+    from scipy import ndimage
+
+    if localizations is not None:
+        df = getattr(localizations, "data", localizations)
+        xy = df[["x_nm", "y_nm"]].to_numpy(float)
+        # napari geometry: pixel i is centred on translate + i * scale
+        row = np.floor((xy[:, 1] - translate_nm[0]) / scale_nm + 0.5).astype(int)
+        col = np.floor((xy[:, 0] - translate_nm[1]) / scale_nm + 0.5).astype(int)
+        ok = (row >= 0) & (row < labels.shape[0]) & (col >= 0) & (col < labels.shape[1])
+        lab = np.zeros(len(xy), labels.dtype)
+        lab[ok] = labels[row[ok], col[ok]]
+        order = np.argsort(lab, kind="stable")
+        bounds = np.searchsorted(lab[order], [ids, ids + 1])
+        return [xy[order[a:b]] for a, b in zip(*bounds, strict=True)]
+    if image is None:
+        raise InputError(
+            None, "a STORM model needs the nuclei's localizations or an image rendered at <= 20 nm"
+        )
+    if scale_nm > 20.0 + 1e-6:
+        raise InputError(
+            None,
+            f"the image has {scale_nm:g} nm pixels: too coarse for a STORM model (its chromatin detail "
+            f"needs <= 20 nm); classify the localizations, or render them at {render_pixel_nm:g} nm",
+        )
+    img = np.asarray(image, np.float32)
+    if img.ndim == 3:
+        img = img.mean(-1)
+    items = []
+    objects = ndimage.find_objects(labels)
+    for i in ids:
+        sl = objects[i - 1] if i - 1 < len(objects) else None
+        if sl is None:
+            items.append(np.zeros((0, 2)))
+            continue
+        region = np.where(labels[sl] == i, img[sl], 0.0)
+        if abs(scale_nm - render_pixel_nm) > 1e-3:
+            region = ndimage.zoom(region, scale_nm / render_pixel_nm, order=1)
+        inside = region[region > 0]
+        top = float(np.percentile(inside, 99.5)) if inside.size else 1.0
+        items.append(np.clip(region / max(top, 1e-6), 0, 2).astype(np.float32))
+    return items
+
+
+def classify_cells_gen(
+    model,
+    image=None,
+    labels=None,
+    table=None,
+    *,
+    scale=1.0,
+    unit: str = "px",
+    translate=(0.0, 0.0),
+    localizations=None,
+    device: str | None = None,
+    batch_size: int = 64,
+    tta: int | None = None,
+    mc_dropout: int | None = None,
+    threshold: float | None = None,
+    proposer: bool = True,
+):
+    """Classify the cells of ``labels``; yields progress, returns :class:`ClassifyResult`.
+
+    Parameters
+    ----------
+    model : ModelPackage or path
+    image : (Y, X[, C]) array, optional
+        The image the labels were drawn on (required for crop models).
+    labels : (Y, X) int array
+    table : cell table, optional
+        Measured from ``labels`` when omitted; predictions are joined into it.
+    scale, unit, translate : pixel size, its unit and the layer offset (napari geometry).
+    localizations : DataFrame / LocalizationTable, optional
+        For STORM models: ``x_nm, y_nm`` of the field (preferred over ``image``).
+    device, batch_size, tta, mc_dropout, threshold, proposer : see
+        :func:`napari_nucleus_ai.classify.predict.predict_items_gen`.
+    """
+    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, join_predictions, measure_cells
+    from napari_nucleus_ai.classify.predict import as_package, predict_items_gen
+    from napari_nucleus_ai.models.crops import cell_windows
+
+    package = as_package(model)
+    if labels is None:
+        raise InputError(None, "classify needs a label image of the cells")
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise InputError(None, f"labels must be 2D, got shape {labels.shape}")
+    sc = float(np.atleast_1d(scale)[-1])
+    tr = np.broadcast_to(np.asarray(translate, float), (2,))
+    if table is None:
+        table = measure_cells(
+            labels, None, scale=sc, translate=tr, unit=unit if unit in ("nm", "um", "px") else "px"
+        )
+    ids = table["label"].to_numpy(np.int64)
+    ids = ids[(ids > 0) & (ids <= labels.max(initial=0))]
+    notes: list[str] = []
+    if package.modality == "storm":
+        if unit not in UNIT_NM:
+            raise InputError(None, "STORM classification needs the labels' pixel size in nm or um")
+        scale_nm = sc * UNIT_NM[unit]
+        st = package.card["input"]["storm"]
+        items = storm_items(
+            labels,
+            ids,
+            localizations=localizations,
+            image=image,
+            scale_nm=scale_nm,
+            translate_nm=tuple(tr * UNIT_NM[unit]),
+            render_pixel_nm=st["render_pixel_nm"],
+        )
+        keep = [i for i, it in enumerate(items) if len(it) >= 10 and np.asarray(it).size > 20]
+        items, ids = [items[i] for i in keep], ids[keep]
+    else:
+        if image is None:
+            raise InputError(
+                None, "this model classifies image crops: give the image the labels were drawn on"
+            )
+        image = np.asarray(image)
+        if image.shape[:2] != labels.shape:
+            raise InputError(
+                None, f"image shape {image.shape[:2]} does not match labels {labels.shape}"
+            )
+        win = window_source_px(package.card, sc, unit)
+        cents = centroids_px(labels, ids)
+        items = list(cell_windows(image, cents, win, window_size_px(package.card)))
+    pred = yield from predict_items_gen(
+        package,
+        items,
+        device=device,
+        batch_size=batch_size,
+        tta=tta,
+        mc_dropout=mc_dropout,
+        threshold=threshold,
+        notes=notes,
+        proposer=proposer,
+    )
+    preds = pred.to_frame(label=ids)
+    preds["model"] = package.name
+    if "source" not in table.columns:
+        preds["source"] = f"model:{package.name}"
+    out = join_predictions(table, preds)
+    lut_cls = np.zeros(int(labels.max(initial=0)) + 1, np.uint16)
+    lut_unc = np.zeros(len(lut_cls), np.float32)
+    names = [*package.classes, CLASS_UNIDENTIFIED]
+    index = {c: i + 1 for i, c in enumerate(names)}
+    lut_cls[ids] = [index[c] for c in pred.labels]
+    lut_unc[ids] = pred.uncertainty
+    dtype = np.uint8 if len(names) < 255 else np.uint16
+    return ClassifyResult(
+        table=out,
+        class_image=lut_cls[labels].astype(dtype),
+        uncertainty_image=lut_unc[labels],
+        classes=list(package.classes),
+        colours=list(package.colours),
+        notes=notes,
+    )
+
+
+def classify_cells(model, image=None, labels=None, table=None, **options) -> ClassifyResult:
+    """Plain-function form of :func:`classify_cells_gen`."""
+    from napari_nucleus_ai.core.progress import run_sync
+
+    return run_sync(classify_cells_gen(model, image, labels, table, **options))

@@ -1,0 +1,236 @@
+"""Training sets: labelled crops or STORM nuclei, from class folders or from memory.
+
+A class-folder layout is what ``napari-nucleus-ai train DATA`` reads and what the
+dataset importers and the corrections store write::
+
+    DATA/
+      lymphocyte/  a.png  b.tif ...
+      neutrophil/  c.png ...
+
+or, for STORM nuclei, one localization file per nucleus in any format the
+plugin reads (ThunderSTORM CSV, N-STORM TXT, Picasso HDF5...)::
+
+    DATA/
+      small_clutches/  n01.csv  n02.txt ...
+      large_clutches/  ...
+
+Hidden files and files starting with ``_`` or ``.`` are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.crops import is_image_file, read_crop, read_nucleus_xy
+
+MODALITIES = ("brightfield_rgb", "fluorescence", "storm")
+
+
+@dataclass
+class TrainingSet:
+    """Labelled samples in memory.
+
+    Attributes
+    ----------
+    samples : list of numpy arrays
+        Image crops ``(H, W)`` / ``(H, W, 3)``, or for ``modality="storm"``
+        localization positions ``(N, 2)`` as ``x, y`` in nm.
+    labels : (N,) int array
+        Index into ``classes``.
+    classes : list of str
+    modality : {"brightfield_rgb", "fluorescence", "storm"}
+    sources : list of str
+        Where each sample came from (file path or layer/label id).
+    pixel_size, unit : float, str
+        Physical pixel size of the image crops (``unit="px"`` when unknown).
+    """
+
+    samples: list
+    labels: np.ndarray
+    classes: list[str]
+    modality: str
+    sources: list[str] = field(default_factory=list)
+    pixel_size: float = 1.0
+    unit: str = "px"
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.samples) != len(self.labels):
+            raise InputError(None, "training set has different numbers of samples and labels")
+        if not self.sources:
+            self.sources = [f"sample {i}" for i in range(len(self.samples))]
+        if self.modality not in MODALITIES:
+            raise InputError(None, f"unknown modality {self.modality!r}; one of {MODALITIES}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
+
+    def check(self, min_per_class: int = 2) -> None:
+        """Refuse sets a classifier cannot learn from, with a one-line reason."""
+        if len(self.classes) < 2:
+            raise InputError(None, f"need at least 2 classes to train, got {len(self.classes)}")
+        few = {c: n for c, n in self.counts().items() if n < min_per_class}
+        if few:
+            listed = ", ".join(f"{c} ({n})" for c, n in few.items())
+            raise InputError(
+                None, f"need at least {min_per_class} samples per class; too few: {listed}"
+            )
+
+    def subset(self, idx) -> TrainingSet:
+        idx = np.asarray(idx, dtype=int)
+        return TrainingSet(
+            [self.samples[i] for i in idx],
+            self.labels[idx],
+            list(self.classes),
+            self.modality,
+            [self.sources[i] for i in idx],
+            self.pixel_size,
+            self.unit,
+        )
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith((".", "_"))
+
+
+def sample_kind(path) -> str:
+    """``"image"`` for crops, ``"localizations"`` for everything else."""
+    return "image" if is_image_file(path) else "localizations"
+
+
+def load_class_folders(root, *, pixel_size: float | None = None, unit: str = "um") -> TrainingSet:
+    """Read a class-folder layout into a :class:`TrainingSet`.
+
+    Parameters
+    ----------
+    root : path
+        Folder with one sub-folder per class.
+    pixel_size, unit : float, str, optional
+        Pixel size of the image crops; unknown (``unit="px"``) when omitted.
+
+    Raises
+    ------
+    InputError
+        Missing folder, fewer than 2 classes, empty classes, unreadable files,
+        or crops and localization files mixed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "training data must be a folder with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
+    if len(class_dirs) < 2:
+        raise InputError(root, f"need at least 2 class sub-folders, found {len(class_dirs)}")
+    files, labels = [], []
+    for i, d in enumerate(class_dirs):
+        members = sorted(p for p in d.iterdir() if p.is_file() and _visible(p))
+        if not members:
+            raise InputError(d, "class folder is empty")
+        files += members
+        labels += [i] * len(members)
+    kinds = {sample_kind(f) for f in files}
+    if len(kinds) > 1:
+        raise InputError(
+            root, "mixes image crops and localization files; use one kind per data set"
+        )
+    kind = kinds.pop()
+    if kind == "image":
+        samples = [read_crop(f) for f in files]
+        rgb = {s.ndim == 3 for s in samples}
+        if len(rgb) > 1:
+            samples = [s if s.ndim == 3 else np.repeat(s[..., None], 3, -1) for s in samples]
+        modality = "brightfield_rgb" if samples[0].ndim == 3 else "fluorescence"
+    else:
+        samples = [read_nucleus_xy(f) for f in files]
+        modality, pixel_size, unit = "storm", 1.0, "nm"
+    return TrainingSet(
+        samples,
+        np.array(labels),
+        [d.name for d in class_dirs],
+        modality,
+        [os.fspath(f) for f in files],
+        float(pixel_size) if pixel_size else 1.0,
+        unit if pixel_size else "px",
+    )
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation indices with ``fraction`` of every class held out (at least 1
+    when a class has 3 or more samples)."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(fraction * len(idx)))
+        if fraction > 0 and len(idx) >= 3:
+            k = max(k, 1)
+        k = min(k, len(idx) - 1)
+        val += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return np.sort(train), np.sort(val)
+
+
+def from_labelled_image(
+    image: np.ndarray,
+    labels: np.ndarray,
+    classes_by_label: dict,
+    *,
+    scale: float = 1.0,
+    unit: str = "px",
+    window: float = 64.0,
+    size: int = 64,
+    classes: list[str] | None = None,
+    source: str = "layer",
+) -> TrainingSet:
+    """Crops of labelled cells in an image (the dock's layers, a corrected review session).
+
+    Parameters
+    ----------
+    image : (Y, X[, C]) array
+    labels : (Y, X) int array
+    classes_by_label : {label id: class name}
+        Cells without a class (or with ``unidentified``) are skipped.
+    scale, unit : pixel size of the image
+    window : float
+        Side of each crop in the same physical unit (pixels when ``unit="px"``).
+    size : int
+        Crop side in pixels (the network input; crops are made at exactly this size).
+    """
+    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
+    from napari_nucleus_ai.classify.cells import centroids_px
+    from napari_nucleus_ai.models.crops import cell_windows
+
+    keep = {
+        int(k): str(v)
+        for k, v in classes_by_label.items()
+        if isinstance(v, str) and v and v != CLASS_UNIDENTIFIED and int(k) > 0
+    }
+    if not keep:
+        raise InputError(source, "no labelled cells with a class to train from")
+    classes = list(classes or sorted(set(keep.values())))
+    ids = np.array(sorted(k for k, v in keep.items() if v in classes), dtype=np.int64)
+    cents = centroids_px(np.asarray(labels), ids)
+    ok = np.all(np.isfinite(cents), axis=1)
+    ids, cents = ids[ok], cents[ok]
+    crops = cell_windows(np.asarray(image), cents, window / float(scale), size)
+    arr = (np.clip(crops, 0, 1) * 255).round().astype(np.uint8)
+    samples = [a if a.shape[-1] == 3 else a[..., 0] for a in arr]
+    modality = "brightfield_rgb" if arr.shape[-1] == 3 else "fluorescence"
+    return TrainingSet(
+        samples,
+        np.array([classes.index(keep[i]) for i in ids]),
+        classes,
+        modality,
+        [f"{source}#{i}" for i in ids],
+        window / size if unit != "px" else window / size,
+        unit,
+    )

@@ -1,0 +1,233 @@
+"""Every TIFF flavour through one door: tifffile series -> levels (numpy or lazy dask via zarr).
+
+The main series is the largest one that is not an associated image (thumbnail, label,
+macro, map, overview); its pyramid levels (SVS/NDPI/SCN/BIF pages, OME or generic SubIFDs,
+or reduced-resolution pages of a generic TIFF) become :attr:`ImageData.levels`, largest
+first. Small images are read into memory; large ones become dask arrays chunked like
+the file's tiles, so napari reads only the tiles it shows.
+
+Before anything is returned the file is checked: every level's compression must have a
+decoder, its tile/strip data must lie inside the file (truncation), and one tile of the
+smallest and largest levels is decoded — so a broken file fails here, with a one-line
+:class:`InputError`, rather than later inside napari's renderer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.images.base import EAGER_BYTES, ImageData
+
+ASSOCIATED = ("thumbnail", "label", "macro", "map", "overview")
+
+
+def _is_associated(series) -> bool:
+    return (series.name or "").strip().lower() in ASSOCIATED
+
+
+def main_series(tf):
+    """The image series to show: the largest one that is not an associated image."""
+    series = [s for s in tf.series if s.shape and not _is_associated(s)] or [
+        s for s in tf.series if s.shape
+    ]
+    if not series:
+        return None
+    return max(series, key=lambda s: float(np.prod(s.shape, dtype=float)))
+
+
+def level_series(tf, series) -> list:
+    """Pyramid levels of ``series``, largest first (TiffPageSeries objects)."""
+    levels = list(series.levels)
+    if len(levels) > 1:
+        return levels
+    # generic TIFFs sometimes store reduced-resolution levels as further pages (libvips, GDAL)
+    base = series.shape
+    axes = series.axes
+    more = []
+    for s in tf.series:
+        if s is series or _is_associated(s) or s.axes != axes or s.dtype != series.dtype:
+            continue
+        if len(s.levels) != 1 or not s.keyframe.is_reduced:
+            continue
+        fy = base[axes.index("Y")] / s.shape[axes.index("Y")]
+        fx = base[axes.index("X")] / s.shape[axes.index("X")]
+        if fy >= 1.5 and abs(fy - fx) / fy < 0.1:
+            more.append(s)
+    more.sort(key=lambda s: -float(np.prod(s.shape, dtype=float)))
+    return levels + more
+
+
+def normalise_axes(axes: str, shape) -> tuple[str, bool]:
+    """tifffile axes -> our axes and whether the image is RGB(A)."""
+    out = axes.replace("Q", "I")
+    rgb = out.endswith("S") and shape[-1] in (3, 4)
+    if "S" in out and not rgb:
+        out = out.replace("S", "C") if "C" not in out else out
+    return out, rgb
+
+
+def check_pages(path, tf, levels) -> None:
+    """Raise :class:`InputError` for undecodable compression or data beyond the end of the file."""
+    import tifffile
+
+    size = tf.filehandle.size
+    for lev in levels:
+        pages = [
+            p for p in (lev.keyframe, lev.pages[-1] if len(lev.pages) else None) if p is not None
+        ]
+        for page in pages:
+            comp = int(getattr(page, "compression", 1))
+            if comp not in tifffile.TIFF.DECOMPRESSORS:
+                known = getattr(tifffile.COMPRESSION, "_value2member_map_", {}).get(comp)
+                name = f"{known.name} ({comp})" if known is not None else str(comp)
+                raise InputError(
+                    path,
+                    f"unsupported TIFF compression {name}: no decoder is installed for it",
+                )
+            offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+            counts = np.asarray(page.databytecounts, dtype=np.int64)
+            if offsets.size and counts.size and int((offsets + counts).max()) > size:
+                raise InputError(
+                    path,
+                    f"truncated TIFF: image data ends beyond the end of the file ({size} bytes)",
+                )
+            if counts.size and not counts.any() and lev is levels[0]:
+                raise InputError(path, "TIFF image has no data (all tile byte counts are zero)")
+
+
+def _dask_levels(tf, levels, series) -> list:
+    import dask.array as da
+    import zarr
+
+    tf.filehandle.set_lock(True)  # napari may read tiles from several threads
+    if len(series.levels) > 1 and len(levels) == len(series.levels):
+        group = zarr.open(series.aszarr(), mode="r")
+        arrays = [group[str(i)] for i in range(len(levels))]
+    else:
+        arrays = [zarr.open(s.aszarr(), mode="r") for s in levels]
+    out = []
+    for z in arrays:
+        chunks = _chunks(z.shape, z.chunks)
+        out.append(da.from_zarr(z, chunks=chunks, inline_array=True))
+    return out
+
+
+def _chunks(shape, zchunks) -> tuple[int, ...]:
+    """Dask chunks: the file's tiles, grown to >= 256 px in Y/X when the file has thin strips."""
+    chunks = list(zchunks)
+    for ax in (-3, -2) if len(shape) >= 3 and shape[-1] in (3, 4) else (-2, -1):
+        if len(shape) >= -ax and chunks[ax] < 256:
+            chunks[ax] = min(shape[ax], int(np.ceil(256 / chunks[ax])) * chunks[ax])
+    return tuple(chunks)
+
+
+def _decode_first_tile(tf, level) -> None:
+    """Decode the first stored tile/strip of a level with tifffile alone (no zarr, no dask)."""
+    page = level.keyframe
+    offsets, counts = page.dataoffsets, page.databytecounts
+    index = next((i for i, c in enumerate(counts) if c), None)
+    if index is None:
+        return
+    fh = tf.filehandle
+    fh.seek(offsets[index])
+    data = fh.read(counts[index])
+    kwargs = {"jpegtables": page.jpegtables, "_fullsize": True}
+    if getattr(page, "jpegheader", None) is not None:
+        kwargs["jpegheader"] = page.jpegheader
+    decoded = page.decode(data, index, **kwargs)[0]
+    if decoded is None:
+        raise ValueError("tile did not decode")
+
+
+def _first_chunk(arr):
+    if isinstance(arr, np.ndarray):
+        return arr
+    sl = tuple(slice(0, c[0]) for c in arr.chunks)
+    return arr[sl].compute(scheduler="synchronous")  # one chunk; no distributed import
+
+
+def read_tiff(
+    path: str | os.PathLike, lazy: bool | None = None, header_only: bool = False
+) -> ImageData:
+    """Open any TIFF (field, slide or stack) as :class:`ImageData`.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    lazy : bool, optional
+        Force dask (True) or memory (False); default: dask when level 0 is larger than
+        :data:`~.base.EAGER_BYTES`.
+    header_only : bool
+        For ``info``: levels are tifffile series (shape and dtype only, no pixels, no
+        dask/zarr import); the first tile of the smallest and largest level is still decoded.
+    """
+    import tifffile
+
+    try:
+        tf = tifffile.TiffFile(path)
+    except Exception as e:  # noqa: BLE001 - tifffile raises many types for broken headers
+        raise InputError(path, f"corrupt TIFF: {' '.join(str(e).split())}") from e
+    keep_open = False
+    try:
+        series = main_series(tf)
+        if series is None:
+            raise InputError(path, "TIFF has no image data")
+        levels = level_series(tf, series)
+        check_pages(path, tf, levels)
+        axes, rgb = normalise_axes(series.axes, series.shape)
+        fmt, px, channels, meta = _metadata(tf, series, axes, rgb)
+        if levels[0].size == 0:
+            raise InputError(path, "TIFF image has no pixels")
+        nbytes = float(np.prod(series.shape, dtype=float)) * np.dtype(series.dtype).itemsize
+        if lazy is None:
+            lazy = nbytes > EAGER_BYTES
+        try:
+            if header_only:
+                _decode_first_tile(tf, levels[-1])
+                if len(levels) > 1:
+                    _decode_first_tile(tf, levels[0])
+                meta["associated"] = [s.name for s in tf.series if _is_associated(s)]
+                return ImageData(list(levels), axes, px, rgb, channels, fmt, meta, os.fspath(path))
+            if lazy:
+                arrays = _dask_levels(tf, levels, series)
+                keep_open = True
+            else:
+                arrays = [np.asarray(s.asarray()) for s in levels]
+            _first_chunk(arrays[-1])
+            if len(arrays) > 1:
+                _first_chunk(arrays[0])
+        except Exception as e:  # noqa: BLE001 - codec errors have many types
+            raise InputError(path, f"corrupt TIFF image data: {' '.join(str(e).split())}") from e
+        meta["associated"] = [s.name for s in tf.series if _is_associated(s)]
+        return ImageData(arrays, axes, px, rgb, channels, fmt, meta, os.fspath(path))
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - anything else in a broken file
+        raise InputError(path, f"cannot read TIFF: {' '.join(str(e).split())}") from e
+    finally:
+        if not keep_open:
+            tf.close()
+
+
+def _metadata(tf, series, axes, rgb):
+    """(format, pixel_size_um, channels, metadata) from whichever flavour the TIFF is."""
+    from napari_nucleus_ai.images import slides, stacks
+
+    if tf.is_ome or tf.is_imagej:
+        return stacks.tiff_metadata(tf, series, axes, rgb)
+    return slides.tiff_metadata(tf, series)
+
+
+def read_associated(path: str | os.PathLike, name: str) -> np.ndarray:
+    """An associated image of a slide (``"thumbnail"``, ``"label"``, ``"macro"``) as numpy."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        for s in tf.series:
+            if (s.name or "").strip().lower() == name.lower():
+                return np.asarray(s.asarray())
+    raise InputError(path, f"slide has no {name} image")

@@ -1,0 +1,201 @@
+"""STORM / SMLM localization tables: detect, read, normalise, write (Qt-free).
+
+Public API
+----------
+:func:`read_localizations`
+    Any supported file -> :class:`LocalizationTable` (positions in nm).
+:func:`sniff`, :func:`describe`, :func:`read_layers`
+    The file-family contract of :mod:`napari_nucleus_ai.io`.
+:func:`write_thunderstorm_csv`, :func:`write_nstorm_txt`
+    Writers other tools read back.
+
+Formats are recognised by content (:mod:`.detect`): ThunderSTORM CSV, Nikon N-STORM
+TXT, Picasso HDF5 + YAML, SMAP ``_sml.mat``, DECODE ``.h5``/``.csv``, ShareLoc
+``.smlm``, Zeiss Elyra TXT, ONI Nanoimager CSV, rapidSTORM TXT, Bruker Vutara CSV and
+any delimited table through column aliases or a ``mapping``.
+"""
+
+from __future__ import annotations
+
+from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.localizations.detect import FORMATS, detect_format
+
+# Sniffing must stay cheap (the io dispatcher asks this family first for every file):
+# pandas-based modules are imported on first use, not here.
+_LAZY = {
+    "STANDARD": ".table",
+    "LocalizationTable": ".table",
+    "bounds_nm": ".table",
+    "from_dataframe": ".table",
+    "standard_columns": ".table",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(name)
+
+
+def write_thunderstorm_csv(df, path) -> str:
+    """Write localizations as a ThunderSTORM CSV; see :func:`.thunderstorm.write_thunderstorm_csv`."""
+    from napari_nucleus_ai.localizations.thunderstorm import write_thunderstorm_csv as write
+
+    return write(df, path)
+
+
+def write_nstorm_txt(df, path) -> str:
+    """Write localizations as an N-STORM TXT; see :func:`.nstorm.write_nstorm_txt`."""
+    from napari_nucleus_ai.localizations.nstorm import write_nstorm_txt as write
+
+    return write(df, path)
+
+
+__all__ = [
+    "FORMATS",
+    "STANDARD",
+    "LocalizationTable",
+    "bounds_nm",
+    "describe",
+    "detect_format",
+    "from_dataframe",
+    "read_layers",
+    "read_localizations",
+    "sniff",
+    "write_nstorm_txt",
+    "write_thunderstorm_csv",
+]
+
+
+def _reader(fmt: str):
+    from napari_nucleus_ai.localizations import binary, generic, nstorm, thunderstorm, vendors
+
+    return {
+        "thunderstorm": thunderstorm.read,
+        "nstorm": nstorm.read,
+        "elyra": vendors.read_elyra,
+        "oni": vendors.read_oni,
+        "vutara": vendors.read_vutara,
+        "rapidstorm": vendors.read_rapidstorm,
+        "decode-csv": generic.read_decode_csv,
+        "csv": generic.read_csv_table,
+        "picasso": binary.read_picasso,
+        "decode-h5": binary.read_decode_h5,
+        "smap": binary.read_smap,
+        "smlm": binary.read_smlm,
+        "hdf5-bad": binary.read_bad_hdf5,
+    }[fmt]
+
+
+def sniff(path) -> bool:
+    """True when ``path`` looks like a localization file (content check; never raises)."""
+    return detect_format(path) is not None
+
+
+def read_localizations(path, mapping: dict | None = None, format: str | None = None, **options):
+    """Read a localization file into a normalised :class:`LocalizationTable`.
+
+    Parameters
+    ----------
+    path : path-like
+    mapping : dict, optional
+        ``{"x_nm": column, "y_nm": column, ...}`` for tables whose columns are not
+        recognised; forces the generic delimited-table reader.
+    format : str, optional
+        Skip detection (one of :data:`FORMATS`).
+    **options
+        ``pixel_size_nm`` (camera pixel for files in pixels without metadata),
+        ``scale_nm`` (generic tables: multiplier to nm), ``prefer_corrected``
+        (N-STORM: use ``Xc/Yc``, default True), ``allow_empty``.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and the problem.
+    """
+    from napari_nucleus_ai.core.files import check_readable
+
+    check_readable(path)
+    fmt = "csv" if mapping else (format or detect_format(path))
+    if fmt is None:
+        from napari_nucleus_ai.localizations.detect import looks_like_table
+
+        if not looks_like_table(path):
+            raise InputError(path, "not a localization table in any known format")
+        fmt = "csv"  # a table without known x/y columns: the generic reader says which it has
+    reader = _reader(fmt)
+    try:
+        if mapping:
+            return reader(path, mapping=mapping, **options)
+        return reader(path, **options)
+    except InputError:
+        raise
+    except (
+        OSError,
+        KeyError,
+        ValueError,
+        IndexError,
+        TypeError,
+        RuntimeError,
+        AttributeError,
+    ) as e:  # library errors on malformed content become one line naming the file
+        raise InputError(
+            path, f"cannot read as {fmt} ({e.__class__.__name__}: {' '.join(str(e).split())[:160]})"
+        ) from e
+
+
+def describe(path, **options) -> dict:
+    """What ``napari-nucleus-ai info FILE --json`` prints for a localization file.
+
+    ``{"kind": "localizations", "format", "count" (kept), "n_dropped", "columns",
+    "channels", "bounds_nm": {"x": [min, max], "y": [...], ("z")}}``.
+    """
+    fmt = detect_format(path)
+    fast = fmt in ("thunderstorm", "nstorm") and "mapping" not in options
+    table = (
+        read_localizations(path, positions_only=True, **options)
+        if fast
+        else read_localizations(path, **options)
+    )
+    if fast:
+        columns = table.metadata["columns"]
+        channels = None
+    else:
+        from napari_nucleus_ai.localizations.table import standard_columns
+
+        columns = standard_columns(table.data)
+        channels = table.channels
+    info = {
+        "kind": "localizations",
+        "format": table.format,
+        "count": len(table),
+        "n_dropped": table.n_dropped,
+        "columns": columns,
+        "bounds_nm": table.bounds_nm(),
+    }
+    if channels is not None:
+        info["channels"] = channels
+    for key in ("pixel_size_nm",):
+        if key in table.metadata:
+            info[key] = table.metadata[key]
+    return info
+
+
+def read_layers(path, **options) -> list:
+    """napari layer data tuples: one density image per channel (+ Points on request).
+
+    Options: ``pixel_size_nm`` (display pixel, default 10), ``method``, ``sigma_nm``,
+    ``z_mode``, ``points`` (``"auto"``/True/False) and the reading options of
+    :func:`read_localizations` (``camera_pixel_nm`` maps to its ``pixel_size_nm``).
+    """
+    from napari_nucleus_ai.localizations.layers import table_layers
+
+    read_opts = {
+        k: options.pop(k) for k in ("mapping", "scale_nm", "prefer_corrected") if k in options
+    }
+    if "camera_pixel_nm" in options:
+        read_opts["pixel_size_nm"] = options.pop("camera_pixel_nm")
+    table = read_localizations(path, **read_opts)
+    return table_layers(table, **options)

@@ -1,0 +1,1 @@
+"""CytoDiffusion-style generative classifier: denoising-error classification, generation, counterfactuals."""
