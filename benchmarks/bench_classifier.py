@@ -46,6 +46,7 @@ CLI = [sys.executable, "-m", "napari_nucleus_ai"]
 def pbc_cv(args) -> dict:
     import torch
 
+    from napari_nucleus_ai.classify.predict import predict_items
     from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy
@@ -76,7 +77,7 @@ def pbc_cv(args) -> dict:
         cpu.append(time.process_time() - c0)
         fields.append(float(res.package.card["input"].get("field", 1.0)))
         test = ts.subset(np.flatnonzero(fold == f))
-        p = res.package.predict(test.samples)
+        p = predict_items(res.package, test.samples)
         true += test.labels.tolist()
         pred += p.index.tolist()
         unc += p.uncertainty.tolist()

@@ -236,7 +236,9 @@ def _cnn_entropy(args, h, names, tr, te, kn, ytr, unknown, y_te):
         seed=args.seed,
         threads=args.threads,
     )
-    pred = res.package.predict([ts.samples[i] for i in np.flatnonzero(te)])
+    from napari_nucleus_ai.classify.predict import predict_items
+
+    pred = predict_items(res.package, [ts.samples[i] for i in np.flatnonzero(te)])
     info = {
         "cnn_arch": args.cnn_arch,
         "cnn_epochs": args.cnn_epochs,

@@ -53,6 +53,7 @@ def main(argv=None):
 
     import torch
 
+    from napari_nucleus_ai.classify.predict import predict_items
     from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.uncertainty import balanced_accuracy
@@ -78,7 +79,7 @@ def main(argv=None):
             threads=args.threads,
             params=json.loads(args.params) if args.params else None,
         )
-        lp_m = np.log(np.clip(res.package.predict(test.samples).probs, 1e-9, 1))
+        lp_m = np.log(np.clip(predict_items(res.package, test.samples).probs, 1e-9, 1))
         y = test.labels
         rows["morph"][0].append(y)
         rows["morph"][1].append(lp_m.argmax(1))

@@ -24,6 +24,7 @@ except Exception as e:  # noqa: BLE001
         allow_module_level=True,
     )
 
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
 from napari_nucleus_ai.classify.train import train  # noqa: E402
 from napari_nucleus_ai.cli import main  # noqa: E402
 from napari_nucleus_ai.models.package import load_model  # noqa: E402
@@ -50,7 +51,7 @@ def test_backbone_trains_saves_and_reloads(arch, crop_folder, tmp_path):
     # the package loaded from disk gives the same probabilities as the one in memory
     cells = [blob(0, 900), blob(1, 901), blob(0, 902)]
     again = load_model(out, cache=False)
-    p0 = res.package.predict(cells, device="cpu").probs
+    p0 = predict_items(res.package, cells, device="cpu").probs
     p1 = again.predict(cells, device="cpu").probs
     np.testing.assert_allclose(p0, p1, atol=1e-5)
     np.testing.assert_allclose(p1.sum(1), 1, atol=1e-5)

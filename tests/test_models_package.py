@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
 from napari_nucleus_ai.classify.train import make_card  # noqa: E402
 from napari_nucleus_ai.classify.trainset import TrainingSet  # noqa: E402
 from napari_nucleus_ai.core.errors import InputError  # noqa: E402
@@ -70,7 +71,7 @@ def test_predict_returns_probabilities_and_uncertainty(tmp_path):
     crops = [
         np.random.default_rng(i).integers(0, 255, (50, 60, 3), dtype=np.uint8) for i in range(5)
     ]
-    pred = pkg.predict(crops)
+    pred = predict_items(pkg, crops)
     assert pred.probs.shape == (5, 3)
     np.testing.assert_allclose(pred.probs.sum(1), 1, atol=1e-5)
     assert pred.samples.shape == (2 * 3, 5, 3)  # 2 TTA x (1 + 2 MC passes)
@@ -196,7 +197,7 @@ def test_kind_registry_dispatch(tmp_path, monkeypatch):
     card["kind"] = "toy"
     pkg = load_model(save_model(card, [torch.nn.Linear(2, 3)], tmp_path / "toy"), cache=False)
     assert calls == ["build"] and pkg.kind is toy
-    pred = pkg.predict([np.zeros((32, 32, 3), np.uint8)] * 2)
+    pred = predict_items(pkg, [np.zeros((32, 32, 3), np.uint8)] * 2)
     assert np.allclose(pred.uncertainty, 1.0)
 
 

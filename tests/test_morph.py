@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_nucleus_ai.classify.predict import predict_items  # noqa: E402
 from napari_nucleus_ai.classify.train import train  # noqa: E402
 from napari_nucleus_ai.classify.trainset import TrainingSet  # noqa: E402
 from napari_nucleus_ai.models.nets import morphology as M  # noqa: E402
@@ -112,7 +113,7 @@ def test_morph_package_round_trip(tmp_path, cnn):
     assert res.card["provenance"]["fitted"][0]["c"] in (0.03, 0.1, 0.3, 1.0)
     pkg = load_model(tmp_path / "m.zip")
     test = [cell(1, 99), cell(3, 98)]
-    a, b = res.package.predict(test), pkg.predict(test)
+    a, b = predict_items(res.package, test), predict_items(pkg, test)
     assert np.allclose(a.probs, b.probs, atol=1e-5)
     assert list(b.labels) == ["mono", "poly"]
     assert np.all((b.uncertainty >= 0) & (b.uncertainty <= 1))
@@ -163,5 +164,5 @@ def test_descriptor_alone_separates_real_pbc_classes():
         threads=1,
         tta=1,
     )
-    pred = res.package.predict(ts.subset(te).samples)
+    pred = predict_items(res.package, ts.subset(te).samples)
     assert balanced_accuracy(ts.labels[te], pred.index) >= 0.7

@@ -28,8 +28,8 @@ def test_auroc_and_balanced_accuracy():
 
 
 def test_cell_windows_follow_physical_size():
-    from napari_nucleus_ai.classify.cells import window_source_px
     from napari_nucleus_ai.models.crops import cell_windows
+    from napari_nucleus_ai.models.framing import window_source_px
 
     card = {"input": {"crop_size": 32, "pixel_size": 0.4, "unit": "um"}}
     assert window_source_px(card, 0.1, "um") == pytest.approx(128)

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.models.framing import field_of
-
-UNIT_NM = {"nm": 1.0, "um": 1000.0}
+from napari_nucleus_ai.core.units import NM_PER
+from napari_nucleus_ai.models.framing import window_size_px, window_source_px
 
 
 @dataclass
@@ -55,33 +54,6 @@ class ClassifyResult:
     def counts(self) -> dict[str, int]:
         vc = self.table["class"].value_counts()
         return {c: int(vc.get(c, 0)) for c in self.class_names[1:]}
-
-
-def window_source_px(card: dict, scale: float, unit: str) -> float:
-    """Side of the window cut around a cell, in source-image pixels.
-
-    It is the extent of the model's training crops: the network's own field of view
-    (``crop_size x pixel_size``) divided by the card's ``field``, whose centre part the
-    network sees (:mod:`.framing`).
-    """
-    spec = card["input"]
-    side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
-    m_unit = spec["unit"]
-    if m_unit == "px" or unit == "px":
-        # unknown physical size on one side: assume the model's source crops were at this scale
-        return float(spec.get("source_crop_px", side_model) if m_unit != "px" else side_model)
-    return side_model * UNIT_NM[m_unit] / (float(scale) * UNIT_NM[unit])
-
-
-def window_size_px(card: dict) -> int:
-    """Pixels to resample a :func:`window_source_px` window to: its centre ``field`` is
-    then exactly the network's ``crop_size`` (or, when the model has a proposer that
-    looks at finer detail, the proposer's)."""
-    size = card["input"]["crop_size"] / field_of(card)
-    prop = (card.get("diffusion") or {}).get("proposer")
-    if prop:
-        size = max(size, float(prop["crop_size"]) / float(prop.get("field", 1.0)))
-    return int(round(size))
 
 
 def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -203,9 +175,9 @@ def classify_cells_gen(
     ids = ids[(ids > 0) & (ids <= labels.max(initial=0))]
     notes: list[str] = []
     if package.modality == "storm":
-        if unit not in UNIT_NM:
+        if unit not in ("nm", "um"):
             raise InputError(None, "STORM classification needs the labels' pixel size in nm or um")
-        scale_nm = sc * UNIT_NM[unit]
+        scale_nm = sc * NM_PER[unit]
         st = package.card["input"]["storm"]
         items = storm_items(
             labels,
@@ -213,7 +185,7 @@ def classify_cells_gen(
             localizations=localizations,
             image=image,
             scale_nm=scale_nm,
-            translate_nm=tuple(tr * UNIT_NM[unit]),
+            translate_nm=tuple(tr * NM_PER[unit]),
             render_pixel_nm=st["render_pixel_nm"],
         )
         keep = [i for i, it in enumerate(items) if len(it) >= 10 and np.asarray(it).size > 20]

@@ -24,26 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.palette import default_colours
 from napari_nucleus_ai.core.progress import Progress, run_sync
-
-PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#393b79",
-    "#ad494a",
-    "#637939",
-    "#ce6dbd",
-    "#8c6d31",
-    "#3182bd",
-)
 
 
 @dataclass
@@ -92,10 +74,6 @@ def resolve_field(field, arch: str, ts) -> float:
     if not 0.05 <= value <= 1.0:
         raise InputError(None, f"the field must be 0.05..1 of the crop side, got {value}")
     return value
-
-
-def default_colours(classes) -> list[str]:
-    return [PALETTE[i % len(PALETTE)] for i in range(len(classes))]
 
 
 def make_card(

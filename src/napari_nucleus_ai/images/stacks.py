@@ -14,11 +14,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from napari_nucleus_ai.core.units import NM_PER
+
 # unit -> micrometres, for OME PhysicalSize*Unit and ImageJ "unit"
-_LENGTH_UM = {
-    "m": 1e6, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "micron": 1.0,
-    "microns": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3, "pm": 1e-6,
-}  # fmt: skip
+_LENGTH_UM = {unit: nm / 1000.0 for unit, nm in NM_PER.items()}
 _TIME_S = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0, "µs": 1e-6, "us": 1e-6}
 
 # default colours for fluorescence channels, by name first, then in order

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.units import NM_PER
 from napari_nucleus_ai.localizations.detect import MAT73
 from napari_nucleus_ai.localizations.table import LocalizationTable, normalise
 
@@ -230,7 +231,7 @@ def read_smlm(path, **_) -> LocalizationTable:
     factors = {}
     for std in ("x_nm", "y_nm", "z_nm"):
         unit = str(units.get(mapping.get(std, ""), "")).lower()
-        factors[std] = {"um": 1000.0, "µm": 1000.0, "micrometer": 1000.0, "m": 1e9}.get(unit, 1.0)
+        factors[std] = NM_PER.get(unit, 1.0)
     return normalise(
         raw,
         mapping,

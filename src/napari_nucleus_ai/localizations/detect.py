@@ -53,7 +53,6 @@ ALIASES = {
     ),
     "channel": ("channel", "probe", "color", "colour", "channel name"),
 }
-UNIT_FACTORS = {"nm": 1.0, "um": 1000.0, "µm": 1000.0, "μm": 1000.0, "nanometer": 1.0}
 
 
 def split_unit(name: str) -> tuple[str, str | None]:

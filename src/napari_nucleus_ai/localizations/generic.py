@@ -13,9 +13,9 @@ import re
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.units import NM_PER
 from napari_nucleus_ai.localizations.detect import (
     ALIASES,
-    UNIT_FACTORS,
     first_lines,
     head_text,
     split_unit,
@@ -89,8 +89,8 @@ def _factors(path, units: dict, scale_nm, pixel_size_nm) -> dict:
             factors[std] = float(scale_nm)
             continue
         unit = units.get(std)
-        if unit in (None, "") or unit in UNIT_FACTORS:
-            factors[std] = UNIT_FACTORS.get(unit, 1.0)
+        if unit in (None, "") or unit in NM_PER:
+            factors[std] = NM_PER.get(unit, 1.0)
         elif unit in ("px", "pixel", "pixels"):
             if not pixel_size_nm:
                 raise InputError(path, f"{std[0]} is in camera pixels; pass pixel_size_nm")

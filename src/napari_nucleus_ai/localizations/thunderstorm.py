@@ -16,11 +16,10 @@ import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.files import atomic_write
+from napari_nucleus_ai.core.units import NM_PER
 from napari_nucleus_ai.localizations.csvread import read_columns
 from napari_nucleus_ai.localizations.detect import clean_header, head_text
 from napari_nucleus_ai.localizations.table import LocalizationTable, normalise
-
-UNIT_FACTORS = {"nm": 1.0, "um": 1000.0, "µm": 1000.0, "μm": 1000.0}
 
 
 def delimiter(path) -> str:
@@ -71,8 +70,8 @@ def mapping_for(names: list[str], pixel_size_nm=None, path=None) -> tuple[dict, 
 
 
 def _factor(unit, pixel_size_nm, path, col) -> float:
-    if unit is None or unit in UNIT_FACTORS:
-        return UNIT_FACTORS.get(unit, 1.0)
+    if unit is None or unit in NM_PER:
+        return NM_PER.get(unit, 1.0)
     if unit == "px":
         if not pixel_size_nm:
             raise InputError(path, f"column '{col}' is in camera pixels; pass pixel_size_nm")

@@ -1,4 +1,20 @@
-"""How much of a cell crop the network sees: the card's ``input.field``.
+"""Crop geometry, in one place: which window around a cell every model input is cut from.
+
+Training, ``predict``, ``classify``, ``retrain``, the training-set export and the
+docks all ask this module; nothing else decides a window's size.
+
+:func:`window_side` / :func:`window_source_px`
+    The window cut around a segmented cell: the extent of the model's training
+    crops, ``crop_size x pixel_size / field``, in physical units or source pixels.
+:func:`window_size_px`
+    What that window is resampled to, so its centre ``field`` is the network's input.
+:func:`default_window`
+    The window for cells of a table when there is no model yet (training-set export,
+    training from labelled layers): 1.5 x the 90th-percentile cell size.
+:func:`centre_field`, :func:`auto_field`
+    The card's ``input.field``, below.
+
+How much of a cell crop the network sees: the card's ``input.field``.
 
 Crops made for people are framed loosely: the PBC crops show a white cell at
 about a third of the crop side among red cells. A fixed descriptor measured on
@@ -20,7 +36,14 @@ cell mask) fills :data:`FILL` of it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from napari_nucleus_ai.core.units import convert
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILL = 1.0 / 1.4  # the 90th-percentile cell diameter is this fraction of the field
 MIN_FIELD = 0.2
@@ -75,3 +98,58 @@ def auto_field(samples) -> float:
         return 1.0
     field = float(np.percentile(d[np.isfinite(d)], 90)) / FILL
     return float(np.clip(round(field, 2), MIN_FIELD, 1.0))
+
+
+def window_side(card: dict, unit: str) -> float | None:
+    """Side of the window cut around a cell, in ``unit`` (``None`` if either side is in px).
+
+    It is the extent of the model's training crops: the network's own field of view
+    (``crop_size x pixel_size``) divided by the card's ``field``, whose centre part the
+    network sees.
+    """
+    spec = card["input"]
+    side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
+    return convert(side_model, spec["unit"], unit)
+
+
+def window_source_px(card: dict, scale: float, unit: str) -> float:
+    """Side of the window cut around a cell, in source-image pixels of size ``scale`` ``unit``."""
+    spec = card["input"]
+    if "px" in (spec["unit"], unit):
+        # unknown physical size on one side: assume the model's source crops were at this scale
+        side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
+        return float(spec.get("source_crop_px", side_model) if spec["unit"] != "px" else side_model)
+    return window_side(card, unit) / float(scale)
+
+
+def window_size_px(card: dict) -> int:
+    """Pixels to resample a :func:`window_source_px` window to: its centre ``field`` is
+    then exactly the network's ``crop_size`` (or, when the model has a proposer that
+    looks at finer detail, the proposer's)."""
+    size = card["input"]["crop_size"] / field_of(card)
+    prop = (card.get("diffusion") or {}).get("proposer")
+    if prop:
+        size = max(size, float(prop["crop_size"]) / float(prop.get("field", 1.0)))
+    return int(round(size))
+
+
+#: The window when a table has no cell sizes: a white cell and its surroundings.
+FALLBACK_WINDOW = {"um": 25.6, "nm": 25600.0, "px": 64.0}
+
+
+def default_window(table: pd.DataFrame, unit: str | None = None) -> float:
+    """A crop side (the table's units) that holds nearly every cell: 1.5 x the 90th percentile size.
+
+    Without bounding boxes in ``table``, :data:`FALLBACK_WINDOW` of ``unit`` (else of the
+    table's ``unit`` column, else pixels).
+    """
+    if {"bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1"} <= set(table.columns):
+        h = (table["bbox_y1"] - table["bbox_y0"]).to_numpy(float)
+        w = (table["bbox_x1"] - table["bbox_x0"]).to_numpy(float)
+        side = np.maximum(h, w)
+        side = side[np.isfinite(side) & (side > 0)]
+        if side.size:
+            return float(1.5 * np.percentile(side, 90))
+    if unit is None:
+        unit = str(table["unit"].iloc[0]) if "unit" in table.columns and len(table) else "px"
+    return FALLBACK_WINDOW.get(unit, FALLBACK_WINDOW["px"])

@@ -27,6 +27,7 @@ import pandas as pd
 from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.framing import default_window
 
 
 @dataclass
@@ -86,15 +87,6 @@ def selected_cells(
     return t
 
 
-def default_window(table: pd.DataFrame) -> float:
-    """A crop side (physical units) that holds nearly every cell: 1.5 x the 90th percentile size."""
-    h = (table.get("bbox_y1", 0) - table.get("bbox_y0", 0)).to_numpy(float)
-    w = (table.get("bbox_x1", 0) - table.get("bbox_x0", 0)).to_numpy(float)
-    side = np.maximum(h, w)
-    side = side[np.isfinite(side) & (side > 0)]
-    return float(1.5 * np.percentile(side, 90)) if side.size else 64.0
-
-
 def crop(image: np.ndarray, centre_px: tuple[float, float], side_px: int) -> np.ndarray:
     """A ``side_px`` square around ``centre_px`` (y, x), edge-padded at the image border."""
     side_px = max(int(round(side_px)), 2)
@@ -143,7 +135,7 @@ def export_training_set(
         Also export unreviewed cells under the model's class.
     exclude : classes never exported (default ``unidentified``).
     window : float, optional
-        Crop side in the table's physical units (default :func:`default_window`).
+        Crop side in the table's physical units (default :func:`napari_nucleus_ai.models.framing.default_window`).
 
     Returns
     -------

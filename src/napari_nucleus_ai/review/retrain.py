@@ -274,18 +274,16 @@ def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: in
 
 def retrain_from_items(base_model, items, out=None, *, include_predicted=False, **options):
     """Export ``items`` (see :class:`~napari_nucleus_ai.review.export.ExportItem`) and fine-tune."""
-    from napari_nucleus_ai.classify.predict import as_package
+    from napari_nucleus_ai.models.framing import window_side
+    from napari_nucleus_ai.models.package import as_package
     from napari_nucleus_ai.review.export import export_training_set
 
     base = as_package(base_model)
     window = None
-    spec = base.card["input"]
-    if base.card["modality"] != "storm" and items and spec.get("unit") in ("um", "nm"):
-        # crop the cells with the model's own field of view, in the table's unit
+    if base.card["modality"] != "storm" and items:
+        # cut the cells exactly as classify does for this model (framing included)
         unit = str(items[0].table["unit"].iloc[0]) if "unit" in items[0].table else "px"
-        factor = {"nm": 1.0, "um": 1000.0}
-        if unit in factor:
-            window = spec["pixel_size"] * spec["crop_size"] * factor[spec["unit"]] / factor[unit]
+        window = window_side(base.card, unit)
     with tempfile.TemporaryDirectory(prefix="nucleus-ai-corrections-") as tmp:
         yield from export_training_set(
             tmp, items, include_predicted=include_predicted, window=window

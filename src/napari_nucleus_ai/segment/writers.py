@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.units import NM_PER
 
-_UNIT_CM = {"um": 1e-4, "nm": 1e-7}
+_UNIT_CM = {u: NM_PER[u] * 1e-7 for u in ("um", "nm")}
 
 
 def write_labels_tif(path, labels: np.ndarray, scale=None, unit: str = "px") -> Path:

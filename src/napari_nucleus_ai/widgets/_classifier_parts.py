@@ -6,6 +6,8 @@ import html
 
 import numpy as np
 
+from napari_nucleus_ai.core.palette import UNIDENTIFIED
+
 UNIT_NAMES = {
     "micrometer": "um",
     "micron": "um",
@@ -35,13 +37,13 @@ def class_colormap(table, colours: dict):
 
     cmap = {None: "transparent", 0: "transparent"}
     for lab, cls in zip(table["label"], table["class"], strict=True):
-        cmap[int(lab)] = colours.get(cls, "#9e9e9e")
+        cmap[int(lab)] = colours.get(cls, UNIDENTIFIED)
     return DirectLabelColormap(color_dict=cmap)
 
 
 def legend_html(counts: dict, colours: dict) -> str:
     rows = [
-        f'<span style="color:{colours.get(c, "#9e9e9e")}">&#9632;</span> {html.escape(c)}: <b>{n}</b>'
+        f'<span style="color:{colours.get(c, UNIDENTIFIED)}">&#9632;</span> {html.escape(c)}: <b>{n}</b>'
         for c, n in counts.items()
     ]
     return "<br>".join(rows) or "no cells"

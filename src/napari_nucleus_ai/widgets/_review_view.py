@@ -12,32 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-CLASS_COLORS = [
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#17becf",
-    "#7f7f7f",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-]
-EXTRA_COLORS = {"unidentified": "#ffffff", "artefact": "#555555"}
-
 
 def class_colors(classes: list[str], given: dict | None = None) -> dict[str, str]:
     """A colour per class: the model's (layer metadata ``class_colors``) else a fixed palette."""
-    given = given or {}
-    out = {}
-    for i, c in enumerate(classes):
-        out[c] = given.get(c) or EXTRA_COLORS.get(c) or CLASS_COLORS[i % len(CLASS_COLORS)]
-    return out
+    from napari_nucleus_ai.core.palette import class_colours
+
+    colours = class_colours(classes, given)
+    return {c: colours[c] for c in classes}
 
 
 def layer_source(layer) -> str | None:

@@ -274,12 +274,13 @@ class ClassifierWidget(Container):
         from napari.utils.notifications import show_info
 
         from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, to_features
+        from napari_nucleus_ai.core.palette import UNIDENTIFIED
 
         package, res = out
         self._package, self._last = package, res
         labels_layer = self._viewer.layers[self.labels_layer.value]
         colours = dict(zip(res.classes, res.colours, strict=True))
-        colours[CLASS_UNIDENTIFIED] = "#9e9e9e"
+        colours[CLASS_UNIDENTIFIED] = UNIDENTIFIED
         table = res.table.copy()
         cols = ["label", "class", "uncertainty"] + [c for c in table.columns if c.startswith("p_")]
         table = table[cols + [c for c in table.columns if c not in cols]]
@@ -321,10 +322,10 @@ class ClassifierWidget(Container):
         """A 'saliency' Image over the selected cell of the result layer (crop models)."""
         from napari.utils.notifications import show_warning
 
-        from napari_nucleus_ai.classify.cells import centroids_px, window_size_px, window_source_px
+        from napari_nucleus_ai.classify.cells import centroids_px
         from napari_nucleus_ai.classify.predict import saliency
         from napari_nucleus_ai.models.crops import cell_windows
-        from napari_nucleus_ai.models.framing import field_of
+        from napari_nucleus_ai.models.framing import field_of, window_size_px, window_source_px
 
         if self._last is None or self._package is None:
             show_warning("classify first, then select a cell in the result layer")
@@ -415,6 +416,7 @@ class ClassifierWidget(Container):
         from napari.utils.notifications import show_warning
 
         from napari_nucleus_ai.classify.trainset import from_labelled_image
+        from napari_nucleus_ai.models.framing import default_window
 
         if not self.labels_layer.value or not self.image_layer.value:
             show_warning("choose a Labels layer with a 'class' feature and its image")
@@ -425,7 +427,7 @@ class ClassifierWidget(Container):
             show_warning(f"{layer.name} has no 'class' column in its features")
             return None
         scale, unit, _ = layer_geometry(layer)
-        window = 25.6 if unit == "um" else 64.0 * scale
+        window = default_window(feats, unit)
         ts = from_labelled_image(
             np.asarray(self._viewer.layers[self.image_layer.value].data),
             np.asarray(layer.data),
