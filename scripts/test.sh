@@ -8,6 +8,8 @@ VENV=${VENV:-.venv}
 lint_dirs=$(ls -d src tests benchmarks 2>/dev/null)
 "$VENV/bin/ruff" check $lint_dirs
 "$VENV/bin/ruff" format --check $lint_dirs
+# the package's layers (pyproject.toml [tool.importlinter]): imports only go down
+"$VENV/bin/lint-imports" --no-cache
 export NAPARI_NUCLEUS_AI_DEVICE=${NAPARI_NUCLEUS_AI_DEVICE:-cpu}
 # The timm backbones need torch + a matching torchvision: their tests run first, in their own
 # environment (scripts/setup.sh --backbones; several GB). BACKBONES=0 skips them.
