@@ -2,7 +2,7 @@
 
 Run: ``xvfb-run -a .venv/bin/python benchmarks/batch_screenshot.py [--out docs/images/batch.png]``
 
-Two synthetic smear fields (issue 4 simulator) are written as TIFFs and opened, plus a
+Two synthetic smear fields (the smear simulator) are written as TIFFs and opened, plus a
 broken file in an extra folder; the dock runs the batch on an in-process Dask cluster
 and the labels come back as layers.
 """

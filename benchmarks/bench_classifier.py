@@ -1,4 +1,4 @@
-"""Classifier figures for docs/performance.md (issue 6).
+"""Classifier figures for docs/performance.md.
 
 Usage (run niced: the machine is shared)::
 

@@ -1,4 +1,4 @@
-"""Diffusion classifier figures on the shared PBC crops (issue 8).
+"""Diffusion classifier figures on the shared PBC crops.
 
 Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--model-dir``):
 
@@ -6,7 +6,7 @@ Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--m
     # 128 shared noise levels over the whole schedule; --live also times the live protocol
     nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py cv --fold F --size 32 --steps 3000 \
         --trials 128 --t-lo 0 --t-hi 1 --name scan
-    # anomaly, leave one class out, diffusion vs the issue-6 CNN's softmax entropy
+    # anomaly, leave one class out, diffusion vs the CNN's softmax entropy
     nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py loco --classes 0,1 --size 32 \
         --steps 1000 --trials 24 --t-lo 0 --t-hi 1 --reuse-cnn
     # tables: naive accuracy vs noise levels, protocols, nested choice, anomaly AUROCs
@@ -208,7 +208,7 @@ def _all_errors(model, x, trials):
 
 
 def _cnn_entropy(args, h, names, tr, te, kn, ytr, unknown, y_te):
-    """The issue-6 CNN's softmax entropy on the split; reused from an earlier run when saved."""
+    """The CNN's softmax entropy on the split; reused from an earlier run when saved."""
     from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.classify.trainset import load_class_folders
 

@@ -1,4 +1,4 @@
-"""Does the diffusion classifier add to ``morph`` on PBC? (issues 6 and 8)
+"""Does the diffusion classifier add to ``morph`` on PBC?
 
 Both models see the same stratified 3-fold split of the 96 PBC crops (``folds_of`` with the
 same seed as ``bench_diffusion.py cv``). The diffusion side is read from the error matrices

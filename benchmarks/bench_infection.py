@@ -1,4 +1,4 @@
-"""Figures for issue 9 (tracking, infection, lysis) on the synthetic Hoechst time-lapse.
+"""Figures of tracking, infection and lysis on the synthetic Hoechst time-lapse.
 
 Usage (numbers go to docs/performance.md and docs/infection.md)::
 
@@ -7,7 +7,7 @@ Usage (numbers go to docs/performance.md and docs/infection.md)::
 
 - linking accuracy (correct links / true links), precision and divisions found,
   on held-out simulated movies (seeds 401-403, 72 frames, 512 x 512);
-- per-nucleus infection accuracy of MODEL (an issue-6 package trained with
+- per-nucleus infection accuracy of MODEL (a classifier package trained with
   ``train_infection_model``; without ``--model`` one is trained first);
 - lytic prediction accuracy and median lead time with the shipped lytic model;
 - runtime per frame (tracking; infection scoring) at 512 x 512;

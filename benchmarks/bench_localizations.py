@@ -1,6 +1,6 @@
 """Benchmark: reading and rendering localizations against doing it by hand.
 
-Figures of issue 3:
+Figures of the localization readers and renderers:
 
 * ``info`` on a 2 M-row ThunderSTORM CSV costs at most 1.3x ``pandas.read_csv`` by hand;
 * ``render`` (default method: fixed Gaussian, 10 nm) costs at most 1.2x doing it by hand

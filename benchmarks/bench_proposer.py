@@ -1,4 +1,4 @@
-"""Diffusion classifier with the morphology proposer vs the naive protocol (issue 8).
+"""Diffusion classifier with the morphology proposer vs the naive protocol.
 
 The proposer (:mod:`napari_nucleus_ai.models.diffusion.proposer`) short-lists the 2 most
 probable classes of a cell from the morphology descriptor; the adaptive protocol then runs

@@ -2,7 +2,7 @@
 
 Run: ``nice .venv/bin/python benchmarks/bench_retrain.py [--data ../shared/data/smear/pbc]``
 
-A base model is trained on simulated white-cell crops (issue 4 simulator) for the
+A base model is trained on simulated white-cell crops (the smear simulator) for the
 five classes it shares with the real PBC crops (basophil, eosinophil,
 lymphocyte, monocyte, neutrophil). The real PBC crops of those classes play the
 annotators' corrections; ``retrain_gen`` holds out 25 % of them per class,

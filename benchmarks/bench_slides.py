@@ -1,4 +1,4 @@
-"""Whole-slide figures of issue 4 on a 40,000 x 40,000 JPEG-tiled SVS.
+"""Whole-slide figures on a 40,000 x 40,000 JPEG-tiled SVS.
 
 Usage (each measurement runs in its own process under ``/usr/bin/time -v``)::
 

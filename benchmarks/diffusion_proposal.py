@@ -1,4 +1,4 @@
-"""Can one network evaluation propose the candidate classes? (issue 8, a negative result)
+"""Can one network evaluation propose the candidate classes? (a negative result)
 
 To get below the naive protocol at its saturation point (16 levels x 8 classes = 128
 evaluations) by 10x, a cell may spend ~13 evaluations, less than two passes over the classes.

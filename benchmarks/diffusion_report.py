@@ -187,7 +187,7 @@ def loco_tables(files, t_range, n_trials=None):
         d = np.load(f)
         meta = json.loads(Path(f).with_suffix(".json").read_text())
         sc = anomaly_scores(d["errors"], d["train_errors"], d["train_y"], d["t"], t_range, n_trials)
-        sc["CNN softmax entropy (issue 6)"] = d["cnn_entropy"]
+        sc["CNN softmax entropy"] = d["cnn_entropy"]
         names = list(sc)
         rows.append((meta["held_out"], [float(auroc(v, d["unknown"])) for v in sc.values()]))
     lines = [

@@ -1,4 +1,4 @@
-"""Screenshot of the Generative dock for docs/generative.md (issue 8).
+"""Screenshot of the Generative dock for docs/generative.md.
 
     xvfb-run -a nice -n 10 .venv/bin/python benchmarks/diffusion_screenshot.py MODEL.zip docs/images/generative-dock.png
 

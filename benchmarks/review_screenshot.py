@@ -2,7 +2,7 @@
 
 Run: ``xvfb-run -a .venv/bin/python benchmarks/review_screenshot.py [--out docs/images/review.png]``
 
-The pipeline is the real one: a synthetic smear (issue 4 simulator) is segmented
+The pipeline is the real one: a synthetic smear (the smear simulator) is segmented
 with ``segment_wbc``, classified by a small model trained here on simulated
 white-cell crops (cached in the temp folder), and opened in the Review dock;
 the first cells are confirmed and one is corrected, as an annotator would.

@@ -83,7 +83,7 @@ def _storm_reader_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _storm_reader_available(), reason="localization readers (issue 3) absent")
+@pytest.mark.skipif(not _storm_reader_available(), reason="localization readers absent")
 def test_real_storm_folder_with_labels(shared_data, tmp_path):
     src = tmp_path / "nuclei"
     src.mkdir()

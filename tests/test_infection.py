@@ -1,4 +1,4 @@
-"""Infection from the nuclear stain: crops, features, model (issue 6 trainer), table, lysis, CLI, dock."""
+"""Infection from the nuclear stain: crops, features, model (the classifier trainer), table, lysis, CLI, dock."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def tracked(movie):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """A real infection model package from issue 6's trainer, kept tiny for speed."""
+    """A real infection model package from the classifier trainer, kept tiny for speed."""
     from napari_nucleus_ai.infection.score import train_infection_model
 
     out = tmp_path_factory.mktemp("models") / "infection"

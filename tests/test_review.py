@@ -165,7 +165,7 @@ def test_apply_corrections():
 
 
 def test_unidentified_cells_confirm_the_best_guess():
-    # issue-6 tables: class is "unidentified" above the threshold, predicted is the top guess
+    # classifier tables: class is "unidentified" above the threshold, predicted is the top guess
     df = make_table(6)
     df["predicted"] = df["class"]
     df.loc[df["uncertainty"] >= df["uncertainty"].median(), "class"] = "unidentified"

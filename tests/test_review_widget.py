@@ -273,7 +273,7 @@ def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
     w = ReviewWidget(viewer)
     w.open_outputs = False
     assert w._store_path.parent == csv.parent and w.image_id == "nuclei.csv"
-    # classes and colours from the classifier's model card (issue-6 layers carry it)
+    # classes and colours from the classifier's model card (classifier layers carry it)
     assert w.queue.classes == ["hiPSC", "somatic", "unidentified", "artefact"]
     assert w.colors["hiPSC"] == "#00ff00"
     assert w.queue.current == 1  # the more uncertain nucleus first

@@ -25,7 +25,7 @@ COMMANDS = {
     "train": ".train",
     "predict": ".predict",
     "classify": ".classify",
-    "generate": ".generate",  # issue 8
+    "generate": ".generate",
     "report": ".report",
     "export-trainset": ".export_trainset",
     "retrain": ".retrain",
@@ -33,8 +33,6 @@ COMMANDS = {
     "batch": ".batch",
     "export-bioimageio": ".export_bioimageio",
     "import-bioimageio": ".import_bioimageio",
-    # issue 3: "render"; issue 5: "segment"; issue 6: "train", "predict", "classify";
-    # issue 11: "import-dataset"; issue 7: "review"/"report"; issue 9: "track"; issue 10: "batch"
 }
 
 PROG = "napari-nucleus-ai"

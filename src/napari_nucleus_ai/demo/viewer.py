@@ -89,8 +89,7 @@ def _focus(viewer) -> None:
 
 DEMO_STEPS: list[tuple[str, Callable]] = [
     ("docks", _docks),
-    # each capability appends its step below, in pipeline order:
-    # storm (issue 3), smear (issue 4), segment (issue 5), classify (issue 6), review (issue 7)
+    # one step per capability, in pipeline order
     ("storm", _storm),
     ("smear", _smear),
     ("segment", _segment),

@@ -9,7 +9,7 @@ infection (see :mod:`napari_nucleus_ai.infection.lytic`).
 - :func:`nucleus_crops` cuts fixed-size crops (``crop_um`` wide) centred on each
   tracked nucleus; :func:`infection_trainingset` builds an ``infected`` /
   ``uninfected`` :class:`~napari_nucleus_ai.classify.trainset.TrainingSet` from the
-  simulator, for issue 6's trainer.
+  simulator, for the classifier trainer.
 - :func:`predict_infection` (core generator) runs a model package over every
   nucleus of every frame and adds ``p_infected`` and ``uncertainty`` to the tracks
   table, plus the shape/texture measurements the lytic predictor uses
@@ -151,7 +151,7 @@ def train_infection_model(
     """Train an ``uninfected`` / ``infected`` model package on simulated nuclear crops; a core generator.
 
     Simulates ``len(seeds)`` time-lapses, cuts :func:`infection_trainingset`
-    crops and trains them with issue 6's :func:`~napari_nucleus_ai.classify.train.train_gen`
+    crops and trains them with :func:`~napari_nucleus_ai.classify.train.train_gen`
     (small CNN, augmentation, validation split, calibration). Returns its ``TrainResult``.
     """
     from napari_nucleus_ai.classify.train import train_gen
@@ -170,7 +170,7 @@ def train_infection_model(
 
 
 def _p_infected(model, crops: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(p_infected, uncertainty)`` for crops from an issue-6 model package."""
+    """``(p_infected, uncertainty)`` for crops from an classifier model package."""
     if INFECTED not in model.classes:
         raise InputError(model.path, f"model classes {model.classes} have no '{INFECTED}' class")
     from napari_nucleus_ai.classify.predict import predict_items
@@ -203,7 +203,7 @@ def predict_infection(
     labels : (T, Y, X) array
         Track-id labels from the same run.
     model : ModelPackage or path, optional
-        An issue-6 model package with an ``infected`` class. Without a model (and
+        An classifier model package with an ``infected`` class. Without a model (and
         without ``probability``) only the chromatin features are added.
     probability : callable, optional
         ``crops -> p_infected`` instead of a model package (tests, other backends).

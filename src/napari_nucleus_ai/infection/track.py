@@ -2,7 +2,7 @@
 
 Pipeline of :func:`track_stack` (a core generator):
 
-1. Nuclei per frame with issue 5's :func:`~napari_nucleus_ai.segment.nuclei.segment_nuclei`,
+1. Nuclei per frame with :func:`~napari_nucleus_ai.segment.nuclei.segment_nuclei`,
    measured (centroid, area, mean intensity) per frame.
 2. Stage drift estimated by phase correlation between consecutive frames and
    removed from the coordinates used for linking (outputs stay in raw image pixels).
@@ -110,7 +110,7 @@ def fill_label_holes(labels: np.ndarray) -> np.ndarray:
 
 
 def segment_frame(frame: np.ndarray, pixel_size_um: float | None, params: dict) -> np.ndarray:
-    """Nuclei of one frame with issue 5's ``segment_nuclei``, robust to marginated chromatin.
+    """Nuclei of one frame with ``segment_nuclei``, robust to marginated chromatin.
 
     Infected nuclei have a bright rim and a dim interior; Otsu's threshold then
     lands inside them and the watershed cuts the ring into pieces. Unless a

@@ -48,7 +48,7 @@ from napari_nucleus_ai.core.errors import InputError
 # kind name -> module that registers it when imported (add one line per kind).
 KIND_MODULES: dict[str, str] = {
     "classifier": "napari_nucleus_ai.models.classifier_kind",
-    "diffusion": "napari_nucleus_ai.models.diffusion.kind",  # issue 8
+    "diffusion": "napari_nucleus_ai.models.diffusion.kind",
 }
 
 

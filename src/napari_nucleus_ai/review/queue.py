@@ -89,7 +89,7 @@ class ReviewQueue:
         self.classes = review_classes(self.model_classes)
         pred = _column(table, MODEL_COLUMN if MODEL_COLUMN in table.columns else "class")
         self._predicted = dict(zip(table["label"].tolist(), pred, strict=True))
-        # a classifier's best guess for cells it marked unidentified (issue 6: ``predicted``)
+        # a classifier's best guess for cells it marked unidentified (``predicted``)
         self._guess = dict(zip(table["label"].tolist(), _column(table, "predicted"), strict=True))
         probs = class_columns(table)
         pmax = table[probs].max(axis=1).to_numpy(float) if probs else np.full(len(table), np.nan)

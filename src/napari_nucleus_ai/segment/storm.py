@@ -1,7 +1,7 @@
 """Nuclei from STORM / SMLM localization density.
 
 Localizations are rendered into a coarse density image (``pixel_size_nm``,
-default 100 nm, blurred by ``smooth_nm``) with the issue-3 renderer, so the
+default 100 nm, blurred by ``smooth_nm``) with the localization renderer, so the
 image sits in true nanometres (``scale``/``translate`` as in napari). The
 density is segmented like a nuclear stain (:func:`.nuclei.segment_nuclei`:
 guarded threshold that stays empty on pure background, holes filled, touching
