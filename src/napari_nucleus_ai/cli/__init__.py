@@ -65,8 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from napari_nucleus_ai.cli._localization_options import localization_options
+
     try:
-        return int(args._run(args) or 0)
+        with localization_options(args):  # --camera-pixel / --columns for every read
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from napari_nucleus_ai.cli._localization_options import add_localization_options
+
 HELP = "segment (and classify) files and folders on Dask distributed; resumable, with summary.csv and report.html"
 
 EPILOG = """Outputs per input: DIR/<stem>_labels.tif and DIR/<stem>_cells.csv (as `segment`
@@ -70,6 +72,7 @@ def add_arguments(p) -> None:
         help="redo every input even if an earlier run finished it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_localization_options(p)  # --camera-pixel, --columns (inherited by Dask workers)
 
 
 def run(args) -> int:

@@ -6,8 +6,11 @@ HELP = "describe a file as the plugin's readers see it (format, size, scale, cha
 
 
 def add_arguments(p) -> None:
+    from napari_nucleus_ai.cli._localization_options import add_localization_options
+
     p.add_argument("file", help="a localization table, image, slide or stack")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_localization_options(p)
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from napari_nucleus_ai.cli._inference_options import add_inference_options
+from napari_nucleus_ai.cli._localization_options import add_localization_options
 
 HELP = "classify image crops or STORM localization files with a model package; write a CSV"
 
@@ -22,6 +23,7 @@ def add_arguments(p) -> None:
         help="CSV: path, label, uncertainty, p_<class>...",
     )
     add_inference_options(p)
+    add_localization_options(p)  # --camera-pixel, --columns (localization inputs)
 
 
 def expand_inputs(inputs) -> list[str]:

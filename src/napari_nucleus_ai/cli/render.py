@@ -6,6 +6,8 @@ HELP = "render a localization file into a density TIFF with its physical pixel s
 
 
 def add_arguments(p) -> None:
+    from napari_nucleus_ai.cli._localization_options import add_localization_options
+
     p.add_argument("file", help="a localization table (ThunderSTORM, N-STORM, Picasso, SMAP, ...)")
     p.add_argument("--out", required=True, help="output .tif")
     p.add_argument(
@@ -46,12 +48,7 @@ def add_arguments(p) -> None:
         default=0,
         help="correct drift by cross-correlating this many time segments (0 = off)",
     )
-    p.add_argument(
-        "--camera-pixel",
-        type=float,
-        default=None,
-        help="camera pixel in nm for files in pixels without metadata",
-    )
+    add_localization_options(p)
 
 
 def run(args) -> int:
@@ -70,10 +67,8 @@ def run(args) -> int:
         needs.add("frame")
     if args.channel:
         needs.add("channel")
-    opts = {"only": tuple(sorted(needs))}
-    if args.camera_pixel:
-        opts["pixel_size_nm"] = args.camera_pixel
-    table = read_localizations(args.file, **opts)
+    # --camera-pixel / --columns are the reading defaults of the run (cli.main)
+    table = read_localizations(args.file, only=tuple(sorted(needs)))
     df = table.data
     if any(
         v is not None for v in (args.max_precision, args.min_photons, frame_range, args.channel)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from napari_nucleus_ai.cli._localization_options import add_localization_options
+
 HELP = "segment white cells, nuclei or STORM nuclei; write <stem>_labels.tif and <stem>_cells.csv"
 
 
@@ -41,6 +43,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--model", default=None, help="deep backends: local weights file or folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_localization_options(p)  # --camera-pixel, --columns (storm-nuclei inputs)
 
 
 def _parse_params(items) -> dict:

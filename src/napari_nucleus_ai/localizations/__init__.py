@@ -10,15 +10,31 @@ Public API
     Writers other tools read back.
 
 Formats are recognised by content (:mod:`.detect`): ThunderSTORM CSV, Nikon N-STORM
-TXT, Picasso HDF5 + YAML, SMAP ``_sml.mat``, DECODE ``.h5``/``.csv``, ShareLoc
-``.smlm``, Zeiss Elyra TXT, ONI Nanoimager CSV, rapidSTORM TXT, Bruker Vutara CSV and
-any delimited table through column aliases or a ``mapping``.
+TXT, Picasso HDF5 (+ YAML), SMAP ``_sml.mat``, DECODE ``.h5``/``.csv``, ShareLoc
+``.smlm``, Zeiss Elyra TXT, ONI Nanoimager CSV, rapidSTORM TXT (also tracked), Bruker
+Vutara CSV, storm-analysis HDF5, Insight3 ``.bin``, vLUME and SMLM-challenge CSVs,
+and any delimited table (``#`` comment lines skipped, gzip-compressed or not) through
+column aliases or a ``mapping``. :func:`.options.reading_options` sets a camera pixel
+and a mapping for every read of a run (the CLI's ``--camera-pixel`` / ``--columns``).
 """
 
 from __future__ import annotations
 
+import os
+
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.localizations.detect import FORMATS, detect_format
+
+#: formats whose positions are not named columns of a text table (``--columns`` ignores them)
+BINARY_FORMATS = (
+    "picasso",
+    "decode-h5",
+    "smap",
+    "smlm",
+    "hdf5-bad",
+    "storm-analysis",
+    "insight3",
+)
 
 # Sniffing must stay cheap (the io dispatcher asks this family first for every file):
 # pandas-based modules are imported on first use, not here.
@@ -63,6 +79,7 @@ __all__ = [
     "from_dataframe",
     "read_layers",
     "read_localizations",
+    "reader_name",
     "sniff",
     "write_nstorm_txt",
     "write_thunderstorm_csv",
@@ -70,9 +87,20 @@ __all__ = [
 
 
 def _reader(fmt: str):
-    from napari_nucleus_ai.localizations import binary, generic, nstorm, thunderstorm, vendors
+    from napari_nucleus_ai.localizations import (
+        binary,
+        generic,
+        nstorm,
+        stormanalysis,
+        thunderstorm,
+        vendors,
+    )
 
     return {
+        "storm-analysis": stormanalysis.read_storm_analysis,
+        "insight3": stormanalysis.read_insight3,
+        "vlume": generic.read_vlume,
+        "smlm-challenge": generic.read_smlm_challenge,
         "thunderstorm": thunderstorm.read,
         "nstorm": nstorm.read,
         "elyra": vendors.read_elyra,
@@ -90,8 +118,26 @@ def _reader(fmt: str):
 
 
 def sniff(path) -> bool:
-    """True when ``path`` looks like a localization file (content check; never raises)."""
-    return detect_format(path) is not None
+    """True when ``path`` looks like a localization file (content check; never raises).
+
+    With a ``--columns`` mapping in force (:mod:`.options`) any delimited text table is
+    taken too: the user said which columns hold the positions.
+    """
+    if detect_format(path) is not None:
+        return True
+    try:
+        from napari_nucleus_ai.localizations.detect import looks_like_table
+        from napari_nucleus_ai.localizations.options import reading_defaults
+
+        return bool(reading_defaults().get("mapping")) and looks_like_table(path)
+    except Exception:  # noqa: BLE001 - a sniffer never raises
+        return False
+
+
+def reader_name(fmt: str) -> str:
+    """``module:function`` of the reader of format ``fmt`` (what ``info --json`` reports)."""
+    fn = _reader(fmt)
+    return f"{fn.__module__}:{fn.__name__}"
 
 
 def read_localizations(path, mapping: dict | None = None, format: str | None = None, **options):
@@ -102,7 +148,8 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
     path : path-like
     mapping : dict, optional
         ``{"x_nm": column, "y_nm": column, ...}`` for tables whose columns are not
-        recognised; forces the generic delimited-table reader.
+        recognised; forces the generic delimited-table reader. Defaults to the mapping
+        of :func:`.options.reading_options` (``--columns``) when one is in force.
     format : str, optional
         Skip detection (one of :data:`FORMATS`).
     **options
@@ -116,10 +163,33 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
         One line naming the file and the problem.
     """
     from napari_nucleus_ai.core.files import check_readable
+    from napari_nucleus_ai.localizations.detect import is_gzip
+    from napari_nucleus_ai.localizations.options import reading_defaults
 
     check_readable(path)
+    defaults = reading_defaults()
+    if (
+        mapping is None
+        and defaults.get("mapping")
+        and (format or detect_format(path)) not in BINARY_FORMATS  # --columns: text tables
+    ):
+        mapping = defaults["mapping"]
+    if options.get("pixel_size_nm") is None and defaults.get("pixel_size_nm"):
+        options["pixel_size_nm"] = defaults["pixel_size_nm"]
+    if is_gzip(path):
+        from napari_nucleus_ai.localizations.compressed import decompressed
+
+        fmt = format or detect_format(path)
+        with decompressed(path) as plain:
+            try:
+                table = read_localizations(plain, mapping=mapping, format=fmt, **options)
+            except InputError as e:
+                raise InputError(path, e.problem) from e
+        table.path = os.fspath(path)
+        table.metadata["compression"] = "gzip"
+        return table
     fmt = "csv" if mapping else (format or detect_format(path))
-    if fmt is None:
+    if fmt is None and mapping is None:
         from napari_nucleus_ai.localizations.detect import looks_like_table
 
         if not looks_like_table(path):
@@ -153,7 +223,13 @@ def describe(path, **options) -> dict:
     "channels", "bounds_nm": {"x": [min, max], "y": [...], ("z")}}``.
     """
     fmt = detect_format(path)
-    fast = fmt in ("thunderstorm", "nstorm") and "mapping" not in options
+    from napari_nucleus_ai.localizations.options import reading_defaults
+
+    fast = (
+        fmt in ("thunderstorm", "nstorm")
+        and "mapping" not in options
+        and not reading_defaults().get("mapping")  # --columns reads with the generic reader
+    )
     table = (
         read_localizations(path, positions_only=True, **options)
         if fast
@@ -170,6 +246,7 @@ def describe(path, **options) -> dict:
     info = {
         "kind": "localizations",
         "format": table.format,
+        "reader": reader_name("csv" if table.metadata.get("mapping_given") else table.format),
         "count": len(table),
         "n_dropped": table.n_dropped,
         "columns": columns,
@@ -177,7 +254,7 @@ def describe(path, **options) -> dict:
     }
     if channels is not None:
         info["channels"] = channels
-    for key in ("pixel_size_nm",):
+    for key in ("pixel_size_nm", "pixel_size_source", "compression", "tracked", "n_tracks"):
         if key in table.metadata:
             info[key] = table.metadata[key]
     return info

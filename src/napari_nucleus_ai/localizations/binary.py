@@ -57,19 +57,99 @@ def picasso_pixel_size(path) -> float | None:
     return size
 
 
+#: attribute / dataset names under which Picasso-like writers keep metadata inside the HDF5
+_INFO_KEYS = ("info", "metadata", "info.yaml", "yaml", "Info")
+
+
+def picasso_embedded_info(h) -> list[dict]:
+    """Metadata documents kept inside the HDF5 (newer Picasso keeps no ``.yaml`` beside it).
+
+    Looked for, in order: root and ``locs`` attributes that are themselves metadata keys
+    (``Pixelsize``...), then attributes or datasets named like :data:`_INFO_KEYS` holding
+    YAML or JSON text (one or several documents). Never raises; [] when none.
+    """
+    import yaml
+
+    docs: list[dict] = []
+    holders = [h.attrs]
+    if "locs" in h:
+        holders.append(h["locs"].attrs)
+    for attrs in holders:
+        plain = {}
+        for key in attrs:
+            try:
+                v = attrs[key]
+            except Exception:  # noqa: BLE001 - an attribute h5py cannot decode
+                continue
+            if key in _INFO_KEYS:
+                docs.extend(_parse_info_text(v, yaml))
+            elif np.ndim(v) == 0:
+                plain[key] = v.item() if isinstance(v, np.generic) else v
+        if plain:
+            docs.append(plain)
+    for key in _INFO_KEYS:
+        if key in h and getattr(h[key], "dtype", None) is not None:
+            try:
+                docs.extend(_parse_info_text(h[key][()], yaml))
+            except Exception:  # noqa: BLE001 - not text
+                continue
+    return docs
+
+
+def _parse_info_text(value, yaml) -> list[dict]:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        out = []
+        for v in value:
+            out.extend(_parse_info_text(v, yaml))
+        return out
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return []
+    try:
+        return [d for d in yaml.safe_load_all(value) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+
+
+def _last_pixelsize(docs) -> float | None:
+    size = None
+    for doc in docs:
+        for key in ("Pixelsize", "pixelsize", "pixel_size", "Pixel Size"):
+            if doc.get(key) is not None:
+                try:
+                    size = float(doc[key])
+                except (TypeError, ValueError):
+                    continue
+                break
+    return size
+
+
 def read_picasso(path, pixel_size_nm=None, **_) -> LocalizationTable:
-    """Picasso ``*_locs.hdf5``: ``x, y, lpx, lpy`` in camera pixels -> nm; frames from 0."""
+    """Picasso ``*_locs.hdf5``: ``x, y, lpx, lpy`` in camera pixels -> nm; frames from 0.
+
+    The pixel size comes from the ``.yaml`` beside the file (the last document with
+    ``Pixelsize``), else metadata kept inside the HDF5 (:func:`picasso_embedded_info`),
+    else ``pixel_size_nm`` (``--camera-pixel``: for files that do not record it).
+    """
     with _open_h5(path) as h:
         try:
             locs = h["locs"][()]
         except (KeyError, OSError) as e:
             raise InputError(path, "Picasso file with an unreadable 'locs' table") from e
-    px = pixel_size_nm or picasso_pixel_size(path)
+        embedded = picasso_embedded_info(h)
+    px, source = picasso_pixel_size(path), "yaml"
+    if not px:
+        px, source = _last_pixelsize(embedded), "hdf5"
+    if not px:
+        px, source = pixel_size_nm, "given"
     if not px:
         raise InputError(
             path,
             "Picasso positions are in camera pixels and no Pixelsize was found "
-            "in the .yaml beside it; pass pixel_size_nm",
+            "in a .yaml beside it or inside the HDF5; pass --camera-pixel NM",
         )
     raw = pd.DataFrame({name: locs[name] for name in locs.dtype.names})
     names = set(raw.columns)
@@ -85,7 +165,12 @@ def read_picasso(path, pixel_size_nm=None, **_) -> LocalizationTable:
     if "channel" in names:
         mapping["channel"] = "channel"
     return normalise(
-        raw, mapping, path=path, fmt="picasso", factors=factors, metadata={"pixel_size_nm": px}
+        raw,
+        mapping,
+        path=path,
+        fmt="picasso",
+        factors=factors,
+        metadata={"pixel_size_nm": px, "pixel_size_source": source},
     )
 
 
@@ -114,7 +199,7 @@ def read_decode_h5(path, pixel_size_nm=None, allow_empty=False, **_) -> Localiza
         px = meta.get("px_size", pixel_size_nm)
         if px is None:
             raise InputError(
-                path, "DECODE positions in pixels and no meta/px_size; pass pixel_size_nm"
+                path, "DECODE positions in pixels and no meta/px_size; pass --camera-pixel NM"
             )
         px = np.broadcast_to(np.asarray(px, float), (2,))
         factors = {"x_nm": float(px[0]), "y_nm": float(px[1])}

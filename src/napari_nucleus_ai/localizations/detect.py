@@ -9,12 +9,15 @@ is wrong in one line instead of "unknown format".
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import zipfile
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAT73 = b"MATLAB 7.3 MAT-file"
+GZIP_MAGIC = b"\x1f\x8b"
+INSIGHT3_MAGIC = b"M425"
 TEXT_EXTENSIONS = (".csv", ".txt", ".tsv", ".xyz", ".dat")
 HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".he5")
 
@@ -32,13 +35,17 @@ FORMATS = (
     "smap",
     "smlm",
     "hdf5-bad",
+    "storm-analysis",
+    "insight3",
+    "vlume",
+    "smlm-challenge",
 )
 
 
 ALIASES = {
-    "x_nm": ("x", "x_nm", "xnm", "position_x", "pos_x", "x-nm", "xc", "x_position"),
-    "y_nm": ("y", "y_nm", "ynm", "position_y", "pos_y", "y-nm", "yc", "y_position"),
-    "z_nm": ("z", "z_nm", "znm", "position_z", "pos_z", "z-nm", "zc", "z_position"),
+    "x_nm": ("x", "x_nm", "xnm", "xnano", "position_x", "pos_x", "x-nm", "xc", "x_position"),
+    "y_nm": ("y", "y_nm", "ynm", "ynano", "position_y", "pos_y", "y-nm", "yc", "y_position"),
+    "z_nm": ("z", "z_nm", "znm", "znano", "position_z", "pos_z", "z-nm", "zc", "z_position"),
     "frame": ("frame", "frame_ix", "frames", "first frame", "framenumber", "frame_number", "t"),
     "photons": ("photons", "phot", "photon", "photon-count", "n_photons", "intensity"),
     "precision_nm": (
@@ -90,10 +97,25 @@ def looks_binary(path, nbytes: int = 4096) -> bool:
     return bad > 0.05 * max(1, len(text))
 
 
+def is_gzip(path) -> bool:
+    """True when ``path`` starts with the gzip signature (``.csv.gz`` and friends)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
 def head_text(path, nbytes: int = 65536) -> str:
-    """The first ``nbytes`` of a file decoded leniently (BOM removed)."""
+    """The first ``nbytes`` of a file decoded leniently (BOM removed; gzip decompressed)."""
     with open(path, "rb") as fh:
         raw = fh.read(nbytes)
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read(nbytes)
+        except (OSError, EOFError):
+            raw = b"\x00"  # a truncated or corrupt gzip stream: not text
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     return raw.decode("utf-8", errors="replace")
@@ -122,6 +144,15 @@ def _detect(path: str) -> str | None:
     ext = os.path.splitext(path)[1].lower()
     with open(path, "rb") as fh:
         magic = fh.read(1024)
+    if magic.startswith(GZIP_MAGIC):
+        # Compressed text (``.csv.gz``): the format of what is inside, by its content.
+        inner_ext = os.path.splitext(path[:-3] if ext == ".gz" else path)[1].lower()
+        text = head_text(path)
+        if "\x00" in text[:256]:
+            return None
+        return _detect_text(text, inner_ext or ".csv")
+    if magic.startswith(INSIGHT3_MAGIC) and len(magic) >= 16:
+        return "insight3"
     if magic.startswith(HDF5_SIGNATURE):
         return _detect_hdf5(path, ext)
     if magic.startswith(MAT73):
@@ -150,6 +181,10 @@ def _detect_hdf5(path: str, ext: str) -> str | None:
                 return "picasso"
             if "data" in h and "xyz" in h["data"]:
                 return "decode-h5"
+            if ("sa_type" in h.attrs and "version" in h.attrs) or any(
+                k.startswith("fr_") for k in h
+            ):
+                return "storm-analysis"
             return None  # some other HDF5 (an image?) - not ours
     except Exception:  # noqa: BLE001 - unreadable HDF5: truncated or corrupt
         return "hdf5-bad" if ext in HDF5_EXTENSIONS else None
@@ -167,6 +202,11 @@ def _is_smap(path: str) -> bool:
 
 def _detect_text(text: str, ext: str) -> str | None:
     lines = first_lines(text, 6)
+    if lines and lines[0].startswith("#") and not lines[0].startswith("# <localizations"):
+        # comment lines first (vLUME, DECODE): look at the table after them
+        lines = [ln for ln in first_lines(text, 400) if ln.strip()]
+        n_comments = next((i for i, ln in enumerate(lines) if not ln.startswith("#")), len(lines))
+        lines = lines[: n_comments + 6]
     first = lines[0] if lines else ""
     header = clean_header(first)
     low = header.lower()
@@ -191,8 +231,23 @@ def _detect_text(text: str, ext: str) -> str | None:
         if body and re.match(r"\s*x\s*,\s*y\s*,", body[0].lower()) and "frame_ix" in body[0]:
             return "decode-csv"
     if ext in TEXT_EXTENSIONS and _looks_delimited(lines) and has_xy_columns(_fields(lines)):
+        fields = {split_unit(f)[0] for f in _fields(lines)}
+        if {"xnano", "ynano"} <= fields:
+            return "smlm-challenge"
+        if first.upper().startswith("#LUME"):
+            return "vlume"
         return "csv"
     return None
+
+
+def comment_lines(text: str) -> int:
+    """How many lines at the start of ``text`` are ``#`` comments (vLUME, DECODE exports)."""
+    n = 0
+    for line in text.split("\n"):
+        if not line.startswith("#"):
+            break
+        n += 1
+    return n
 
 
 def _fields(lines: list[str]) -> list[str]:

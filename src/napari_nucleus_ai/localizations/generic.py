@@ -16,6 +16,7 @@ from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.units import NM_PER
 from napari_nucleus_ai.localizations.detect import (
     ALIASES,
+    comment_lines,
     first_lines,
     head_text,
     split_unit,
@@ -58,9 +59,14 @@ def read_table(path, comment_lines: int = 0) -> pd.DataFrame:
 
 
 def read_csv_table(
-    path, mapping: dict | None = None, scale_nm: float | None = None, pixel_size_nm=None, **_
+    path,
+    mapping: dict | None = None,
+    scale_nm: float | None = None,
+    pixel_size_nm=None,
+    fmt: str = "csv",
+    **_,
 ) -> LocalizationTable:
-    """Read any delimited table.
+    """Read any delimited table (leading ``#`` comment lines are skipped).
 
     Parameters
     ----------
@@ -69,17 +75,47 @@ def read_csv_table(
     scale_nm : float, optional
         Multiply positions and precision by this to get nm (1000 for µm, the camera
         pixel size for pixels). Default: from units in the column names, else 1 (nm).
+    pixel_size_nm : float, optional
+        Camera pixel for columns whose unit is ``px``; with an explicit ``mapping`` also
+        for mapped x/y/precision columns whose names carry no unit (the user said which
+        columns they are and that they are in pixels: ``--columns`` + ``--camera-pixel``).
+    fmt : str
+        The format name the table reports (``csv``, ``vlume``, ``smlm-challenge``).
     """
-    raw = read_table(path)
+    skip = comment_lines(head_text(path, 1 << 20))
+    raw = read_table(path, comment_lines=skip)
+    explicit = bool(mapping)
     if mapping:
         bad = [v for v in mapping.values() if v is not None and v not in raw.columns]
         if bad:
-            raise InputError(path, f"mapped column(s) {bad} not in the file ({list(raw.columns)})")
+            raise InputError(
+                path,
+                f"mapped column(s) {bad} (--columns) not in the file (columns: {list(raw.columns)})",
+            )
         units = {k: split_unit(v)[1] for k, v in mapping.items() if v is not None}
+        if pixel_size_nm and scale_nm is None:
+            for std in ("x_nm", "y_nm", "precision_nm"):
+                if std in units and units[std] is None:
+                    units[std] = "px"
     else:
         mapping, units = guess_mapping(raw.columns)
     factors = _factors(path, units, scale_nm, pixel_size_nm)
-    return normalise(raw, mapping, path=path, fmt="csv", factors=factors)
+    meta = {"comment_lines": skip} if skip else {}
+    if explicit:
+        meta["mapping_given"] = True
+    if pixel_size_nm and any(u in ("px", "pixel", "pixels") for u in units.values()):
+        meta["pixel_size_nm"] = float(pixel_size_nm)
+    return normalise(raw, mapping, path=path, fmt=fmt, factors=factors, metadata=meta)
+
+
+def read_vlume(path, **options) -> LocalizationTable:
+    """vLUME CSV: ``#`` comment lines (``#LUME VERSION``...), then a table in nm."""
+    return read_csv_table(path, fmt="vlume", **options)
+
+
+def read_smlm_challenge(path, **options) -> LocalizationTable:
+    """SMLM-challenge CSV: ``frame, xnano, ynano, znano, intensity`` (nm)."""
+    return read_csv_table(path, fmt="smlm-challenge", **options)
 
 
 def _factors(path, units: dict, scale_nm, pixel_size_nm) -> dict:
@@ -93,7 +129,7 @@ def _factors(path, units: dict, scale_nm, pixel_size_nm) -> dict:
             factors[std] = NM_PER.get(unit, 1.0)
         elif unit in ("px", "pixel", "pixels"):
             if not pixel_size_nm:
-                raise InputError(path, f"{std[0]} is in camera pixels; pass pixel_size_nm")
+                raise InputError(path, f"{std[:-3]} is in camera pixels; pass --camera-pixel NM")
             factors[std] = float(pixel_size_nm)
         else:
             factors[std] = 1.0
@@ -117,7 +153,9 @@ def read_decode_csv(path, pixel_size_nm=None, **_) -> LocalizationTable:
     if unit == "px":
         px = meta.get("px_size") or pixel_size_nm
         if not px:
-            raise InputError(path, "DECODE positions in pixels and no px_size; pass pixel_size_nm")
+            raise InputError(
+                path, "DECODE positions in pixels and no px_size; pass --camera-pixel NM"
+            )
         px = list(px) if isinstance(px, list | tuple) else [px, px]
         factors = {"x_nm": float(px[0]), "y_nm": float(px[1])}
     if {"x_sig", "y_sig"} <= set(raw.columns):
@@ -143,4 +181,12 @@ def _decode_meta(text: str) -> dict:
     return meta
 
 
-__all__ = ["ALIASES", "STANDARD", "guess_mapping", "read_csv_table", "read_decode_csv"]
+__all__ = [
+    "ALIASES",
+    "STANDARD",
+    "guess_mapping",
+    "read_csv_table",
+    "read_decode_csv",
+    "read_smlm_challenge",
+    "read_vlume",
+]

@@ -105,8 +105,8 @@ def normalise(
         cols = ", ".join(map(str, raw.columns[:12])) or "none"
         raise InputError(
             path,
-            f"unknown columns ({cols}): no x/y positions found; choose a column mapping "
-            "(dock) or pass mapping={'x_nm': ..., 'y_nm': ...}",
+            f"unknown columns ({cols}): no x/y positions found; pass --columns x=COL,y=COL "
+            "(command line) or choose a column mapping (Localizations dock)",
         )
     z_col = mapping.get("z_nm")
     if z_col is not None and (z_col not in raw.columns or _all_zero(raw[z_col])):

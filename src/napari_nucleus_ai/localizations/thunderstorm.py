@@ -74,7 +74,7 @@ def _factor(unit, pixel_size_nm, path, col) -> float:
         return NM_PER.get(unit, 1.0)
     if unit == "px":
         if not pixel_size_nm:
-            raise InputError(path, f"column '{col}' is in camera pixels; pass pixel_size_nm")
+            raise InputError(path, f"column '{col}' is in camera pixels; pass --camera-pixel NM")
         return float(pixel_size_nm)
     raise InputError(path, f"column '{col}' has an unknown unit '{unit}'")
 

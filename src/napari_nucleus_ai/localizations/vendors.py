@@ -111,29 +111,54 @@ _ATTR = re.compile(r'(\w+)="([^"]*)"')
 _RAPID_UNITS = {"nanometer": 1.0, "micrometer": 1000.0, "meter": 1e9, "m": 1e9}
 
 
+def _rapid_fields(header: str) -> tuple[list[dict], list[dict]]:
+    """Top-level ``<field>``s and those of a nested child ``<localizations>`` (tracked files)."""
+    body = header.split("<localizations", 1)[-1]
+    parent, _, child = body.partition("<localizations")
+    top = [dict(_ATTR.findall(m.group(1))) for m in _FIELD.finditer(parent)]
+    kids = [dict(_ATTR.findall(m.group(1))) for m in _FIELD.finditer(child)]
+    return top, kids
+
+
 def read_rapidstorm(path, **_) -> LocalizationTable:
     """rapidSTORM TXT: an XML ``<localizations>`` header line, then space-separated rows.
 
     Columns follow the ``<field identifier=...>`` order: ``Position-0-0`` x,
     ``Position-1-0`` y, ``Position-2-0`` z, ``ImageNumber-0-0`` frame,
-    ``Amplitude-0-0`` (A/D counts, kept as an extra column). Rows of tracked
-    files carry their children on the same line; only the parent values are read.
+    ``Amplitude-0-0`` (A/D counts, kept as an extra column). Tracked files nest a child
+    ``<localizations>`` block in the header that repeats the field names; each row then
+    holds the track's values, the number of its localizations and their values. The
+    track values are read (one row per track) with the count as ``track_length``.
     """
     with open(path, encoding="latin-1") as fh:
         header = fh.readline()
         body = fh.read()
-    fields = [dict(_ATTR.findall(m.group(1))) for m in _FIELD.finditer(header)]
+    fields, children = _rapid_fields(header)
     if not fields:
         raise InputError(path, "rapidSTORM header lists no <field> columns")
     names = [f.get("identifier", f"field{i}") for i, f in enumerate(fields)]
     k = len(names)
+    tracked = bool(children)
+    width = k + 1 if tracked else k
+    cols = [*names, "track_length"] if tracked else names
     try:
-        raw = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, names=names, usecols=range(k))
+        if tracked:
+            raise ValueError("rows of tracked files have variable lengths")
+        raw = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, names=cols, usecols=range(k))
     except (pd.errors.ParserError, ValueError):
-        rows = [line.split()[:k] for line in body.splitlines() if line.strip()]
-        if any(len(r) < k for r in rows):
-            raise InputError(path, "rapidSTORM rows have fewer values than the header") from None
-        raw = pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, k), columns=names)
+        rows = [line.split()[:width] for line in body.splitlines() if line.strip()]
+        short = next((i for i, r in enumerate(rows) if len(r) < width), None)
+        if short is not None:
+            raise InputError(
+                path, f"rapidSTORM row {short + 2} has fewer values than the header's {width}"
+            ) from None
+        try:
+            values = np.asarray(rows, dtype=float).reshape(-1, width)
+        except ValueError as e:
+            raise _fail(path, "rapidSTORM TXT", e) from None
+        raw = pd.DataFrame(values, columns=cols)
+    if tracked:
+        raw["track_length"] = raw["track_length"].astype(np.int64)
     mapping, factors = {}, {}
     for std, ident in (
         ("x_nm", "Position-0-0"),
@@ -149,6 +174,7 @@ def read_rapidstorm(path, **_) -> LocalizationTable:
     for ident in names:
         if ident.startswith("Amplitude") and "photon" in fields[names.index(ident)].get("unit", ""):
             mapping["photons"] = ident
-    return normalise(
-        raw, mapping, path=path, fmt="rapidstorm", factors=factors, metadata={"fields": fields}
-    )
+    meta = {"fields": fields, "tracked": tracked}
+    if tracked:
+        meta["child_fields"] = [f.get("identifier") for f in children]
+    return normalise(raw, mapping, path=path, fmt="rapidstorm", factors=factors, metadata=meta)
