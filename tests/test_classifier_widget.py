@@ -144,7 +144,7 @@ def test_dock_default_morph_fit_is_one_plotted_point(
     w.train_out.value = str(tmp_path / "m.zip")
     w.train_from_layers()
     assert (tmp_path / "m.zip").is_file()
-    params = w._package.card["architecture"]["params"]
+    params = w.package.card["architecture"]["params"]
     if available():
         assert params["imagenet"] == "efficientnet-lite0" and params["cnn"] is False
         assert len(w.plot.rows) == 1 and w.plot.rows[0]["epoch"] == 1
@@ -185,9 +185,42 @@ def test_bad_initial_weights_file_is_one_notification_and_no_model(
     assert w._train_options()["init_weights"] == str(bad)
     monkeypatch.delenv("NAPARI_NUCLEUS_AI_SYNC", raising=False)
     w.train_from_layers()
-    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)  # the thread has finished
+    qtbot.waitUntil(lambda: not w.busy and not w.worker.is_running, timeout=60000)
     assert len(shown) == 1 and "imagenet.safetensors" in shown[0]
     assert "not a readable weights file" in shown[0] and "\n" not in shown[0]
     assert relayed == []
     assert not (tmp_path / "m.zip").exists() and w.train_btn.enabled
+    w.close()
+
+
+def test_dock_classifies_a_plain_labels_layer_from_the_button(
+    make_napari_viewer, qtbot, scene, tiny_model, monkeypatch
+):
+    """Layers opened after the dock are chosen; a Labels layer without a cell table is
+    measured; columns its features already have are kept; a re-run updates the result."""
+    import pandas as pd
+
+    from napari_nucleus_ai.widgets.classifier import FILE, ClassifierWidget
+
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_SYNC", "1")
+    viewer = make_napari_viewer()
+    w = ClassifierWidget(viewer)
+    w.model.value = FILE
+    w.model_file.value = str(tiny_model)
+    image, labels = scene
+    viewer.add_image(image, name="smear", rgb=True, scale=(0.5, 0.5), units="um")
+    layer = viewer.add_labels(labels, name="painted", scale=(0.5, 0.5), units="um")
+    assert len(layer.features) == 0
+    assert w.labels_layer.value == "painted" and w.image_layer.value == "smear"
+    w.run_btn.native.click()
+    result = viewer.layers["painted classes"]
+    assert result.features["label"].tolist() == [1, 2, 3, 4]
+    assert {"centroid_y", "area", "class"} <= set(result.features.columns)
+    # features with a column of their own: kept beside the predictions
+    layer.features = pd.DataFrame({"label": [1, 2, 3, 4], "note": ["a", "b", "c", "d"]})
+    w.run_btn.native.click()
+    assert viewer.layers["painted classes"] is result  # updated, not re-added
+    assert result.features["note"].tolist() == ["a", "b", "c", "d"]
+    names = [ly.name for ly in viewer.layers]
+    assert names.count("painted classes") == 1 and names.count("uncertainty") == 1
     w.close()

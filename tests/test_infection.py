@@ -243,7 +243,7 @@ def test_infection_dock(make_napari_viewer, qtbot, movie, tiny_model):
 
     os.environ["NAPARI_NUCLEUS_AI_SYNC"] = "1"
     try:
-        dock._run()
+        dock.run()
     finally:
         del os.environ["NAPARI_NUCLEUS_AI_SYNC"]
     labels = [ly for ly in viewer.layers if isinstance(ly, Labels)]
@@ -328,7 +328,7 @@ def test_infection_dock_threaded_builds_layers_in_the_worker(
     dock.layer.value = layer
     dock.demo_model.value = False
     dock.model.value = tiny_model
-    dock._run()
+    dock.run()
     assert not dock.run_btn.enabled
 
     def done():
@@ -337,7 +337,7 @@ def test_infection_dock_threaded_builds_layers_in_the_worker(
         return bool(dock.run_btn.enabled and Tracks in kinds and Labels in kinds and filled)
 
     qtbot.waitUntil(done, timeout=120_000)
-    qtbot.waitUntil(lambda: not dock._worker.is_running, timeout=10_000)
+    qtbot.waitUntil(lambda: not dock.worker.is_running, timeout=10_000)
     assert [ly.name for ly in viewer.layers] == ["movie", "movie nuclei", "movie tracks"]
     assert viewer.layers["movie tracks"].color_by == "p_infected"
     assert len([c for c in dock.track.choices if c is not None]) >= 3
@@ -358,9 +358,9 @@ def test_infection_dock_progress_and_cancel(make_napari_viewer, qtbot, movie, ti
     dock.layer.value = layer
     dock.demo_model.value = False
     dock.model.value = tiny_model
-    dock._run()
+    dock.run()
     seen = []
-    dock._worker.yielded.connect(seen.append)
+    dock.worker.yielded.connect(seen.append)
     qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
     assert all(isinstance(p, Progress) for p in seen) and seen[-1].total >= 40
     dock.cancel_btn.native.click()  # the Cancel button

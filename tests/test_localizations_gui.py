@@ -15,7 +15,7 @@ PLUGIN = "napari-nucleus-ai"
 def dock(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Localizations")
-    widget._sync = True
+    widget.sync = True
     return viewer, widget
 
 

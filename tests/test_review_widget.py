@@ -100,7 +100,7 @@ def test_keys_review_every_cell_once_and_save(dock, qtbot, tmp_path):
     assert (hist.loc[hist["label"] == "artefact", "action"] == "set").all()
     # saved rows are marked and the reviewed markers cover every cell
     assert w.table_model.pending == set()
-    w._refresh_slow()
+    w.refresh_marks()
     assert len(viewer.layers["reviewed cells"].data) == 12
     assert "12 reviewed, 0 unreviewed" in w.counts.text()
     assert "all saved" in w.status.text()
@@ -198,9 +198,9 @@ def test_reopening_the_image_restores_cells_and_corrections(dock, tmp_path, qtbo
     path = tmp_path / "data" / "field.png"
     path.parent.mkdir()
     viewer, w, layer, table = dock(8, path=path)
-    assert w._store_path == path.parent / STORE_NAME
+    assert w.store_path == path.parent / STORE_NAME
     assert w.image_id == "field.png"
-    assert not w._store_path.exists()  # looking is free: the first correction creates the store
+    assert not w.store_path.exists()  # looking is free: the first correction creates the store
     w.set_class("monocyte")
     w.set_class("artefact")
     corrections = dict(w.queue.corrections)
@@ -230,7 +230,7 @@ def test_storm_like_3d_nuclei_in_nm(dock):
     assert w.camera.center[-2:] == pytest.approx((row["centroid_y"], row["centroid_x"]))
     assert viewer.dims.point[0] == pytest.approx(row["centroid_z"], abs=0.25)
     w.confirm()
-    w._refresh_slow()
+    w.refresh_marks()
     assert viewer.layers["reviewed cells"].data.shape == (1, 3)
 
 
@@ -272,7 +272,7 @@ def test_storm_nuclei_from_a_localization_file(make_napari_viewer, tmp_path):
     )
     w = ReviewWidget(viewer)
     w.open_outputs = False
-    assert w._store_path.parent == csv.parent and w.image_id == "nuclei.csv"
+    assert w.store_path.parent == csv.parent and w.image_id == "nuclei.csv"
     # classes and colours from the classifier's model card (classifier layers carry it)
     assert w.queue.classes == ["hiPSC", "somatic", "unidentified", "artefact"]
     assert w.colors["hiPSC"] == "#00ff00"

@@ -239,6 +239,49 @@ def from_features(features: pd.DataFrame) -> pd.DataFrame:
     return validate_cell_table(df.dropna(subset=["label"]))
 
 
+def cell_table_for(
+    labels: np.ndarray,
+    features: pd.DataFrame | None = None,
+    *,
+    scale: Sequence[float] | float = 1.0,
+    translate: Sequence[float] | float = 0.0,
+    unit: str = "px",
+) -> pd.DataFrame:
+    """The cell table of a label image, keeping what its layer's ``features`` already say.
+
+    Any Labels layer can be classified: one painted by hand has no ``features``, one
+    from the segmentation has a full table, one edited since may have rows for cells
+    that are gone. The geometry is measured from ``labels`` (one row per object in
+    it); columns of ``features`` that are not measured here (intensities, a ``class``,
+    notes) are joined by ``label``. ``features`` that are not a cell table (no or bad
+    ``label`` column) are ignored.
+
+    Parameters
+    ----------
+    labels : (Y, X) or (Z, Y, X) int array
+    features : DataFrame, optional
+        The layer's ``features``.
+    scale, translate, unit
+        As in :func:`measure_cells`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per object of ``labels``, sorted by label.
+    """
+    table = measure_cells(labels, scale=scale, translate=translate, unit=unit)
+    if features is None or not len(features):
+        return table
+    try:
+        given = from_features(features)
+    except InputError:  # not a cell table: measuring is all there is
+        return table
+    extra = [c for c in given.columns if c not in table.columns]
+    if not extra:
+        return table
+    return table.merge(given[["label", *extra]], on="label", how="left")
+
+
 def write_cell_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a cell table as CSV atomically (temporary file, then rename)."""
     from napari_nucleus_ai.core.files import atomic_write

@@ -78,7 +78,7 @@ def run(args) -> int:
     )
     paths = write_report(rep, out, args.stem)
     if args.per_image and len(tables) > 1:
-        from napari_nucleus_ai.review.export import _slug
+        from napari_nucleus_ai.core.files import slug
 
         for i, t in tables.items():
             r = build_report(
@@ -89,7 +89,7 @@ def run(args) -> int:
                 authors=authors,
                 models=models,
             )
-            write_report(r, out, f"{args.stem}-{_slug(i)}")
+            write_report(r, out, f"{args.stem}-{slug(i)}")
     print(
         f"{rep.title}: {rep.total} cells, {rep.reviewed} reviewed, {rep.unreviewed} unreviewed; "
         f"blasts {rep.blast_percent:.1f} %"

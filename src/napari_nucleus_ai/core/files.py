@@ -74,3 +74,16 @@ def check_readable(path: str | os.PathLike) -> None:
         raise InputError(path, "is a folder, not a file")
     if os.path.getsize(path) == 0:
         raise InputError(path, "file is empty")
+
+
+def slug(name: str) -> str:
+    """A short file-name-safe form of ``name`` (an image id, a path) that stays unique.
+
+    The stem's safe characters (at most 40) and 6 hex digits of its SHA-1, so two
+    images whose names differ only in unsafe characters never share a folder.
+    """
+    import hashlib
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name)).stem)[:40] or "image"
+    return f"{base}-{hashlib.sha1(str(name).encode()).hexdigest()[:6]}"

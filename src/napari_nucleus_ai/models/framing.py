@@ -133,6 +133,38 @@ def window_size_px(card: dict) -> int:
     return int(round(size))
 
 
+def input_placement(
+    card: dict, window_px: float, centre_px, scale=(1.0, 1.0), translate=(0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a map over the network's input (e.g. a saliency map) lies on the source image.
+
+    The network sees the centre ``field`` of the ``window_px`` window cut around
+    ``centre_px``, resampled to ``crop_size`` pixels; each input pixel covers ``step``
+    source pixels.
+
+    Parameters
+    ----------
+    card : dict
+        The model card.
+    window_px : float
+        Side of the window cut around the cell, in source pixels (:func:`window_source_px`).
+    centre_px : (y, x)
+        The window's centre, in source pixels.
+    scale, translate : (y, x)
+        The source layer's pixel size and offset.
+
+    Returns
+    -------
+    scale, translate : ndarray
+        The map's layer ``scale`` and ``translate`` (pixel centres at the input pixels').
+    """
+    seen = window_px * field_of(card)  # what the network saw, in source pixels
+    step = seen / card["input"]["crop_size"]
+    sc = np.asarray(scale, float)[-2:]
+    origin = np.asarray(centre_px, float) - seen / 2 + step / 2
+    return sc * step, np.asarray(translate, float)[-2:] + sc * origin
+
+
 #: The window when a table has no cell sizes: a white cell and its surroundings.
 FALLBACK_WINDOW = {"um": 25.6, "nm": 25600.0, "px": 64.0}
 

@@ -14,7 +14,6 @@ By default only reviewed cells (their latest correction) are exported;
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ import pandas as pd
 
 from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.files import slug
 from napari_nucleus_ai.core.progress import Progress
 from napari_nucleus_ai.models.framing import default_window
 
@@ -59,11 +59,6 @@ class ExportItem:
     localizations: pd.DataFrame | None = None
     scale: Sequence[float] = (1.0, 1.0)
     translate: Sequence[float] = (0.0, 0.0)
-
-
-def _slug(image_id: str) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(image_id)).stem)[:40] or "image"
-    return f"{base}-{hashlib.sha1(str(image_id).encode()).hexdigest()[:6]}"
 
 
 def _safe_class(name: str) -> str:
@@ -157,7 +152,7 @@ def export_training_set(
     for item, cells in chosen:
         if cells.empty:
             continue
-        stem = _slug(item.image_id)
+        stem = slug(item.image_id)
         sy, sx = (float(v) for v in list(item.scale)[-2:])
         ty, tx = (float(v) for v in list(item.translate)[-2:])
         if kind == "localizations":

@@ -116,6 +116,17 @@ class ReviewQueue:
     def __len__(self) -> int:
         return len(self.order)
 
+    def __contains__(self, cell) -> bool:
+        """Whether ``cell`` is one of the queue's cells."""
+        try:
+            return int(cell) in self._rank
+        except (TypeError, ValueError):
+            return False
+
+    def rank(self, cell: int) -> int:
+        """``cell``'s place in review order (0 = the most uncertain)."""
+        return self._rank[int(cell)]
+
     def predicted(self, cell: int) -> str | None:
         return self._predicted.get(int(cell))
 
@@ -253,6 +264,16 @@ class ReviewQueue:
         else:
             self.corrections[cell] = label
 
+    def take_label(self, cell: int, label: str | None) -> None:
+        """Take a label given elsewhere (another annotator's, read from the store).
+
+        It is not an edit of this annotator: nothing to persist, no undo entry; the
+        position in the queue stays. ``None`` makes the cell unreviewed again.
+        """
+        cell = int(cell)
+        if cell in self._rank:
+            self._apply(cell, None if label is None else str(label))
+
     def set_class(self, label: str, advance: bool = True, cell: int | None = None) -> Edit | None:
         """Give the current cell (or ``cell``) ``label``; then go to the next unreviewed cell."""
         if label not in self.classes:
@@ -330,6 +351,37 @@ class ReviewQueue:
         df["label"] = df["label"].astype(np.int64)
         df["reviewed"] = df["reviewed"].astype(bool)
         return df
+
+
+def layer_classes(metadata: Mapping | None, table: pd.DataFrame) -> tuple[list[str], dict]:
+    """The model's classes of a classified layer and the colours its model gave them.
+
+    From the layer's ``metadata``: ``classes`` / ``class_colors`` when set (a restored
+    review), else the classifier's ``model_card`` (its ``classes``: ``name``, ``colour``);
+    the classes else come from the table (:func:`model_classes`).
+
+    Returns
+    -------
+    classes : list of str
+        The model's classes (the review adds ``unidentified`` and ``artefact``).
+    colours : dict
+        ``{class: colour}`` the model gave (may be empty); see :func:`review_colours`.
+    """
+    meta = dict(metadata or {})
+    card = meta.get("model_card") if isinstance(meta.get("model_card"), dict) else {}
+    entries = [c for c in card.get("classes", []) if isinstance(c, dict)]
+    classes = meta.get("classes") or [c.get("name") for c in entries] or model_classes(table)
+    colours = meta.get("class_colors") or {c.get("name"): c.get("colour") for c in entries}
+    return [str(c) for c in classes], {k: v for k, v in colours.items() if v}
+
+
+def review_colours(classes: Iterable[str], given: Mapping[str, str] | None = None) -> dict:
+    """A colour for each review class: the model's (``given``) else the shared palette."""
+    from napari_nucleus_ai.core.palette import class_colours
+
+    classes = list(classes)
+    colours = class_colours(classes, given)
+    return {c: colours[c] for c in classes}
 
 
 def _column(table: pd.DataFrame, name: str) -> list:

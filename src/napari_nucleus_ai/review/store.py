@@ -8,9 +8,13 @@ the previous label (or none), so the full history is always there.
 
 Durability: :meth:`AnnotationStore.set_label` commits with ``synchronous=FULL``
 before it returns, so a correction it reported survives the process being
-killed (and a power cut). Several processes may write at once: writes take the
-database lock with ``BEGIN IMMEDIATE`` and wait up to ``timeout`` seconds for it.
-SQLite's WAL needs a local file system (not a network share).
+killed (and a power cut). Several processes may write at once, fairly: each
+write is one short ``BEGIN IMMEDIATE`` transaction, taken in a retry loop with
+randomised exponential back-off (not SQLite's busy handler, which lets a busy
+writer starve the others), waiting at most ``timeout`` seconds in all before a
+one-line :class:`~napari_nucleus_ai.core.errors.InputError`. Opening a store
+whose schema exists only reads, so joining a busy project never waits for the
+write lock. SQLite's WAL needs a local file system (not a network share).
 
 Examples
 --------
@@ -27,6 +31,7 @@ import contextlib
 import json
 import os
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -68,6 +73,29 @@ CREATE TABLE IF NOT EXISTS images (
 
 ACTIONS = ("set", "confirm", "undo", "redo", "clear")
 
+# Back-off between attempts to take the write lock: full jitter, doubling from
+# _BACKOFF_FIRST up to _BACKOFF_CAP. The cap is deliberately small: a writer that
+# has waited long must keep trying as often as one that just arrived, else the
+# process that just committed (and immediately begins again) always wins. That is
+# what SQLite's own busy handler does wrong for us: it sleeps up to 100 ms between
+# tries, so a waiting writer almost never finds the lock free (starved for seconds).
+_BACKOFF_FIRST = 0.0005
+_BACKOFF_CAP = 0.008
+# After a commit, a writer that saw the lock contended recently pauses this long
+# (random, at most) before its next transaction, so that waiting writers find the
+# lock free; a writer alone never pauses.
+_COURTESY = 0.002
+_CONTENDED_FOR = 1.0
+
+
+def _busy(error: sqlite3.Error) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED: another connection holds a lock, try again."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and extended codes)
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
@@ -104,6 +132,16 @@ def store_for_data(data_path: str | os.PathLike, project: str | os.PathLike | No
     if project:
         return store_path(project)
     return Path(data_path).expanduser().resolve().parent / STORE_NAME
+
+
+def output_dir(store: str | os.PathLike, kind: str, image_id: str) -> Path:
+    """Where outputs of ``kind`` (``reports``, ``models``) for ``image_id`` go.
+
+    Beside the store, one folder per image (named like the training-set export's).
+    """
+    from napari_nucleus_ai.core.files import slug
+
+    return store_path(store).parent / kind / slug(image_id)
 
 
 def image_id_for(source: str | os.PathLike, store: str | os.PathLike | None = None) -> str:
@@ -151,36 +189,115 @@ class AnnotationStore:
     author : str, optional
         Default author for corrections (else the ``author`` setting, else the login).
     timeout : float
-        Seconds a writer waits for another process's lock before failing.
+        Seconds one read or write waits in all for other processes' locks before
+        failing with a one-line :class:`~napari_nucleus_ai.core.errors.InputError`.
+
+    Raises
+    ------
+    InputError
+        The file is not a usable store, WAL mode is impossible there, or the
+        lock could not be had within ``timeout`` while creating the schema.
     """
 
     def __init__(self, path: str | os.PathLike, author: str | None = None, timeout: float = 30.0):
         self.path = store_path(path)
         self.author = author or default_author()
+        self.timeout = float(timeout)
         self._lock = threading.RLock()
+        self._contended = -float("inf")  # monotonic time this connection last found the lock taken
+        self._committed = -float("inf")  # monotonic time of this connection's last commit
+        self._host = os.uname().nodename if hasattr(os, "uname") else ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # no busy handler: every wait goes through _retry (fair, bounded, one-line error)
             self._con = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            self._con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._con.execute("PRAGMA busy_timeout = 0")
+            # reading the mode takes no lock; switching to WAL (a new file) needs one
+            mode = self._retry(lambda: self._con.execute("PRAGMA journal_mode").fetchone()[0])
+            if str(mode).lower() != "wal":
+                mode = self._retry(
+                    lambda: self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                )
             self._con.execute("PRAGMA synchronous = FULL")
             self._con.execute("PRAGMA foreign_keys = ON")
-            with self._write():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._con.execute(stmt)
-                self._con.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
+            if str(mode).lower() == "wal" and self._schema_version() is None:
+                with self._write():
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            self._con.execute(stmt)
+                    self._con.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
         except sqlite3.DatabaseError as e:
             raise InputError(self.path, f"not a usable annotation store ({e})") from None
         if str(mode).lower() != "wal":
             raise InputError(self.path, f"cannot use WAL mode here (got {mode}); use a local disk")
 
+    def _schema_version(self) -> int | None:
+        """The stored schema version, found with a read only; ``None`` when not created yet."""
+
+        def read():
+            try:
+                row = self._con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e).lower():
+                    return None
+                raise
+            return None if row is None else int(row[0])
+
+        # the last table the schema creates must exist too (a store from before it)
+        version = self._retry(read)
+        if version is None:
+            return None
+        tables = self._retry(
+            lambda: self._con.execute(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type='table' "
+                "AND name IN ('corrections', 'images')"
+            ).fetchone()[0]
+        )
+        return version if tables == 2 else None
+
     # -- plumbing ---------------------------------------------------------
+    def _retry(self, attempt: Callable[[], object], what: str = "use the store") -> object:
+        """Call ``attempt`` until it is not refused by another process's lock.
+
+        Sleeps a random time between tries (full jitter, doubling up to
+        ``_BACKOFF_CAP``) and gives up after ``self.timeout`` seconds in all with a
+        one-line :class:`InputError` naming the store file. Other errors pass through.
+        """
+        deadline = None
+        delay = _BACKOFF_FIRST
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as e:
+                if not _busy(e):
+                    raise
+                now = time.monotonic()
+                self._contended = now
+                if deadline is None:
+                    deadline = now + self.timeout
+                elif now >= deadline:
+                    raise InputError(
+                        self.path,
+                        f"could not {what} within {self.timeout:g} s: another process "
+                        f"kept it locked ({e})",
+                    ) from None
+                time.sleep(min(random.uniform(0.1 * delay, delay), max(0.0, deadline - now)))
+                delay = min(2 * delay, _BACKOFF_CAP)
+
+    def _begin(self) -> None:
+        # a writer that just committed and saw contention lately lets the waiting ones
+        # in first: without this pause it would begin again within microseconds and,
+        # holding the lock most of the time, win nearly every race
+        now = time.monotonic()
+        if now - self._contended < _CONTENDED_FOR and now - self._committed < _COURTESY:
+            time.sleep(random.uniform(0.5, 1.0) * _COURTESY)
+        self._retry(lambda: self._con.execute("BEGIN IMMEDIATE"), "write the correction")
+
     class _Txn:
         def __init__(self, store: AnnotationStore):
             self.store = store
@@ -188,7 +305,7 @@ class AnnotationStore:
         def __enter__(self):
             self.store._lock.acquire()
             try:
-                self.store._con.execute("BEGIN IMMEDIATE")
+                self.store._begin()
             except BaseException:
                 self.store._lock.release()
                 raise
@@ -197,16 +314,21 @@ class AnnotationStore:
         def __exit__(self, exc_type, exc, tb):
             try:
                 self.store._con.execute("ROLLBACK" if exc_type else "COMMIT")
+                self.store._committed = time.monotonic()
             finally:
                 self.store._lock.release()
             return False
 
     def _write(self) -> AnnotationStore._Txn:
+        """One short write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``), retried fairly."""
         return AnnotationStore._Txn(self)
 
     def _query(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        args = tuple(args)
         with self._lock:
-            return self._con.execute(sql, tuple(args)).fetchall()
+            # WAL readers do not wait for writers; they may briefly meet a lock (recovery
+            # after a crash, a checkpoint), which the same bounded retry absorbs
+            return self._retry(lambda: self._con.execute(sql, args).fetchall(), "read the store")
 
     def close(self) -> None:
         with self._lock:
@@ -273,7 +395,9 @@ class AnnotationStore:
         predictions = predictions or {}
         out = []
         t = _now()
-        host, pid = os.uname().nodename if hasattr(os, "uname") else "", os.getpid()
+        host, pid = self._host, os.getpid()
+        # everything but the previous label is prepared outside the transaction: the
+        # shorter the write lock is held, the more often other writers find it free
         with self._write() as con:
             for cell, label in labels.items():
                 cell = int(cell)

@@ -18,14 +18,15 @@ MAX_SCREEN_PX = 4096
 class NanoscaleZoom:
     """Mixin for :class:`~napari_nucleus_ai.widgets.localizations.LocalizationsWidget`.
 
-    Expects ``self._viewer``, ``self._sync``, ``self._zoom_timer``, ``self.zoom``
-    (a CheckBox), ``self._current()`` and ``self._start(...)``.
+    Expects the :class:`~napari_nucleus_ai.widgets._base.DockBase` of the dock
+    (``viewer``, ``sync``, ``start_job``), ``self._zoom_timer``, ``self.zoom`` (a
+    CheckBox) and ``self._current()``.
     """
 
     def _on_camera(self, _=None):
         if not self.zoom.value:
             return
-        if self._sync:
+        if self.sync:
             self.update_zoom()
             return
         from qtpy.QtCore import QTimer
@@ -42,7 +43,7 @@ class NanoscaleZoom:
         Uses the public ``layer.corner_pixels`` (visible data pixels of the shown level)
         and ``camera.zoom`` (screen pixels per nm), so no private canvas size is needed.
         """
-        (*_, cy, cx), zoom = view_of(self._viewer, layer)
+        (*_, cy, cx), zoom = view_of(self.viewer, layer)
         corners = np.asarray(layer.corner_pixels, float)[:, -2:]
         scale = np.asarray(layer.scale, float)[-2:]
         if layer.multiscale:
@@ -74,14 +75,14 @@ class NanoscaleZoom:
 
         def show(r):
             if r is None or len(r.image) == 0:
-                if zname in self._viewer.layers:
-                    self._viewer.layers[zname].visible = False
+                if zname in self.viewer.layers:
+                    self.viewer.layers[zname].visible = False
                 return
-            if zname in self._viewer.layers:
-                z = self._viewer.layers[zname]
+            if zname in self.viewer.layers:
+                z = self.viewer.layers[zname]
                 z.data, z.scale, z.translate, z.visible = r.image, r.scale, r.translate, True
             else:
-                z = self._viewer.add_image(
+                z = self.viewer.add_image(
                     r.image,
                     name=zname,
                     scale=r.scale,
@@ -97,7 +98,7 @@ class NanoscaleZoom:
 
         sigma = (layer.metadata.get("render") or {}).get("sigma_nm")
         method = (layer.metadata.get("render") or {}).get("method", "gaussian")
-        return self._start(
+        return self.start_job(  # in the background: the dock's buttons stay usable
             zoom_gen,
             layer.metadata["localizations"],
             lo,
@@ -106,6 +107,7 @@ class NanoscaleZoom:
             base,
             on_result=show,
             description="zoom",
+            busy=False,
             method=method,
             sigma_nm=sigma,
         )
@@ -114,7 +116,7 @@ class NanoscaleZoom:
         """Cover the coarse layer when it is the only one shown; add up with other channels."""
         shown = [
             ly
-            for ly in self._viewer.layers
+            for ly in self.viewer.layers
             if ly.visible
             and ly is not layer
             and (ly.metadata or {}).get("localizations") is not None

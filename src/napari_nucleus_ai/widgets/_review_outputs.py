@@ -20,9 +20,9 @@ def _notify(msg: str) -> None:
 
 
 def _output_dir(w, name: str) -> Path:
-    from napari_nucleus_ai.review.export import _slug
+    from napari_nucleus_ai.review.store import output_dir
 
-    return w._store_path.parent / name / _slug(w.image_id)
+    return output_dir(w.store_path, name, w.image_id)
 
 
 # -- sessions -----------------------------------------------------------------------
@@ -76,23 +76,17 @@ def maybe_restore(w, layer) -> None:
 
 def restore(w, store, image_id: str):
     """Add the saved labels of ``image_id`` (predictions + corrections) and review them."""
-    from napari.utils import DirectLabelColormap
-
     from napari_nucleus_ai.cells import to_features
-    from napari_nucleus_ai.review.queue import apply_corrections, review_classes
+    from napari_nucleus_ai.review.queue import apply_corrections, review_classes, review_colours
     from napari_nucleus_ai.review.session import load_session
+    from napari_nucleus_ai.widgets._classifier_parts import class_colormap
 
     s = load_session(store, image_id)
     if s is None:
         return None
     feats = to_features(apply_corrections(s.table, s.corrections))
     classes = s.info.get("classes") or None
-    from napari_nucleus_ai.widgets._review_view import class_colors
-
-    colors = class_colors(review_classes(classes or sorted(feats["class"].dropna().unique())))
-    cmap = {None: "transparent", 0: "transparent"}
-    for lab, cls in zip(feats["label"], feats["class"], strict=True):
-        cmap[int(lab)] = colors.get(cls, "#ffffff")
+    colors = review_colours(review_classes(classes or sorted(feats["class"].dropna().unique())))
     layer = w.viewer.add_labels(
         s.labels,
         name=f"{Path(image_id).name} cells (restored)",
@@ -100,7 +94,7 @@ def restore(w, store, image_id: str):
         translate=s.translate,
         features=feats,
         opacity=0.5,
-        colormap=DirectLabelColormap(color_dict=cmap),
+        colormap=class_colormap(feats, colors),
         metadata={"image_id": image_id, "classes": classes, "model": s.info.get("model")},
     )
     if w.project is None and store.path.parent != w.store_location(layer).parent:
@@ -326,6 +320,6 @@ def demo_review(viewer, confirm: int = 6):
     for _ in range(min(confirm, len(w.queue) - 1)):
         w.confirm()  # the annotator's first key presses: confirm the most uncertain cells
     w.flush()
-    w._refresh_slow()
+    w.refresh_marks()
     viewer.layers.selection.active = layer
     return w

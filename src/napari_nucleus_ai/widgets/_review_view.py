@@ -13,14 +13,6 @@ from pathlib import Path
 import numpy as np
 
 
-def class_colors(classes: list[str], given: dict | None = None) -> dict[str, str]:
-    """A colour per class: the model's (layer metadata ``class_colors``) else a fixed palette."""
-    from napari_nucleus_ai.core.palette import class_colours
-
-    colours = class_colours(classes, given)
-    return {c: colours[c] for c in classes}
-
-
 def layer_source(layer) -> str | None:
     """The image file a Labels layer's cells came from, when known."""
     meta = getattr(layer, "metadata", {}) or {}
@@ -66,7 +58,7 @@ class ReviewView:
             state = f"not reviewed · Space confirms <b>{q.suggestion(cell) or 'unidentified'}</b>"
         done = q.reviewed
         self.info.setText(
-            f"cell <b>{cell}</b> ({q._rank[cell] + 1}/{len(q)}) · model: <b>{pred}</b> · "
+            f"cell <b>{cell}</b> ({q.rank(cell) + 1}/{len(q)}) · model: <b>{pred}</b> · "
             f"uncertainty {q.uncertainty(cell):.3f} · {state} · {done}/{len(q)} reviewed"
         )
         r = self.table_model.row_of(cell)
@@ -140,7 +132,7 @@ class ReviewView:
             layer.size = [side]
         layer.translate = tuple(c)
 
-    def _refresh_slow(self) -> None:
+    def refresh_marks(self) -> None:
         """Counts, reviewed markers, layer features: coalesced to keep up with key repeat."""
         q = self.queue
         if q is None:

@@ -35,8 +35,8 @@ class TrainPlot(DockFigure):
         for key, style, axis in (
             ("train_loss", "-", ax),
             ("val_loss", "--", ax),
-            ("train_acc", "-", ax2),
-            ("val_acc", "--", ax2),
+            ("train_accuracy", "-", ax2),
+            ("val_accuracy", "--", ax2),
         ):
             ys = [r.get(key, float("nan")) for r in self.rows]
             if any(y == y for y in ys):

@@ -24,6 +24,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_nucleus_ai.widgets._base import DockBase
+
 if TYPE_CHECKING:
     import napari
 
@@ -38,13 +40,14 @@ def layer_sources(viewer) -> dict[str, str]:
     return out
 
 
-class BatchWidget(Container):
+class BatchWidget(DockBase, Container):
     """The "Batch" dock."""
+
+    cancel_message = "cancelled; finished inputs are kept (run again to resume)"
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        self.init_dock(viewer)
         self.result = None
         self.inputs = Select(
             label="layers' files", choices=self._choices, tooltip="source files of the open layers"
@@ -64,28 +67,36 @@ class BatchWidget(Container):
             label="or scheduler", value="", tooltip="tcp://host:8786 of an existing Dask scheduler"
         )
         self.show_results = CheckBox(label="show results", value=True)
-        self.run_button = PushButton(text="Run batch")
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.run_btn = PushButton(text="Run batch")
+        self.cancel_btn = PushButton(text="Cancel")
         self.report_button = PushButton(text="Open report", enabled=False)
         self.status = Label(value="")
         self.extend([
             self.inputs, self.folder, self.out, self.method, self.model, self.workers,
-            self.scheduler, self.show_results, self.run_button, self.cancel_button,
+            self.scheduler, self.show_results, self.run_btn, self.cancel_btn,
             self.report_button, self.status,
         ])  # fmt: skip
-        self.run_button.changed.connect(self.run)
-        self.cancel_button.changed.connect(self.cancel)
+        self.run_btn.changed.connect(self.run)
+        self.cancel_btn.changed.connect(self.cancel)
         self.report_button.changed.connect(self.open_report)
+        self.run_button(self.run_btn, needs=[(self._has_inputs, "an opened file or a folder")])
+        self.cancel_button(self.cancel_btn)
+        for w in (self.inputs, self.folder):
+            w.changed.connect(self.update_buttons)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         self._refresh()
 
     def _choices(self, _widget=None):
-        return list(layer_sources(self._viewer))
+        return list(layer_sources(self.viewer))
 
     def _refresh(self, _event=None):
         self.inputs.reset_choices()
-        self.inputs.value = list(layer_sources(self._viewer))
+        self.inputs.value = list(layer_sources(self.viewer))
+
+    def _has_inputs(self) -> bool:
+        folder = self.folder.value
+        return bool(self.inputs.value) or bool(folder and str(folder) not in ("", "."))
 
     def gather(self) -> tuple[list[str], dict]:
         """The inputs and keyword arguments of ``run_batch_gen`` set in the dock."""
@@ -117,39 +128,26 @@ class BatchWidget(Container):
     def run(self, *_):
         from napari_nucleus_ai.batch.run import run_batch_gen
         from napari_nucleus_ai.core.errors import NucleusAIError
-        from napari_nucleus_ai.widgets._worker import start_work
 
         try:
             inputs, kwargs = self.gather()
         except NucleusAIError as e:
             self.status.value = str(e)
-            return
+            return None
         out = kwargs.pop("out")
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
         self.status.value = "starting Dask..."
-        self._worker = start_work(
+        return self.start_job(
             run_batch_gen,
             inputs,
             out,
             **kwargs,
             on_result=self._done,
             on_progress=self._progress,
-            on_finish=self._finished,
             description="batch",
         )
 
     def _progress(self, p):
         self.status.value = p.message
-
-    def _finished(self):
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
-
-    def cancel(self, *_):
-        if self._worker is not None:
-            self._worker.quit()
-        self.status.value = "cancelled; finished inputs are kept (run again to resume)"
 
     def _done(self, result):
         self.result = result
@@ -168,15 +166,16 @@ class BatchWidget(Container):
 
         from napari_nucleus_ai.cells import to_features
 
-        sources = layer_sources(self._viewer)
+        sources = layer_sources(self.viewer)
         added = []
         for _, row in result.summary.iterrows():
             if row["status"] != "ok" or row["path"] not in sources:
                 continue
-            src = self._viewer.layers[sources[row["path"]]]
+            src = self.viewer.layers[sources[row["path"]]]
             lab = tifffile.imread(Path(result.out) / row["labels_file"])
             table = pd.read_csv(Path(result.out) / row["cells_file"])
-            layer = self._viewer.add_labels(
+            layer = self.add_result(
+                "labels",
                 lab,
                 name=f"{src.name} batch labels",
                 scale=src.scale[-lab.ndim :],

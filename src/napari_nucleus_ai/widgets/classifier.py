@@ -33,6 +33,7 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
 
+from napari_nucleus_ai.widgets._base import DockBase
 from napari_nucleus_ai.widgets._classifier_parts import (
     class_colormap,
     demo_classify,
@@ -44,12 +45,22 @@ FILE = "model file..."
 __all__ = ["ClassifierWidget", "class_colormap", "demo_classify", "layer_geometry", "legend_html"]
 
 
-def _classify_work(model_spec, image, labels, **options):
+def _classify_work(model_spec, image, labels, features=None, **options):
+    """Resolve the model, take the layer's cell table (measured when it has none), classify."""
+    from napari_nucleus_ai.cells import cell_table_for
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.classify.demo_models import resolve_model_gen
 
     package = yield from resolve_model_gen(model_spec)
-    result = yield from classify_cells_gen(package, image, labels, None, **options)
+    unit = options.get("unit", "px")
+    table = cell_table_for(
+        labels,
+        features,
+        scale=float(np.atleast_1d(options.get("scale", 1.0))[-1]),
+        translate=options.get("translate", (0.0, 0.0)),
+        unit=unit if unit in ("nm", "um", "px") else "px",
+    )
+    result = yield from classify_cells_gen(package, image, labels, table, **options)
     return package, result
 
 
@@ -59,7 +70,7 @@ def _train_work(data, out, **options):
     return (yield from train_gen(data, out, **options))
 
 
-class ClassifierWidget(Container):
+class ClassifierWidget(DockBase, Container):
     """The "Classifier" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -71,10 +82,9 @@ class ClassifierWidget(Container):
         from napari_nucleus_ai.widgets._train_plot import TrainPlot
 
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._package = None
-        self._last = None
+        self.init_dock(viewer)
+        self.package = None  # the model of the last classification or training
+        self.last = None  # the last ClassifyResult
         self.model = ComboBox(
             label="model", choices=[DEMO_PREFIX + n for n in DEMO_MODELS] + [FILE]
         )
@@ -92,14 +102,10 @@ class ClassifierWidget(Container):
             step=0.05,
             tooltip="uncertainty (normalised entropy) above which a cell is 'unidentified'",
         )
-        self.labels_layer = ComboBox(
-            label="cells (Labels)", choices=self._labels_choices, nullable=True
-        )
-        self.image_layer = ComboBox(
-            label="image / render", choices=self._image_choices, nullable=True
-        )
+        self.labels_layer = ComboBox(label="cells (Labels)", nullable=True)
+        self.image_layer = ComboBox(label="image / render", nullable=True)
         self.run_btn = PushButton(text="Classify")
-        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.cancel_btn = PushButton(text="Cancel")
         self.legend = Label(label="classes")
         self.saliency_btn = PushButton(text="Saliency of selected cell")
         # training
@@ -162,25 +168,17 @@ class ClassifierWidget(Container):
         self.saliency_btn.clicked.connect(self.show_saliency)
         self.train_btn.clicked.connect(self.train_from_folder)
         self.train_layers_btn.clicked.connect(self.train_from_layers)
-        viewer.layers.events.inserted.connect(self._refresh)
-        viewer.layers.events.removed.connect(self._refresh)
+        # any Labels layer: a layer without a cell table gets one measured when classified
+        self.layer_choice(self.labels_layer, "Labels", "a Labels layer of cells", by_name=True)
+        self.layer_choice(self.image_layer, "Image", "the cells' image", by_name=True)
+        self.run_button(self.run_btn, needs=[self.labels_layer])
+        self.run_button(self.saliency_btn)
+        self.run_button(self.train_btn)
+        self.run_button(self.train_layers_btn, needs=[self.labels_layer, self.image_layer])
+        self.cancel_button(self.cancel_btn)
         self._on_model()
 
     # ---------------------------------------------------------------- helpers
-    def _labels_choices(self, _=None):
-        import napari
-
-        return [ly.name for ly in self._viewer.layers if isinstance(ly, napari.layers.Labels)]
-
-    def _image_choices(self, _=None):
-        import napari
-
-        return [ly.name for ly in self._viewer.layers if isinstance(ly, napari.layers.Image)]
-
-    def _refresh(self, _=None):
-        self.labels_layer.reset_choices()
-        self.image_layer.reset_choices()
-
     def model_spec(self):
         return str(self.model_file.value) if self.model.value == FILE else self.model.value
 
@@ -208,57 +206,27 @@ class ClassifierWidget(Container):
             except Exception as e:  # noqa: BLE001 - shown, not raised
                 self.model_info.value = one_line(e)[:120]
 
-    def _busy(self, busy: bool) -> None:
-        for w in (self.run_btn, self.train_btn, self.train_layers_btn, self.saliency_btn):
-            w.enabled = not busy
-        self.cancel_btn.enabled = busy
-
-    def _start(self, func, *args, on_result, description, on_progress=None, **kwargs):
-        from napari_nucleus_ai.widgets._worker import start_work
-
-        self._busy(True)
-
-        def finish():
-            self._busy(False)
-            self._worker = None
-
-        self._worker = start_work(
-            func,
-            *args,
-            on_result=on_result,
-            on_progress=on_progress,
-            on_finish=finish,
-            description=description,
-            **kwargs,
-        )
-        return self._worker
-
-    def cancel(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()
-
     # ---------------------------------------------------------------- classify
     def run(self):
         from napari.utils.notifications import show_warning
 
-        if not self.labels_layer.value:
-            show_warning("choose a Labels layer of segmented cells first")
+        labels_layer = self.chosen(self.labels_layer)
+        if labels_layer is None:
+            show_warning("choose a Labels layer of cells first")
             return None
-        labels_layer = self._viewer.layers[self.labels_layer.value]
-        image_layer = (
-            self._viewer.layers[self.image_layer.value] if self.image_layer.value else None
-        )
+        image_layer = self.chosen(self.image_layer)
         scale, unit, translate = layer_geometry(labels_layer)
         image = locs = None
         if image_layer is not None:
             locs = (image_layer.metadata or {}).get("localizations")
             data = image_layer.data[0] if image_layer.multiscale else image_layer.data
             image = np.asarray(data)
-        return self._start(
+        return self.start_job(
             _classify_work,
             self.model_spec(),
             image,
             np.asarray(labels_layer.data),
+            labels_layer.features.copy(),
             scale=scale,
             unit=unit,
             translate=translate,
@@ -277,8 +245,8 @@ class ClassifierWidget(Container):
         from napari_nucleus_ai.core.palette import UNIDENTIFIED
 
         package, res = out
-        self._package, self._last = package, res
-        labels_layer = self._viewer.layers[self.labels_layer.value]
+        self.package, self.last = package, res
+        labels_layer = self.chosen(self.labels_layer)
         colours = dict(zip(res.classes, res.colours, strict=True))
         colours[CLASS_UNIDENTIFIED] = UNIDENTIFIED
         table = res.table.copy()
@@ -292,9 +260,8 @@ class ClassifierWidget(Container):
             "units": labels_layer.units,
             "metadata": {"model": package.name, "model_card": package.card},
         }
-        if name in self._viewer.layers:
-            self._viewer.layers.remove(name)
-        layer = self._viewer.add_labels(
+        layer = self.add_result(
+            "labels",
             np.asarray(labels_layer.data),
             name=name,
             features=to_features(table),
@@ -302,9 +269,8 @@ class ClassifierWidget(Container):
             opacity=0.6,
             **kwargs,
         )
-        if "uncertainty" in self._viewer.layers:
-            self._viewer.layers.remove("uncertainty")
-        self._viewer.add_image(
+        self.add_result(
+            "image",
             res.uncertainty_image,
             name="uncertainty",
             colormap="inferno",
@@ -325,37 +291,39 @@ class ClassifierWidget(Container):
         from napari_nucleus_ai.classify.cells import centroids_px
         from napari_nucleus_ai.classify.predict import saliency
         from napari_nucleus_ai.models.crops import cell_windows
-        from napari_nucleus_ai.models.framing import field_of, window_size_px, window_source_px
+        from napari_nucleus_ai.models.framing import (
+            input_placement,
+            window_size_px,
+            window_source_px,
+        )
 
-        if self._last is None or self._package is None:
+        if self.last is None or self.package is None:
             show_warning("classify first, then select a cell in the result layer")
             return None
-        if self._package.modality == "storm":
+        if self.package.modality == "storm":
             show_warning("saliency is shown for image-crop models; STORM models classify patches")
             return None
         name = f"{self.labels_layer.value} classes"
-        layer = self._viewer.layers[name]
+        image_layer = self.chosen(self.image_layer)
+        if name not in self.viewer.layers or image_layer is None:
+            show_warning("classify first, then select a cell in the result layer")
+            return None
+        layer = self.viewer.layers[name]
         cell = int(layer.selected_label)
         labels = np.asarray(layer.data)
         if cell <= 0 or not (labels == cell).any():
             show_warning(f"cell {cell} is not in {name}: pick a cell with the label picker")
             return None
-        image = np.asarray(self._viewer.layers[self.image_layer.value].data)
+        image = np.asarray(image_layer.data)
         scale, unit, _ = layer_geometry(layer)
-        card = self._package.card
+        card = self.package.card
         win = window_source_px(card, scale, unit)
-        cy, cx = centroids_px(labels, np.array([cell]))[0]
-        crop = cell_windows(image, np.array([[cy, cx]]), win, window_size_px(card))[0]
-        sal = saliency(self._package, crop)
-        win, size = win * field_of(card), card["input"]["crop_size"]  # what the network saw
-        step = win / size
-        s = np.asarray(layer.scale[-2:]) * step
-        t = np.asarray(layer.translate[-2:]) + np.asarray(layer.scale[-2:]) * (
-            np.array([cy, cx]) - win / 2 + step / 2
-        )
-        if "saliency" in self._viewer.layers:
-            self._viewer.layers.remove("saliency")
-        return self._viewer.add_image(
+        centre = centroids_px(labels, np.array([cell]))[0]
+        crop = cell_windows(image, np.array([centre]), win, window_size_px(card))[0]
+        sal = saliency(self.package, crop)
+        s, t = input_placement(card, win, centre, layer.scale, layer.translate)
+        return self.add_result(
+            "image",
             sal,
             name="saliency",
             colormap="magma",
@@ -393,7 +361,7 @@ class ClassifierWidget(Container):
             f"{m.get('val_balanced_accuracy', float('nan')):.2f}"
             + (f", saved {res.path}" if res.path else "")
         )
-        self._package = res.package
+        self.package = res.package
         if res.path:
             self.model.value = FILE
             self.model_file.value = res.path
@@ -401,7 +369,7 @@ class ClassifierWidget(Container):
     def train_from_folder(self):
         opts = self._train_options()
         self.plot.clear()
-        return self._start(
+        return self.start_job(
             _train_work,
             str(self.train_data.value),
             opts.pop("out"),
@@ -418,10 +386,10 @@ class ClassifierWidget(Container):
         from napari_nucleus_ai.classify.trainset import from_labelled_image
         from napari_nucleus_ai.models.framing import default_window
 
-        if not self.labels_layer.value or not self.image_layer.value:
+        layer, image_layer = self.chosen(self.labels_layer), self.chosen(self.image_layer)
+        if layer is None or image_layer is None:
             show_warning("choose a Labels layer with a 'class' feature and its image")
             return None
-        layer = self._viewer.layers[self.labels_layer.value]
         feats = layer.features
         if "class" not in feats.columns:
             show_warning(f"{layer.name} has no 'class' column in its features")
@@ -429,7 +397,7 @@ class ClassifierWidget(Container):
         scale, unit, _ = layer_geometry(layer)
         window = default_window(feats, unit)
         ts = from_labelled_image(
-            np.asarray(self._viewer.layers[self.image_layer.value].data),
+            np.asarray(image_layer.data),
             np.asarray(layer.data),
             dict(zip(feats["label"], feats["class"], strict=True)),
             scale=scale,
@@ -440,7 +408,7 @@ class ClassifierWidget(Container):
         )
         opts = self._train_options()
         self.plot.clear()
-        return self._start(
+        return self.start_job(
             _train_work,
             ts,
             opts.pop("out"),

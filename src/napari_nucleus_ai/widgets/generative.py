@@ -20,17 +20,18 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from napari_nucleus_ai.widgets._base import DockBase
+
 if TYPE_CHECKING:
     import napari
 
 
-class GenerativeWidget(Container):
+class GenerativeWidget(DockBase, Container):
     """Generate a grid of synthetic cells, explain one cell, paint the anomaly score."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        self.init_dock(viewer)
         self.model = FileEdit(
             label="diffusion model", mode="r", filter="*.zip *.safetensors *.json"
         )
@@ -41,9 +42,8 @@ class GenerativeWidget(Container):
         self.guidance = FloatSpinBox(label="guidance", value=1.0, min=0.0, max=20.0, step=0.5)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.generate_btn = PushButton(text="Generate")
-        # choices are callables: napari calls reset_choices() on docks whenever layers change
-        self.image = ComboBox(label="image", choices=lambda w: self._layers("Image"))
-        self.labels = ComboBox(label="cells", choices=lambda w: self._layers("Labels"))
+        self.image = ComboBox(label="image", nullable=True)
+        self.labels = ComboBox(label="cells", nullable=True)
         self.cell = SpinBox(label="cell label", value=0, min=0, max=2**31 - 1)
         self.counterfactual_btn = PushButton(text="Counterfactual for selected cell")
         self.anomaly_btn = PushButton(text="Anomaly heatmap")
@@ -66,30 +66,34 @@ class GenerativeWidget(Container):
             ]
         )
         self.model.changed.connect(self._on_model)
-        self.generate_btn.clicked.connect(self.run_generate)
-        self.counterfactual_btn.clicked.connect(self.run_counterfactual)
+        self.generate_btn.clicked.connect(lambda: self.run_generate())
+        self.counterfactual_btn.clicked.connect(lambda: self.run_counterfactual())
         self.anomaly_btn.clicked.connect(self.show_anomaly)
-        self.labels.changed.connect(self._follow_selected_label)
-        viewer.layers.events.inserted.connect(self._refresh_layers)
-        viewer.layers.events.removed.connect(self._refresh_layers)
         self._followed = None
+        self.layer_choice(self.image, "Image", "an image layer", by_name=True)
+        self.layer_choice(
+            self.labels,
+            "Labels",
+            "a cells (Labels) layer",
+            by_name=True,
+            on_change=self._follow_selected_label,
+        )
+        self.klass.changed.connect(self.update_buttons)
+        self.run_button(
+            self.generate_btn, needs=[(lambda: bool(self.klass.value), "a diffusion model")]
+        )
+        self.run_button(self.counterfactual_btn, needs=[self.image, self.labels])
+        self.run_button(self.anomaly_btn, needs=[self.labels])
         self._follow_selected_label()
 
     # ------------------------------------------------------------------ helpers
-    def _layers(self, kind: str) -> list[str]:
-        return [ly.name for ly in self._viewer.layers if type(ly).__name__ == kind]
-
-    def _refresh_layers(self, event=None) -> None:
-        self.image.reset_choices()
-        self.labels.reset_choices()
-
     def _follow_selected_label(self, *_) -> None:
         """Keep ``cell label`` in step with the chosen Labels layer's selected label."""
         if self._followed is not None:
             self._followed.events.selected_label.disconnect(self._on_selected_label)
             self._followed = None
-        if self.labels.value in self._viewer.layers:
-            self._followed = self._viewer.layers[self.labels.value]
+        if self.labels.value in self.viewer.layers:
+            self._followed = self.viewer.layers[self.labels.value]
             self._followed.events.selected_label.connect(self._on_selected_label)
             self._on_selected_label()
 
@@ -119,25 +123,7 @@ class GenerativeWidget(Container):
     def _set_classes(self, classes) -> None:
         self._classes = list(classes)
         self.klass.reset_choices()
-
-    def _busy(self, busy: bool) -> None:
-        for b in (self.generate_btn, self.counterfactual_btn, self.anomaly_btn):
-            b.enabled = not busy
-
-    def _start(self, gen_func, *args, on_result, description, sync=None, **kwargs):
-        from napari_nucleus_ai.widgets._worker import start_work
-
-        self._busy(True)
-        self._worker = start_work(
-            gen_func,
-            *args,
-            on_result=on_result,
-            description=description,
-            on_finish=lambda: self._busy(False),
-            sync=sync,
-            **kwargs,
-        )
-        return self._worker
+        self.update_buttons()
 
     # ------------------------------------------------------------------ actions
     def run_generate(self, sync: bool | None = None):
@@ -150,10 +136,10 @@ class GenerativeWidget(Container):
         cls = self.klass.value
 
         def show(img):
-            self._viewer.add_image(img, name=f"synthetic {cls}", rgb=img.ndim == 3)
+            self.add_result("image", img, name=f"synthetic {cls}", rgb=img.ndim == 3)
             self.status.value = f"generated {self.n.value} {cls} cells"
 
-        return self._start(
+        return self.start_job(
             generate_grid_gen,
             str(self.model.value),
             cls,
@@ -175,8 +161,7 @@ class GenerativeWidget(Container):
         if not (self.image.value and self.labels.value):
             self.status.value = "choose an image and a cells (Labels) layer"
             return None
-        img_layer = self._viewer.layers[self.image.value]
-        lab_layer = self._viewer.layers[self.labels.value]
+        img_layer, lab_layer = self.chosen(self.image), self.chosen(self.labels)
         data = img_layer.data[0] if img_layer.multiscale else img_layer.data
         labels = lab_layer.data[0] if lab_layer.multiscale else lab_layer.data
         label = int(self.cell.value)
@@ -184,7 +169,8 @@ class GenerativeWidget(Container):
 
         def show(res):
             lim = float(np.abs(res["map"]).max()) or 1.0
-            self._viewer.add_image(
+            self.add_result(
+                "image",
                 res["map"],
                 name=f"counterfactual {label}: {res['source']} vs {res['target']}",
                 colormap="PiYG",
@@ -192,7 +178,8 @@ class GenerativeWidget(Container):
                 opacity=0.6,
                 **res["map_kwargs"],
             )
-            self._viewer.add_image(
+            self.add_result(
+                "image",
                 res["image"],
                 name=f"cell {label} as {res['target']}",
                 rgb=res["image"].ndim == 3,
@@ -204,7 +191,7 @@ class GenerativeWidget(Container):
                 f"{res['target']} ({p.get(res['target'], 0):.2f}); green = looks like {res['source']}"
             )
 
-        return self._start(
+        return self.start_job(
             counterfactual_gen,
             str(self.model.value),
             data,
@@ -228,7 +215,7 @@ class GenerativeWidget(Container):
         if not self.labels.value:
             self.status.value = "choose a cells (Labels) layer classified with a diffusion model"
             return
-        layer = self._viewer.layers[self.labels.value]
+        layer = self.chosen(self.labels)
         data = layer.data[0] if layer.multiscale else layer.data
         try:
             heat = per_cell_image(np.asarray(data), pd.DataFrame(layer.features), "anomaly")
@@ -237,7 +224,8 @@ class GenerativeWidget(Container):
             return
         finite = heat[np.isfinite(heat)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        self._viewer.add_image(
+        self.add_result(
+            "image",
             heat,
             name=f"anomaly ({layer.name})",
             colormap="magma",

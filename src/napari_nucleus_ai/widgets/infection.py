@@ -24,6 +24,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from napari_nucleus_ai.widgets._base import DockBase
 from napari_nucleus_ai.widgets._figure import DockFigure
 
 if TYPE_CHECKING:
@@ -32,24 +33,17 @@ if TYPE_CHECKING:
 FATE_COLOURS = {"lytic": "#e8412c", "infected": "#f5a623", "uninfected": "#4a90d9", None: "#9b9b9b"}
 
 
-class InfectionWidget(Container):
+class InfectionWidget(DockBase, Container):
     """The "Infection" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         from napari.layers import Image
 
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        self.init_dock(viewer)
         self.result = None
         self._look = None  # scale/translate of the analysed layer (world -> pixel)
-        self.layer = ComboBox(
-            label="time-lapse",
-            choices=lambda w: [
-                ly for ly in viewer.layers if isinstance(ly, Image) and ly.ndim == 3
-            ],
-            nullable=True,
-        )
+        self.layer = ComboBox(label="time-lapse", nullable=True)
         self.pixel = FloatSpinBox(label="pixel size (um)", value=0.0, min=0.0, max=100.0, step=0.01,
                                   tooltip="0 = from the layer")  # fmt: skip
         self.interval = FloatSpinBox(label="frame interval (h)", value=0.0, min=0.0, max=48.0, step=0.25,
@@ -62,18 +56,23 @@ class InfectionWidget(Container):
         self.lytic = FileEdit(label="lytic model", mode="r", filter="*.json",
                               tooltip="lytic predictor (empty = the one shipped)")  # fmt: skip
         self.run_btn = PushButton(text="Track and score")
-        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.cancel_btn = PushButton(text="Cancel")
         self.status = Label(value="")
         self.track = ComboBox(label="track", choices=[], nullable=True)
         self.extend([self.layer, self.pixel, self.interval, self.demo_model, self.model, self.lytic,
                      self.run_btn, self.cancel_btn, self.status, self.track])  # fmt: skip
         self._plot = _TrackPlot()
         self.native.layout().addWidget(self._plot.canvas)
-        self.run_btn.changed.connect(self._run)
-        self.cancel_btn.changed.connect(self._cancel)
+        self.run_btn.changed.connect(self.run)
+        self.cancel_btn.changed.connect(self.cancel)
         self.track.changed.connect(lambda v: self.select_track(v, jump=True))
-        viewer.layers.events.inserted.connect(lambda e: self.layer.reset_choices())
-        viewer.layers.events.removed.connect(lambda e: self.layer.reset_choices())
+        self.layer_choice(
+            self.layer,
+            lambda ly: isinstance(ly, Image) and ly.ndim == 3 and not ly.rgb,
+            "a time-lapse (t, y, x) image layer",
+        )
+        self.run_button(self.run_btn, needs=[self.layer])
+        self.cancel_button(self.cancel_btn)
         viewer.dims.events.current_step.connect(lambda e: self._plot.set_time(self._current_t()))
         # on the viewer, not on the nuclei layer: napari only calls the *active* layer's mouse
         # callbacks, and the Tracks layer (added last) is the active one after a run
@@ -81,7 +80,6 @@ class InfectionWidget(Container):
         self.native.destroyed.connect(
             lambda *_: _discard(viewer.mouse_drag_callbacks, self._on_click)
         )
-        self.layer.reset_choices()
 
     # ---------------------------------------------------------------- running
     def _params(self):
@@ -96,33 +94,22 @@ class InfectionWidget(Container):
         model = str(self.model.value) if str(self.model.value) not in ("", ".") else None
         return layer, px, dt, model, lytic
 
-    def _run(self, *_):
+    def run(self, *_):
+        """Track and score the chosen time-lapse; returns the worker (``None`` if nothing to run)."""
         from napari.utils.notifications import show_error
-
-        from napari_nucleus_ai.widgets._worker import start_work
 
         try:
             layer, px, dt, model, lytic = self._params()
         except ValueError as e:
             show_error(str(e))
-            return
-        self.run_btn.enabled, self.cancel_btn.enabled = False, True
+            return None
         self.status.value = "working..."
         look = _layer_kw(layer)
         self._look = look
-        self._worker = start_work(
+        return self.start_job(
             _workflow, layer.data, px, dt, model, lytic, self.demo_model.value, look,
-            on_result=self._show, on_finish=self._finished,
-            description="Infection", freeze_gc=True,
+            on_result=self._show, description="Infection", freeze_gc=True,
         )  # fmt: skip
-
-    def _cancel(self, *_):
-        if self._worker is not None:
-            self._worker.quit()
-            self.status.value = "cancelled"
-
-    def _finished(self):
-        self.run_btn.enabled, self.cancel_btn.enabled = True, False
 
     # ---------------------------------------------------------------- results
     def _show(self, payload) -> None:
@@ -133,12 +120,7 @@ class InfectionWidget(Container):
         from napari_nucleus_ai.widgets._worker import run_in_steps
 
         self.result, built = payload
-        run_in_steps([*(lambda ly=ly: self._add(ly) for ly in built), self._fill])
-
-    def _add(self, layer) -> None:
-        if layer.name in self._viewer.layers:
-            self._viewer.layers.remove(layer.name)
-        self._viewer.add_layer(layer)
+        run_in_steps([*(lambda ly=ly: self.replace_layer(ly) for ly in built), self._fill])
 
     def _fill(self) -> None:
         """Track choices, status line and the first track's curve."""
@@ -153,7 +135,9 @@ class InfectionWidget(Container):
         n_inf = int(table["infected"].sum()) if table is not None else 0
         msg = f"{len(order)} tracks"
         if table is not None:
-            n_lyt = int(table.get("lytic_predicted", np.zeros(0)).fillna(False).sum())
+            # no lytic predictor (none shipped or given): no column, none predicted
+            lytic = table.get("lytic_predicted", [])
+            n_lyt = sum(bool(v) for v in lytic if v is not None and v == v)  # v == v: not NaN
             msg += f", {n_inf} infected, {n_lyt} predicted lytic"
         self.status.value = msg
         self.status.tooltip = f"tracking {result.tracking.seconds_per_frame:.2f} s/frame"
@@ -371,7 +355,6 @@ def demo_infection(viewer) -> InfectionWidget:
     img, meta, _ = sample_layers(n_frames=40, shape=(320, 320), seed=2)[0]
     layer = viewer.add_image(img, **meta)
     _, dock = viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Infection")
-    dock.layer.reset_choices()
     dock.layer.value = layer
-    dock._run()
+    dock.run()
     return dock

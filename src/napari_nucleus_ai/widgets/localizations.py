@@ -23,6 +23,7 @@ from magicgui.widgets import (
 )
 
 from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
+from napari_nucleus_ai.widgets._base import DockBase
 from napari_nucleus_ai.widgets._compat import camera, set_view
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
 
@@ -37,23 +38,18 @@ UNITS = {"nm": 1.0, "µm": 1000.0, "camera px": None}
 COLORMAPS = ("magma", "green", "magenta", "cyan", "yellow", "red", "blue", "gray", "turbo")
 
 
-def _table_layers(viewer):
-    """Layers that carry a localization table (not the zoom overlays)."""
-    return [
-        ly
-        for ly in viewer.layers
-        if (ly.metadata or {}).get("localizations") is not None and "zoom_of" not in ly.metadata
-    ]
+def _is_table_layer(layer) -> bool:
+    """A layer that carries a localization table (not a zoom overlay)."""
+    meta = layer.metadata or {}
+    return meta.get("localizations") is not None and "zoom_of" not in meta
 
 
-class LocalizationsWidget(NanoscaleZoom, Container):
+class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
     """The "Localizations" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._sync = None  # tests may force synchronous work
+        self.init_dock(viewer)
         self.mapping_wanted = False  # the column-mapping box is in use
         self._last_path = None
         self.file = FileEdit(label="file", mode="r", filter="*")
@@ -61,7 +57,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             label="format", choices=[AUTO_FORMAT, *READ_FORMATS], value=AUTO_FORMAT
         )
         self.open_btn = PushButton(text="Open")
-        self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
+        self.layer = ComboBox(label="layer", nullable=True)
         self.info = Label(label="table", value="")
         self.info.native.setWordWrap(True)
         # column mapping for unknown tables (hidden until needed)
@@ -144,35 +140,33 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         self.render_btn.changed.connect(self.render)
         self.points_btn.changed.connect(self.show_points)
         self.save_btn.changed.connect(lambda: self.save_csv(str(self.save_path.value)))
-        self.layer.changed.connect(self._show_info)
         self.colormap.changed.connect(self._set_colormap)
+        self.layer_choice(
+            self.layer, _is_table_layer, "a localization layer", by_name=True,
+            on_change=self._show_info,
+        )  # fmt: skip
+        for button in (self.render_btn, self.points_btn, self.save_btn):
+            self.run_button(button, needs=[self.layer])
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
+        viewer.layers.events.renamed.connect(self._refresh)
         self._zoom_timer = None
         camera(viewer).events.zoom.connect(self._on_camera)
         camera(viewer).events.center.connect(self._on_camera)
         self._refresh()
 
     # ------------------------------------------------------------ choices
-    def _layer_choices(self, _=None):
-        return [ly.name for ly in _table_layers(self._viewer)]
-
     def _shapes_choices(self, _=None):
         from napari.layers import Shapes
 
-        return [NONE] + [ly.name for ly in self._viewer.layers if isinstance(ly, Shapes)]
+        return [NONE] + [ly.name for ly in self.viewer.layers if isinstance(ly, Shapes)]
 
     def _refresh(self, _=None):
-        self.layer.reset_choices()
         self.roi.reset_choices()
-        choices = [c for c in self.layer.choices if c is not None]
-        if self.layer.value is None and choices:
-            self.layer.value = choices[0]
         self._show_info()
 
     def _current(self):
-        name = self.layer.value
-        return self._viewer.layers[name] if name and name in self._viewer.layers else None
+        return self.chosen(self.layer)
 
     def _show_info(self, _=None):
         layer = self._current()
@@ -190,30 +184,17 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         if r.get("pixel_size_nm"):
             self.pixel.value = float(r["pixel_size_nm"])
 
-    def _start(self, gen, *args, on_result, description, **kwargs):
-        from napari_nucleus_ai.widgets._worker import start_work
-
-        self._worker = start_work(
-            gen,
-            *args,
-            on_result=on_result,
-            description=description,
-            sync=self._sync,
-            on_error=self._on_error,
-            **kwargs,
-        )
-        return self._worker
-
-    def _on_error(self, e):
-        from napari.utils.notifications import show_error
+    def job_failed(self, error):
+        """The message, and the column mapping when the table's columns were not recognised."""
+        from napari.utils import notifications
 
         from napari_nucleus_ai.core.errors import one_line
 
-        text = one_line(e)
+        text = one_line(error)
         self.status.value = text[:120]
         if "unknown columns" in text:
             self._offer_mapping()
-        show_error(text)
+        notifications.show_error(text)
 
     # ------------------------------------------------------------ open
     def _mapping(self):
@@ -266,7 +247,9 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             opts["mapping"] = mapping
         elif self.file_format.value != AUTO_FORMAT:
             opts["format"] = self.file_format.value
-        return self._start(read_gen, path, on_result=self._add_table, description="reading", **opts)
+        return self.start_job(
+            read_gen, path, on_result=self._add_table, description="reading", **opts
+        )
 
     def _add_table(self, table):
         from napari_nucleus_ai.localizations.layers import table_layers
@@ -281,7 +264,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             sigma_nm=self.sigma.value or None,
             z_mode=self.z_mode.value,
         )
-        added = [_add(self._viewer, ly) for ly in layers]
+        added = [_add(self.viewer, ly) for ly in layers]
         from napari.layers import Image
 
         images = [ly for ly in added if isinstance(ly, Image)]
@@ -302,8 +285,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             return None
         source = layer.metadata.get("all_localizations", layer.metadata["localizations"])
         roi, roi_types = None, None
-        if self.roi.value not in (None, NONE) and self.roi.value in self._viewer.layers:
-            shapes = self._viewer.layers[self.roi.value]
+        if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
+            shapes = self.viewer.layers[self.roi.value]
             roi, roi_types = list(shapes.data), list(shapes.shape_type)
         frames = (self.first_frame.value or None, self.last_frame.value or None)
         params = dict(
@@ -318,7 +301,7 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             roi_types=roi_types,
             drift_segments=self.segments.value if self.drift.value else 0,
         )
-        return self._start(
+        return self.start_job(
             process_gen,
             source,
             on_result=lambda r: self._update(layer, source, r),
@@ -350,8 +333,8 @@ class LocalizationsWidget(NanoscaleZoom, Container):
             or multiscale
         ):
             name, cmap = layer.name, None if layer.rgb else layer.colormap
-            self._viewer.layers.remove(layer)
-            layer = self._viewer.add_image(
+            self.viewer.layers.remove(layer)
+            layer = self.viewer.add_image(
                 data,
                 name=name,
                 scale=r.scale,
@@ -400,16 +383,16 @@ class LocalizationsWidget(NanoscaleZoom, Container):
         if layer is None:
             return None
         df = layer.metadata["localizations"]
-        if self.roi.value not in (None, NONE) and self.roi.value in self._viewer.layers:
-            shapes = self._viewer.layers[self.roi.value]
+        if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
+            shapes = self.viewer.layers[self.roi.value]
             df = filter_localizations(df, roi=list(shapes.data), roi_types=list(shapes.shape_type))
         if len(df) > 2_000_000:
             self.status.value = f"{len(df):,} points is too many; draw a smaller ROI"
             return None
-        return _add(
-            self._viewer,
-            points_layer(df, f"{layer.name} points", {"source": layer.metadata.get("source")}),
+        data, kwargs, kind = points_layer(
+            df, f"{layer.name} points", {"source": layer.metadata.get("source")}
         )
+        return self.add_result(kind, data, **kwargs)
 
     def save_csv(self, path: str):
         """Write the selected layer's (filtered) table as a ThunderSTORM CSV."""

@@ -37,19 +37,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nucleus_ai.review.queue import review_colours as class_colors  # noqa: F401
+from napari_nucleus_ai.widgets._base import DockBase, same_layer
 from napari_nucleus_ai.widgets._review_table import ReviewTableModel
-from napari_nucleus_ai.widgets._review_view import (  # noqa: F401
-    ReviewView,
-    class_colors,
-    layer_source,
-    model_name,
-)
+from napari_nucleus_ai.widgets._review_view import ReviewView, layer_source, model_name
 
 if TYPE_CHECKING:
     import napari
 
 
-class ReviewWidget(ReviewView, QWidget):
+def _has_cell_table(layer) -> bool:
+    """A Labels layer whose ``features`` is a cell table with rows."""
+    from napari.layers import Labels
+
+    return (
+        isinstance(layer, Labels)
+        and "label" in getattr(layer, "features", {})
+        and len(layer.features)
+    )
+
+
+class ReviewWidget(ReviewView, DockBase, QWidget):
     """The *Review* dock."""
 
     saved = Signal(object, object)  # Correction, token (from the writer thread)
@@ -59,13 +67,15 @@ class ReviewWidget(ReviewView, QWidget):
         super().__init__()
         from napari_nucleus_ai.review.store import default_author
 
-        self.viewer = viewer
+        self.init_dock(viewer)
         self.queue = None
         self.store = None
         self.writer = None
         self.layer = None
         self.image_id: str | None = None
         self.project: str | None = None
+        self.store_path: Path | None = None  # the store of the layer under review
+        self.source: str | None = None  # the image file its cells came from, when known
         self.colors: dict[str, str] = {}
         self._pending: dict[int, int] = {}
         self._zoom_next = True
@@ -117,13 +127,16 @@ class ReviewWidget(ReviewView, QWidget):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(300)
-        self._refresh_timer.timeout.connect(self._refresh_slow)
+        self._refresh_timer.timeout.connect(self.refresh_marks)
         # other annotators (processes) writing to the same store: pick up their labels
         self._sync_timer = QTimer(self)
         self._sync_timer.setInterval(3000)
         self._sync_timer.timeout.connect(self.sync_from_store)
         self._sync_timer.start()
-        self._fill_layers()
+        self.layer_choice(
+            self.layer_box, _has_cell_table, "a Labels layer of classified cells",
+            on_change=self._on_layer_choice,
+        )  # fmt: skip
 
     # -- layout -----------------------------------------------------------------
     def _layout(self) -> None:
@@ -165,7 +178,6 @@ class ReviewWidget(ReviewView, QWidget):
     def _connect(self) -> None:
         from napari_nucleus_ai.widgets import _review_outputs as outs
 
-        self.layer_box.currentIndexChanged.connect(self._on_layer_choice)
         self.project_btn.clicked.connect(self._choose_project)
         self.btn_prev.clicked.connect(lambda: self.step(-1))
         self.btn_next.clicked.connect(lambda: self.step(1))
@@ -182,8 +194,7 @@ class ReviewWidget(ReviewView, QWidget):
         self.btn_report.clicked.connect(lambda: outs.write_report_for(self))
         self.btn_trainset.clicked.connect(lambda: outs.export_trainset_dialog(self))
         self.btn_retrain.clicked.connect(lambda: outs.retrain_dialog(self))
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
 
     def _install_keys(self) -> None:
         keys = {str(k): (lambda k=str(k): self.press_class_key(k)) for k in "1234567890"}
@@ -211,41 +222,15 @@ class ReviewWidget(ReviewView, QWidget):
             sc.setEnabled(bool(on) and self.queue is not None)
 
     # -- layers and store ------------------------------------------------------------
-    def _candidates(self) -> list:
-        from napari.layers import Labels
-
-        return [
-            ly
-            for ly in self.viewer.layers
-            if isinstance(ly, Labels)
-            and "label" in getattr(ly, "features", {})
-            and len(ly.features)
-        ]
-
-    def _fill_layers(self) -> None:
-        current = self.layer
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        for ly in self._candidates():
-            self.layer_box.addItem(ly.name, ly)
-        self.layer_box.blockSignals(False)
-        if current is not None and current in self._candidates():
-            self.layer_box.setCurrentIndex(self._candidates().index(current))
-        elif self.layer_box.count():
-            self._on_layer_choice(self.layer_box.currentIndex())
-        else:
-            self.detach()
-
-    def _on_layers_changed(self, event=None) -> None:
+    def _on_inserted(self, event) -> None:
         from napari_nucleus_ai.widgets import _review_outputs as outs
 
-        if event is not None and getattr(event, "type", "") == "inserted":
-            outs.maybe_restore(self, event.value)
-        self._fill_layers()
+        outs.maybe_restore(self, event.value)
 
-    def _on_layer_choice(self, index: int) -> None:
-        layer = self.layer_box.itemData(index) if index >= 0 else None
-        if layer is not None and layer is not self.layer:
+    def _on_layer_choice(self, layer) -> None:
+        if layer is None:
+            self.detach()
+        elif not same_layer(layer, self.layer):
             self.attach(layer)
 
     def _choose_project(self) -> None:
@@ -280,7 +265,12 @@ class ReviewWidget(ReviewView, QWidget):
     def attach(self, layer) -> None:
         """Start reviewing ``layer``: restore its stored corrections (nothing is written yet)."""
         from napari_nucleus_ai.cells import from_features
-        from napari_nucleus_ai.review.queue import ReviewQueue, model_classes, model_table
+        from napari_nucleus_ai.review.queue import (
+            ReviewQueue,
+            layer_classes,
+            model_table,
+            review_colours,
+        )
         from napari_nucleus_ai.review.store import AnnotationStore, image_id_for
 
         self.detach()
@@ -294,16 +284,11 @@ class ReviewWidget(ReviewView, QWidget):
         )
         corrections = self.store.labels(image_id) if self.store is not None else {}
         table = model_table(from_features(layer.features))  # a reviewed layer: the model's classes
-        self._store_path, self._source = path, src
+        self.store_path, self.source = path, src
         self.layer, self.image_id = layer, image_id
-        card = meta.get("model_card") if isinstance(meta.get("model_card"), dict) else {}
-        card_classes = [c.get("name") for c in card.get("classes", []) if isinstance(c, dict)]
-        classes = meta.get("classes") or card_classes or model_classes(table)
+        classes, given = layer_classes(meta, table)
         self.queue = ReviewQueue(table, classes, corrections)
-        given = meta.get("class_colors") or {
-            c.get("name"): c.get("colour") for c in card.get("classes", []) if isinstance(c, dict)
-        }
-        self.colors = class_colors(self.queue.classes, given)
+        self.colors = review_colours(self.queue.classes, given)
         self.store_label.setText(f"{path}  [{image_id}]")
         self._build_class_buttons()
         self.filter_class.blockSignals(True)
@@ -312,7 +297,7 @@ class ReviewWidget(ReviewView, QWidget):
         self.filter_class.blockSignals(False)
         self._enable_keys(self.keys_on.isChecked())
         self._reload_table()
-        self._refresh_slow()
+        self.refresh_marks()
         self._zoom_next = True
         self.show_current()
 
@@ -322,12 +307,12 @@ class ReviewWidget(ReviewView, QWidget):
         from napari_nucleus_ai.widgets import _review_outputs as outs
 
         if self.store is None:
-            self.store = AnnotationStore(self._store_path, author=self.author.text() or None)
+            self.store = AnnotationStore(self.store_path, author=self.author.text() or None)
         if self.writer is None:
             self.writer = BackgroundWriter(
                 self.store, on_saved=self.saved.emit, on_error=self.failed.emit
             )
-            outs.save_session_once(self, self.queue.table.reset_index(drop=True), self._source)
+            outs.save_session_once(self, self.queue.table.reset_index(drop=True), self.source)
         return self.store
 
     def detach(self) -> None:
@@ -447,25 +432,25 @@ class ReviewWidget(ReviewView, QWidget):
         from napari_nucleus_ai.review.store import AnnotationStore
 
         q = self.queue
-        if q is None or (self.store is None and not self._store_path.exists()):
+        if q is None or (self.store is None and not self.store_path.exists()):
             return 0
         if self.store is None:
-            self.store = AnnotationStore(self._store_path, author=self.author.text() or None)
+            self.store = AnnotationStore(self.store_path, author=self.author.text() or None)
         stored = self.store.labels(self.image_id)
         changed = 0
         for cell in set(stored) | set(q.corrections):
-            if cell in self._pending or cell not in q._rank:
+            if cell in self._pending or cell not in q:
                 continue
             new = stored.get(cell)
             if q.corrections.get(cell) != new:
-                q._apply(cell, new)
+                q.take_label(cell, new)
                 self.table_model.update_row(
                     cell, {"class": q.final(cell), "reviewed": q.is_reviewed(cell)}
                 )
                 changed += 1
         if changed:
             self._show_counts()
-            self._refresh_slow()
+            self.refresh_marks()
         return changed
 
     def flush(self, timeout: float = 30.0) -> bool:

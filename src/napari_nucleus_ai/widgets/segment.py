@@ -22,6 +22,8 @@ from magicgui.widgets import (
     PushButton,
 )
 
+from napari_nucleus_ai.widgets._base import DockBase
+
 if TYPE_CHECKING:
     import napari
 
@@ -70,15 +72,14 @@ def localizations_of(layer):
     return None
 
 
-class SegmentWidget(Container):
+class SegmentWidget(DockBase, Container):
     """The "Segmentation" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        self.init_dock(viewer)
         self._syncing = {}
-        self.layer = ComboBox(label="layer", choices=self._layer_choices, nullable=True)
+        self.layer = ComboBox(label="layer", nullable=True)
         self.method = ComboBox(
             label="method",
             choices=["wbc", "nuclei", "storm-nuclei", "cellpose", "stardist", "instanseg"],
@@ -146,7 +147,7 @@ class SegmentWidget(Container):
         # region, actions, status
         self.region = ComboBox(label="region", choices=self._region_choices)
         self.run_btn = PushButton(text="Segment")
-        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.cancel_btn = PushButton(text="Cancel")
         self.status = Label(value="")
         self.count = Label(label="objects", value="-")
         self._groups = {
@@ -162,20 +163,19 @@ class SegmentWidget(Container):
              self.count, self.status]
         )  # fmt: skip
         self.method.changed.connect(self._show_params)
-        self.layer.changed.connect(self._on_layer)
         self.run_btn.changed.connect(self.run)
         self.cancel_btn.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self._refresh_choices)
-        viewer.layers.events.removed.connect(self._refresh_choices)
+        self.layer_choice(self.layer, ("Image", "Points"), "an image or localization layer",
+                          on_change=self._on_layer)  # fmt: skip
+        self.run_button(self.run_btn, needs=[self.layer])
+        self.cancel_button(self.cancel_btn)
+        viewer.layers.events.inserted.connect(self._refresh_regions)
+        viewer.layers.events.removed.connect(self._refresh_regions)
+        viewer.layers.events.renamed.connect(self._refresh_regions)
         self._on_layer(self.layer.value)
         self._show_params(self.method.value)
 
     # ---- choices
-    def _layer_choices(self, _=None):
-        from napari.layers import Image, Points
-
-        return [ly for ly in self._viewer.layers if isinstance(ly, Image | Points)]
-
     def _region_choices(self, _=None):
         from napari.layers import Shapes
 
@@ -183,8 +183,7 @@ class SegmentWidget(Container):
             ly.name for ly in self._viewer.layers if isinstance(ly, Shapes)
         ]
 
-    def _refresh_choices(self, _=None):
-        self.layer.reset_choices()
+    def _refresh_regions(self, _=None):
         self.region.reset_choices()
 
     def _on_layer(self, layer):
@@ -271,7 +270,6 @@ class SegmentWidget(Container):
     # ---- run
     def run(self, _=None, sync: bool | None = None):
         from napari_nucleus_ai.segment.run import segment
-        from napari_nucleus_ai.widgets._worker import start_work
 
         layer = self.layer.value
         if layer is None:
@@ -304,38 +302,12 @@ class SegmentWidget(Container):
                 kwargs["scale"] = tuple(layer.scale)[-3:]
                 kwargs["translate"] = tuple(layer.translate)[-3:]
         source = (layer.metadata or {}).get("path") or layer.name
-        self._cancelled = False
-        self.run_btn.enabled = False
-        self.cancel_btn.enabled = True
         self.status.value = f"{method}: running..."
-        self._worker = start_work(
-            segment, data, method, source=str(source), cancel=lambda: self._cancelled,
-            on_result=lambda res: self._on_result(res, layer), on_finish=self._on_finish,
-            on_error=self._on_error, description=f"segment ({method})", sync=sync,
-            **kwargs, **params,
+        return self.start_job(
+            segment, data, method, source=str(source), cancel=lambda: self.cancelled,
+            on_result=lambda res: self._on_result(res, layer),
+            description=f"segment ({method})", sync=sync, **kwargs, **params,
         )  # fmt: skip
-        return self._worker
-
-    def cancel(self, _=None):
-        self._cancelled = True
-        if self._worker is not None:
-            self._worker.quit()
-        self.status.value = "cancelling..."
-
-    def _on_finish(self):
-        self.run_btn.enabled = True
-        self.cancel_btn.enabled = False
-
-    def _on_error(self, error):
-        from napari.utils.notifications import show_error
-
-        from napari_nucleus_ai.core.errors import Cancelled, one_line
-
-        if isinstance(error, Cancelled):
-            self.status.value = "cancelled"
-            return
-        self.status.value = one_line(error)
-        show_error(one_line(error))
 
     def _on_result(self, res, source_layer):
         from napari_nucleus_ai.cells import to_features
@@ -349,10 +321,8 @@ class SegmentWidget(Container):
                   "metadata": meta, "opacity": 0.6}  # fmt: skip
         if res.unit in ("um", "nm"):
             kwargs["units"] = "micrometer" if res.unit == "um" else "nanometer"
-        if name in self._viewer.layers:
-            old = self._viewer.layers[name]
-            self._viewer.layers.remove(old)
-        labels_layer = self._viewer.add_labels(res.labels, **kwargs)
+        # a new layer, not an update: the table watcher below is tied to the layer
+        labels_layer = self.add_result("labels", res.labels, in_place=False, **kwargs)
         if res.method == "wbc":
             labels_layer.contour = 2
         self._watch(labels_layer, source_layer, per_frame="t" in res.table.columns)

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_nucleus_ai.widgets._base import DockBase
 from napari_nucleus_ai.widgets._slide_parts import (
     COLOURS,
     Thumbnail,
@@ -39,13 +40,13 @@ if TYPE_CHECKING:
     import napari
 
 
-class SlideWidget(QWidget):
+class SlideWidget(DockBase, QWidget):
     """Slide metadata, thumbnail navigation, region/level loading; stack channel colours."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__()
-        self.viewer = viewer
-        self.worker = None
+        self.init_dock(viewer)
+        self._shown = None  # the layer whose facts are on show
         self.layer_box = QComboBox()
         self.info = QLabel()
         self.info.setWordWrap(True)
@@ -56,7 +57,6 @@ class SlideWidget(QWidget):
         self.region.addItems(["visible area", "whole level"])
         self.load_btn = QPushButton("Load into memory")
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         self.status = QLabel()
         self.channels = QGridLayout()
 
@@ -80,15 +80,18 @@ class SlideWidget(QWidget):
         self._view_timer.setSingleShot(True)
         self._view_timer.setInterval(60)
         self._view_timer.timeout.connect(self._update_view)
-        self.layer_box.currentTextChanged.connect(self._on_layer)
         self.thumb.clicked.connect(self.go_to)
-        self.load_btn.clicked.connect(self.load)
+        self.load_btn.clicked.connect(lambda: self.load())
         self.cancel_btn.clicked.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self._refresh_layers)
+        # napari calls the last connected first: a removed layer is forgotten before the
+        # box refreshes, so a new layer of the same name is shown afresh
         viewer.layers.events.removed.connect(self._on_removed)
         self.camera.events.center.connect(self._schedule_view)
         self.camera.events.zoom.connect(self._schedule_view)
-        self._refresh_layers()
+        self.layer_choice(self.layer_box, "Image", "an image layer", on_change=self._on_layer)
+        self.run_button(self.load_btn, needs=[self.layer_box])
+        self.cancel_button(self.cancel_btn)
+        self._on_layer()
 
     @property
     def camera(self):
@@ -107,38 +110,18 @@ class SlideWidget(QWidget):
 
         return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
-    def _refresh_layers(self, event=None) -> None:
-        current = self.layer_box.currentText()
-        names = [ly.name for ly in self._image_layers()]
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        self.layer_box.addItems(names)
-        pick = (
-            current
-            if current in names
-            else next(
-                (ly.name for ly in self._image_layers() if ly.multiscale), names[0] if names else ""
-            )
-        )
-        self.layer_box.setCurrentText(pick)
-        self.layer_box.blockSignals(False)
-        self._on_layer(pick)
-
     def _on_removed(self, event=None) -> None:
-        if event is not None and getattr(event.value, "name", None) == getattr(
-            self, "_shown", None
-        ):
+        if event is not None and getattr(event.value, "name", None) == self._shown:
             self._shown = None  # a new layer of the same name must be shown afresh
-        self._refresh_layers()
 
     @property
     def layer(self):
-        name = self.layer_box.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+        """The chosen image layer (``None`` when none is)."""
+        return self.chosen(self.layer_box)
 
-    def _on_layer(self, name: str = "") -> None:
+    def _on_layer(self, _layer=None) -> None:
         layer = self.layer
-        if layer is not None and layer.name == getattr(self, "_shown", None):
+        if layer is not None and layer.name == self._shown:
             return  # another layer came or went; keep the user's choices
         self._shown = None if layer is None else layer.name
         self._clear_channels()
@@ -268,7 +251,6 @@ class SlideWidget(QWidget):
     def load(self, sync: bool | None = None):
         """Load the chosen region/level of the selected layer as a new in-memory layer."""
         from napari_nucleus_ai.images.regions import downsample_factors, read_region_gen
-        from napari_nucleus_ai.widgets._worker import start_work
 
         layer = self.layer
         if layer is None:
@@ -294,31 +276,19 @@ class SlideWidget(QWidget):
                 region=[int(ry), int(rx), int(ry1), int(rx1)],
                 pixel_size_um=[float(sc[cy]), float(sc[cx])] if meta.get("pixel_size_um") else None,
             )
-            self.viewer.add_image(
-                arr, name=f"{name} L{level} [{ry}:{ry1}, {rx}:{rx1}]", rgb=layer.rgb, scale=sc,
-                translate=tr, metadata=meta, colormap=layer.colormap if not layer.rgb else None,
-                contrast_limits=None if layer.rgb else layer.contrast_limits,
+            look = {} if layer.rgb else {"colormap": layer.colormap,
+                                          "contrast_limits": layer.contrast_limits}  # fmt: skip
+            self.add_result(
+                "image", arr, name=f"{name} L{level} [{ry}:{ry1}, {rx}:{rx1}]", rgb=layer.rgb,
+                scale=sc, translate=tr, metadata=meta, **look,
             )  # fmt: skip
             self.status.setText(f"loaded {arr.shape} ({arr.nbytes / 2**20:.1f} MiB)")
 
-        def finish() -> None:
-            self.load_btn.setEnabled(True)
-            self.cancel_btn.setEnabled(False)
-            self.worker = None
-
-        self.load_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
         self.status.setText("loading...")
-        self.worker = start_work(
+        return self.start_job(
             read_region_gen, levels, axes, level, y0, x0, h, w, name=name,
-            on_result=done, on_finish=finish, description=f"loading {name}", sync=sync,
+            on_result=done, description=f"loading {name}", sync=sync,
         )  # fmt: skip
-        return self.worker
-
-    def cancel(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
-            self.status.setText("cancelled")
 
     # -- stack channels -------------------------------------------------------------------------
 
