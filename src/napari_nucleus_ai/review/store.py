@@ -12,7 +12,9 @@ killed (and a power cut). Several processes may write at once, fairly: each
 write is one short ``BEGIN IMMEDIATE`` transaction, taken in a retry loop with
 randomised exponential back-off (not SQLite's busy handler, which lets a busy
 writer starve the others), waiting at most ``timeout`` seconds in all before a
-one-line :class:`~napari_nucleus_ai.core.errors.InputError`. Opening a store
+one-line :class:`~napari_nucleus_ai.core.errors.InputError`. Writers kept waiting
+say so with a lock on ``<store>-wait`` (created on first contention), and a writer
+about to begin lets them go first. Opening a store
 whose schema exists only reads, so joining a busy project never waits for the
 write lock. SQLite's WAL needs a local file system (not a network share).
 
@@ -41,6 +43,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from napari_nucleus_ai.core.errors import InputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no waiting-writer signal, the jittered retry alone
+    fcntl = None
 
 STORE_NAME = "nucleus-ai-annotations.sqlite"
 SCHEMA_VERSION = 1
@@ -73,19 +80,20 @@ CREATE TABLE IF NOT EXISTS images (
 
 ACTIONS = ("set", "confirm", "undo", "redo", "clear")
 
-# Back-off between attempts to take the write lock: full jitter, doubling from
-# _BACKOFF_FIRST up to _BACKOFF_CAP. The cap is deliberately small: a writer that
+# Back-off between attempts to take the write lock: a random sleep (jitter, so that
+# waiters do not retry in step) of up to a delay doubling from _BACKOFF_FIRST up to
+# _BACKOFF_CAP. The cap is deliberately small: a writer that
 # has waited long must keep trying as often as one that just arrived, else the
 # process that just committed (and immediately begins again) always wins. That is
 # what SQLite's own busy handler does wrong for us: it sleeps up to 100 ms between
 # tries, so a waiting writer almost never finds the lock free (starved for seconds).
 _BACKOFF_FIRST = 0.0005
-_BACKOFF_CAP = 0.008
-# After a commit, a writer that saw the lock contended recently pauses this long
-# (random, at most) before its next transaction, so that waiting writers find the
-# lock free; a writer alone never pauses.
-_COURTESY = 0.002
-_CONTENDED_FOR = 1.0
+_BACKOFF_CAP = 0.004
+# Jitter alone still lets a writer that commits and begins again at once hold the
+# lock nearly all the time (writers went 1-1.5 s without a save), so waiting writers say so
+# (see _Waiters) and a writer about to begin steps back while they do, for at most
+# _COURTESY seconds (two back-off periods: every waiter tries at least once).
+_COURTESY = 2 * _BACKOFF_CAP
 
 
 def _busy(error: sqlite3.Error) -> bool:
@@ -178,6 +186,69 @@ class Correction:
     action: str = "set"
 
 
+class _Waiters:
+    """A cross-process "a writer is waiting for the lock" flag beside the store.
+
+    A writer refused the lock holds a shared ``flock`` on ``<store>-wait`` until it
+    gets it; a writer about to begin tests for such holders with a non-blocking
+    exclusive ``flock``. The kernel drops the locks of a killed process, so the
+    flag never goes stale. The file is created only once writers have contended.
+    It is a hint for fairness, never needed for correctness: any failure here is
+    ignored.
+
+    Parameters
+    ----------
+    db : Path
+        The store's database file.
+    """
+
+    def __init__(self, db: Path):
+        self.path = db.with_name(db.name + "-wait")
+        self._fd: int | None = None
+        self._held = False
+        self._closed = False
+
+    def _open(self, create: bool) -> int | None:
+        if self._fd is None and fcntl is not None and not self._closed:
+            with contextlib.suppress(OSError):
+                self._fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+        return self._fd
+
+    def announce(self) -> None:
+        """Say this writer is waiting (idempotent)."""
+        if self._held or self._open(create=True) is None:
+            return
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            self._held = True
+
+    def withdraw(self) -> None:
+        """Say this writer no longer waits."""
+        if self._held:
+            self._held = False
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def others(self) -> bool:
+        """True while another writer waits for the lock."""
+        if self._held or self._open(create=False) is None:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        self._closed = True
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # drops this writer's flock too
+            self._fd, self._held = None, False
+
+
 class AnnotationStore:
     """Durable, multi-process corrections store in one SQLite file.
 
@@ -204,8 +275,7 @@ class AnnotationStore:
         self.author = author or default_author()
         self.timeout = float(timeout)
         self._lock = threading.RLock()
-        self._contended = -float("inf")  # monotonic time this connection last found the lock taken
-        self._committed = -float("inf")  # monotonic time of this connection's last commit
+        self._waiters = _Waiters(self.path)
         self._host = os.uname().nodename if hasattr(os, "uname") else ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +347,6 @@ class AnnotationStore:
                 if not _busy(e):
                     raise
                 now = time.monotonic()
-                self._contended = now
                 if deadline is None:
                     deadline = now + self.timeout
                 elif now >= deadline:
@@ -290,13 +359,26 @@ class AnnotationStore:
                 delay = min(2 * delay, _BACKOFF_CAP)
 
     def _begin(self) -> None:
-        # a writer that just committed and saw contention lately lets the waiting ones
-        # in first: without this pause it would begin again within microseconds and,
-        # holding the lock most of the time, win nearly every race
-        now = time.monotonic()
-        if now - self._contended < _CONTENDED_FOR and now - self._committed < _COURTESY:
-            time.sleep(random.uniform(0.5, 1.0) * _COURTESY)
-        self._retry(lambda: self._con.execute("BEGIN IMMEDIATE"), "write the correction")
+        """``BEGIN IMMEDIATE``, after letting writers that already wait go first."""
+        # without this a writer that just committed begins again within microseconds
+        # and, holding the lock nearly all the time, wins nearly every race
+        step_back = time.monotonic() + _COURTESY
+        while self._waiters.others() and time.monotonic() < step_back:
+            time.sleep(0.001)
+
+        def attempt():
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                if _busy(e):
+                    self._waiters.announce()
+                raise
+            self._waiters.withdraw()
+
+        try:
+            self._retry(attempt, "write to the store")
+        finally:
+            self._waiters.withdraw()
 
     class _Txn:
         def __init__(self, store: AnnotationStore):
@@ -314,7 +396,6 @@ class AnnotationStore:
         def __exit__(self, exc_type, exc, tb):
             try:
                 self.store._con.execute("ROLLBACK" if exc_type else "COMMIT")
-                self.store._committed = time.monotonic()
             finally:
                 self.store._lock.release()
             return False
@@ -333,6 +414,7 @@ class AnnotationStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+            self._waiters.close()
 
     def __enter__(self) -> AnnotationStore:
         return self
