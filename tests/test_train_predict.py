@@ -79,7 +79,13 @@ def test_train_writes_a_complete_package(trained, crop_folder):
         "val_confusion",
     } <= set(card["metrics"])
     epochs = [p for p in progress if isinstance(p, EpochProgress)]
-    assert len(epochs) == 3 and {"train_loss", "val_loss", "val_acc"} <= set(epochs[-1].metrics)
+    assert len(epochs) == 3 and {
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_balanced_accuracy",
+    } <= set(epochs[-1].metrics)
     pred = predict_items(res.package, [blob(0, 999), blob(1, 998)])
     assert pred.predicted == ["disc", "square"]
 

@@ -108,35 +108,12 @@ def _big_image(path: Path, tile_above: int) -> bool:
     return "T" not in dims and dims.get("Y", 0) * dims.get("X", 0) > tile_above
 
 
-def run_batch_gen(
-    inputs,
-    out,
-    *,
-    method: str = "auto",
-    model: str | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    client=None,
-    pixel_size_um: float | None = None,
-    pixel_size_nm: float = 100.0,
-    tile: int | None = None,
-    params: dict | None = None,
-    device: str | None = None,
-    batch_size: int = 64,
-    tta: int | None = None,
-    threshold: float | None = None,
-    tile_above: int | None = None,
-    resume: bool = True,
-) -> Generator[Progress, None, BatchResult]:
-    """Segment (and classify) every input on a Dask cluster; see the module docstring.
+@dataclass
+class BatchOptions:
+    """How :func:`run_batch_gen` runs (its keyword arguments).
 
-    Parameters
+    Attributes
     ----------
-    inputs : list of paths
-        Files, or folders searched recursively for any format the readers know.
-    out : path
-        Output folder: ``<stem>_labels.tif``, ``<stem>_cells.csv`` per input,
-        ``summary.csv`` and ``report.html``; run state in ``out/.batch``.
     method : {"auto", "wbc", "nuclei", "storm-nuclei"}
         ``auto`` picks per input: localization tables -> storm-nuclei, colour -> wbc,
         grey -> nuclei.
@@ -150,30 +127,94 @@ def run_batch_gen(
         segmentation core's own threshold, 12 Mpx).
     resume : bool
         Skip inputs finished by an earlier run with the same settings.
-    Other parameters are those of the ``segment`` and ``classify`` commands.
+    pixel_size_um, pixel_size_nm, tile, params, device, batch_size, tta, threshold
+        Those of the ``segment`` and ``classify`` commands.
     """
-    from distributed import as_completed
 
-    from napari_nucleus_ai.segment.run import TILE_ABOVE_PIXELS
+    method: str = "auto"
+    model: str | None = None
+    workers: int | None = None
+    scheduler: str | None = None
+    client: object = None
+    pixel_size_um: float | None = None
+    pixel_size_nm: float = 100.0
+    tile: int | None = None
+    params: dict | None = None
+    device: str | None = None
+    batch_size: int = 64
+    tta: int | None = None
+    threshold: float | None = None
+    tile_above: int | None = None
+    resume: bool = True
+
+    def settings(self) -> Settings:
+        """What every input gets done to (checked: the method and that the model exists)."""
+        if self.method not in ("auto", "wbc", "nuclei", "storm-nuclei"):
+            raise InputError(
+                None, f"--segment must be auto, wbc, nuclei or storm-nuclei, not {self.method!r}"
+            )
+        if self.model and not Path(self.model).exists():
+            raise InputError(self.model, "no such model package")
+        model = os.fspath(Path(self.model).absolute()) if self.model else None
+        return Settings(
+            self.method, model, self.pixel_size_um, self.pixel_size_nm, self.tile,
+            dict(self.params or {}), self.device, self.batch_size, self.tta, self.threshold,
+        )  # fmt: skip
+
+
+def run_batch_gen(inputs, out, **options) -> Generator[Progress, None, BatchResult]:
+    """Segment (and classify) every input on a Dask cluster; see the module docstring.
+
+    Parameters
+    ----------
+    inputs : list of paths
+        Files, or folders searched recursively for any format the readers know.
+    out : path
+        Output folder: ``<stem>_labels.tif``, ``<stem>_cells.csv`` per input,
+        ``summary.csv`` and ``report.html``; run state in ``out/.batch``.
+    **options
+        The fields of :class:`BatchOptions`; an unknown one raises ``TypeError`` when
+        the generator starts.
+    """
+    # a generator function itself, so napari's thread_worker runs it as a generator
+    return (yield from _run_batch(inputs, out, BatchOptions(**options)))
+
+
+def _run_batch(inputs, out, o: BatchOptions):
+    """:func:`run_batch_gen` with its options checked."""
+    from napari_nucleus_ai.batch.report import write_report, write_summary
 
     t_start = time.perf_counter()
-    if method not in ("auto", "wbc", "nuclei", "storm-nuclei"):
-        raise InputError(
-            None, f"--segment must be auto, wbc, nuclei or storm-nuclei, not {method!r}"
-        )
-    if model and not Path(model).exists():
-        raise InputError(model, "no such model package")
-    settings = Settings(
-        method, os.fspath(Path(model).absolute()) if model else None, pixel_size_um,
-        pixel_size_nm, tile, dict(params or {}), device, batch_size, tta, threshold,
-    )  # fmt: skip
+    settings = o.settings()
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     state_dir(out).mkdir(exist_ok=True)
     paths = find_inputs(inputs, out)
     stems = assign_stems(paths)
-    n = len(paths)
-    path_of = {s: str(p) for p, s in zip(paths, stems, strict=True)}
+    rows, todo = _resumed(paths, stems, out, settings, o.resume)
+    n, n_resumed = len(paths), len(rows)
+    yield Progress(n_resumed, n, f"{n} inputs, {n_resumed} already done; starting Dask")
+    client, close = connect(o.client, o.scheduler, o.workers)
+    dashboard = getattr(client, "dashboard_link", None)
+    try:
+        n_workers = len(client.scheduler_info().get("workers", {}))
+        yield Progress(n_resumed, n, f"{n_workers} Dask workers; dashboard {dashboard}")
+        run = _Run(
+            client, out, settings, rows, {s: str(p) for p, s in zip(paths, stems, strict=True)}
+        )
+        run.submit_inputs(todo, o.method, o.tile_above)
+        yield from run.collect(n, n_resumed)
+    finally:
+        close()
+    summary = _order_columns(pd.DataFrame([rows[s] for s in stems if s in rows]))
+    seconds = time.perf_counter() - t_start
+    summary_path = write_summary(summary, out)
+    report_path = write_report(summary, out, settings, seconds, dashboard, n_workers)
+    return BatchResult(out, summary, summary_path, report_path, dashboard, seconds, n_workers)
+
+
+def _resumed(paths, stems, out: Path, settings: Settings, resume: bool):
+    """``(rows of inputs an earlier run finished, [(path, stem) still to do])``."""
     rows: dict[str, dict] = {}
     todo = []
     for p, s in zip(paths, stems, strict=True):
@@ -182,97 +223,114 @@ def run_batch_gen(
             rows[s] = {**row, "resumed": True}
         else:
             todo.append((p, s))
-    n_resumed = len(rows)
-    yield Progress(n_resumed, n, f"{n} inputs, {n_resumed} already done; starting Dask")
-    client, close = connect(client, scheduler, workers)
-    dashboard = getattr(client, "dashboard_link", None)
-    try:
-        n_workers = len(client.scheduler_info().get("workers", {}))
-        yield Progress(n_resumed, n, f"{n_workers} Dask workers; dashboard {dashboard}")
+    return rows, todo
+
+
+class _Run:
+    """The tasks of one batch on the cluster and the summary rows they come back as.
+
+    Each future maps to ``(kind, stem, tile index)``; ``kind`` is ``input`` (a whole
+    input), ``plan`` (a big image's tiling), ``tile`` or ``finish`` (the tiled image's
+    cells). ``slides`` holds the tiled images being stitched.
+    """
+
+    def __init__(self, client, out: Path, settings: Settings, rows: dict, path_of: dict):
+        self.client, self.out, self.settings = client, out, settings
+        self.rows, self.path_of = rows, path_of
+        self.futures: dict = {}
+        self.slides: dict[str, dict] = {}  # stem -> plan, labels, results, next, next_id, t0
+        self.ac = None
+
+    def submit(self, kind: str, stem: str, index, fn, *args, key: str):
+        f = self.client.submit(fn, *args, key=f"{key}-{self.settings.key()}", pure=False)
+        self.futures[f] = (kind, stem, index)
+        if self.ac is not None:
+            self.ac.add(f)
+
+    def submit_inputs(self, todo, method: str, tile_above: int | None) -> None:
+        """One task per input; images above ``tile_above`` pixels first get tiled."""
+        from napari_nucleus_ai.segment.run import TILE_ABOVE_PIXELS
+
         threshold_px = int(tile_above or TILE_ABOVE_PIXELS)
-        futures = {}
         for p, s in todo:
             if p.is_file() and method in ("auto", "wbc", "nuclei") and _big_image(p, threshold_px):
-                f = client.submit(plan_tiles, str(p), s, settings, None if method == "auto" else method,
-                                  key=f"plan-{s}-{settings.key()}", pure=False)  # fmt: skip
-                futures[f] = ("plan", s, None)
+                forced = None if method == "auto" else method
+                self.submit("plan", s, None, plan_tiles, str(p), s, self.settings, forced,
+                            key=f"plan-{s}")  # fmt: skip
             else:
-                f = client.submit(process_input, str(p), str(out), s, settings,
-                                  key=f"input-{s}-{settings.key()}", pure=False)  # fmt: skip
-                futures[f] = ("input", s, None)
-        slides: dict[
-            str, dict
-        ] = {}  # stem -> {"plan", "labels", "results", "next", "next_id", "t0"}
-        ac = as_completed(list(futures))
-        done = n_resumed
-        t_run = time.perf_counter()
-        for fut in ac:
-            kind, stem, index = futures.pop(fut)
-            path = path_of[stem]
+                self.submit("input", s, None, process_input, str(p), str(self.out), s,
+                            self.settings, key=f"input-{s}")  # fmt: skip
+
+    def collect(self, n: int, n_resumed: int):
+        """Take the tasks' results as they finish; yields progress with an ETA."""
+        from distributed import as_completed
+
+        self.ac = as_completed(list(self.futures))
+        done, t_run = n_resumed, time.perf_counter()
+        handlers = {"input": self._row, "plan": self._planned, "tile": self._tiled,
+                    "finish": self._row}  # fmt: skip
+        for fut in self.ac:
+            kind, stem, index = self.futures.pop(fut)
+            path = self.path_of[stem]
             try:
-                result = fut.result()
-                error = None
+                result, error = fut.result(), None
             except Exception as e:  # noqa: BLE001 - killed workers, cancelled tasks, bugs
                 result, error = None, one_line(e, path)
             finally:
                 fut.release()
-            if kind == "input":
-                rows[stem] = result if error is None else _failed(path, stem, error)
-            elif kind == "plan":
-                if error is not None:
-                    rows[stem] = _failed(path, stem, error)
-                else:
-                    plan = result
-                    slides[stem] = {
-                        "plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": {},
-                        "next": 0, "next_id": 1, "t0": time.perf_counter(),
-                    }  # fmt: skip
-                    pf = client.scatter(plan)
-                    for i in range(len(plan.tiles)):
-                        tf = client.submit(segment_tile, pf, i, key=f"tile-{stem}-{i}-{settings.key()}",
-                                           pure=False)  # fmt: skip
-                        futures[tf] = ("tile", stem, i)
-                        ac.add(tf)
-                    yield Progress(done, n, f"{Path(path).name}: {len(plan.tiles)} tile tasks")
-                    continue
-            elif kind == "tile":
-                sl = slides.get(stem)
-                if sl is None:
-                    continue  # the slide already failed
-                if error is not None:
-                    rows[stem] = _failed(path, stem, error)
-                    slides.pop(stem)
-                    continue
-                sl["results"][index] = result
-                _stitch(sl)
-                ntile = len(sl["plan"].tiles)
-                if sl["next"] < ntile:
-                    yield Progress(done, n, f"{Path(path).name}: tile {sl['next']}/{ntile}")
-                    continue
-                labels_f = client.scatter(sl["labels"])  # not embedded in the task graph
-                ff = client.submit(finish_tiled, sl["plan"], labels_f, str(out), settings,
-                                   sl["t0"], key=f"finish-{stem}-{settings.key()}", pure=False)  # fmt: skip
-                slides.pop(stem)
-                futures[ff] = ("finish", stem, None)
-                ac.add(ff)
+            note = handlers[kind](stem, index, result, error)
+            if note is _PENDING:
                 continue
-            elif kind == "finish":
-                rows[stem] = result if error is None else _failed(path, stem, error)
+            if note is not _FINISHED:
+                yield Progress(done, n, f"{Path(path).name}: {note}")
+                continue
             done += 1
             rate = (done - n_resumed) / max(time.perf_counter() - t_run, 1e-9)
             eta = (n - done) / rate if rate > 0 else float("nan")
-            failed = sum(r.get("status") == "failed" for r in rows.values())
+            failed = sum(r.get("status") == "failed" for r in self.rows.values())
             yield Progress(done, n, f"{done}/{n} inputs, {failed} failed, ETA {_hms(eta)}")
-    finally:
-        close()
-    summary = pd.DataFrame([rows[s] for s in stems if s in rows])
-    summary = _order_columns(summary)
-    from napari_nucleus_ai.batch.report import write_report, write_summary
 
-    seconds = time.perf_counter() - t_start
-    summary_path = write_summary(summary, out)
-    report_path = write_report(summary, out, settings, seconds, dashboard, n_workers)
-    return BatchResult(out, summary, summary_path, report_path, dashboard, seconds, n_workers)
+    def _row(self, stem: str, _index, result, error):
+        """A whole input (or a tiled image's finishing task) is done."""
+        self.rows[stem] = result if error is None else _failed(self.path_of[stem], stem, error)
+        return _FINISHED
+
+    def _planned(self, stem: str, _index, plan, error):
+        """A big image's tiling: one task per tile."""
+        if error is not None:
+            return self._row(stem, None, None, error)
+        self.slides[stem] = {
+            "plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": {},
+            "next": 0, "next_id": 1, "t0": time.perf_counter(),
+        }  # fmt: skip
+        pf = self.client.scatter(plan)
+        for i in range(len(plan.tiles)):
+            self.submit("tile", stem, i, segment_tile, pf, i, key=f"tile-{stem}-{i}")
+        return f"{len(plan.tiles)} tile tasks"
+
+    def _tiled(self, stem: str, index: int, labels, error):
+        """A tile's labels: stitched in order; the last one submits the finishing task."""
+        sl = self.slides.get(stem)
+        if sl is None:
+            return _PENDING  # the slide already failed
+        if error is not None:
+            self.rows[stem] = _failed(self.path_of[stem], stem, error)
+            self.slides.pop(stem)
+            return _PENDING
+        sl["results"][index] = labels
+        _stitch(sl)
+        ntile = len(sl["plan"].tiles)
+        if sl["next"] < ntile:
+            return f"tile {sl['next']}/{ntile}"
+        labels_f = self.client.scatter(sl["labels"])  # not embedded in the task graph
+        self.submit("finish", stem, None, finish_tiled, sl["plan"], labels_f, str(self.out),
+                    self.settings, sl["t0"], key=f"finish-{stem}")  # fmt: skip
+        self.slides.pop(stem)
+        return _PENDING
+
+
+_FINISHED = object()  # an input is done (its summary row is in)
+_PENDING = object()  # nothing to report yet
 
 
 def _stitch(sl: dict) -> None:

@@ -9,7 +9,8 @@ hold out a stratified validation split, train with the kind's ``fit`` and save
 a package with calibration, provenance and validation metrics.
 
 Every epoch yields an :class:`EpochProgress` whose ``metrics`` carry
-``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` - the dock plots them.
+``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy`` and
+``val_balanced_accuracy`` (names in :mod:`.models.uncertainty`) - the dock plots them.
 Cancelling (closing the generator, ``worker.quit()``) stops at the next batch
 boundary and writes nothing.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,21 +83,44 @@ def make_card(
     arch: str,
     name: str,
     crop_size: int,
-    params=None,
-    colours=None,
-    render_pixel_nm: float = 10.0,
-    patches: int = 16,
-    members: int = 1,
-    tta: int = 4,
-    mc_dropout: int = 0,
-    threshold: float = 0.5,
     kind: str = "classifier",
     field: float = 1.0,
+    options: TrainOptions | None = None,
+    **fields,
 ) -> dict:
     """A card for training set ``ts`` before training (normalisation and calibration to be filled).
 
-    ``field`` is the centre fraction of each crop the network sees (:mod:`.framing`).
+    ``field`` is the centre fraction of each crop the network sees (:mod:`.framing`). The
+    rest of the card (``params``, ``colours``, ``members``, ``tta``, ``mc_dropout``,
+    ``threshold``; STORM ``render_pixel_nm`` and ``patches``) comes from ``options``, with
+    ``fields`` (the same names as keywords) set over them.
     """
+    o = replace(options, **fields) if options is not None else TrainOptions(**fields)
+    colours = list(o.colours or default_colours(ts.classes))
+    return {
+        "format": "napari-nucleus-ai-model",
+        "format_version": 1,
+        "name": name,
+        "kind": kind,
+        "task": "classification",
+        "modality": ts.modality,
+        "classes": [{"name": c, "colour": colours[i]} for i, c in enumerate(ts.classes)],
+        "input": _input_spec(ts, crop_size, field, o),
+        "architecture": {"name": arch, "params": dict(o.params or {})},
+        "members": int(o.members),
+        "calibration": {"temperature": 1.0},
+        "uncertainty": {
+            "threshold": float(o.threshold),
+            "tta": int(o.tta),
+            "mc_dropout": int(o.mc_dropout),
+        },
+        "provenance": {},
+        "metrics": {},
+    }
+
+
+def _input_spec(ts, crop_size: int, field: float, o: TrainOptions) -> dict:
+    """The card's ``input``: size, channels, physical pixel size (STORM: the render)."""
     channels = 1
     if ts.modality != "storm":
         first = np.asarray(ts.samples[0])
@@ -107,51 +131,26 @@ def make_card(
         "normalisation": {"mean": [0.0] * channels, "std": [1.0] * channels},
     }
     if ts.modality == "storm":
-        if not 0 < render_pixel_nm <= 20:
-            raise InputError(
-                None, f"STORM nuclei must be rendered at 20 nm or finer, got {render_pixel_nm} nm"
-            )
+        nm = o.render_pixel_nm
+        if not 0 < nm <= 20:
+            raise InputError(None, f"STORM nuclei must be rendered at 20 nm or finer, got {nm} nm")
         spec.update(
-            pixel_size=float(render_pixel_nm),
+            pixel_size=float(nm),
             unit="nm",
-            storm={
-                "render_pixel_nm": float(render_pixel_nm),
-                "patches": int(patches),
-                "blur_px": 1.0,
-            },
+            storm={"render_pixel_nm": float(nm), "patches": int(o.patches), "blur_px": 1.0},
         )
-    else:
-        side = float(np.median([min(np.asarray(s).shape[:2]) for s in ts.samples]))
-        if not 0.05 <= float(field) <= 1.0:
-            raise InputError(None, f"the field must be 0.05..1 of the crop side, got {field}")
-        spec.update(
-            pixel_size=float(ts.pixel_size) * side * float(field) / crop_size,
-            unit=ts.unit,
-            source_crop_px=side,
-        )
-        if float(field) < 1.0:
-            spec["field"] = float(field)
-    colours = list(colours or default_colours(ts.classes))
-    return {
-        "format": "napari-nucleus-ai-model",
-        "format_version": 1,
-        "name": name,
-        "kind": kind,
-        "task": "classification",
-        "modality": ts.modality,
-        "classes": [{"name": c, "colour": colours[i]} for i, c in enumerate(ts.classes)],
-        "input": spec,
-        "architecture": {"name": arch, "params": dict(params or {})},
-        "members": int(members),
-        "calibration": {"temperature": 1.0},
-        "uncertainty": {
-            "threshold": float(threshold),
-            "tta": int(tta),
-            "mc_dropout": int(mc_dropout),
-        },
-        "provenance": {},
-        "metrics": {},
-    }
+        return spec
+    side = float(np.median([min(np.asarray(s).shape[:2]) for s in ts.samples]))
+    if not 0.05 <= float(field) <= 1.0:
+        raise InputError(None, f"the field must be 0.05..1 of the crop side, got {field}")
+    spec.update(
+        pixel_size=float(ts.pixel_size) * side * float(field) / crop_size,
+        unit=ts.unit,
+        source_crop_px=side,
+    )
+    if float(field) < 1.0:
+        spec["field"] = float(field)
+    return spec
 
 
 def _sources_digest(ts) -> str:
@@ -166,7 +165,7 @@ def validation_metrics(val_probs: np.ndarray, labels: np.ndarray, classes) -> di
 
     ``val_probs``: calibrated probability samples ``(S, N, C)`` of the validation items.
     """
-    from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy, summarise
+    from napari_nucleus_ai.models.uncertainty import accuracy_scores, auroc, summarise
 
     p = np.asarray(val_probs)
     pred = summarise(p, classes, 1.0)
@@ -184,8 +183,7 @@ def validation_metrics(val_probs: np.ndarray, labels: np.ndarray, classes) -> di
     np.add.at(cm, (labels, k), 1)
     return {
         "n_val": int(len(labels)),
-        "val_accuracy": float((~wrong).mean()),
-        "val_balanced_accuracy": balanced_accuracy(labels, k),
+        **accuracy_scores(labels, k, prefix="val_"),
         "val_nll": float(
             -np.log(np.clip(pred.probs[np.arange(len(labels)), labels], 1e-8, 1)).mean()
         ),
@@ -196,56 +194,25 @@ def validation_metrics(val_probs: np.ndarray, labels: np.ndarray, classes) -> di
     }
 
 
-def train_gen(
-    data,
-    out=None,
-    *,
-    arch: str = "smallcnn",
-    name: str | None = None,
-    epochs: int = 40,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-3,
-    val_fraction: float = 0.2,
-    patience: int = 10,
-    seed: int = 0,
-    device: str | None = "cpu",
-    crop_size: int | None = None,
-    pixel_size: float | None = None,
-    unit: str = "um",
-    members: int = 1,
-    tta: int = 4,
-    mc_dropout: int = 0,
-    threshold: float = 0.5,
-    render_pixel_nm: float = 10.0,
-    patches: int = 16,
-    patches_per_epoch: int = 8,
-    params: dict | None = None,
-    colours=None,
-    as_zip: bool | None = None,
-    kind_options: dict | None = None,
-    threads: int | None = None,
-    init_weights=None,
-    field: float | str | None = None,
-    imagenet: str | None = "auto",
-):
-    """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
+@dataclass
+class TrainOptions:
+    """How :func:`train_gen` trains (its keyword arguments).
 
-    Parameters
+    Attributes
     ----------
-    data : path or TrainingSet
-        Class folders of crops or localization files, or samples in memory.
-    out : path, optional
-        Where to save the package (folder; ``.zip`` or ``.safetensors`` for one file).
     arch : str
         ``smallcnn``, ``hybrid``, ``morph``, a timm backbone, an arch of another registered
         kind, or ``auto`` (``morph`` for RGB brightfield crops, ``smallcnn`` otherwise).
+    name : str, optional
+        Model name shown in the dock (default: ``ARCH on DATA``).
     epochs, batch_size, lr, weight_decay, patience : training schedule (early stopping
         on validation loss after ``patience`` epochs without improvement).
     val_fraction : float
         Stratified hold-out per class (0 trains on everything, no calibration).
     seed : int
         Seeds numpy and torch: the same data and seed give the same model on a device.
+    device : str, optional
+        ``auto``, ``cuda``, ``cuda:N``, ``mps`` or ``cpu`` (``None``: the plugin setting).
     crop_size : int, optional
         Network input side (default 96 for crops, 192 for ``morph``, 64-pixel patches for
         STORM).
@@ -254,125 +221,205 @@ def train_gen(
         Ensemble size (members differ by seed).
     tta, mc_dropout, threshold : defaults for uncertainty at inference.
     render_pixel_nm, patches, patches_per_epoch : STORM rendering (<= 20 nm) and patch sampling.
+    params : dict, optional
+        Architecture parameters (``widths``...).
+    colours : list, optional
+        Class colours (default: the palette's).
+    as_zip : bool, optional
+        Save as one ``.zip`` file (default: from ``out``'s suffix).
+    kind_options : dict, optional
+        Extra options for the model kind's ``fit``.
     threads : int, optional
         torch CPU threads (``torch.set_num_threads``); 1 is often fastest on a busy machine.
     init_weights : path, optional
         Start from the matching tensors of a local weights file (``.safetensors`` or a torch
         state dict, e.g. ImageNet weights of a timm backbone; :mod:`.models.init_weights`).
-    imagenet : str or None
-        ``morph`` only: frozen ImageNet features (:mod:`.models.imagenet`). ``"auto"`` uses
-        them where the ``[pretrained]`` extra is installed, ``None`` never, a backbone name
-        always; ``params["imagenet"]`` wins over this. Other architectures ignore it.
     field : float or ``"auto"``, optional
         Centre fraction of each image crop the network sees (:mod:`.framing`). ``"auto"``
         sizes it to the cells in the crops; the default is ``"auto"`` for ``morph`` and 1
         (the whole crop) for every other architecture.
+    imagenet : str or None
+        ``morph`` only: frozen ImageNet features (:mod:`.models.imagenet`). ``"auto"`` uses
+        them where the ``[pretrained]`` extra is installed, ``None`` never, a backbone name
+        always; ``params["imagenet"]`` wins over this. Other architectures ignore it.
     """
+
+    arch: str = "smallcnn"
+    name: str | None = None
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    val_fraction: float = 0.2
+    patience: int = 10
+    seed: int = 0
+    device: str | None = "cpu"
+    crop_size: int | None = None
+    pixel_size: float | None = None
+    unit: str = "um"
+    members: int = 1
+    tta: int = 4
+    mc_dropout: int = 0
+    threshold: float = 0.5
+    render_pixel_nm: float = 10.0
+    patches: int = 16
+    patches_per_epoch: int = 8
+    params: dict | None = None
+    colours: list | None = None
+    as_zip: bool | None = None
+    kind_options: dict | None = None
+    threads: int | None = None
+    init_weights: str | os.PathLike | None = None
+    field: float | str | None = None
+    imagenet: str | None = "auto"
+
+    def fit_options(self, device) -> dict:
+        """The options a kind's ``fit`` reads (``device_obj``: the selected torch device)."""
+        options = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "patience": self.patience,
+            "seed": self.seed,
+            "device_obj": device,
+            "patches_per_epoch": self.patches_per_epoch,
+            **(self.kind_options or {}),
+        }
+        if self.init_weights is not None:
+            options["init_weights"] = os.fspath(self.init_weights)
+        return options
+
+
+def train_gen(data, out=None, **options):
+    """Train a model; yields :class:`Progress` / :class:`EpochProgress`, returns :class:`TrainResult`.
+
+    Parameters
+    ----------
+    data : path or TrainingSet
+        Class folders of crops or localization files, or samples in memory.
+    out : path, optional
+        Where to save the package (folder; ``.zip`` or ``.safetensors`` for one file).
+    **options
+        The fields of :class:`TrainOptions`; an unknown one raises ``TypeError`` when
+        the generator starts.
+    """
+    # a generator function itself, so napari's thread_worker runs it as a generator
+    return (yield from _train(data, out, TrainOptions(**options)))
+
+
+def _train(data, out, o: TrainOptions):
+    """:func:`train_gen` with its options checked."""
     import torch
 
-    if threads:
-        torch.set_num_threads(int(threads))
-
-    from napari_nucleus_ai.classify.trainset import (
-        TrainingSet,
-        load_class_folders,
-        stratified_split,
-    )
-    from napari_nucleus_ai.core.device import describe_device, select_device
-    from napari_nucleus_ai.models.kinds import kind_for_arch
+    from napari_nucleus_ai.classify.trainset import stratified_split
+    from napari_nucleus_ai.core.device import select_device
     from napari_nucleus_ai.models.package import ModelPackage, save_model, validate_card
 
-    if init_weights is not None:  # a bad weights file is said before the data are read
+    if o.threads:
+        torch.set_num_threads(int(o.threads))
+    if o.init_weights is not None:  # a bad weights file is said before the data are read
         from napari_nucleus_ai.models.init_weights import read_state_dict
 
-        read_state_dict(init_weights)
-    if isinstance(data, TrainingSet):
-        ts, data_desc = data, "in-memory training set"
-    else:
-        yield Progress(0, None, "reading training data")
-        ts, data_desc = load_class_folders(data, pixel_size=pixel_size, unit=unit), os.fspath(data)
+        read_state_dict(o.init_weights)
+    ts, data_desc = yield from _read_training_set(data, o)
     ts.check(min_per_class=2)
-    arch = resolve_arch(arch, ts)
-    kind = kind_for_arch(arch)
-    if arch == "morph":  # ImageNet features where the [pretrained] extra is installed
-        from napari_nucleus_ai.models.nets.morph import resolve_params
-
-        if imagenet != "auto" and "imagenet" not in (params or {}):
-            params = {**(params or {}), "imagenet": imagenet}
-        params, note = resolve_params(params)
-        if note:
-            yield Progress(0, None, note)
-    if init_weights is not None and kind.name != "classifier":
-        raise InputError(init_weights, f"initial weights are not supported for {arch!r} models")
-    dev = select_device(device)
-    if crop_size is None:
-        crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
-    field = resolve_field(field, arch, ts)
-    card = make_card(
-        ts,
-        arch=arch,
-        name=name or f"{arch} on {os.path.basename(str(data_desc).rstrip('/'))}",
-        crop_size=crop_size,
-        params=params,
-        colours=colours,
-        render_pixel_nm=render_pixel_nm,
-        patches=patches,
-        members=members,
-        tta=tta,
-        mc_dropout=mc_dropout,
-        threshold=threshold,
-        kind=kind.name,
-        field=field,
-    )
-    tr_idx, va_idx = stratified_split(ts.labels, val_fraction, seed)
+    arch, kind, params = yield from _choose_model(ts, o)
+    dev = select_device(o.device)
+    card = _new_card(ts, arch, kind.name, params, o, data_desc)
+    tr_idx, va_idx = stratified_split(ts.labels, o.val_fraction, o.seed)
     train_set, val_set = ts.subset(tr_idx), ts.subset(va_idx)
-    options = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "patience": patience,
-        "seed": seed,
-        "device_obj": dev,
-        "patches_per_epoch": patches_per_epoch,
-        **(kind_options or {}),
-    }
-    if init_weights is not None:
-        options["init_weights"] = os.fspath(init_weights)
+    options = o.fit_options(dev)
     started = _dt.datetime.now(_dt.timezone.utc)
     modules, card, info = yield from kind.fit(train_set, val_set, card, options)
-    from napari_nucleus_ai import __version__
-
-    card["provenance"] = {
-        "trained_with": f"napari-nucleus-ai {__version__}",
-        "torch": torch.__version__,
-        "date": started.isoformat(timespec="seconds"),
-        "data": data_desc,
-        "data_digest": _sources_digest(ts),
-        "class_counts": ts.counts(),
-        "n_train": len(train_set),
-        "n_val": len(val_set),
-        "seed": seed,
-        "device": describe_device(dev),
-        "seconds": round(float(info.get("seconds", 0.0)), 2),
-        "options": {k: v for k, v in options.items() if k != "device_obj"},
-        "epochs_run": [
-            sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(len(modules))
-        ],
-    }
-    if info.get("init_weights"):  # what the network started from: file name and digest
-        card["provenance"]["init_weights"] = info["init_weights"]
-    if info.get("fitted"):  # closed-form parts (morph: the logistic head's C per member)
-        card["provenance"]["fitted"] = info["fitted"]
+    sizes = (len(train_set), len(val_set))
+    card["provenance"] = _provenance(ts, data_desc, sizes, options, info, started, len(modules))
+    for key in ("init_weights", "fitted"):  # the start file's digest; closed-form choices
+        if info.get(key):
+            card["provenance"][key] = info[key]
     if "val_probs" in info and len(val_set):
         card["metrics"] = validation_metrics(info["val_probs"], val_set.labels, ts.classes)
     validate_card(card)
     path = None
     if out is not None:
         yield Progress(1, 1, "saving model")
-        path = os.fspath(save_model(card, modules, out, as_zip=as_zip))
+        path = os.fspath(save_model(card, modules, out, as_zip=o.as_zip))
     package = ModelPackage(card, [m.eval() for m in modules], path)
     return TrainResult(package, path, info.get("history", []), card.get("metrics", {}))
+
+
+def _read_training_set(data, o: TrainOptions):
+    """``(training set, description)`` of ``data``: a :class:`TrainingSet` or class folders."""
+    from napari_nucleus_ai.classify.trainset import TrainingSet, load_class_folders
+
+    if isinstance(data, TrainingSet):
+        return data, "in-memory training set"
+    yield Progress(0, None, "reading training data")
+    return load_class_folders(data, pixel_size=o.pixel_size, unit=o.unit), os.fspath(data)
+
+
+def _choose_model(ts, o: TrainOptions):
+    """``(arch, kind, params)`` for ``ts``: ``auto`` resolved, ``morph``'s ImageNet choice made."""
+    from napari_nucleus_ai.models.kinds import kind_for_arch
+
+    arch = resolve_arch(o.arch, ts)
+    kind = kind_for_arch(arch)
+    params = o.params
+    if arch == "morph":  # ImageNet features where the [pretrained] extra is installed
+        from napari_nucleus_ai.models.nets.morph import resolve_params
+
+        if o.imagenet != "auto" and "imagenet" not in (params or {}):
+            params = {**(params or {}), "imagenet": o.imagenet}
+        params, note = resolve_params(params)
+        if note:
+            yield Progress(0, None, note)
+    if o.init_weights is not None and kind.name != "classifier":
+        raise InputError(o.init_weights, f"initial weights are not supported for {arch!r} models")
+    return arch, kind, params
+
+
+def _new_card(ts, arch: str, kind: str, params, o: TrainOptions, data_desc: str) -> dict:
+    """The card of the model about to be trained (crop size and field resolved)."""
+    crop_size = o.crop_size
+    if crop_size is None:
+        crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
+    return make_card(
+        ts,
+        arch=arch,
+        name=o.name or f"{arch} on {os.path.basename(str(data_desc).rstrip('/'))}",
+        crop_size=crop_size,
+        kind=kind,
+        field=resolve_field(o.field, arch, ts),
+        options=o,
+        params=params,  # morph's resolved (ImageNet choice made)
+    )
+
+
+def _provenance(ts, data_desc: str, sizes, options: dict, info: dict, started, members: int):
+    """Where a model came from: software, data (with a digest), split sizes, options, and
+    the epochs each of the ``members`` ran (training ``started`` at a UTC datetime)."""
+    import torch
+
+    from napari_nucleus_ai import __version__
+    from napari_nucleus_ai.core.device import describe_device
+
+    return {
+        "trained_with": f"napari-nucleus-ai {__version__}",
+        "torch": torch.__version__,
+        "date": started.isoformat(timespec="seconds"),
+        "data": data_desc,
+        "data_digest": _sources_digest(ts),
+        "class_counts": ts.counts(),
+        "n_train": sizes[0],
+        "n_val": sizes[1],
+        "seed": options["seed"],
+        "device": describe_device(options["device_obj"]),
+        "seconds": round(float(info.get("seconds", 0.0)), 2),
+        "options": {k: v for k, v in options.items() if k != "device_obj"},
+        "epochs_run": [
+            sum(1 for h in info.get("history", []) if h["member"] == m) for m in range(members)
+        ],
+    }
 
 
 def train(data, out=None, on_progress=None, **options) -> TrainResult:

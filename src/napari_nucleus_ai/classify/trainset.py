@@ -162,21 +162,52 @@ def load_class_folders(root, *, pixel_size: float | None = None, unit: str = "um
 
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
+    labels: np.ndarray,
+    fraction: float,
+    seed: int,
+    *,
+    at_least_one_from: int = 3,
+    keep_one: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices with ``fraction`` of every class held out (at least 1
-    when a class has 3 or more samples)."""
+    """Kept / held-out indices with ``fraction`` of every class held out.
+
+    The one split of training (validation hold-out) and fine-tuning (corrections held out
+    to score both models).
+
+    Parameters
+    ----------
+    labels : (N,) int array
+    fraction : float
+        Share of each class held out (rounded per class; a class of one item is never
+        held out).
+    seed : int
+        Seeds the per-class shuffles.
+    at_least_one_from : int
+        Classes with at least this many items hold out at least one when ``fraction > 0``
+        (training: 3, so 2-item classes keep both for training; fine-tuning: 2).
+    keep_one : bool
+        Every class keeps at least one item (training); fine-tuning holds out what
+        ``fraction`` asks even if that is the whole class.
+
+    Returns
+    -------
+    kept, held_out : sorted int arrays
+    """
     rng = np.random.default_rng(seed)
-    train, val = [], []
+    kept, held = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) < 2:
+            kept += idx.tolist()
+            continue
         k = int(round(fraction * len(idx)))
-        if fraction > 0 and len(idx) >= 3:
+        if fraction > 0 and len(idx) >= at_least_one_from:
             k = max(k, 1)
-        k = min(k, len(idx) - 1)
-        val += idx[:k].tolist()
-        train += idx[k:].tolist()
-    return np.sort(train), np.sort(val)
+        if keep_one:
+            k = min(k, len(idx) - 1)
+        held += idx[:k].tolist()
+        kept += idx[k:].tolist()
+    return np.array(sorted(kept), int), np.array(sorted(held), int)
 
 
 def from_labelled_image(

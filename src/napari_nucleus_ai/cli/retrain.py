@@ -45,6 +45,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.uncertainty import ACCURACY, BALANCED_ACCURACY
     from napari_nucleus_ai.review.export import export_training_set, items_from_store
     from napari_nucleus_ai.review.retrain import retrain_gen
     from napari_nucleus_ai.review.store import AnnotationStore, store_path
@@ -79,8 +80,8 @@ def run(args) -> int:
         f"replayed {res['n_replay']} base samples)"
     )
     print(
-        f"balanced accuracy before {b['balanced_accuracy']:.3f} -> after {a['balanced_accuracy']:.3f}; "
-        f"accuracy {b['accuracy']:.3f} -> {a['accuracy']:.3f}"
+        f"balanced accuracy before {b[BALANCED_ACCURACY]:.3f} -> after {a[BALANCED_ACCURACY]:.3f}; "
+        f"accuracy {b[ACCURACY]:.3f} -> {a[ACCURACY]:.3f}"
     )
     if res["skipped"]:
         print(f"skipped (classes the model lacks): {res['skipped']}")

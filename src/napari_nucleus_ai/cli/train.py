@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from napari_nucleus_ai.cli._localization_options import add_localization_options
+
 HELP = "train a classifier from class sub-folders of crops or STORM localization files"
 
 
@@ -106,6 +108,7 @@ def add_arguments(p) -> None:
         "extra); auto (default) uses them where the extra is installed",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
 
 
 def run(args) -> int:

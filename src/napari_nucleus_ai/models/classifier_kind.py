@@ -6,19 +6,39 @@ colour/stain jitter; STORM patches get flips and intensity only, since scaling
 would change the very clutch sizes being classified), AdamW with a cosine
 schedule, early stopping on validation loss (best epoch kept), optional ensemble
 members with different seeds, and temperature scaling on the validation set.
+The gradient steps and the augmentation are :mod:`.training`'s, shared with
+``retrain``.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.core.progress import EpochProgress, Progress
 from napari_nucleus_ai.models.kinds import Kind, register_kind
 from napari_nucleus_ai.models.nets.registry import ARCHS, build_architecture
+from napari_nucleus_ai.models.training import (
+    CLOSED_FORM_HEADS,
+    FITS_FEATURE_STATS,
+    balanced_order,
+    declares,
+    make_optimizer,
+    train_epoch,
+    trainable_parameters,
+)
+from napari_nucleus_ai.models.uncertainty import (
+    TRAIN_ACCURACY,
+    TRAIN_LOSS,
+    VAL_ACCURACY,
+    VAL_LOSS,
+    accuracy_scores,
+)
 
 
 def build(card: dict) -> list:
@@ -59,50 +79,7 @@ def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
     )
 
 
-# ---------------------------------------------------------------- augmentation
-def augment(x, rng: np.random.Generator, modality: str):
-    """Random dihedral transform per sample; affine + colour jitter for image crops."""
-    import torch
-    import torch.nn.functional as F
-
-    n = x.shape[0]
-    ks, flips = rng.integers(0, 4, n), rng.random(n) < 0.5
-    x = torch.stack(
-        [
-            torch.rot90(torch.flip(x[i], (-1,)) if flips[i] else x[i], int(ks[i]), (-2, -1))
-            for i in range(n)
-        ]
-    )
-    if modality == "storm":
-        gain = torch.from_numpy(rng.normal(1.0, 0.1, (n, 1, 1, 1)).astype(np.float32))
-        return x * gain
-    ang = rng.uniform(-math.pi / 4, math.pi / 4, n)
-    scale = rng.uniform(0.9, 1.1, n)
-    shift = rng.uniform(-0.06, 0.06, (n, 2))
-    theta = np.zeros((n, 2, 3), np.float32)
-    theta[:, 0, 0] = np.cos(ang) / scale
-    theta[:, 0, 1] = -np.sin(ang) / scale
-    theta[:, 1, 0] = np.sin(ang) / scale
-    theta[:, 1, 1] = np.cos(ang) / scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(torch.from_numpy(theta), list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    c = x.shape[1]
-    gain = rng.normal(1.0, 0.08, (n, c, 1, 1)) * rng.normal(1.0, 0.08, (n, 1, 1, 1))
-    bias = rng.normal(0.0, 0.1, (n, c, 1, 1)) + rng.normal(0.0, 0.1, (n, 1, 1, 1))
-    x = x * torch.from_numpy(gain.astype(np.float32)) + torch.from_numpy(bias.astype(np.float32))
-    return x + 0.03 * torch.randn(
-        x.shape, generator=torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    )
-
-
-# ---------------------------------------------------------------- training
-def _balanced_order(labels: np.ndarray, n: int, rng) -> np.ndarray:
-    counts = np.bincount(labels)
-    w = 1.0 / counts[labels]
-    return rng.choice(len(labels), size=n, replace=True, p=w / w.sum())
-
-
+# ---------------------------------------------------------------- calibration
 def pooled_probs(logits: np.ndarray, groups, temperature: float = 1.0) -> np.ndarray:
     """Calibrated per-item probabilities ``(S, N, C)`` from per-input logits ``(S, M, C)``."""
     from napari_nucleus_ai.models.engine import pool_items
@@ -138,164 +115,240 @@ def calibrate_temperature(logits: np.ndarray, labels: np.ndarray, groups=None) -
     return best_t
 
 
+# ---------------------------------------------------------------- training
+@dataclass
+class _Schedule:
+    """The training options :func:`fit` reads (``options`` as ``train`` passes them)."""
+
+    modality: str
+    device: object
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    patience: int = 10
+    min_steps: int = 8
+    per_item: int = 1  # inputs per item and epoch: STORM patches, one crop otherwise
+
+    @classmethod
+    def from_options(cls, options: dict, modality: str) -> _Schedule:
+        from napari_nucleus_ai.core.device import select_device
+
+        storm = modality == "storm"
+        return cls(
+            modality=modality,
+            device=options.get("device_obj") or select_device(options.get("device") or "cpu"),
+            seed=int(options.get("seed", 0)),
+            epochs=int(options.get("epochs", 40)),
+            batch_size=int(options.get("batch_size", 32)),
+            lr=float(options.get("lr", 3e-3)),
+            weight_decay=float(options.get("weight_decay", 1e-3)),
+            patience=int(options.get("patience", 10)),
+            min_steps=int(options.get("min_steps", 8)),
+            per_item=int(options.get("patches_per_epoch", 8)) if storm else 1,
+        )
+
+
+@dataclass
+class _Inputs:
+    """Normalised network inputs of one fit: crops once; STORM patches re-drawn per epoch."""
+
+    card: dict
+    items_tr: list
+    y_items: np.ndarray
+    x_tr: np.ndarray
+    y_va: np.ndarray
+    x_va: np.ndarray | None = None
+    g_va: np.ndarray | None = None
+
+    def redraw(self, rng, per_item: int) -> np.ndarray:
+        """New STORM patches of the training nuclei; they stay ``x_tr`` until the next draw
+        (so the next ensemble member starts from the patches the last one drew)."""
+        from napari_nucleus_ai.models.inputs import normalise, raw_inputs
+
+        raw = raw_inputs(self.items_tr, self.card, rng=rng, n_patches=per_item)[0]
+        self.x_tr = normalise(raw, self.card)
+        return self.x_tr
+
+
+@dataclass
+class _Run:
+    """What :func:`fit` accumulates over members: progress, curves, validation logits."""
+
+    total: int
+    done: int = 0
+    history: list = dataclass_field(default_factory=list)
+    val_logits: list = dataclass_field(default_factory=list)
+    fitted: list = dataclass_field(default_factory=list)
+
+
 def fit(train, val, card: dict, options: dict):
     """Train ``card["members"]`` networks; yields progress, returns ``(modules, card, info)``."""
     import torch
 
-    from napari_nucleus_ai.core.device import select_device
-    from napari_nucleus_ai.core.progress import EpochProgress
+    s = _Schedule.from_options(options, card["modality"])
+    data = yield from _prepare_inputs(train, val, card, s)
+    torch.manual_seed(s.seed)  # initial weights depend on the seed only
+    modules = build(card)
+    init_info = yield from _initial_weights(modules, options.get("init_weights"))
+    run, t0 = _Run(total=s.epochs * len(modules)), time.perf_counter()
+    for mi, module in enumerate(modules):
+        yield from _fit_member(module, (mi, len(modules)), data, s, run)
+    info = {"history": run.history, "seconds": time.perf_counter() - t0, "fitted": run.fitted}
+    if init_info:
+        info["init_weights"] = init_info
+    if run.val_logits:
+        logits = np.stack(run.val_logits)
+        t = calibrate_temperature(logits, val.labels, data.g_va)
+        card["calibration"]["temperature"] = t
+        info["val_probs"] = pooled_probs(logits, data.g_va, t)
+    return modules, card, info
+
+
+def _prepare_inputs(train, val, card: dict, s: _Schedule):
+    """Inputs of both splits, with the input normalisation fitted on the training inputs."""
     from napari_nucleus_ai.models.inputs import fit_normalisation, normalise, raw_inputs
 
-    seed = int(options.get("seed", 0))
-    rng = np.random.default_rng(seed)
-    device = options.get("device_obj") or select_device(options.get("device") or "cpu")
-    modality = card["modality"]
-    epochs, bs = int(options.get("epochs", 40)), int(options.get("batch_size", 32))
-    patience = int(options.get("patience", 10))
-    per_item = int(options.get("patches_per_epoch", 8)) if modality == "storm" else 1
-
-    # fixed inputs: crops once; STORM nuclei rendered once, patches re-drawn every epoch
+    storm = s.modality == "storm"
     items_tr, items_va = train.samples, val.samples
-    if modality == "storm":
+    if storm:  # nuclei rendered once; patches drawn from the renders
         from napari_nucleus_ai.models.crops import render_nucleus
 
         st = card["input"]["storm"]
-        items_tr = [render_nucleus(s, st["render_pixel_nm"], st["blur_px"]) for s in items_tr]
-        items_va = [render_nucleus(s, st["render_pixel_nm"], st["blur_px"]) for s in items_va]
+        items_tr = [render_nucleus(x, st["render_pixel_nm"], st["blur_px"]) for x in items_tr]
+        items_va = [render_nucleus(x, st["render_pixel_nm"], st["blur_px"]) for x in items_va]
         yield Progress(0, None, "rendered nuclei")
-    raw_tr, _ = raw_inputs(
-        items_tr, card, rng=rng if modality == "storm" else None, n_patches=per_item
-    )
+    rng = np.random.default_rng(s.seed) if storm else None
+    raw_tr, _ = raw_inputs(items_tr, card, rng=rng, n_patches=s.per_item)
     card["input"]["normalisation"] = fit_normalisation(raw_tr)
-    x_va = g_va = None
+    data = _Inputs(card, items_tr, train.labels, None, val.labels)
     if len(items_va):
-        raw_va, g_va = raw_inputs(items_va, card)
-        x_va = normalise(raw_va, card)
-    x_tr = normalise(raw_tr, card)
-    y_tr_items = train.labels
-    torch.manual_seed(seed)  # initial weights depend on the seed only
-    modules = build(card)
-    init_info = None
-    if options.get("init_weights"):  # e.g. a backbone's pretrained weights from a local file
-        from napari_nucleus_ai.models.init_weights import load_init_weights
+        raw_va, data.g_va = raw_inputs(items_va, card)
+        data.x_va = normalise(raw_va, card)
+    data.x_tr = normalise(raw_tr, card)
+    return data
 
-        for module in modules:
-            init_info = load_init_weights(module, options["init_weights"])
-        yield Progress(0, None, f"initial weights from {init_info['file']}")
-    total = epochs * len(modules)
-    history, done = [], 0
-    val_logits_all, info_fitted, t0 = [], [], time.perf_counter()
-    for mi, module in enumerate(modules):
-        torch.manual_seed(seed + 1000 * mi)
-        mrng = np.random.default_rng(seed + 1000 * mi)
-        if hasattr(module, "fit_feature_stats"):
-            module.fit_feature_stats(torch.from_numpy(x_tr))
-        if hasattr(module, "fit_descriptor"):  # fixed descriptor + closed-form head (morph)
-            yield Progress(done, total, f"member {mi + 1}: measuring cell morphology")
-            fitted = module.fit_descriptor(
-                x_tr, y_tr_items, card["input"]["normalisation"], seed + 1000 * mi
-            )
-            info_fitted.append(fitted)
-            module.cnn_only = True
-        # the gradient-trained part may see smaller inputs (morph: its CNN at cnn_size)
-        shrink = getattr(module, "cnn_inputs", None)
-        x_loop = shrink(x_tr) if shrink else x_tr
-        xv_loop = shrink(x_va) if shrink and x_va is not None else x_va
-        trainable = [q for q in module.parameters() if q.requires_grad]
-        module.to(device)
-        if not trainable:  # nothing left to train by gradient descent: one record, no epochs
-            done += epochs
-            module.eval()
-            rec = {"member": mi, "epoch": 1}
-            if x_va is not None:
-                logits = _input_logits(module, x_va, device)
-                val_logits_all.append(logits)
-                rec.update(_val_scores(pooled_probs(logits[None], g_va)[0], val.labels))
-            history.append(rec)
-            yield EpochProgress(
-                done,
-                total,
-                f"member {mi + 1}/{len(modules)}: closed-form fit"
-                + (f", val acc {rec['val_acc']:.2f}" if "val_acc" in rec else ""),
-                rec,
-            )
-            module.to("cpu")
-            continue
-        opt = torch.optim.AdamW(
-            trainable,
-            lr=float(options.get("lr", 3e-3)),
-            weight_decay=float(options.get("weight_decay", 1e-3)),
-        )
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-        best, best_state, bad = math.inf, None, 0
-        for epoch in range(epochs):
-            if modality == "storm" and epoch > 0:
-                x_tr = normalise(raw_inputs(items_tr, card, rng=mrng, n_patches=per_item)[0], card)
-                x_loop = x_tr
-            y_tr = np.repeat(y_tr_items, per_item)
-            steps = max(math.ceil(len(y_tr) / bs), int(options.get("min_steps", 8)))
-            order = _balanced_order(y_tr, steps * bs, mrng)
-            module.train()
-            losses, correct = [], 0
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs]
-                if len(idx) < 2:
-                    continue
-                xb = augment(torch.from_numpy(x_loop[idx]), mrng, modality).to(device)
-                yb = torch.from_numpy(y_tr[idx]).to(device)
-                out = module(xb)
-                loss = torch.nn.functional.cross_entropy(out, yb, label_smoothing=0.05)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-                correct += int((out.argmax(1) == yb).sum())
-            sched.step()
-            rec = {
-                "member": mi,
-                "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "train_acc": correct / max(len(order), 1),
-            }
-            if x_va is not None:
-                vp = pooled_probs(_input_logits(module, xv_loop, device)[None], g_va)[0]
-                rec.update(_val_scores(vp, val.labels))
-                score = rec["val_loss"]
-            else:
-                score = rec["train_loss"]
-            history.append(rec)
-            done += 1
-            yield EpochProgress(
-                done,
-                total,
-                f"member {mi + 1}/{len(modules)} epoch {epoch + 1}: loss {rec['train_loss']:.3f}"
-                + (f", val acc {rec['val_acc']:.2f}" if "val_acc" in rec else ""),
-                rec,
-            )
-            if score < best - 1e-4:
-                best, bad = score, 0
-                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= patience:
-                    done += epochs - epoch - 1
-                    break
-        if best_state is not None:
-            module.load_state_dict(best_state)
+
+def _initial_weights(modules: list, path):
+    """Load ``path`` (e.g. a backbone's pretrained weights) into every member, if given."""
+    if not path:
+        return None
+    from napari_nucleus_ai.models.init_weights import load_init_weights
+
+    info = None
+    for module in modules:
+        info = load_init_weights(module, path)
+    yield Progress(0, None, f"initial weights from {info['file']}")
+    return info
+
+
+def _fit_member(module, member: tuple[int, int], data: _Inputs, s: _Schedule, run: _Run):
+    """Fit member ``member = (index, count)``: closed-form parts, then gradient descent."""
+    import torch
+
+    mi = member[0]
+    member_seed = s.seed + 1000 * mi
+    torch.manual_seed(member_seed)
+    rng = np.random.default_rng(member_seed)
+    if declares(module, FITS_FEATURE_STATS):
+        module.fit_feature_stats(torch.from_numpy(data.x_tr))
+    closed_form = declares(module, CLOSED_FORM_HEADS)
+    if closed_form:  # fixed descriptor + closed-form heads; the CNN part trains alone
+        yield Progress(run.done, run.total, f"member {mi + 1}: measuring cell morphology")
+        norm = data.card["input"]["normalisation"]
+        run.fitted.append(module.fit_descriptor(data.x_tr, data.y_items, norm, member_seed))
+        module.cnn_only = True
+    # the gradient-trained part may see smaller inputs (morph: its CNN at cnn_size)
+    shrink = module.cnn_inputs if closed_form else None
+    module.to(s.device)
+    if not trainable_parameters(module):
+        yield from _closed_form_only(module, member, data, s, run)
+    else:
+        yield from _descend(module, member, data, s, run, rng, shrink)
         module.cnn_only = False
         module.eval()
-        if x_va is not None:
-            val_logits_all.append(_input_logits(module, x_va, device))
-        module.to("cpu")
-    info = {"history": history, "seconds": time.perf_counter() - t0, "fitted": info_fitted}
-    if init_info:
-        info["init_weights"] = init_info
-    if val_logits_all:
-        logits = np.stack(val_logits_all)
-        t = calibrate_temperature(logits, val.labels, g_va)
-        card["calibration"]["temperature"] = t
-        info["val_probs"] = pooled_probs(logits, g_va, t)
-    return modules, card, info
+        if data.x_va is not None:
+            run.val_logits.append(_input_logits(module, data.x_va, s.device))
+    module.to("cpu")
+
+
+def _closed_form_only(module, member: tuple[int, int], data: _Inputs, s: _Schedule, run: _Run):
+    """Record a member with nothing to train by gradient descent: one record, no epochs."""
+    mi, n = member
+    run.done += s.epochs
+    module.eval()
+    rec = {"member": mi, "epoch": 1}
+    if data.x_va is not None:
+        logits = _input_logits(module, data.x_va, s.device)
+        run.val_logits.append(logits)
+        rec.update(_val_scores(pooled_probs(logits[None], data.g_va)[0], data.y_va))
+    run.history.append(rec)
+    yield EpochProgress(
+        run.done, run.total, f"member {mi + 1}/{n}: closed-form fit" + _val_note(rec), rec
+    )
+
+
+def _descend(module, member, data: _Inputs, s: _Schedule, run: _Run, rng, shrink):
+    """Gradient epochs with a cosine schedule; early stopping keeps the best epoch's weights."""
+    import torch
+
+    mi, n = member
+    x_loop = shrink(data.x_tr) if shrink else data.x_tr
+    x_val = shrink(data.x_va) if shrink and data.x_va is not None else data.x_va
+    opt = make_optimizer(module, s.lr, s.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(s.epochs, 1))
+    y_tr = np.repeat(data.y_items, s.per_item)
+    best = _BestEpoch(s.patience)
+    for epoch in range(s.epochs):
+        if s.modality == "storm" and epoch > 0:
+            x_loop = data.redraw(rng, s.per_item)
+        steps = max(math.ceil(len(y_tr) / s.batch_size), s.min_steps)
+        order = balanced_order(y_tr, steps * s.batch_size, rng)
+        batches = (order[i : i + s.batch_size] for i in range(0, len(order), s.batch_size))
+        stats = train_epoch(module, opt, x_loop, y_tr, batches, rng, s.modality, s.device)
+        sched.step()
+        rec = {
+            "member": mi,
+            "epoch": epoch + 1,
+            TRAIN_LOSS: stats.mean_loss,
+            TRAIN_ACCURACY: stats.correct / max(len(order), 1),
+        }
+        if x_val is not None:
+            vp = pooled_probs(_input_logits(module, x_val, s.device)[None], data.g_va)[0]
+            rec.update(_val_scores(vp, data.y_va))
+        run.history.append(rec)
+        run.done += 1
+        message = f"member {mi + 1}/{n} epoch {epoch + 1}: loss {rec[TRAIN_LOSS]:.3f}"
+        yield EpochProgress(run.done, run.total, message + _val_note(rec), rec)
+        if best.stop(rec.get(VAL_LOSS, rec[TRAIN_LOSS]), module):
+            run.done += s.epochs - epoch - 1
+            break
+    best.restore(module)
+
+
+class _BestEpoch:
+    """Early stopping on a score (validation loss, else training loss): keeps the best weights."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.state, self.bad = patience, math.inf, None, 0
+
+    def stop(self, score: float, module) -> bool:
+        """Record an epoch's ``score``; True after ``patience`` epochs without improvement."""
+        if score < self.best - 1e-4:
+            self.best, self.bad = score, 0
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self, module) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+def _val_note(rec: dict) -> str:
+    return f", val acc {rec[VAL_ACCURACY]:.2f}" if VAL_ACCURACY in rec else ""
 
 
 def _input_logits(module, x, device) -> np.ndarray:
@@ -307,15 +360,9 @@ def _input_logits(module, x, device) -> np.ndarray:
 
 
 def _val_scores(p: np.ndarray, labels: np.ndarray) -> dict:
-    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
-
+    """Validation loss (NLL of the pooled probabilities ``p``), accuracy, balanced accuracy."""
     nll = float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-8, 1)).mean())
-    pred = p.argmax(1)
-    return {
-        "val_loss": nll,
-        "val_acc": float((pred == labels).mean()),
-        "val_balanced_acc": balanced_accuracy(labels, pred),
-    }
+    return {VAL_LOSS: nll, **accuracy_scores(labels, p.argmax(1), prefix="val_")}
 
 
 register_kind(

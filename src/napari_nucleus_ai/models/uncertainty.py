@@ -132,6 +132,28 @@ def auroc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+# Metric names: one word per measure (``loss``, ``accuracy``, ``balanced_accuracy``), prefixed
+# with the split it was measured on (``train_``, ``val_``). Cards keep ``val_*`` (validation)
+# and ``corrections_before`` / ``corrections_after`` dicts of the unprefixed names, so these
+# strings are a file format: cards written earlier carry exactly them.
+ACCURACY = "accuracy"
+BALANCED_ACCURACY = "balanced_accuracy"
+TRAIN_LOSS = "train_loss"
+TRAIN_ACCURACY = "train_accuracy"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"
+VAL_BALANCED_ACCURACY = "val_balanced_accuracy"
+
+
+def accuracy_scores(true: np.ndarray, pred: np.ndarray, prefix: str = "") -> dict:
+    """``{prefix}accuracy`` and ``{prefix}balanced_accuracy`` of ``pred`` against ``true``."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    return {
+        prefix + ACCURACY: float((pred == true).mean()) if len(true) else float("nan"),
+        prefix + BALANCED_ACCURACY: balanced_accuracy(true, pred),
+    }
+
+
 def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     """Mean per-class recall over the classes present in ``true``."""
     true, pred = np.asarray(true), np.asarray(pred)

@@ -24,41 +24,72 @@ import copy
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.training import (
+    CLOSED_FORM_HEADS,
+    declares,
+    make_optimizer,
+    train_epoch,
+    trainable_parameters,
+)
+from napari_nucleus_ai.models.uncertainty import BALANCED_ACCURACY
+
+FINE_TUNE_WEIGHT_DECAY = 1e-4
+MIN_STEPS = 4  # gradient steps per member and epoch, however few the corrections
+STORM_PATCHES = 4  # patches per STORM nucleus and epoch
+
+
+@dataclass
+class RetrainOptions:
+    """How :func:`retrain_gen` fine-tunes (its keyword arguments).
+
+    Attributes
+    ----------
+    base_data : path or bool, optional
+        The base model's training data to replay (default: the card's provenance data
+        folder when it exists; ``False`` for none).
+    holdout : float
+        Fraction of corrected cells per class kept out of training to score both models.
+    epochs, lr, batch_size, seed : fine-tuning schedule.
+    device : str, optional
+        ``auto``, ``cuda``, ``mps`` or ``cpu`` (``None``: the plugin setting).
+    threads : int, optional
+        torch CPU threads (``torch.set_num_threads``).
+    """
+
+    base_data: str | os.PathLike | bool | None = None
+    holdout: float = 0.25
+    epochs: int = 10
+    lr: float = 3e-4
+    batch_size: int = 32
+    seed: int = 0
+    device: str | None = "cpu"
+    threads: int | None = None
 
 
 def _metrics(pred: list[str], truth: list[str]) -> dict:
-    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
+    """``n``, ``accuracy`` and ``balanced_accuracy`` of class names ``pred`` against ``truth``."""
+    from napari_nucleus_ai.models.uncertainty import accuracy_scores
 
     classes = sorted(set(truth) | set(pred))
     idx = {c: i for i, c in enumerate(classes)}
     t = np.array([idx[c] for c in truth])
     p = np.array([idx[c] for c in pred])
-    if not len(t):
-        return {"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan")}
-    return {
-        "n": int(len(t)),
-        "accuracy": float((t == p).mean()),
-        "balanced_accuracy": float(balanced_accuracy(t, p)),
-    }
+    return {"n": int(len(t)), **accuracy_scores(t, p)}
 
 
 def split_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per class, ``fraction`` of the items (at least 1 when a class has 2+) held out."""
-    rng = np.random.default_rng(seed)
-    learn, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(fraction * len(idx))) if len(idx) > 1 else 0
-        k = max(k, 1) if len(idx) > 1 and fraction > 0 else k
-        test += idx[:k].tolist()
-        learn += idx[k:].tolist()
-    return np.array(sorted(learn), int), np.array(sorted(test), int)
+    """Learn / held-out indices: per class ``fraction`` of the items, at least 1 when a class
+    has 2+ (:func:`~napari_nucleus_ai.classify.trainset.stratified_split`'s hold-out rule)."""
+    from napari_nucleus_ai.classify.trainset import stratified_split
+
+    return stratified_split(labels, fraction, seed, at_least_one_from=2, keep_one=False)
 
 
 def next_version_path(base_path: str | os.PathLike, version: int) -> Path:
@@ -70,20 +101,7 @@ def next_version_path(base_path: str | os.PathLike, version: int) -> Path:
     return p.with_name(f"{stem}-v{version}" + (p.suffix if p.suffix.lower() == ".zip" else ""))
 
 
-def retrain_gen(
-    base_model,
-    data,
-    out=None,
-    *,
-    base_data=None,
-    holdout: float = 0.25,
-    epochs: int = 10,
-    lr: float = 3e-4,
-    batch_size: int = 32,
-    seed: int = 0,
-    device: str | None = "cpu",
-    threads: int | None = None,
-):
+def retrain_gen(base_model, data, out=None, **options):
     """Fine-tune ``base_model`` on corrections ``data``; yields Progress, returns a result dict.
 
     Parameters
@@ -93,12 +111,10 @@ def retrain_gen(
         The exported corrections (class folders).
     out : path, optional
         Where the new package goes (default: beside the base, ``<name>-v<N>``).
-    base_data : path, optional
-        The base model's training data to replay (default: the card's provenance data
-        folder when it exists; ``False`` for none).
-    holdout : float
-        Fraction of corrected cells per class kept out of training to score both models.
-    epochs, lr, batch_size, seed, device, threads : fine-tuning schedule.
+    **options
+        The fields of :class:`RetrainOptions` (``base_data``, ``holdout``, ``epochs``,
+        ``lr``, ``batch_size``, ``seed``, ``device``, ``threads``); an unknown one
+        raises ``TypeError`` when the generator starts.
 
     Returns
     -------
@@ -107,16 +123,20 @@ def retrain_gen(
         corrections), ``metrics_before`` / ``metrics_after``, ``n_learn``, ``n_test``,
         ``n_replay``, ``skipped`` (corrections to classes the model lacks), ``seconds``.
     """
+    # a generator function itself, so napari's thread_worker runs it as a generator
+    return (yield from _retrain(base_model, data, out, RetrainOptions(**options)))
+
+
+def _retrain(base_model, data, out, o: RetrainOptions):
+    """:func:`retrain_gen` with its options checked."""
     import torch
 
-    from napari_nucleus_ai.classify.predict import as_package, predict_items
-    from napari_nucleus_ai.classify.trainset import TrainingSet, load_class_folders
+    from napari_nucleus_ai.classify.predict import as_package
     from napari_nucleus_ai.core.device import select_device
-    from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.package import ModelPackage, save_model
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    if o.threads:
+        torch.set_num_threads(int(o.threads))
     t0 = time.perf_counter()
     yield Progress(0, None, "loading the base model and the corrections")
     base = as_package(base_model)
@@ -126,11 +146,65 @@ def retrain_gen(
             base.path, f"fine-tuning needs a classifier package, not {card.get('kind')!r}"
         )
     classes = list(base.classes)
+    ts, samples, truth, skipped = _read_corrections(data, classes, card["modality"])
+    learn, test = split_holdout(truth, o.holdout, o.seed)
+    replay_x, replay_y = yield from _replay_data(card, classes, o.base_data)
+    test_items = [samples[i] for i in test]
+    test_truth = [classes[i] for i in truth[test]]
+    dev = select_device(o.device)
+    yield Progress(0, o.epochs, "scoring the base model on held-out corrections")
+    before = _score(base, test_items, test_truth, o.device)
+    items = [samples[i] for i in learn] + replay_x
+    labels = np.concatenate([truth[learn], np.asarray(replay_y, int)]).astype(np.int64)
+    modules, refit, epochs = yield from _fine_tune(
+        base.modules, card, items, labels, len(learn), o, dev
+    )
+    after = _score(ModelPackage(card, modules, None), test_items, test_truth, o.device)
+    corrections = {
+        "data": getattr(ts, "sources", [""])[0].rsplit("/", 2)[0] if ts.sources else "",
+        "n_learn": int(len(learn)),
+        "n_test": int(len(test)),
+        "skipped": skipped,
+        "n_replay": len(replay_x),
+        "epochs": epochs,
+        "lr": o.lr,
+        "seed": o.seed,
+        **({"heads_refit": refit} if refit else {}),
+    }
+    version = _next_version_card(card, base, corrections, before, after)
+    if out is None:
+        if base.path is None:
+            raise InputError(None, "give an output path for the new model")
+        out = next_version_path(base.path, version)
+    yield Progress(o.epochs, o.epochs, "saving the new model version")
+    path = save_model(card, modules, out)
+    return {
+        "out": Path(path),
+        "version": version,
+        "before": before[BALANCED_ACCURACY],
+        "after": after[BALANCED_ACCURACY],
+        "metrics_before": before,
+        "metrics_after": after,
+        "n_learn": int(len(learn)),
+        "n_test": int(len(test)),
+        "n_replay": len(replay_x),
+        "skipped": skipped,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _read_corrections(data, classes: list[str], modality: str):
+    """The corrections to ``classes``: ``(training set, samples, class indices, skipped)``.
+
+    ``skipped`` counts the corrections to classes the model lacks, by class.
+    """
+    from napari_nucleus_ai.classify.trainset import TrainingSet, load_class_folders
+
     ts = data if isinstance(data, TrainingSet) else load_class_folders(data)
-    if (ts.modality == "storm") != (card["modality"] == "storm"):
+    if (ts.modality == "storm") != (modality == "storm"):
         raise InputError(
             data if not isinstance(data, TrainingSet) else None,
-            f"corrections are {ts.modality} but the model reads {card['modality']}",
+            f"corrections are {ts.modality} but the model reads {modality}",
         )
     names = [ts.classes[i] for i in ts.labels]
     keep = np.array([n in classes for n in names], bool)
@@ -139,9 +213,13 @@ def retrain_gen(
     truth = np.array([classes.index(n) for n, k in zip(names, keep, strict=True) if k], int)
     if len(samples) < 2:
         raise InputError(None, "fewer than 2 corrected cells of the model's classes to learn from")
-    learn, test = split_holdout(truth, holdout, seed)
+    return ts, samples, truth, skipped
 
-    # replay the base model's own training data so fine-tuning does not forget it
+
+def _replay_data(card: dict, classes: list[str], base_data):
+    """The base model's own training data, replayed so fine-tuning does not forget it."""
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+
     replay_x, replay_y = [], []
     if base_data is None:
         prov = (card.get("provenance") or {}).get("data")
@@ -153,103 +231,73 @@ def retrain_gen(
             if bd.classes[y] in classes:
                 replay_x.append(s)
                 replay_y.append(classes.index(bd.classes[y]))
+    return replay_x, replay_y
 
-    test_items = [samples[i] for i in test]
-    test_truth = [classes[i] for i in truth[test]]
-    dev = select_device(device)
-    yield Progress(0, epochs, "scoring the base model on held-out corrections")
-    before = _metrics(
-        predict_items(base, test_items, device=device).predicted if test_items else [], test_truth
-    )
 
-    items = [samples[i] for i in learn] + replay_x
-    labels = np.concatenate([truth[learn], np.asarray(replay_y, int)]).astype(np.int64)
-    modules = [copy.deepcopy(m).to(dev).train() for m in base.modules]
-    from napari_nucleus_ai.models.classifier_kind import augment
+def _score(package, items: list, truth: list[str], device) -> dict:
+    """:func:`_metrics` of ``package``'s predictions for the held-out ``items``."""
+    from napari_nucleus_ai.classify.predict import predict_items
 
+    return _metrics(predict_items(package, items, device=device).predicted if items else [], truth)
+
+
+def _fine_tune(base_modules, card: dict, items, labels, n_learn: int, o: RetrainOptions, dev):
+    """Copies of ``base_modules`` fine-tuned on ``items``: the first ``n_learn`` are the
+    corrections, the rest replayed data. Yields progress; returns ``(modules, what the
+    closed-form refits chose, epochs of gradient descent run)``."""
+    import torch
+
+    from napari_nucleus_ai.models.inputs import prepare
+
+    modules = [copy.deepcopy(m).to(dev).train() for m in base_modules]
     modality = card["modality"]
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    per_item = 4 if modality == "storm" else 1
+    rng = np.random.default_rng(o.seed)
+    torch.manual_seed(o.seed)
     x_fixed = None if modality == "storm" else prepare(items, card)[0]
+    n_replay = len(labels) - n_learn
     # corrections weigh as much as all replayed data together
-    w = np.where(
-        np.arange(len(labels)) < len(learn), 1.0 / max(len(learn), 1), 1.0 / max(len(replay_x), 1)
-    )
+    w = np.where(np.arange(len(labels)) < n_learn, 1.0 / max(n_learn, 1), 1.0 / max(n_replay, 1))
     w = w / w.sum()
-    refit = _refit_closed_form(modules, x_fixed, labels, len(learn), len(replay_x), seed)
+    refit = _refit_closed_form(modules, x_fixed, labels, n_learn, n_replay, o.seed)
     if refit:
-        yield Progress(0, epochs, "refitting the logistic heads on corrections + replay")
+        yield Progress(0, o.epochs, "refitting the logistic heads on corrections + replay")
     # the rest is fine-tuned by gradient descent (modules with nothing to train are skipped)
-    modules_gd = [m for m in modules if any(q.requires_grad for q in m.parameters())]
-    opts = [torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=1e-4) for m in modules_gd]
-    steps = max(int(np.ceil(len(labels) / batch_size)), 4)
-    for epoch in range(epochs if modules_gd else 0):
+    modules_gd = [m for m in modules if trainable_parameters(m)]
+    opts = [make_optimizer(m, o.lr, FINE_TUNE_WEIGHT_DECAY) for m in modules_gd]
+    steps = max(int(np.ceil(len(labels) / o.batch_size)), MIN_STEPS)
+    epochs = o.epochs if modules_gd else 0
+    for epoch in range(epochs):
         if modality == "storm":
-            x, groups = prepare(items, card, rng=rng, n_patches=per_item)
+            x, groups = prepare(items, card, rng=rng, n_patches=STORM_PATCHES)
         else:
             x, groups = x_fixed, np.arange(len(items))
         y = labels[groups]
         ww = w[groups] / w[groups].sum()
         for m, opt in zip(modules_gd, opts, strict=True):
-            for _ in range(steps):
-                idx = rng.choice(len(y), size=min(batch_size, len(y)), p=ww)
-                if len(idx) < 2:
-                    continue
-                xb = augment(torch.from_numpy(x[idx]), rng, modality).to(dev)
-                loss = torch.nn.functional.cross_entropy(
-                    m(xb), torch.from_numpy(y[idx]).to(dev), label_smoothing=0.05
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        yield Progress(epoch + 1, epochs, f"fine-tuning epoch {epoch + 1}/{epochs}")
-    modules = [m.cpu().eval() for m in modules]
-    new = ModelPackage(card, modules, None)
-    after = _metrics(
-        predict_items(new, test_items, device=device).predicted if test_items else [], test_truth
-    )
+            # drawn lazily: each batch right before its augmentation, from the same stream
+            batches = (
+                rng.choice(len(y), size=min(o.batch_size, len(y)), p=ww) for _ in range(steps)
+            )
+            train_epoch(m, opt, x, y, batches, rng, modality, dev)
+        yield Progress(epoch + 1, o.epochs, f"fine-tuning epoch {epoch + 1}/{o.epochs}")
+    return [m.cpu().eval() for m in modules], refit, epochs
+
+
+def _next_version_card(card: dict, base, corrections: dict, before: dict, after: dict) -> int:
+    """Turn ``card`` (a copy of ``base``'s) into the next version's; returns that version."""
     version = int(card.get("version", 1)) + 1
     card["version"] = version
     prov = dict(card.get("provenance") or {})
     card["provenance"] = {
         **prov,
         "fine_tuned_from": {"name": base.name, "version": version - 1, "path": base.path},
-        "corrections": {
-            "data": getattr(ts, "sources", [""])[0].rsplit("/", 2)[0] if ts.sources else "",
-            "n_learn": int(len(learn)),
-            "n_test": int(len(test)),
-            "skipped": skipped,
-            "n_replay": len(replay_x),
-            "epochs": epochs if modules_gd else 0,
-            "lr": lr,
-            "seed": seed,
-            **({"heads_refit": refit} if refit else {}),
-        },
+        "corrections": corrections,
     }
     metrics = dict(card.get("metrics") or {})
     metrics["corrections_before"] = before
     metrics["corrections_after"] = after
     card["metrics"] = metrics
-    if out is None:
-        if base.path is None:
-            raise InputError(None, "give an output path for the new model")
-        out = next_version_path(base.path, version)
-    yield Progress(epochs, epochs, "saving the new model version")
-    path = save_model(card, modules, out)
-    return {
-        "out": Path(path),
-        "version": version,
-        "before": before["balanced_accuracy"],
-        "after": after["balanced_accuracy"],
-        "metrics_before": before,
-        "metrics_after": after,
-        "n_learn": int(len(learn)),
-        "n_test": int(len(test)),
-        "n_replay": len(replay_x),
-        "skipped": skipped,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
+    return version
 
 
 def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: int) -> list:
@@ -259,16 +307,16 @@ def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: in
     rows are repeated (the copies of a crop stay in one inner fold when ``C`` is chosen).
     Returns what each refit chose (empty when no module has such heads).
     """
-    if x is None or not any(hasattr(m, "refit_heads") for m in modules):
+    with_heads = [m for m in modules if declares(m, CLOSED_FORM_HEADS)]
+    if x is None or not with_heads:
         return []
     reps = max(1, round(n_replay / max(n_learn, 1))) if n_replay else 1
     idx = np.concatenate([np.repeat(np.arange(n_learn), reps), n_learn + np.arange(n_replay)])
     out = []
-    for m in modules:
-        if hasattr(m, "refit_heads"):
-            was = m.training
-            out.append(m.eval().refit_heads(x[idx], labels[idx], seed, groups=idx))
-            m.train(was)
+    for m in with_heads:
+        was = m.training
+        out.append(m.eval().refit_heads(x[idx], labels[idx], seed, groups=idx))
+        m.train(was)
     return out
 
 
