@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ".demo",
     "info": ".info",
     "render": ".render",
+    "measure": ".measure",
     "segment": ".segment",
     "import-dataset": ".import_dataset",
     "train": ".train",

@@ -1,0 +1,105 @@
+"""``napari-nucleus-ai measure LOCS [--merge] [--nena] [--frc] [--cluster M] --out TABLE.csv``."""
+
+from __future__ import annotations
+
+HELP = "measure a localization file: blink merging, NeNA precision, FRC resolution, clusters"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("file", help="a localization table (ThunderSTORM, N-STORM, Picasso, SMAP, ...)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output CSV: one row per cluster with --cluster, else one summary row",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--merge", action="store_true", help="merge blinks before FRC / clustering")
+    p.add_argument("--radius", type=float, default=30.0, help="merge radius in nm (default 30)")
+    p.add_argument(
+        "--precision-factor",
+        type=float,
+        default=None,
+        help="merge within K x the larger precision instead of --radius",
+    )
+    p.add_argument(
+        "--dark", type=int, default=1, help="dark frames a merged molecule may bridge (default 1)"
+    )
+    p.add_argument("--nena", action="store_true", help="NeNA localization precision")
+    p.add_argument("--frc", action="store_true", help="FRC resolution (1/7 threshold)")
+    p.add_argument("--frc-pixel", type=float, default=10.0, help="FRC render pixel nm (10)")
+    p.add_argument("--frc-splits", type=int, default=5, help="random splits averaged (5)")
+    p.add_argument("--cluster", choices=("dbscan", "hdbscan", "optics"), default=None)
+    p.add_argument("--eps", type=float, default=20.0, help="DBSCAN / OPTICS radius nm (20)")
+    p.add_argument("--min", dest="min_samples", type=int, default=5, help="min samples (5)")
+    from napari_nucleus_ai.cli._localization_options import add_localization_options
+
+    add_localization_options(p)  # --camera-pixel, --columns
+
+
+def run(args) -> int:
+    import json
+
+    import pandas as pd
+
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.files import atomic_write
+    from napari_nucleus_ai.localizations import analysis as qa
+    from napari_nucleus_ai.localizations import read_localizations
+
+    if not (args.merge or args.nena or args.frc or args.cluster):
+        raise InputError(None, "nothing to measure: give --merge, --nena, --frc or --cluster")
+    from napari_nucleus_ai.cli._localization_options import reading_kwargs
+
+    table = read_localizations(args.file, **reading_kwargs(args))
+    df = table.data
+    summary = {"file": table.path, "format": table.format, "n_localizations": len(df)}
+    if args.nena:  # on the raw localizations: merging removes next-frame pairs
+        r = qa.nena(df)
+        summary.update(nena_nm=r.precision_nm, nena_pairs=r.n_pairs)
+    if args.merge:
+        m = qa.merge_blinks(
+            df,
+            radius_nm=args.radius,
+            max_dark_frames=args.dark,
+            precision_factor=args.precision_factor,
+        )
+        df = m.data
+        summary.update(n_merged=m.n_after, merge=m.info)
+    if args.frc:
+        f = qa.frc(df, pixel_size_nm=args.frc_pixel, n_splits=args.frc_splits)
+        summary.update(frc_nm=f.resolution_nm)
+    out = None
+    if args.cluster:
+        c = qa.cluster_localizations(df, args.cluster, args.eps, args.min_samples)
+        summary.update(
+            n_clusters=c.n_clusters,
+            fraction_clustered=c.fraction_clustered,
+            cluster={"method": c.method, **c.params},
+        )
+        out = c.clusters
+    if out is None:
+        flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+        out = pd.DataFrame([flat])
+    with atomic_write(args.out, "w", newline="") as fh:
+        out.to_csv(fh, index=False)
+    if args.json:
+        clean = {k: None if isinstance(v, float) and v != v else v for k, v in summary.items()}
+        print(json.dumps(clean, default=_jsonable))
+    else:
+        parts = [f"{k}={_fmt(v)}" for k, v in summary.items() if not isinstance(v, dict)]
+        print(f"{args.out}: " + " ".join(parts[2:]))
+    return 0
+
+
+def _fmt(v):
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _jsonable(v):
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
