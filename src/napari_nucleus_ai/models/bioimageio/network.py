@@ -2,13 +2,25 @@
 
 :func:`bioimageio_classifier` is the ``pytorch_state_dict`` architecture of exported
 packages; :func:`ensemble` wraps modules already built (the package's) the same way, for
-tracing. torch is imported inside the functions.
+tracing. Both return a :class:`~.wrapper.NucleusAIClassifier` (also importable from here,
+lazily): torch is imported inside the functions, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 # the order in which tta = 1, 2, 4, 8 adds dihedral transforms: the package's own
 from napari_nucleus_ai.models.engine import _DIHEDRAL as DIHEDRAL
+
+__all__ = ["DIHEDRAL", "bioimageio_classifier", "ensemble"]
+
+
+def __getattr__(name: str):
+    """:class:`~.wrapper.NucleusAIClassifier`, imported (with torch) on first use."""
+    if name == "NucleusAIClassifier":
+        from napari_nucleus_ai.models.bioimageio.wrapper import NucleusAIClassifier
+
+        return NucleusAIClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def bioimageio_classifier(
@@ -50,30 +62,9 @@ def ensemble(nets: list, temperature: float, tta: int):
 
     Returns
     -------
-    torch.nn.Module
+    NucleusAIClassifier
         The wrapper, in eval mode; its state dict keys are ``members.<i>.<name>``.
     """
-    import torch
-    from torch import nn
+    from napari_nucleus_ai.models.bioimageio.wrapper import NucleusAIClassifier
 
-    transforms = DIHEDRAL[: max(1, min(int(tta), len(DIHEDRAL)))]
-
-    class NucleusAIClassifier(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.members = nn.ModuleList(nets)
-            self.temperature = float(temperature)
-            self.transforms = transforms
-
-        def forward(self, x):
-            total = None
-            for net in self.members:
-                for k, flip in self.transforms:
-                    t = torch.flip(x, dims=(-1,)) if flip else x
-                    if k:
-                        t = torch.rot90(t, k, dims=(-2, -1))
-                    p = torch.softmax(net(t) / self.temperature, dim=1)
-                    total = p if total is None else total + p
-            return total / float(len(self.members) * len(self.transforms))
-
-    return NucleusAIClassifier().eval()
+    return NucleusAIClassifier(nets, temperature, tta).eval()

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+__all__ = ["Attention", "ClassUNet", "DiffusersUNet", "ResBlock", "timestep_embedding"]
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of (float) timesteps, shape ``(B, dim)``."""
@@ -28,6 +30,26 @@ def _norm(ch: int) -> nn.GroupNorm:
 
 
 class ResBlock(nn.Module):
+    """Residual block conditioned on an embedding (scale and shift after the second norm).
+
+    GroupNorm, SiLU, 3x3 convolution; the embedding gives a per-channel scale and shift;
+    SiLU, dropout and a zero-initialised 3x3 convolution; a 1x1 convolution on the skip
+    path when the channel count changes.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Input and output channels.
+    emb_dim : int
+        Length of the conditioning embedding.
+    dropout : float
+        Dropout probability before the second convolution.
+
+    Notes
+    -----
+    ``forward(x, emb)`` maps ``(B, cin, H, W)`` and ``(B, emb_dim)`` to ``(B, cout, H, W)``.
+    """
+
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0):
         super().__init__()
         self.norm1 = _norm(cin)
@@ -49,6 +71,20 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
+    """Residual multi-head self-attention over the pixels of a feature map.
+
+    Parameters
+    ----------
+    ch : int
+        Channels (divisible by ``heads``).
+    heads : int
+        Attention heads.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(B, ch, H, W)`` to the same shape.
+    """
+
     def __init__(self, ch: int, heads: int = 4):
         super().__init__()
         self.norm = _norm(ch)
@@ -80,6 +116,13 @@ class ClassUNet(nn.Module):
         Channel multipliers per resolution level (each level halves the size).
     attention : bool
         Self-attention at the lowest resolution.
+    dropout : float
+        Dropout probability inside the residual blocks.
+
+    Notes
+    -----
+    ``forward(x, t, y)`` maps noisy crops ``(B, in_channels, H, W)``, timesteps ``(B,)``
+    and class indices ``(B,)`` (``n_classes`` = no class) to the predicted noise.
     """
 
     def __init__(
@@ -146,6 +189,13 @@ class DiffusersUNet(nn.Module):
 
     Class conditioning uses its ``num_class_embeds`` (``n_classes + 1`` with the
     "no class" token). diffusers installs without torchvision or another torch.
+
+    Parameters
+    ----------
+    n_classes, in_channels, base, mults, attention, dropout
+        As for :class:`ClassUNet`.
+    size : int
+        The crop size (``sample_size`` of the UNet).
     """
 
     def __init__(

@@ -26,27 +26,33 @@ cross-validation (lowest held-out NLL) among ``c_grid`` (``imagenet_c_grid``); t
 validation split is never used for it. The ImageNet head is fitted on the features of
 the 8 flips and rotations of every training crop, the 8 views of a crop always in the
 same inner fold.
+
+This module imports torch at its top; only the builders import it (the registry inside
+:func:`~.registry.build_architecture`). The defaults and :func:`resolve_params` live in
+the torch-free :mod:`.morph_params` (re-exported here).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models.nets.cnn import Hybrid
+from napari_nucleus_ai.models.nets.morph_params import DEFAULTS, resolve_params
+from napari_nucleus_ai.models.nets.morphology import N_FEATURES, describe_cells
 
-DEFAULTS = {
-    "cnn": True,
-    "cnn_size": 64,
-    "widths": [16, 32, 64, 128],
-    "dropout": 0.3,
-    "c_grid": [0.03, 0.1, 0.3, 1.0],
-    "inner_folds": 4,
-    # frozen ImageNet features (models/imagenet.py): a backbone name or None; ``train``
-    # turns the absent key into "efficientnet-lite0" where the [pretrained] extra is installed
-    "imagenet": None,
-    "imagenet_view": 1 / 1.4,
-    "imagenet_c_grid": [0.01, 0.03, 0.1, 0.3, 1.0],
-}
+__all__ = [
+    "DEFAULTS",
+    "Morph",
+    "build_morph",
+    "choose_c",
+    "fit_head",
+    "fit_logistic",
+    "resolve_params",
+]
 
 
 def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: int = 200):
@@ -66,8 +72,6 @@ def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: 
     -------
     (weight (C, F), bias (C,)) as torch tensors.
     """
-    import torch
-
     x = torch.as_tensor(f, dtype=torch.float64)
     t = torch.as_tensor(y, dtype=torch.int64)
     w = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
@@ -93,8 +97,6 @@ def choose_c(
 
     Rows with the same ``groups`` value (views of one crop) always share an inner fold.
     """
-    import torch
-
     grid = [float(c) for c in grid]
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     first = np.unique(groups, return_index=True)[1]
@@ -137,178 +139,208 @@ def fit_head(f, y, n_classes: int, grid, folds: int, seed: int = 0, groups=None)
     return {"c": c, "mean": mu, "std": sd, "weight": w, "bias": b}
 
 
-def resolve_params(params) -> tuple[dict, str | None]:
-    """``params`` with ``imagenet`` (and with it ``cnn``) filled in when absent, and a note.
+class Morph(nn.Module):
+    """The ``morph`` architecture (see the module docstring); RGB crops only.
 
-    The absent ``imagenet`` becomes ``"efficientnet-lite0"`` where the ``[pretrained]`` extra
-    is installed and ``None`` (morphology only) elsewhere, so the card always says which.
-    With ImageNet features the small CNN is off unless asked for: on PBC it added no
-    accuracy beside them and took 5x the training time, and saliency maps come through the
-    backbone instead.
+    Parameters
+    ----------
+    in_channels : int
+        Must be 3 (RGB brightfield crops); anything else raises :class:`InputError`.
+    n_classes : int
+        Number of classes (outputs).
+    **params
+        The architecture parameters, over :data:`DEFAULTS`: ``cnn`` (add the ``hybrid``
+        CNN), ``cnn_size`` (its input size in pixels), ``widths`` and ``dropout`` (its
+        stages and dropout), ``c_grid`` and ``inner_folds`` (the choice of ``C`` for the
+        logistic heads), ``imagenet`` (a frozen ImageNet backbone name, or None),
+        ``imagenet_view`` (the centre fraction of the crop it sees) and
+        ``imagenet_c_grid``. Unknown names are ignored here (the registry refuses them).
+
+    Attributes
+    ----------
+    params : dict
+        The merged parameters.
+    n_classes : int
+    desc_head : torch.nn.Linear
+        The logistic regression on the standardised morphology descriptor, with the
+        buffers ``in_mean``, ``in_std`` (the input normalisation) and ``desc_mean``,
+        ``desc_std`` (the descriptor's standardisation).
+    cnn : Hybrid or None
+        The optional CNN.
+    img : torch.nn.Module or None
+        The optional frozen ImageNet backbone, with the buffers ``img_mean``, ``img_std``
+        and the head ``img_head``.
+    cnn_only : bool
+        True while the CNN part trains: ``forward`` then returns the CNN's logits only.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(N, 3, H, W)`` normalised crops to ``(N, n_classes)`` logits: the
+    sum of the descriptor head's, the ImageNet head's and the CNN's logits. The class
+    attribute ``closed_form_heads`` tells training
+    (:func:`napari_nucleus_ai.models.training.declares`) to fit the heads with
+    :meth:`fit_descriptor` / :meth:`refit_heads` and to train the CNN alone.
     """
-    from napari_nucleus_ai.models.nets.imagenet import EXTRA, available
 
-    params = dict(params or {})
-    if "imagenet" not in params:
-        params["imagenet"] = "efficientnet-lite0" if available() else None
-        if params["imagenet"] is None:
-            return params, f"ImageNet features: not installed, morphology only ({EXTRA})"
-    if params["imagenet"] is None:
-        return params, None
-    params.setdefault("cnn", False)
-    return params, f"ImageNet features: {params['imagenet']} (frozen), beside the morphology"
+    closed_form_heads = True  # fit_descriptor / refit_heads / cnn_inputs / cnn_only
+
+    def __init__(self, in_channels: int, n_classes: int, **params):
+        if in_channels != 3:
+            raise InputError(
+                None, "the 'morph' architecture needs RGB (3-channel) brightfield crops"
+            )
+        super().__init__()
+        p = {**DEFAULTS, **params}
+        self.params = p
+        self.n_classes = n_classes
+        n_feat = N_FEATURES
+        self.register_buffer("in_mean", torch.zeros(3))
+        self.register_buffer("in_std", torch.ones(3))
+        self.register_buffer("desc_mean", torch.zeros(n_feat))
+        self.register_buffer("desc_std", torch.ones(n_feat))
+        self.desc_head = nn.Linear(n_feat, n_classes)
+        self.desc_head.requires_grad_(False)
+        self.cnn = (
+            Hybrid(3, n_classes, widths=p["widths"], dropout=p["dropout"]) if p["cnn"] else None
+        )
+        self.img = None
+        if p["imagenet"]:
+            from napari_nucleus_ai.models.nets.imagenet import N_FEATURES as N_IMG
+            from napari_nucleus_ai.models.nets.imagenet import build_backbone
+
+            self.img = build_backbone(p["imagenet"])
+            self.register_buffer("img_mean", torch.zeros(N_IMG))
+            self.register_buffer("img_std", torch.ones(N_IMG))
+            self.img_head = nn.Linear(N_IMG, n_classes)
+            self.img_head.requires_grad_(False)
+        self.cnn_only = False  # set while the CNN part trains (fast, no descriptor)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.img is not None:
+            self.img.eval()  # frozen: batch-norm statistics stay ImageNet's
+        return self
+
+    def rgb(self, x):
+        """Normalised inputs back to RGB in [0, 1]."""
+        m, s = self.in_mean[None, :, None, None], self.in_std[None, :, None, None]
+        return (x * s + m).clamp(0, 1)
+
+    def descriptors(self, x):
+        rgb = self.rgb(x)
+        d = describe_cells(rgb.detach().float().cpu().permute(0, 2, 3, 1).numpy())
+        return torch.from_numpy(np.asarray(d, np.float32)).to(x.device)
+
+    def imagenet_features(self, x):
+        from napari_nucleus_ai.models.nets.imagenet import features
+
+        return features(self.img, self.rgb(x), float(self.params["imagenet_view"]))
+
+    @torch.no_grad()
+    def embed(self, x):
+        """Features the domain-shift score measures (:mod:`napari_nucleus_ai.models.trust`).
+
+        The standardised morphology descriptor, and the standardised ImageNet features
+        where the model has them: ``(N, F)``.
+        """
+        parts = [(self.descriptors(x) - self.desc_mean) / self.desc_std]
+        if self.img is not None:
+            parts.append((self.imagenet_features(x) - self.img_mean) / self.img_std)
+        return torch.cat(parts, 1)
+
+    def _cnn(self, x):
+        s = int(self.params["cnn_size"])
+        if x.shape[-1] != s:
+            x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
+        return self.cnn(x)
+
+    @torch.no_grad()
+    def cnn_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Inputs resized to ``cnn_size`` once, for training the CNN part."""
+        s = int(self.params["cnn_size"])
+        if self.cnn is None or x.shape[-1] == s:
+            return x
+        t = F.interpolate(torch.as_tensor(x), size=(s, s), mode="bilinear", antialias=True)
+        return t.numpy()
+
+    @torch.no_grad()
+    def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
+        """Fit input/descriptor statistics and the logistic heads on training crops ``x``."""
+        self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
+        self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
+        x = torch.as_tensor(x)
+        out = self.refit_heads(x, y, seed, load_weights=True)
+        if self.cnn is not None:
+            s = int(self.params["cnn_size"])
+            xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
+            self.cnn.fit_feature_stats(xc)
+        return out
+
+    @torch.no_grad()
+    def refit_heads(self, x, y, seed: int = 0, groups=None, load_weights: bool = False):
+        """Refit the logistic heads (descriptor, ImageNet) on normalised crops ``x``.
+
+        The input normalisation, the backbone and the CNN stay as they are (``retrain``
+        uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
+        fold when ``C`` is chosen.
+        """
+        x = torch.as_tensor(x).to(self.in_mean.device)
+        y = np.asarray(y, np.int64)
+        f = self.descriptors(x).cpu().numpy()
+        p = self.params
+        head = fit_head(f, y, self.n_classes, p["c_grid"], p["inner_folds"], seed, groups)
+        self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
+        out = {"c": head["c"]}
+        if self.img is not None:
+            out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights)
+        return out
+
+    @staticmethod
+    def _set_head(linear, mean, std, head: dict) -> None:
+        mean.copy_(torch.as_tensor(head["mean"], dtype=torch.float32))
+        std.copy_(torch.as_tensor(head["std"], dtype=torch.float32))
+        linear.weight.copy_(head["weight"])
+        linear.bias.copy_(head["bias"])
+
+    def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
+        """ImageNet weights into the backbone (training); its head on dihedral views.
+
+        All 8 views up to 500 crops, fewer for larger sets (4000 crop-views at least,
+        1 view from 4000 crops), so large data sets do not cost 8 passes.
+        """
+        from napari_nucleus_ai.models.nets.imagenet import load_imagenet_weights
+
+        info = load_imagenet_weights(self.img, self.params["imagenet"]) if load_weights else {}
+        views = int(min(8, max(1, 4000 // max(len(y), 1))))
+        feats = []
+        for k in range(views):
+            v = torch.rot90(x, k % 4, (-2, -1))
+            v = v.flip(-1) if k >= 4 else v
+            feats += [self.imagenet_features(b) for b in v.split(32)]
+        f = torch.cat(feats).cpu().numpy()
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        head = fit_head(
+            f,
+            np.tile(y, views),
+            self.n_classes,
+            self.params["imagenet_c_grid"],
+            self.params["inner_folds"],
+            seed,
+            np.tile(groups, views),
+        )
+        self._set_head(self.img_head, self.img_mean, self.img_std, head)
+        return {**info, "c": head["c"], "views": views}
+
+    def forward(self, x):
+        if self.cnn_only and self.cnn is not None:
+            return self._cnn(x)
+        d = (self.descriptors(x) - self.desc_mean) / self.desc_std
+        z = self.desc_head(d)
+        if self.img is not None:
+            z = z + self.img_head((self.imagenet_features(x) - self.img_mean) / self.img_std)
+        return z if self.cnn is None else z + self._cnn(x)
 
 
 def build_morph(in_channels: int, n_classes: int, **params):
-    """The ``morph`` module (see the module docstring); RGB crops only."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from napari_nucleus_ai.models.nets.cnn import build_hybrid
-    from napari_nucleus_ai.models.nets.morphology import N_FEATURES, describe_cells
-
-    if in_channels != 3:
-        raise InputError(None, "the 'morph' architecture needs RGB (3-channel) brightfield crops")
-    p = {**DEFAULTS, **params}
-    n_feat = N_FEATURES
-
-    class Morph(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.register_buffer("in_mean", torch.zeros(3))
-            self.register_buffer("in_std", torch.ones(3))
-            self.register_buffer("desc_mean", torch.zeros(n_feat))
-            self.register_buffer("desc_std", torch.ones(n_feat))
-            self.desc_head = nn.Linear(n_feat, n_classes)
-            self.desc_head.requires_grad_(False)
-            self.cnn = (
-                build_hybrid(3, n_classes, widths=p["widths"], dropout=p["dropout"])
-                if p["cnn"]
-                else None
-            )
-            self.img = None
-            if p["imagenet"]:
-                from napari_nucleus_ai.models.nets.imagenet import N_FEATURES as N_IMG
-                from napari_nucleus_ai.models.nets.imagenet import build_backbone
-
-                self.img = build_backbone(p["imagenet"])
-                self.register_buffer("img_mean", torch.zeros(N_IMG))
-                self.register_buffer("img_std", torch.ones(N_IMG))
-                self.img_head = nn.Linear(N_IMG, n_classes)
-                self.img_head.requires_grad_(False)
-            self.cnn_only = False  # set while the CNN part trains (fast, no descriptor)
-
-        def train(self, mode: bool = True):
-            super().train(mode)
-            if self.img is not None:
-                self.img.eval()  # frozen: batch-norm statistics stay ImageNet's
-            return self
-
-        def rgb(self, x):
-            """Normalised inputs back to RGB in [0, 1]."""
-            m, s = self.in_mean[None, :, None, None], self.in_std[None, :, None, None]
-            return (x * s + m).clamp(0, 1)
-
-        def descriptors(self, x):
-            rgb = self.rgb(x)
-            d = describe_cells(rgb.detach().float().cpu().permute(0, 2, 3, 1).numpy())
-            return torch.from_numpy(np.asarray(d, np.float32)).to(x.device)
-
-        def imagenet_features(self, x):
-            from napari_nucleus_ai.models.nets.imagenet import features
-
-            return features(self.img, self.rgb(x), float(p["imagenet_view"]))
-
-        def _cnn(self, x):
-            s = int(p["cnn_size"])
-            if x.shape[-1] != s:
-                x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
-            return self.cnn(x)
-
-        @torch.no_grad()
-        def cnn_inputs(self, x: np.ndarray) -> np.ndarray:
-            """Inputs resized to ``cnn_size`` once, for training the CNN part."""
-            s = int(p["cnn_size"])
-            if self.cnn is None or x.shape[-1] == s:
-                return x
-            t = F.interpolate(torch.as_tensor(x), size=(s, s), mode="bilinear", antialias=True)
-            return t.numpy()
-
-        @torch.no_grad()
-        def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
-            """Fit input/descriptor statistics and the logistic heads on training crops ``x``."""
-            self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
-            self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
-            x = torch.as_tensor(x)
-            out = self.refit_heads(x, y, seed, load_weights=True)
-            if self.cnn is not None:
-                s = int(p["cnn_size"])
-                xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
-                self.cnn.fit_feature_stats(xc)
-            return out
-
-        @torch.no_grad()
-        def refit_heads(self, x, y, seed: int = 0, groups=None, load_weights: bool = False):
-            """Refit the logistic heads (descriptor, ImageNet) on normalised crops ``x``.
-
-            The input normalisation, the backbone and the CNN stay as they are (``retrain``
-            uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
-            fold when ``C`` is chosen.
-            """
-            x = torch.as_tensor(x).to(self.in_mean.device)
-            y = np.asarray(y, np.int64)
-            f = self.descriptors(x).cpu().numpy()
-            head = fit_head(f, y, n_classes, p["c_grid"], p["inner_folds"], seed, groups)
-            self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
-            out = {"c": head["c"]}
-            if self.img is not None:
-                out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights)
-            return out
-
-        @staticmethod
-        def _set_head(linear, mean, std, head: dict) -> None:
-            mean.copy_(torch.as_tensor(head["mean"], dtype=torch.float32))
-            std.copy_(torch.as_tensor(head["std"], dtype=torch.float32))
-            linear.weight.copy_(head["weight"])
-            linear.bias.copy_(head["bias"])
-
-        def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
-            """ImageNet weights into the backbone (training); its head on dihedral views.
-
-            All 8 views up to 500 crops, fewer for larger sets (4000 crop-views at least,
-            1 view from 4000 crops), so large data sets do not cost 8 passes.
-            """
-            from napari_nucleus_ai.models.nets.imagenet import load_imagenet_weights
-
-            info = load_imagenet_weights(self.img, p["imagenet"]) if load_weights else {}
-            views = int(min(8, max(1, 4000 // max(len(y), 1))))
-            feats = []
-            for k in range(views):
-                v = torch.rot90(x, k % 4, (-2, -1))
-                v = v.flip(-1) if k >= 4 else v
-                feats += [self.imagenet_features(b) for b in v.split(32)]
-            f = torch.cat(feats).cpu().numpy()
-            groups = np.arange(len(y)) if groups is None else np.asarray(groups)
-            head = fit_head(
-                f,
-                np.tile(y, views),
-                n_classes,
-                p["imagenet_c_grid"],
-                p["inner_folds"],
-                seed,
-                np.tile(groups, views),
-            )
-            self._set_head(self.img_head, self.img_mean, self.img_std, head)
-            return {**info, "c": head["c"], "views": views}
-
-        def forward(self, x):
-            if self.cnn_only and self.cnn is not None:
-                return self._cnn(x)
-            d = (self.descriptors(x) - self.desc_mean) / self.desc_std
-            z = self.desc_head(d)
-            if self.img is not None:
-                z = z + self.img_head((self.imagenet_features(x) - self.img_mean) / self.img_std)
-            return z if self.cnn is None else z + self._cnn(x)
-
-    return Morph()
+    """The ``morph`` module (:class:`Morph`, see the module docstring); RGB crops only."""
+    return Morph(in_channels, n_classes, **params)

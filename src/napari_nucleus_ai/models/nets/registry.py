@@ -6,12 +6,25 @@ backbones ``densenet121``, ``resnext50_32x4d``, ``efficientnet_b0`` from ``timm`
 no weights can be downloaded here). Every builder takes ``(in_channels, n_classes,
 **params)`` and returns a ``torch.nn.Module`` mapping ``(N, C, H, W)`` float tensors
 to ``(N, n_classes)`` logits.
+
+Cheap to import: the builders' modules (which import torch and define the network
+classes :class:`~.cnn.SmallCNN`, :class:`~.cnn.Hybrid` and :class:`~.morph.Morph`) are
+imported inside :func:`build_architecture` only.
 """
 
 from __future__ import annotations
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.models.nets.morph import DEFAULTS as MORPH_DEFAULTS
+from napari_nucleus_ai.models.nets.morph_params import DEFAULTS as MORPH_DEFAULTS
+
+__all__ = [
+    "ARCHS",
+    "DEFAULT_PARAMS",
+    "LOCAL_ARCHS",
+    "TIMM_ARCHS",
+    "build_architecture",
+    "build_timm",
+]
 
 TIMM_ARCHS = ("densenet121", "resnext50_32x4d", "efficientnet_b0")
 LOCAL_ARCHS = ("smallcnn", "hybrid", "morph")
