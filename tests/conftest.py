@@ -18,7 +18,7 @@ SHARED_DATA = Path(
 def shared_data() -> Path:
     """``../shared/data``; tests that need it skip when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is absent (see docs/testing)")
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (see docs/testing.md)")
     return SHARED_DATA
 
 

@@ -12,8 +12,17 @@ from napari_nucleus_ai.core.files import atomic_write
 
 
 def write_summary(summary: pd.DataFrame, out) -> Path:
-    """One row per input (``path, status, error, n_cells, n_<class>...``), written atomically."""
+    """One row per input (``path, status, error, n_cells, n_<class>...``), written atomically.
+
+    A failed input counted nothing: its ``n_*`` cells are empty, not 0.
+    """
     path = Path(out) / "summary.csv"
+    if "status" in summary.columns and (summary["status"] == "failed").any():
+        summary = summary.copy()
+        failed = (summary["status"] == "failed").to_numpy()
+        for c in [c for c in summary.columns if c.startswith("n_")]:
+            summary[c] = summary[c].astype(object)
+            summary.loc[failed, c] = None
     with atomic_write(path, "w", newline="") as fh:
         summary.to_csv(fh, index=False)
     return path

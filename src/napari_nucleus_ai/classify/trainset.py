@@ -19,6 +19,7 @@ Hidden files and files starting with ``_`` or ``.`` are ignored.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.models.crops import is_image_file, read_crop, read_nucleus_xy
+
+#: Files skipped by :func:`load_class_folders` are logged here (``train`` lists them).
+log = logging.getLogger(__name__)
 
 MODALITIES = ("brightfield_rgb", "fluorescence", "storm")
 
@@ -57,6 +61,7 @@ class TrainingSet:
     sources: list[str] = field(default_factory=list)
     pixel_size: float = 1.0
     unit: str = "px"
+    skipped: list = field(default_factory=list)  # (path, error) of unreadable files
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -119,10 +124,16 @@ def load_class_folders(root, *, pixel_size: float | None = None, unit: str = "um
     Raises
     ------
     InputError
-        Missing folder, fewer than 2 classes, empty classes, unreadable files,
-        or crops and localization files mixed.
+        Missing folder, fewer than 2 classes, empty classes (also when every file of
+        a class is unreadable), or crops and localization files mixed. Single
+        unreadable files are skipped: each is logged (warning) on :data:`log` and
+        listed in the set's ``skipped`` (``(path, one-line error)``).
     """
     root = Path(root)
+    if not root.exists():
+        raise InputError(
+            root, "does not exist (training data: a folder with one sub-folder per class)"
+        )
     if not root.is_dir():
         raise InputError(root, "training data must be a folder with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
@@ -141,16 +152,20 @@ def load_class_folders(root, *, pixel_size: float | None = None, unit: str = "um
             root, "mixes image crops and localization files; use one kind per data set"
         )
     kind = kinds.pop()
+    samples, files, labels, skipped = _read_all(
+        files, labels, read_crop if kind == "image" else read_nucleus_xy
+    )
+    for i, d in enumerate(class_dirs):
+        if i not in set(labels):
+            raise InputError(d, f"no readable file in this class folder (first: {skipped[0][1]})")
     if kind == "image":
-        samples = [read_crop(f) for f in files]
         rgb = {s.ndim == 3 for s in samples}
         if len(rgb) > 1:
             samples = [s if s.ndim == 3 else np.repeat(s[..., None], 3, -1) for s in samples]
         modality = "brightfield_rgb" if samples[0].ndim == 3 else "fluorescence"
     else:
-        samples = [read_nucleus_xy(f) for f in files]
         modality, pixel_size, unit = "storm", 1.0, "nm"
-    return TrainingSet(
+    ts = TrainingSet(
         samples,
         np.array(labels),
         [d.name for d in class_dirs],
@@ -159,6 +174,26 @@ def load_class_folders(root, *, pixel_size: float | None = None, unit: str = "um
         float(pixel_size) if pixel_size else 1.0,
         unit if pixel_size else "px",
     )
+    ts.skipped = skipped
+    return ts
+
+
+def _read_all(files, labels, read):
+    """Read every file; unreadable ones are skipped (logged), the rest kept in order."""
+    from napari_nucleus_ai.core.errors import NucleusAIError, one_line
+
+    samples, kept, kept_labels, skipped = [], [], [], []
+    for f, lab in zip(files, labels, strict=True):
+        try:
+            samples.append(read(f))
+        except (NucleusAIError, OSError, ValueError) as e:
+            msg = one_line(e, f)
+            skipped.append((os.fspath(f), msg))
+            log.warning("skipped: %s", msg)
+            continue
+        kept.append(f)
+        kept_labels.append(lab)
+    return samples, kept, kept_labels, skipped
 
 
 def stratified_split(

@@ -4,7 +4,9 @@ Each subcommand lives in its own module in this package with ``HELP`` (one
 line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import
 heavy libraries (torch, napari, Qt) inside ``run`` only, so ``--help`` is fast.
 Errors from the core (:class:`~napari_nucleus_ai.core.errors.NucleusAIError`,
-``OSError``) are printed as one line naming the file, with exit status 1.
+``OSError``) are printed as one line naming the file, with exit status 1; an option
+out of its range (:class:`~napari_nucleus_ai.core.errors.UsageError`, checked by
+:mod:`._params` before any work) exits with status 2, as argparse's own usage errors do.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_nucleus_ai.core.errors import NucleusAIError, one_line
+    from napari_nucleus_ai.core.errors import NucleusAIError, UsageError, one_line
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from napari_nucleus_ai.cli._localization_options import localization_options
+    from napari_nucleus_ai.cli._params import check_args
 
+    if not args.debug:  # readers' library warnings are not messages for the user
+        import logging
+
+        logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     try:
+        check_args(args.command, args)  # every option in its range before any work
         with localization_options(args):  # --camera-pixel / --columns for every read
             return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG}: error: {one_line(e, getattr(e, 'filename', None))}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

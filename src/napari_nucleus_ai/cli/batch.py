@@ -77,8 +77,11 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from napari_nucleus_ai.batch.run import run_batch_gen
+    from napari_nucleus_ai.cli._outputs import check_out_dir
     from napari_nucleus_ai.cli.segment import _parse_params
 
+    params = _check_params(args.segment, _parse_params(args.param))  # before any input is read
+    check_out_dir(args.out)
     bar = _Bar(quiet=args.quiet)
     gen = run_batch_gen(
         args.inputs,
@@ -90,7 +93,7 @@ def run(args) -> int:
         pixel_size_um=args.pixel_size_um,
         pixel_size_nm=args.pixel_size_nm,
         tile=args.tile,
-        params=_parse_params(args.param),
+        params=params,
         device=args.device,
         batch_size=args.batch_size,
         tta=args.tta,
@@ -111,6 +114,23 @@ def run(args) -> int:
     for _, r in s[s["status"] == "failed"].iterrows():
         print(f"  failed: {r['error']}", file=sys.stderr)
     return 2 if result.n_failed else 0
+
+
+def _check_params(method: str, params: dict) -> dict:
+    """``--param`` values against the method's schema; with ``auto``, against every method naming them."""
+    from napari_nucleus_ai.core.errors import UsageError
+    from napari_nucleus_ai.segment.run import METHODS, check_params, method_schema
+
+    if method != "auto":
+        return check_params(method, params)
+    out = dict(params)
+    for key, value in params.items():
+        owners = [m for m in METHODS if any(p.dest == key for p in method_schema(m))]
+        if not owners:
+            raise UsageError(f"batch: unknown segmentation parameter {key}")
+        for m in owners:
+            out.update(check_params(m, {key: value}))
+    return out
 
 
 class _Bar:

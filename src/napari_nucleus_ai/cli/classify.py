@@ -39,6 +39,7 @@ def add_arguments(p) -> None:
         help="physical position of the labels' pixel (0, 0) centre, for localization input (default 0 0)",
     )
     add_inference_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress, only errors")
 
 
 def _tiff_pixel_size(path):
@@ -68,12 +69,16 @@ def run(args) -> int:
     import numpy as np
     import tifffile
 
-    from napari_nucleus_ai.classify.cells import classify_cells
+    from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.classify.predict import as_package
+    from napari_nucleus_ai.cli._outputs import check_out_dir
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.core.files import atomic_path, atomic_write
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.crops import is_image_file, read_crop
 
+    check_out_dir(args.out)  # before any work
     package = as_package(args.model)
     labels = read_crop(args.labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
@@ -100,9 +105,13 @@ def run(args) -> int:
             if not args.image.lower().endswith((".tif", ".tiff"))
             else tifffile.imread(args.image)
         )
+        from napari_nucleus_ai.models.trust import check_modality
+
+        check_modality(image, package.card, args.image)  # an RGB model on grey, 4-channel...
     origin = tuple(np.asarray(args.origin, float))
     notes: list = []
-    res = classify_cells(
+    bar = ProgressPrinter("classify", quiet=args.quiet)
+    gen = classify_cells_gen(
         package,
         image,
         labels,
@@ -117,9 +126,14 @@ def run(args) -> int:
         threshold=args.threshold,
         proposer=args.proposer,
     )
+    with bar:
+        res = run_sync(gen, bar)
     notes += res.notes
     for note in notes:
         print(f"napari-nucleus-ai: {note}", file=sys.stderr)
+    from napari_nucleus_ai.cli.predict import warn_out_of_domain
+
+    warn_out_of_domain(res.table, args.image)
     os.makedirs(args.out, exist_ok=True)
     from napari_nucleus_ai.cells import write_cell_table
 

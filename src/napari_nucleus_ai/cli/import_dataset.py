@@ -70,6 +70,7 @@ def add_arguments(p) -> None:
     g.add_argument(
         "--overwrite", action="store_true", help="replace DATA if import-dataset made it"
     )
+    g.add_argument("--quiet", action="store_true", help="no progress, only the summary and errors")
     g.add_argument("--licence", help="licence for the manifest (overrides the known one)")
     g.add_argument("--citation", help="citation for the manifest")
     g = p.add_argument_group("kind options")
@@ -110,6 +111,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.datasets import import_dataset, kind_module, kind_options
@@ -150,7 +152,7 @@ def run(args) -> int:
             + ")",
         )
     kind_module(args.kind)
-    bar = _Bar()
+    bar = ProgressPrinter("import-dataset", quiet=args.quiet)
     report = run_sync(
         import_dataset(
             args.kind,
@@ -170,20 +172,13 @@ def run(args) -> int:
     )
     bar.close()
     print(report.summary())
-    return 0
+    # files that could not be read are failures (exit 2, as batch); other skips are choices
+    failed = [s for s in report.skipped if s.category in FAILED_SKIPS]
+    for s in failed[:20]:
+        print(f"  failed: {s.path}: {s.detail}", file=sys.stderr)
+    if len(failed) > 20:
+        print(f"  ... and {len(failed) - 20} more (see _skipped.csv)", file=sys.stderr)
+    return 2 if failed else 0
 
 
-class _Bar:
-    """A one-line progress display on stderr when it is a terminal."""
-
-    def __init__(self):
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, p) -> None:
-        if self.tty and p.total:
-            sys.stderr.write(f"\r{p.message} ({100 * p.done // p.total}%)   ")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+FAILED_SKIPS = ("unreadable", "not an image", "missing file")

@@ -23,6 +23,7 @@ def add_arguments(p) -> None:
         help="CSV: path, label, uncertainty, p_<class>...",
     )
     add_inference_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress, only the summary and errors")
     add_localization_options(p)  # --camera-pixel, --columns (localization inputs)
 
 
@@ -42,30 +43,57 @@ def expand_inputs(inputs) -> list[str]:
     return out
 
 
+def warn_out_of_domain(table, where: str) -> None:
+    """One warning line when most cells of ``table`` are out of the model's domain."""
+    import sys
+
+    from napari_nucleus_ai.models.trust import domain_warning
+
+    if "out_of_domain" in table.columns:
+        msg = domain_warning(table["out_of_domain"].dropna().astype(bool), where)
+        if msg:
+            print(f"napari-nucleus-ai: warning: {msg}", file=sys.stderr)
+
+
 def run(args) -> int:
     import sys
 
-    from napari_nucleus_ai.classify.predict import predict_paths
+    from napari_nucleus_ai.classify.predict import predict_paths_gen
+    from napari_nucleus_ai.cli._outputs import check_out_file
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.files import atomic_write
+    from napari_nucleus_ai.core.progress import run_sync
 
+    check_out_file(args.out, (".csv",), "CSV table")  # before any inference
     notes: list[str] = []
-    df = predict_paths(
-        args.model,
-        expand_inputs(args.inputs),
-        device=args.device,
-        batch_size=args.batch_size,
-        tta=args.tta,
-        mc_dropout=args.mc_dropout,
-        threshold=args.threshold,
-        notes=notes,
-        proposer=args.proposer,
-    )
+    with ProgressPrinter("predict", quiet=args.quiet) as bar:
+        df = run_sync(
+            predict_paths_gen(
+                args.model,
+                expand_inputs(args.inputs),
+                device=args.device,
+                batch_size=args.batch_size,
+                tta=args.tta,
+                mc_dropout=args.mc_dropout,
+                threshold=args.threshold,
+                notes=notes,
+                proposer=args.proposer,
+                skip_bad=True,
+            ),
+            bar,
+        )
     for note in notes:
         print(f"napari-nucleus-ai: {note}", file=sys.stderr)
+    warn_out_of_domain(df, "these inputs")
     with atomic_write(args.out, "w", newline="") as fh:
         df.to_csv(fh, index=False)
-    counts = df["label"].value_counts().to_dict()
+    failed = df[df["error"] != ""] if "error" in df.columns else df.iloc[:0]
+    counts = df["label"].dropna().value_counts().to_dict()
     print(
-        f"{args.out}: {len(df)} inputs; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        f"{args.out}: {len(df)} inputs; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + (f"; {len(failed)} failed" if len(failed) else "")
     )
-    return 0
+    for _, r in failed.iterrows():
+        print(f"  failed: {r['error']}", file=sys.stderr)
+    return 2 if len(failed) else 0

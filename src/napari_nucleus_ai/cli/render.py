@@ -52,11 +52,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from napari_nucleus_ai.cli._outputs import check_out_file
     from napari_nucleus_ai.localizations import read_localizations
     from napari_nucleus_ai.localizations.filters import filter_localizations
     from napari_nucleus_ai.localizations.render import render_localizations
     from napari_nucleus_ai.localizations.writers import write_rendered_tiff
 
+    check_out_file(args.out, (".tif", ".tiff"), "TIFF image")  # before reading anything
     frame_range = _frames(args.frames)
     needs = {"precision_nm"} if args.sigma is None or args.method == "precision" else set()
     if args.max_precision is not None:
@@ -70,6 +72,8 @@ def run(args) -> int:
     # --camera-pixel / --columns are the reading defaults of the run (cli.main)
     table = read_localizations(args.file, only=tuple(sorted(needs)))
     df = table.data
+    if args.channel:
+        _check_channels(args.file, df, args.channel)
     if any(
         v is not None for v in (args.max_precision, args.min_photons, frame_range, args.channel)
     ):
@@ -107,6 +111,20 @@ def run(args) -> int:
         f"{args.out}: {shape} {r.method} image of {r.n_rendered} localizations at {r.pixel_size_nm:g} nm"
     )
     return 0
+
+
+def _check_channels(path, df, wanted) -> None:
+    """Refuse --channel values the file does not have (they would render an empty image)."""
+    from napari_nucleus_ai.core.errors import UsageError
+
+    have = sorted(set(df["channel"].astype(str))) if "channel" in df.columns else ["0"]
+    missing = [c for c in wanted if str(c) not in have]
+    if missing:
+        shown = ", ".join(have[:12]) + (", ..." if len(have) > 12 else "")
+        n = len(have)
+        raise UsageError(
+            f"render: --channel {missing[0]}: {path} has {n} channel{'s' if n != 1 else ''} ({shown})"
+        )
 
 
 def _frames(text):

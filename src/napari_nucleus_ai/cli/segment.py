@@ -68,16 +68,30 @@ def _parse_params(items) -> dict:
 
 
 def run(args) -> int:
+    import os
     import sys
 
+    from napari_nucleus_ai.cli._outputs import check_out_dir
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.errors import NucleusAIError, one_line
+    from napari_nucleus_ai.core.progress import Progress
     from napari_nucleus_ai.segment.file import segment_file
+    from napari_nucleus_ai.segment.run import check_params
 
-    params = _parse_params(args.param)
+    # every parameter and the output folder checked before the first file is read
+    params = check_params(args.method, _parse_params(args.param))
+    check_out_dir(args.out)
     if args.model:
         params["model"] = args.model
     failed = 0
-    for path in args.inputs:
+    n = len(args.inputs)
+    bar = ProgressPrinter("segment", quiet=args.quiet or n < 2)
+    for i, path in enumerate(args.inputs):
+        name = os.path.basename(str(path))
+
+        def on_progress(p, i=i, name=name):
+            bar(Progress(i, n, f"{i}/{n} files; {name}: {p.message}"))
+
         try:
             result, lab, csv = segment_file(
                 path,
@@ -87,11 +101,16 @@ def run(args) -> int:
                 args.pixel_size_nm,
                 args.tile,
                 params,
+                on_progress=on_progress,
             )
         except (NucleusAIError, OSError) as e:
+            bar.close()
             print(f"napari-nucleus-ai: error: {one_line(e, path)}", file=sys.stderr)
             failed += 1
             continue
+        bar(Progress(i + 1, n, f"{i + 1}/{n} files"))
+        bar.close()
         if not args.quiet:
             print(f"{path}: {result.n} objects -> {lab}, {csv}")
+    bar.close()
     return 1 if failed else 0

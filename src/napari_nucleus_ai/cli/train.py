@@ -113,19 +113,62 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import json
+    import logging
     import sys
 
     from napari_nucleus_ai.classify.train import train_gen
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.progress import EpochProgress, run_sync
 
-    def show(p):
-        if not args.quiet and (
-            isinstance(p, EpochProgress)
-            or p.message.startswith(("reading", "saving", "ImageNet features"))
-        ):
-            print(f"[{p.done}/{p.total or '?'}] {p.message}", file=sys.stderr, flush=True)
+    bar = ProgressPrinter("train", quiet=args.quiet, every=2.0)
 
-    result = run_sync(
+    def show(p):
+        if args.quiet:
+            return
+        if isinstance(p, EpochProgress):  # one lasting line per epoch, a bar in between
+            bar.close()
+            print(f"[{p.done}/{p.total or '?'}] {p.message}", file=sys.stderr, flush=True)
+        else:
+            bar(p)
+
+    skipped: list[str] = []  # unreadable training files (classify.trainset logs each)
+
+    class _Skips(logging.Handler):
+        def emit(self, record):
+            skipped.append(record.getMessage().removeprefix("skipped: "))
+
+    trainset_log = logging.getLogger("napari_nucleus_ai.classify.trainset")
+    handler = _Skips(logging.WARNING)
+    trainset_log.addHandler(handler)
+    propagate, trainset_log.propagate = trainset_log.propagate, False
+    try:
+        result = _train(args, train_gen, run_sync, show)
+    finally:
+        bar.close()
+        trainset_log.removeHandler(handler)
+        trainset_log.propagate = propagate
+    m = result.metrics
+    summary = {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
+    print(result.path)
+    print(
+        json.dumps(
+            {
+                "classes": result.package.classes,
+                "temperature": round(result.card["calibration"]["temperature"], 3),
+                "seconds": result.card["provenance"]["seconds"],
+                **summary,
+            }
+        )
+    )
+    for msg in skipped:
+        print(f"  failed: {msg}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} unreadable file(s) skipped", file=sys.stderr)
+    return 2 if skipped else 0
+
+
+def _train(args, train_gen, run_sync, show):
+    return run_sync(
         train_gen(
             args.data,
             args.out,
@@ -153,20 +196,6 @@ def run(args) -> int:
         ),
         show,
     )
-    m = result.metrics
-    summary = {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}
-    print(result.path)
-    print(
-        json.dumps(
-            {
-                "classes": result.package.classes,
-                "temperature": round(result.card["calibration"]["temperature"], 3),
-                "seconds": result.card["provenance"]["seconds"],
-                **summary,
-            }
-        )
-    )
-    return 0
 
 
 def _imagenet_choice(choice: str):

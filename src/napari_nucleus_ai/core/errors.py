@@ -31,6 +31,18 @@ class InputError(NucleusAIError, ValueError):
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
 
+class UsageError(InputError):
+    """A parameter or option outside what is allowed (the command line exits with 2).
+
+    The message is one line naming the option, the value and the allowed range; see
+    :func:`napari_nucleus_ai.core.params.validate`. It is an :class:`InputError`
+    with no file, so code that catches bad input catches it too.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(None, message)
+
+
 class DeviceError(NucleusAIError, RuntimeError):
     """A compute device was asked for that this machine does not have."""
 

@@ -34,6 +34,9 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+__all__ = ["KINDS", "import_dataset", "kind_module", "kind_options"]
+
+
 def kind_module(kind: str):
     """The importer module for ``kind``."""
     try:

@@ -43,6 +43,17 @@ def _find_npz(source: Path) -> Path:
     )
 
 
+def _why(e: Exception) -> str:
+    """A whole first sentence of a numpy error, never cut mid-word."""
+    text = " ".join(str(e).split())
+    if "pickled" in text:
+        return "it holds pickled Python objects, which are not loaded: they can run code"
+    first = text.split(". ")[0].rstrip(".")
+    if len(first) > 160:
+        first = first[:160].rsplit(" ", 1)[0] + " ..."
+    return first or type(e).__name__
+
+
 def plan(source, *, vocab=None, split: str | None = None) -> Plan:
     """Read a MedMNIST ``.npz`` (see the module docstring)."""
     path = _find_npz(Path(source))
@@ -52,7 +63,7 @@ def plan(source, *, vocab=None, split: str | None = None) -> Plan:
         npz = np.load(path, allow_pickle=False)
         keys = set(npz.files)
     except Exception as e:
-        raise InputError(path, f"not a readable .npz ({' '.join(str(e).split())[:100]})") from None
+        raise InputError(path, f"not a readable MedMNIST .npz ({_why(e)})") from None
     wanted = [split.lower()] if split else [s for s in SPLITS if f"{s}_images" in keys]
     if not wanted:
         raise InputError(
@@ -68,9 +79,7 @@ def plan(source, *, vocab=None, split: str | None = None) -> Plan:
             images = npz[f"{s}_images"]
             labels = np.asarray(npz[f"{s}_labels"]).reshape(-1)
         except Exception as e:
-            raise InputError(
-                path, f"cannot read {s} arrays ({' '.join(str(e).split())[:100]})"
-            ) from None
+            raise InputError(path, f"cannot read {s} arrays ({_why(e)})") from None
         if images.ndim not in (3, 4) or len(images) != len(labels):
             raise InputError(
                 path, f"{s}_images shape {images.shape} does not match {s}_labels ({len(labels)})"

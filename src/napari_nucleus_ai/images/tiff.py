@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.params import check_allocation
 from napari_nucleus_ai.images.base import EAGER_BYTES, ImageData
 
 ASSOCIATED = ("thumbnail", "label", "macro", "map", "overview")
@@ -96,6 +97,17 @@ def check_pages(path, tf, levels) -> None:
                 )
             if counts.size and not counts.any() and lev is levels[0]:
                 raise InputError(path, "TIFF image has no data (all tile byte counts are zero)")
+
+
+def _check_memory(path, levels, series, lazy: bool) -> None:
+    """Refuse a header promising more than memory holds: the whole image (eager) or one strip/tile."""
+    itemsize = np.dtype(series.dtype).itemsize
+    if not lazy:
+        check_allocation(path, series.shape, itemsize, "the image")
+    for lev in levels:
+        page = lev.keyframe
+        chunk = getattr(page, "chunks", None) or page.shape
+        check_allocation(path, chunk, itemsize, "one TIFF strip or tile (read in one piece)")
 
 
 def _dask_levels(tf, levels, series) -> list:
@@ -185,6 +197,7 @@ def read_tiff(
         nbytes = float(np.prod(series.shape, dtype=float)) * np.dtype(series.dtype).itemsize
         if lazy is None:
             lazy = nbytes > EAGER_BYTES
+        _check_memory(path, levels, series, lazy or header_only)
         try:
             if header_only:
                 _decode_first_tile(tf, levels[-1])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.params import MAX_COORD_NM
 
 POSITION = ("x_nm", "y_nm", "z_nm")
 STANDARD = ("x_nm", "y_nm", "z_nm", "frame", "photons", "precision_nm", "channel")
@@ -54,7 +55,7 @@ class LocalizationTable:
 
     @property
     def channels(self) -> list[str]:
-        return sorted(self.data["channel"].astype(str).unique().tolist())
+        return sorted(str(c) for c in self.data["channel"].astype(str).unique().tolist())
 
     def bounds_nm(self) -> dict:
         return bounds_nm(self.data)
@@ -136,7 +137,8 @@ def normalise(
         ch = raw[mapping["channel"]]
         if pd.api.types.is_float_dtype(ch) and np.all(np.mod(ch.dropna(), 1) == 0):
             ch = ch.astype("Int64")
-        out["channel"] = ch.astype(str).to_numpy()
+        ch = ch.astype(object)
+        out["channel"] = ch.where(ch.notna(), "nan").astype(str).to_numpy(dtype=object)
     else:
         out["channel"] = np.full(n, "0", dtype=object)
     used = set(mapping.values())
@@ -154,6 +156,15 @@ def normalise(
     df = df.reset_index(drop=True)
     if n and len(df) == 0 and not allow_empty:
         raise InputError(path, f"no localization has a finite position ({n_dropped} dropped)")
+    for c in pos:
+        v = df[c].to_numpy()
+        if v.size and float(np.abs(v).max()) > MAX_COORD_NM:
+            worst = float(v[np.argmax(np.abs(v))])
+            raise InputError(
+                path,
+                f"{c} reaches {worst:.3g} nm, beyond 1 m: not localizations in nm (wrong column "
+                "or unit? see --columns / --camera-pixel)",
+            )
     meta = dict(metadata or {})
     meta.setdefault("mapping", dict(mapping))
     return LocalizationTable(df, fmt, None if path is None else os.fspath(path), n_dropped, meta)

@@ -24,6 +24,7 @@ from collections.abc import Generator
 import numpy as np
 
 from napari_nucleus_ai.core.errors import Cancelled, InputError
+from napari_nucleus_ai.core.params import Param, validate
 from napari_nucleus_ai.core.progress import Progress
 from napari_nucleus_ai.segment._checks import check_gray, check_pixel_size
 from napari_nucleus_ai.segment._morph import drop_small, fill_small_holes, relabel
@@ -36,6 +37,25 @@ DEFAULTS = {
     "split": True,  # split touching nuclei
     "split_ratio": 0.4,  # markers at least split_ratio * diameter apart
 }
+
+
+# what each parameter may be (checked before any work; the dock's limits come from here)
+SCHEMA = (
+    Param(
+        "diameter_um",
+        float,
+        0,
+        10_000,
+        low_open=True,
+        optional=True,
+        unit="um (px without a pixel size)",
+    ),
+    Param("min_area_um2", float, 0, 1e8, optional=True, unit="um^2"),
+    Param("min_snr", float, 0, 1000, low_open=True),
+    Param("threshold", float, optional=True),
+    Param("split", bool),
+    Param("split_ratio", float, 0, 2, low_open=True),
+)
 
 
 def background_stats(image: np.ndarray) -> tuple[float, float]:
@@ -212,9 +232,7 @@ def segment_nuclei(image2d, pixel_size_um: float | None = None, **params) -> np.
     """
     from scipy import ndimage as ndi
 
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown nuclei parameter(s): {', '.join(sorted(unknown))}")
+    params = validate(SCHEMA, params, "nuclei", unknown="parameter", shown="{name}={value}")
     p = {**DEFAULTS, **params}
     img = check_gray(image2d, what="nuclear-stain image")
     px = check_pixel_size(pixel_size_um)

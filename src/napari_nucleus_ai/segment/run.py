@@ -50,6 +50,44 @@ class Segmentation:
         return len(self.table)
 
 
+def method_schema(method: str) -> tuple:
+    """The :class:`~napari_nucleus_ai.core.params.Param` schema of a classical method (() for deep ones)."""
+    if method == "wbc":
+        from napari_nucleus_ai.segment.wbc import SCHEMA
+    elif method == "nuclei":
+        from napari_nucleus_ai.segment.nuclei import SCHEMA
+    elif method == "storm-nuclei":
+        from napari_nucleus_ai.segment.storm import SCHEMA
+    else:
+        return ()
+    return SCHEMA
+
+
+def check_params(method: str, params: dict) -> dict:
+    """``params`` checked against ``method``'s schema (converted), or one-line :class:`UsageError`.
+
+    Called before any work by :func:`segment`, the ``segment`` and ``batch`` commands.
+    Deep backends take their own keyword arguments and are not checked here.
+    """
+    from napari_nucleus_ai.core.errors import UsageError
+    from napari_nucleus_ai.core.params import validate
+
+    if method not in ALL_METHODS:
+        raise UsageError(f"unknown method {method!r}; use one of {', '.join(ALL_METHODS)}")
+    schema = method_schema(method)
+    if not schema:
+        return dict(params)
+    extra = {"channel", "pixel_size_nm"} if method == "storm-nuclei" else set()
+    checked = validate(
+        schema,
+        {k: v for k, v in params.items() if k not in extra},
+        method,
+        unknown="parameter",
+        shown="{name}={value}",
+    )
+    return {**params, **checked}
+
+
 def _level0(image):
     if isinstance(image, list | tuple) and image and hasattr(image[0], "shape"):
         return image[0]  # multiscale: work on full resolution
@@ -100,6 +138,7 @@ def segment(
     """
     if method not in ALL_METHODS:
         raise InputError(None, f"unknown method {method!r}; use one of {', '.join(ALL_METHODS)}")
+    params = check_params(method, params)  # before any work
     if method == "storm-nuclei":
         return (yield from _storm(image, source, **params))
     image = _level0(image)

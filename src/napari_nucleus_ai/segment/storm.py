@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.params import Param, validate
 
 DEFAULTS = {
     "smooth_nm": 300.0,  # density blur; chromatin texture below this scale is ignored
@@ -30,6 +31,17 @@ DEFAULTS = {
     "split": True,
     "edge_fraction": 0.35,  # the envelope: density falls below this share of the nucleus's
 }
+
+# what each parameter may be (checked before any work; the dock's limits come from here)
+SCHEMA = (
+    Param("smooth_nm", float, 0, 100_000, low_open=True, unit="nm"),
+    Param("diameter_nm", float, 0, 1e7, low_open=True, optional=True, unit="nm"),
+    Param("min_area_um2", float, 0, 1e8, unit="um^2"),
+    Param("min_snr", float, 0, 1000, low_open=True),
+    Param("threshold", float, 0, optional=True, unit="localizations per pixel"),
+    Param("split", bool),
+    Param("edge_fraction", float, 0, 1, low_open=True, high_open=True),
+)
 
 
 @dataclass
@@ -69,8 +81,12 @@ class StormNuclei:
         loc = self.localizations
         return {int(k): g for k, g in loc[loc["nucleus"] > 0].groupby("nucleus", sort=True)}
 
-    def table(self) -> pd.DataFrame:
-        """The cell table (nm) with ``n_localizations`` per nucleus."""
+    def table(self, nanostructure: bool = False) -> pd.DataFrame:
+        """The cell table (nm) with ``n_localizations`` per nucleus.
+
+        ``nanostructure=True`` adds the ``nano_*`` chromatin features of
+        :func:`napari_nucleus_ai.localizations.analysis.add_nanostructure`.
+        """
         from napari_nucleus_ai.cells import measure_cells
 
         df = measure_cells(
@@ -78,6 +94,10 @@ class StormNuclei:
         )
         counts = self.localizations["nucleus"].value_counts()
         df["n_localizations"] = [int(counts.get(int(k), 0)) for k in df["label"]]
+        if nanostructure:
+            from napari_nucleus_ai.localizations.analysis import add_nanostructure
+
+            df = add_nanostructure(df, self.localizations)
         return df
 
 
@@ -149,9 +169,7 @@ def segment_storm_nuclei(
     from napari_nucleus_ai.localizations.render import render_localizations
     from napari_nucleus_ai.segment.nuclei import segment_nuclei
 
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown storm-nuclei parameter(s): {', '.join(sorted(unknown))}")
+    params = validate(SCHEMA, params, "storm-nuclei", unknown="parameter", shown="{name}={value}")
     p = {**DEFAULTS, **params}
     px = float(pixel_size_nm)
     if not np.isfinite(px) or px <= 0:

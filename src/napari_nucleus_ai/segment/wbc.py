@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.params import Param, validate
 from napari_nucleus_ai.segment._checks import check_pixel_size, check_rgb
 from napari_nucleus_ai.segment._morph import fill_small_holes, relabel
 
@@ -48,6 +49,17 @@ DEFAULTS = {
     "cytoplasm_od": 0.025,  # nuclear signal of cytoplasm (lilac / blue) above the red cells'
     "stained_od": 0.08,  # total OD that separates cells from plasma
 }
+# what each parameter may be (checked before any work; the dock's limits come from here)
+SCHEMA = (
+    Param("nucleus_od", float, 0, 5, low_open=True, unit="OD"),
+    Param("nucleus_low_od", float, 0, 5, low_open=True, unit="OD"),
+    Param("min_nucleus_um", float, 0, 100, low_open=True, unit="um"),
+    Param("lobe_gap_um", float, 0, 50, unit="um"),
+    Param("min_stain", float, 0, 1000, unit="um^2 OD"),
+    Param("cytoplasm_um", float, 0, 50, unit="um"),
+    Param("cytoplasm_od", float, 0, 5, unit="OD"),
+    Param("stained_od", float, 0, 5, low_open=True, unit="OD"),
+)
 WORK_RBC_PX = 24.0  # red-cell diameter at the working resolution
 DEFAULT_RBC_PX = 80.0  # when neither the pixel size nor red cells tell (0.094 um/px)
 
@@ -242,9 +254,7 @@ def segment_wbc(
     (Y, X) int32 labels (and the info dict when ``return_info``)
     """
 
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise InputError(None, f"unknown wbc parameter(s): {', '.join(sorted(unknown))}")
+    params = validate(SCHEMA, params, "wbc", unknown="parameter", shown="{name}={value}")
     p = {**DEFAULTS, **params}
     img = check_rgb(rgb)
     px_given = check_pixel_size(pixel_size_um)
