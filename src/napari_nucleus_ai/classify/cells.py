@@ -225,6 +225,8 @@ def classify_cells_gen(
     index = {c: i + 1 for i, c in enumerate(names)}
     lut_cls[ids] = [index[c] for c in pred.labels]
     lut_unc[ids] = pred.uncertainty
+    if "out_of_domain" in pred.extra:  # the heatmap shows cells the model should not judge
+        lut_unc[ids] = np.where(pred.extra["out_of_domain"], 1.0, lut_unc[ids])
     dtype = np.uint8 if len(names) < 255 else np.uint16
     return ClassifyResult(
         table=out,

@@ -61,9 +61,13 @@ def predict_items_gen(
     package.to(dev)
     options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
     options["propose"] = bool(proposer)
-    chunks, extras = [], []
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
+    chunks, extras, embedded = [], [], []
+    domain = (package.card.get("trust") or {}).get("domain")
+    embed = getattr(package.modules[0], "embed", None) if domain else None
+    # about 32 progress steps (a slow model on 64 crops still reports), at most CHUNK items each
+    step = min(CHUNK, max(8, -(-len(items) // 32)))
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
         x, groups = prepare(chunk, package.card)
         options["items"] = chunk  # raw items, for kinds that look at them (a proposer)
         try:
@@ -81,8 +85,11 @@ def predict_items_gen(
         if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
             s, extra = s
             extras.append(extra)
-        chunks.append(pool_items(np.asarray(s), groups, min(CHUNK, len(items) - start)))
-        yield Progress(min(start + CHUNK, len(items)), len(items), "classifying")
+        chunks.append(pool_items(np.asarray(s), groups, min(step, len(items) - start)))
+        if embed is not None:
+            embedded.append(_embed(package, x))
+        done = min(start + step, len(items))
+        yield Progress(done, len(items), f"classifying {done}/{len(items)}")
     n_classes = len(package.classes)
     samples = np.concatenate(chunks, 1) if chunks else np.zeros((1, 0, n_classes))
     thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
@@ -92,7 +99,37 @@ def predict_items_gen(
         if "uncertainty" in cols:  # the kind's own uncertainty replaces the entropy
             pred.uncertainty = cols.pop("uncertainty")
         pred.extra = cols
+    _add_trust(pred, package.card, np.concatenate(embedded) if embedded else None)
     return pred
+
+
+def _embed(package, x: np.ndarray) -> np.ndarray:
+    """The first member's :meth:`embed` of prepared inputs (features the domain score reads)."""
+    import torch
+
+    module = package.modules[0]
+    with torch.inference_mode():
+        return module.embed(torch.as_tensor(x).to(package.device)).cpu().numpy()
+
+
+def _add_trust(pred, card: dict, features=None) -> None:
+    """``set`` / ``set_size`` (conformal) and ``ood`` / ``out_of_domain`` where the card has them.
+
+    An out-of-domain cell is ``unidentified`` whatever its probabilities say.
+    """
+    from napari_nucleus_ai.models.trust import domain_scores, set_columns
+
+    info = card.get("trust") or {}
+    if not len(pred.probs):
+        return
+    extra = dict(pred.extra)
+    if info.get("conformal"):
+        extra.update(set_columns(pred.probs, info["conformal"], pred.classes))
+    if info.get("domain") and features is not None and len(features) == len(pred.probs):
+        score = domain_scores(features, pred.probs, info["domain"])
+        extra["ood"] = score.astype(np.float32)
+        extra["out_of_domain"] = score > info["domain"]["threshold"]
+    pred.extra = extra
 
 
 def predict_items(model, items, **options):
@@ -110,25 +147,51 @@ def predict_items(model, items, **options):
     return run_sync(predict_items_gen(model, items, **options))
 
 
-def predict_paths_gen(model, paths, **options):
-    """Generator form of :func:`predict_paths`."""
+def predict_paths_gen(model, paths, *, skip_bad: bool = False, **options):
+    """Generator form of :func:`predict_paths`.
+
+    ``skip_bad=True``: an input that cannot be read does not stop the others; it
+    is a row with an empty ``label`` and its one-line ``error`` (the column is
+    added only when some input failed). When no input can be read, the first
+    error is raised.
+    """
+    from napari_nucleus_ai.core.errors import NucleusAIError, one_line
+
     package = as_package(model)
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise InputError(None, "no input files given")
-    items = []
+    items, good, errors = [], [], {}
     for i, p in enumerate(paths):
-        items.append(read_item(p, package))
-        if i % 64 == 0:
-            yield Progress(i, len(paths), "reading inputs")
+        try:
+            items.append(read_item(p, package))
+            good.append(i)
+        except (NucleusAIError, OSError, ValueError) as e:
+            if not skip_bad:
+                raise
+            errors[i] = one_line(e, p)
+        if i % 16 == 0 or i == len(paths) - 1:
+            yield Progress(i + 1, len(paths), f"reading inputs {i + 1}/{len(paths)}")
+    if not items:
+        first = next(iter(errors.values()))
+        raise InputError(None, f"none of the {len(paths)} inputs could be read; first: {first}")
     pred = yield from predict_items_gen(package, items, **options)
-    df = pred.to_frame(path=paths)
+    df = pred.to_frame(path=[paths[i] for i in good])
     df = df.rename(columns={"class": "label"})
     cols = ["path", "label", "uncertainty"] + [f"p_{c}" for c in package.classes]
-    return df[cols + ["predicted", "entropy", "disagreement"] + list(pred.extra)]
+    df = df[cols + ["predicted", "entropy", "disagreement"] + list(pred.extra)]
+    if errors:
+        import pandas as pd
+
+        bad = pd.DataFrame(
+            {"path": [paths[i] for i in errors], "error": list(errors.values()), "_i": list(errors)}
+        )
+        df = pd.concat([df.assign(error="", _i=good), bad], ignore_index=True)
+        df = df.sort_values("_i", kind="stable").drop(columns="_i").reset_index(drop=True)
+    return df
 
 
-def predict_paths(model, paths, **options):
+def predict_paths(model, paths, **options):  # skip_bad=True: see predict_paths_gen
     """Classify files: DataFrame ``path`` (as given), ``label`` (class or ``unidentified``),
     ``uncertainty``, ``p_<class>`` for every class, then ``predicted``, ``entropy``,
     ``disagreement``."""

@@ -43,6 +43,8 @@ class TrainResult:
         return self.package.card
 
 
+#: Fewest validation items to calibrate conformal sets on.
+MIN_CALIBRATION = 10
 DEFAULT_CROP = {"morph": 192}  # the morphology descriptor needs fine detail (granules)
 
 
@@ -242,6 +244,9 @@ class TrainOptions:
         ``morph`` only: frozen ImageNet features (:mod:`.models.imagenet`). ``"auto"`` uses
         them where the ``[pretrained]`` extra is installed, ``None`` never, a backbone name
         always; ``params["imagenet"]`` wins over this. Other architectures ignore it.
+    coverage : float or None
+        Target coverage of the conformal prediction sets calibrated on the validation
+        split (:mod:`.models.trust`); ``None`` stores none.
     """
 
     arch: str = "smallcnn"
@@ -272,6 +277,7 @@ class TrainOptions:
     init_weights: str | os.PathLike | None = None
     field: float | str | None = None
     imagenet: str | None = "auto"
+    coverage: float | None = 0.9
 
     def fit_options(self, device) -> dict:
         """The options a kind's ``fit`` reads (``device_obj``: the selected torch device)."""
@@ -339,6 +345,9 @@ def _train(data, out, o: TrainOptions):
             card["provenance"][key] = info[key]
     if "val_probs" in info and len(val_set):
         card["metrics"] = validation_metrics(info["val_probs"], val_set.labels, ts.classes)
+        trust = yield from _trust(modules, card, train_set, val_set, info["val_probs"], o)
+        if trust:
+            card["trust"] = trust
     validate_card(card)
     path = None
     if out is not None:
@@ -346,6 +355,28 @@ def _train(data, out, o: TrainOptions):
         path = os.fspath(save_model(card, modules, out, as_zip=o.as_zip))
     package = ModelPackage(card, [m.eval() for m in modules], path)
     return TrainResult(package, path, info.get("history", []), card.get("metrics", {}))
+
+
+def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
+    """What the card needs to say when not to trust a prediction (:mod:`.models.trust`).
+
+    Conformal sets and the domain-shift score (for networks that can :func:`embed`
+    their inputs) are calibrated on the validation split; none with too few items.
+    """
+    from napari_nucleus_ai.models.trust import fit_conformal, fit_domain
+
+    if len(val_set) < MIN_CALIBRATION:
+        return {}
+    probs = np.asarray(val_probs).mean(0)
+    out = {}
+    if o.coverage is not None:
+        out["conformal"] = fit_conformal(probs, val_set.labels, o.coverage, o.seed)
+    if hasattr(modules[0], "embed"):
+        yield Progress(0, None, "fitting the domain-shift score")
+        f_train = _embed_items(modules[0], train_set.samples, card)
+        f_val = _embed_items(modules[0], val_set.samples, card)
+        out["domain"] = fit_domain(f_train, train_set.labels, f_val, probs)
+    return out
 
 
 def _read_training_set(data, o: TrainOptions):
@@ -425,3 +456,24 @@ def _provenance(ts, data_desc: str, sizes, options: dict, info: dict, started, m
 def train(data, out=None, on_progress=None, **options) -> TrainResult:
     """Train without a progress UI (``on_progress`` gets every :class:`Progress`)."""
     return run_sync(train_gen(data, out, **options), on_progress)
+
+
+def _embed_items(module, items, card: dict, batch_size: int = 32) -> np.ndarray:
+    """``module.embed`` of raw ``items`` prepared as the card says, in eval mode: ``(N, F)``."""
+    import torch
+
+    from napari_nucleus_ai.models.inputs import prepare
+
+    x, _ = prepare(list(items), card)
+    device = next(iter(module.buffers())).device
+    was = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            parts = [
+                module.embed(torch.as_tensor(x[i : i + batch_size]).to(device)).cpu().numpy()
+                for i in range(0, len(x), batch_size)
+            ]
+    finally:
+        module.train(was)
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

@@ -94,6 +94,10 @@ def validate_card(card, path=None) -> dict:
             f"'input.normalisation.{key}' must list one number per channel",
         )
     _need(all(s > 0 for s in norm["std"]), path, "'input.normalisation.std' must be > 0")
+    if "trust" in card:
+        from napari_nucleus_ai.models.trust import validate_trust
+
+        validate_trust(card["trust"], path)
     if card["modality"] == "storm":
         st = spec.get("storm")
         _need(isinstance(st, dict), path, "STORM models need 'input.storm'")

@@ -31,8 +31,12 @@ def is_image_file(path) -> bool:
     return os.fspath(path).lower().endswith(IMAGE_SUFFIXES)
 
 
-def read_crop(path) -> np.ndarray:
-    """Read an image crop as ``(H, W)`` or ``(H, W, 3)`` array; one-line errors."""
+def read_crop(path, keep_channels: bool = False) -> np.ndarray:
+    """Read an image crop as ``(H, W)`` or ``(H, W, 3)`` array; one-line errors.
+
+    A fourth channel is dropped (PNG alpha) unless ``keep_channels`` and the file is a
+    TIFF, whose fourth channel is data (a multi-channel fluorescence image).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
@@ -52,10 +56,11 @@ def read_crop(path) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
         raise InputError(path, f"not a readable image ({' '.join(str(e).split())[:100]})") from None
     img = np.asarray(img)
-    if img.ndim == 3 and img.shape[-1] == 4:
+    if img.ndim == 3 and img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
+        img = np.moveaxis(img, 0, -1)  # channels first (TIFF)
+    tiff = path.lower().endswith((".tif", ".tiff"))
+    if img.ndim == 3 and img.shape[-1] == 4 and not (keep_channels and tiff):
         img = img[..., :3]
-    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
-        img = np.moveaxis(img, 0, -1)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim not in (2, 3) or min(img.shape[:2]) < 4:
@@ -230,7 +235,11 @@ def read_item(path, package):
         return read_nucleus_xy(path)
     if not is_image_file(path):
         raise InputError(path, "this model classifies image crops (PNG/JPEG/TIFF)")
-    return read_crop(path)
+    from napari_nucleus_ai.models.trust import check_modality
+
+    crop = read_crop(path, keep_channels=True)
+    check_modality(crop, package.card, path)  # an RGB model on grey, 4-channel...
+    return crop[..., :3] if crop.ndim == 3 and crop.shape[-1] == 4 else crop
 
 
 def read_nucleus_xy(path) -> np.ndarray:

@@ -71,9 +71,11 @@ class Prediction:
     @property
     def labels(self) -> list[str]:
         """Class name, or ``unidentified`` where uncertainty exceeds the threshold."""
+        out = self.extra.get("out_of_domain")
+        out = np.zeros(len(self.probs), bool) if out is None else np.asarray(out, bool)
         return [
-            CLASS_UNIDENTIFIED if u > self.threshold else c
-            for c, u in zip(self.predicted, self.uncertainty, strict=True)
+            CLASS_UNIDENTIFIED if (u > self.threshold or o) else c
+            for c, u, o in zip(self.predicted, self.uncertainty, out, strict=True)
         ]
 
     def to_frame(self, **leading) -> pd.DataFrame:  # noqa: F821 - pandas imported lazily

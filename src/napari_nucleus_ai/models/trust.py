@@ -1,0 +1,278 @@
+"""When not to trust a prediction: conformal sets, a domain-shift score and input checks.
+
+A classifier trained on one microscope can be confidently wrong on another. Three
+things travel with every prediction so that a user sees it:
+
+Conformal sets (:func:`fit_conformal`, :func:`conformal_sets`)
+    Split-conformal APS (Romano et al. 2020) fitted on the held-back validation crops at
+    training time: one number ``qhat`` in the card. A cell's set holds the classes whose
+    sorted cumulative probability stays within ``qhat``; on data like the training data
+    the set contains the true class with probability >= the card's coverage (90 % by
+    default). Coverage is *not* guaranteed under a domain shift: that is the alarm's job.
+Domain-shift score (:func:`fit_domain`, :func:`domain_scores`)
+    The smallest Mahalanobis distance (Lee et al. 2018) of a cell's features to a class
+    mean, on principal components of the training features with one shared, shrunk
+    covariance, added to the predictive entropy, each standardised on held-back
+    in-distribution cells. Above the card's threshold (the 95th percentile of held-back
+    cells) a cell is ``unidentified``; when most cells of an image are, the image gets
+    one warning (:func:`domain_warning`).
+Input checks (:func:`check_modality`)
+    A grey image, a 4-channel image or a STORM render given to a model trained on RGB
+    crops is refused in one line naming the file, the model's modality and the image's.
+
+Every fitted quantity is a plain number or list, stored in the card's ``trust`` entry
+(validated on load, never code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_nucleus_ai.core.errors import InputError
+
+#: Default target coverage of conformal sets.
+COVERAGE = 0.9
+#: Fraction of held-back in-distribution cells the domain threshold lets through.
+DOMAIN_QUANTILE = 0.95
+#: An image whose cells are out of domain at least this often gets a warning.
+WARN_FRACTION = 0.5
+
+
+# -- conformal sets ------------------------------------------------------------------
+
+
+def _aps_scores(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Randomised APS conformity score of every class for every row ``(N, C)``."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    ps = np.take_along_axis(probs, order, 1)
+    sorted_scores = np.cumsum(ps, 1) - ps * u[:, None]
+    out = np.empty_like(sorted_scores)
+    np.put_along_axis(out, order, sorted_scores, 1)
+    return out
+
+
+def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> dict:
+    """``qhat`` of split-conformal APS from held-back probabilities ``(N, C)`` and labels.
+
+    Parameters
+    ----------
+    probs : array (N, C)
+        Calibrated probabilities of held-back training items.
+    labels : array (N,)
+        Their class indices.
+    coverage : float
+        Target probability that a set holds the true class (0.5..0.999).
+    seed : int
+        Seed of the randomisation (APS ties the score to a uniform draw per item).
+
+    Returns
+    -------
+    dict
+        ``{"method": "aps", "coverage", "qhat", "n_calibration"}`` (plain numbers).
+    """
+    probs = np.asarray(probs, float)
+    labels = np.asarray(labels, int)
+    if not 0.5 <= coverage < 1.0:
+        raise InputError(None, f"conformal coverage must be in [0.5, 1), got {coverage}")
+    n = len(labels)
+    u = np.random.default_rng(seed).random(n)
+    s = _aps_scores(probs, u)[np.arange(n), labels]
+    k = int(np.ceil((n + 1) * coverage))  # the k-th smallest score (1-based)
+    qhat = float(np.sort(s)[k - 1]) if 0 < k <= n else 1.0
+    return {"method": "aps", "coverage": float(coverage), "qhat": qhat, "n_calibration": n}
+
+
+def conformal_sets(probs, conformal: dict, seed: int = 1) -> list[list[int]]:
+    """Prediction sets (class indices, most probable first) for probabilities ``(N, C)``.
+
+    The randomised score makes the coverage exact; a very confident cell can get an
+    empty set, which counts as a one-class prediction (its top class is shown).
+    """
+    probs = np.asarray(probs, float)
+    u = np.random.default_rng(seed).random(len(probs))
+    scores = _aps_scores(probs, u)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    out = []
+    for i in range(len(probs)):
+        keep = [int(c) for c in order[i] if scores[i, c] <= conformal["qhat"]]
+        out.append(keep or [int(order[i, 0])])
+    return out
+
+
+def set_columns(probs, conformal: dict, classes) -> dict:
+    """``{"set": ["a|b", ...], "set_size": [...]}`` for a cell table."""
+    sets = conformal_sets(probs, conformal)
+    return {
+        "set": ["|".join(classes[c] for c in s) for s in sets],
+        "set_size": np.array([len(s) for s in sets], int),
+    }
+
+
+def coverage_of(sets, labels) -> float:
+    """Fraction of items whose set holds the true class."""
+    return float(np.mean([int(t) in s for s, t in zip(sets, labels, strict=True)]))
+
+
+# -- domain-shift score --------------------------------------------------------------
+
+
+def _entropy(probs: np.ndarray) -> np.ndarray:
+    return -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1)
+
+
+def fit_domain(
+    features,
+    labels,
+    held_features,
+    held_probs,
+    *,
+    components: int = 32,
+    quantile: float = DOMAIN_QUANTILE,
+) -> dict:
+    """Fit the domain-shift score on training features; calibrate it on held-back cells.
+
+    Parameters
+    ----------
+    features : array (N, F)
+        Features of the training items (as :func:`domain_scores` will get them).
+    labels : array (N,)
+        Their class indices.
+    held_features, held_probs : arrays (M, F), (M, C)
+        Features and probabilities of held-back in-distribution items (the validation
+        split): the score's location, scale and threshold come from them.
+    components : int
+        Principal components kept.
+    quantile : float
+        The threshold lets this fraction of held-back items through.
+
+    Returns
+    -------
+    dict of plain lists and numbers (``mean``, ``scale``, ``components``,
+    ``class_means``, ``precision``, ``standardise``, ``threshold``).
+    """
+    from sklearn.covariance import LedoitWolf
+
+    f = np.asarray(features, float)
+    y = np.asarray(labels, int)
+    mu = f.mean(0)
+    sd = np.maximum(f.std(0), 1e-6)
+    z = (f - mu) / sd
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    comp = vt[: min(components, len(vt))]
+    p = z @ comp.T
+    classes = np.unique(y)
+    means = np.stack([p[y == c].mean(0) for c in classes])
+    resid = p - means[np.searchsorted(classes, y)]
+    precision = LedoitWolf().fit(resid).precision_
+    dom = {
+        "mean": mu.tolist(),
+        "scale": sd.tolist(),
+        "components": comp.tolist(),
+        "class_means": means.tolist(),
+        "precision": precision.tolist(),
+    }
+    raw = _raw_scores(np.asarray(held_features, float), np.asarray(held_probs, float), dom)
+    dom["standardise"] = {k: _robust(v) for k, v in raw.items()}
+    combined = _combine(raw, dom["standardise"])
+    dom["threshold"] = float(np.quantile(combined, quantile)) if len(combined) else float("inf")
+    dom["quantile"] = float(quantile)
+    return dom
+
+
+def _robust(s: np.ndarray) -> dict:
+    q1, med, q3 = np.percentile(np.asarray(s, float), [25, 50, 75]) if len(s) else (0, 0, 1)
+    return {"median": float(med), "scale": float(max((q3 - q1) / 1.35, 1e-6))}
+
+
+def _raw_scores(features: np.ndarray, probs: np.ndarray, dom: dict) -> dict:
+    z = (features - np.asarray(dom["mean"])) / np.asarray(dom["scale"])
+    p = z @ np.asarray(dom["components"]).T
+    d = p[:, None, :] - np.asarray(dom["class_means"])[None]
+    maha = np.einsum("nck,kl,ncl->nc", d, np.asarray(dom["precision"]), d).min(1)
+    return {"mahalanobis": maha, "entropy": _entropy(probs)}
+
+
+def _combine(raw: dict, standardise: dict) -> np.ndarray:
+    return sum((raw[k] - s["median"]) / s["scale"] for k, s in standardise.items())
+
+
+def domain_scores(features, probs, domain: dict) -> np.ndarray:
+    """The domain-shift score ``(N,)`` of items: 0 is typical, above ``threshold`` is out."""
+    raw = _raw_scores(np.asarray(features, float), np.asarray(probs, float), domain)
+    return _combine(raw, domain["standardise"])
+
+
+def domain_warning(out_of_domain, where: str = "", fraction: float = WARN_FRACTION) -> str | None:
+    """One warning when at least ``fraction`` of the cells are out of domain (else None)."""
+    flags = np.asarray(out_of_domain, bool)
+    if len(flags) == 0 or flags.mean() < fraction:
+        return None
+    prefix = f"{where}: " if where else ""
+    return (
+        f"{prefix}{int(flags.sum())} of {len(flags)} cells do not look like the model's "
+        "training data (another microscope, stain or framing?): correct a few and retrain"
+    )
+
+
+# -- input checks --------------------------------------------------------------------
+
+
+def image_modality(item) -> str:
+    """What an input looks like: ``rgb``, ``grey``, ``4-channel``, ``localizations``..."""
+    a = np.asarray(item)
+    if a.ndim == 2 and a.shape[1] in (2, 3) and a.shape[0] > 3 and a.dtype.kind == "f":
+        return "localizations"
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 1):
+        return "grey"
+    if a.ndim == 3 and a.shape[-1] == 3:
+        rgb = a.astype(np.float32)
+        spread = np.abs(rgb[..., 0] - rgb[..., 2]).mean() + np.abs(rgb[..., 0] - rgb[..., 1]).mean()
+        return "grey" if spread < 1e-3 * max(float(rgb.max()), 1.0) else "rgb"
+    if a.ndim == 3:
+        return f"{a.shape[-1]}-channel"
+    return f"{a.ndim}-D"
+
+
+#: What each model modality accepts.
+ACCEPTS = {
+    "brightfield_rgb": {"rgb"},
+    "fluorescence": {"grey", "rgb"},
+    "storm": {"localizations", "grey"},
+}
+
+
+def check_modality(item, card: dict, source=None) -> None:
+    """Raise one line naming ``source``, the model's modality and the input's if they differ."""
+    modality = card.get("modality", "")
+    kind = image_modality(item)
+    if modality in ACCEPTS and kind not in ACCEPTS[modality]:
+        raise InputError(
+            source,
+            f"the model '{card.get('name', '?')}' classifies {modality} crops; this input is {kind}",
+        )
+
+
+def validate_trust(trust, path=None) -> None:
+    """Check a card's ``trust`` entry (plain numbers in the expected places)."""
+
+    def need(ok, problem):
+        if not ok:
+            raise InputError(path, f"'trust' {problem}")
+
+    need(isinstance(trust, dict), "must be an object")
+    conf = trust.get("conformal")
+    if conf is not None:
+        need(isinstance(conf, dict) and conf.get("method") == "aps", "conformal method must be aps")
+        need(
+            isinstance(conf.get("qhat"), int | float) and 0 <= conf["qhat"] <= 2,
+            "qhat must be 0..2",
+        )
+        need(0.5 <= float(conf.get("coverage", 0)) < 1, "coverage must be in [0.5, 1)")
+    dom = trust.get("domain")
+    if dom is not None:
+        need(isinstance(dom, dict), "domain must be an object")
+        for key in ("mean", "scale", "components", "class_means", "precision"):
+            need(isinstance(dom.get(key), list), f"domain.{key} must be a list")
+        k = len(dom["components"])
+        need(np.asarray(dom["precision"], float).shape == (k, k), "domain.precision shape")
+        need(np.isfinite(float(dom.get("threshold", np.nan))), "domain.threshold must be finite")
