@@ -66,7 +66,7 @@ def main(model: str, out: str, grid_out: str | None = None) -> None:
         import imageio.v3 as iio
 
         iio.imwrite(grid_out, grid.data)
-    dock.image.value, dock.labels.value = "PBC crops", "cells"
+    dock.image.value, dock.cells.value = "PBC crops", "cells"
     lab.selected_label = 3  # the monocyte
     dock.run_counterfactual(sync=True)
     viewer.reset_view()

@@ -189,7 +189,7 @@ def test_bad_initial_weights_file_is_one_notification_and_no_model(
     assert len(shown) == 1 and "imagenet.safetensors" in shown[0]
     assert "not a readable weights file" in shown[0] and "\n" not in shown[0]
     assert relayed == []
-    assert not (tmp_path / "m.zip").exists() and w.train_btn.enabled
+    assert not (tmp_path / "m.zip").exists() and w.train_layers_btn.enabled
     w.close()
 
 

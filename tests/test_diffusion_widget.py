@@ -39,7 +39,7 @@ def test_generative_dock(make_napari_viewer, tmp_path):
     ]  # survives a new layer
     assert set(dock.image.choices) - {None} == {"field", "synthetic blue ring"}
 
-    dock.image.value, dock.labels.value = "field", "cells"
+    dock.image.value, dock.cells.value = "field", "cells"
     lab.selected_label = 2
     assert dock.cell.value == 2
     work = dock.run_counterfactual(sync=True)

@@ -100,7 +100,7 @@ def test_generative_result_layers_are_replaced_not_duplicated(make_napari_viewer
     labels[2:8, 2:8], labels[10:18, 10:18] = 1, 2
     lab = viewer.add_labels(labels, name="cells")
     dock = GenerativeWidget(viewer)
-    assert dock.labels.value == "cells" and dock.anomaly_btn.enabled
+    assert dock.cells.value == "cells" and dock.anomaly_btn.enabled
     assert not dock.generate_btn.enabled
     assert dock.generate_btn.tooltip == "choose a diffusion model first"
     lab.features = pd.DataFrame({"label": [1, 2], "anomaly": [0.1, 0.5]})

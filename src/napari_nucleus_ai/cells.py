@@ -302,3 +302,32 @@ def read_cell_table(path: str | os.PathLike) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable CSV ({' '.join(str(e).split())[:120]})") from None
     return validate_cell_table(df, path)
+
+
+def table_unit(df: pd.DataFrame) -> str | None:
+    """The unit of a table's geometry columns (its ``unit`` column), ``None`` when unknown."""
+    if "unit" not in df.columns or not len(df):
+        return None
+    values = df["unit"].dropna().unique()
+    return str(values[0]) if len(values) == 1 else None
+
+
+def in_frame(
+    df: pd.DataFrame,
+    labels: np.ndarray,
+    *,
+    scale: Sequence[float] | float = 1.0,
+    translate: Sequence[float] | float = 0.0,
+    unit: str = "px",
+) -> pd.DataFrame:
+    """The table with its geometry in the frame of the layer that shows ``labels``.
+
+    A table whose ``unit`` is ``unit`` is returned as is. Otherwise (a table in um
+    shown on a layer in pixels, say) its geometry is measured again from ``labels``
+    with the layer's ``scale``/``translate``/``unit``, keeping every other column, so
+    that markers drawn from the table land on the cells.
+    """
+    have = table_unit(df)
+    if have == unit or not len(df):
+        return df
+    return cell_table_for(labels, df, scale=scale, translate=translate, unit=unit)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-#: Colours given to a model's classes in order (cycled beyond its length).
+#: Colours given to a model's classes in order (cycled beyond its length). No grey: grey is
+#: :data:`UNIDENTIFIED` (and :data:`ARTEFACT`), which no class may be mistaken for.
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",
@@ -19,7 +20,6 @@ PALETTE = (
     "#9467bd",
     "#8c564b",
     "#e377c2",
-    "#7f7f7f",
     "#bcbd22",
     "#17becf",
     "#393b79",

@@ -24,6 +24,9 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+#: Height a dock keeps when docks share a 768 px laptop screen (it scrolls within it).
+DOCK_MIN_HEIGHT = 180
+
 #: What ``accept`` may be given as: a napari layer class name, a tuple of them, or a test.
 Accept = str | tuple[str, ...] | Callable[[Any], bool]
 
@@ -216,6 +219,12 @@ class DockBase:
         for event in (events.inserted, events.removed, events.renamed):
             event.connect(self.refresh_layers)
         viewer.layers.selection.events.active.connect(self._on_selection)
+        if isinstance(self, ScrollableDock):
+            from qtpy.QtCore import Qt
+
+            self.native.setMinimumHeight(DOCK_MIN_HEIGHT)
+            # a narrow dock area scrolls sideways too: no field is ever cut off unreachable
+            self.native.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
     # ---------------------------------------------------------------- layer boxes
     def layer_choice(self, widget, accept: Accept, what: str, *, by_name=False, on_change=None):
@@ -390,7 +399,7 @@ class DockBase:
 
         layer = Layer.create(data, {"name": name, **kwargs}, kind)
         old = _named(self.viewer, name)
-        if in_place and old is not None and self._update(old, layer, kwargs):
+        if in_place and old is not None and self._update_in_place(old, layer, kwargs):
             return old
         return self.replace_layer(layer)
 
@@ -409,7 +418,7 @@ class DockBase:
         return layer
 
     @staticmethod
-    def _update(old, new, kwargs: dict) -> bool:
+    def _update_in_place(old, new, kwargs: dict) -> bool:
         """Copy ``new``'s data and the given properties into ``old``; ``False`` if it cannot."""
         fixed = ("rgb", "multiscale", "ndim")
         if type(old) is not type(new) or any(
@@ -428,3 +437,142 @@ class DockBase:
         except (AttributeError, TypeError, ValueError):
             return False
         return True
+
+
+# -------------------------------------------------------------------- layer facts
+def layer_frame(layer) -> tuple[tuple, tuple, str]:
+    """``(scale, translate, unit)`` of the world a layer is drawn in: the one frame for its cells.
+
+    A layer's cell table, and every marker a dock draws over it, use these: ``unit``
+    is the layer's own unit (``"um"``, ``"nm"``), or ``"px"`` for a layer without
+    physical units. A layer in pixels whose ``scale`` is not 1 keeps the unit its table
+    or metadata gives (older layers put a physical pixel size in ``scale`` only).
+    """
+    from napari_nucleus_ai.cells import table_unit
+    from napari_nucleus_ai.core.units import canonical
+
+    scale = tuple(float(s) for s in layer.scale)
+    translate = tuple(float(t) for t in layer.translate)
+    try:
+        unit = canonical(str(layer.units[-1]))
+    except (AttributeError, IndexError):
+        unit = "px"
+    if unit == "px" and any(abs(s - 1.0) > 1e-12 for s in scale):
+        feats = getattr(layer, "features", None)
+        given = table_unit(feats) if feats is not None and len(feats) else None
+        unit = given or str((layer.metadata or {}).get("unit") or "px")
+    return scale, translate, unit
+
+
+def image_file_of(viewer, layer) -> str | None:
+    """The image file ``layer`` (or the image its cells were found on) was read from."""
+    import os
+    from pathlib import Path
+
+    def path_of(ly) -> str | None:
+        meta = getattr(ly, "metadata", {}) or {}
+        for key in ("image_path", "path", "source_path"):
+            v = meta.get(key)
+            if isinstance(v, str | os.PathLike) and Path(v).is_file():
+                return os.fspath(v)
+        p = getattr(getattr(ly, "source", None), "path", None)
+        return p if p and Path(p).is_file() else None
+
+    own = path_of(layer)
+    if own is not None:
+        return own
+    feats = getattr(layer, "features", None)
+    if feats is not None and "source" in feats.columns and len(feats):
+        vals = feats["source"].dropna().unique()
+        if len(vals) == 1 and Path(str(vals[0])).is_file():
+            return str(vals[0])
+    meta = getattr(layer, "metadata", {}) or {}
+    src = meta.get("source_layer") or meta.get("image_layer")
+    if src and (parent := _named(viewer, src)) is not None and not same_layer(parent, layer):
+        return path_of(parent)
+    return None
+
+
+def content_id(data) -> str:
+    """An image id from the pixels themselves (for images that are not a file)."""
+    import hashlib
+
+    import numpy as np
+
+    arr = np.ascontiguousarray(np.asarray(data))
+    digest = hashlib.sha1(str((arr.shape, arr.dtype.str)).encode())
+    digest.update(arr.tobytes())
+    return f"sha1:{digest.hexdigest()[:16]}"
+
+
+def collapsible(title: str, widgets: Sequence, *, expanded: bool = False, qt_widgets=()):
+    """A button that shows or hides ``widgets`` (magicgui) and ``qt_widgets``: a section.
+
+    Call it after the widgets were added to their container. Returns the magicgui button.
+    """
+    from magicgui.widgets import PushButton
+
+    button = PushButton(text=title)
+    state = {"open": not expanded}
+
+    def toggle(*_):
+        state["open"] = not state["open"]
+        button.text = ("▾ " if state["open"] else "▸ ") + title
+        for w in widgets:
+            w.visible = state["open"]
+        for q in qt_widgets:
+            q.setVisible(state["open"])
+
+    button.changed.connect(toggle)
+    button.toggle_section = toggle
+    button.section_open = lambda: state["open"]
+    return button
+
+
+def status_label(widget) -> None:
+    """Make a status line wrap (a long message grows the dock's height, never its width)."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = getattr(widget, "native", widget)
+    native.setWordWrap(True)
+    native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    native.setMinimumWidth(50)
+
+
+def scroll_body(widget):
+    """Give a plain ``QWidget`` dock a scrollable body; returns the body's ``QVBoxLayout``.
+
+    A dock taller than the screen (a 768 px laptop) then scrolls instead of pushing the
+    canvas away.
+    """
+    from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = QScrollArea(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    body = QWidget()
+    area.setWidget(body)
+    area.setMinimumHeight(DOCK_MIN_HEIGHT)
+    outer.addWidget(area)
+    widget.scroll_area = area
+    return QVBoxLayout(body)
+
+
+class ScrollableDock:
+    """Mixin for magicgui ``Container`` docks built with ``scrollable=True``.
+
+    napari docks a magicgui widget's ``native``; magicgui's ``native`` is the widget
+    *inside* its scroll area, so the scroll area would be lost and the dock would be as
+    tall as all its fields. Here ``native`` is the scroll area (the root widget), and
+    :meth:`body_layout` is where extra Qt widgets (plots) go.
+    """
+
+    @property
+    def native(self):
+        return self._widget._mgui_get_root_native_widget()
+
+    def body_layout(self):
+        """The layout holding the dock's fields (inside the scroll area)."""
+        return self._widget._mgui_get_native_widget().layout()

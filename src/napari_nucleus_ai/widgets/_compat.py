@@ -57,3 +57,22 @@ def set_view(viewer, layer, center=None, zoom=None) -> None:
         cam.center = tuple(full)
     if zoom is not None:
         cam.zoom = float(zoom) / f
+
+
+def canvas_hw(viewer) -> tuple[float, float]:
+    """The canvas size in screen pixels ``(height, width)``: what the camera shows.
+
+    napari 0.9 has no public canvas size (and no ``_canvas_size``); the Qt canvas
+    widget's size is what is on screen.
+    """
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is not None and hasattr(canvas, "viewbox_size"):
+        return tuple(float(v) for v in canvas.viewbox_size(viewer.layers))
+    qt_viewer = getattr(getattr(viewer, "window", None), "_qt_viewer", None)
+    native = getattr(getattr(qt_viewer, "canvas", None), "native", None)
+    if native is not None and native.width() > 0:
+        return float(native.height()), float(native.width())
+    size = getattr(canvas, "size", None)
+    if size:
+        return float(size[0]), float(size[1])
+    return 600.0, 800.0

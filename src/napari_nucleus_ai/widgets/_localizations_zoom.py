@@ -32,7 +32,7 @@ class NanoscaleZoom:
         from qtpy.QtCore import QTimer
 
         if self._zoom_timer is None:
-            self._zoom_timer = QTimer()
+            self._zoom_timer = QTimer(self.native)  # dies with the dock
             self._zoom_timer.setSingleShot(True)
             self._zoom_timer.timeout.connect(self.update_zoom)
         self._zoom_timer.start(250)

@@ -240,6 +240,29 @@ def _cached_demo_model(name) -> str | None:
     return None
 
 
+def choose_model_file(w) -> str | None:
+    """A model package to fine-tune: its ``.zip``, or the ``card.json`` of a package folder."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getOpenFileName(
+        w, "Model package to fine-tune", "", "Model packages (*.zip card.json);;All files (*)"
+    )
+    if not path:
+        return None
+    return os.fspath(Path(path).parent) if Path(path).name == "card.json" else path
+
+
+def retrain_message(res: dict) -> str:
+    """What retraining gave, with how many held-out cells the accuracies are measured on."""
+    n_test = res.get("n_test")
+    on = f" on {n_test} held-out cells" if n_test is not None else ""
+    few = " (too few to tell: review more cells)" if n_test is not None and n_test < 20 else ""
+    return (
+        f"new model {res['out']}: balanced accuracy {res['before']:.3f} -> "
+        f"{res['after']:.3f}{on}{few}"
+    )
+
+
 def retrain_dialog(w, base_model: str | None = None, out: str | None = None, sync=None, **options):
     """Fine-tune the layer's model on the corrections; a new package version with metrics."""
     from napari_nucleus_ai.review.retrain import retrain_from_items
@@ -250,9 +273,7 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
     meta = w.layer.metadata or {}
     model = base_model or meta.get("model_path") or _cached_demo_model(meta.get("model"))
     if model is None:
-        from qtpy.QtWidgets import QFileDialog
-
-        model = QFileDialog.getExistingDirectory(w, "Model package to fine-tune")
+        model = choose_model_file(w)
         if not model:
             return None
     w.flush()
@@ -266,9 +287,7 @@ def retrain_dialog(w, base_model: str | None = None, out: str | None = None, syn
 
     def _done(res):
         result.update(res)
-        _notify(
-            f"new model {res['out']}: balanced accuracy {res['before']:.3f} -> {res['after']:.3f}"
-        )
+        _notify(retrain_message(res))
 
     w.retrain_work = start_work(
         retrain_from_items,

@@ -24,7 +24,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 
 if TYPE_CHECKING:
     import napari
@@ -40,13 +40,25 @@ def layer_sources(viewer) -> dict[str, str]:
     return out
 
 
-class BatchWidget(DockBase, Container):
+def _class_look(table) -> dict:
+    """A class-coloured look for a classified batch table (the palette's colours)."""
+    if "class" not in table.columns or not len(table):
+        return {}
+    from napari_nucleus_ai.core.palette import class_colours
+    from napari_nucleus_ai.widgets._classifier_parts import class_colormap
+
+    probs = [c[2:] for c in table.columns if str(c).startswith("p_")]
+    classes = probs or sorted(str(c) for c in table["class"].dropna().unique())
+    return {"colormap": class_colormap(table, class_colours(classes)), "opacity": 0.6}
+
+
+class BatchWidget(ScrollableDock, DockBase, Container):
     """The "Batch" dock."""
 
     cancel_message = "cancelled; finished inputs are kept (run again to resume)"
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self.result = None
         self.inputs = Select(
@@ -71,6 +83,9 @@ class BatchWidget(DockBase, Container):
         self.cancel_btn = PushButton(text="Cancel")
         self.report_button = PushButton(text="Open report", enabled=False)
         self.status = Label(value="")
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
         self.extend([
             self.inputs, self.folder, self.out, self.method, self.model, self.workers,
             self.scheduler, self.show_results, self.run_btn, self.cancel_btn,
@@ -181,6 +196,7 @@ class BatchWidget(DockBase, Container):
                 scale=src.scale[-lab.ndim :],
                 translate=src.translate[-lab.ndim :],
                 features=to_features(table) if len(table) else None,
+                **_class_look(table),
             )
             added.append(layer)
         return added

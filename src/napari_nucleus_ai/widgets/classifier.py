@@ -33,7 +33,7 @@ from magicgui.widgets import (
 if TYPE_CHECKING:
     import napari
 
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._classifier_parts import (
     class_colormap,
     demo_classify,
@@ -42,24 +42,36 @@ from napari_nucleus_ai.widgets._classifier_parts import (
 )
 
 FILE = "model file..."
+#: The device box's first choice: the device chosen in the Settings dock.
+SETTINGS_DEVICE = "as in Settings"
 __all__ = ["ClassifierWidget", "class_colormap", "demo_classify", "layer_geometry", "legend_html"]
 
 
-def _classify_work(model_spec, image, labels, features=None, **options):
-    """Resolve the model, take the layer's cell table (measured when it has none), classify."""
+def _classify_work(model_spec, image, labels, features=None, frame=None, source=None, **options):
+    """Resolve the model, take the layer's cell table (measured when it has none), classify.
+
+    ``scale``/``unit`` in ``options`` are the cells' physical pixel size (the model's
+    framing); ``frame`` is ``(scale, translate, unit)`` of the Labels layer, the frame
+    the table is kept in, so that the table and the layer never disagree.
+    """
     from napari_nucleus_ai.cells import cell_table_for
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.classify.demo_models import resolve_model_gen
 
     package = yield from resolve_model_gen(model_spec)
-    unit = options.get("unit", "px")
+    if frame is None:
+        unit = options.get("unit", "px")
+        frame = (options.get("scale", 1.0), options.get("translate", (0.0, 0.0)), unit)
+    scale, translate, unit = frame
     table = cell_table_for(
         labels,
         features,
-        scale=float(np.atleast_1d(options.get("scale", 1.0))[-1]),
-        translate=options.get("translate", (0.0, 0.0)),
+        scale=tuple(np.atleast_1d(scale))[-2:],
+        translate=tuple(np.atleast_1d(translate))[-2:],
         unit=unit if unit in ("nm", "um", "px") else "px",
     )
+    if source and "source" not in table.columns:
+        table["source"] = source  # the image file, not the model: corrections are keyed by it
     result = yield from classify_cells_gen(package, image, labels, table, **options)
     return package, result
 
@@ -70,7 +82,7 @@ def _train_work(data, out, **options):
     return (yield from train_gen(data, out, **options))
 
 
-class ClassifierWidget(DockBase, Container):
+class ClassifierWidget(ScrollableDock, DockBase, Container):
     """The "Classifier" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -81,7 +93,7 @@ class ClassifierWidget(DockBase, Container):
         from napari_nucleus_ai.models.nets.imagenet import available as imagenet_available
         from napari_nucleus_ai.widgets._train_plot import TrainPlot
 
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self.package = None  # the model of the last classification or training
         self.last = None  # the last ClassifyResult
@@ -92,7 +104,12 @@ class ClassifierWidget(DockBase, Container):
             label="model file", mode="r", filter="*.zip *.safetensors card.json"
         )
         self.model_info = Label(label="")
-        self.device = ComboBox(label="device", choices=list(CHOICES), value="auto")
+        self.device = ComboBox(
+            label="device",
+            choices=[SETTINGS_DEVICE, *CHOICES],
+            value=SETTINGS_DEVICE,
+            tooltip="where the model runs; 'as in Settings' follows the Settings dock",
+        )
         self.batch = SpinBox(label="batch size", value=64, min=1, max=4096)
         self.threshold = FloatSpinBox(
             label="unidentified above",
@@ -145,7 +162,6 @@ class ClassifierWidget(DockBase, Container):
                 self.cancel_btn,
                 self.legend,
                 self.saliency_btn,
-                Label(value="<b>Train</b>"),
                 self.train_data,
                 self.arch,
                 self.imagenet,
@@ -160,7 +176,17 @@ class ClassifierWidget(DockBase, Container):
 
         self.legend.native.setTextFormat(Qt.TextFormat.RichText)
         self.plot = TrainPlot()
-        self.native.layout().addWidget(self.plot.canvas)
+        self.body_layout().addWidget(self.plot.canvas)
+        from napari_nucleus_ai.widgets._base import collapsible, status_label
+
+        status_label(self.model_info)
+        train = [self.train_data, self.arch, self.imagenet, self.epochs, self.init_weights,
+                 self.train_out, self.train_btn, self.train_layers_btn]  # fmt: skip
+        # the Train section starts folded: classifying is what most visits are for
+        self.train_section = collapsible("Train", train, qt_widgets=[self.plot.canvas])
+        at = next(i for i, widget in enumerate(self) if widget is self.train_data)
+        self.insert(at, self.train_section)
+        self.train_section.toggle_section()
         self.model.changed.connect(self._on_model)
         self.model_file.changed.connect(self._on_model)
         self.run_btn.clicked.connect(self.run)
@@ -173,12 +199,24 @@ class ClassifierWidget(DockBase, Container):
         self.layer_choice(self.image_layer, "Image", "the cells' image", by_name=True)
         self.run_button(self.run_btn, needs=[self.labels_layer])
         self.run_button(self.saliency_btn)
-        self.run_button(self.train_btn)
+        self.run_button(self.train_btn, needs=[(self._has_train_folder, "a training folder")])
+        self.train_data.changed.connect(self.update_buttons)
         self.run_button(self.train_layers_btn, needs=[self.labels_layer, self.image_layer])
         self.cancel_button(self.cancel_btn)
         self._on_model()
 
     # ---------------------------------------------------------------- helpers
+    def _has_train_folder(self) -> bool:
+        from pathlib import Path
+
+        value = str(self.train_data.value or "")
+        return value not in ("", ".") and Path(value).is_dir()
+
+    def device_choice(self) -> str | None:
+        """The device asked for: ``None`` follows the Settings dock (the plugin setting)."""
+        value = self.device.value
+        return None if value in (None, SETTINGS_DEVICE) else str(value)
+
     def model_spec(self):
         return str(self.model_file.value) if self.model.value == FILE else self.model.value
 
@@ -188,7 +226,7 @@ class ClassifierWidget(DockBase, Container):
         self.model_file.visible = self.model.value == FILE
         spec = self.model_spec()
         self.model_info.value = (
-            "trained on first use, then cached" if spec.startswith(DEMO_PREFIX) else ""
+            "shipped demo model (for demonstration)" if spec.startswith(DEMO_PREFIX) else ""
         )
         if not spec.startswith(DEMO_PREFIX) and spec not in ("", "."):
             from napari_nucleus_ai.core.errors import one_line
@@ -214,8 +252,16 @@ class ClassifierWidget(DockBase, Container):
         if labels_layer is None:
             show_warning("choose a Labels layer of cells first")
             return None
+        from napari_nucleus_ai.widgets._base import image_file_of, layer_frame
+
         image_layer = self.chosen(self.image_layer)
         scale, unit, translate = layer_geometry(labels_layer)
+        features = labels_layer.features.copy()
+        # the cells stay tied to their image file: a table without its source gets it
+        src = image_file_of(self.viewer, labels_layer) or (
+            image_file_of(self.viewer, image_layer) if image_layer is not None else None
+        )
+        self._run_source = (src, None if image_layer is None else image_layer.name)
         image = locs = None
         if image_layer is not None:
             locs = (image_layer.metadata or {}).get("localizations")
@@ -226,12 +272,14 @@ class ClassifierWidget(DockBase, Container):
             self.model_spec(),
             image,
             np.asarray(labels_layer.data),
-            labels_layer.features.copy(),
+            features,
+            frame=layer_frame(labels_layer),
+            source=src,
             scale=scale,
             unit=unit,
             translate=translate,
             localizations=locs,
-            device=self.device.value,
+            device=self.device_choice(),
             batch_size=self.batch.value,
             threshold=self.threshold.value,
             on_result=self._show_result,
@@ -258,7 +306,7 @@ class ClassifierWidget(DockBase, Container):
             "scale": labels_layer.scale,
             "translate": labels_layer.translate,
             "units": labels_layer.units,
-            "metadata": {"model": package.name, "model_card": package.card},
+            "metadata": self._result_metadata(package, labels_layer),
         }
         layer = self.add_result(
             "labels",
@@ -283,6 +331,46 @@ class ClassifierWidget(DockBase, Container):
         self.legend.value = legend_html(res.counts(), colours)
         for note in res.notes:
             show_info(note)
+        if "out_of_domain" in res.table.columns:
+            from napari.utils.notifications import show_warning
+
+            from napari_nucleus_ai.models.trust import domain_warning
+
+            msg = domain_warning(res.table["out_of_domain"].astype(bool), labels_layer.name)
+            if msg:
+                show_warning(msg)
+
+    def _result_metadata(self, package, labels_layer) -> dict:
+        """What the classes layer remembers: its model (name, card, file), its image."""
+        import os
+
+        src, image_name = getattr(self, "_run_source", (None, None))
+        meta = {"model": package.name, "model_card": package.card}
+        path = self.model_path()
+        if path:
+            meta["model_path"] = path
+        if src:
+            meta["image_path"] = os.fspath(src)
+        keep = {k: v for k, v in (labels_layer.metadata or {}).items() if k in ("pixel_size_um",)}
+        meta.update(keep, image_layer=image_name, source_layer=labels_layer.name)
+        return meta
+
+    def model_path(self) -> str | None:
+        """The model package file or folder the last classification used, when it is one."""
+        from pathlib import Path
+
+        from napari_nucleus_ai.classify.demo_models import DEMO_PREFIX
+
+        spec = self.model_spec()
+        if spec.startswith(DEMO_PREFIX):
+            try:
+                from napari_nucleus_ai.classify.demo_models import model_path
+
+                path = model_path(spec[len(DEMO_PREFIX) :])
+            except Exception:  # noqa: BLE001 - no cache: nothing to remember
+                return None
+            return str(path) if Path(path).exists() else None
+        return spec if spec not in ("", ".") and Path(spec).exists() else None
 
     def show_saliency(self):
         """A 'saliency' Image over the selected cell of the result layer (crop models)."""
@@ -339,7 +427,7 @@ class ClassifierWidget(DockBase, Container):
         options = {
             "arch": self.arch.value,
             "epochs": self.epochs.value,
-            "device": self.device.value,
+            "device": self.device_choice(),
             "out": out if out not in ("", ".") else None,
             "imagenet": "efficientnet-lite0" if self.imagenet.value else None,
         }
@@ -367,6 +455,11 @@ class ClassifierWidget(DockBase, Container):
             self.model_file.value = res.path
 
     def train_from_folder(self):
+        from napari.utils.notifications import show_warning
+
+        if not self._has_train_folder():  # never the current working directory
+            show_warning("choose a training folder (one sub-folder of crops per class) first")
+            return None
         opts = self._train_options()
         self.plot.clear()
         return self.start_job(

@@ -20,34 +20,39 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 
 if TYPE_CHECKING:
     import napari
 
 
-class GenerativeWidget(DockBase, Container):
+class GenerativeWidget(ScrollableDock, DockBase, Container):
     """Generate a grid of synthetic cells, explain one cell, paint the anomaly score."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        # field labels on: the cells box is ``cells``, never ``labels`` (that would hide
+        # magicgui's ``Container.labels``, and the dock would show no field names)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self.model = FileEdit(
             label="diffusion model", mode="r", filter="*.zip *.safetensors *.json"
         )
         self._classes: list[str] = []
         self.klass = ComboBox(label="class", choices=lambda w: list(self._classes))
-        self.n = SpinBox(label="cells", value=16, min=1, max=256)
+        self.n = SpinBox(label="how many", value=16, min=1, max=256)
         self.steps = SpinBox(label="denoising steps", value=50, min=2, max=1000)
         self.guidance = FloatSpinBox(label="guidance", value=1.0, min=0.0, max=20.0, step=0.5)
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
         self.generate_btn = PushButton(text="Generate")
         self.image = ComboBox(label="image", nullable=True)
-        self.labels = ComboBox(label="cells", nullable=True)
+        self.cells = ComboBox(label="cells", nullable=True)
         self.cell = SpinBox(label="cell label", value=0, min=0, max=2**31 - 1)
         self.counterfactual_btn = PushButton(text="Counterfactual for selected cell")
         self.anomaly_btn = PushButton(text="Anomaly heatmap")
         self.status = Label(label="")
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
         self.extend(
             [
                 self.model,
@@ -58,7 +63,7 @@ class GenerativeWidget(DockBase, Container):
                 self.seed,
                 self.generate_btn,
                 self.image,
-                self.labels,
+                self.cells,
                 self.cell,
                 self.counterfactual_btn,
                 self.anomaly_btn,
@@ -72,7 +77,7 @@ class GenerativeWidget(DockBase, Container):
         self._followed = None
         self.layer_choice(self.image, "Image", "an image layer", by_name=True)
         self.layer_choice(
-            self.labels,
+            self.cells,
             "Labels",
             "a cells (Labels) layer",
             by_name=True,
@@ -82,8 +87,11 @@ class GenerativeWidget(DockBase, Container):
         self.run_button(
             self.generate_btn, needs=[(lambda: bool(self.klass.value), "a diffusion model")]
         )
-        self.run_button(self.counterfactual_btn, needs=[self.image, self.labels])
-        self.run_button(self.anomaly_btn, needs=[self.labels])
+        self.run_button(
+            self.counterfactual_btn,
+            needs=[(lambda: bool(self.klass.value), "a diffusion model"), self.image, self.cells],
+        )
+        self.run_button(self.anomaly_btn, needs=[self.cells])
         self._follow_selected_label()
 
     # ------------------------------------------------------------------ helpers
@@ -92,8 +100,8 @@ class GenerativeWidget(DockBase, Container):
         if self._followed is not None:
             self._followed.events.selected_label.disconnect(self._on_selected_label)
             self._followed = None
-        if self.labels.value in self.viewer.layers:
-            self._followed = self.viewer.layers[self.labels.value]
+        if self.cells.value in self.viewer.layers:
+            self._followed = self.viewer.layers[self.cells.value]
             self._followed.events.selected_label.connect(self._on_selected_label)
             self._on_selected_label()
 
@@ -158,10 +166,13 @@ class GenerativeWidget(DockBase, Container):
 
         from napari_nucleus_ai.models.diffusion.tasks import counterfactual_gen
 
-        if not (self.image.value and self.labels.value):
+        if not self.klass.value:  # no model: never the current directory's files
+            self.status.value = "choose a diffusion model first"
+            return None
+        if not (self.image.value and self.cells.value):
             self.status.value = "choose an image and a cells (Labels) layer"
             return None
-        img_layer, lab_layer = self.chosen(self.image), self.chosen(self.labels)
+        img_layer, lab_layer = self.chosen(self.image), self.chosen(self.cells)
         data = img_layer.data[0] if img_layer.multiscale else img_layer.data
         labels = lab_layer.data[0] if lab_layer.multiscale else lab_layer.data
         label = int(self.cell.value)
@@ -212,10 +223,10 @@ class GenerativeWidget(DockBase, Container):
         from napari_nucleus_ai.core.errors import one_line
         from napari_nucleus_ai.models.diffusion.layers import per_cell_image
 
-        if not self.labels.value:
+        if not self.cells.value:
             self.status.value = "choose a cells (Labels) layer classified with a diffusion model"
             return
-        layer = self.chosen(self.labels)
+        layer = self.chosen(self.cells)
         data = layer.data[0] if layer.multiscale else layer.data
         try:
             heat = per_cell_image(np.asarray(data), pd.DataFrame(layer.features), "anomaly")

@@ -11,6 +11,7 @@ track's line) in the viewer, to select it; the viewer jumps to it.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +25,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._figure import DockFigure
 
 if TYPE_CHECKING:
@@ -33,13 +34,13 @@ if TYPE_CHECKING:
 FATE_COLOURS = {"lytic": "#e8412c", "infected": "#f5a623", "uninfected": "#4a90d9", None: "#9b9b9b"}
 
 
-class InfectionWidget(DockBase, Container):
+class InfectionWidget(ScrollableDock, DockBase, Container):
     """The "Infection" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         from napari.layers import Image
 
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self.result = None
         self._look = None  # scale/translate of the analysed layer (world -> pixel)
@@ -51,7 +52,11 @@ class InfectionWidget(DockBase, Container):
         self.demo_model = CheckBox(label="demo model", value=True,
                                    tooltip="the infection model trained on simulated nuclei (trained once, cached)")  # fmt: skip
         self.model = FileEdit(
-            label="model", mode="d", tooltip="infection model package (infected/uninfected)"
+            label="model",
+            mode="r",
+            filter="*.zip card.json",
+            tooltip="infection model package (infected/uninfected): its .zip, or the card.json "
+            "of a package folder",
         )
         self.lytic = FileEdit(label="lytic model", mode="r", filter="*.json",
                               tooltip="lytic predictor (empty = the one shipped)")  # fmt: skip
@@ -59,10 +64,13 @@ class InfectionWidget(DockBase, Container):
         self.cancel_btn = PushButton(text="Cancel")
         self.status = Label(value="")
         self.track = ComboBox(label="track", choices=[], nullable=True)
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
         self.extend([self.layer, self.pixel, self.interval, self.demo_model, self.model, self.lytic,
                      self.run_btn, self.cancel_btn, self.status, self.track])  # fmt: skip
         self._plot = _TrackPlot()
-        self.native.layout().addWidget(self._plot.canvas)
+        self.body_layout().addWidget(self._plot.canvas)
         self.run_btn.changed.connect(self.run)
         self.cancel_btn.changed.connect(self.cancel)
         self.track.changed.connect(lambda v: self.select_track(v, jump=True))
@@ -78,7 +86,7 @@ class InfectionWidget(DockBase, Container):
         # callbacks, and the Tracks layer (added last) is the active one after a run
         viewer.mouse_drag_callbacks.append(self._on_click)
         self.native.destroyed.connect(
-            lambda *_: _discard(viewer.mouse_drag_callbacks, self._on_click)
+            lambda *_: _discard(getattr(viewer, "mouse_drag_callbacks", []), self._on_click)
         )
 
     # ---------------------------------------------------------------- running
@@ -92,6 +100,8 @@ class InfectionWidget(DockBase, Container):
         dt = self.interval.value or float((layer.metadata or {}).get("frame_interval_h", 1.0))
         lytic = str(self.lytic.value) if str(self.lytic.value) not in ("", ".") else None
         model = str(self.model.value) if str(self.model.value) not in ("", ".") else None
+        if model is not None and Path(model).name == "card.json":
+            model = str(Path(model).parent)  # a package folder, picked by its card
         return layer, px, dt, model, lytic
 
     def run(self, *_):
@@ -131,6 +141,9 @@ class InfectionWidget(DockBase, Container):
             order = table.sort_values(["infected", "p_infected_mean"], ascending=False)[
                 "track_id"
             ].to_numpy()
+        # a track seen in one frame has a one-dot curve: such tracks go last
+        lengths = result.tracks.groupby("track_id")["t"].nunique()
+        order = sorted(order, key=lambda k: int(lengths.get(k, 0)) < 2)
         self._set_track_choices([int(k) for k in order])
         n_inf = int(table["infected"].sum()) if table is not None else 0
         msg = f"{len(order)} tracks"

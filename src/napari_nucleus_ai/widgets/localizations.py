@@ -9,6 +9,7 @@ after *Render*), which the CSV writer and the segmentation dock use.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import (
@@ -23,7 +24,7 @@ from magicgui.widgets import (
 )
 
 from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._compat import camera, set_view
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
 
@@ -44,11 +45,11 @@ def _is_table_layer(layer) -> bool:
     return meta.get("localizations") is not None and "zoom_of" not in meta
 
 
-class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
+class LocalizationsWidget(NanoscaleZoom, ScrollableDock, DockBase, Container):
     """The "Localizations" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self.mapping_wanted = False  # the column-mapping box is in use
         self._last_path = None
@@ -107,7 +108,9 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         self.save_path = FileEdit(label="save CSV", mode="w", filter="*.csv")
         self.save_btn = PushButton(text="Save filtered CSV")
         self.status = Label(label="", value="")
-        self.status.native.setWordWrap(True)
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
         self.extend(
             [
                 self.file,
@@ -147,6 +150,10 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         )  # fmt: skip
         for button in (self.render_btn, self.points_btn, self.save_btn):
             self.run_button(button, needs=[self.layer])
+        self.run_button(self.open_btn, needs=[(self._has_file, "a localization file")])
+        self.file.changed.connect(self.update_buttons)
+        self.zoom.changed.connect(self._on_zoom_toggled)
+        viewer.layers.events.inserted.connect(self._give_units)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         viewer.layers.events.renamed.connect(self._refresh)
@@ -154,6 +161,35 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         camera(viewer).events.zoom.connect(self._on_camera)
         camera(viewer).events.center.connect(self._on_camera)
         self._refresh()
+
+    def _has_file(self) -> bool:
+        from pathlib import Path
+
+        value = str(self.file.value or "")
+        return value not in ("", ".") and Path(value).is_file()
+
+    def _on_zoom_toggled(self, on) -> None:
+        """Unticking re-render-on-zoom removes the zoom layers (they would go stale)."""
+        if on:
+            self.update_zoom()
+            return
+        for ly in [ly for ly in self.viewer.layers if "zoom_of" in (ly.metadata or {})]:
+            self.viewer.layers.remove(ly)
+
+    def _give_units(self, event) -> None:
+        """A new Shapes layer (an ROI) is drawn in the localizations' unit (nm), not pixels:
+        napari would call the units inconsistent and the scale bar would lose its unit."""
+        from napari.layers import Shapes
+
+        layer = event.value
+        if not isinstance(layer, Shapes) or len(layer.data):
+            return
+        if str(layer.units[-1]) != "pixel":
+            return
+        tables = [ly for ly in self.viewer.layers if _is_table_layer(ly) and ly.ndim == layer.ndim]
+        units = {tuple(str(u) for u in ly.units) for ly in tables}
+        if len(units) == 1:
+            layer.units = next(iter(units))
 
     # ------------------------------------------------------------ choices
     def _shapes_choices(self, _=None):
@@ -240,7 +276,12 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         """Read ``path`` (default: the file box) and add one density layer per channel."""
         from napari_nucleus_ai.localizations.pipeline import read_gen
 
-        path = str(path or self.file.value)
+        path = str(path or self.file.value or "")
+        if path in ("", ".") or not os.path.isfile(path):
+            self.status.value = (
+                "choose a localization file first" if path in ("", ".") else f"{path}: no such file"
+            )
+            return None
         self._last_path = path
         mapping, opts = self._mapping()
         if mapping:
@@ -258,7 +299,7 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         self.mapping_box.visible = False
         layers = table_layers(
             table,
-            points="auto",
+            points=False,  # points hide the render; "Show points" adds them on request
             pixel_size_nm=self.pixel.value,
             method=self.method.value,
             sigma_nm=self.sigma.value or None,
@@ -277,13 +318,13 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
     # ------------------------------------------------------------ render
     def render(self, _=None):
         """Filter, (drift-correct), render the selected layer's table; update the layer."""
-        from napari_nucleus_ai.localizations.pipeline import process_gen
 
         layer = self._current()
         if layer is None:
             self.status.value = "open a file or choose a localization layer first"
             return None
         source = layer.metadata.get("all_localizations", layer.metadata["localizations"])
+        self.status.value = "rendering..."
         roi, roi_types = None, None
         if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
             shapes = self.viewer.layers[self.roi.value]
@@ -302,7 +343,7 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
             drift_segments=self.segments.value if self.drift.value else 0,
         )
         return self.start_job(
-            process_gen,
+            _process_checked,
             source,
             on_result=lambda r: self._update(layer, source, r),
             description="rendering",
@@ -392,6 +433,14 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         data, kwargs, kind = points_layer(
             df, f"{layer.name} points", {"source": layer.metadata.get("source")}
         )
+        # the table's points layer already there (the reader's) is replaced, not doubled
+        from napari.layers import Points
+
+        src = layer.metadata.get("source")
+        for ly in self.viewer.layers:
+            if isinstance(ly, Points) and src and (ly.metadata or {}).get("source") == src:
+                kwargs["name"] = ly.name
+                break
         return self.add_result(kind, data, **kwargs)
 
     def save_csv(self, path: str):
@@ -405,6 +454,20 @@ class LocalizationsWidget(NanoscaleZoom, DockBase, Container):
         out = write_thunderstorm_csv(layer.metadata["localizations"], path)
         self.status.value = f"saved {out}"
         return out
+
+
+def _process_checked(source, **params):
+    """``process_gen`` with a one-line error when the filters leave no localization."""
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.localizations.filters import filter_localizations
+    from napari_nucleus_ai.localizations.pipeline import process_gen
+
+    keys = ("precision_max_nm", "photons_min", "frame_range", "roi", "roi_types")
+    kept = filter_localizations(source, **{k: params[k] for k in keys if params.get(k) is not None})
+    if len(kept) == 0:
+        asked = ", ".join(f"{k} {params[k]}" for k in keys[:3] if params.get(k) is not None)
+        raise InputError(None, f"no localization passes the filters ({asked or 'ROI'}): relax them")
+    return (yield from process_gen(source, **params))
 
 
 def _add(viewer, layer_tuple):

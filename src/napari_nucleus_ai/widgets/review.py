@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
@@ -33,7 +34,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QTableView,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -47,14 +47,17 @@ if TYPE_CHECKING:
 
 
 def _has_cell_table(layer) -> bool:
-    """A Labels layer whose ``features`` is a cell table with rows."""
+    """A Labels layer whose ``features`` is a cell table of *classified* cells.
+
+    A bare segmentation (no ``class`` and no ``p_<class>`` column) has nothing to review:
+    the dock never takes it, so it cannot stick to it once the cells are classified.
+    """
     from napari.layers import Labels
 
-    return (
-        isinstance(layer, Labels)
-        and "label" in getattr(layer, "features", {})
-        and len(layer.features)
-    )
+    feats = getattr(layer, "features", None)
+    if not isinstance(layer, Labels) or feats is None or not len(feats) or "label" not in feats:
+        return False
+    return "class" in feats.columns or any(str(c).startswith("p_") for c in feats.columns)
 
 
 class ReviewWidget(ReviewView, DockBase, QWidget):
@@ -89,7 +92,7 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
         self.store_label.setWordWrap(True)
         self.project_btn = QPushButton("Project folder…")
         self.author = QLineEdit(default_author())
-        self.info = QLabel("choose a Labels layer with classified cells")
+        self.info = QLabel("classify cells first (Classifier dock), then review them here")
         self.info.setWordWrap(True)
         self.class_grid = QGridLayout()
         self.btn_prev, self.btn_confirm, self.btn_next = (
@@ -160,7 +163,12 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
         outs = QHBoxLayout()
         for b in (self.btn_csv, self.btn_report, self.btn_trainset, self.btn_retrain):
             outs.addWidget(b)
-        lay = QVBoxLayout(self)
+        from napari_nucleus_ai.widgets._base import scroll_body, status_label
+
+        for label in (self.status, self.counts, self.store_label):
+            status_label(label)
+        self.table.setMinimumHeight(160)  # several rows, even on a 768 px screen
+        lay = scroll_body(self)
         lay.addLayout(form)
         lay.addWidget(self.info)
         lay.addLayout(self.class_grid)
@@ -250,7 +258,7 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
         from napari_nucleus_ai.core.settings import config_dir
         from napari_nucleus_ai.review.store import store_for_data, store_path
 
-        src = layer_source(layer)
+        src = self.image_file(layer)
         if self.project:
             return store_path(self.project)
         if src:
@@ -262,28 +270,64 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
             show_warning(f"{path.parent} is read-only: corrections go to the user's project folder")
         return store_path(config_dir() / "annotations")
 
+    def image_file(self, layer) -> str | None:
+        """The image file the layer's cells were found on (``None``: not a file)."""
+        from napari_nucleus_ai.widgets._base import image_file_of
+
+        return image_file_of(self.viewer, layer) or layer_source(layer)
+
+    def image_id_of(self, layer, store) -> str:
+        """What corrections of ``layer`` are keyed by: the image, never the layer's name.
+
+        The image file's path (relative to the store's folder when inside it), else a
+        hash of the image's pixels (of the cells' image layer when known, else of the
+        label image): another image never shares the id, the same image finds it again.
+        """
+        from napari_nucleus_ai.review.store import image_id_for
+        from napari_nucleus_ai.widgets._base import _named, content_id
+
+        meta = layer.metadata or {}
+        if meta.get("image_id"):
+            return str(meta["image_id"])
+        src = self.image_file(layer)
+        if src:
+            return image_id_for(src, store)
+        parent = _named(self.viewer, meta.get("image_layer") or meta.get("source_layer"))
+        data = parent.data if parent is not None and not parent.multiscale else layer.data
+        return content_id(data)
+
     def attach(self, layer) -> None:
         """Start reviewing ``layer``: restore its stored corrections (nothing is written yet)."""
-        from napari_nucleus_ai.cells import from_features
+        from napari_nucleus_ai.cells import from_features, in_frame, to_features
         from napari_nucleus_ai.review.queue import (
             ReviewQueue,
             layer_classes,
             model_table,
             review_colours,
         )
-        from napari_nucleus_ai.review.store import AnnotationStore, image_id_for
+        from napari_nucleus_ai.review.store import AnnotationStore
+        from napari_nucleus_ai.widgets._base import layer_frame
 
         self.detach()
         meta = layer.metadata or {}
         path = self.store_location(layer)
-        src = layer_source(layer)
-        image_id = str(meta.get("image_id") or (image_id_for(src, path) if src else layer.name))
+        src = self.image_file(layer)
+        image_id = self.image_id_of(layer, path)
         # open an existing store only: a store and a session are created by the first correction
         self.store = (
             AnnotationStore(path, author=self.author.text() or None) if path.exists() else None
         )
         corrections = self.store.labels(image_id) if self.store is not None else {}
-        table = model_table(from_features(layer.features))  # a reviewed layer: the model's classes
+        table = from_features(layer.features)
+        if isinstance(layer.data, np.ndarray):
+            # one frame for the layer, its table and the markers: a table in um over a
+            # layer in pixels (a wbc pixel size measured on red cells) is re-measured
+            scale, translate, unit = layer_frame(layer)
+            framed = in_frame(table, layer.data, scale=scale, translate=translate, unit=unit)
+            if framed is not table:
+                table = framed
+                layer.features = to_features(table)
+        table = model_table(table)  # a reviewed layer: the model's classes
         self.store_path, self.source = path, src
         self.layer, self.image_id = layer, image_id
         classes, given = layer_classes(meta, table)

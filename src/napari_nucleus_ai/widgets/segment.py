@@ -22,7 +22,7 @@ from magicgui.widgets import (
     PushButton,
 )
 
-from napari_nucleus_ai.widgets._base import DockBase
+from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 
 if TYPE_CHECKING:
     import napari
@@ -72,13 +72,14 @@ def localizations_of(layer):
     return None
 
 
-class SegmentWidget(DockBase, Container):
+class SegmentWidget(ScrollableDock, DockBase, Container):
     """The "Segmentation" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
         self._syncing = {}
+        self._fingerprints = {}  # id(labels layer) -> fingerprint of the data last measured
         self.layer = ComboBox(label="layer", nullable=True)
         self.method = ComboBox(
             label="method",
@@ -149,6 +150,9 @@ class SegmentWidget(DockBase, Container):
         self.run_btn = PushButton(text="Segment")
         self.cancel_btn = PushButton(text="Cancel")
         self.status = Label(value="")
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
         self.count = Label(label="objects", value="-")
         self._groups = {
             "wbc": [self.min_nucleus, self.lobe_gap, self.cytoplasm, self.nucleus_od],
@@ -255,15 +259,10 @@ class SegmentWidget(DockBase, Container):
 
     def _visible_world(self, layer):
         """World (y, x) corners of what the canvas shows, in ``layer``'s world units."""
-        import warnings
-
-        from napari_nucleus_ai.widgets._compat import view_of
+        from napari_nucleus_ai.widgets._compat import canvas_hw, view_of
 
         (*_, cy, cx), zoom = view_of(self._viewer, layer)
-        with warnings.catch_warnings():  # napari has no public canvas size (0.9)
-            warnings.simplefilter("ignore", FutureWarning)
-            size = getattr(self._viewer, "_canvas_size", None) or (600, 800)
-        h, w = size[-2:]
+        h, w = canvas_hw(self._viewer)
         half_h, half_w = h / 2 / zoom, w / 2 / zoom
         return np.array([cy - half_h, cx - half_w]), np.array([cy + half_h, cx + half_w])
 
@@ -301,7 +300,9 @@ class SegmentWidget(DockBase, Container):
             if data is not None and getattr(data, "ndim", 2) == 3 and not kwargs["rgb"]:
                 kwargs["scale"] = tuple(layer.scale)[-3:]
                 kwargs["translate"] = tuple(layer.translate)[-3:]
-        source = (layer.metadata or {}).get("path") or layer.name
+        from napari_nucleus_ai.widgets._base import image_file_of
+
+        source = image_file_of(self._viewer, layer) or layer.name
         self.status.value = f"{method}: running..."
         return self.start_job(
             segment, data, method, source=str(source), cancel=lambda: self.cancelled,
@@ -313,7 +314,11 @@ class SegmentWidget(DockBase, Container):
         from napari_nucleus_ai.cells import to_features
 
         name = f"{source_layer.name} {res.method}"
-        meta = {"unit": res.unit, "method": res.method, "source_layer": source_layer.name, **{
+        from napari_nucleus_ai.widgets._base import image_file_of
+
+        image_path = image_file_of(self._viewer, source_layer)
+        meta = {"unit": res.unit, "method": res.method, "source_layer": source_layer.name,
+                **({"image_path": image_path} if image_path else {}), **{
             k: v for k, v in res.extra.items() if k != "storm"}}  # fmt: skip
         if "storm" in res.extra:
             meta["localizations"] = res.extra["storm"].localizations
@@ -349,8 +354,16 @@ class SegmentWidget(DockBase, Container):
                 labels_layer.events.paint.disconnect(later)
                 labels_layer.events.data.disconnect(later)
 
+        def maybe(_event=None):
+            # undo / redo replace pixels without a paint or data event: napari then only
+            # refreshes the layer (set_data); the timer re-measures when the pixels changed
+            if self._fingerprints.get(id(labels_layer)) != _fingerprint(labels_layer.data):
+                later()
+
         labels_layer.events.paint.connect(later)
         labels_layer.events.data.connect(later)
+        labels_layer.events.set_data.connect(maybe)
+        self._fingerprints[id(labels_layer)] = _fingerprint(labels_layer.data)
 
     def sync_table(self, labels_layer, source_layer=None, per_frame=False):
         """Re-measure the table of ``labels_layer`` after edits (keeps prediction columns)."""
@@ -374,8 +387,16 @@ class SegmentWidget(DockBase, Container):
         table = refresh_table(labels_layer.data, old, intensity, scale=tuple(labels_layer.scale),
                               translate=tuple(labels_layer.translate), unit=unit, per_frame=per_frame)  # fmt: skip
         labels_layer.features = to_features(table)
+        self._fingerprints[id(labels_layer)] = _fingerprint(labels_layer.data)
         self.count.value = str(len(table))
         return table
+
+
+def _fingerprint(data) -> int | None:
+    """A cheap fingerprint of a label image's pixels (``None`` for lazy or huge data)."""
+    if not isinstance(data, np.ndarray) or data.size > 50_000_000:
+        return None
+    return hash(np.ascontiguousarray(data).data.tobytes())
 
 
 def demo_segment(viewer) -> SegmentWidget:

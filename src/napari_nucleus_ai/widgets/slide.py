@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -58,6 +57,11 @@ class SlideWidget(DockBase, QWidget):
         self.load_btn = QPushButton("Load into memory")
         self.cancel_btn = QPushButton("Cancel")
         self.status = QLabel()
+        from napari_nucleus_ai.widgets._base import status_label
+
+        status_label(self.status)
+        self._level_auto = True  # the level follows the zoom until the user picks one
+        self._setting_level = False
         self.channels = QGridLayout()
 
         form = QFormLayout()
@@ -67,7 +71,9 @@ class SlideWidget(DockBase, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.load_btn)
         buttons.addWidget(self.cancel_btn)
-        lay = QVBoxLayout(self)
+        from napari_nucleus_ai.widgets._base import scroll_body
+
+        lay = scroll_body(self)
         lay.addLayout(form)
         lay.addWidget(self.info)
         lay.addWidget(self.thumb)
@@ -83,6 +89,7 @@ class SlideWidget(DockBase, QWidget):
         self.thumb.clicked.connect(self.go_to)
         self.load_btn.clicked.connect(lambda: self.load())
         self.cancel_btn.clicked.connect(self.cancel)
+        self.level.valueChanged.connect(self._on_level_edited)
         # napari calls the last connected first: a removed layer is forgotten before the
         # box refreshes, so a new layer of the same name is shown afresh
         viewer.layers.events.removed.connect(self._on_removed)
@@ -133,8 +140,10 @@ class SlideWidget(DockBase, QWidget):
 
         levels, axes = layer_levels(layer)
         self.info.setText(describe_layer(layer))
+        self._setting_level = True
         self.level.setRange(0, len(levels) - 1)
-        self.level.setValue(0 if len(levels) == 1 else len(levels) - 1)
+        self._setting_level = False
+        self._level_auto = True
         self.status.setText("")
         try:
             self.thumb.set_image(thumbnail(levels, axes, layer.rgb, 512))
@@ -199,10 +208,39 @@ class SlideWidget(DockBase, QWidget):
             return None
         return y0, x0, y1, x1
 
+    def _on_level_edited(self, _value=None) -> None:
+        if not self._setting_level:
+            self._level_auto = False  # the user chose: keep it
+
+    def level_for_view(self, layer=None) -> int:
+        """The level whose pixels are closest to (not coarser than) the screen's at this zoom."""
+        from napari_nucleus_ai.images.regions import downsample_factors
+        from napari_nucleus_ai.widgets._compat import view_of
+
+        layer = layer if layer is not None else self.layer
+        levels, axes = layer_levels(layer)
+        if len(levels) == 1:
+            return 0
+        _, zoom = view_of(self.viewer, layer)  # screen px per world unit
+        dims = [i for i, a in enumerate(axes) if a != "S"]
+        sx = float(layer.scale[dims.index(axes.index("X"))])
+        level0_per_screen = 1.0 / max(zoom * sx, 1e-12)  # level-0 pixels per screen pixel
+        best = 0
+        for i, (_fy, fx) in enumerate(downsample_factors(levels, axes)):
+            if fx <= level0_per_screen * 1.001:
+                best = i
+        return best
+
     def _update_view(self) -> None:
         layer = self.layer
         if layer is None:
             return
+        if self._level_auto:
+            self._setting_level = True
+            try:
+                self.level.setValue(self.level_for_view(layer))
+            finally:
+                self._setting_level = False
         box = self._level0_box(layer)
         levels, axes = layer_levels(layer)
         h0, w0 = levels[0].shape[axes.index("Y")], levels[0].shape[axes.index("X")]
@@ -261,6 +299,7 @@ class SlideWidget(DockBase, QWidget):
         dims = [i for i, a in enumerate(axes) if a != "S"]
         cy, cx = dims.index(axes.index("Y")), dims.index(axes.index("X"))
         scale, translate = np.array(layer.scale, float), np.array(layer.translate, float)
+        units = tuple(layer.units)  # the loaded region is in the slide's units (um)
         name = layer.name
 
         def done(result) -> None:
@@ -280,7 +319,7 @@ class SlideWidget(DockBase, QWidget):
                                           "contrast_limits": layer.contrast_limits}  # fmt: skip
             self.add_result(
                 "image", arr, name=f"{name} L{level} [{ry}:{ry1}, {rx}:{rx1}]", rgb=layer.rgb,
-                scale=sc, translate=tr, metadata=meta, **look,
+                scale=sc, translate=tr, metadata=meta, units=units, **look,
             )  # fmt: skip
             self.status.setText(f"loaded {arr.shape} ({arr.nbytes / 2**20:.1f} MiB)")
 
