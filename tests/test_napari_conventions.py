@@ -18,10 +18,13 @@ def _manifest():
 
 def test_reader_lists_extensions_not_everything():
     (reader,) = _manifest().contributions.readers
-    assert "*" not in reader.filename_patterns and not reader.accepts_directories
+    assert "*" not in reader.filename_patterns
+    # folders: OME-Zarr stores only (get_reader declines any other folder)
+    assert reader.accepts_directories and "*.zarr" in reader.filename_patterns
     for name in (
         "locs.csv", "locs.csv.gz", "a.txt", "x_locs.hdf5", "d.h5", "m_sml.mat", "s.smlm",
         "olist.bin", "slide.svs", "field.jpg", "img.ome.tif", "stack.tiff", "f.png",
+        "cells.geojson", "plate.zarr",
     ):  # fmt: skip
         assert any(fnmatch(name, p) for p in reader.filename_patterns), name
 

@@ -36,6 +36,8 @@ COMMANDS = {
     "batch": ".batch",
     "export-bioimageio": ".export_bioimageio",
     "import-bioimageio": ".import_bioimageio",
+    "export-geojson": ".export_geojson",
+    "export-zarr": ".export_zarr",
 }
 
 PROG = "napari-nucleus-ai"

@@ -22,7 +22,25 @@ from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.files import check_readable
 
 # Order matters: the first family whose sniff() accepts a file reads it.
-FAMILIES = ("napari_nucleus_ai.localizations", "napari_nucleus_ai.images")
+__all__ = ["FAMILIES", "describe", "family_for", "read_layers"]
+
+# OME-Zarr stores are folders (the only family that takes one); GeoJSON before the tables.
+FAMILIES = (
+    "napari_nucleus_ai.io.ngff",
+    "napari_nucleus_ai.io.geojson",
+    "napari_nucleus_ai.localizations",
+    "napari_nucleus_ai.images",
+)
+
+
+def _check_readable(path) -> None:
+    """:func:`check_readable`, except that an OME-Zarr folder is readable."""
+    if os.path.isdir(path):
+        from napari_nucleus_ai.io.ngff import sniff as is_ngff
+
+        if is_ngff(path):
+            return
+    check_readable(path)
 
 
 def family_for(path: str | os.PathLike):
@@ -39,7 +57,7 @@ def family_for(path: str | os.PathLike):
 
 def describe(path: str | os.PathLike) -> dict:
     """Describe a file with whichever family reads it."""
-    check_readable(path)
+    _check_readable(path)
     mod = family_for(path)
     if mod is None:
         _unreadable(path)
@@ -48,7 +66,7 @@ def describe(path: str | os.PathLike) -> dict:
 
 def read_layers(path: str | os.PathLike, **options) -> list:
     """Layer data tuples for ``path`` from whichever family reads it."""
-    check_readable(path)
+    _check_readable(path)
     mod = family_for(path)
     if mod is None:
         _unreadable(path)

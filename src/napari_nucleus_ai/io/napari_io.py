@@ -27,10 +27,10 @@ def get_reader(path):
     if isinstance(path, list):
         if not path or not all(isinstance(p, str | os.PathLike) for p in path):
             return None
-        if any(os.path.isdir(p) or not _takes(p) for p in path):
+        if any(not _takes(p) for p in path):
             return None
         return read_paths
-    if not isinstance(path, str | os.PathLike) or os.path.isdir(path):
+    if not isinstance(path, str | os.PathLike):
         return None
     if not _takes(path):
         return None
@@ -40,6 +40,10 @@ def get_reader(path):
 def _takes(path) -> bool:
     from napari_nucleus_ai.io import family_for
 
+    if os.path.isdir(path):  # only OME-Zarr stores (io.ngff sniffs folders)
+        from napari_nucleus_ai.io.ngff import sniff
+
+        return sniff(path)
     return family_for(path) is not None or claims_broken(path)
 
 

@@ -28,9 +28,10 @@ def write_rendered_tiff(
     """Write a rendered image as an ImageJ TIFF whose pixel size is in µm.
 
     ``scale_nm``/``translate_nm`` follow napari (``(z,) y, x``). The resolution tags
-    hold pixels per µm (ImageJ unit ``micron``), a z stack records ``spacing``, and
-    the ImageJ ``Info`` property holds the nm geometry as JSON (origin included) so
-    the file can be placed back exactly.
+    hold pixels per µm (ImageJ unit ``micron``), a z stack records ``spacing``, the
+    ImageJ ``xorigin``/``yorigin`` (``zorigin``) hold the physical origin as Fiji reads it
+    (pixels: ``-translate / scale``), and the ImageJ ``Info`` property holds the nm
+    geometry as JSON (origin included) so the file can be placed back exactly.
     """
     import tifffile
 
@@ -43,6 +44,12 @@ def write_rendered_tiff(
         img = img.astype(np.float32)
     info = {"scale_nm": scale, "translate_nm": translate, **(extra or {})}
     metadata = {"unit": "micron", "Info": json.dumps(info, default=str)}
+    # ImageJ's Calibration origin (in pixels: the pixel at the physical origin), which Fiji
+    # applies to its coordinates, so renders of different regions keep their positions
+    metadata["xorigin"] = -translate[-1] / scale[-1]
+    metadata["yorigin"] = -translate[-2] / scale[-2]
+    if len(scale) == 3:
+        metadata["zorigin"] = -translate[0] / scale[0]
     axes = "YXS" if rgb else ("ZYX" if img.ndim == 3 else "YX")
     metadata["axes"] = axes
     if img.ndim == 3 and not rgb:

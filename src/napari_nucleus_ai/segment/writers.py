@@ -20,8 +20,15 @@ from napari_nucleus_ai.core.units import NM_PER
 _UNIT_CM = {u: NM_PER[u] * 1e-7 for u in ("um", "nm")}
 
 
-def write_labels_tif(path, labels: np.ndarray, scale=None, unit: str = "px") -> Path:
-    """Write ``labels`` as a uint32 (zlib-compressed) TIFF, atomically."""
+def write_labels_tif(
+    path, labels: np.ndarray, scale=None, unit: str = "px", translate=None
+) -> Path:
+    """Write ``labels`` as a uint32 (zlib-compressed) TIFF, atomically.
+
+    The pixel size goes into the resolution tags; ``scale`` and ``translate`` (napari's,
+    in ``unit``) into the shaped-TIFF metadata (JSON description), so the labels can be
+    placed back on their image exactly (ImageJ's own format has no uint32).
+    """
     import tifffile
 
     from napari_nucleus_ai.core.files import atomic_path
@@ -40,6 +47,8 @@ def write_labels_tif(path, labels: np.ndarray, scale=None, unit: str = "px") -> 
     meta = {"axes": "TYX" if arr.ndim == 3 else "YX", "unit": unit}
     if scale is not None:
         meta["scale"] = [float(s) for s in scale]
+    if translate is not None:
+        meta["translate"] = [float(t) for t in translate]
     path = Path(path)
     with atomic_path(path) as tmp:
         tifffile.imwrite(
@@ -92,7 +101,7 @@ def write_labels_layer(path: str, data, meta: dict) -> list[str]:
     if suffix not in (".tif", ".tiff"):
         path = path + ".tif"
     unit = (meta.get("metadata") or {}).get("unit", "px")
-    write_labels_tif(path, np.asarray(data), meta.get("scale"), unit)
+    write_labels_tif(path, np.asarray(data), meta.get("scale"), unit, meta.get("translate"))
     csv = cells_path_for(path)
     write_cell_table(table, csv)
     return [path, os.fspath(csv)]
