@@ -1,4 +1,4 @@
-"""Re-train the shipped lytic predictor (src/napari_nucleus_ai/lytic_default.json).
+"""Re-train the shipped lytic predictor (src/napari_nucleus_ai/infection/lytic_default.json).
 
     nice -n 10 .venv/bin/python benchmarks/train_lytic_default.py MODEL
 

@@ -77,6 +77,9 @@ def _graph() -> dict[str, set[str]]:
 def test_no_loose_modules_at_the_package_top():
     loose = sorted(p.name for p in PKG.glob("*.py"))
     assert loose == ["__init__.py", "__main__.py", "cells.py"]
+    # data files live beside the module that reads them (napari.yaml: the npe2 manifest link)
+    files = sorted(p.name for p in PKG.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc"))
+    assert files == ["napari.yaml"]
 
 
 def test_every_subpackage_is_a_package():

@@ -1,7 +1,7 @@
-"""Demo models the project trains itself on its own simulated sample data.
+"""The demo models: trained by the project on its own simulated data, shipped with the plugin.
 
-No pretrained weights can be downloaded, so the demo trains its models on first
-use (with progress) and caches them as ordinary model packages:
+The demo's models are package data (``napari_nucleus_ai/demo/models/*.zip``, a few
+hundred KB each), so the demo never trains:
 
 ``smear-wbc``
     7 white-cell classes (:data:`~napari_nucleus_ai.samples.smear.WBC_CLASSES`),
@@ -12,12 +12,17 @@ use (with progress) and caches them as ordinary model packages:
     somatic vs pluripotent STORM nuclei (the presets of the STORM sample:
     clutch size, nucleosomes per clutch, heterochromatin), 64 x 64 patches of
     10 nm renders.
+``infection-hoechst``
+    uninfected vs infected Hoechst nuclei of simulated time-lapses (the recipe is
+    :data:`napari_nucleus_ai.infection.score.DEMO_RECIPE`).
 
-The recipe is fixed (seeds, sizes, epochs), so the same package comes out on
-every machine up to floating-point differences; ``python -m
-napari_nucleus_ai.classify.demo_models`` builds both ahead of time. The cache
-lives in ``NAPARI_NUCLEUS_AI_CACHE_DIR`` or the user cache folder, under a name
-that includes :data:`RECIPE_VERSION` (bump it when a recipe changes).
+They are for demonstration only: each card says so and what it was trained on.
+The recipes are fixed (seeds, sizes, epochs); ``python scripts/train_demo_models.py
+--write`` rebuilds the shipped files and ``--check`` retrains and compares with the
+metrics recorded in the shipped cards. Without a shipped file (a trimmed install),
+:func:`demo_model_gen` falls back to training on first use into the user cache
+(``NAPARI_NUCLEUS_AI_CACHE_DIR`` or the user cache folder, under a name that includes
+:data:`RECIPE_VERSION`); the cache is otherwise left to the user's own models.
 """
 
 from __future__ import annotations
@@ -44,8 +49,29 @@ def cache_dir() -> Path:
     return base / "napari-nucleus-ai"
 
 
-def model_path(name: str) -> Path:
+#: The shipped demo packages (package data beside the demo; found by path, not imported).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "demo" / "models"
+#: Every shipped demo package: the Classifier dock's two and the Infection dock's one.
+SHIPPED_MODELS = {
+    **DEMO_MODELS,
+    "infection-hoechst": "uninfected vs infected Hoechst nuclei of simulated time-lapses",
+}
+
+
+def shipped_path(name: str) -> Path:
+    """The demo package ``name`` shipped with the plugin (it may be missing in a trimmed install)."""
+    return SHIPPED_DIR / f"{name}.zip"
+
+
+def cache_path(name: str) -> Path:
+    """Where a demo model trained on first use is cached (only without a shipped package)."""
     return cache_dir() / "models" / f"{name}-v{RECIPE_VERSION}.zip"
+
+
+def model_path(name: str) -> Path:
+    """The demo package ``name``: the shipped one, else the cached one."""
+    shipped = shipped_path(name)
+    return shipped if shipped.exists() else cache_path(name)
 
 
 def smear_trainset(n_fields: int = 12, seed: int = 0):
@@ -98,11 +124,40 @@ def storm_trainset(n_per_class: int = 16, seed: int = 0):
     return TrainingSet(samples, labels, classes, "storm", sources, 1.0, "nm")
 
 
+#: What each card says it was trained on (``training_data``) beside ``intended_use``.
+TRAINING_DATA = {
+    "smear-wbc": "cells of 12 simulated smear fields (samples.smear.simulate_smear, seeds 0-11, "
+    "700 x 700 px at 0.2 um/px, 10 white cells each), no real images",
+    "storm-chromatin": "32 simulated STORM nuclei (samples.storm.simulate_nucleus, presets "
+    "'somatic' seeds 0-15 and 'pluripotent' seeds 1000-1015, 60,000 localizations each), "
+    "no real localizations",
+    "infection-hoechst": "nuclear crops of 2 simulated Hoechst time-lapses "
+    "(samples.timelapse.simulate_timelapse, seeds 101 and 102, 36 frames of 320 x 320 px), "
+    "no real images",
+}
+INTENDED_USE = (
+    "For demonstration only: trained on the project's own simulated data to show the "
+    "workflow; not validated on real samples and not for any diagnostic or research result."
+)
+
+
+def demo_card(card: dict, name: str) -> dict:
+    """``card`` with what a shipped demo package says about itself."""
+    return dict(
+        card,
+        description=SHIPPED_MODELS[name],
+        intended_use=INTENDED_USE,
+        training_data=TRAINING_DATA[name],
+        demo_model=name,
+        demo_recipe_version=RECIPE_VERSION,
+    )
+
+
 def build_demo_model_gen(name: str, out=None):
     """Train demo model ``name`` with its fixed recipe; yields progress, returns TrainResult."""
     from napari_nucleus_ai.classify.train import train_gen
 
-    out = Path(out or model_path(name))
+    out = Path(out or cache_path(name))
     if name == "smear-wbc":
         from napari_nucleus_ai.samples.smear import class_colormap
 
@@ -146,7 +201,7 @@ def build_demo_model_gen(name: str, out=None):
 
 
 def demo_model_gen(name: str):
-    """The cached demo model ``name`` (trained first when missing); yields progress."""
+    """The shipped demo model ``name`` (else cached; trained first when missing); yields progress."""
     from napari_nucleus_ai.models.package import load_model
 
     path = model_path(name)
@@ -158,14 +213,6 @@ def demo_model_gen(name: str):
 
 def demo_model(name: str):
     return run_sync(demo_model_gen(name))
-
-
-if __name__ == "__main__":  # pragma: no cover - build the cache ahead of time
-    import sys
-
-    for n in sys.argv[1:] or list(DEMO_MODELS):
-        res = run_sync(build_demo_model_gen(n), lambda p: print(p.message, file=sys.stderr))
-        print(res.path, res.metrics.get("val_balanced_accuracy"))
 
 
 DEMO_PREFIX = "demo: "

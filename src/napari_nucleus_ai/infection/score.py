@@ -214,10 +214,10 @@ def predict_infection(
         ``tracks`` with ``rim_ratio``, ``interior_cv`` and, given a model,
         ``p_infected`` and ``uncertainty``.
     """
-    if model is not None and not hasattr(model, "predict"):
-        from napari_nucleus_ai.models.package import load_model
+    if model is not None:  # a path, or a loaded package passed through
+        from napari_nucleus_ai.models.package import as_package
 
-        model = load_model(model)
+        model = as_package(model)
     size = crop_size_px(pixel_size_um, crop_um)
     out = tracks.copy()
     frames = sorted(out["t"].unique())
@@ -304,26 +304,34 @@ def infection_table(
 
 
 DEMO_MODEL_VERSION = 1
+#: The demo infection model's fixed recipe (:func:`train_infection_model` options); the shipped
+#: package ``demo/models/infection-hoechst.zip`` is built from it by ``scripts/train_demo_models.py``.
+#: One view per nucleus at inference (``tta=1``): a 40-frame demo movie has ~2,000 nuclei.
+DEMO_RECIPE = dict(
+    seeds=(101, 102), n_frames=36, shape=(320, 320), epochs=6, max_per_class=600, tta=1
+)
 
 
 def demo_model_path():
-    """Where the demo infection model is cached (trained on first use by :func:`ensure_demo_model`)."""
+    """Where the demo infection model is: the package shipped with the plugin, else the cache."""
+    from napari_nucleus_ai.classify.demo_models import shipped_path
     from napari_nucleus_ai.samples.slide import cache_dir
 
-    return cache_dir() / f"infection-model-sim-v{DEMO_MODEL_VERSION}"
+    shipped = shipped_path("infection-hoechst")
+    return (
+        shipped if shipped.exists() else cache_dir() / f"infection-model-sim-v{DEMO_MODEL_VERSION}"
+    )
 
 
 def ensure_demo_model(epochs: int = 6) -> Generator[Progress, None, object]:
-    """The demo infection model: loaded from the cache, or trained on simulated crops first; a core generator."""
+    """The demo infection model: the shipped package, the cache, or trained on simulated crops first."""
     from napari_nucleus_ai.models.package import load_model
 
     path = demo_model_path()
-    if not (path / "weights.safetensors").exists():
-        yield Progress(0, 1, "training the demo infection model (once)")
-        opts = dict(
-            seeds=(101, 102), n_frames=36, shape=(320, 320), epochs=epochs, max_per_class=600
-        )
-        yield from train_infection_model(path, **opts)
+    if path.suffix == ".zip" or (path / "weights.safetensors").exists():
+        return load_model(path)
+    yield Progress(0, 1, "training the demo infection model (once)")
+    yield from train_infection_model(path, **dict(DEMO_RECIPE, epochs=epochs))
     return load_model(path)
 
 

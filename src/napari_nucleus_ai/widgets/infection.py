@@ -149,8 +149,10 @@ class InfectionWidget(ScrollableDock, DockBase, Container):
         msg = f"{len(order)} tracks"
         if table is not None:
             # no lytic predictor (none shipped or given): no column, none predicted
+            import pandas as pd
+
             lytic = table.get("lytic_predicted", [])
-            n_lyt = sum(bool(v) for v in lytic if v is not None and v == v)  # v == v: not NaN
+            n_lyt = sum(bool(v) for v in lytic if not pd.isna(v))  # NaN / NA: not predicted
             msg += f", {n_inf} infected, {n_lyt} predicted lytic"
         self.status.value = msg
         self.status.tooltip = f"tracking {result.tracking.seconds_per_frame:.2f} s/frame"
