@@ -52,7 +52,7 @@ def test_backbone_trains_saves_and_reloads(arch, crop_folder, tmp_path):
     cells = [blob(0, 900), blob(1, 901), blob(0, 902)]
     again = load_model(out, cache=False)
     p0 = predict_items(res.package, cells, device="cpu").probs
-    p1 = again.predict(cells, device="cpu").probs
+    p1 = predict_items(again, cells, device="cpu").probs
     np.testing.assert_allclose(p0, p1, atol=1e-5)
     np.testing.assert_allclose(p1.sum(1), 1, atol=1e-5)
 
