@@ -195,3 +195,23 @@ def test_the_cli_warns_once_when_most_cells_are_out_of_domain(morph_model, tmp_p
     table = pd.read_csv(out)
     assert {"set", "set_size", "ood", "out_of_domain"} <= set(table.columns)
     assert (table["label"] == "unidentified").mean() >= 0.8
+
+
+def test_a_card_with_an_imagenet_sized_domain_score_saves_and_loads(morph_model, tmp_path):
+    """The domain score of descriptor + ImageNet features (~1,400 numbers per cell) fits a card."""
+    import copy
+    import zipfile
+
+    from napari_nucleus_ai.models.package import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    f, y = rng.normal(size=(80, 1400)), rng.integers(0, 2, 80)
+    held = rng.normal(size=(20, 1400))
+    p = np.full((20, 2), 0.5)
+    card = copy.deepcopy(morph_model.card)
+    card["trust"]["domain"] = trust.fit_domain(f, y, held, p, components=32)
+    out = save_model(card, morph_model.package.modules, tmp_path / "big.zip")
+    size = zipfile.ZipFile(out).getinfo("card.json").file_size
+    assert size < 2 << 20
+    again = load_model(out, cache=False)
+    assert again.card["trust"]["domain"]["threshold"] == card["trust"]["domain"]["threshold"]

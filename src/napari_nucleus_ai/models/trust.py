@@ -165,11 +165,11 @@ def fit_domain(
     resid = p - means[np.searchsorted(classes, y)]
     precision = LedoitWolf().fit(resid).precision_
     dom = {
-        "mean": mu.tolist(),
-        "scale": sd.tolist(),
-        "components": comp.tolist(),
-        "class_means": means.tolist(),
-        "precision": precision.tolist(),
+        "mean": _compact(mu),
+        "scale": _compact(sd),
+        "components": _compact(comp),
+        "class_means": _compact(means),
+        "precision": _compact(precision),
     }
     raw = _raw_scores(np.asarray(held_features, float), np.asarray(held_probs, float), dom)
     dom["standardise"] = {k: _robust(v) for k, v in raw.items()}
@@ -177,6 +177,13 @@ def fit_domain(
     dom["threshold"] = float(np.quantile(combined, quantile)) if len(combined) else float("inf")
     dom["quantile"] = float(quantile)
     return dom
+
+
+def _compact(a: np.ndarray) -> list:
+    """``a`` as nested lists of floats with 6 significant digits (the card stays small)."""
+    a = np.asarray(a, np.float64)
+    flat = [float(f"{v:.6g}") for v in a.ravel()]
+    return np.asarray(flat).reshape(a.shape).tolist()
 
 
 def _robust(s: np.ndarray) -> dict:
