@@ -60,10 +60,32 @@ def validate(card: dict) -> None:
         raise InputError(None, "a classifier needs at least 2 classes")
 
 
+# Adaptive test-time augmentation (card ``uncertainty.tta_mode: "adaptive"``): the extra views
+# go to cells whose first view's normalised entropy is above ``tta_gate`` x the threshold.
+TTA_GATE = 0.5
+
+
+def adaptive_gate(card: dict) -> float | None:
+    """The entropy above which a cell gets the extra test-time views, or None (all cells).
+
+    Cards without ``uncertainty.tta_mode`` (older models) run every view on every cell.
+    """
+    unc = card["uncertainty"]
+    if unc.get("tta_mode", "all") != "adaptive":
+        return None
+    return float(unc.get("tta_gate", TTA_GATE)) * float(unc["threshold"])
+
+
 def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
-    from napari_nucleus_ai.models.engine import probability_samples
+    from napari_nucleus_ai.models.engine import probability_samples, use_cores
 
     unc = package.card["uncertainty"]
+    if package.device is None or package.device.type == "cpu":
+        use_cores()
+    gate = adaptive_gate(package.card)
+    for m in package.modules:  # morph: one descriptor per crop for all its views (adaptive)
+        if hasattr(m, "shared_views"):
+            m.shared_views = gate is not None
     return probability_samples(
         package.modules,
         x,
@@ -76,6 +98,8 @@ def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
             if options.get("mc_dropout") is not None
             else unc.get("mc_dropout", 0)
         ),
+        adaptive=gate,
+        info=options.get("tta_info"),
     )
 
 
@@ -195,6 +219,9 @@ def fit(train, val, card: dict, options: dict):
     run, t0 = _Run(total=s.epochs * len(modules)), time.perf_counter()
     for mi, module in enumerate(modules):
         yield from _fit_member(module, (mi, len(modules)), data, s, run)
+    if card["architecture"]["name"] == "morph":  # new morph cards: adaptive test-time views
+        card["uncertainty"].setdefault("tta_mode", "adaptive")
+        card["uncertainty"].setdefault("tta_gate", TTA_GATE)
     info = {"history": run.history, "seconds": time.perf_counter() - t0, "fitted": run.fitted}
     if init_info:
         info["init_weights"] = init_info

@@ -2,10 +2,14 @@
 
 :func:`probability_samples` is what the classifier kind's ``predict`` runs. On
 CUDA, batches go through pinned host memory (``non_blocking`` copies) and
-``torch.autocast`` (float16); on MPS and CPU in float32.
+``torch.autocast`` (float16); on MPS and CPU in float32. :func:`use_cores` sets the
+inference threads from the cores; ``adaptive`` test-time augmentation spends the extra
+views only on inputs whose first view is uncertain.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -72,6 +76,32 @@ def logits_batched(module, x: np.ndarray, device, batch_size: int = 64, transfor
     return torch.cat(out).numpy()
 
 
+def use_cores() -> int:
+    """Inference threads from the cores: ``torch.set_num_threads`` to the CPUs this process
+    may run on, unless the user chose a number (``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``
+    set, or torch already at 1 thread, as ``batch`` workers and ``--threads 1`` leave it).
+    Returns the number of threads in use."""
+    import torch
+
+    n = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS") or n == 1:
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or n
+    if n < cores:
+        torch.set_num_threads(cores)
+    return torch.get_num_threads()
+
+
+def normalised_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy of probabilities ``(..., C)`` over ``log C`` (in [0, 1])."""
+    p = np.clip(np.asarray(p, np.float64), 1e-12, 1.0)
+    c = p.shape[-1]
+    return -(p * np.log(p)).sum(-1) / (np.log(c) if c > 1 else 1.0)
+
+
 def probability_samples(
     modules,
     x: np.ndarray,
@@ -81,23 +111,59 @@ def probability_samples(
     batch_size: int = 64,
     tta: int = 1,
     mc_dropout: int = 0,
+    adaptive: float | None = None,
+    info: dict | None = None,
 ) -> np.ndarray:
-    """Calibrated softmax samples ``(S, N, C)``: members x TTA transforms x dropout passes."""
+    """Calibrated softmax samples ``(S, N, C)``: members x TTA transforms x dropout passes.
+
+    ``adaptive`` (a normalised entropy): adaptive test-time augmentation. Every input gets
+    the first (identity) view; only inputs whose first-view mean probabilities (over members
+    and dropout passes) have a normalised entropy above ``adaptive`` get the other ``tta - 1``
+    views. For the others the first view's samples stand in for the views not run, so the
+    shape is the same and their mean is the first view's. ``None``: every view for every
+    input (as before). ``info``, when given, receives ``n_extra`` (inputs that got the extra
+    views) and ``n``.
+    """
     import torch
 
+    views = _DIHEDRAL[: max(1, int(tta))]
+    passes = [False] + [True] * int(mc_dropout)
+
+    def run(module, xs, k, flip):
+        def transform(t, k=k, flip=flip):
+            return dihedral(t, k, flip)
+
+        out = []
+        for mc in passes:
+            set_mc_dropout(module, mc)
+            logits = logits_batched(module, xs, device, batch_size, transform)
+            if logits.size == 0:
+                logits = np.zeros((0, 1), np.float32)
+            out.append(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy())
+        set_mc_dropout(module, False)
+        return out
+
+    first = [run(module, x, *views[0]) for module in modules]
+    extra = np.arange(len(x)) if adaptive is None else np.zeros(0, int)
+    if adaptive is not None and len(views) > 1 and len(x):
+        mean0 = np.mean([p for member in first for p in member], 0)
+        extra = np.flatnonzero(normalised_entropy(mean0) > float(adaptive))
+    if info is not None:
+        info["n"] = len(x)
+        info["n_extra"] = len(extra) if len(views) > 1 else 0
     samples = []
-    for module in modules:
-        for k, flip in _DIHEDRAL[: max(1, int(tta))]:
-
-            def transform(t, k=k, flip=flip):
-                return dihedral(t, k, flip)
-
-            passes = [False] + [True] * int(mc_dropout)
-            for mc in passes:
-                set_mc_dropout(module, mc)
-                logits = logits_batched(module, x, device, batch_size, transform)
-                samples.append(torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy())
-            set_mc_dropout(module, False)
+    for module, base in zip(modules, first, strict=True):
+        samples += base
+        for k, flip in views[1:]:
+            if len(extra) == len(x):
+                samples += run(module, x, k, flip)
+                continue
+            got = run(module, x[extra], k, flip) if len(extra) else [None] * len(passes)
+            for b, g in zip(base, got, strict=True):
+                s = b.copy()
+                if g is not None:
+                    s[extra] = g
+                samples.append(s)
     return np.stack(samples)
 
 

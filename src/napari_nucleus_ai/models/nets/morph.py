@@ -34,6 +34,8 @@ the torch-free :mod:`.morph_params` (re-exported here).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,6 +45,8 @@ from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.models.nets.cnn import Hybrid
 from napari_nucleus_ai.models.nets.morph_params import DEFAULTS, resolve_params
 from napari_nucleus_ai.models.nets.morphology import N_FEATURES, describe_cells
+
+_MEMO_LOCK = threading.Lock()  # the descriptor and the backbone fill the memo from two threads
 
 __all__ = [
     "DEFAULTS",
@@ -217,6 +221,8 @@ class Morph(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
+        if mode:
+            self.clear_memo()
         if self.img is not None:
             self.img.eval()  # frozen: batch-norm statistics stay ImageNet's
         return self
@@ -227,14 +233,76 @@ class Morph(nn.Module):
         return (x * s + m).clamp(0, 1)
 
     def descriptors(self, x):
-        rgb = self.rgb(x)
+        """Morphology descriptors ``(N, F)`` of normalised crops (batched, :func:`describe_cells`)."""
+        return self._memoised("desc", self.rgb(x), self._describe)
+
+    @staticmethod
+    def _describe(rgb):
         d = describe_cells(rgb.detach().float().cpu().permute(0, 2, 3, 1).numpy())
-        return torch.from_numpy(np.asarray(d, np.float32)).to(x.device)
+        return torch.from_numpy(np.asarray(d, np.float32)).to(rgb.device)
 
     def imagenet_features(self, x):
+        return self._memoised("img", self.rgb(x), self._imagenet)
+
+    def _imagenet(self, rgb):
         from napari_nucleus_ai.models.nets.imagenet import features
 
-        return features(self.img, self.rgb(x), float(self.params["imagenet_view"]))
+        return features(self.img, rgb, float(self.params["imagenet_view"]))
+
+    # Features of crops already seen in this inference session (the first test-time view,
+    # then ``embed`` for the domain score on the same crops) come from a small memo keyed by
+    # a digest of the crop's pixels: both are fixed functions of the crop. Only in eval mode
+    # without gradients; cleared whenever weights or statistics change.
+    MEMO_SIZE = 4096
+
+    def clear_memo(self) -> None:
+        self.__dict__["_memo"] = {}
+
+    # ``shared_views`` (set by the classifier kind for cards with adaptive test-time views):
+    # the descriptor is measured once per crop and serves its 8 flips and rotations too. It
+    # is rotation and flip invariant by construction (up to pixel ties in its segmentation),
+    # so the test-time views then vary the ImageNet features, not the measurements.
+    shared_views = False
+
+    def _key(self, kind: str, r: np.ndarray) -> str:
+        import hashlib
+
+        if kind == "desc" and self.shared_views and r.shape[-1] == r.shape[-2]:
+            # one key for the 8 views of a crop: the pixelwise max and min over its views
+            # (exact, whatever the order), so a crop and its flips / rotations meet
+            views = [np.rot90(r, k, (1, 2)) for k in range(4)]
+            views += [v[..., ::-1] for v in views]
+            hi, lo = np.maximum.reduce(views), np.minimum.reduce(views)
+            return (
+                kind
+                + "d"
+                + hashlib.blake2b(hi.tobytes() + lo.tobytes(), digest_size=16).hexdigest()
+            )
+        return kind + hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest()
+
+    def _memoised(self, kind: str, rgb, compute):
+        memo = self.__dict__.setdefault("_memo", {})
+        if self.training or torch.is_grad_enabled() or rgb.requires_grad or not len(rgb):
+            return compute(rgb)
+        host = rgb.detach().float().cpu().contiguous().numpy()
+        keys = [self._key(kind, r) for r in host]
+        with _MEMO_LOCK:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}  # first row per key
+            todo = sorted(i for k, i in first.items() if k not in memo)
+            have = {k: memo[k] for k in keys if k in memo}
+        if todo:
+            new = compute(rgb[todo] if len(todo) < len(keys) else rgb)
+            for i, row in zip(todo, new, strict=True):
+                have[keys[i]] = row
+            with _MEMO_LOCK:
+                memo.update((keys[i], have[keys[i]]) for i in todo)
+                while len(memo) > self.MEMO_SIZE:
+                    memo.pop(next(iter(memo)))
+        return torch.stack([have[k] for k in keys]).to(rgb.device)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.clear_memo()
+        return super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def embed(self, x):
@@ -266,6 +334,7 @@ class Morph(nn.Module):
     @torch.no_grad()
     def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
         """Fit input/descriptor statistics and the logistic heads on training crops ``x``."""
+        self.clear_memo()
         self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
         self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
         x = torch.as_tensor(x)
@@ -284,6 +353,7 @@ class Morph(nn.Module):
         uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
         fold when ``C`` is chosen.
         """
+        self.clear_memo()
         x = torch.as_tensor(x).to(self.in_mean.device)
         y = np.asarray(y, np.int64)
         f = self.descriptors(x).cpu().numpy()
@@ -311,6 +381,7 @@ class Morph(nn.Module):
         from napari_nucleus_ai.models.nets.imagenet import load_imagenet_weights
 
         info = load_imagenet_weights(self.img, self.params["imagenet"]) if load_weights else {}
+        self.clear_memo()
         views = int(min(8, max(1, 4000 // max(len(y), 1))))
         feats = []
         for k in range(views):
@@ -334,10 +405,27 @@ class Morph(nn.Module):
     def forward(self, x):
         if self.cnn_only and self.cnn is not None:
             return self._cnn(x)
-        d = (self.descriptors(x) - self.desc_mean) / self.desc_std
-        z = self.desc_head(d)
+        img = None
+        if self.img is not None and not torch.is_grad_enabled() and not self.training:
+            # the backbone (torch threads, no GIL) runs while numpy measures the descriptor
+            from concurrent.futures import ThreadPoolExecutor
+
+            inference = torch.is_inference_mode_enabled()
+
+            def backbone():
+                with torch.inference_mode(inference), torch.no_grad():
+                    return self.imagenet_features(x)
+
+            with ThreadPoolExecutor(1) as pool:
+                job = pool.submit(backbone)
+                d = self.descriptors(x)
+                img = job.result()
+        else:
+            d = self.descriptors(x)
+        z = self.desc_head((d - self.desc_mean) / self.desc_std)
         if self.img is not None:
-            z = z + self.img_head((self.imagenet_features(x) - self.img_mean) / self.img_std)
+            img = self.imagenet_features(x) if img is None else img
+            z = z + self.img_head((img - self.img_mean) / self.img_std)
         return z if self.cnn is None else z + self._cnn(x)
 
 
