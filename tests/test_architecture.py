@@ -156,10 +156,15 @@ def test_layers_match_the_import_linter_contract():
     assert [{n.strip() for n in layer.split("|")} for layer in layers] == LAYERS
 
 
-@pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter not installed")
+LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which(
+    "lint-imports"
+)
+
+
+@pytest.mark.skipif(LINT_IMPORTS is None, reason="import-linter not installed")
 def test_lint_imports_passes():
     out = subprocess.run(
-        ["lint-imports", "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [LINT_IMPORTS, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout[-2000:]
 
