@@ -102,16 +102,9 @@ class StormNuclei:
 
 
 def _frame(df) -> pd.DataFrame:
-    if hasattr(df, "data") and isinstance(getattr(df, "data", None), pd.DataFrame):
-        df = df.data  # a LocalizationTable
-    if not isinstance(df, pd.DataFrame):
-        try:
-            df = pd.DataFrame(df)
-        except (ValueError, TypeError):
-            raise InputError(None, "localizations must be a table with x_nm and y_nm") from None
-    missing = [c for c in ("x_nm", "y_nm") if c not in df.columns]
-    if missing:
-        raise InputError(None, f"localizations have no {', '.join(missing)} column")
+    from napari_nucleus_ai.localizations.analysis._common import frame_of
+
+    df = frame_of(df)  # a table with x_nm and y_nm, one-line errors otherwise
     if len(df) == 0:
         raise InputError(None, "no localizations to segment")
     xy = df[["x_nm", "y_nm"]].to_numpy(dtype=float)
