@@ -15,6 +15,21 @@ Run (the big files go to a temporary folder, never into the repository)::
 Every timing is wall-clock, in-process (interpreter start-up excluded for both sides),
 repeated ``--repeat`` times alternating ours / by hand; the median and the minimum are
 printed. The minimum is the least disturbed by other processes on a shared machine.
+
+``--whole-process`` also times both sides as whole processes (interpreter start-up and
+imports included, as a user meets them): ``napari-nucleus-ai info`` against a Python
+process that reads the CSV with pandas and prints its row count and bounds, and
+``napari-nucleus-ai render`` against :func:`by_hand_render` in its own process;
+alternating runs, median.
+
+``--peers PYTHON`` (an interpreter with ``picassosr`` installed, never a test dependency)
+renders the same 2 M localizations with a Gaussian per localization of its own precision
+in Picasso (``picasso.render.render(..., blur_method="gaussian")``) and in ours
+(``render_localizations(..., method="precision")``), one process each, alternating::
+
+    python3 -m venv /work/peers && /work/peers/bin/pip install picassosr
+    nice -n 10 .venv/bin/python benchmarks/bench_localizations.py --whole-process \
+        --peers /work/peers/bin/python --workdir /tmp/bench_locs
 """
 
 from __future__ import annotations
@@ -110,6 +125,133 @@ def ours_render(path, out):
             sys.stdout = old
 
 
+HAND_INFO = """
+import sys
+import pandas as pd
+df = pd.read_csv(sys.argv[1])
+x, y = df["x [nm]"], df["y [nm]"]
+print(len(df), x.min(), x.max(), y.min(), y.max())
+"""
+
+HAND_RENDER = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from bench_localizations import by_hand_render
+by_hand_render(sys.argv[1], sys.argv[2])
+"""
+
+# a Gaussian per localization of its own precision; x/y/lpx/lpy in pixels of `px` nm
+PICASSO_RENDER = """
+import sys, time
+import numpy as np
+t = time.perf_counter()
+from picasso import render
+z = np.load(sys.argv[1])
+px = float(sys.argv[2])
+n = len(z["x"])
+locs = np.rec.fromarrays(
+    [np.zeros(n, np.uint32), z["x"] / px, z["y"] / px, z["p"] / px, z["p"] / px,
+     np.ones(n, np.float32)],
+    names="frame,x,y,lpx,lpy,photons",
+)
+h, w = int(z["y"].max() / px) + 1, int(z["x"].max() / px) + 1
+info = [{"Height": h, "Width": w}]
+n_drawn, img = render.render(locs, info, oversampling=1, blur_method="gaussian")
+print(img.shape, float(img.sum()), time.perf_counter() - t)
+"""
+
+OURS_PRECISION = """
+import sys, time
+import numpy as np
+t = time.perf_counter()
+from napari_nucleus_ai.localizations.render import render_localizations
+z = np.load(sys.argv[1])
+px = float(sys.argv[2])
+r = render_localizations(
+    {"x_nm": z["x"], "y_nm": z["y"], "precision_nm": z["p"]}, px, "precision",
+    bounds_nm={"x": [0.0, float(z["x"].max())], "y": [0.0, float(z["y"].max())]},
+)
+print(r.image.shape, float(r.image.sum()), time.perf_counter() - t)
+"""
+
+
+def process_time(cmd) -> float:
+    """Wall seconds of one whole process (output discarded; a failure raises)."""
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def compare_processes(name, ours_cmd, hand_cmd, repeat) -> dict:
+    """Alternating whole-process runs of two commands; medians and their ratio."""
+    process_time(ours_cmd), process_time(hand_cmd)  # warm the file cache and .pyc
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(process_time(ours_cmd))
+        b.append(process_time(hand_cmd))
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(
+        f"{name:<44} ours {ma:.2f} s, other {mb:.2f} s (median of {repeat}); "
+        f"ratio {ma / mb:.2f} (min {min(a) / min(b):.2f})",
+        flush=True,
+    )
+    return {
+        "what": name,
+        "ours_median_s": ma,
+        "other_median_s": mb,
+        "ratio_median": ma / mb,
+        "ratio_min": min(a) / min(b),
+        "load": os.getloadavg()[0],
+    }
+
+
+def whole_process_rows(csv: Path, work: Path, repeat: int, peers: str | None) -> list:
+    """``info`` / ``render`` as whole processes against by-hand processes, and the precision
+    render against Picasso's when a peer interpreter is given."""
+    py = sys.executable
+    exe = str(Path(py).with_name("napari-nucleus-ai"))
+    here = str(Path(__file__).parent)
+    rows = [
+        compare_processes(
+            "info (whole process) vs pandas by hand",
+            [exe, "info", str(csv)],
+            [py, "-c", HAND_INFO, str(csv)],
+            repeat,
+        ),
+        compare_processes(
+            "render (whole process) vs by hand",
+            [exe, "render", str(csv), "--out", str(work / "ours_wp.tif")],
+            [py, "-c", HAND_RENDER, str(csv), str(work / "hand_wp.tif"), here],
+            repeat,
+        ),
+    ]
+    if peers:
+        df = pd.read_csv(csv, usecols=["x [nm]", "y [nm]", "uncertainty_xy [nm]"])
+        npz = work / "precision_2M.npz"
+        x, y = df["x [nm]"].to_numpy(), df["y [nm]"].to_numpy()
+        np.savez(
+            npz,
+            x=x - x.min(),
+            y=y - y.min(),
+            p=df["uncertainty_xy [nm]"].to_numpy(np.float32),
+        )
+        for cmd in (
+            [py, "-c", OURS_PRECISION, str(npz), "10"],
+            [peers, "-c", PICASSO_RENDER, str(npz), "10"],
+        ):
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+            print(f"  {Path(cmd[0]).parent.parent.name}: shape, sum, in-process s: {out}")
+        rows.append(
+            compare_processes(
+                "precision render (whole process) vs Picasso",
+                [py, "-c", OURS_PRECISION, str(npz), "10"],
+                [peers, "-c", PICASSO_RENDER, str(npz), "10"],
+                repeat,
+            )
+        )
+    return rows
+
+
 def timed(fn, *args):
     """(wall, cpu) seconds; cpu = this process's CPU time (all threads), which other
     processes on a shared machine disturb far less than wall time."""
@@ -145,6 +287,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workdir", default=None, help="where the big files go (default: a temp dir)")
     ap.add_argument("--n10m", type=int, default=10_000_000)
+    ap.add_argument("--whole-process", action="store_true", help="also time whole processes")
+    ap.add_argument("--only-whole-process", action="store_true", help="only the whole processes")
+    ap.add_argument("--peers", default=None, help="a Python with picassosr, for the Picasso render")
     args = ap.parse_args(argv)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_locs_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -157,6 +302,11 @@ def main(argv=None) -> int:
         )
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()}")
     rows = []
+    if args.whole_process or args.only_whole_process:
+        rows += whole_process_rows(csv, work, args.repeat, args.peers)
+        if args.only_whole_process:
+            print(json.dumps(rows))
+            return 0
     info = ours_info(csv)
     assert info["count"] == len(by_hand_read(csv))
     rows.append(

@@ -138,9 +138,9 @@ def normalise(
         if pd.api.types.is_float_dtype(ch) and np.all(np.mod(ch.dropna(), 1) == 0):
             ch = ch.astype("Int64")
         ch = ch.astype(object)
-        out["channel"] = ch.where(ch.notna(), "nan").astype(str).to_numpy(dtype=object)
-    else:
-        out["channel"] = np.full(n, "0", dtype=object)
+        out["channel"] = ch.where(ch.notna(), "nan").astype("str")
+    else:  # a string column built from one scalar: no per-row Python objects
+        out["channel"] = pd.Series("0", index=raw.index, dtype="str")
     used = set(mapping.values())
     df = pd.DataFrame(out, index=raw.index)
     extras = [c for c in raw.columns if c not in used and c not in df.columns]
