@@ -140,23 +140,24 @@ from bench_localizations import by_hand_render
 by_hand_render(sys.argv[1], sys.argv[2])
 """
 
-# a Gaussian per localization of its own precision; x/y/lpx/lpy in pixels of `px` nm
+# a Gaussian per localization of its own precision (Picasso >= 0.9: a DataFrame in camera
+# pixels of 100 nm, metadata with the pixel size, output pixels of `px` nm)
 PICASSO_RENDER = """
 import sys, time
 import numpy as np
+import pandas as pd
 t = time.perf_counter()
 from picasso import render
 z = np.load(sys.argv[1])
-px = float(sys.argv[2])
+px, cam = float(sys.argv[2]), 100.0
 n = len(z["x"])
-locs = np.rec.fromarrays(
-    [np.zeros(n, np.uint32), z["x"] / px, z["y"] / px, z["p"] / px, z["p"] / px,
-     np.ones(n, np.float32)],
-    names="frame,x,y,lpx,lpy,photons",
-)
-h, w = int(z["y"].max() / px) + 1, int(z["x"].max() / px) + 1
-info = [{"Height": h, "Width": w}]
-n_drawn, img = render.render(locs, info, oversampling=1, blur_method="gaussian")
+locs = pd.DataFrame({
+    "frame": np.zeros(n, np.uint32), "x": z["x"] / cam, "y": z["y"] / cam,
+    "lpx": z["p"] / cam, "lpy": z["p"] / cam, "photons": np.ones(n, np.float32),
+})
+h, w = int(z["y"].max() / cam) + 1, int(z["x"].max() / cam) + 1
+info = [{"Height": h, "Width": w, "Pixelsize": cam}]
+n_drawn, img = render.render(locs, info, disp_px_size=px, blur_method="gaussian")
 print(img.shape, float(img.sum()), time.perf_counter() - t)
 """
 
