@@ -24,7 +24,7 @@ def test_reader_lists_extensions_not_everything():
     for name in (
         "locs.csv", "locs.csv.gz", "a.txt", "x_locs.hdf5", "d.h5", "m_sml.mat", "s.smlm",
         "olist.bin", "slide.svs", "field.jpg", "img.ome.tif", "stack.tiff", "f.png",
-        "cells.geojson", "plate.zarr",
+        "cells.geojson", "plate.zarr", "scan.czi", "run.nd2", "experiment.lif",
     ):  # fmt: skip
         assert any(fnmatch(name, p) for p in reader.filename_patterns), name
 

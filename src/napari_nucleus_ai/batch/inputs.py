@@ -95,7 +95,7 @@ def finished_row(path: Path, stem: str, out_dir, settings: Settings) -> dict | N
         return None
     if row.get("size") != stamp["size"] or row.get("mtime_ns") != stamp["mtime_ns"]:
         return None  # the input changed since
-    if not all(p.is_file() for p in output_paths(out_dir, stem).values()):
+    if not all(p.exists() for p in output_paths(out_dir, stem, settings.output).values()):
         return None
     return row
 

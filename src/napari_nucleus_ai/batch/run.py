@@ -127,6 +127,10 @@ class BatchOptions:
         segmentation core's own threshold, 12 Mpx).
     resume : bool
         Skip inputs finished by an earlier run with the same settings.
+    output : {"tiff", "zarr"}
+        Labels as ``<stem>_labels.tif``, or the input image + labels + cell table as one
+        OME-Zarr store ``<stem>.zarr`` (what ``export-zarr`` writes). The cell table is
+        written as ``<stem>_cells.csv`` either way.
     pixel_size_um, pixel_size_nm, tile, params, device, batch_size, tta, threshold
         Those of the ``segment`` and ``classify`` commands.
     """
@@ -146,6 +150,7 @@ class BatchOptions:
     threshold: float | None = None
     tile_above: int | None = None
     resume: bool = True
+    output: str = "tiff"
 
     def settings(self) -> Settings:
         """What every input gets done to (checked: the method and that the model exists)."""
@@ -155,10 +160,13 @@ class BatchOptions:
             )
         if self.model and not Path(self.model).exists():
             raise InputError(self.model, "no such model package")
+        if self.output not in ("tiff", "zarr"):
+            raise InputError(None, f"--format must be tiff or zarr, not {self.output!r}")
         model = os.fspath(Path(self.model).absolute()) if self.model else None
         return Settings(
             self.method, model, self.pixel_size_um, self.pixel_size_nm, self.tile,
             dict(self.params or {}), self.device, self.batch_size, self.tta, self.threshold,
+            self.output,
         )  # fmt: skip
 
 
@@ -170,7 +178,7 @@ def run_batch_gen(inputs, out, **options) -> Generator[Progress, None, BatchResu
     inputs : list of paths
         Files, or folders searched recursively for any format the readers know.
     out : path
-        Output folder: ``<stem>_labels.tif``, ``<stem>_cells.csv`` per input,
+        Output folder: ``<stem>_labels.tif`` (or ``<stem>.zarr``), ``<stem>_cells.csv`` per input,
         ``summary.csv`` and ``report.html``; run state in ``out/.batch``.
     **options
         The fields of :class:`BatchOptions`; an unknown one raises ``TypeError`` when

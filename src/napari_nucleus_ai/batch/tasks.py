@@ -41,6 +41,7 @@ class Settings:
     batch_size: int = 64
     tta: int | None = None
     threshold: float | None = None
+    output: str = "tiff"  # tiff: <stem>_labels.tif | zarr: <stem>.zarr (image + labels + table)
 
     def key(self) -> str:
         import hashlib
@@ -48,6 +49,8 @@ class Settings:
         d = asdict(self)
         d.pop("device")  # the device does not change results we promise to reproduce
         d.pop("batch_size")
+        if d["output"] == "tiff":
+            d.pop("output")  # keys of runs from before the option stay valid
         if self.model:
             try:
                 st = os.stat(self.model)
@@ -66,9 +69,24 @@ def state_path(out_dir, stem: str) -> Path:
     return Path(out_dir) / STATE / f"{stem}.json"
 
 
-def output_paths(out_dir, stem: str) -> dict[str, Path]:
+def output_paths(out_dir, stem: str, output: str = "tiff") -> dict[str, Path]:
+    """The files an input leaves in ``out_dir``: its labels (TIFF or OME-Zarr) and cell table."""
     out = Path(out_dir)
-    return {"labels": out / f"{stem}_labels.tif", "cells": out / f"{stem}_cells.csv"}
+    labels = out / (f"{stem}.zarr" if output == "zarr" else f"{stem}_labels.tif")
+    return {"labels": labels, "cells": out / f"{stem}_cells.csv"}
+
+
+def _stage_zarr(work: Path, stem: str, path: str, seg, table, staged: dict) -> None:
+    """``--format zarr``: the input image + labels + cell table as ``<stem>.zarr`` (replaces the TIFF)."""
+    from napari_nucleus_ai.io.ngff import write_cells_zarr
+
+    store = work / f"{stem}.zarr"
+    write_cells_zarr(
+        store, path, seg.labels, table, scale=tuple(seg.scale[-2:]), unit=seg.unit,
+        origin=tuple(seg.translate[-2:]),
+    )  # fmt: skip
+    staged["labels"].unlink(missing_ok=True)
+    staged["labels"] = store
 
 
 def resolve_method(path, method: str) -> str:
@@ -152,13 +170,15 @@ def classify_result(settings: Settings, path: str, seg) -> tuple:
     return res.table, res.counts()
 
 
-def _finish(out_dir, stem, staged: dict[str, Path], row: dict) -> dict:
+def _finish(out_dir, stem, staged: dict[str, Path], row: dict, output: str = "tiff") -> dict:
     """Move staged outputs into place, then write the status record (last)."""
     from napari_nucleus_ai.core.files import atomic_write
 
-    finals = output_paths(out_dir, stem)
+    finals = output_paths(out_dir, stem, output)
     for name, src in staged.items():
         dst = finals.get(name, Path(out_dir) / f"{stem}_{name}{src.suffix}")
+        if src.is_dir() and dst.is_dir():  # an earlier run's store (replaced, as files are)
+            shutil.rmtree(dst)
         os.replace(src, dst)
         row[f"{name}_file"] = dst.name
     with atomic_write(state_path(out_dir, stem), "w") as fh:
@@ -206,11 +226,13 @@ def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dic
             table, counts = classify_result(settings, path, seg)
             write_cell_table(table, cells)
             row.update({f"n_{k}": int(v) for k, v in counts.items()})
+        if settings.output == "zarr":
+            _stage_zarr(work, stem, path, seg, table, staged)
         row["n_cells"] = int(len(table))
         row["status"] = "ok"
         row["seconds"] = round(time.perf_counter() - t0, 3)
         row["settings"] = settings.key()
-        return _finish(out_dir, stem, staged, row)
+        return _finish(out_dir, stem, staged, row, settings.output)
     except Exception as e:  # noqa: BLE001 - every failure becomes a 'failed' row
         row["error"] = one_line(e, path)
         row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -343,12 +365,15 @@ def finish_tiled(
             table, counts = classify_result(settings, plan.path, seg)
             row.update({f"n_{k}": int(v) for k, v in counts.items()})
         write_cell_table(table, cells)
+        staged = {"labels": lab, "cells": cells}
+        if settings.output == "zarr":
+            _stage_zarr(work, plan.stem, plan.path, seg, table, staged)
         row["height"], row["width"] = plan.shape
         row["n_cells"] = int(len(table))
         row["status"] = "ok"
         row["seconds"] = round(time.perf_counter() - t0, 3)
         row["settings"] = settings.key()
-        return _finish(out_dir, plan.stem, {"labels": lab, "cells": cells}, row)
+        return _finish(out_dir, plan.stem, staged, row, settings.output)
     except Exception as e:  # noqa: BLE001
         row["error"] = one_line(e, plan.path)
         return row

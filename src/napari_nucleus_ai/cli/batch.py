@@ -10,7 +10,9 @@ from napari_nucleus_ai.cli._localization_options import add_localization_options
 HELP = "segment (and classify) files and folders on Dask distributed; resumable, with summary.csv and report.html"
 
 EPILOG = """Outputs per input: DIR/<stem>_labels.tif and DIR/<stem>_cells.csv (as `segment`
-and `classify` write them); at the end DIR/summary.csv and DIR/report.html.
+and `classify` write them); with --format zarr, DIR/<stem>.zarr (the input image + its
+labels + the cell table, as `export-zarr` writes it) instead of the labels TIFF.
+At the end DIR/summary.csv and DIR/report.html.
 Running the same command again skips inputs already finished.
 Exit status: 0 all ok, 2 some inputs failed (see summary.csv), 1 the run could not start."""
 
@@ -24,6 +26,13 @@ def add_arguments(p) -> None:
         "inputs", nargs="+", metavar="INPUT", help="files, or folders (searched recursively)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument(
+        "--format",
+        dest="output",
+        default="tiff",
+        choices=["tiff", "zarr"],
+        help="labels as <stem>_labels.tif (default) or image + labels + table as <stem>.zarr",
+    )
     p.add_argument(
         "--segment",
         default="auto",
@@ -100,6 +109,7 @@ def run(args) -> int:
         threshold=args.threshold,
         tile_above=args.tile_above,
         resume=args.resume,
+        output=args.output,
     )
     from napari_nucleus_ai.core.progress import run_sync
 

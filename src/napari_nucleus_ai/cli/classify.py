@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari_nucleus_ai.cli._inference_options import add_inference_options
 
-HELP = "classify every labelled cell of an image (or STORM localizations): cells.csv, class and uncertainty TIFFs"
+HELP = "classify every labelled cell of an image (or STORM localizations): cells.csv, class and uncertainty TIFFs, or one .zarr"
 
 
 def add_arguments(p) -> None:
@@ -19,8 +19,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--out",
         required=True,
-        metavar="DIR",
-        help="output folder: cells.csv, classes.tif, uncertainty.tif, classes.json",
+        metavar="DIR|ZARR",
+        help="output folder: cells.csv, classes.tif, uncertainty.tif, classes.json; or a name "
+        "ending in .zarr: one OME-Zarr store (IMAGE + labels/cells + the classified cell table)",
     )
     p.add_argument(
         "--pixel-size",
@@ -78,7 +79,13 @@ def run(args) -> int:
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.crops import is_image_file, read_crop
 
-    check_out_dir(args.out)  # before any work
+    to_zarr = args.out.rstrip("/").lower().endswith(".zarr")
+    if to_zarr:  # before any work
+        from napari_nucleus_ai.io.ngff import check_zarr_out
+
+        check_zarr_out(args.out)
+    else:
+        check_out_dir(args.out)
     package = as_package(args.model)
     labels = read_crop(args.labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
@@ -134,6 +141,16 @@ def run(args) -> int:
     from napari_nucleus_ai.cli.predict import warn_out_of_domain
 
     warn_out_of_domain(res.table, args.image)
+    if to_zarr:
+        from napari_nucleus_ai.io.ngff import write_cells_zarr
+
+        write_cells_zarr(
+            args.out, args.image if image is not None else None, labels, res.table,
+            scale=scale, unit=unit, origin=origin,
+            class_colours=dict(zip(res.classes, res.colours, strict=True)),
+        )  # fmt: skip
+        _print_counts(args.out, res)
+        return 0
     os.makedirs(args.out, exist_ok=True)
     from napari_nucleus_ai.cells import write_cell_table
 
@@ -152,8 +169,12 @@ def run(args) -> int:
         tifffile.imwrite(tmp, res.uncertainty_image, compression="zlib")
     with atomic_write(os.path.join(args.out, "classes.json"), "w") as fh:
         json.dump(legend, fh, indent=2)
+    _print_counts(args.out, res)
+    return 0
+
+
+def _print_counts(out, res) -> None:
     print(
-        f"{args.out}: {len(res.table)} cells; "
+        f"{out}: {len(res.table)} cells; "
         + ", ".join(f"{k} {v}" for k, v in res.counts().items() if v)
     )
-    return 0

@@ -14,7 +14,8 @@ Public interface (Qt-free; numpy at import, the rest inside functions):
 
 Modules: :mod:`.fields` (JPEG/PNG/BMP/JPEG 2000), :mod:`.tiff` (every TIFF, lazy levels and
 integrity checks), :mod:`.slides` (SVS/NDPI/SCN/BIF metadata, openslide extra),
-:mod:`.stacks` (OME/ImageJ channels and physical sizes).
+:mod:`.stacks` (OME/ImageJ channels and physical sizes), :mod:`.vendor` (CZI/ND2/LIF through
+bioio, the ``[formats]`` extra).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ __all__ = ["ImageData", "as_rgb", "describe", "read_image", "read_layers", "read
 
 
 def sniff(path: str | os.PathLike) -> bool:
-    """True when ``path``'s content is a TIFF, JPEG, PNG, BMP, JPEG 2000, DICOM or MIRAX file."""
+    """True when ``path``'s content is a TIFF, JPEG, PNG, BMP, JPEG 2000, DICOM, MIRAX, CZI, ND2
+    or LIF file (the last three need the ``[formats]`` extra to be read)."""
     return kind_of(path) is not None
 
 
@@ -45,8 +47,8 @@ def read_image(
     path : path-like
         The file.
     lazy : bool, optional
-        TIFFs only: force dask levels (True) or read into memory (False). Default: lazy
-        when level 0 is larger than 64 MiB.
+        TIFFs and CZI/ND2/LIF: force dask levels (True) or read into memory (False).
+        Default: lazy when level 0 is larger than 64 MiB.
     header_only : bool
         TIFFs only: levels are tifffile series with ``shape``/``dtype`` but no pixel
         access (what ``info`` needs, without importing dask or zarr). Other formats are
@@ -58,12 +60,17 @@ def read_image(
     kind = kind_of(path)
     if kind is None:
         raise InputError(
-            path, "not an image format napari-nucleus-ai can read (TIFF, JPEG, PNG, BMP, JPEG 2000)"
+            path,
+            "not an image format napari-nucleus-ai can read (TIFF, JPEG, PNG, BMP, JPEG 2000, CZI, ND2, LIF)",
         )
     if kind == "tiff":
         from napari_nucleus_ai.images.tiff import read_tiff
 
         return read_tiff(path, lazy=lazy, header_only=header_only)
+    if kind in ("czi", "nd2", "lif"):
+        from napari_nucleus_ai.images.vendor import read_vendor
+
+        return read_vendor(path, kind, lazy=True if header_only else lazy)
     if kind in ("dicom", "mirax"):
         from napari_nucleus_ai.images.slides import read_openslide
 
@@ -178,13 +185,14 @@ def image_layers(image: ImageData, name: str | None = None) -> list:
             name=[f"{name} {ch}" if ch.startswith("channel ") else ch for ch in image.channels],
             colormap=[_colormap(ch, col) for ch, col in zip(image.channels, colors, strict=True)],
             scale=image.scale(drop_channel=True),
+            translate=image.translate(drop_channel=True),
             axis_labels=tuple(a for a in axes if a != "C"),
             blending="additive",
         )
         if limits is not None:
             kwargs.pop("contrast_limits")
     else:
-        kwargs.update(scale=image.scale(), axis_labels=tuple(axes))
+        kwargs.update(scale=image.scale(), translate=image.translate(), axis_labels=tuple(axes))
     kwargs.update(napari_units(len(kwargs["scale"]), image))
     return [(data, kwargs, "image")]
 

@@ -40,7 +40,8 @@ class ImageData:
         ``"ome-tiff"``, ``"imagej-tiff"``, ``"openslide:<vendor>"``...
     metadata : dict
         What users look for: ``magnification``, ``mpp``, ``acquisition_date``, ``z_step_um``,
-        ``time_step_s``, ``channel_colors``, ``associated`` (thumbnail/label/macro names), ...
+        ``time_step_s``, ``channel_colors``, ``associated`` (thumbnail/label/macro names),
+        ``origin_um`` (physical position of pixel (0, 0)'s centre, ``[(z,) y, x]``), ...
     path : str
         The file.
     """
@@ -81,6 +82,22 @@ class ImageData:
             out.append({"Y": py, "X": px, "Z": z or 1.0}.get(a, 1.0))
         return tuple(float(s) for s in out)
 
+    def translate(self, drop_channel: bool = False) -> tuple[float, ...]:
+        """napari ``translate`` for the axes of :meth:`scale`: the saved origin, else zeros.
+
+        The origin (``metadata["origin_um"]``, ``(z,) y, x``) is in micrometres when the pixel
+        size is known and in pixels otherwise, like :meth:`scale`.
+        """
+        origin = list(self.metadata.get("origin_um") or [])
+        spatial = [a for a in self.axes if a in "ZYX"][-len(origin) :] if origin else []
+        where = dict(zip(spatial, origin, strict=True))
+        out = []
+        for a in self.axes:
+            if a == "S" or (drop_channel and a == "C"):
+                continue
+            out.append(float(where.get(a, 0.0)))
+        return tuple(out)
+
     def describe(self) -> dict:
         """The ``napari-nucleus-ai info FILE --json`` dictionary for this image."""
         info = {
@@ -102,7 +119,10 @@ class ImageData:
             "acquisition_date",
             "z_step_um",
             "time_step_s",
+            "origin_um",
             "associated",
+            "reader",
+            "scenes",
         ):
             if self.metadata.get(key) not in (None, [], ""):
                 info[key] = self.metadata[key]
@@ -126,8 +146,22 @@ _MAGIC = (
 OPENSLIDE_SUFFIXES = {".mrxs": "MIRAX", ".vms": "Hamamatsu VMS", ".vmu": "Hamamatsu VMU"}
 
 
+def _vendor_kind(head: bytes, suffix: str) -> str | None:
+    """czi, nd2 or lif from the first bytes (read through bioio, the ``[formats]`` extra)."""
+    if head.startswith(b"ZISRAWFILE"):  # Zeiss CZI: the file header segment's id
+        return "czi"
+    if head.startswith(b"\xda\xce\xbe\x0a"):  # Nikon ND2 (v3 and later) chunk magic
+        return "nd2"
+    if suffix == ".nd2" and head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n"):
+        return "nd2"  # legacy ND2: a JPEG 2000 container
+    if head[:4] == b"\x70\x00\x00\x00" and len(head) > 8 and head[8] == 0x2A:
+        return "lif"  # Leica LIF: 0x70 test value, block size, 0x2A, then the XML header
+    return None
+
+
 def kind_of(path: str | os.PathLike) -> str | None:
-    """Content-based kind of ``path``: tiff, jpeg, png, bmp, jp2, dicom, mirax, or None.
+    """Content-based kind of ``path``: tiff, jpeg, png, bmp, jp2, dicom, mirax, czi, nd2,
+    lif, or None.
 
     Looks at magic bytes, not at the extension -- except for the openslide-only slide
     formats (``.mrxs``, ``.vms``, ``.vmu``) whose index files say nothing by content; never raises.
@@ -142,6 +176,9 @@ def kind_of(path: str | os.PathLike) -> str | None:
         # a MIRAX index file is a JPEG preview of the slide whose tiles live in a folder beside
         # it (and a VMS file is INI text): only openslide reads the whole slide
         return "mirax"
+    vendor = _vendor_kind(head, suffix)
+    if vendor is not None:
+        return vendor
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind

@@ -231,8 +231,60 @@ def _metadata(tf, series, axes, rgb):
     from napari_nucleus_ai.images import slides, stacks
 
     if tf.is_ome or tf.is_imagej:
-        return stacks.tiff_metadata(tf, series, axes, rgb)
-    return slides.tiff_metadata(tf, series)
+        fmt, px, channels, meta = stacks.tiff_metadata(tf, series, axes, rgb)
+    else:
+        fmt, px, channels, meta = slides.tiff_metadata(tf, series)
+    origin = saved_origin(tf, px)
+    if origin is not None:
+        meta["origin_um"] = origin
+    return fmt, px, channels, meta
+
+
+def saved_origin(tf, px) -> list[float] | None:
+    """The physical origin our writers save, ``[(z,) y, x]`` in um (in pixels when ``px`` is None).
+
+    Renders (ImageJ TIFF) keep it as ``translate_nm`` in the ``Info`` JSON, else as ImageJ's
+    ``xorigin``/``yorigin`` calibration (pixels, as Fiji reads it); labels (shaped TIFF) as
+    ``translate`` in their ``unit``. ``None`` when the file says nothing or the origin is 0.
+    """
+    import json
+
+    from napari_nucleus_ai.core.units import NM_PER
+
+    origin = None
+    try:
+        if tf.is_imagej:
+            ij = tf.imagej_metadata or {}
+            info = ij.get("Info")
+            info = json.loads(info) if isinstance(info, str) and info.startswith("{") else {}
+            if isinstance(info, dict) and info.get("translate_nm") is not None:
+                nm = [float(v) for v in info["translate_nm"]]
+                origin = [v / 1000.0 for v in nm] if px else None
+                if px is None and info.get("scale_nm"):
+                    origin = [t / float(s) for t, s in zip(nm, info["scale_nm"], strict=True)]
+            elif "xorigin" in ij or "yorigin" in ij:
+                sy, sx = px or (1.0, 1.0)
+                origin = [-float(ij.get("yorigin", 0.0)) * sy, -float(ij.get("xorigin", 0.0)) * sx]
+        elif tf.is_shaped:
+            shaped = (tf.shaped_metadata or [{}])[0]
+            tr = shaped.get("translate")
+            if tr is not None:
+                unit, scale = shaped.get("unit", "px"), shaped.get("scale")
+                tr = [float(v) for v in tr]
+                if unit in NM_PER and px:
+                    origin = [v * NM_PER[unit] / 1000.0 for v in tr]
+                elif unit in NM_PER and scale is not None:  # no pixel size: in pixels
+                    origin = [t / float(s) for t, s in zip(tr, scale, strict=True)]
+                elif unit == "px":
+                    origin = [
+                        v * s
+                        for v, s in zip(tr, [1.0] * (len(tr) - 2) + list(px or (1, 1)), strict=True)
+                    ]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if origin is None or not all(np.isfinite(origin)) or not any(origin):
+        return None
+    return origin
 
 
 def read_associated(path: str | os.PathLike, name: str) -> np.ndarray:

@@ -19,6 +19,10 @@ read back as layer properties. (The NGFF "tables" proposal, AnnData beside the l
 not part of 0.4/0.5 and is not written.) The cell table's unit and the class colours are
 also kept under the root attribute ``napari-nucleus-ai``.
 
+A store is built under a hidden name beside its destination and renamed into place when
+complete (nothing half-written). :func:`write_cells_zarr` is what ``classify --out x.zarr`` and
+``batch --format zarr`` write: the source image read lazily + its labels + the cell table.
+
 Reading needs only zarr and dask (both NGFF 0.4 and 0.5, Zarr v2 and v3): every level is a
 lazy dask array over the store's chunks; the physical scale and origin come from the
 multiscales' ``coordinateTransformations`` and the units of its ``axes``.
@@ -35,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.units import NM_PER
 
 NGFF_VERSION = "0.4"
 ATTR = "napari-nucleus-ai"
@@ -175,24 +180,149 @@ def write_ngff(
     channel_names : list of str, optional
     class_colours : mapping, optional
         ``{class: colour}``; cells are coloured by their table's ``class``.
+
+    Returns
+    -------
+    str
+        ``path``. The store is written beside it under a hidden name and renamed into
+        place when complete, so a failed write leaves no half store.
     """
+    import shutil
+    import tempfile
+
+    path = os.fspath(path)
+    if image is None and not labels:
+        raise InputError(path, "nothing to write: give an image or labels")
+    if os.path.exists(path) and (not os.path.isdir(path) or (os.listdir(path) and not sniff(path))):
+        raise InputError(path, "exists and is not an OME-Zarr store; not replacing it")
+    # nothing half-written: the store is built in a hidden folder beside ``path`` and
+    # renamed into place when complete (an old store is removed just before)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path.rstrip(os.sep))}.", dir=parent)
+    try:
+        _write_store(
+            tmp, path, image, labels, axes=axes, pixel_size=pixel_size, unit=unit,
+            origin=origin, channel_names=channel_names, class_colours=class_colours,
+            name=name, chunk=chunk,
+        )  # fmt: skip
+        os.chmod(tmp, 0o777 & ~_umask())
+        target = path.rstrip(os.sep) or path
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def check_zarr_out(path: str | os.PathLike, option: str = "--out") -> str:
+    """``path`` if an OME-Zarr store can be written there, else :class:`UsageError` (before work).
+
+    The name must end in ``.zarr``; an existing folder must be an OME-Zarr store (it is
+    replaced) or empty; the parent folder must exist and be writable.
+    """
+    from napari_nucleus_ai.core.errors import UsageError
+
+    p = os.fspath(path).rstrip("/")
+    if not p.lower().endswith(".zarr"):
+        raise UsageError(f"{option} {p}: writes an OME-Zarr store; use a name ending in .zarr")
+    if os.path.exists(p) and (not os.path.isdir(p) or (os.listdir(p) and not sniff(p))):
+        raise UsageError(f"{option} {p}: exists and is not an OME-Zarr store")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {p}: folder {parent} is not writable")
+    return p
+
+
+def write_cells_zarr(
+    path: str | os.PathLike,
+    source: str | os.PathLike | None,
+    labels,
+    table: pd.DataFrame | None,
+    *,
+    scale=None,
+    unit: str = "um",
+    origin=None,
+    class_colours: Mapping[str, str] | None = None,
+    name: str = "cells",
+) -> str:
+    """One result as an OME-Zarr store: the source image, its labels and their cell table.
+
+    What ``classify --out x.zarr`` and ``batch --format zarr`` write (``export-zarr`` writes
+    the same layout from files). The image is read lazily from ``source`` with its axes
+    and channel names; a source that is not an image (a localization table) gives a
+    labels-only store.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.zarr`` folder (an existing OME-Zarr store there is replaced).
+    source : path-like or None
+        The image the labels were made from.
+    labels : array-like
+        ``(Y, X)`` label image on the source's grid.
+    table : DataFrame or None
+        The cell table of ``labels`` (with ``class`` when classified).
+    scale, unit, origin
+        Pixel size ``(y, x)`` or a float, its unit (``"um"``, ``"nm"``, ``"px"``) and the
+        position of pixel (0, 0)'s centre, as napari's ``scale``/``translate``.
+    class_colours : mapping, optional
+        ``{class: colour}``; default: the plugin's palette for the table's classes.
+    name : str
+        The labels group (``labels/<name>``).
+    """
+    from napari_nucleus_ai import images
+
+    image = axes = channels = None
+    if source is not None and images.sniff(source):
+        img = images.read_image(source)
+        image, axes, channels = img.levels[0], img.axes.replace("I", "Z"), img.channels or None
+        if scale is None and img.pixel_size_um:
+            scale, unit = img.pixel_size_um, "um"
+        if "Z" in axes and scale is not None:  # the image's z step, in ``unit``
+            yx = np.broadcast_to(np.asarray(scale, float), (2,)).tolist()
+            z_um = img.metadata.get("z_step_um")
+            z = z_um * 1000.0 / NM_PER.get(unit, 1000.0) if z_um and unit in UNIT_NAMES else 1.0
+            scale = (z, *yx)
+    lab = labels if hasattr(labels, "dask") else np.asarray(labels)
+    return write_ngff(
+        path, image, {name: (lab, table)}, axes=axes, pixel_size=scale,
+        unit=unit if unit in UNIT_NAMES else "px", origin=origin, channel_names=channels,
+        class_colours=class_colours,
+    )  # fmt: skip
+
+
+def _spatial(values, default: float, n: int) -> np.ndarray:
+    """``values`` (a float, or the last spatial axes: (y, x) for a z stack) as ``n`` numbers."""
+    v = np.atleast_1d(np.asarray(values if values is not None else default, float))
+    if 1 < v.size < n:  # (y, x) given for a (z, y, x) image: z unknown
+        v = np.concatenate([np.full(n - v.size, default), v])
+    return np.broadcast_to(v[-n:] if v.size > n else v, (n,))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_store(
+    store, path, image, labels, *, axes, pixel_size, unit, origin, channel_names,
+    class_colours, name, chunk,
+) -> None:  # fmt: skip
+    """:func:`write_ngff` into the folder ``store`` (errors name ``path``)."""
     import dask.array as da
     import zarr
     from ome_zarr.format import FormatV04
     from ome_zarr.writer import write_image, write_labels
 
-    path = os.fspath(path)
-    if image is None and not labels:
-        raise InputError(path, "nothing to write: give an image or labels")
-    if os.path.exists(path):
-        if not os.path.isdir(path) or (os.listdir(path) and not sniff(path)):
-            raise InputError(path, "exists and is not an OME-Zarr store; not replacing it")
-        import shutil
-
-        shutil.rmtree(path)
     fmt = FormatV04()
     unit = unit if unit in UNIT_NAMES else None
-    root = zarr.open_group(path, mode="w", zarr_format=2)
+    root = zarr.open_group(store, mode="w", zarr_format=2)
     ref_shape = None
     first_labels = next(iter(labels.values()))[0] if labels else None
     if image is not None:
@@ -226,10 +356,8 @@ def write_ngff(
         ref_shape = np.shape(first_labels)[-2:]
         dims = "zyx" if np.ndim(first_labels) == 3 else "yx"
     nspatial = sum(a in "zyx" for a in dims)
-    ps = np.broadcast_to(
-        np.asarray(pixel_size if pixel_size is not None else 1.0, float), (nspatial,)
-    )
-    org = np.broadcast_to(np.asarray(origin if origin is not None else 0.0, float), (nspatial,))
+    ps = _spatial(pixel_size, 1.0, nspatial)
+    org = _spatial(origin, 0.0, nspatial)
     factors = _levels_for(ref_shape)
     spatial_scale = dict(zip([a for a in dims if a in "zyx"], ps.tolist(), strict=True))
     units = {a: UNIT_NAMES[unit] for a in spatial_scale} if unit else None
@@ -304,7 +432,6 @@ def write_ngff(
     if colours:
         extra["class_colours"] = colours
     root.attrs[ATTR] = extra
-    return path
 
 
 # ------------------------------------------------------------------ reading
