@@ -207,3 +207,97 @@ def test_dock_format_override(dock, tmp_path, monkeypatch):
     w.file_format.value = "auto (by content)"
     w.open_file(path=str(path))
     assert "(thunderstorm)" in w.status.value
+
+
+# ---------------------------------------------------------------- Measure section
+def _clustered_csv(tmp_path):
+    from napari_nucleus_ai.localizations import write_thunderstorm_csv
+    from napari_nucleus_ai.samples.storm import simulate_blinking
+
+    df = simulate_blinking(
+        n_emitters=1500, field_nm=(6000, 6000), precision_nm=8, seed=3, clustered_fraction=0.6,
+        cluster_sd_nm=25, emitters_per_cluster=40, bursts_mean=1.5, on_frames_mean=1.5,
+    )  # fmt: skip
+    return df, write_thunderstorm_csv(df, str(tmp_path / "clustered.csv"))
+
+
+def test_measure_section_synthetic(dock, tmp_path):
+    from sklearn.metrics import adjusted_rand_score
+
+    viewer, w = dock
+    truth, path = _clustered_csv(tmp_path)
+    w.open_file(path=str(path))
+    layer = viewer.layers[w.layer.value]
+    assert w.m_eps.native.isHidden() and w.m_plot.canvas.isHidden()  # folded
+    w.measure_section.native.click()
+    assert not w.m_eps.native.isHidden() and not w.m_plot.canvas.isHidden()
+    w.m_nena.value, w.m_frc.value = True, True
+    w.m_frc_pixel.value = 5.0
+    w.m_cluster.value = "dbscan"
+    w.m_eps.value, w.m_min.value = 50.0, 15
+    w.measure()
+    s = w.last_measure.summary
+    assert abs(s["nena_nm"] - 8.0) / 8.0 < 0.1  # the simulated precision
+    assert "NeNA" in w.m_result.value and "FRC" in w.m_result.value
+    assert "clusters" in w.m_result.value
+    # the fit and the FRC curve are plotted
+    assert len(w.m_plot.ax_nena.lines) >= 1 and len(w.m_plot.ax_frc.lines) >= 3
+    pts = viewer.layers[f"{layer.name} clusters"]
+    assert isinstance(pts, Points) and len(pts.data) == len(truth)
+    feats = pts.features
+    assert {"cluster", "cluster_n_localizations", "cluster_radius_of_gyration_nm"} <= set(feats)
+    assert adjusted_rand_score(truth["cluster"], feats["cluster"]) > 0.9
+    noise = feats["cluster"].to_numpy() < 0
+    fc = np.asarray(pts.face_color)
+    assert noise.any() and np.allclose(fc[noise, :3], fc[noise][0, :3])  # one grey
+    assert np.ptp(fc[~noise, :3], axis=0).max() > 0.2  # clusters in colours
+    assert len(pts.metadata["clusters"]) == s["n_clusters"]
+    # the schema's ranges: eps must be positive
+    assert w.m_eps.min > 0
+
+
+def test_measure_section_real_file_threaded(make_napari_viewer, qtbot, shared_data):
+    from sklearn.cluster import DBSCAN
+
+    from napari_nucleus_ai.localizations.analysis import merge_blinks
+
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Localizations")
+    w.sync = True
+    w.open_file(path=str(shared_data / "smlm/colicoords/03_storm.csv"))
+    layer = viewer.layers[w.layer.value]
+    df = layer.metadata["localizations"]
+    w.sync = False  # the real worker thread, with progress and Cancel
+    w.m_merge.value, w.m_radius.value, w.m_dark.value = True, 50.0, 1
+    w.m_cluster.value = "dbscan"
+    w.measure()
+    assert w.measure_cancel.enabled  # Cancel is live while the worker runs
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    worker = w.worker
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=10_000)
+    s = w.last_measure.summary
+    merged = merge_blinks(df, radius_nm=50, max_dark_frames=1)
+    assert s["n_merged"] == merged.n_after < len(df)
+    xy = merged.data[["x_nm", "y_nm"]].to_numpy()
+    pts = viewer.layers[f"{layer.name} clusters"]
+    assert np.array_equal(pts.features["cluster"], DBSCAN(eps=20, min_samples=5).fit_predict(xy))
+    assert 5 < s["nena_nm"] < 60
+
+
+def test_measure_section_cancel_and_nothing_ticked(dock, tmp_path):
+    viewer, w = dock
+    _, path = _clustered_csv(tmp_path)
+    w.open_file(path=str(path))
+    w.m_nena.value = False
+    w.measure()
+    assert "nothing to measure" in w.m_result.value
+    w.m_nena.value = True
+    w.cancelled = True
+    from napari_nucleus_ai.localizations.analysis.measure import measure_gen
+
+    w.start_job(measure_gen, viewer.layers[w.layer.value].metadata["localizations"],
+                cancel=lambda: True, on_error=w._measure_failed)  # fmt: skip
+    assert w.m_result.value == "cancelled"
+    w.m_result.value = ""
+    w.cancel_measure()
+    assert w.cancelled and w.m_result.value == "cancelled"

@@ -60,6 +60,9 @@ def test_nena_within_10_percent_of_simulated_precision(blinks):
     r = nena(blinks)
     assert abs(r.precision_nm - 10.0) / 10.0 < 0.10
     assert r.fit.shape == r.histogram.shape == r.d_nm.shape and r.n_pairs > 1000
+    # the same-molecule term holds most pairs here, and never more than the whole fit
+    single = r.same_molecule()
+    assert 0.5 * r.fit.sum() < single.sum() <= r.fit.sum() + 1e-9
 
 
 def test_nena_region_and_errors(blinks):
@@ -69,6 +72,61 @@ def test_nena_region_and_errors(blinks):
         nena(blinks.iloc[:20])
     with pytest.raises(InputError, match="frame"):
         nena(blinks[["x_nm", "y_nm"]])
+
+
+def test_nena_picasso_model_and_all_pairs(blinks):
+    from napari_nucleus_ai.localizations.analysis import next_frame_distances
+
+    r = nena(blinks, model="picasso")
+    assert abs(r.precision_nm - 10.0) / 10.0 < 0.10 and r.model == "picasso"
+    assert r.params["a3"] == 0.0 and r.params["a1"] >= r.params["a2"]
+    assert np.allclose(np.diff(r.d_nm), 0.15)  # d_max / 1000 bins, as Picasso
+    with pytest.raises(InputError, match="unknown NeNA model"):
+        nena(blinks, model="gauss")
+    # every pair of consecutive frames within d_max counts (not only the nearest)
+    df = pd.DataFrame({"x_nm": [0.0, 30.0, 5.0, 20.0, 0.0, 500.0],
+                       "y_nm": [0.0] * 6, "frame": [1, 1, 2, 2, 3, 3]})  # fmt: skip
+    d = np.sort(next_frame_distances(df, d_max_nm=40))
+    # frame 1 -> 2: 5, 20, 25, 10; frame 2 -> 3: 5, 20 (500 nm is beyond reach)
+    assert np.allclose(d, [5, 5, 10, 20, 20, 25])
+
+
+def _merge_reference(x, y, frame, r, dark):
+    """The linking rule row by row (slow, for small tables): each row continues to the
+    nearest row within r in the first later frame (<= dark + 1 frames on) that has one;
+    a row taken by several keeps the earliest; chains are molecules."""
+    n = len(x)
+    nxt = {}
+    for a in range(n):
+        for g in range(1, dark + 2):
+            cand = np.flatnonzero(frame == frame[a] + g)
+            d = np.hypot(x[cand] - x[a], y[cand] - y[a])
+            if (d <= r).any():
+                nxt[a] = int(cand[np.argmin(d)])
+                break
+    prev = {}
+    for a in sorted(nxt):
+        prev.setdefault(nxt[a], a)
+    lab = np.full(n, -1)
+    m = 0
+    for i in range(n):  # rows are frame-sorted: chain heads come first
+        if i in prev:
+            lab[i] = lab[prev[i]]
+        else:
+            lab[i], m = m, m + 1
+    return lab
+
+
+def test_merge_matches_the_rule_row_by_row():
+    rng = np.random.default_rng(5)
+    n = 600
+    frame = np.sort(rng.integers(1, 60, n))
+    x, y = rng.uniform(0, 400, n), rng.uniform(0, 400, n)  # dense: many competing candidates
+    df = pd.DataFrame({"x_nm": x, "y_nm": y, "frame": frame})
+    for dark in (0, 2):
+        m = merge_blinks(df, radius_nm=40, max_dark_frames=dark)
+        ref = _merge_reference(x, y, frame, 40, dark)
+        assert np.array_equal(m.labels, ref) and m.n_after == ref.max() + 1
 
 
 def test_merge_recovers_molecule_count(blinks):
@@ -129,6 +187,52 @@ def test_clusters_recovered_ari():
     assert len(st) == c.n_clusters and (st["n_localizations"] >= 15).all()
     assert ((st["radius_of_gyration_nm"] > 15) & (st["radius_of_gyration_nm"] < 60)).all()
     assert (st["area_nm2"] > 0).all() and np.isfinite(st["density_per_um2"]).all()
+
+
+def test_hdbscan_recovers_the_simulated_clusters():
+    """HDBSCAN (scikit-learn) recovers every simulated cluster exactly (ARI over the
+    localizations of true clusters); with no density floor it also groups the uniform
+    background, so the ARI over all localizations stays low (docs/quantification.md)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    df = simulate_blinking(
+        n_emitters=3000, field_nm=(8000, 8000), precision_nm=8, seed=2, clustered_fraction=0.6,
+        cluster_sd_nm=25, emitters_per_cluster=40, bursts_mean=1.5, on_frames_mean=1.5,
+    )  # fmt: skip
+    c = cluster_localizations(df, "hdbscan", min_samples=15, min_cluster_size=50)
+    truth = df["cluster"].to_numpy()
+    inside = truth >= 0
+    assert adjusted_rand_score(truth[inside], c.labels[inside]) >= 0.9
+    assert c.n_clusters >= df.attrs["n_clusters"]
+
+
+def test_measure_gen_steps_and_cancel(blinks):
+    from napari_nucleus_ai.core.errors import Cancelled
+    from napari_nucleus_ai.core.progress import Progress, run_sync
+    from napari_nucleus_ai.localizations.analysis.measure import (
+        cluster_points_layer,
+        measure_gen,
+    )
+
+    seen = []
+    r = run_sync(
+        measure_gen(blinks, merge=True, radius_nm=50, max_dark_frames=2, cluster="dbscan",
+                    eps_nm=50, min_samples=10),
+        seen.append,
+    )  # fmt: skip
+    assert [p.message for p in seen if isinstance(p, Progress)] == [
+        "nena", "merge", "cluster", "done",
+    ]  # fmt: skip
+    assert r.summary["n_merged"] == len(r.data) == r.merge.n_after  # clusters of molecules
+    assert r.cluster.labels.shape == (len(r.data),) and "frc_nm" not in r.summary
+    data, kwargs, kind = cluster_points_layer(r.data, r.cluster, "c")
+    assert kind == "points" and data.shape == (len(r.data), 2)
+    noise = kwargs["features"]["cluster"].to_numpy() < 0
+    assert np.isnan(kwargs["features"].loc[noise, "cluster_n_localizations"]).all()
+    with pytest.raises(Cancelled):
+        run_sync(measure_gen(blinks, cancel=lambda: True))
+    with pytest.raises(InputError, match="nothing to measure"):
+        run_sync(measure_gen(blinks, nena=False))
 
 
 def test_dbscan_labels_are_sklearns():
@@ -218,6 +322,10 @@ def test_cli_measure(tmp_path, capsys, blinks):
     assert main(["measure", str(src), "--cluster", "dbscan", "--eps", "40", "--min", "10",
                  "--out", str(cl)]) == 0  # fmt: skip
     assert "radius_of_gyration_nm" in pd.read_csv(cl).columns
+    capsys.readouterr()
+    assert main(["measure", str(src), "--nena", "--nena-model", "picasso", "--out", str(out),
+                 "--json"]) == 0  # fmt: skip
+    assert abs(json.loads(capsys.readouterr().out)["nena_nm"] - 10) < 1.0
     assert main(["measure", str(src), "--out", str(cl)]) == 1
     assert "nothing to measure" in capsys.readouterr().err
 

@@ -25,6 +25,12 @@ def add_arguments(p) -> None:
         "--dark", type=int, default=1, help="dark frames a merged molecule may bridge (default 1)"
     )
     p.add_argument("--nena", action="store_true", help="NeNA localization precision")
+    p.add_argument(
+        "--nena-model",
+        choices=("endesfelder", "picasso"),
+        default="endesfelder",
+        help="NeNA fit: the published three-term model (default) or Picasso's two-term one",
+    )
     p.add_argument("--frc", action="store_true", help="FRC resolution (1/7 threshold)")
     p.add_argument("--frc-pixel", type=float, default=10.0, help="FRC render pixel nm (10)")
     p.add_argument("--frc-splits", type=int, default=5, help="random splits averaged (5)")
@@ -43,40 +49,39 @@ def run(args) -> int:
 
     from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.core.files import atomic_write
-    from napari_nucleus_ai.localizations import analysis as qa
+    from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.localizations import read_localizations
+    from napari_nucleus_ai.localizations.analysis.measure import measure_gen
 
     if not (args.merge or args.nena or args.frc or args.cluster):
         raise InputError(None, "nothing to measure: give --merge, --nena, --frc or --cluster")
     from napari_nucleus_ai.cli._localization_options import reading_kwargs
 
     table = read_localizations(args.file, **reading_kwargs(args))
-    df = table.data
-    summary = {"file": table.path, "format": table.format, "n_localizations": len(df)}
-    if args.nena:  # on the raw localizations: merging removes next-frame pairs
-        r = qa.nena(df)
-        summary.update(nena_nm=r.precision_nm, nena_pairs=r.n_pairs)
-    if args.merge:
-        m = qa.merge_blinks(
-            df,
+    r = run_sync(
+        measure_gen(
+            table.data,
+            merge=args.merge,
             radius_nm=args.radius,
             max_dark_frames=args.dark,
             precision_factor=args.precision_factor,
+            nena=args.nena,
+            nena_model=args.nena_model,
+            frc=args.frc,
+            frc_pixel_nm=args.frc_pixel,
+            frc_splits=args.frc_splits,
+            cluster=args.cluster,
+            eps_nm=args.eps,
+            min_samples=args.min_samples,
         )
-        df = m.data
-        summary.update(n_merged=m.n_after, merge=m.info)
-    if args.frc:
-        f = qa.frc(df, pixel_size_nm=args.frc_pixel, n_splits=args.frc_splits)
-        summary.update(frc_nm=f.resolution_nm)
+    )
+    summary = {"file": table.path, "format": table.format, **r.summary}
+    if r.merge is not None:
+        summary["merge"] = r.merge.info
     out = None
-    if args.cluster:
-        c = qa.cluster_localizations(df, args.cluster, args.eps, args.min_samples)
-        summary.update(
-            n_clusters=c.n_clusters,
-            fraction_clustered=c.fraction_clustered,
-            cluster={"method": c.method, **c.params},
-        )
-        out = c.clusters
+    if r.cluster is not None:
+        summary["cluster"] = {"method": r.cluster.method, **r.cluster.params}
+        out = r.cluster.clusters
     if out is None:
         flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
         out = pd.DataFrame([flat])

@@ -1,5 +1,6 @@
 """Localizations dock: open a localization file, see what it holds, filter, correct
-drift, render at true nanometres, re-render on zoom, save.
+drift, render at true nanometres, re-render on zoom, save, measure (merge blinks, NeNA,
+FRC, clusters: the Measure section of :mod:`._localizations_measure`).
 
 Thin: reading, filtering, drift correction and rendering are core generators in
 :mod:`napari_nucleus_ai.localizations.pipeline`, run through ``start_work``.
@@ -26,6 +27,7 @@ from magicgui.widgets import (
 from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
 from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._compat import camera, set_view
+from napari_nucleus_ai.widgets._localizations_measure import MeasureSection
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
@@ -45,7 +47,7 @@ def _is_table_layer(layer) -> bool:
     return meta.get("localizations") is not None and "zoom_of" not in meta
 
 
-class LocalizationsWidget(NanoscaleZoom, ScrollableDock, DockBase, Container):
+class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBase, Container):
     """The "Localizations" dock."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
@@ -136,6 +138,7 @@ class LocalizationsWidget(NanoscaleZoom, ScrollableDock, DockBase, Container):
                 self.points_btn,
                 self.save_path,
                 self.save_btn,
+                *self.build_measure(),
                 self.status,
             ]
         )
@@ -151,6 +154,7 @@ class LocalizationsWidget(NanoscaleZoom, ScrollableDock, DockBase, Container):
         for button in (self.render_btn, self.points_btn, self.save_btn):
             self.run_button(button, needs=[self.layer])
         self.run_button(self.open_btn, needs=[(self._has_file, "a localization file")])
+        self.finish_measure()  # after the layer box: Measure needs a layer
         self.file.changed.connect(self.update_buttons)
         self.zoom.changed.connect(self._on_zoom_toggled)
         viewer.layers.events.inserted.connect(self._give_units)

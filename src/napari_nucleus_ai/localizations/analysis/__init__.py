@@ -12,6 +12,9 @@ Modules
     :func:`cluster_localizations` - scikit-learn DBSCAN / HDBSCAN / OPTICS + per-cluster stats.
 :mod:`.fiducial`
     :func:`fiducial_drift` - drift from bright persistent beads.
+:mod:`.measure`
+    :func:`measure_gen` - one run of the above for the dock and the ``measure`` command;
+    :func:`cluster_points_layer` - a Points layer coloured by cluster.
 :mod:`.features`
     :func:`nucleus_features`, :func:`nucleus_feature_table`, :func:`add_nanostructure` -
     per-nucleus chromatin nanostructure for the cell table.
@@ -36,6 +39,9 @@ _LAZY = {
     "FiducialDriftResult": ".fiducial",
     "fiducial_drift": ".fiducial",
     "find_fiducials": ".fiducial",
+    "MeasureResult": ".measure",
+    "measure_gen": ".measure",
+    "cluster_points_layer": ".measure",
     "nucleus_features": ".features",
     "nucleus_feature_table": ".features",
     "add_nanostructure": ".features",

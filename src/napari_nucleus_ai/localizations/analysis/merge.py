@@ -4,11 +4,11 @@ As Picasso's ``link`` (and ThunderSTORM's merging): a localization continues the
 chain of an earlier one when it lies within ``radius_nm`` (or ``precision_factor``
 times the larger of the two precisions) and at most ``max_dark_frames`` frames
 without a localization separate them. Each localization links to its first
-candidate in frame order; a candidate taken by several keeps the earliest; chains
-are the connected components of these links (scipy.sparse.csgraph). Candidates
-(the nearest localization of each later frame within reach) come from KD-tree queries
-on ``(x, y, frame * s)``, one per frame gap, so there is no Python loop over
-localizations.
+candidate in frame order (the nearest one within reach in the first later frame that has
+one); a candidate taken by several keeps the earliest; chains follow these links
+(pointer jumping). Candidates come from a sort-merge join on a grid of ``radius_nm``
+cells (``numpy.searchsorted`` on sorted ``(frame, cell)`` keys, one pass per frame gap),
+so there is no Python loop over localizations.
 
 Merged molecules have precision-weighted positions (weights ``1 / precision^2``;
 equal weights when the precision is unknown), summed photons, the precision
@@ -50,59 +50,127 @@ class MergeResult:
 
 
 def link_pairs(x, y, frame, radius_nm, max_dark_frames, group=None):
-    """Candidate links ``(a, b)``: ``b`` is the nearest localization within ``radius_nm`` in
-    frame ``frame[a] + g``, for every gap ``g`` in ``1 .. max_dark_frames + 1``.
+    """Links ``(a, b)``: ``b`` is the nearest localization within ``radius_nm`` in the first
+    frame ``frame[a] + g`` (``g`` in ``1 .. max_dark_frames + 1``) that has one.
 
-    One KD-tree on ``(x, y, frame * s)`` with ``s > radius`` (other frames are out of reach)
-    and one nearest-neighbour query per gap (threaded). Returns int64 arrays ``a, b`` and
-    the distances.
+    A sort-merge join on a grid of ``radius_nm`` cells: rows are sorted by
+    ``(group, frame, cell row, cell column)``; the candidates of a row in frame ``f + g``
+    are three runs of that order (cell rows ``cy - 1 .. cy + 1``, columns ``cx - 1 ..
+    cx + 1``), found with ``numpy.searchsorted``; rows linked at gap ``g`` are not
+    searched at larger gaps. Rows must be sorted by frame. Returns int64 ``a, b`` and the
+    distances.
     """
-    from scipy.spatial import cKDTree
-
+    n = x.size
+    empty = np.empty(0, np.int64)
+    if n == 0:
+        return empty, empty, np.empty(0)
     r = float(radius_nm)
-    s = 3.0 * r
-    cols = [x, y, frame.astype(np.float64) * s]
+    cx = np.floor((x - x.min()) / r).astype(np.int64) + 1  # margin: cx - 1 >= 0
+    cy = np.floor((y - y.min()) / r).astype(np.int64) + 1
+    nx, ny = int(cx.max()) + 2, int(cy.max()) + 2
+    f = frame.astype(np.int64) - int(frame.min())
+    ng = 1
     if group is not None:
-        cols.append(np.asarray(group, np.float64) * 10.0 * s)
-    pts = np.column_stack(cols)
-    tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)  # faster build
+        group = np.asarray(group, np.int64)
+        ng = int(group.max()) + 1
+    n_f = int(f.max()) + int(max_dark_frames) + 2
+    if float(n_f) * ng * ny * nx >= 2**62:
+        raise InputError(None, "merge radius too small for this field of view")
+    frame_step = ng * ny * nx
+    key = f * frame_step + cy * nx + cx
+    if group is not None:
+        key += group * (ny * nx)
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
     a_all, b_all, d_all = [], [], []
+    todo = order  # rows still without a link, in key order (sorted queries are faster)
+    r2 = r * r
     for g in range(1, int(max_dark_frames) + 2):
-        q = pts.copy()
-        q[:, 2] += g * s
-        d, j = tree.query(q, k=1, distance_upper_bound=r, workers=-1)
-        hit = np.flatnonzero(np.isfinite(d))
-        a_all.append(hit)
-        b_all.append(j[hit].astype(np.int64))
-        d_all.append(d[hit])
+        if not todo.size:
+            break
+        base = key[todo] + g * frame_step
+        # one run from cell (cy - 1, cx - 1) to (cy + 1, cx + 1): a strip of three cell rows
+        lo = np.searchsorted(skey, base - nx - 1, side="left")
+        hi = np.searchsorted(skey, base + nx + 1, side="right")
+        if (hi - lo).sum() > 8 * todo.size + 1000:  # dense frames: three short runs instead
+            runs = []
+            for dy in (-1, 0, 1):
+                k0 = base + dy * nx
+                runs.append(
+                    (
+                        np.searchsorted(skey, k0 - 1, side="left"),
+                        np.searchsorted(skey, k0 + 1, side="right"),
+                    )
+                )
+        else:
+            runs = [(lo, hi)]
+        qa, qb = [], []
+        for lo, hi in runs:
+            has = np.flatnonzero(hi > lo)
+            if not has.size:
+                continue
+            lo, cnt = lo[has], (hi - lo)[has]
+            rows = np.repeat(todo[has], cnt)
+            # positions lo .. hi-1 of every run, concatenated
+            off = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            qa.append(rows)
+            qb.append(order[np.repeat(lo, cnt) + off])
+        if not qa:
+            continue
+        qa, qb = np.concatenate(qa), np.concatenate(qb)
+        d2 = (x[qa] - x[qb]) ** 2 + (y[qa] - y[qb]) ** 2
+        ok = d2 <= r2
+        qa, qb, d2 = qa[ok], qb[ok], d2[ok]
+        if not qa.size:
+            continue
+        best = np.full(n, np.inf)
+        np.minimum.at(best, qa, d2)
+        near = d2 == best[qa]
+        qa, qb, d2 = qa[near], qb[near], d2[near]
+        # ties: keep the first candidate of each row
+        if (np.bincount(qa, minlength=n)[qa] > 1).any():
+            first = _first_of(qa)
+            qa, qb, d2 = qa[first], qb[first], d2[first]
+        a_all.append(qa)
+        b_all.append(qb)
+        d_all.append(np.sqrt(d2))
+        linked = np.zeros(n, bool)
+        linked[qa] = True
+        todo = todo[~linked[todo]]
+    if not a_all:
+        return empty, empty, np.empty(0)
     return np.concatenate(a_all), np.concatenate(b_all), np.concatenate(d_all)
+
+
+def _first_of(v):
+    _, idx = np.unique(v, return_index=True)
+    keep = np.zeros(v.size, bool)
+    keep[idx] = True
+    return keep
 
 
 def chains(n, a, b) -> np.ndarray:
     """Molecule labels (0..m-1, in order of first row) of greedy chains through links.
 
-    Rows must be sorted by frame (then any order). Each ``a`` keeps its first ``b``,
-    each ``b`` its first ``a``.
+    Rows must be sorted by frame, and every ``a`` has at most one ``b`` (later than ``a``);
+    each ``b`` keeps its first ``a``. Chains are followed by pointer jumping (``log2`` of
+    the longest chain gathers), no Python loop over rows.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    prev = np.full(n, -1, np.int64)
     if a.size:
-        o = np.lexsort((b, a))
-        a, b = a[o], b[o]
-        first = np.r_[True, a[1:] != a[:-1]]
-        a, b = a[first], b[first]  # every row continues to its earliest candidate
-        o = np.lexsort((a, b))
-        a, b = a[o], b[o]
-        first = np.r_[True, b[1:] != b[:-1]]
-        a, b = a[first], b[first]  # every row continues at most one chain
-    g = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
-    _, lab = connected_components(g, directed=True, connection="weak")
-    # renumber by first occurrence
-    _, first_idx, inv = np.unique(lab, return_index=True, return_inverse=True)
-    rank = np.empty(first_idx.size, np.int64)
-    rank[np.argsort(first_idx, kind="stable")] = np.arange(first_idx.size)
-    return rank[inv]
+        first_a = np.full(n, n, np.int64)
+        np.minimum.at(first_a, b, a)
+        keep = first_a[b] == a
+        prev[b[keep]] = a[keep]
+    root = np.where(prev < 0, np.arange(n), prev)
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    is_root = prev < 0
+    rank = np.cumsum(is_root) - 1
+    return rank[root]
 
 
 def merge_blinks(
