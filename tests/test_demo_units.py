@@ -81,3 +81,41 @@ def test_napari_alone_warns_for_a_pixel_layer_beside_nm(make_napari_viewer, said
     _check_units(viewer)
     assert viewer.layers._units is None  # nothing forced
     assert any("Inconsistent units" in str(m) for m in said)
+
+
+def test_an_roi_shapes_layer_joins_the_one_unit(make_napari_viewer, said):
+    """Issue 25 item 12: ``viewer.add_shapes()`` (an ROI) beside nm and um layers."""
+    import numpy as np
+    import pint
+
+    from napari_nucleus_ai.demo.units import show_lengths_in
+    from napari_nucleus_ai.samples.smear import smear_field_sample
+    from napari_nucleus_ai.samples.storm import storm_nuclei_sample
+
+    um = pint.get_application_registry().Unit("um")
+    viewer = make_napari_viewer()
+    show_lengths_in(viewer)
+    (storm,) = _add(viewer, storm_nuclei_sample)
+    smear, _truth = _add(viewer, smear_field_sample)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        viewer.layers.selection.active = smear
+        roi = viewer.add_shapes(name="roi")  # pixel units as napari makes it
+        _check_units(viewer)
+        viewer.layers.selection.active = storm
+        storm_roi = viewer.add_shapes(name="storm roi")
+        points = viewer.add_points()
+        _check_units(viewer)
+    said_units = [str(m) for m in said + [w.message for w in caught]]
+    assert not [m for m in said_units if "Inconsistent units" in m], said_units
+    assert viewer.layers.units == (um, um)  # the scale bar keeps its unit
+    # drawn over the smear: the smear's um and pixel size
+    assert [str(u) for u in roi.units] == ["micrometer"] * 2
+    np.testing.assert_allclose(roi.scale, smear.scale)
+    # over a localization render: the table's nm with scale 1 (ROI vertices in nm)
+    assert [str(u) for u in storm_roi.units] == ["nanometer"] * 2
+    np.testing.assert_allclose(storm_roi.scale, [1.0, 1.0])
+    assert all(str(u) != "pixel" for u in points.units)
+    # a layer with data is never reinterpreted
+    drawn = viewer.add_points(np.array([[1.0, 2.0]]))
+    assert [str(u) for u in drawn.units] == ["pixel"] * 2

@@ -25,6 +25,19 @@ def add_arguments(p) -> None:
         help="record a zoom into a STORM nucleus (napari-animation; the [movie] extra) and exit",
     )
     p.add_argument(
+        "--png",
+        metavar="PNG",
+        help="save the view the demo (or --tour --step N) ends on as a figure with a scale bar "
+        "and a legend of classes, and exit",
+    )
+    p.add_argument(
+        "--png-scale",
+        type=float,
+        default=2.0,
+        metavar="X",
+        help="--png: pixels per screen pixel (default 2)",
+    )
+    p.add_argument(
         "--step", type=int, metavar="N", help="tour: run steps 1..N at once and stop on step N"
     )
 
@@ -33,7 +46,11 @@ def run(args) -> int:
     import os
     import sys
 
-    if args.screenshot or args.movie:
+    if not 0.5 <= args.png_scale <= 8:
+        from napari_nucleus_ai.core.errors import UsageError
+
+        raise UsageError(f"--png-scale {args.png_scale}: must be between 0.5 and 8")
+    if args.screenshot or args.movie or args.png:
         os.environ.setdefault("NAPARI_NUCLEUS_AI_SYNC", "1")
     _demo_threads()  # finish all work before the shot
     import napari
@@ -58,7 +75,7 @@ def run(args) -> int:
     _tabify_docks(viewer, front="Classifier")
     if failed:
         print(f"napari-nucleus-ai: demo steps failed: {', '.join(failed)}", file=sys.stderr)
-    if not args.screenshot:
+    if not (args.screenshot or args.png):
         napari.run()
         return 0
     _tabify_docks(viewer, front="Classifier")
@@ -70,10 +87,22 @@ def run(args) -> int:
     _focus(viewer)  # again, now that the window has its final size
     for _ in range(20):
         QApplication.processEvents()
-    viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
+    if args.screenshot:
+        viewer.screenshot(args.screenshot, canvas_only=False, flash=False)
+        print(args.screenshot)
+    if args.png:
+        print(_figure(viewer, args))
     viewer.close()
-    print(args.screenshot)
     return 1 if failed else 0
+
+
+def _figure(viewer, args) -> str:
+    """The current view as a PNG figure (scale bar, legend of classes); one line to print."""
+    from napari_nucleus_ai.demo.figure import save_view_figure
+
+    path, bar, legend = save_view_figure(viewer, args.png, scale=args.png_scale)
+    what = f"scale bar {bar.label}" if bar else "no scale bar"
+    return f"{path} ({what}, {len(legend)} classes in the legend)"
 
 
 def _demo_threads() -> None:
@@ -111,11 +140,13 @@ def _tour(viewer, args) -> int:
         tour.goto(n)
         if every:
             print(_tour_shot(viewer, tour, args.screenshot.format(n=n)))
-    if not args.screenshot:
+    if not (args.screenshot or args.png):
         napari.run()
         return 0
-    if not every:
+    if args.screenshot and not every:
         print(_tour_shot(viewer, tour, args.screenshot))
+    if args.png:
+        print(_figure(viewer, args))
     viewer.close()
     if tour.failed:
         print(f"napari-nucleus-ai: tour steps failed: {', '.join(tour.failed)}", file=sys.stderr)

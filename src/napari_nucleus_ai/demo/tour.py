@@ -12,6 +12,7 @@ layers of the ones before it (classification needs the segmentation...).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -46,7 +47,10 @@ def _dock(viewer, name: str):
     from qtpy.QtWidgets import QScrollArea
 
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget.widget() if isinstance(widget, QScrollArea) else widget
+    if not isinstance(widget, QScrollArea):
+        return widget
+    inner = widget.widget()  # a magicgui dock: its Container, not the Qt widget inside
+    return getattr(inner, "_magic_widget", inner)
 
 
 def _only(viewer, keep: Callable) -> None:
@@ -62,7 +66,7 @@ def _read(viewer) -> None:
         demo_storm(viewer, zoom=False)
     storm = _storm_layer(viewer)
     _only(viewer, lambda ly: ly is storm)
-    viewer.scale_bar.visible = True
+    viewer.canvas.overlays.scale_bar.visible = True
     viewer.reset_view()
 
 
@@ -178,9 +182,12 @@ TOUR: list[TourStep] = [
 class Tour:
     """Steps through :data:`TOUR` on ``viewer``: a caption, the step's dock raised."""
 
-    def __init__(self, viewer, steps: list[TourStep] | None = None):
+    def __init__(self, viewer, steps: list[TourStep] | None = None, sync: bool = False):
         self.viewer = viewer
         self.steps = steps or TOUR
+        #: run each step's dock work on this thread, even without ``NAPARI_NUCLEUS_AI_SYNC``
+        #: (the Present dock: a step needs the layers of the one before it)
+        self.sync = sync
         self.done = 0  # steps run so far
         self.current = 0  # 1-based number of the step on show (0: none yet)
         self.failed: list[str] = []
@@ -217,7 +224,8 @@ class Tour:
         _process_events()
         ok = True
         try:
-            step.run(self.viewer)
+            with _synchronous(self.sync):
+                step.run(self.viewer)
         except Exception as e:  # noqa: BLE001 - a lab-meeting tour must not die on one step
             log.exception("tour step %s failed", step.key)
             self.failed.append(step.key)
@@ -260,6 +268,24 @@ def raise_dock(viewer, title: str) -> None:
         if title in dock.windowTitle() and dock.isVisible():
             dock.raise_()
             dock.show()
+
+
+@contextlib.contextmanager
+def _synchronous(on: bool):
+    """``NAPARI_NUCLEUS_AI_SYNC=1`` for the block when ``on`` (the docks' work then finishes
+    before the block ends), restored after."""
+    if not on:
+        yield
+        return
+    before = os.environ.get("NAPARI_NUCLEUS_AI_SYNC")
+    os.environ["NAPARI_NUCLEUS_AI_SYNC"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NAPARI_NUCLEUS_AI_SYNC", None)
+        else:
+            os.environ["NAPARI_NUCLEUS_AI_SYNC"] = before
 
 
 def _process_events() -> None:

@@ -18,6 +18,7 @@ PLUGIN = "napari-nucleus-ai"
 
 def _docks(viewer) -> None:
     viewer.window.add_plugin_dock_widget(PLUGIN, "Settings")
+    viewer.window.add_plugin_dock_widget(PLUGIN, "Present")  # tour, PNG figure, movie
 
 
 def _storm(viewer) -> None:
