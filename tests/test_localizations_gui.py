@@ -301,3 +301,27 @@ def test_measure_section_cancel_and_nothing_ticked(dock, tmp_path):
     w.m_result.value = ""
     w.cancel_measure()
     assert w.cancelled and w.m_result.value == "cancelled"
+
+
+def test_roi_drawn_in_um_selects_the_same_localizations_as_in_nm(dock, shared_data):
+    """An ROI layer with its own unit and scale (napari's *New shapes* over a render gives
+    um at 0.02 per data unit) filters the localizations at its world position in nm."""
+    viewer, w = dock
+    w.open_file(path=str(shared_data / "smlm/colicoords/03_storm.csv"))
+    layer = viewer.layers[w.layer.value]
+    w.render()
+    df = layer.metadata["localizations"]
+    cy, cx = float(df["y_nm"].median()), float(df["x_nm"].median())
+    box_nm = [[cy - 3000, cx - 3000], [cy + 3000, cx + 3000]]
+    um = viewer.add_shapes(ndim=2, name="roi um", scale=(0.02, 0.02), units=("um", "um"))
+    um.add_rectangles(np.asarray(box_nm) / 1000 / 0.02)  # data units of 20 nm
+    w.roi.reset_choices()
+    w.roi.value = "roi um"
+    w.render()
+    in_um = layer.metadata["localizations"]
+    assert 0 < len(in_um) < len(df) and in_um["x_nm"].between(cx - 3000, cx + 3000).all()
+    viewer.add_shapes([box_nm], shape_type="rectangle", name="roi nm")
+    w.roi.reset_choices()
+    w.roi.value = "roi nm"
+    w.render()
+    assert len(layer.metadata["localizations"]) == len(in_um)

@@ -15,6 +15,32 @@ import numpy as np
 
 from napari_nucleus_ai.widgets._figure import DockFigure
 
+
+def roi_nm(shapes) -> tuple[list, list]:
+    """An ROI Shapes layer's shapes in the localizations' frame: nm world coordinates.
+
+    A Shapes layer drawn over a render may carry its own scale, translation and unit
+    (napari's *New shapes* button gives it the viewer's, e.g. um at 0.02 per data unit):
+    its vertices are mapped to world coordinates and converted to nm. A unit-less
+    (pixel) layer is taken to be drawn in nm.
+
+    Returns
+    -------
+    (list of (N, D) arrays, list of shape types)
+    """
+    scale = np.asarray(shapes.scale, float)
+    translate = np.asarray(shapes.translate, float)
+    factor = 1.0
+    units = getattr(shapes, "units", None)
+    if units:
+        try:
+            factor = float((1 * units[-1]).to("nm").magnitude)
+        except Exception:  # noqa: BLE001 - pixel or an unregistered unit: already nm
+            factor = 1.0
+    verts = [(np.asarray(v, float) * scale + translate) * factor for v in shapes.data]
+    return verts, list(shapes.shape_type)
+
+
 NO_CLUSTERING = "none"
 MAX_CLUSTER_POINTS = 2_000_000
 
@@ -131,8 +157,8 @@ class MeasureSection:
         df = layer.metadata["localizations"]
         roi = getattr(self, "roi", None)
         if roi is not None and roi.value not in (None, "-") and roi.value in self.viewer.layers:
-            shapes = self.viewer.layers[roi.value]
-            df = filter_localizations(df, roi=list(shapes.data), roi_types=list(shapes.shape_type))
+            verts, types = roi_nm(self.viewer.layers[roi.value])
+            df = filter_localizations(df, roi=verts, roi_types=types)
         return df
 
     def measure(self, _=None):

@@ -27,7 +27,7 @@ from magicgui.widgets import (
 from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
 from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._compat import camera, set_view
-from napari_nucleus_ai.widgets._localizations_measure import MeasureSection
+from napari_nucleus_ai.widgets._localizations_measure import MeasureSection, roi_nm
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
 
 if TYPE_CHECKING:
@@ -331,8 +331,7 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         self.status.value = "rendering..."
         roi, roi_types = None, None
         if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
-            shapes = self.viewer.layers[self.roi.value]
-            roi, roi_types = list(shapes.data), list(shapes.shape_type)
+            roi, roi_types = roi_nm(self.viewer.layers[self.roi.value])
         frames = (self.first_frame.value or None, self.last_frame.value or None)
         params = dict(
             pixel_size_nm=self.pixel.value,
@@ -429,8 +428,8 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
             return None
         df = layer.metadata["localizations"]
         if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
-            shapes = self.viewer.layers[self.roi.value]
-            df = filter_localizations(df, roi=list(shapes.data), roi_types=list(shapes.shape_type))
+            verts, types = roi_nm(self.viewer.layers[self.roi.value])
+            df = filter_localizations(df, roi=verts, roi_types=types)
         if len(df) > 2_000_000:
             self.status.value = f"{len(df):,} points is too many; draw a smaller ROI"
             return None
