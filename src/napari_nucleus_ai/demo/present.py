@@ -40,7 +40,9 @@ class PresentWidget(DockBase, Container):
         self.png_btn = PushButton(text="Save PNG with legend...")
         self.scale = FloatSpinBox(value=2.0, min=1.0, max=4.0, step=0.5, label="PNG scale")
         self.movie_btn = PushButton(text="Save movie...")
-        self.seconds = FloatSpinBox(value=6.0, min=1.0, max=60.0, step=1.0, label="movie (s)")
+        self.seconds = FloatSpinBox(
+            value=6.0, min=1.0, max=60.0, step=1.0, label="seconds", tooltip="movie length (s)"
+        )
         self.status = Label(value="")
         from napari_nucleus_ai.widgets._base import status_label
 
