@@ -104,6 +104,13 @@ def cases(f: dict, tmp: Path) -> list[tuple[str, str, list]]:
         ("import-dataset", "one unreadable image", ["import-dataset", "folders", f["folders_bad"], "--out", tmp / "ds2", "--quiet"]),
         ("generate", "-n 0", ["generate", m, "--class", "disc", "-n", "0", "--out", tmp / "g"]),
         ("track", "--max-gap -1", ["track", f["smear"], "--max-gap", "-1", "--out", tmp / "t"]),
+        ("export-zarr", "--pixel-size nan",
+         ["export-zarr", f["smear"], "--out", tmp / "x.zarr", "--pixel-size", "nan"]),
+        ("export-zarr", "--name with a /",
+         ["export-zarr", f["smear"], "--out", tmp / "x.zarr", "--name", "../up"]),
+        ("export-zarr", "--unit mm", ["export-zarr", f["smear"], "--out", tmp / "x.zarr", "--unit", "mm"]),
+        ("export-geojson", "--object-type polygon",
+         ["export-geojson", f["smear"], "--out", tmp / "c.geojson", "--object-type", "polygon"]),
     ]  # fmt: skip
 
 

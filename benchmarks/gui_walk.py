@@ -3,7 +3,8 @@
 Opens a BCCD smear field (JPEG), a ColiCoords dSTORM table (ThunderSTORM CSV) and the
 synthetic pyramidal slide in a 1366 x 768 napari window; runs each dock's task (segment,
 classify, review, render, load a region, track, batch...) and also presses buttons
-before their inputs exist; takes a screenshot of the whole window after each step into
+before their inputs exist (and loads a whole level of a lazy 60000 x 60000 slide, which
+must be refused); takes a screenshot of the whole window after each step into
 ``--out``; and measures event-loop stalls: a 5 ms Qt timer on the main thread records
 the longest gap between its ticks during each step. napari's own stall for adding a
 Labels layer of the field's size (and of a 4096 x 4096 one) is measured in the same
@@ -276,13 +277,36 @@ def run(out: Path) -> int:
     pump(0.3)
     slide._update_view()
     w.step("slide load visible at 1:1", slide.load, dock=slide)
+    # the wrong order: a whole level 0 of a 60000 x 60000 RGB slide (10 GiB, lazy) is refused
+    import dask.array as da
+
+    huge = da.zeros((60_000, 60_000, 3), dtype=np.uint8, chunks=(4096, 4096, 3))
+    v.add_image([huge, huge[::16, ::16]], multiscale=True, rgb=True, name="huge slide",
+                scale=tuple(img.scale[-2:]), units=tuple(img.units[-2:]),
+                contrast_limits=(0, 255))  # fmt: skip
+    pump(0.3)
+    slide.layer_box.setCurrentText("huge slide")
+    slide.region.setCurrentText("whole level")
+    slide.level.setValue(0)
+    row = w.step("slide whole level 0 of a 60000 x 60000 slide", slide.load, dock=slide)
+    if "too large" not in row.get("status", "") or "loading" in row.get("status", ""):
+        w.errors.append(f"a refused level left the status at {row.get('status')!r}")
     v = w.new_viewer()
 
     # -- infection: the synthetic time-lapse ----------------------------------------------------
     v.open_sample(PLUGIN, "infection_timelapse")
     pump(0.3)
     inf = w.dock("Infection")
+
+    def track_items():
+        box = inf.track.native
+        return [box.itemText(i) for i in range(box.count())]
+
+    if track_items() != ["no tracks yet"]:
+        w.errors.append(f"the Infection track box shows {track_items()} before a run")
     w.step("infection track and score", inf.run, dock=inf)
+    if not track_items() or not all(t.startswith("track ") for t in track_items()):
+        w.errors.append(f"the Infection track box shows {track_items()[:3]} after the run")
     v = w.new_viewer()
 
     # -- generative and batch without their inputs (wrong order), settings ---------------------
@@ -291,7 +315,12 @@ def run(out: Path) -> int:
     w.step("generative without a model", lambda: gen.run_counterfactual(), dock=gen)
     w.close_docks()
     batch = w.dock("Batch")
-    w.step("batch dock", lambda: None, dock=batch)
+    w.step("batch dock without an output folder", lambda: None, dock=batch)
+    if batch.run_btn.enabled or "output folder" not in batch.run_btn.tooltip:
+        w.errors.append("Batch's Run is enabled without an output folder")
+    batch.out.value = out / "batch"
+    batch.workers.value = 1
+    w.step("batch run on the field", batch.run, dock=batch)
     w.close_docks()
 
     napari_rows = [r for r in w.rows if r["napari"]]

@@ -215,3 +215,54 @@ def test_progress_printer_lines_and_quiet():
 
 def test_usage_errors_are_nucleus_ai_errors():
     assert issubclass(UsageError, NucleusAIError)
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--pixel-size", "nan"], "--pixel-size nan"),
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--pixel-size", "-1"], "--pixel-size -1"),
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--unit", "mm"], "--unit mm"),
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--name", "../up"], "--name ../up"),
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--name", "a/b"], "--name a/b"),
+        (["export-zarr", "{img}", "--out", "{tmp}/x.zarr", "--name", ".."], "--name .."),
+        (["export-geojson", "{img}", "--out", "{tmp}/c.geojson", "--object-type", "polygon"],
+         "--object-type polygon"),
+    ],
+)  # fmt: skip
+def test_export_options_out_of_range_exit_2(capsys, tmp_path, smear, argv, text):
+    argv = [a.format(img=smear, tmp=tmp_path) for a in argv]
+    rc, _, err = _run(capsys, *argv)
+    line = _one_line(err)
+    assert rc == 2 and text in line and "must be" in line, line
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "c.geojson").exists()
+
+
+def test_export_options_in_range_pass_the_schema():
+    from argparse import Namespace
+
+    from napari_nucleus_ai.cli._params import check_args
+
+    args = Namespace(pixel_size="0.25", unit="nm", name="cells_v2.1", labels=None)
+    check_args("export-zarr", args)
+    assert args.pixel_size == 0.25 and args.unit == "nm" and args.name == "cells_v2.1"
+    args = Namespace(object_type="annotation")
+    check_args("export-geojson", args)
+    assert args.object_type == "annotation"
+
+
+def test_widget_options_are_the_schema_range():
+    from napari_nucleus_ai.core.params import INT_WIDGET_MAX, UNBOUNDED, widget_options
+
+    opts = widget_options(Param("od", float, 0, 5, low_open=True, step=0.005))
+    assert opts == {"min": 0.001, "max": 5, "step": 0.005, "decimals": 3}
+    opts = widget_options(Param("f", float, 0, 1, high_open=True, step=0.05))
+    assert opts["min"] == 0 and opts["max"] == 0.99
+    opts = widget_options(Param("--seed", int, 0, 2**32 - 1))
+    assert opts["max"] == INT_WIDGET_MAX and opts["step"] == 1 and opts["decimals"] == 0
+    assert widget_options(Param("x", float))["min"] == -UNBOUNDED
+    px = Param("--pixel-size-um", float, high=1e4, optional=True, low=0, low_open=True, step=0.001)
+    assert widget_options(px, none_value=0.0)["min"] == 0.0
+    assert widget_options(Param("--tta", int, choices=(1, 2)))["choices"] == [1, 2]
+    with pytest.raises(ValueError, match="not optional"):
+        widget_options(Param("--epochs", int, 1), none_value=0)

@@ -70,7 +70,7 @@ def test_dock_classifies_into_layers(make_napari_viewer, qtbot, scene, tiny_mode
     assert tuple(layer.scale) == (0.5, 0.5)
     unc = viewer.layers["uncertainty"]
     assert unc.data[25, 25] == pytest.approx(feats.loc[0, "uncertainty"]) and unc.data[0, 0] == 0
-    assert "disc: <b>2</b>" in w.legend.value and "square: <b>2</b>" in w.legend.value
+    assert "disc:&nbsp;<b>2</b>" in w.legend.value and "square:&nbsp;<b>2</b>" in w.legend.value
     # hovering a cell reports its class and probability
     status = layer.get_status((12.5, 12.5), world=True)
     text = status["coordinates"] if isinstance(status, dict) else status

@@ -13,10 +13,11 @@ def add_arguments(p) -> None:
         help="cell table (e.g. classify's cells.csv): class and measurements (default: measured)",
     )
     p.add_argument("--out", required=True, metavar="GEOJSON", help="output .geojson file")
+    # choices checked by the schema (core.params.COMMANDS): one line, exit 2
     p.add_argument(
         "--object-type",
         default="detection",
-        choices=("detection", "annotation"),
+        metavar="{detection,annotation}",
         help="QuPath object type (default detection; annotations are editable)",
     )
     p.add_argument(

@@ -15,11 +15,14 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--pixel-size", type=float, help="pixel size of IMAGE (default: from its metadata)"
     )
+    # --pixel-size, --unit and --name are checked by the schema (core.params.COMMANDS)
     p.add_argument(
-        "--unit", default="um", choices=("um", "nm"), help="unit of --pixel-size (default um)"
+        "--unit", default="um", metavar="{um,nm}", help="unit of --pixel-size (default um)"
     )
     p.add_argument(
-        "--name", default="cells", help="name of the labels group (labels/NAME; default cells)"
+        "--name",
+        default="cells",
+        help="name of the labels group (labels/NAME; letters, digits, _ - .; default cells)",
     )
 
 

@@ -34,9 +34,9 @@ DEFAULTS = {
 
 # what each parameter may be (checked before any work; the dock's limits come from here)
 SCHEMA = (
-    Param("smooth_nm", float, 0, 100_000, low_open=True, unit="nm"),
+    Param("smooth_nm", float, 0, 100_000, low_open=True, unit="nm", step=50),
     Param("diameter_nm", float, 0, 1e7, low_open=True, optional=True, unit="nm"),
-    Param("min_area_um2", float, 0, 1e8, unit="um^2"),
+    Param("min_area_um2", float, 0, 1e8, unit="um^2", step=1),
     Param("min_snr", float, 0, 1000, low_open=True),
     Param("threshold", float, 0, optional=True, unit="localizations per pixel"),
     Param("split", bool),

@@ -51,12 +51,12 @@ DEFAULTS = {
 }
 # what each parameter may be (checked before any work; the dock's limits come from here)
 SCHEMA = (
-    Param("nucleus_od", float, 0, 5, low_open=True, unit="OD"),
+    Param("nucleus_od", float, 0, 5, low_open=True, unit="OD", step=0.005),
     Param("nucleus_low_od", float, 0, 5, low_open=True, unit="OD"),
-    Param("min_nucleus_um", float, 0, 100, low_open=True, unit="um"),
-    Param("lobe_gap_um", float, 0, 50, unit="um"),
+    Param("min_nucleus_um", float, 0, 100, low_open=True, unit="um", step=0.1),
+    Param("lobe_gap_um", float, 0, 50, unit="um", step=0.1),
     Param("min_stain", float, 0, 1000, unit="um^2 OD"),
-    Param("cytoplasm_um", float, 0, 50, unit="um"),
+    Param("cytoplasm_um", float, 0, 50, unit="um", step=0.5),
     Param("cytoplasm_od", float, 0, 5, unit="OD"),
     Param("stained_od", float, 0, 5, low_open=True, unit="OD"),
 )

@@ -16,6 +16,10 @@ then declares only its parameters and what it does with a result:
   notification) and keeps the busy state; :meth:`~DockBase.cancel` stops it.
 * :meth:`~DockBase.add_result` / :meth:`~DockBase.replace_layer` show a result layer
   in place of the previous result of the same name, never beside it.
+* :meth:`~DockBase.schema_spin` / :meth:`~DockBase.schema_choice` make a number's spin
+  box or a choice box from its :class:`~napari_nucleus_ai.core.params.Param`: the dock's
+  limits, step and choices are the schema's that the command line and batch check
+  (:attr:`~DockBase.schema_widgets` lists them).
 """
 
 from __future__ import annotations
@@ -215,6 +219,7 @@ class DockBase:
         self._boxes: list[LayerBox] = []
         self._runs: list[tuple[Any, list, str]] = []
         self._cancels: list = []
+        self.schema_widgets: list[tuple[Any, Any, Any]] = []
         events = viewer.layers.events
         for event in (events.inserted, events.removed, events.renamed):
             event.connect(self.refresh_layers)
@@ -235,6 +240,7 @@ class DockBase:
         """
         box = LayerBox(self.viewer, widget, _accepts(accept), what, by_name, None)
         box.on_change = lambda layer: self._box_changed(box, on_change, layer)
+        _narrow_combo(widget)  # a long layer name never widens the dock
         self._boxes.append(box)
         box.refresh()
         return widget
@@ -263,6 +269,64 @@ class DockBase:
         if on_change is not None:
             on_change(layer)
         self.update_buttons()
+
+    # ---------------------------------------------------------------- schema widgets
+    def schema_spin(
+        self,
+        param,
+        *,
+        label: str,
+        value,
+        tooltip: str = "",
+        none_value=None,
+        none_text: str = "",
+        suffix: str = "",
+    ):
+        """A magicgui spin box holding what ``param`` allows; returns it.
+
+        Its minimum, maximum, step and decimals are
+        :func:`~napari_nucleus_ai.core.params.widget_options` of ``param``. For an
+        optional parameter, ``none_value`` (below the range) means ``None`` and shows
+        ``none_text`` ("from the layer"); such a box holds floats even for an integer
+        parameter (read it with ``int()``). The box is listed in :attr:`schema_widgets`.
+        """
+        from magicgui.widgets import FloatSpinBox, SpinBox
+
+        from napari_nucleus_ai.core.params import widget_options
+
+        opts = widget_options(param, none_value=none_value)
+        # magicgui's integer box (superqt's) shows no special value text: an integer with a
+        # None value is a float box with 0 decimals (read it with int())
+        integer = param.kind is int and none_value is None
+        cls = SpinBox if integer else FloatSpinBox
+        widget = cls(label=label, min=opts["min"], max=opts["max"], step=opts["step"],
+                     value=opts["min"], tooltip=tooltip)  # fmt: skip
+        native = widget.native
+        if not integer:
+            native.setDecimals(opts["decimals"])  # then the range again, unrounded
+            native.setRange(opts["min"], opts["max"])
+        if none_value is not None and none_text:
+            native.setSpecialValueText(none_text)  # shown at the minimum: the None value
+        if suffix:
+            native.setSuffix(suffix)
+        widget.value = value
+        self.schema_widgets.append((widget, param, none_value))
+        return widget
+
+    def schema_choice(self, param, *, label: str, value=None, none_text: str = "", tooltip=""):
+        """A magicgui combo box of ``param``'s choices (first ``none_text`` for ``None``)."""
+        from magicgui.widgets import ComboBox
+
+        from napari_nucleus_ai.core.params import widget_options
+
+        choices = [(str(c), c) for c in widget_options(param)["choices"]]
+        if none_text:
+            if not param.optional:
+                raise ValueError(f"{param.name} is not optional: no choice may mean None")
+            choices.insert(0, (none_text, None))
+        widget = ComboBox(label=label, choices=choices, value=value, tooltip=tooltip)
+        self.schema_widgets.append((widget, param, None))
+        return widget
 
     # ---------------------------------------------------------------- buttons
     def run_button(self, button, needs: Sequence = ()):
@@ -537,6 +601,27 @@ def status_label(widget) -> None:
     native.setWordWrap(True)
     native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     native.setMinimumWidth(50)
+
+
+def narrow_fields(container, combos=()) -> None:
+    """Let a dock be narrow: file pickers' buttons say "Browse..." (the mode in their
+    tooltip) and the given combo boxes size to a few characters, not their longest item."""
+    from magicgui.widgets import FileEdit
+
+    for widget in container:
+        if isinstance(widget, FileEdit):
+            button = widget.choose_btn
+            button.tooltip = button.text  # "Choose directory", "Select file"
+            button.text = "Browse..."
+    for box in combos:
+        _narrow_combo(box)
+
+
+def _narrow_combo(box, chars: int = 6) -> None:
+    """Size a combo box (magicgui or Qt) to ``chars`` characters, not its longest item."""
+    native = getattr(box, "native", box)
+    native.setSizeAdjustPolicy(native.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    native.setMinimumContentsLength(chars)
 
 
 def scroll_body(widget):

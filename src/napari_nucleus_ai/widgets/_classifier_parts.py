@@ -42,11 +42,17 @@ def class_colormap(table, colours: dict):
 
 
 def legend_html(counts: dict, colours: dict) -> str:
-    rows = [
-        f'<span style="color:{colours.get(c, UNIDENTIFIED)}">&#9632;</span> {html.escape(c)}: <b>{n}</b>'
+    """The class legend as rich text that flows: entries wrap at the dock's width.
+
+    Each entry (swatch, class, count) holds together; the spaces between entries are
+    where a line may break, so a narrow dock shows more lines, never a sideways scroll.
+    """
+    entries = [
+        f'<span style="color:{colours.get(c, UNIDENTIFIED)}">&#9632;</span>&nbsp;'
+        f"{html.escape(str(c)).replace(' ', '&nbsp;')}:&nbsp;<b>{n}</b>"
         for c, n in counts.items()
     ]
-    return "<br>".join(rows) or "no cells"
+    return "&nbsp;&nbsp; ".join(entries) or "no cells"
 
 
 def _pairs(viewer):

@@ -76,3 +76,21 @@ def canvas_hw(viewer) -> tuple[float, float]:
     if size:
         return float(size[0]), float(size[1])
     return 600.0, 800.0
+
+
+def warm_label_colormap(colormap, labels) -> None:
+    """Compile napari's label-to-texture loop for ``colormap`` and ``labels``'s dtype, here.
+
+    napari maps a Labels layer's values through a numba function compiled on first use for
+    each (labels dtype, texture dtype) pair, which can take seconds when its on-disk cache
+    misses. Called from a worker thread with the colormap of a result about to be shown,
+    that compilation happens off the GUI thread. A napari without this private function
+    (``_data_to_texture``) is left alone: it is only a warm-up.
+    """
+    import numpy as np
+
+    sample = np.ascontiguousarray(np.asarray(labels)[..., :2, :2])
+    try:
+        colormap._data_to_texture(sample)
+    except Exception:  # noqa: BLE001 - a warm-up: any failure shows up on the GUI thread
+        return

@@ -28,6 +28,20 @@ def layer_levels(layer) -> tuple[list, str]:
     return levels, axes
 
 
+def _pixel_size_from_units(layer, iy: int, ix: int) -> tuple[float, float] | None:
+    """(y, x) pixel size in um from the layer's scale and physical units, else ``None``."""
+    from napari_nucleus_ai.core.units import nm_per
+
+    try:
+        units = [str(layer.units[i]) for i in (iy, ix)]
+    except (AttributeError, IndexError):
+        return None
+    factors = [nm_per(u) for u in units]
+    if any(f is None for f in factors):
+        return None
+    return tuple(float(layer.scale[i]) * f / 1000.0 for i, f in zip((iy, ix), factors, strict=True))
+
+
 def describe_layer(layer) -> str:
     """Rich text with what users look for in a slide or stack."""
     meta = layer.metadata or {}
@@ -36,8 +50,10 @@ def describe_layer(layer) -> str:
     rows = [("layer", layer.name)]
     if meta.get("format"):
         rows.append(("format", meta["format"]))
-    px = meta.get("pixel_size_um")
+    px = meta.get("pixel_size_um") or _pixel_size_from_units(layer, iy, ix)
     sy, sx = layer.scale[iy], layer.scale[ix]
+    if px:
+        sy, sx = px[0], px[1]  # um
     rows.append(
         (
             "pixel size",
@@ -72,6 +88,10 @@ def describe_layer(layer) -> str:
     )
 
 
+#: The thumbnail's longest side, px: it fits a dock of a 1366 px laptop screen (~290 px wide).
+THUMB_PX = 240
+
+
 class Thumbnail(QLabel):
     """An overview image; a click sends the clicked position as fractions (fy, fx)."""
 
@@ -93,7 +113,10 @@ class Thumbnail(QLabel):
         h, w = rgb.shape[:2]
         image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
         self._pix = QPixmap.fromImage(image).scaled(
-            300, 300, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            THUMB_PX,
+            THUMB_PX,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
         )
         self._redraw()
 

@@ -21,7 +21,6 @@ from magicgui.widgets import (
     LineEdit,
     PushButton,
     Select,
-    SpinBox,
 )
 
 from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
@@ -74,7 +73,11 @@ class BatchWidget(ScrollableDock, DockBase, Container):
         self.model = FileEdit(
             label="model (optional)", mode="r", nullable=True, filter="*.zip *.safetensors"
         )
-        self.workers = SpinBox(label="local workers", value=os.cpu_count() or 1, min=1, max=256)
+        from napari_nucleus_ai.core.params import command_param
+
+        self.workers = self.schema_spin(  # the limits `batch --workers` checks
+            command_param("batch", "--workers"), label="local workers", value=os.cpu_count() or 1
+        )
         self.scheduler = LineEdit(
             label="or scheduler", value="", tooltip="tcp://host:8786 of an existing Dask scheduler"
         )
@@ -83,7 +86,7 @@ class BatchWidget(ScrollableDock, DockBase, Container):
         self.cancel_btn = PushButton(text="Cancel")
         self.report_button = PushButton(text="Open report", enabled=False)
         self.status = Label(value="")
-        from napari_nucleus_ai.widgets._base import status_label
+        from napari_nucleus_ai.widgets._base import narrow_fields, status_label
 
         status_label(self.status)
         self.extend([
@@ -91,12 +94,19 @@ class BatchWidget(ScrollableDock, DockBase, Container):
             self.scheduler, self.show_results, self.run_btn, self.cancel_btn,
             self.report_button, self.status,
         ])  # fmt: skip
+        narrow_fields(self, combos=(self.method,))
+        self.inputs.native.setMaximumHeight(120)  # a few files' rows; it scrolls beyond them
+        self.body_layout().addStretch(1)  # spare height goes below the fields, not between them
         self.run_btn.changed.connect(self.run)
         self.cancel_btn.changed.connect(self.cancel)
         self.report_button.changed.connect(self.open_report)
-        self.run_button(self.run_btn, needs=[(self._has_inputs, "an opened file or a folder")])
+        self.run_button(
+            self.run_btn,
+            needs=[(self._has_inputs, "an opened file or a folder"),
+                   (self._has_out, "an output folder")],
+        )  # fmt: skip
         self.cancel_button(self.cancel_btn)
-        for w in (self.inputs, self.folder):
+        for w in (self.inputs, self.folder, self.out):
             w.changed.connect(self.update_buttons)
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
@@ -112,6 +122,10 @@ class BatchWidget(ScrollableDock, DockBase, Container):
     def _has_inputs(self) -> bool:
         folder = self.folder.value
         return bool(self.inputs.value) or bool(folder and str(folder) not in ("", "."))
+
+    def _has_out(self) -> bool:
+        out = self.out.value
+        return bool(out and str(out) not in ("", "."))
 
     def gather(self) -> tuple[list[str], dict]:
         """The inputs and keyword arguments of ``run_batch_gen`` set in the dock."""

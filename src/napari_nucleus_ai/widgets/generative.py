@@ -14,7 +14,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
@@ -39,10 +38,15 @@ class GenerativeWidget(ScrollableDock, DockBase, Container):
         )
         self._classes: list[str] = []
         self.klass = ComboBox(label="class", choices=lambda w: list(self._classes))
-        self.n = SpinBox(label="how many", value=16, min=1, max=256)
-        self.steps = SpinBox(label="denoising steps", value=50, min=2, max=1000)
-        self.guidance = FloatSpinBox(label="guidance", value=1.0, min=0.0, max=20.0, step=0.5)
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        from napari_nucleus_ai.core.params import command_param
+
+        def option(name, label, value):  # the limits `generate` checks
+            return self.schema_spin(command_param("generate", name), label=label, value=value)
+
+        self.n = option("-n", "how many", 16)
+        self.steps = option("--steps", "denoising steps", 50)
+        self.guidance = option("--guidance", "guidance", 1.0)
+        self.seed = option("--seed", "seed", 0)
         self.generate_btn = PushButton(text="Generate")
         self.image = ComboBox(label="image", nullable=True)
         self.cells = ComboBox(label="cells", nullable=True)

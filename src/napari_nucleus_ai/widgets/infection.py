@@ -20,7 +20,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     PushButton,
 )
@@ -45,10 +44,19 @@ class InfectionWidget(ScrollableDock, DockBase, Container):
         self.result = None
         self._look = None  # scale/translate of the analysed layer (world -> pixel)
         self.layer = ComboBox(label="time-lapse", nullable=True)
-        self.pixel = FloatSpinBox(label="pixel size (um)", value=0.0, min=0.0, max=100.0, step=0.01,
-                                  tooltip="0 = from the layer")  # fmt: skip
-        self.interval = FloatSpinBox(label="frame interval (h)", value=0.0, min=0.0, max=48.0, step=0.25,
-                                     tooltip="0 = from the layer metadata, else 1 h")  # fmt: skip
+        from napari_nucleus_ai.core.params import command_param
+
+        # the limits `track` checks; the lowest value means "from the layer"
+        self.pixel = self.schema_spin(
+            command_param("track", "--pixel-size-um"), label="pixel size", value=0.0,
+            none_value=0.0, none_text="from the layer", suffix=" um",
+            tooltip="micrometres per pixel; lowest = from the layer",
+        )  # fmt: skip
+        self.interval = self.schema_spin(
+            command_param("track", "--frame-interval-h"), label="frame interval", value=0.0,
+            none_value=0.0, none_text="from the layer", suffix=" h",
+            tooltip="hours between frames; lowest = from the layer metadata, else 1 h",
+        )  # fmt: skip
         self.demo_model = CheckBox(label="demo model", value=True,
                                    tooltip="the infection model trained on simulated nuclei (trained once, cached)")  # fmt: skip
         self.model = FileEdit(
@@ -63,7 +71,8 @@ class InfectionWidget(ScrollableDock, DockBase, Container):
         self.run_btn = PushButton(text="Track and score")
         self.cancel_btn = PushButton(text="Cancel")
         self.status = Label(value="")
-        self.track = ComboBox(label="track", choices=[], nullable=True)
+        self.track = ComboBox(label="track", choices=[])
+        self._set_track_choices([])  # "no tracks yet", never magicgui's "-----"
         from napari_nucleus_ai.widgets._base import status_label
 
         status_label(self.status)
@@ -159,18 +168,28 @@ class InfectionWidget(ScrollableDock, DockBase, Container):
         if len(order):
             self.select_track(int(order[0]), jump=False)
 
+    #: What the track box shows before a run, and after a run that found no track.
+    NO_TRACKS = "no tracks yet"
+    NONE_FOUND = "no tracks found"
+
     def _set_track_choices(self, ids: list[int]) -> None:
         """Fill the track list in one pass: magicgui's ``choices`` setter looks every new item
-        up in the items already there (``findText``), quadratic for thousands of tracks."""
+        up in the items already there (``findText``), quadratic for thousands of tracks.
+
+        Items are ``track <id>`` (data: the id); with no track the one item says why
+        (:attr:`NO_TRACKS` before a run, :attr:`NONE_FOUND` after one), never ``-----``.
+        """
         native = self.track.native
         blocked = native.blockSignals(True)
         try:
             native.clear()
-            native.addItem(self.track.null_string, self.track.null_value)  # as nullable does
+            if not ids:
+                native.addItem(self.NONE_FOUND if self.result is not None else self.NO_TRACKS, None)
             for k in ids:
-                native.addItem(str(k), k)
+                native.addItem(f"track {k}", k)
         finally:
             native.blockSignals(blocked)
+        self.track.enabled = bool(ids)
 
     def _current_t(self) -> int:
         return int(self._viewer.dims.current_step[0]) if self._viewer.dims.ndim >= 3 else 0

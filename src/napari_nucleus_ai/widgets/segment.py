@@ -17,7 +17,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     PushButton,
 )
@@ -31,15 +30,6 @@ AUTO = "auto"
 MAX_DOCK_PIXELS = 400_000_000  # labels of a bigger region would not fit a Labels layer
 REGION_WHOLE = "whole image"
 REGION_VISIBLE = "visible region"
-
-
-def _fs(label, value, lo, hi, step, tip, suffix=""):
-    w = FloatSpinBox(label=label, value=value, min=lo, max=hi, step=step, tooltip=tip)
-    if step < 0.01:
-        w.native.setDecimals(3)
-    if suffix:
-        w.native.setSuffix(suffix)
-    return w
 
 
 def layer_pixel_size_um(layer) -> float | None:
@@ -88,59 +78,54 @@ class SegmentWidget(ScrollableDock, DockBase, Container):
             tooltip="wbc: white cells in stained smears; nuclei: Hoechst / DAPI; "
             "storm-nuclei: nuclei from localization density; deep backends need local weights",
         )
-        self.pixel = _fs(
-            "pixel size",
-            0.0,
-            0.0,
-            100.0,
-            0.001,
-            "micrometres per pixel; 0 = from the layer (wbc measures it on the red cells)",
-            " um",
+        from napari_nucleus_ai.core.params import command_param, param_named
+        from napari_nucleus_ai.segment.run import method_schema
+
+        # every limit and step is the schema's that `segment` / `batch` check
+        wbc, nuclei, storm = (method_schema(m) for m in ("wbc", "nuclei", "storm-nuclei"))
+        spin = self.schema_spin
+        self.pixel = spin(
+            command_param("segment", "--pixel-size-um"),
+            label="pixel size",
+            value=0.0,
+            none_value=0.0,
+            none_text="from the layer",
+            suffix=" um",
+            tooltip="micrometres per pixel; lowest = from the layer (wbc measures it on the "
+            "red cells)",
         )
         # wbc
-        self.min_nucleus = _fs(
-            "min nucleus",
-            3.9,
-            0.5,
-            20,
-            0.1,
-            "equivalent diameter of the smallest white-cell nucleus (platelets are smaller)",
-            " um",
-        )
-        self.lobe_gap = _fs(
-            "lobe gap", 1.6, 0.0, 10, 0.1, "nuclear lobes closer than this are one cell", " um"
-        )
-        self.cytoplasm = _fs(
-            "cytoplasm",
-            3.0,
-            0.0,
-            15,
-            0.5,
-            "how far a cell reaches beyond its nucleus (0 = nuclei only)",
-            " um",
-        )
-        self.nucleus_od = _fs(
-            "nucleus OD",
-            0.085,
-            0.02,
-            1.0,
-            0.005,
-            "nuclear-stain absorbance a nucleus reaches (lower = more sensitive)",
-        )
+        self.min_nucleus = spin(
+            param_named(wbc, "min_nucleus_um"), label="min nucleus", value=3.9, suffix=" um",
+            tooltip="equivalent diameter of the smallest white-cell nucleus (platelets are smaller)",
+        )  # fmt: skip
+        self.lobe_gap = spin(param_named(wbc, "lobe_gap_um"), label="lobe gap", value=1.6,
+                             suffix=" um", tooltip="nuclear lobes closer than this are one cell")  # fmt: skip
+        self.cytoplasm = spin(
+            param_named(wbc, "cytoplasm_um"), label="cytoplasm", value=3.0, suffix=" um",
+            tooltip="how far a cell reaches beyond its nucleus (0 = nuclei only)",
+        )  # fmt: skip
+        self.nucleus_od = spin(
+            param_named(wbc, "nucleus_od"), label="nucleus OD", value=0.085,
+            tooltip="nuclear-stain absorbance a nucleus reaches (lower = more sensitive)",
+        )  # fmt: skip
         # nuclei
-        self.diameter = _fs(
-            "diameter", 0.0, 0.0, 200, 0.5, "typical nucleus diameter; 0 = estimate", " um"
-        )
-        self.min_snr = _fs(
-            "min SNR", 5.0, 1.0, 100, 0.5, "nuclei stand this many noise sigmas above background"
-        )
+        self.diameter = spin(
+            param_named(nuclei, "diameter_um"), label="diameter", value=0.0, none_value=0.0,
+            none_text="estimate", suffix=" um", tooltip="typical nucleus diameter; lowest = estimate",
+        )  # fmt: skip
+        self.min_snr = spin(
+            param_named(nuclei, "min_snr"), label="min SNR", value=5.0,
+            tooltip="nuclei stand this many noise sigmas above background",
+        )  # fmt: skip
         self.split = CheckBox(label="split touching", value=True)
         # storm
-        self.storm_px = _fs(
-            "density pixel", 100.0, 10.0, 1000, 10, "pixel of the density image", " nm"
-        )
-        self.smooth = _fs("smoothing", 300.0, 0.0, 3000, 50, "density blur", " nm")
-        self.min_area = _fs("min area", 10.0, 0.1, 1000, 1, "smallest nucleus", " um²")
+        self.storm_px = spin(command_param("segment", "--pixel-size-nm"), label="density pixel",
+                             value=100.0, suffix=" nm", tooltip="pixel of the density image")  # fmt: skip
+        self.smooth = spin(param_named(storm, "smooth_nm"), label="smoothing", value=300.0,
+                           suffix=" nm", tooltip="density blur")  # fmt: skip
+        self.min_area = spin(param_named(storm, "min_area_um2"), label="min area", value=10.0,
+                             suffix=" um²", tooltip="smallest nucleus")  # fmt: skip
         # deep
         self.model = FileEdit(
             label="weights", mode="r", tooltip="local weights file or folder (never downloaded)"
