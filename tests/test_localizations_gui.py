@@ -325,3 +325,27 @@ def test_roi_drawn_in_um_selects_the_same_localizations_as_in_nm(dock, shared_da
     w.roi.value = "roi nm"
     w.render()
     assert len(layer.metadata["localizations"]) == len(in_um)
+
+
+def test_an_roi_shapes_layer_added_beside_a_render_keeps_one_unit(dock, shared_data, monkeypatch):
+    """Issue 25 item 12, with the Localizations dock in a plain viewer (no demo): an empty
+    Shapes layer for an ROI takes the render's nm before it joins, so napari's canvas
+    finds no inconsistent units and the scale bar keeps its unit."""
+    import warnings
+
+    import napari._vispy.canvas as canvas
+
+    said = []
+    monkeypatch.setattr(canvas, "show_warning", said.append)
+    viewer, w = dock
+    w.open_file(path=str(shared_data / "smlm/colicoords/03_storm.csv"))
+    w.render()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        roi = viewer.add_shapes(name="roi")
+        viewer.window._qt_viewer.canvas._update_world_units()  # what the next draw does
+    messages = [str(m) for m in said + [c.message for c in caught]]
+    assert not [m for m in messages if "Inconsistent units" in m], messages
+    assert [str(u) for u in roi.units] == ["nanometer"] * 2
+    np.testing.assert_allclose(roi.scale, [1.0, 1.0])
+    assert [str(u) for u in viewer.layers.units] == ["nanometer"] * 2

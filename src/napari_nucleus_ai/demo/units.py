@@ -23,6 +23,10 @@ unit.
 
 from __future__ import annotations
 
+from napari_nucleus_ai.widgets._units import adopt_units_before_insert, give_units
+
+__all__ = ["apply_display_unit", "display_units", "give_units", "show_lengths_in"]
+
 _CONNECTED = "_nucleus_ai_units"
 
 
@@ -50,52 +54,6 @@ def apply_display_unit(viewer, unit: str = "um") -> None:
             layers.units = None
 
 
-def _is_length(unit) -> bool:
-    import pint
-
-    return unit.dimensionality == pint.get_application_registry().Unit("um").dimensionality
-
-
-def _has_lengths(layer) -> bool:
-    units = getattr(layer, "units", None)
-    return bool(units) and all(_is_length(u) for u in units[-2:])
-
-
-def give_units(layer, reference) -> bool:
-    """Give an empty, unit-less Shapes or Points ``layer`` the units and scale of ``reference``.
-
-    ``layer`` is changed only when nothing is drawn on it yet (no coordinates to reinterpret),
-    none of its axes has a physical unit and ``reference`` has lengths. Drawn over a
-    localization render, it takes the table's unit with scale 1 (an ROI's vertices are then in
-    nm, as the Localizations dock reads them); otherwise the reference's pixel size, as
-    napari's own *New shapes layer* button does. Returns whether ``layer`` was changed.
-    """
-    from napari.layers import Points, Shapes
-
-    if not isinstance(layer, Shapes | Points) or len(layer.data) or reference is None:
-        return False
-    if any(_is_length(u) for u in layer.units) or not _has_lengths(reference):
-        return False
-    n = min(layer.ndim, reference.ndim)
-    units = list(layer.units)
-    units[-n:] = list(reference.units)[-n:]
-    scale = list(layer.scale)
-    if (reference.metadata or {}).get("localizations") is None:
-        scale[-n:] = list(reference.scale)[-n:]
-    layer.scale = scale
-    layer.units = units
-    return True
-
-
-def _reference(layers, new, active):
-    """The layer ``new`` is drawn over: the active one before it came, else the top one with
-    lengths (visible ones first)."""
-    if active is not None and active is not new and _has_lengths(active):
-        return active
-    others = [ly for ly in reversed(layers) if ly is not new and _has_lengths(ly)]
-    return next((ly for ly in others if ly.visible), others[0] if others else None)
-
-
 def show_lengths_in(viewer, unit: str = "um") -> None:
     """Keep every length of ``viewer`` shown in ``unit`` as layers come and go."""
     layers = viewer.layers
@@ -103,14 +61,7 @@ def show_lengths_in(viewer, unit: str = "um") -> None:
         apply_display_unit(viewer, unit)
         return
     setattr(layers, _CONNECTED, unit)
-    insert = layers.insert
-
-    def adopt_then_insert(index, value):
-        # before the list's events: napari's canvas checks the units as it draws the new layer
-        give_units(value, _reference(layers, value, layers.selection.active))
-        return insert(index, value)
-
-    layers.insert = adopt_then_insert  # append and extend go through insert
+    adopt_units_before_insert(viewer)  # ROI layers join the one unit (widgets._units)
 
     def lift(event=None):
         # silently: a units event while the list changes leaves napari's dims half-updated

@@ -29,6 +29,7 @@ from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
 from napari_nucleus_ai.widgets._compat import camera, set_view
 from napari_nucleus_ai.widgets._localizations_measure import MeasureSection, roi_nm
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
+from napari_nucleus_ai.widgets._units import adopt_units_before_insert
 
 if TYPE_CHECKING:
     import napari
@@ -157,7 +158,7 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         self.finish_measure()  # after the layer box: Measure needs a layer
         self.file.changed.connect(self.update_buttons)
         self.zoom.changed.connect(self._on_zoom_toggled)
-        viewer.layers.events.inserted.connect(self._give_units)
+        adopt_units_before_insert(viewer)  # an ROI Shapes layer takes the render's nm
         viewer.layers.events.inserted.connect(self._refresh)
         viewer.layers.events.removed.connect(self._refresh)
         viewer.layers.events.renamed.connect(self._refresh)
@@ -179,21 +180,6 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
             return
         for ly in [ly for ly in self.viewer.layers if "zoom_of" in (ly.metadata or {})]:
             self.viewer.layers.remove(ly)
-
-    def _give_units(self, event) -> None:
-        """A new Shapes layer (an ROI) is drawn in the localizations' unit (nm), not pixels:
-        napari would call the units inconsistent and the scale bar would lose its unit."""
-        from napari.layers import Shapes
-
-        layer = event.value
-        if not isinstance(layer, Shapes) or len(layer.data):
-            return
-        if str(layer.units[-1]) != "pixel":
-            return
-        tables = [ly for ly in self.viewer.layers if _is_table_layer(ly) and ly.ndim == layer.ndim]
-        units = {tuple(str(u) for u in ly.units) for ly in tables}
-        if len(units) == 1:
-            layer.units = next(iter(units))
 
     # ------------------------------------------------------------ choices
     def _shapes_choices(self, _=None):
