@@ -245,7 +245,7 @@ def run(out: Path) -> int:
         loc.render()
 
     w.step("wrong filters: first 500 last 100", empty_filters, dock=loc)
-    loc.first_frame.value = loc.last_frame.value = 0
+    loc.first_frame.value = loc.last_frame.value = loc.first_frame.min  # off
     w.step("roi shapes layer", lambda: v.add_shapes(name="ROI"), shot=False)
     if str(v.layers["ROI"].units[-1]) != "nanometer" or not getattr(v.layers, "units", None):
         w.errors.append("the ROI layer is not in nm, or the viewer lost its units")

@@ -266,3 +266,11 @@ def test_widget_options_are_the_schema_range():
     assert widget_options(Param("--tta", int, choices=(1, 2)))["choices"] == [1, 2]
     with pytest.raises(ValueError, match="not optional"):
         widget_options(Param("--epochs", int, 1), none_value=0)
+
+
+def test_render_frames_checked_against_the_schema(capsys, tmp_path, locs):
+    """``--frames`` ends are checked against the same entries as the dock's frame boxes."""
+    rc, _, err = _run(capsys, "render", locs, "--out", tmp_path / "x.tif", "--frames=-3:5")
+    line = _one_line(err)
+    assert rc == 2 and "--frames FIRST -3" in line and "must be" in line, line
+    assert not (tmp_path / "x.tif").exists()

@@ -359,7 +359,7 @@ def test_render_with_filters_that_leave_nothing_says_so(make_napari_viewer, locs
     w.first_frame.value, w.last_frame.value = 500, 100
     w.render()
     assert "no localization passes the filters" in w.status.value
-    w.first_frame.value, w.last_frame.value = 0, 0
+    w.first_frame.value, w.last_frame.value = w.first_frame.min, w.last_frame.min  # off
     w.min_photons.value = 1e6
     w.render()
     assert "no localization passes the filters" in w.status.value

@@ -1,7 +1,7 @@
 """The docks take their limits from the schemas the command line checks, and fit a laptop.
 
-Every spin box and choice box of every dock (but Review and Localizations, tested
-with their docks) is checked generically: it must come from a
+Every spin box and choice box of every dock (but Review, tested with its dock) is
+checked generically: it must come from a
 :class:`~napari_nucleus_ai.core.params.Param` (or be listed below with why not), and
 its range must be the schema's to within one displayed step. Then the dock details
 of issue 25: the Classifier's legend flows, Batch's Run needs an output folder, the
@@ -21,7 +21,8 @@ from napari_nucleus_ai.core.errors import UsageError
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-nucleus-ai"
-DOCKS = ["Segmentation", "Classifier", "Batch", "Infection", "Generative", "Slide", "Settings"]
+DOCKS = ["Segmentation", "Classifier", "Batch", "Infection", "Generative", "Slide", "Settings",
+         "Localizations"]  # fmt: skip
 
 #: Spin boxes whose range is not a schema's, and why.
 NOT_FROM_A_SCHEMA = {
@@ -96,7 +97,8 @@ def test_every_dock_number_has_the_schema_range(make_napari_viewer, name):
     """A spin box whose range differs from its schema's (or has none) fails here."""
     viewer = make_napari_viewer()
     checked = _check_dock(name, _dock(viewer, name))
-    expected = {"Segmentation": 10, "Classifier": 6, "Batch": 1, "Infection": 2, "Generative": 4}
+    expected = {"Segmentation": 10, "Classifier": 6, "Batch": 1, "Infection": 2, "Generative": 4,
+                "Localizations": 14}  # fmt: skip
     assert checked == expected.get(name, 0), (name, checked)
 
 
@@ -202,6 +204,32 @@ def test_docks_are_narrow_enough_for_a_laptop(make_napari_viewer, name):
     viewer.add_labels(np.zeros((8, 8), np.int32), name=f"{long} wbc classes")
     dock_width = 290 - 15  # minus the vertical scroll bar
     assert _body(dock).minimumSizeHint().width() <= dock_width
+
+
+@pytest.mark.parametrize("window_width", [1366, 1600])
+def test_localizations_dock_has_no_sideways_scroll(make_napari_viewer, tmp_path, window_width):
+    """Docked in a laptop-sized window, with a table open: file button, table text and
+    status wrap or shrink instead of widening the dock."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(window_width, 768)
+    dock = _dock(viewer, "Localizations")
+    dock.sync = True
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"frame": rng.integers(0, 50, 300), "x [nm]": rng.uniform(0, 3e3, 300),
+                          "y [nm]": rng.uniform(0, 3e3, 300),
+                          "uncertainty [nm]": rng.uniform(5, 20, 300)})  # fmt: skip
+    path = tmp_path / "a_long_localization_file_name_from_an_acquisition_series.csv"
+    table.to_csv(path, index=False)
+    dock.file.value = path
+    dock.open_file()
+    dock.render()
+    for _ in range(10):
+        QApplication.processEvents()
+    assert dock.info.value and dock.status.value
+    assert _body(dock).minimumSizeHint().width() <= _native(dock).width()
+    assert not _hbar(dock).isVisible()
 
 
 def test_classifier_dock_screenshot(make_napari_viewer, tmp_path):

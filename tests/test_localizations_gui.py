@@ -349,3 +349,76 @@ def test_an_roi_shapes_layer_added_beside_a_render_keeps_one_unit(dock, shared_d
     assert [str(u) for u in roi.units] == ["nanometer"] * 2
     np.testing.assert_allclose(roi.scale, [1.0, 1.0])
     assert [str(u) for u in viewer.layers.units] == ["nanometer"] * 2
+
+
+def _storm_csv(tmp_path, n=600):
+    """A ThunderSTORM-like table: frames from 0, photons from 0 (both ends are real values)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({
+        "frame": rng.integers(0, 100, n), "x [nm]": rng.uniform(0, 4000, n),
+        "y [nm]": rng.uniform(0, 4000, n), "intensity [photon]": rng.uniform(0, 3000, n),
+        "uncertainty [nm]": rng.uniform(5, 20, n),
+    })  # fmt: skip
+    df.loc[:9, "intensity [photon]"] = -5.0  # background-subtracted: below 0 photons
+    df.loc[:19, "frame"] = 0
+    path = tmp_path / "locs.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_zoom_rerender_replaces_a_failed_render_status(dock, tmp_path):
+    """After "no localization passes the filters", a zoom re-render says what is shown now."""
+    viewer, w = dock
+    w.open_file(path=str(_storm_csv(tmp_path)))
+    layer = viewer.layers[w.layer.value]
+    w.render()
+    rendered = w.status.value
+    assert rendered.startswith("600 of 600 localizations rendered")
+    w.min_photons.value = 1e6
+    w.render()
+    assert "no localization passes the filters" in w.status.value
+    assert len(layer.metadata["localizations"]) == 600  # the layer keeps its render
+    viewer.camera.center = (2000.0, 2000.0)
+    viewer.camera.zoom = 2.0  # 2 screen px per nm: finer than the 10 nm render
+    w.update_zoom()
+    assert viewer.layers[f"{layer.name} [zoom]"].visible
+    assert "no localization passes" not in w.status.value
+    assert w.status.value.startswith(rendered + "; zoom: ")
+    # the status then follows the next successful render, not an older one
+    w.min_photons.value = 1000.0
+    w.render()
+    kept = len(layer.metadata["localizations"])
+    assert 0 < kept < 600 and w.status.value.startswith(f"{kept:,} of 600")
+
+
+def test_photon_and_frame_filters_off_is_not_zero(dock, tmp_path):
+    """0 photons and frame 0 are real filter values; the lowest value ("off") is no filter."""
+    viewer, w = dock
+    w.open_file(path=str(_storm_csv(tmp_path)))
+    layer = viewer.layers[w.layer.value]
+    for box in (w.min_photons, w.first_frame, w.last_frame):
+        assert box.native.text() == "off" and box.value == box.min
+    w.render()
+    assert len(layer.metadata["localizations"]) == 600
+    w.min_photons.value = 0
+    w.render()
+    assert len(layer.metadata["localizations"]) == 590  # the 10 below 0 photons dropped
+    w.min_photons.value = w.min_photons.min
+    w.last_frame.value = 0
+    w.render()
+    kept = layer.metadata["localizations"]
+    assert len(kept) >= 20 and (kept["frame"] == 0).all()  # only frame 0, not "off"
+    w.last_frame.value = w.last_frame.min
+    w.first_frame.value = 1
+    w.render()
+    assert (layer.metadata["localizations"]["frame"] >= 1).all()
+
+
+def test_drift_correction_needs_two_segments(dock, tmp_path):
+    viewer, w = dock
+    w.open_file(path=str(_storm_csv(tmp_path)))
+    w.drift.value, w.segments.value = True, 1
+    assert w.render() is None
+    assert w.status.value == "drift correction needs 2 segments at least"

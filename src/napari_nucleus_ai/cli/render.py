@@ -131,9 +131,14 @@ def _frames(text):
     if not text:
         return None
     from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.params import command_param
 
     lo, sep, hi = text.partition(":")
     try:
-        return (int(lo) if lo else None, int(hi) if hi else None)
+        first, last = (int(lo) if lo else None, int(hi) if hi else None)
     except ValueError:
         raise InputError(None, f"--frames must be FIRST:LAST (got {text!r})") from None
+    # the dock's first/last frame boxes take their limits from the same entries
+    command_param("render", "frame_first").check(first, "render")
+    command_param("render", "frame_last").check(last, "render")
+    return first, last

@@ -334,6 +334,10 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("--max-precision", float, optional=True, unit="nm", **_POS),
         Param("--min-photons", float, 0, optional=True),
         Param("--drift-segments", int, 0, 10_000),
+        # the two ends of --frames FIRST:LAST (a text option): whole frame numbers, either
+        # optional (None = open end)
+        Param("--frames FIRST", int, 0, optional=True, key="frame_first"),
+        Param("--frames LAST", int, 0, optional=True, key="frame_last"),
     ),
     "measure": (
         *_PIXEL,

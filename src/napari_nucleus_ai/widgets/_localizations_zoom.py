@@ -3,7 +3,8 @@
 The computation is Qt-free (:func:`napari_nucleus_ai.localizations.render.render_view`, driven by
 :func:`napari_nucleus_ai.localizations.pipeline.zoom_gen`); this mixin only watches
 the camera (250 ms debounce), works out the visible region from public layer and
-camera state, and shows the result as a ``<layer> [zoom]`` image layer.
+camera state, and shows the result as a ``<layer> [zoom]`` image layer; the status line
+then describes that latest render (the layer's render and the zoom's).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ class NanoscaleZoom:
     """Mixin for :class:`~napari_nucleus_ai.widgets.localizations.LocalizationsWidget`.
 
     Expects the :class:`~napari_nucleus_ai.widgets._base.DockBase` of the dock
-    (``viewer``, ``sync``, ``start_job``), ``self._zoom_timer``, ``self.zoom`` (a
-    CheckBox) and ``self._current()``.
+    (``viewer``, ``sync``, ``start_job``, ``busy``), ``self._zoom_timer``, ``self.zoom`` (a
+    CheckBox), ``self.status`` (a Label), ``self._render_text`` (layer name -> its last
+    render's description) and ``self._current()``.
     """
 
     def _on_camera(self, _=None):
@@ -95,6 +97,8 @@ class NanoscaleZoom:
             from napari_nucleus_ai.localizations.layers import contrast_limits
 
             z.contrast_limits = contrast_limits(r.image)
+            if not self.busy:  # a full render running will say what it made
+                self.status.value = self.zoom_status(layer, base, r)
 
         sigma = (layer.metadata.get("render") or {}).get("sigma_nm")
         method = (layer.metadata.get("render") or {}).get("method", "gaussian")
@@ -111,6 +115,13 @@ class NanoscaleZoom:
             method=method,
             sigma_nm=sigma,
         )
+
+    def zoom_status(self, layer, base_px: float, r) -> str:
+        """What is shown now: the layer's last render, then the zoom's re-render."""
+        shown = getattr(self, "_render_text", {}).get(layer.name) or (
+            f"{len(layer.metadata['localizations']):,} localizations at {base_px:g} nm"
+        )
+        return f"{shown}; zoom: {r.n_rendered:,} in view at {r.pixel_size_nm:g} nm"
 
     def _zoom_blending(self, layer) -> str:
         """Cover the coarse layer when it is the only one shown; add up with other channels."""

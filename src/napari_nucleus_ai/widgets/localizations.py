@@ -18,14 +18,17 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     PushButton,
-    SpinBox,
 )
 
 from napari_nucleus_ai.localizations.detect import FORMATS as DETECT_FORMATS
-from napari_nucleus_ai.widgets._base import DockBase, ScrollableDock
+from napari_nucleus_ai.widgets._base import (
+    DockBase,
+    ScrollableDock,
+    narrow_fields,
+    status_label,
+)
 from napari_nucleus_ai.widgets._compat import camera, set_view
 from napari_nucleus_ai.widgets._localizations_measure import MeasureSection, roi_nm
 from napari_nucleus_ai.widgets._localizations_zoom import NanoscaleZoom
@@ -40,6 +43,8 @@ AUTO_FORMAT = "auto (by content)"
 READ_FORMATS = tuple(f for f in DETECT_FORMATS if f != "hdf5-bad")
 UNITS = {"nm": 1.0, "µm": 1000.0, "camera px": None}
 COLORMAPS = ("magma", "green", "magenta", "cyan", "yellow", "red", "blue", "gray", "turbo")
+#: The spin-box value meaning "no such filter" where 0 is a real value (photons, frames).
+OFF = -1.0
 
 
 def _is_table_layer(layer) -> bool:
@@ -54,6 +59,12 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
+        from napari_nucleus_ai.core.params import command_param
+
+        def render_param(name):  # every limit is the one `render` checks
+            return command_param("render", name)
+
+        spin = self.schema_spin
         self.mapping_wanted = False  # the column-mapping box is in use
         self._last_path = None
         self.file = FileEdit(label="file", mode="r", filter="*")
@@ -63,7 +74,7 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         self.open_btn = PushButton(text="Open")
         self.layer = ComboBox(label="layer", nullable=True)
         self.info = Label(label="table", value="")
-        self.info.native.setWordWrap(True)
+        status_label(self.info)  # a long summary wraps, never widens the dock
         # column mapping for unknown tables (hidden until needed)
         self.map_x = ComboBox(label="x column", choices=[])
         self.map_y = ComboBox(label="y column", choices=[])
@@ -73,7 +84,8 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         self.map_precision = ComboBox(label="precision column", choices=[])
         self.map_channel = ComboBox(label="channel column", choices=[])
         self.map_unit = ComboBox(label="unit", choices=list(UNITS), value="nm")
-        self.camera_px = FloatSpinBox(label="camera pixel (nm)", value=100.0, min=1, max=10000)
+        self.camera_px = spin(render_param("--camera-pixel"), label="camera pixel", value=100.0,
+                              suffix=" nm", tooltip="nm per camera pixel (unit: camera px)")  # fmt: skip
         self.mapping_box = Container(
             widgets=[
                 self.map_x,
@@ -90,30 +102,44 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
             visible=False,
         )
         # rendering
-        self.pixel = FloatSpinBox(label="pixel (nm)", value=10.0, min=0.5, max=1000.0, step=1.0)
+        self.pixel = spin(render_param("--pixel-size"), label="pixel", value=10.0, suffix=" nm",
+                          tooltip="pixel of the rendered image")  # fmt: skip
         self.method = ComboBox(label="method", choices=["gaussian", "histogram", "precision"])
-        self.sigma = FloatSpinBox(label="sigma (nm, 0=auto)", value=0.0, min=0.0, max=500.0)
+        self.sigma = spin(
+            render_param("--sigma"), label="sigma", value=0.0, none_value=0.0, none_text="auto",
+            suffix=" nm", tooltip="Gaussian sigma; lowest = auto (the median precision)",
+        )  # fmt: skip
         self.z_mode = ComboBox(label="3D", choices=["project", "stack", "color"])
         self.colormap = ComboBox(label="colour", choices=list(COLORMAPS))
         # filters
-        self.max_precision = FloatSpinBox(
-            label="max precision (nm, 0=off)", value=0.0, min=0, max=1000
-        )
-        self.min_photons = FloatSpinBox(label="min photons (0=off)", value=0.0, min=0, max=1e7)
-        self.first_frame = SpinBox(label="first frame (0=off)", value=0, min=0, max=10**9)
-        self.last_frame = SpinBox(label="last frame (0=off)", value=0, min=0, max=10**9)
+        self.max_precision = spin(
+            render_param("--max-precision"), label="max precision", value=0.0, none_value=0.0,
+            none_text="off", suffix=" nm", tooltip="drop less precise localizations; lowest = off",
+        )  # fmt: skip
+        # 0 photons and frame 0 are real values: "off" is the value below them
+        self.min_photons = spin(
+            render_param("--min-photons"), label="min photons", value=OFF, none_value=OFF,
+            none_text="off", tooltip="drop localizations with fewer photons; lowest = off",
+        )  # fmt: skip
+        self.min_photons.native.setDecimals(0)  # whole photons: one step up from "off" is 0
+        self.first_frame = spin(render_param("frame_first"), label="first frame", value=OFF,
+                                none_value=OFF, none_text="off", tooltip="lowest = from the first")  # fmt: skip
+        self.last_frame = spin(render_param("frame_last"), label="last frame", value=OFF,
+                               none_value=OFF, none_text="off", tooltip="lowest = to the last")  # fmt: skip
         self.roi = ComboBox(label="ROI shapes", choices=self._shapes_choices)
         self.drift = CheckBox(label="drift correction", value=False)
-        self.segments = SpinBox(label="drift segments", value=8, min=2, max=50)
+        # the schema's 0 is the command line's "off"; here the check box is the switch, and
+        # correction needs 2 segments at least (render says so when fewer are asked)
+        self.segments = spin(render_param("--drift-segments"), label="drift segments", value=8,
+                             tooltip="time segments cross-correlated (2 at least)")  # fmt: skip
         self.zoom = CheckBox(label="re-render on zoom", value=True)
         self.render_btn = PushButton(text="Render")
         self.points_btn = PushButton(text="Show points (ROI or small tables)")
         self.save_path = FileEdit(label="save CSV", mode="w", filter="*.csv")
         self.save_btn = PushButton(text="Save filtered CSV")
         self.status = Label(label="", value="")
-        from napari_nucleus_ai.widgets._base import status_label
-
         status_label(self.status)
+        self._render_text = {}  # layer name -> what its last successful render was
         self.extend(
             [
                 self.file,
@@ -142,6 +168,11 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
                 *self.build_measure(),
                 self.status,
             ]
+        )
+        narrow_fields(self, combos=(self.file_format, self.method, self.z_mode, self.colormap,
+                                    self.roi))  # fmt: skip
+        narrow_fields(
+            self.mapping_box, combos=[w for w in self.mapping_box if w is not self.camera_px]
         )
         self.open_btn.changed.connect(self.open_file)
         self.render_btn.changed.connect(self.render)
@@ -318,15 +349,18 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         roi, roi_types = None, None
         if self.roi.value not in (None, NONE) and self.roi.value in self.viewer.layers:
             roi, roi_types = roi_nm(self.viewer.layers[self.roi.value])
-        frames = (self.first_frame.value or None, self.last_frame.value or None)
+        frames = (_on(self.first_frame, int), _on(self.last_frame, int))
+        if self.drift.value and self.segments.value < 2:
+            self.status.value = "drift correction needs 2 segments at least"
+            return None
         params = dict(
             pixel_size_nm=self.pixel.value,
             method=self.method.value,
             sigma_nm=self.sigma.value or None,
             z_mode=self.z_mode.value,
             precision_max_nm=self.max_precision.value or None,
-            photons_min=self.min_photons.value or None,
-            frame_range=frames if any(frames) else None,
+            photons_min=_on(self.min_photons, float),
+            frame_range=frames if frames != (None, None) else None,
             roi=roi,
             roi_types=roi_types,
             drift_segments=self.segments.value if self.drift.value else 0,
@@ -384,7 +418,7 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         if not r.rgb:
             layer.contrast_limits = contrast_limits(data[-1] if multiscale else r.image)
         self.layer.value = layer.name
-        self.status.value = (
+        text = (
             f"{len(result.data):,} of {result.n_before:,} localizations rendered"
             f" at {r.pixel_size_nm:g} nm ({r.method})"
         )
@@ -392,10 +426,11 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
             import numpy as np
 
             d = result.drift.drift_nm
-            self.status.value += (
+            text += (
                 f"; drift corrected: {np.hypot(d[:, 0], d[:, 1]).max():.0f} nm at most over "
                 f"{len(d)} segments"
             )
+        self._render_text[layer.name] = self.status.value = text
         self._on_camera()
 
     def _set_colormap(self, value):
@@ -443,6 +478,11 @@ class LocalizationsWidget(MeasureSection, NanoscaleZoom, ScrollableDock, DockBas
         out = write_thunderstorm_csv(layer.metadata["localizations"], path)
         self.status.value = f"saved {out}"
         return out
+
+
+def _on(box, kind):
+    """A filter box's value, or ``None`` at its lowest value ("off")."""
+    return None if box.value <= OFF else kind(box.value)
 
 
 def _process_checked(source, **params):
