@@ -9,6 +9,13 @@ One task per input (:func:`.tasks.process_input`); an image larger than
 (:func:`.tasks.segment_tile`), stitching here in row-major order with the
 segmentation core's own paste rule, and one finishing task; so a single whole
 slide also spreads over the cluster, and gives the same labels as ``segment``.
+With a model, an input with more than ``cells_per_task`` cells (a big field, a
+stitched slide) is classified by cell-chunk tasks: the segmenting task leaves its
+outputs staged and returns a :class:`.tasks.Segmented`; one task per chunk of
+``cells_per_task`` rows of the cell table (:func:`.tasks.classify_chunk`) cuts its
+cells' windows and runs the classify core on them; a merging task
+(:func:`.tasks.merge_chunks`) joins the chunks in cell-table order and writes the
+outputs, the same files as classifying the input in one task.
 A worker that dies has its tasks rerun elsewhere by the scheduler; a task that
 kills workers repeatedly ends as a ``failed`` row, never a stopped run.
 """
@@ -27,8 +34,11 @@ import pandas as pd
 
 from napari_nucleus_ai.batch.inputs import assign_stems, find_inputs, finished_row, state_dir
 from napari_nucleus_ai.batch.tasks import (
+    Segmented,
     Settings,
+    classify_chunk,
     finish_tiled,
+    merge_chunks,
     plan_tiles,
     process_input,
     segment_tile,
@@ -37,6 +47,7 @@ from napari_nucleus_ai.core.errors import InputError, one_line
 from napari_nucleus_ai.core.progress import Progress
 
 TILE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".scn", ".bif")
+CELLS_PER_TASK = 250  # with a model: inputs with more cells are classified in chunks of this many
 
 
 @dataclass
@@ -125,6 +136,10 @@ class BatchOptions:
     tile_above : int, optional
         Images with more pixels are split into tile tasks (default: the
         segmentation core's own threshold, 12 Mpx).
+    cells_per_task : int, optional
+        With a model, inputs with more cells are classified in chunks of this many
+        cells, one task each, spread over the workers (``None``: 250; ``0``: one
+        task per input).
     resume : bool
         Skip inputs finished by an earlier run with the same settings.
     output : {"tiff", "zarr"}
@@ -149,6 +164,7 @@ class BatchOptions:
     tta: int | None = None
     threshold: float | None = None
     tile_above: int | None = None
+    cells_per_task: int | None = None
     resume: bool = True
     output: str = "tiff"
 
@@ -162,6 +178,8 @@ class BatchOptions:
             raise InputError(self.model, "no such model package")
         if self.output not in ("tiff", "zarr"):
             raise InputError(None, f"--format must be tiff or zarr, not {self.output!r}")
+        if self.cells_per_task is not None and self.cells_per_task < 0:
+            raise InputError(None, f"--cells-per-task must be >= 0, not {self.cells_per_task}")
         model = os.fspath(Path(self.model).absolute()) if self.model else None
         return Settings(
             self.method, model, self.pixel_size_um, self.pixel_size_nm, self.tile,
@@ -210,6 +228,7 @@ def _run_batch(inputs, out, o: BatchOptions):
         run = _Run(
             client, out, settings, rows, {s: str(p) for p, s in zip(paths, stems, strict=True)}
         )
+        run.cells_per_task = CELLS_PER_TASK if o.cells_per_task is None else o.cells_per_task
         run.submit_inputs(todo, o.method, o.tile_above)
         yield from run.collect(n, n_resumed)
     finally:
@@ -237,16 +256,21 @@ def _resumed(paths, stems, out: Path, settings: Settings, resume: bool):
 class _Run:
     """The tasks of one batch on the cluster and the summary rows they come back as.
 
-    Each future maps to ``(kind, stem, tile index)``; ``kind`` is ``input`` (a whole
+    Each future maps to ``(kind, stem, index)``; ``kind`` is ``input`` (a whole
     input), ``plan`` (a big image's tiling), ``tile`` or ``finish`` (the tiled image's
-    cells). ``slides`` holds the tiled images being stitched.
+    cells), ``chunk`` (a chunk of a big input's cells, ``index`` its number) or
+    ``merge``. ``slides`` holds the tiled images being stitched, ``cells`` the inputs
+    whose cell chunks are out.
     """
+
+    cells_per_task: int | None = None
 
     def __init__(self, client, out: Path, settings: Settings, rows: dict, path_of: dict):
         self.client, self.out, self.settings = client, out, settings
         self.rows, self.path_of = rows, path_of
         self.futures: dict = {}
         self.slides: dict[str, dict] = {}  # stem -> plan, labels, results, next, next_id, t0
+        self.cells: dict[str, dict] = {}  # stem -> segmented, parts (chunk index -> result)
         self.ac = None
 
     def submit(self, kind: str, stem: str, index, fn, *args, key: str):
@@ -267,7 +291,7 @@ class _Run:
                             key=f"plan-{s}")  # fmt: skip
             else:
                 self.submit("input", s, None, process_input, str(p), str(self.out), s,
-                            self.settings, key=f"input-{s}")  # fmt: skip
+                            self.settings, self.cells_per_task, key=f"input-{s}")  # fmt: skip
 
     def collect(self, n: int, n_resumed: int):
         """Take the tasks' results as they finish; yields progress with an ETA."""
@@ -276,7 +300,7 @@ class _Run:
         self.ac = as_completed(list(self.futures))
         done, t_run = n_resumed, time.perf_counter()
         handlers = {"input": self._row, "plan": self._planned, "tile": self._tiled,
-                    "finish": self._row}  # fmt: skip
+                    "finish": self._row, "chunk": self._chunked, "merge": self._row}  # fmt: skip
         for fut in self.ac:
             kind, stem, index = self.futures.pop(fut)
             path = self.path_of[stem]
@@ -299,9 +323,39 @@ class _Run:
             yield Progress(done, n, f"{done}/{n} inputs, {failed} failed, ETA {_hms(eta)}")
 
     def _row(self, stem: str, _index, result, error):
-        """A whole input (or a tiled image's finishing task) is done."""
+        """A whole input (or a tiled image's finishing task) is done, or segmented for chunks."""
+        if error is None and isinstance(result, Segmented):
+            return self._split_cells(stem, result)
         self.rows[stem] = result if error is None else _failed(self.path_of[stem], stem, error)
         return _FINISHED
+
+    def _split_cells(self, stem: str, seg: Segmented):
+        """A segmented big input: one task per chunk of its cell table."""
+        chunks = seg.chunks(int(self.cells_per_task or len(seg.table) or 1))
+        self.cells[stem] = {"seg": seg, "parts": {}, "n": len(chunks)}
+        sf = self.client.scatter(seg)  # the cell table goes to the workers once
+        for i, (a, b) in enumerate(chunks):
+            self.submit("chunk", stem, i, classify_chunk, sf, a, b, self.settings,
+                        key=f"cells-{stem}-{i}")  # fmt: skip
+        return f"{len(seg.table)} cells in {len(chunks)} classification tasks"
+
+    def _chunked(self, stem: str, index: int, result, error):
+        """A chunk's predictions; the last one submits the merging task."""
+        job = self.cells.get(stem)
+        if job is None:
+            return _PENDING  # the input already failed
+        if error is not None:
+            self.rows[stem] = _failed(self.path_of[stem], stem, error)
+            self.cells.pop(stem)
+            return _FINISHED
+        job["parts"][index] = result
+        if len(job["parts"]) < job["n"]:
+            return f"classification task {len(job['parts'])}/{job['n']}"
+        parts = [job["parts"][i] for i in range(job["n"])]  # cell-table order
+        self.submit("merge", stem, None, merge_chunks, job["seg"], parts, str(self.out),
+                    self.settings, key=f"merge-{stem}")  # fmt: skip
+        self.cells.pop(stem)
+        return _PENDING
 
     def _planned(self, stem: str, _index, plan, error):
         """A big image's tiling: one task per tile."""
@@ -309,7 +363,7 @@ class _Run:
             return self._row(stem, None, None, error)
         self.slides[stem] = {
             "plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": {},
-            "next": 0, "next_id": 1, "t0": time.perf_counter(),
+            "next": 0, "next_id": 1, "t0": time.time(),
         }  # fmt: skip
         pf = self.client.scatter(plan)
         for i in range(len(plan.tiles)):
@@ -324,7 +378,7 @@ class _Run:
         if error is not None:
             self.rows[stem] = _failed(self.path_of[stem], stem, error)
             self.slides.pop(stem)
-            return _PENDING
+            return _FINISHED
         sl["results"][index] = labels
         _stitch(sl)
         ntile = len(sl["plan"].tiles)
@@ -332,7 +386,8 @@ class _Run:
             return f"tile {sl['next']}/{ntile}"
         labels_f = self.client.scatter(sl["labels"])  # not embedded in the task graph
         self.submit("finish", stem, None, finish_tiled, sl["plan"], labels_f, str(self.out),
-                    self.settings, sl["t0"], key=f"finish-{stem}")  # fmt: skip
+                    self.settings, sl["t0"], self.cells_per_task,
+                    key=f"finish-{stem}")  # fmt: skip
         self.slides.pop(stem)
         return _PENDING
 

@@ -1,7 +1,8 @@
-"""The work a Dask worker does: one input, or one tile of a whole slide.
+"""The work a Dask worker does: one input, one tile of a whole slide, or one chunk of cells.
 
 Everything here is a plain function of picklable arguments that returns a plain
-``dict`` (one row of ``summary.csv``) or an array, so any Dask deployment can run
+``dict`` (one row of ``summary.csv``), an array, a table or a :class:`Segmented`
+(an input whose cells are left to cell-chunk tasks), so any Dask deployment can run
 it. Results are produced by the same code paths as the ``segment`` and
 ``classify`` commands (:func:`napari_nucleus_ai.segment.file.segment_file` and
 :func:`napari_nucleus_ai.classify.cells.classify_cells_gen`), which is what makes a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,22 +137,50 @@ def _read_for_classify(path: str):
     return tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else read_crop(path)
 
 
-def classify_result(settings: Settings, path: str, seg) -> tuple:
-    """Classify the cells of a :class:`~napari_nucleus_ai.segment.run.Segmentation`."""
+_CACHE = threading.local()  # per worker thread: the last model, image and labels read
+
+
+def _cached(name: str, key, load):
+    """``load()`` once per worker thread for the same ``key`` (keeps only the last one)."""
+    held = getattr(_CACHE, name, None)
+    if held is None or held[0] != key:
+        held = None  # drop the old value before loading the new one
+        setattr(_CACHE, name, None)
+        held = (key, load())
+        setattr(_CACHE, name, held)
+    return held[1]
+
+
+def _file_key(path: str) -> tuple:
+    st = os.stat(path)
+    return (os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
+def classify_result(settings: Settings, path: str, seg, cached: bool = False) -> tuple:
+    """Classify the cells of ``seg.table`` (a :class:`~napari_nucleus_ai.segment.run.Segmentation`).
+
+    ``seg.table`` may be a slice of the cell table (a cell-chunk task): only its
+    cells are classified; windows are cut from the whole image as ``classify`` cuts them.
+    ``cached``: keep the model and image for the next chunk of the same input on this
+    worker thread.
+    """
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.classify.predict import as_package
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.crops import is_image_file
 
-    package = as_package(settings.model)  # imports torch
+    def get(name, key, load):
+        return _cached(name, _file_key(key), load) if cached else load()
+
+    package = get("model", settings.model, lambda: as_package(settings.model))  # imports torch
     _limit_threads()
     image = localizations = None
     if package.modality == "storm" and not is_image_file(path):
         from napari_nucleus_ai.localizations import read_localizations
 
-        localizations = read_localizations(path)
+        localizations = get("locs", path, lambda: read_localizations(path))
     else:
-        image = _read_for_classify(path)
+        image = get("image", path, lambda: _read_for_classify(path))
     res = run_sync(
         classify_cells_gen(
             package,
@@ -170,6 +200,100 @@ def classify_result(settings: Settings, path: str, seg) -> tuple:
     return res.table, res.counts()
 
 
+# -- big inputs: classification split into cell-chunk tasks -------------------------------------
+
+
+@dataclass
+class Segmented:
+    """An input segmented by one task whose cells are classified by several (cell-chunk tasks).
+
+    The staged outputs stay in ``work`` (``labels`` is the label TIFF the chunk tasks
+    read) until :func:`merge_chunks` moves them into place.
+    """
+
+    path: str
+    stem: str
+    row: dict
+    work: str
+    staged: dict  # name -> staged file path (str)
+    labels: str  # the staged label TIFF
+    table: object  # the measured cell table (pandas)
+    scale: tuple
+    translate: tuple
+    unit: str
+    method: str
+    t0: float  # wall clock (``time.time()``) at which the input's first task started
+
+    def chunks(self, cells_per_task: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` row ranges of the cell table, ``cells_per_task`` rows each."""
+        n = len(self.table)
+        return [(a, min(a + cells_per_task, n)) for a in range(0, n, cells_per_task)]
+
+
+def _split(cells_per_task: int | None, seg, settings: Settings) -> bool:
+    """Whether this input's cells go to cell-chunk tasks (a model, 2D labels, many cells)."""
+    return bool(
+        settings.model
+        and cells_per_task
+        and np.ndim(seg.labels) == 2
+        and len(seg.table) > cells_per_task
+    )
+
+
+def _seg_of(s: Segmented, table):
+    """The :class:`~napari_nucleus_ai.segment.run.Segmentation` of ``s`` (labels read back)."""
+    from napari_nucleus_ai.segment.run import Segmentation
+
+    def load():
+        import tifffile
+
+        return np.asarray(tifffile.imread(s.labels)).reshape(s.row["height"], s.row["width"])
+
+    labels = _cached("labels", _file_key(s.labels), load)
+    return Segmentation(labels, table, s.scale, s.translate, s.unit, s.method, {})
+
+
+def classify_chunk(s: Segmented, start: int, stop: int, settings: Settings) -> tuple:
+    """Classify rows ``start:stop`` of the cell table: ``(table rows with predictions, counts)``."""
+    table = s.table.iloc[start:stop]
+    return classify_result(settings, s.path, _seg_of(s, table), cached=True)
+
+
+def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) -> dict:
+    """Join the cell-chunk tasks' tables (in cell-table order), write the outputs, return the row."""
+    import pandas as pd
+
+    from napari_nucleus_ai.cells import write_cell_table
+    from napari_nucleus_ai.core.errors import one_line
+
+    row = dict(s.row)
+    work = Path(s.work)
+    try:
+        table = pd.concat([t for t, _ in parts]) if parts else s.table
+        counts: dict[str, int] = {}
+        for _, c in parts:
+            for k, v in c.items():
+                counts[k] = counts.get(k, 0) + int(v)
+        staged = {k: Path(v) for k, v in s.staged.items()}
+        write_cell_table(table, staged["cells"])
+        row.update({f"n_{k}": int(v) for k, v in counts.items()})
+        row["cell_tasks"] = len(parts)
+        if settings.output == "zarr":
+            _stage_zarr(work, s.stem, s.path, _seg_of(s, table), table, staged)
+        row["n_cells"] = int(len(table))
+        row["status"] = "ok"
+        row["seconds"] = round(time.time() - s.t0, 3)
+        row["settings"] = settings.key()
+        return _finish(out_dir, s.stem, staged, row, settings.output)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a 'failed' row
+        row["status"] = "failed"
+        row["error"] = one_line(e, s.path)
+        row["seconds"] = round(time.time() - s.t0, 3)
+        return row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _finish(out_dir, stem, staged: dict[str, Path], row: dict, output: str = "tiff") -> dict:
     """Move staged outputs into place, then write the status record (last)."""
     from napari_nucleus_ai.core.files import atomic_write
@@ -186,11 +310,18 @@ def _finish(out_dir, stem, staged: dict[str, Path], row: dict, output: str = "ti
     return row
 
 
-def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dict:
-    """Segment (and classify) one input; return its summary row. Never raises for bad input."""
+def process_input(
+    path: str, out_dir: str, stem: str, settings: Settings, cells_per_task: int | None = None
+) -> dict | Segmented:
+    """Segment (and classify) one input; return its summary row. Never raises for bad input.
+
+    With a model and more than ``cells_per_task`` cells, the cells are left to
+    cell-chunk tasks: returns a :class:`Segmented` (outputs staged, not yet in place).
+    """
     from napari_nucleus_ai.core.errors import one_line
 
     t0 = time.perf_counter()
+    handed_off = False
     row = {"path": path, "stem": stem, "status": "failed", "error": "", "n_cells": 0}
     work = Path(out_dir) / STATE / "work" / stem
     try:
@@ -220,6 +351,10 @@ def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dic
             staged["localizations"] = extra
         row["height"], row["width"] = (int(v) for v in seg.labels.shape[-2:])
         table = seg.table
+        if _split(cells_per_task, seg, settings):
+            handed_off = True
+            t0_wall = time.time() - (time.perf_counter() - t0)
+            return _hand_off(path, stem, row, work, staged, lab, seg, method, t0_wall)
         if settings.model:
             from napari_nucleus_ai.cells import write_cell_table
 
@@ -238,7 +373,18 @@ def process_input(path: str, out_dir: str, stem: str, settings: Settings) -> dic
         row["seconds"] = round(time.perf_counter() - t0, 3)
         return row
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not handed_off:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _hand_off(path, stem, row, work, staged, labels_file, seg, method, t0_wall) -> Segmented:
+    """The :class:`Segmented` that cell-chunk tasks classify and :func:`merge_chunks` finishes."""
+    return Segmented(
+        path=path, stem=stem, row=dict(row), work=os.fspath(work),
+        staged={k: os.fspath(v) for k, v in staged.items()}, labels=os.fspath(labels_file),
+        table=seg.table, scale=tuple(seg.scale), translate=tuple(seg.translate), unit=seg.unit,
+        method=method, t0=t0_wall,
+    )  # fmt: skip
 
 
 # -- whole slides: one task per tile ------------------------------------------------------------
@@ -333,9 +479,18 @@ def segment_tile(plan: TilePlan, index: int) -> np.ndarray:
 
 
 def finish_tiled(
-    plan: TilePlan, labels: np.ndarray, out_dir: str, settings: Settings, t0: float
-) -> dict:
-    """Measure (and classify) a stitched slide and write its outputs like ``segment`` does."""
+    plan: TilePlan,
+    labels: np.ndarray,
+    out_dir: str,
+    settings: Settings,
+    t0: float,
+    cells_per_task: int | None = None,
+) -> dict | Segmented:
+    """Measure (and classify) a stitched slide and write its outputs like ``segment`` does.
+
+    ``t0`` is the wall clock (``time.time()``) when the slide's first task was
+    submitted; ``cells_per_task`` as for :func:`process_input`.
+    """
     from napari_nucleus_ai.cells import write_cell_table
     from napari_nucleus_ai.core.errors import one_line
     from napari_nucleus_ai.segment.run import Segmentation, _measure
@@ -352,6 +507,7 @@ def finish_tiled(
         **plan.stamp,
     }
     work = Path(out_dir) / STATE / "work" / plan.stem
+    handed_off = False
     try:
         work.mkdir(parents=True, exist_ok=True)
         s = float(plan.px) if plan.px else 1.0
@@ -361,6 +517,11 @@ def finish_tiled(
         seg = Segmentation(labels, table, scale, translate, unit, plan.method, {})
         lab, cells = work / "labels.tif", work / "cells.csv"
         write_labels_tif(lab, labels, scale, unit)
+        row["height"], row["width"] = plan.shape
+        if _split(cells_per_task, seg, settings):
+            handed_off = True
+            return _hand_off(plan.path, plan.stem, row, work, {"labels": lab, "cells": cells},
+                             lab, seg, plan.method, t0)  # fmt: skip
         if settings.model:
             table, counts = classify_result(settings, plan.path, seg)
             row.update({f"n_{k}": int(v) for k, v in counts.items()})
@@ -368,14 +529,14 @@ def finish_tiled(
         staged = {"labels": lab, "cells": cells}
         if settings.output == "zarr":
             _stage_zarr(work, plan.stem, plan.path, seg, table, staged)
-        row["height"], row["width"] = plan.shape
         row["n_cells"] = int(len(table))
         row["status"] = "ok"
-        row["seconds"] = round(time.perf_counter() - t0, 3)
+        row["seconds"] = round(time.time() - t0, 3)
         row["settings"] = settings.key()
         return _finish(out_dir, plan.stem, staged, row, settings.output)
     except Exception as e:  # noqa: BLE001
         row["error"] = one_line(e, plan.path)
         return row
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not handed_off:
+            shutil.rmtree(work, ignore_errors=True)

@@ -68,6 +68,13 @@ def add_arguments(p) -> None:
         metavar="NAME=VALUE",
         help="segmentation parameter, as for `segment` (repeatable)",
     )
+    p.add_argument(
+        "--cells-per-task",
+        type=int,
+        metavar="N",
+        help="with --model, classify inputs with more cells in chunks of N cells, one Dask "
+        "task each (default 250; 0: one task per input)",
+    )
     p.add_argument("--device", help="classification device: auto, cuda, mps, cpu")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", type=int, help="test-time augmentations (default: the model card's)")
@@ -108,6 +115,7 @@ def run(args) -> int:
         tta=args.tta,
         threshold=args.threshold,
         tile_above=args.tile_above,
+        cells_per_task=args.cells_per_task,
         resume=args.resume,
         output=args.output,
     )

@@ -1,0 +1,154 @@
+"""Batch with a model: a big input's cells classified in chunks over the workers.
+
+The chunked run must give the same files as classifying every cell of the input in
+one task (``cells_per_task=0``), plain and tile-wise, and a failing chunk must give a
+``failed`` row, not a stopped run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_nucleus_ai.batch import run_batch
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """In-process cluster, 2 threads: chunk tasks of one input run side by side."""
+    import logging
+
+    c = distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def client(cluster):
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """One smear field with a dozen white cells (several chunks of 4 cells)."""
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    d = tmp_path_factory.mktemp("cells_in")
+    sim = simulate_smear(seed=3, shape=(720, 960), n_wbc=12)
+    tifffile.imwrite(d / "field.tif", sim.image)
+    return d / "field.tif"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A small untrained crop classifier with a fixed seed (deterministic)."""
+    import torch
+
+    from napari_nucleus_ai.classify.train import make_card
+    from napari_nucleus_ai.classify.trainset import TrainingSet
+    from napari_nucleus_ai.models.classifier_kind import build
+    from napari_nucleus_ai.models.package import save_model
+
+    rng = np.random.default_rng(1)
+    ts = TrainingSet(
+        [rng.integers(0, 255, (40, 40, 3), dtype=np.uint8) for _ in range(6)],
+        np.array([0, 0, 1, 1, 2, 2]),
+        ["lymphocyte", "monocyte", "neutrophil"],
+        "brightfield_rgb",
+    )
+    card = make_card(ts, arch="smallcnn", name="chunk model", crop_size=32, tta=2)
+    torch.manual_seed(1)
+    return save_model(card, build(card), tmp_path_factory.mktemp("model") / "m.zip")
+
+
+def _run(field, out, client, model, **options):
+    res = run_batch([field], out, client=client, model=str(model), device="cpu", **options)
+    row = res.summary.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    return row
+
+
+def _same_outputs(a, b, stem="field"):
+    """Same labels; same cell table (predictions within float rounding of batch sizes)."""
+    np.testing.assert_array_equal(
+        tifffile.imread(a / f"{stem}_labels.tif"), tifffile.imread(b / f"{stem}_labels.tif")
+    )
+    ca, cb = pd.read_csv(a / f"{stem}_cells.csv"), pd.read_csv(b / f"{stem}_cells.csv")
+    assert list(ca.columns) == list(cb.columns)
+    assert ca["label"].tolist() == cb["label"].tolist()
+    assert ca["class"].tolist() == cb["class"].tolist()
+    pd.testing.assert_frame_equal(ca, cb, check_exact=False, rtol=1e-5, atol=1e-6)
+    return ca
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["whole", "tiles"])
+def test_cell_chunks_equal_one_task(client, field, model, tmp_path, tiled):
+    extra = {"tile_above": 100_000, "tile": 256} if tiled else {}
+    one = _run(field, tmp_path / "one", client, model, cells_per_task=0, **extra)
+    split = _run(field, tmp_path / "split", client, model, cells_per_task=4, **extra)
+    cells = _same_outputs(tmp_path / "one", tmp_path / "split")
+    n = len(cells)
+    assert n > 8, "the field must have enough cells for several chunks"
+    assert split["n_cells"] == one["n_cells"] == n
+    assert split["cell_tasks"] == -(-n // 4)
+    assert "cell_tasks" not in one.index or pd.isna(one["cell_tasks"])
+    for c in ("lymphocyte", "monocyte", "neutrophil"):
+        assert split[f"n_{c}"] == one[f"n_{c}"] == (cells["class"] == c).sum()
+    assert cells["label"].is_monotonic_increasing  # merged back in label order
+    if tiled:
+        assert split["tiles"] > 1
+    assert not (tmp_path / "split" / ".batch" / "work" / "field").exists()  # staging cleaned
+
+
+def test_small_inputs_keep_one_task(client, field, model, tmp_path):
+    row = _run(field, tmp_path / "out", client, model, cells_per_task=10_000)
+    assert "cell_tasks" not in row.index or pd.isna(row["cell_tasks"])
+
+
+def test_cell_chunks_to_zarr(client, field, model, tmp_path):
+    from napari_nucleus_ai.io.ngff import read_ngff
+
+    _run(field, tmp_path / "out", client, model, cells_per_task=5, output="zarr")
+    store = tmp_path / "out" / "field.zarr"
+    assert store.is_dir() and not (tmp_path / "out" / "field_labels.tif").exists()
+    (labels,) = read_ngff(store)["labels"].values()
+    cells = pd.read_csv(tmp_path / "out" / "field_cells.csv")
+    table = labels["table"].set_index("label").loc[cells["label"]]
+    assert table["class"].tolist() == cells["class"].tolist()
+
+
+def test_failing_chunk_is_a_failed_row(client, field, model, tmp_path, monkeypatch):
+    from napari_nucleus_ai.batch import run as batch_run
+
+    def broken(seg, start, stop, settings):
+        raise RuntimeError(f"chunk {start}:{stop} broke")
+
+    monkeypatch.setattr(batch_run, "classify_chunk", broken)
+    res = run_batch(
+        [field], tmp_path / "out", client=client, model=str(model), device="cpu", cells_per_task=4
+    )
+    row = res.summary.iloc[0]
+    assert row["status"] == "failed"
+    assert "broke" in row["error"] and "field.tif" in row["error"]
+    assert not (tmp_path / "out" / "field_cells.csv").exists()
+
+
+def test_cli_rejects_negative_cells_per_task(field, tmp_path, capsys):
+    from napari_nucleus_ai.cli import main
+
+    code = main(["batch", str(field), "--out", str(tmp_path / "o"), "--cells-per-task", "-1"])
+    assert code == 1  # the run could not start (the batch command's documented exit status)
+    err = capsys.readouterr().err
+    assert "--cells-per-task" in err and "Traceback" not in err
