@@ -81,3 +81,44 @@ def test_export_table_exactly(tmp_path):
     p = export_table_csv(df, tmp_path / "t.csv")
     back = pd.read_csv(p)
     pd.testing.assert_frame_equal(back, df)
+
+
+def test_expected_calibration_error_bins():
+    import numpy as np
+
+    from napari_nucleus_ai.models.uncertainty import expected_calibration_error
+
+    conf = np.array([0.95, 0.95, 0.95, 0.95, 0.55, 0.55, 1.0])
+    ok = np.array([True, True, False, False, True, False, True])
+    ece, bins = expected_calibration_error(conf, ok, 10, return_bins=True)
+    # bin 9 (0.9-1]: 5 items, conf 0.96, acc 0.6; bin 5: 2 items, conf 0.55, acc 0.5
+    assert ece == pytest.approx((5 * abs(0.6 - 0.96) + 2 * abs(0.5 - 0.55)) / 7)
+    assert bins["count"].tolist() == [0] * 5 + [2, 0, 0, 0, 5]
+    assert np.isnan(bins["accuracy"][0]) and bins["accuracy"][9] == pytest.approx(0.6)
+    assert expected_calibration_error([0.7, 0.7], [True, True], 15) == pytest.approx(0.3)
+    assert np.isnan(expected_calibration_error([], []))
+
+
+def test_report_reliability_of_reviewed_cells(tmp_path):
+    """ECE from the model's probabilities against the annotators' classes, reviewed cells only."""
+    import json
+
+    t = table(["a"] * 6 + ["b"] * 4)
+    t["p_a"] = [0.9] * 6 + [0.2] * 4
+    t["p_b"] = 1 - t["p_a"]
+    # reviewed: 4 of the model's 'a' (0.9) - 2 agreed, 1 -> b, 1 -> artefact; 2 'b' (0.8) agreed
+    corrections = {1: "a", 2: "a", 3: "b", 4: "artefact", 7: "b", 8: "b"}
+    rep = build_report({"img": t}, {"img": corrections}, ["a", "b"])
+    cal = rep.calibration
+    assert cal["n"] == 6 and cal["n_bins"] == 10
+    assert cal["accuracy"] == pytest.approx(4 / 6)
+    assert cal["ece"] == pytest.approx((4 * abs(0.5 - 0.9) + 2 * abs(1.0 - 0.8)) / 6)
+    assert cal["bins"]["count"][9] == 4 and cal["bins"]["count"][8] == 2
+    paths = write_report(rep, tmp_path, "r")
+    assert paths["reliability"].read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(paths["calibration"].read_text())["ece"] == pytest.approx(cal["ece"])
+    assert "Calibration" in paths["html"].read_text() and "ECE 0.333" in paths["html"].read_text()
+    # no probabilities, or nothing reviewed: no calibration, no diagram
+    assert build_report({"img": table(["a", "b"])}, {"img": {1: "a"}}).calibration is None
+    none = build_report({"img": t}, {}, ["a", "b"])
+    assert none.calibration is None and "reliability" not in write_report(none, tmp_path / "n")

@@ -176,3 +176,24 @@ def test_unidentified_cells_confirm_the_best_guess():
     assert q.suggestion(cell) == guess
     e = q.confirm()
     assert e.after == guess and e.action == "confirm"
+
+
+def test_conformal_sets_in_the_review_table():
+    df = make_table(6)
+    df["set"] = ["lymphocyte", "lymphocyte|monocyte", "", None, "neutrophil", "monocyte"]
+    q = ReviewQueue(df)
+    assert q.prediction_set(2) == ["lymphocyte", "monocyte"]
+    assert q.prediction_set(3) == [] and q.prediction_set(4) == []
+    tab = q.review_table()
+    assert list(tab.columns) == [
+        "label",
+        "predicted",
+        "p_predicted",
+        "uncertainty",
+        "set",
+        "class",
+        "reviewed",
+    ]
+    by_cell = dict(zip(tab["label"], tab["set"], strict=True))
+    assert by_cell[2] == "lymphocyte|monocyte" and by_cell[4] == ""
+    assert ReviewQueue(make_table(3)).prediction_set(1) is None  # a model without sets

@@ -149,9 +149,16 @@ def test_retrain_from_the_dock(base_model, make_napari_viewer, tmp_path):
     w.detach()
 
 
-def test_retrain_cli_from_store(base_model, tmp_path, capsys):
-    """The CLI path: store -> exported crops -> fine-tuned v2 with before/after printed."""
-    from napari_nucleus_ai.cli import main
+def test_retrain_cli_from_store(base_model, tmp_path, capsys, monkeypatch):
+    """The CLI path: store -> exported crops -> fine-tuned v2 with before/after printed,
+    progress as plain lines on a non-terminal stderr (none with --quiet)."""
+    from napari_nucleus_ai.cli import _progress, main
+
+    class Eager(_progress.ProgressPrinter):  # every update shown, however quick the work
+        def __init__(self, label, **kw):
+            super().__init__(label, **{**kw, "tty": False, "every": 0.0, "delay": 0.0})
+
+    monkeypatch.setattr(_progress, "ProgressPrinter", Eager)
     from napari_nucleus_ai.review.session import save_session
     from napari_nucleus_ai.review.store import AnnotationStore
 
@@ -182,10 +189,37 @@ def test_retrain_cli_from_store(base_model, tmp_path, capsys):
             "1",
         ]
     )
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert rc == 0, text
-    assert "new model version 2" in text and "balanced accuracy before" in text
+    assert "new model version 2" in text and "balanced accuracy" in text
+    assert "held-out cell" in text and "too few to tell" in text  # the toy field: few cells
+    assert "retrain: fine-tuning epoch 2/2" in captured.err
     assert (out / "card.json").exists() or any(out.iterdir())
+    args = ["retrain", str(path), str(tmp_path), "--out", str(tmp_path / "q"), "--quiet"]
+    assert main([*args, "--epochs", "1", "--no-replay", "--threads", "1"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_retrain_summary_says_on_how_many_cells():
+    from napari_nucleus_ai.review.retrain import FEW_HELD_OUT, summary
+
+    res = {"before": 0.5, "after": 0.75, "n_test": 4, "n_learn": 16, "n_replay": 96}
+    line = summary(res)
+    assert "0.500 -> 0.750" in line and "measured on 4 held-out cells" in line
+    assert "learnt from 16 corrected cells + 96 replayed" in line and "too few" in line
+    assert "too few" not in summary({**res, "n_test": FEW_HELD_OUT})
+    assert "1 held-out cell of" in summary({**res, "n_test": 1})
+    assert "no corrected cell held out" in summary({**res, "n_test": 0})
+
+
+def test_corrections_count_as_much_as_replay_in_every_class():
+    from napari_nucleus_ai.review.retrain import _correction_weights
+
+    # 2 corrections: 1 of class 0, 1 of class 1; replay: 12 of class 0, 3 of class 1, 5 of 2
+    labels = np.array([0, 1] + [0] * 12 + [1] * 3 + [2] * 5)
+    w = _correction_weights(labels, 2)
+    assert w[0] == 12 and w[1] == 3 and set(w[2:]) == {1.0}
 
 
 def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):

@@ -310,3 +310,27 @@ def test_demo_step_reviews_the_classified_smear(make_napari_viewer):
     assert w.queue.reviewed == 6 and w.store is not None
     assert len(w.store.labels(w.image_id)) == 6
     w.detach()
+
+
+def test_dock_shows_the_current_cells_conformal_set(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img, labels, table = classified_field(6)
+    table["set"] = [
+        "|".join(CLASSES[:2]) if i % 2 else CLASSES[int(np.argmax(p))]
+        for i, p in enumerate(table[[f"p_{c}" for c in CLASSES]].to_numpy())
+    ]
+    viewer.add_image(img, rgb=True, scale=(0.25, 0.25), name="field")
+    viewer.add_labels(labels, scale=(0.25, 0.25), features=to_features(table), name="cells")
+    from napari_nucleus_ai.widgets.review import ReviewWidget
+
+    w = ReviewWidget(viewer)
+    w.open_outputs = False
+    expected = dict(zip(table["label"], table["set"], strict=True))
+    for _ in range(3):
+        cell = w.queue.current
+        assert f"set: <b>{expected[cell].replace('|', ' | ')}</b>" in w.info.text()
+        w.step(1)
+    m = w.table_model
+    assert "set" in list(m.df.columns)
+    r = m.row_of(cell)
+    assert m.data(m.index(r, list(m.df.columns).index("set"))) == expected[cell]

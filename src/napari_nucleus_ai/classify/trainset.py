@@ -15,6 +15,12 @@ plugin reads (ThunderSTORM CSV, N-STORM TXT, Picasso HDF5...)::
       large_clutches/  ...
 
 Hidden files and files starting with ``_`` or ``.`` are ignored.
+
+Several labelled sources (a public set and a lab's own corrections, say) train one model
+through :func:`combine_sources`: each cell of a small source is repeated so that every
+source counts as much as the others in every class (:func:`source_weights`). A network
+trained by gradient descent sees the copies through its training augmentation; the
+closed-form logistic heads of ``morph`` weigh a repeated cell as a sample weight would.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.core.errors import InputError, UsageError
 from napari_nucleus_ai.models.crops import is_image_file, read_crop, read_nucleus_xy
 
 #: Files skipped by :func:`load_class_folders` are logged here (``train`` lists them).
@@ -62,6 +68,13 @@ class TrainingSet:
     pixel_size: float = 1.0
     unit: str = "px"
     skipped: list = field(default_factory=list)  # (path, error) of unreadable files
+    #: Copies of each sample in every :meth:`subset` (``None``: one each). Set by
+    #: :func:`combine_sources` so a small source's few cells count; the split into
+    #: training and validation is made on the cells, never between copies of one cell.
+    repeats: np.ndarray | None = None
+    #: Where the samples came from when combined: one dict per source (``data``,
+    #: ``n``, ``weight``); :func:`combine_sources` fills it.
+    origins: list = field(default_factory=list)
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -69,6 +82,10 @@ class TrainingSet:
             raise InputError(None, "training set has different numbers of samples and labels")
         if not self.sources:
             self.sources = [f"sample {i}" for i in range(len(self.samples))]
+        if self.repeats is not None:
+            self.repeats = np.asarray(self.repeats, dtype=np.int64)
+            if len(self.repeats) != len(self.labels) or (self.repeats < 1).any():
+                raise InputError(None, "training set repeats must be >= 1, one per sample")
         if self.modality not in MODALITIES:
             raise InputError(None, f"unknown modality {self.modality!r}; one of {MODALITIES}")
 
@@ -90,7 +107,12 @@ class TrainingSet:
             )
 
     def subset(self, idx) -> TrainingSet:
+        """The samples at ``idx``, each repeated ``repeats`` times (the copies of a cell
+        stay together: both sides of a split are weighted alike, and no copy of a training
+        cell is ever validated on)."""
         idx = np.asarray(idx, dtype=int)
+        if self.repeats is not None:
+            idx = np.repeat(idx, self.repeats[idx])
         return TrainingSet(
             [self.samples[i] for i in idx],
             self.labels[idx],
@@ -300,3 +322,151 @@ def from_labelled_image(
         window / size if unit != "px" else window / size,
         unit,
     )
+
+
+def source_weights(labels: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Per-sample weights so that every source counts equally in every class.
+
+    Within a class, each source's cells share the same total weight however few they
+    are; a class only one source has is unchanged. Weights are relative to the largest
+    source of each class (its cells weigh 1), so they are >= 1.
+
+    Parameters
+    ----------
+    labels, source : (N,) int arrays
+        Class index and source index of each sample.
+
+    Returns
+    -------
+    (N,) float array
+    """
+    labels, source = np.asarray(labels), np.asarray(source)
+    w = np.ones(len(labels), float)
+    for c in np.unique(labels):
+        in_c = labels == c
+        n = {s: int((in_c & (source == s)).sum()) for s in np.unique(source[in_c])}
+        most = max(n.values())
+        for s, k in n.items():
+            w[in_c & (source == s)] = most / k
+    return w
+
+
+@dataclass
+class Sources:
+    """Several labelled sources to train one model from (``train SRC1 SRC2 ...``).
+
+    Attributes
+    ----------
+    paths : list of paths
+        Class-folder training sets.
+    weights : ``"auto"`` or list of float
+        ``"auto"``: every source counts equally per class (:func:`source_weights`); or one
+        relative weight per cell of each source (``[1, 5]``: a cell of the second source
+        counts as 5 of the first).
+    """
+
+    paths: list
+    weights: str | list = "auto"
+
+    def __post_init__(self):
+        self.paths = [os.fspath(p) for p in self.paths]
+        self.weights = parse_source_weights(self.weights, len(self.paths))
+
+
+def parse_source_weights(weights, n_sources: int):
+    """``"auto"`` or one positive number per source (a list, or text such as ``"1,5"``).
+
+    Raises
+    ------
+    UsageError
+        Not ``auto``, not numbers, not one per source, or not positive.
+    """
+    if weights is None or (isinstance(weights, str) and weights.strip() == "auto"):
+        return "auto"
+    text = weights if isinstance(weights, str) else ",".join(str(w) for w in weights)
+    try:
+        values = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"source weights must be 'auto' or numbers such as 1,5; got {text!r}"
+        ) from None
+    if len(values) != n_sources:
+        raise UsageError(
+            f"{len(values)} source weight(s) for {n_sources} source(s); give one per source"
+        )
+    if not all(np.isfinite(v) and v > 0 for v in values):
+        raise UsageError(f"source weights must be positive, got {text!r}")
+    return values
+
+
+def combine_sources(sets: list, weights="auto", names: list | None = None) -> TrainingSet:
+    """One training set from several, each source weighted by repeating its cells.
+
+    Parameters
+    ----------
+    sets : list of TrainingSet
+        Of one kind (image crops or STORM nuclei); classes are the union, by name.
+    weights : ``"auto"`` or list of float
+        See :class:`Sources`. Each cell is repeated ``round(weight / smallest weight)``
+        times in training (``repeats``; the augmentation varies the copies).
+    names : list of str, optional
+        What to call each source in ``origins`` (default ``source 1``...).
+
+    Returns
+    -------
+    TrainingSet
+        With ``repeats`` and ``origins`` (``data``, ``n``, ``weight``: the mean repeat of
+        the source's cells, ``class_counts``).
+    """
+    if not sets:
+        raise InputError(None, "no training data given")
+    names = list(names or [f"source {i + 1}" for i in range(len(sets))])
+    if len(sets) == 1 and weights == "auto":
+        return sets[0]
+    weights = parse_source_weights(weights, len(sets))
+    storm = {ts.modality == "storm" for ts in sets}
+    if len(storm) > 1:
+        raise InputError(None, "mixes image crops and localization files; use one kind per model")
+    classes = sorted({c for ts in sets for c in ts.classes})
+    samples, labels, source, paths = [], [], [], []
+    for k, ts in enumerate(sets):
+        samples += list(ts.samples)
+        labels += [classes.index(ts.classes[y]) for y in ts.labels]
+        source += [k] * len(ts)
+        paths += list(ts.sources)
+    labels, source = np.array(labels, np.int64), np.array(source)
+    if weights == "auto":
+        w = source_weights(labels, source)
+    else:
+        w = np.asarray(weights, float)[source] / min(weights)
+    repeats = np.maximum(np.round(w), 1).astype(np.int64)
+    modality = sets[0].modality
+    if len({ts.modality for ts in sets}) > 1:  # grey and colour crops: all as colour
+        samples = [
+            x if np.asarray(x).ndim == 3 else np.repeat(x[..., None], 3, -1) for x in samples
+        ]
+        modality = "brightfield_rgb"
+    out = TrainingSet(
+        samples, labels, classes, modality, paths, sets[0].pixel_size, sets[0].unit, repeats=repeats
+    )
+    out.skipped = [s for ts in sets for s in ts.skipped]
+    out.origins = [
+        {
+            "data": names[k],
+            "n": int((source == k).sum()),
+            "weight": round(float(repeats[source == k].mean()), 3),
+            "class_counts": {
+                classes[c]: int(n)
+                for c, n in enumerate(np.bincount(labels[source == k], minlength=len(classes)))
+                if n
+            },
+        }
+        for k in range(len(sets))
+    ]
+    return out
+
+
+def load_sources(sources: Sources, *, pixel_size: float | None = None, unit: str = "um"):
+    """Read every class-folder source of ``sources`` and :func:`combine_sources` them."""
+    sets = [load_class_folders(p, pixel_size=pixel_size, unit=unit) for p in sources.paths]
+    return combine_sources(sets, sources.weights, names=sources.paths)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-HELP = "differential count report from reviewed cells: counts, percentages, blasts, chart, HTML"
+HELP = (
+    "differential count report from reviewed cells: counts, percentages, blasts, chart, HTML; "
+    "reliability diagram and ECE of the model on the reviewed cells"
+)
 
 
 def add_arguments(p) -> None:
@@ -37,7 +40,7 @@ def run(args) -> int:
 
     from napari_nucleus_ai.cells import read_cell_table
     from napari_nucleus_ai.core.errors import InputError
-    from napari_nucleus_ai.review.report import build_report, write_report
+    from napari_nucleus_ai.review.report import build_report, calibration_text, write_report
     from napari_nucleus_ai.review.session import load_session
     from napari_nucleus_ai.review.store import AnnotationStore, store_path
 
@@ -97,6 +100,8 @@ def run(args) -> int:
     for _, r in rep.counts.iterrows():
         pct = f"{r['percent']:5.1f} %" if r["counted"] else "  (not counted)"
         print(f"  {r['class']:<24} {r['count']:>6}  {pct}")
+    if rep.calibration:
+        print(f"calibration: {calibration_text(rep)}")
     for kind, p in paths.items():
         print(f"{kind}: {p}")
     return 0

@@ -37,22 +37,19 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="auto, cuda, mps or cpu (default: the setting)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress, only the summary and errors")
 
 
 def run(args) -> int:
-    import sys
     import tempfile
     from pathlib import Path
 
+    from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.progress import run_sync
-    from napari_nucleus_ai.models.uncertainty import ACCURACY, BALANCED_ACCURACY
+    from napari_nucleus_ai.models.uncertainty import ACCURACY
     from napari_nucleus_ai.review.export import export_training_set, items_from_store
-    from napari_nucleus_ai.review.retrain import retrain_gen
+    from napari_nucleus_ai.review.retrain import retrain_gen, summary
     from napari_nucleus_ai.review.store import AnnotationStore, store_path
-
-    def show(p):
-        if p.total:
-            print(f"\r{p.message} ({p.done}/{p.total})", end="", file=sys.stderr, flush=True)
 
     opts = dict(
         base_data=False if args.no_replay else args.base_data,
@@ -64,25 +61,21 @@ def run(args) -> int:
         threads=args.threads,
     )
     src = Path(args.corrections)
-    with tempfile.TemporaryDirectory(prefix="nucleus-ai-corrections-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="nucleus-ai-corrections-") as tmp,
+        ProgressPrinter("retrain", quiet=args.quiet) as bar,
+    ):
         if store_path(src).exists():
             items = items_from_store(AnnotationStore(store_path(src)), args.image)
-            run_sync(export_training_set(tmp, items))
+            run_sync(export_training_set(tmp, items), bar)
             data = tmp
         else:
             data = src
-        res = run_sync(retrain_gen(args.model, data, args.out, **opts), show)
-    print(file=sys.stderr)
+        # the same core generator as the Review dock's Retrain
+        res = run_sync(retrain_gen(args.model, data, args.out, **opts), bar)
     b, a = res["metrics_before"], res["metrics_after"]
     print(f"new model version {res['version']}: {res['out']}")
-    print(
-        f"held-out corrected cells: {res['n_test']} (learnt from {res['n_learn']}, "
-        f"replayed {res['n_replay']} base samples)"
-    )
-    print(
-        f"balanced accuracy before {b[BALANCED_ACCURACY]:.3f} -> after {a[BALANCED_ACCURACY]:.3f}; "
-        f"accuracy {b[ACCURACY]:.3f} -> {a[ACCURACY]:.3f}"
-    )
+    print(f"{summary(res)}; accuracy {b[ACCURACY]:.3f} -> {a[ACCURACY]:.3f}")
     if res["skipped"]:
         print(f"skipped (classes the model lacks): {res['skipped']}")
     return 0

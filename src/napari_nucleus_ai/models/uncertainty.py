@@ -161,3 +161,56 @@ def balanced_accuracy(true: np.ndarray, pred: np.ndarray) -> float:
     true, pred = np.asarray(true), np.asarray(pred)
     recalls = [float((pred[true == c] == c).mean()) for c in np.unique(true)]
     return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = 10, *, return_bins: bool = False):
+    """Expected calibration error: how far confidence is from accuracy, over equal-width bins.
+
+    The one ECE of the plugin (validation metrics, the review report's reliability diagram).
+    Confidence ``c`` falls in bin ``min(floor(c * n_bins), n_bins - 1)``; the ECE is the mean
+    over bins of ``|accuracy - mean confidence|`` weighted by each bin's share of items.
+
+    Parameters
+    ----------
+    confidence : (N,) array
+        The probability of each item's predicted class, in [0, 1].
+    correct : (N,) bool array
+        Whether the prediction was right.
+    n_bins : int
+        Number of bins (10-15 is usual).
+    return_bins : bool
+        Also return the bins (for a reliability diagram).
+
+    Returns
+    -------
+    float
+        ECE in [0, 1] (NaN for no items); with ``return_bins``, ``(ece, bins)`` where
+        ``bins`` has ``lower``, ``upper``, ``count``, ``confidence`` and ``accuracy``
+        arrays of length ``n_bins`` (NaN in empty bins).
+    """
+    conf = np.clip(np.asarray(confidence, float).ravel(), 0.0, 1.0)
+    ok = np.asarray(correct, bool).ravel()
+    if len(conf) != len(ok):
+        raise ValueError("confidence and correct differ in length")
+    b = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, conf, minlength=n_bins) / count
+        accuracy = np.bincount(b, ok.astype(float), minlength=n_bins) / count
+    filled = count > 0
+    ece = (
+        float(np.sum(np.abs(accuracy[filled] - mean_conf[filled]) * count[filled]) / len(conf))
+        if len(conf)
+        else float("nan")
+    )
+    if not return_bins:
+        return ece
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = {
+        "lower": edges[:-1],
+        "upper": edges[1:],
+        "count": count,
+        "confidence": mean_conf,
+        "accuracy": accuracy,
+    }
+    return ece, bins

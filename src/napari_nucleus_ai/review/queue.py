@@ -32,8 +32,11 @@ MODEL_COLUMN = "model_class"
 #: Keys that set classes, in class order (``1`` is the first class).
 CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
 
-#: Columns of the review table, as shown in the dock and exported to CSV.
+#: Columns of the review table, as shown in the dock and exported to CSV (with
+#: :data:`SET_COLUMN` after ``uncertainty`` when the model gives conformal sets).
 TABLE_COLUMNS = ("label", "predicted", "p_predicted", "uncertainty", "class", "reviewed")
+#: The conformal prediction set of a cell (``"a|b"``; :mod:`.models.trust`).
+SET_COLUMN = "set"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,11 @@ class ReviewQueue:
         pmax = table[probs].max(axis=1).to_numpy(float) if probs else np.full(len(table), np.nan)
         self._pmax = dict(zip(table["label"].tolist(), pmax.tolist(), strict=True))
         self._uncertainty = dict(zip(table["label"].tolist(), _uncertainty(table), strict=True))
+        self._set = (
+            dict(zip(table["label"].tolist(), table[SET_COLUMN].tolist(), strict=True))
+            if SET_COLUMN in table.columns
+            else None
+        )
         unc = np.array([self._uncertainty[c] for c in table["label"]], float)
         key = np.where(np.isnan(unc), -np.inf, unc)
         order = np.lexsort((table["label"].to_numpy(), -key))
@@ -142,6 +150,16 @@ class ReviewQueue:
 
     def uncertainty(self, cell: int) -> float:
         return self._uncertainty.get(int(cell), float("nan"))
+
+    def prediction_set(self, cell: int) -> list[str] | None:
+        """The classes of the cell's conformal set (the model is confident the true class is
+        one of them at the card's coverage); ``None`` when the model gives no sets."""
+        if self._set is None:
+            return None
+        value = self._set.get(int(cell))
+        if not isinstance(value, str):
+            return []
+        return [c for c in value.split("|") if c]
 
     def final(self, cell: int) -> str | None:
         """The annotator's label, else the model's prediction."""
@@ -350,6 +368,9 @@ class ReviewQueue:
         df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
         df["label"] = df["label"].astype(np.int64)
         df["reviewed"] = df["reviewed"].astype(bool)
+        if self._set is not None:
+            sets = ["|".join(self.prediction_set(c) or []) for c in cells]
+            df.insert(df.columns.get_loc("uncertainty") + 1, SET_COLUMN, sets)
         return df
 
 

@@ -10,6 +10,15 @@ signed-off one.
 Percentages are of the *counted* cells: every class except artefacts and the
 non-leukocyte classes a differential reports per 100 counted cells instead
 (platelets, erythroblasts/NRBC, smudge cells), as in a manual differential.
+
+Where the cell table has the model's probabilities (``p_<class>``), the report also says
+how well calibrated the model was on the *reviewed* cells: a reliability diagram (the
+model's confidence in its top class against how often the annotator agreed, in
+:data:`CALIBRATION_BINS` equal-width bins) and the expected calibration error
+(:func:`~napari_nucleus_ai.models.uncertainty.expected_calibration_error`). A cell the
+annotator put in a class the model does not have (an artefact...) counts as a wrong
+prediction. The review queue shows uncertain cells first, so reviewed cells are harder
+than the average cell: read the ECE as that of the cells reviewed.
 """
 
 from __future__ import annotations
@@ -23,9 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.review.counts import differential_counts, is_blast
+
+#: Bins of the reliability diagram and the ECE (equal width over confidence 0-1).
+CALIBRATION_BINS = 10
 
 
 @dataclass
@@ -46,6 +59,8 @@ class Report:
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     )
+    #: Calibration on the reviewed cells (:func:`calibration`); ``None`` without probabilities.
+    calibration: dict | None = None
 
 
 def build_report(
@@ -110,6 +125,121 @@ def build_report(
         blast_percent=100.0 * blasts / counted if counted else 0.0,
         authors=sorted({str(a) for a in authors if a}),
         models=sorted({str(m) for m in models if m}),
+        calibration=calibration(allcells),
+    )
+
+
+def calibration(cells: pd.DataFrame, n_bins: int = CALIBRATION_BINS) -> dict | None:
+    """The model's confidence against the annotators' truth on the reviewed cells.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        A table after :func:`~napari_nucleus_ai.review.queue.apply_corrections`
+        (``class`` final, ``reviewed``) with the model's ``p_<class>`` columns.
+
+    Returns
+    -------
+    dict or None
+        ``n`` (reviewed cells with probabilities), ``n_bins``, ``ece``, ``accuracy``,
+        ``mean_confidence`` and ``bins`` (lists: ``lower``, ``upper``, ``count``,
+        ``confidence``, ``accuracy``; ``None`` in empty bins). ``None`` when the table
+        has no probabilities or no reviewed cell.
+    """
+    from napari_nucleus_ai.models.uncertainty import expected_calibration_error
+
+    pcols = [c for c in cells.columns if str(c).startswith("p_")]
+    if not pcols or "reviewed" not in cells:
+        return None
+    done = cells[cells["reviewed"].astype(bool)]
+    probs = done[pcols].to_numpy(float)
+    keep = np.isfinite(probs).all(1)
+    if not keep.any():
+        return None
+    probs = probs[keep]
+    names = np.array([c[2:] for c in pcols])
+    predicted = names[probs.argmax(1)]
+    truth = done["class"].astype(str).to_numpy()[keep]
+    conf, ok = probs.max(1), predicted == truth
+    ece, bins = expected_calibration_error(conf, ok, n_bins, return_bins=True)
+    return {
+        "n": int(len(conf)),
+        "n_bins": int(n_bins),
+        "ece": ece,
+        "accuracy": float(ok.mean()),
+        "mean_confidence": float(conf.mean()),
+        "bins": {
+            k: [None if not np.isfinite(v) else float(v) for v in np.asarray(a, float)]
+            if k in ("confidence", "accuracy")
+            else np.asarray(a).tolist()
+            for k, a in bins.items()
+        },
+    }
+
+
+def reliability_png(report: Report) -> bytes | None:
+    """The reliability diagram of ``report.calibration`` as PNG bytes (None without one)."""
+    cal = report.calibration
+    if not cal:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    b = cal["bins"]
+    lower, upper = np.array(b["lower"]), np.array(b["upper"])
+    acc = np.array([np.nan if v is None else v for v in b["accuracy"]], float)
+    conf = np.array([np.nan if v is None else v for v in b["confidence"]], float)
+    count = np.array(b["count"])
+    fig = Figure(figsize=(4.6, 4.6), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    filled = count > 0
+    ax.bar(
+        lower[filled],
+        acc[filled],
+        width=(upper - lower)[filled],
+        align="edge",
+        color="#2171b5",
+        edgecolor="white",
+        label="agreed with the annotator",
+    )
+    ax.bar(
+        lower[filled],
+        conf[filled] - acc[filled],
+        bottom=acc[filled],
+        width=(upper - lower)[filled],
+        align="edge",
+        color="none",
+        edgecolor="#cb181d",
+        hatch="//",
+        label="gap to the confidence",
+    )
+    for lo, hi, a, n in zip(lower[filled], upper[filled], acc[filled], count[filled], strict=True):
+        ax.text((lo + hi) / 2, min(a, 0.92) + 0.02, str(int(n)), ha="center", fontsize=7)
+    ax.plot([0, 1], [0, 1], "--", color="#666", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("model confidence (probability of its top class)")
+    ax.set_ylabel("fraction the annotator agreed with")
+    ax.set_title(f"reliability on {cal['n']} reviewed cells: ECE {cal['ece']:.3f}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def calibration_text(report: Report) -> str:
+    """One line on the calibration (``""`` when the report has none)."""
+    cal = report.calibration
+    if not cal:
+        return ""
+    few = "; few cells, a rough estimate" if cal["n"] < 50 else ""
+    return (
+        f"ECE {cal['ece']:.3f} on {cal['n']} reviewed cells ({cal['n_bins']} bins): "
+        f"mean confidence {cal['mean_confidence']:.2f}, agreed with the annotator "
+        f"{cal['accuracy']:.2f}{few}"
     )
 
 
@@ -146,9 +276,10 @@ def bar_chart_png(report: Report) -> bytes:
     return buf.getvalue()
 
 
-def report_html(report: Report, png: bytes | None = None) -> str:
-    """A self-contained one-page HTML summary (chart embedded)."""
+def report_html(report: Report, png: bytes | None = None, reliability: bytes | None = None) -> str:
+    """A self-contained one-page HTML summary (chart and reliability diagram embedded)."""
     png = bar_chart_png(report) if png is None else png
+    reliability = reliability_png(report) if reliability is None else reliability
     e = html.escape
     status = (
         f"<p class='warn'>Preliminary: {report.unreviewed} of {report.total} cells not reviewed yet.</p>"
@@ -184,8 +315,21 @@ def report_html(report: Report, png: bytes | None = None) -> str:
         ("model", ", ".join(report.models) or "-"),
         ("generated", report.created),
     ]
+    if report.calibration:
+        facts.append(("calibration (reviewed cells)", calibration_text(report)))
     facts_html = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in facts)
     img = base64.b64encode(png).decode("ascii")
+    calib = ""
+    if reliability:
+        calib = (
+            "<h2>Calibration</h2><p>The model's confidence in its top class against how often "
+            "the annotator agreed, on the reviewed cells (bar labels: cells per bin). Bars "
+            "below the diagonal: the model was over-confident. Reviewed cells are the "
+            "uncertain ones first, so this describes them rather than every cell.</p>"
+            '<img alt="reliability diagram" src="data:image/png;base64,'
+            + base64.b64encode(reliability).decode("ascii")
+            + '" style="max-width:60%">'
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Differential count: {e(report.title)}</title>
 <style>
@@ -201,6 +345,7 @@ td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; font-size:
 <div class="cols"><table>{facts_html}</table>
 <table><tr><th>class</th><th>count</th><th>percent</th><th>reviewed</th></tr>{rows}</table></div>
 <img alt="bar chart of counts per class" src="data:image/png;base64,{img}" style="max-width:100%">
+{calib}
 {per}
 <p style="font-size:0.8em;color:#666">napari-nucleus-ai differential report. Percentages are per 100
 counted cells; artefacts, platelets, erythroblasts and smudge cells are listed but not counted.
@@ -210,7 +355,11 @@ Unreviewed cells carry the model's prediction.</p>
 
 
 def write_report(report: Report, out: str | os.PathLike, stem: str = "report") -> dict[str, Path]:
-    """Write ``<stem>.csv`` (counts), ``<stem>.png`` (chart) and ``<stem>.html`` into ``out``."""
+    """Write ``<stem>.csv`` (counts), ``<stem>.png`` (chart) and ``<stem>.html`` into ``out``;
+    with a calibration, also ``<stem>-reliability.png`` and ``<stem>-calibration.json``
+    (the ECE and the diagram's bins)."""
+    import json
+
     from napari_nucleus_ai.core.files import atomic_write
 
     out = Path(out)
@@ -219,8 +368,16 @@ def write_report(report: Report, out: str | os.PathLike, stem: str = "report") -
     png = bar_chart_png(report)
     with atomic_write(paths["png"], "wb") as fh:
         fh.write(png)
+    reliability = reliability_png(report)
+    if reliability:
+        paths["reliability"] = out / f"{stem}-reliability.png"
+        with atomic_write(paths["reliability"], "wb") as fh:
+            fh.write(reliability)
+        paths["calibration"] = out / f"{stem}-calibration.json"
+        with atomic_write(paths["calibration"], "w", encoding="utf-8") as fh:
+            json.dump(report.calibration, fh, indent=1, allow_nan=False)
     with atomic_write(paths["html"], "w", encoding="utf-8") as fh:
-        fh.write(report_html(report, png))
+        fh.write(report_html(report, png, reliability))
     table = report.counts.copy()
     table.loc[len(table)] = {
         "class": "total (counted)",

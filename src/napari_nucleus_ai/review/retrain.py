@@ -14,6 +14,12 @@ Qt-free. The corrections arrive as a class-folder training set (written by
 4. scores the new model on the same held-out cells (*after*) and saves it as the
    next version of the package, with both scores and the provenance in its card.
 
+The corrections and the replayed data are two sources weighted as ``train`` weights
+several (:func:`~napari_nucleus_ai.classify.trainset.source_weights`): in every class the
+few corrected cells count as much as all the replayed cells of that class, so a handful
+of cells from a new microscope teach the model that microscope. :func:`summary` says what
+the scores were measured on (a handful of held-out cells is a rough measure).
+
 Corrections to classes the base model does not have (``artefact``...) cannot be
 learnt by fine-tuning and are reported as skipped.
 """
@@ -222,16 +228,26 @@ def _replay_data(card: dict, classes: list[str], base_data):
 
     replay_x, replay_y = [], []
     if base_data is None:
-        prov = (card.get("provenance") or {}).get("data")
-        base_data = prov if prov and Path(str(prov)).is_dir() else False
-    if base_data:
+        folders = _provenance_folders(card.get("provenance") or {})
+    else:
+        folders = [base_data] if base_data else []
+    if folders:
         yield Progress(0, None, "reading the base model's training data")
-        bd = load_class_folders(base_data)
+    for folder in folders:
+        bd = load_class_folders(folder)
         for s, y in zip(bd.samples, bd.labels, strict=True):
             if bd.classes[y] in classes:
                 replay_x.append(s)
                 replay_y.append(classes.index(bd.classes[y]))
     return replay_x, replay_y
+
+
+def _provenance_folders(prov: dict) -> list:
+    """The training-data folders a card names that exist here: ``provenance.sources`` (a model
+    trained on several sources: each ``data``) or ``provenance.data``."""
+    named = [s.get("data") for s in prov.get("sources") or [] if isinstance(s, dict)]
+    named = named or [prov.get("data")]
+    return [d for d in named if d and Path(str(d)).is_dir()]
 
 
 def _score(package, items: list, truth: list[str], device) -> dict:
@@ -255,8 +271,8 @@ def _fine_tune(base_modules, card: dict, items, labels, n_learn: int, o: Retrain
     torch.manual_seed(o.seed)
     x_fixed = None if modality == "storm" else prepare(items, card)[0]
     n_replay = len(labels) - n_learn
-    # corrections weigh as much as all replayed data together
-    w = np.where(np.arange(len(labels)) < n_learn, 1.0 / max(n_learn, 1), 1.0 / max(n_replay, 1))
+    # in every class, the corrections weigh as much as all replayed data of that class
+    w = _correction_weights(labels, n_learn)
     w = w / w.sum()
     refit = _refit_closed_form(modules, x_fixed, labels, n_learn, n_replay, o.seed)
     if refit:
@@ -303,21 +319,57 @@ def _next_version_card(card: dict, base, corrections: dict, before: dict, after:
 def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: int) -> list:
     """Refit the closed-form heads (``morph``) of ``modules`` on corrections + replay.
 
-    The corrections weigh as much as all replayed crops together, as in fine-tuning: their
-    rows are repeated (the copies of a crop stay in one inner fold when ``C`` is chosen).
-    Returns what each refit chose (empty when no module has such heads).
+    In every class the corrections weigh as much as the replayed crops, as in fine-tuning:
+    their rows are repeated (the copies of a crop stay in one inner fold when ``C`` is
+    chosen). Returns what each refit chose (empty when no module has such heads).
     """
     with_heads = [m for m in modules if declares(m, CLOSED_FORM_HEADS)]
     if x is None or not with_heads:
         return []
-    reps = max(1, round(n_replay / max(n_learn, 1))) if n_replay else 1
-    idx = np.concatenate([np.repeat(np.arange(n_learn), reps), n_learn + np.arange(n_replay)])
+    reps = np.maximum(np.round(_correction_weights(labels, n_learn)), 1).astype(int)
+    idx = np.repeat(np.arange(n_learn + n_replay), reps)
     out = []
     for m in with_heads:
         was = m.training
         out.append(m.eval().refit_heads(x[idx], labels[idx], seed, groups=idx))
         m.train(was)
     return out
+
+
+def _correction_weights(labels: np.ndarray, n_learn: int) -> np.ndarray:
+    """Per-item weights: the first ``n_learn`` items (corrections) and the rest (replay)
+    are two sources that count equally in every class."""
+    from napari_nucleus_ai.classify.trainset import source_weights
+
+    source = (np.arange(len(labels)) >= n_learn).astype(int)
+    return source_weights(np.asarray(labels), source)
+
+
+#: Fewer held-out corrected cells than this and :func:`summary` says the scores are rough.
+FEW_HELD_OUT = 20
+
+
+def summary(res: dict) -> str:
+    """One line on what retraining measured, honest about how few cells that was.
+
+    ``res`` is :func:`retrain_gen`'s result: balanced accuracy on the held-out corrected
+    cells before and after, on how many cells, and what the new model learnt from.
+    """
+    n = int(res.get("n_test") or 0)
+    if not n:
+        return (
+            f"no corrected cell held out (learnt from {res.get('n_learn', 0)}): "
+            "review more cells to measure the new model"
+        )
+    line = (
+        f"balanced accuracy {res['before']:.3f} -> {res['after']:.3f}, measured on {n} "
+        f"held-out cell{'s' if n != 1 else ''} of the corrections (neither model learnt from "
+        f"them; the new one learnt from {res.get('n_learn', 0)} corrected cells"
+        f" + {res.get('n_replay', 0)} replayed)"
+    )
+    if n < FEW_HELD_OUT:
+        line += "; too few to tell much: review more cells"
+    return line
 
 
 def retrain_from_items(base_model, items, out=None, *, include_predicted=False, **options):

@@ -151,7 +151,10 @@ def write_report_for(w, out: str | os.PathLike | None = None) -> dict | None:
         from qtpy.QtGui import QDesktopServices
 
         QDesktopServices.openUrl(QUrl.fromLocalFile(os.fspath(paths["html"])))
-    _notify(f"report: {paths['html']}")
+    from napari_nucleus_ai.review.report import calibration_text
+
+    cal = calibration_text(rep)
+    _notify(f"report: {paths['html']}" + (f" ({cal})" if cal else ""))
     return paths
 
 
@@ -254,13 +257,9 @@ def choose_model_file(w) -> str | None:
 
 def retrain_message(res: dict) -> str:
     """What retraining gave, with how many held-out cells the accuracies are measured on."""
-    n_test = res.get("n_test")
-    on = f" on {n_test} held-out cells" if n_test is not None else ""
-    few = " (too few to tell: review more cells)" if n_test is not None and n_test < 20 else ""
-    return (
-        f"new model {res['out']}: balanced accuracy {res['before']:.3f} -> "
-        f"{res['after']:.3f}{on}{few}"
-    )
+    from napari_nucleus_ai.review.retrain import summary
+
+    return f"new model {res['out']}: {summary(res)}"
 
 
 def retrain_dialog(w, base_model: str | None = None, out: str | None = None, sync=None, **options):

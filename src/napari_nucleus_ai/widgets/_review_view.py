@@ -41,6 +41,15 @@ def model_name(layer) -> str | None:
     return None if m is None else str(m)
 
 
+def set_text(classes: list[str] | None) -> str:
+    """The current cell's conformal set for the dock's line (``""`` when the model has none)."""
+    if classes is None:
+        return ""
+    if not classes:
+        return " · set: <b>empty</b>"
+    return f" · set: <b>{' | '.join(classes)}</b>" + (" (one of these)" if len(classes) > 1 else "")
+
+
 class ReviewView:
     """Display methods of the review dock (no state of their own)."""
 
@@ -59,7 +68,8 @@ class ReviewView:
         done = q.reviewed
         self.info.setText(
             f"cell <b>{cell}</b> ({q.rank(cell) + 1}/{len(q)}) · model: <b>{pred}</b> · "
-            f"uncertainty {q.uncertainty(cell):.3f} · {state} · {done}/{len(q)} reviewed"
+            f"uncertainty {q.uncertainty(cell):.3f}{set_text(q.prediction_set(cell))} · "
+            f"{state} · {done}/{len(q)} reviewed"
         )
         r = self.table_model.row_of(cell)
         if r is not None:
