@@ -120,3 +120,20 @@ def test_atomic_write_gives_usual_permissions(tmp_path):
         os.umask(umask)
     for name in ("a.csv", "b.tif"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_classify_centroids_match_the_pixel_means_and_nan_for_absent_ids():
+    """``classify.cells.centroids_px`` (per-cell boxes, no full-size grids) gives each
+    label's mean pixel position, NaN for ids not in the image."""
+    import numpy as np
+    from skimage.measure import label
+
+    from napari_nucleus_ai.classify.cells import centroids_px
+
+    lab = label(np.random.default_rng(0).random((120, 160)) > 0.7).astype(np.uint32)
+    ids = np.array([1, 5, int(lab.max()), int(lab.max()) + 3])
+    got = centroids_px(lab, ids)
+    for k, i in enumerate(ids[:3]):
+        yy, xx = np.nonzero(lab == i)
+        np.testing.assert_allclose(got[k], [yy.mean(), xx.mean()])
+    assert np.isnan(got[3]).all()

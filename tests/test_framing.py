@@ -70,6 +70,7 @@ def test_field_is_recorded_and_used_the_same_way_by_predict_and_classify(tmp_pat
         tta=1,
         params={"cnn": False},
         val_fraction=0.0,
+        frame=False,  # the field, not the canonical frame (tests/test_cellframe.py)
     )
     pkg = load_model(tmp_path / "m.zip")
     field = field_of(pkg.card)

@@ -6,7 +6,10 @@ model's *physical* field of view (``crop_size x pixel_size``) around the cell's
 centroid, so a model trained at 0.1 um/px sees cells at the same scale in a
 0.25 um/px slide; STORM models get each nucleus' own localizations rendered at
 the card's nanoscale pixel (or, given only an image, the nucleus region of an
-image rendered at <= 20 nm).
+image rendered at <= 20 nm). For a model with a canonical cell frame
+(:mod:`napari_nucleus_ai.models.framing`) the window holds a few cell diameters and
+its pixel size (when the image's is known) goes with it, so the frame can scale the
+cell physically.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.units import NM_PER
-from napari_nucleus_ai.models.framing import window_size_px, window_source_px
+from napari_nucleus_ai.models.framing import pixel_size_um, window_size_px, window_source_px
 
 
 @dataclass
@@ -57,15 +60,26 @@ class ClassifyResult:
 
 
 def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """(y, x) pixel centroids of label ``ids`` (NaN for absent ids)."""
-    flat = labels.ravel()
-    n = int(max(labels.max(initial=0), ids.max(initial=0))) + 1
-    counts = np.bincount(flat, minlength=n).astype(float)
-    yy, xx = np.indices(labels.shape)
-    cy = np.bincount(flat, weights=yy.ravel(), minlength=n)
-    cx = np.bincount(flat, weights=xx.ravel(), minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack([cy[ids] / counts[ids], cx[ids] / counts[ids]], 1)
+    """(y, x) pixel centroids of label ``ids`` (NaN for absent ids).
+
+    Each cell is measured inside its own bounding box (``ndimage.find_objects``), so a
+    whole-slide region costs no full-size coordinate grids.
+    """
+    from scipy import ndimage
+
+    ids = np.asarray(ids).astype(np.int64, copy=False)
+    out = np.full((len(ids), 2), np.nan)
+    top = int(ids.max(initial=0))
+    if top < 1:
+        return out
+    boxes = ndimage.find_objects(labels, max_label=top)
+    for k, i in enumerate(ids):
+        box = boxes[i - 1] if 1 <= i <= len(boxes) else None
+        if box is None:
+            continue
+        yy, xx = np.nonzero(labels[box] == i)
+        out[k] = (yy.mean() + box[0].start, xx.mean() + box[1].start)
+    return out
 
 
 def storm_items(
@@ -174,6 +188,7 @@ def classify_cells_gen(
     ids = table["label"].to_numpy(np.int64)
     ids = ids[(ids > 0) & (ids <= labels.max(initial=0))]
     notes: list[str] = []
+    px_um = None  # the crop windows' pixel size in um, when the image's is known
     if package.modality == "storm":
         if unit not in ("nm", "um"):
             raise InputError(None, "STORM classification needs the labels' pixel size in nm or um")
@@ -202,7 +217,10 @@ def classify_cells_gen(
             )
         win = window_source_px(package.card, sc, unit)
         cents = centroids_px(labels, ids)
-        items = list(cell_windows(image, cents, win, window_size_px(package.card)))
+        size = window_size_px(package.card)
+        items = list(cell_windows(image, cents, win, size))
+        um = pixel_size_um(sc, unit)
+        px_um = None if um is None else um * win / size  # the windows' pixel size
     pred = yield from predict_items_gen(
         package,
         items,
@@ -213,6 +231,7 @@ def classify_cells_gen(
         threshold=threshold,
         notes=notes,
         proposer=proposer,
+        pixel_size_um=px_um,
     )
     preds = pred.to_frame(label=ids)
     preds["model"] = package.name

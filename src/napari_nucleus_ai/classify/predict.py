@@ -45,11 +45,14 @@ def predict_items_gen(
     threshold: float | None = None,
     notes: list | None = None,
     proposer: bool = True,
+    pixel_size_um=None,
 ):
     """Generator form of :func:`predict_items` (yields progress per chunk of items).
 
     ``proposer=False`` makes a diffusion package with a proposer classify over every
-    class (:mod:`.models.diffusion.proposer`); other kinds ignore it.
+    class (:mod:`.models.diffusion.proposer`); other kinds ignore it. ``pixel_size_um``
+    (one number, or one per item) is the crops' pixel size: a model with a canonical
+    cell frame then scales the cell physically (:mod:`.models.framing`).
     """
     from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.uncertainty import summarise
@@ -66,9 +69,11 @@ def predict_items_gen(
     embed = getattr(package.modules[0], "embed", None) if domain else None
     # about 32 progress steps (a slow model on 64 crops still reports), at most CHUNK items each
     step = min(CHUNK, max(8, -(-len(items) // 32)))
+    px = pixel_size_um
     for start in range(0, len(items), step):
         chunk = items[start : start + step]
-        x, groups = prepare(chunk, package.card)
+        px_chunk = px if px is None or np.ndim(px) == 0 else list(px)[start : start + step]
+        x, groups = prepare(chunk, package.card, pixel_size_um=px_chunk)
         options["items"] = chunk  # raw items, for kinds that look at them (a proposer)
         try:
             s = package.kind.predict(package, x, options)
@@ -142,7 +147,8 @@ def predict_items(model, items, **options):
         Image crops ``(H, W[, C])`` for crop models; for STORM models, per-nucleus
         localization arrays ``(N, 2)`` (x, y nm) or images rendered at the card's
         ``render_pixel_nm``.
-    device, batch_size, tta, mc_dropout, threshold, notes : see module docstring.
+    device, batch_size, tta, mc_dropout, threshold, notes, pixel_size_um : see
+        :func:`predict_items_gen`.
     """
     return run_sync(predict_items_gen(model, items, **options))
 
@@ -206,18 +212,19 @@ def saliency(
     samples: int = 8,
     noise: float = 0.1,
     seed: int = 0,
+    pixel_size_um: float | None = None,
 ) -> np.ndarray:
     """Where the model looked: SmoothGrad |gradient x input| of the class logit.
 
     Returns an ``(H, W)`` map in [0, 1] over the network input of ``item`` (the
-    resized crop; for STORM nuclei, the first patch).
+    resized crop or its canonical frame; for STORM nuclei, the first patch).
     """
     import torch
 
     from napari_nucleus_ai.models.inputs import prepare
 
     package = as_package(model)
-    x, _ = prepare([item], package.card, n_patches=1)
+    x, _ = prepare([item], package.card, n_patches=1, pixel_size_um=pixel_size_um)
     module = package.modules[0].to("cpu").eval()
     t = torch.from_numpy(x[:1])
     if class_index is None:

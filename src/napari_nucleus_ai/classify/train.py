@@ -46,6 +46,30 @@ class TrainResult:
 #: Fewest validation items to calibrate conformal sets on.
 MIN_CALIBRATION = 10
 DEFAULT_CROP = {"morph": 192}  # the morphology descriptor needs fine detail (granules)
+STAIN_AUGMENT = 1  # augmented copies per training crop for canonical-frame models
+#: Whether ``morph`` on RGB crops gets the canonical frame by default. Off: on PBC it cost
+#: clean accuracy and, on BCCD, made wrong answers confident (docs/trust.md, "Measured").
+FRAME_DEFAULT = False
+
+
+def pixel_size_um(value, unit: str) -> float | None:
+    """The crops' pixel size in um (``None`` when unknown)."""
+    from napari_nucleus_ai.models.framing import pixel_size_um as to_um
+
+    return to_um(value, unit)
+
+
+def resolve_frame(frame, arch: str, ts, field=None) -> bool:
+    """Whether to use the canonical cell frame: as given (``None``: :data:`FRAME_DEFAULT`
+    for ``morph`` on RGB brightfield crops when no crop ``field`` is asked for)."""
+    rgb = ts.modality == "brightfield_rgb" and np.asarray(ts.samples[0]).ndim == 3
+    if frame is None:
+        return FRAME_DEFAULT and arch == "morph" and rgb and field is None
+    if frame and not rgb:
+        raise InputError(None, "the canonical cell frame applies to RGB brightfield crops")
+    if frame and field is not None:
+        raise InputError(None, "give either a crop field or the canonical cell frame, not both")
+    return bool(frame)
 
 
 def resolve_arch(arch: str, ts) -> str:
@@ -87,12 +111,14 @@ def make_card(
     crop_size: int,
     kind: str = "classifier",
     field: float = 1.0,
+    frame: bool = False,
     options: TrainOptions | None = None,
     **fields,
 ) -> dict:
     """A card for training set ``ts`` before training (normalisation and calibration to be filled).
 
-    ``field`` is the centre fraction of each crop the network sees (:mod:`.framing`). The
+    ``field`` is the centre fraction of each crop the network sees (:mod:`.framing`);
+    ``frame`` brings every crop to the canonical cell frame instead (fitted on ``ts``). The
     rest of the card (``params``, ``colours``, ``members``, ``tta``, ``mc_dropout``,
     ``threshold``; STORM ``render_pixel_nm`` and ``patches``) comes from ``options``, with
     ``fields`` (the same names as keywords) set over them.
@@ -107,7 +133,7 @@ def make_card(
         "task": "classification",
         "modality": ts.modality,
         "classes": [{"name": c, "colour": colours[i]} for i, c in enumerate(ts.classes)],
-        "input": _input_spec(ts, crop_size, field, o),
+        "input": _input_spec(ts, crop_size, field, o, frame),
         "architecture": {"name": arch, "params": dict(o.params or {})},
         "members": int(o.members),
         "calibration": {"temperature": 1.0},
@@ -121,8 +147,9 @@ def make_card(
     }
 
 
-def _input_spec(ts, crop_size: int, field: float, o: TrainOptions) -> dict:
-    """The card's ``input``: size, channels, physical pixel size (STORM: the render)."""
+def _input_spec(ts, crop_size: int, field: float, o: TrainOptions, frame: bool = False) -> dict:
+    """The card's ``input``: size, channels, physical pixel size (STORM: the render), and
+    the canonical frame (fitted on ``ts``) when ``frame``."""
     channels = 1
     if ts.modality != "storm":
         first = np.asarray(ts.samples[0])
@@ -143,6 +170,19 @@ def _input_spec(ts, crop_size: int, field: float, o: TrainOptions) -> dict:
         )
         return spec
     side = float(np.median([min(np.asarray(s).shape[:2]) for s in ts.samples]))
+    if frame:
+        from napari_nucleus_ai.models.framing import fit_frame
+
+        um = pixel_size_um(ts.pixel_size, ts.unit)
+        spec["frame"], cell_px = fit_frame(ts.samples, crop_size, pixel_size_um=um)
+        fill = spec["frame"]["fill"]
+        # one network pixel: the training cells' median diameter / fill / crop_size
+        if "cell_um" in spec["frame"]:
+            spec.update(pixel_size=spec["frame"]["cell_um"] / fill / crop_size, unit="um")
+        else:
+            spec.update(pixel_size=max(cell_px, 1.0) / fill / crop_size, unit="px")
+        spec["source_crop_px"] = side
+        return spec
     if not 0.05 <= float(field) <= 1.0:
         raise InputError(None, f"the field must be 0.05..1 of the crop side, got {field}")
     spec.update(
@@ -167,19 +207,17 @@ def validation_metrics(val_probs: np.ndarray, labels: np.ndarray, classes) -> di
 
     ``val_probs``: calibrated probability samples ``(S, N, C)`` of the validation items.
     """
-    from napari_nucleus_ai.models.uncertainty import accuracy_scores, auroc, summarise
+    from napari_nucleus_ai.models.uncertainty import (
+        accuracy_scores,
+        auroc,
+        expected_calibration_error,
+        summarise,
+    )
 
     p = np.asarray(val_probs)
     pred = summarise(p, classes, 1.0)
     k = pred.index
-    conf = pred.probs.max(1)
-    bins = np.minimum((conf * 10).astype(int), 9)
-    ece = sum(
-        abs(float((k[bins == b] == labels[bins == b]).mean()) - float(conf[bins == b].mean()))
-        * (bins == b).mean()
-        for b in range(10)
-        if (bins == b).any()
-    )
+    ece = expected_calibration_error(pred.probs.max(1), k == labels, 10)
     wrong = k != labels
     cm = np.zeros((len(classes), len(classes)), int)
     np.add.at(cm, (labels, k), 1)
@@ -247,6 +285,15 @@ class TrainOptions:
     coverage : float or None
         Target coverage of the conformal prediction sets calibrated on the validation
         split (:mod:`.models.trust`); ``None`` stores none.
+    frame : bool, optional
+        Bring every crop to the canonical cell frame (:mod:`.models.framing`: the cell
+        found, centred and scaled, the stain normalised) instead of cutting a ``field``.
+        The default (``None``) is :data:`FRAME_DEFAULT` (off) for ``morph`` on RGB
+        brightfield crops, off otherwise.
+    stain_augment : int, optional
+        Stain / camera / focus-augmented copies of each training crop
+        (:func:`.models.stain.augment_set`; canonical-frame models only). Default
+        :data:`STAIN_AUGMENT` with the frame.
     """
 
     arch: str = "smallcnn"
@@ -278,6 +325,8 @@ class TrainOptions:
     field: float | str | None = None
     imagenet: str | None = "auto"
     coverage: float | None = 0.9
+    frame: bool | None = None
+    stain_augment: int | None = None
 
     def fit_options(self, device) -> dict:
         """The options a kind's ``fit`` reads (``device_obj``: the selected torch device)."""
@@ -290,6 +339,7 @@ class TrainOptions:
             "seed": self.seed,
             "device_obj": device,
             "patches_per_epoch": self.patches_per_epoch,
+            "stain_augment": STAIN_AUGMENT if self.stain_augment is None else self.stain_augment,
             **(self.kind_options or {}),
         }
         if self.init_weights is not None:
@@ -340,6 +390,8 @@ def _train(data, out, o: TrainOptions):
     modules, card, info = yield from kind.fit(train_set, val_set, card, options)
     sizes = (len(train_set), len(val_set))
     card["provenance"] = _provenance(ts, data_desc, sizes, options, info, started, len(modules))
+    if getattr(ts, "origins", None):  # several sources: what retrain replays
+        card["provenance"]["sources"] = ts.origins
     for key in ("init_weights", "fitted"):  # the start file's digest; closed-form choices
         if info.get(key):
             card["provenance"][key] = info[key]
@@ -373,19 +425,41 @@ def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
         out["conformal"] = fit_conformal(probs, val_set.labels, o.coverage, o.seed)
     if hasattr(modules[0], "embed"):
         yield Progress(0, None, "fitting the domain-shift score")
-        f_train = _embed_items(modules[0], train_set.samples, card)
-        f_val = _embed_items(modules[0], val_set.samples, card)
+        px = pixel_size_um(train_set.pixel_size, train_set.unit)
+        f_train = _embed_items(modules[0], train_set.samples, card, px)
+        f_val = _embed_items(modules[0], val_set.samples, card, px)
         out["domain"] = fit_domain(f_train, train_set.labels, f_val, probs)
     return out
 
 
 def _read_training_set(data, o: TrainOptions):
-    """``(training set, description)`` of ``data``: a :class:`TrainingSet` or class folders."""
-    from napari_nucleus_ai.classify.trainset import TrainingSet, load_class_folders
+    """``(training set, description)`` of ``data``.
+
+    ``data`` is a :class:`TrainingSet`, a class-folder path, or several sources to combine
+    (:class:`~napari_nucleus_ai.classify.trainset.Sources`, or a list of paths weighted
+    ``"auto"``): their cells are repeated so each source counts
+    (:func:`~napari_nucleus_ai.classify.trainset.combine_sources`) and the description
+    names every source with its weight.
+    """
+    from napari_nucleus_ai.classify.trainset import (
+        Sources,
+        TrainingSet,
+        load_class_folders,
+        load_sources,
+    )
 
     if isinstance(data, TrainingSet):
         return data, "in-memory training set"
+    if isinstance(data, list | tuple):
+        data = Sources(list(data))
     yield Progress(0, None, "reading training data")
+    if isinstance(data, Sources):
+        if len(data.paths) == 1 and data.weights == "auto":
+            data = data.paths[0]
+        else:
+            ts = load_sources(data, pixel_size=o.pixel_size, unit=o.unit)
+            desc = " + ".join(f"{d['data']} (weight {d['weight']:g})" for d in ts.origins)
+            return ts, desc
     return load_class_folders(data, pixel_size=o.pixel_size, unit=o.unit), os.fspath(data)
 
 
@@ -409,18 +483,28 @@ def _choose_model(ts, o: TrainOptions):
     return arch, kind, params
 
 
+def _data_name(ts, data_desc: str) -> str:
+    """The training data in a model's default name: its folder, or every source's."""
+    origins = getattr(ts, "origins", None)
+    if origins:
+        return " + ".join(os.path.basename(str(d["data"]).rstrip("/")) for d in origins)
+    return os.path.basename(str(data_desc).rstrip("/"))
+
+
 def _new_card(ts, arch: str, kind: str, params, o: TrainOptions, data_desc: str) -> dict:
     """The card of the model about to be trained (crop size and field resolved)."""
+    framed = resolve_frame(o.frame, arch, ts, o.field)
     crop_size = o.crop_size
     if crop_size is None:
         crop_size = 64 if ts.modality == "storm" else DEFAULT_CROP.get(arch, 96)
     return make_card(
         ts,
         arch=arch,
-        name=o.name or f"{arch} on {os.path.basename(str(data_desc).rstrip('/'))}",
+        name=o.name or f"{arch} on {_data_name(ts, data_desc)}",
         crop_size=crop_size,
         kind=kind,
-        field=resolve_field(o.field, arch, ts),
+        field=1.0 if framed else resolve_field(o.field, arch, ts),
+        frame=framed,
         options=o,
         params=params,  # morph's resolved (ImageNet choice made)
     )
@@ -458,13 +542,13 @@ def train(data, out=None, on_progress=None, **options) -> TrainResult:
     return run_sync(train_gen(data, out, **options), on_progress)
 
 
-def _embed_items(module, items, card: dict, batch_size: int = 32) -> np.ndarray:
+def _embed_items(module, items, card: dict, pixel_size_um=None, batch_size: int = 32) -> np.ndarray:
     """``module.embed`` of raw ``items`` prepared as the card says, in eval mode: ``(N, F)``."""
     import torch
 
     from napari_nucleus_ai.models.inputs import prepare
 
-    x, _ = prepare(list(items), card)
+    x, _ = prepare(list(items), card, pixel_size_um=pixel_size_um)
     device = next(iter(module.buffers())).device
     was = module.training
     module.eval()

@@ -23,6 +23,15 @@ def add_arguments(p) -> None:
         help="CSV: path, label, uncertainty, p_<class>...",
     )
     add_inference_options(p)
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        help="pixel size of the crops: a model with the canonical cell frame then scales the "
+        "cell physically (default: unknown, the cell is measured)",
+    )
+    p.add_argument(
+        "--unit", default="um", choices=("um", "nm"), help="unit of --pixel-size (default um)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress, only the summary and errors")
     add_localization_options(p)  # --camera-pixel, --columns (localization inputs)
 
@@ -63,6 +72,7 @@ def run(args) -> int:
     from napari_nucleus_ai.cli._progress import ProgressPrinter
     from napari_nucleus_ai.core.files import atomic_write
     from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.framing import pixel_size_um
 
     check_out_file(args.out, (".csv",), "CSV table")  # before any inference
     notes: list[str] = []
@@ -78,6 +88,7 @@ def run(args) -> int:
                 threshold=args.threshold,
                 notes=notes,
                 proposer=args.proposer,
+                pixel_size_um=pixel_size_um(args.pixel_size, args.unit),
                 skip_bad=True,
             ),
             bar,

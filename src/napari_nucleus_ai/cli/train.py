@@ -1,6 +1,8 @@
-"""``napari-nucleus-ai train DATA --out MODEL``: train a model package from class folders."""
+"""``napari-nucleus-ai train DATA [DATA ...] --out MODEL``: train a model package from class folders."""
 
 from __future__ import annotations
+
+import argparse
 
 from napari_nucleus_ai.cli._localization_options import add_localization_options
 
@@ -10,7 +12,22 @@ HELP = "train a classifier from class sub-folders of crops or STORM localization
 def add_arguments(p) -> None:
     p.add_argument(
         "data",
-        help="folder with one sub-folder per class (image crops or one localization file per nucleus)",
+        nargs="+",
+        action=_DataSources,
+        metavar="DATA",
+        help="folder with one sub-folder per class (image crops or one localization file per "
+        "nucleus); several folders train one model from all of them (e.g. a public set and a "
+        "lab's own corrections), weighted by --source-weights",
+    )
+    p.add_argument(
+        "--source-weights",
+        default="auto",
+        action=_SourceWeights,
+        metavar="auto|W1,W2,...",
+        help="with several DATA folders: auto (default; every source counts equally in every "
+        "class, however few its cells: a small source's cells are repeated in training), or "
+        "one relative weight per cell of each source (1,5: a cell of the second counts as 5 "
+        "of the first)",
     )
     p.add_argument(
         "--out",
@@ -107,8 +124,54 @@ def add_arguments(p) -> None:
         help="morph: fuse frozen ImageNet features (EfficientNet-Lite0 from the 'pretrained' "
         "extra); auto (default) uses them where the extra is installed",
     )
+    p.add_argument(
+        "--frame",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="bring every crop to the canonical cell frame (cell found, centred, scaled, "
+        "stain-normalised) instead of a --field; auto (default): off, see docs/trust.md",
+    )
+    p.add_argument(
+        "--stain-augment",
+        type=int,
+        metavar="N",
+        help="stain/camera/focus-augmented copies of each training crop, 0-8 (canonical frame "
+        "only; default 1)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
+
+
+class _DataSources(argparse.Action):
+    """``DATA ...`` as one path, or as :class:`~.classify.trainset.Sources` with the weights
+    of ``--source-weights`` (either may come first on the command line)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        weights = getattr(namespace, "source_weights", "auto")
+        setattr(namespace, self.dest, _data(parser, values, weights))
+
+
+class _SourceWeights(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        data = getattr(namespace, "data", None)
+        if data is not None:
+            paths = data.paths if hasattr(data, "paths") else [data]
+            namespace.data = _data(parser, paths, values)
+
+
+def _data(parser, paths: list, weights: str):
+    """One path as it is (auto weights); otherwise the sources with their weights checked
+    (a bad ``--source-weights`` is a usage error: exit 2)."""
+    if len(paths) == 1 and weights == "auto":
+        return paths[0]
+    from napari_nucleus_ai.classify.trainset import Sources
+    from napari_nucleus_ai.core.errors import NucleusAIError, one_line
+
+    try:
+        return Sources(list(paths), weights)
+    except NucleusAIError as e:
+        parser.error(f"--source-weights: {one_line(e)}")
 
 
 def run(args) -> int:
@@ -193,6 +256,8 @@ def _train(args, train_gen, run_sync, show):
             threads=args.threads,
             init_weights=args.init_weights,
             imagenet=_imagenet_choice(args.imagenet),
+            frame={"auto": None, "on": True, "off": False}[args.frame],
+            stain_augment=args.stain_augment,  # 0..8, checked by the schema
         ),
         show,
     )

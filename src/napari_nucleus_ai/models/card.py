@@ -84,6 +84,10 @@ def validate_card(card, path=None) -> dict:
         "'input.field' must be 0.05..1",
     )
     _need(spec.get("unit") in UNITS, path, f"'input.unit' must be one of {UNITS}")
+    if "frame" in spec:
+        from napari_nucleus_ai.models.framing import validate_frame
+
+        validate_frame(spec["frame"], lambda ok, problem: _need(ok, path, problem))
     norm = spec.get("normalisation")
     _need(isinstance(norm, dict), path, "'input.normalisation' missing")
     for key in ("mean", "std"):

@@ -154,6 +154,7 @@ class _Schedule:
     patience: int = 10
     min_steps: int = 8
     per_item: int = 1  # inputs per item and epoch: STORM patches, one crop otherwise
+    stain_augment: int = 0  # augmented copies per training crop (canonical-frame cards)
 
     @classmethod
     def from_options(cls, options: dict, modality: str) -> _Schedule:
@@ -171,6 +172,7 @@ class _Schedule:
             patience=int(options.get("patience", 10)),
             min_steps=int(options.get("min_steps", 8)),
             per_item=int(options.get("patches_per_epoch", 8)) if storm else 1,
+            stain_augment=0 if storm else int(options.get("stain_augment") or 0),
         )
 
 
@@ -185,6 +187,7 @@ class _Inputs:
     y_va: np.ndarray
     x_va: np.ndarray | None = None
     g_va: np.ndarray | None = None
+    groups: np.ndarray | None = None  # the original crop of each training row (augmented)
 
     def redraw(self, rng, per_item: int) -> np.ndarray:
         """New STORM patches of the training nuclei; they stay ``x_tr`` until the next draw
@@ -235,6 +238,7 @@ def fit(train, val, card: dict, options: dict):
 
 def _prepare_inputs(train, val, card: dict, s: _Schedule):
     """Inputs of both splits, with the input normalisation fitted on the training inputs."""
+    from napari_nucleus_ai.models.framing import frame_of, pixel_size_um
     from napari_nucleus_ai.models.inputs import fit_normalisation, normalise, raw_inputs
 
     storm = s.modality == "storm"
@@ -247,11 +251,19 @@ def _prepare_inputs(train, val, card: dict, s: _Schedule):
         items_va = [render_nucleus(x, st["render_pixel_nm"], st["blur_px"]) for x in items_va]
         yield Progress(0, None, "rendered nuclei")
     rng = np.random.default_rng(s.seed) if storm else None
-    raw_tr, _ = raw_inputs(items_tr, card, rng=rng, n_patches=s.per_item)
+    # the crops' pixel size (um) when the training set knows it: the frame's physical scale
+    px = pixel_size_um(getattr(train, "pixel_size", None), getattr(train, "unit", "px"))
+    y_tr, groups = train.labels, None
+    if s.stain_augment > 0 and frame_of(card) is not None:  # stain / camera / focus copies
+        from napari_nucleus_ai.models.stain import augment_set
+
+        yield Progress(0, None, f"{s.stain_augment} stain-augmented copies per crop")
+        items_tr, y_tr, groups = augment_set(items_tr, y_tr, s.stain_augment, s.seed)
+    raw_tr, _ = raw_inputs(items_tr, card, rng=rng, n_patches=s.per_item, pixel_size_um=px)
     card["input"]["normalisation"] = fit_normalisation(raw_tr)
-    data = _Inputs(card, items_tr, train.labels, None, val.labels)
+    data = _Inputs(card, items_tr, y_tr, None, val.labels, groups=groups)
     if len(items_va):
-        raw_va, data.g_va = raw_inputs(items_va, card)
+        raw_va, data.g_va = raw_inputs(items_va, card, pixel_size_um=px)
         data.x_va = normalise(raw_va, card)
     data.x_tr = normalise(raw_tr, card)
     return data
@@ -284,7 +296,9 @@ def _fit_member(module, member: tuple[int, int], data: _Inputs, s: _Schedule, ru
     if closed_form:  # fixed descriptor + closed-form heads; the CNN part trains alone
         yield Progress(run.done, run.total, f"member {mi + 1}: measuring cell morphology")
         norm = data.card["input"]["normalisation"]
-        run.fitted.append(module.fit_descriptor(data.x_tr, data.y_items, norm, member_seed))
+        run.fitted.append(
+            module.fit_descriptor(data.x_tr, data.y_items, norm, member_seed, data.groups)
+        )
         module.cnn_only = True
     # the gradient-trained part may see smaller inputs (morph: its CNN at cnn_size)
     shrink = module.cnn_inputs if closed_form else None

@@ -13,6 +13,8 @@ docks all ask this module; nothing else decides a window's size.
     training from labelled layers): 1.5 x the 90th-percentile cell size.
 :func:`centre_field`, :func:`auto_field`
     The card's ``input.field``, below.
+:func:`frame_of`, :func:`fit_frame`, :func:`frame_crops`, :func:`validate_frame`
+    The card's ``input.frame``: the canonical cell frame, below.
 
 How much of a cell crop the network sees: the card's ``input.field``.
 
@@ -32,10 +34,36 @@ goes to the network.
 :func:`auto_field` chooses the field from the training crops themselves: large
 enough that the 90th-percentile cell (measured with the morphology descriptor's
 cell mask) fills :data:`FILL` of it.
+
+The canonical cell frame: the card's ``input.frame``.
+
+A card with ``input.frame`` sees every crop - a file, a window cut around a segmented
+cell, a training crop - through :func:`.cellframe.canonical_frame`: the central white
+cell found, the crop centred on it and resampled so that the cell diameter is ``fill``
+of ``crop_size`` (whatever the crop's framing and magnification), then, with a
+``stain`` reference, stain-normalised (:func:`.stain.od_normalise`). ``input.field`` is
+not used with it. Its numbers, all plain and checked when a card is loaded::
+
+    "frame": {
+        "kind": "cell",
+        "fill": 0.5,                 # cell diameter / frame side
+        "stain": {"kind": "nucleus_od", "nucleus_od": [3 floats], "plasma": [3 floats]},
+        "pixel_size_um": 0.36,       # optional: the training crops' pixel size, um
+        "cell_um": 11.2              # optional: their median cell diameter, um
+    }
+
+The cell's scale is measured on the crop (the nucleus hull) unless both the card's
+``cell_um`` and the crop's pixel size are known: then the cell is ``cell_um`` across
+(a physical scale; ``cell_um`` is the training cells' median measured diameter, so the
+two scales agree on average). A window cut around a segmented cell for a frame card is
+:data:`WINDOW_CELLS` cell diameters wide (:func:`window_source_px`; the training crops'
+side when the pixel size is unknown), so the frame has the cell and its neighbours to
+find and measure. Cards without ``input.frame`` are framed by ``field``.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,6 +75,12 @@ if TYPE_CHECKING:
 
 FILL = 1.0 / 1.4  # the 90th-percentile cell diameter is this fraction of the field
 MIN_FIELD = 0.2
+
+FRAME_FILL = 0.5  # the canonical frame's cell diameter / frame side (train's default)
+FRAME_KINDS = ("cell",)
+STAIN_KINDS = ("nucleus_od",)
+WINDOW_CELLS = 3.0  # a frame card's window around a segmented cell, in cell diameters
+CELL_UM = 12.0  # a white cell's diameter, um: the window of a frame card without ``cell_um``
 
 
 def field_of(card: dict) -> float:
@@ -100,20 +134,167 @@ def auto_field(samples) -> float:
     return float(np.clip(round(field, 2), MIN_FIELD, 1.0))
 
 
+def frame_of(card: dict) -> dict | None:
+    """The card's canonical frame (``input.frame``), or ``None`` (framed by ``field``)."""
+    return card.get("input", {}).get("frame") or None
+
+
+def validate_frame(frame, need) -> None:
+    """Check an ``input.frame`` section; ``need(condition, problem)`` raises when false."""
+
+    def num(v, lo, hi):
+        return isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+
+    need(isinstance(frame, dict), "'input.frame' must be an object")
+    need(frame.get("kind") in FRAME_KINDS, f"'input.frame.kind' must be one of {FRAME_KINDS}")
+    need(num(frame.get("fill"), 0.05, 1.0), "'input.frame.fill' must be 0.05..1")
+    for key, hi in (("pixel_size_um", 1000.0), ("cell_um", 1000.0)):
+        if key in frame:
+            need(num(frame[key], 1e-6, hi), f"'input.frame.{key}' must be a number > 0 (um)")
+    st = frame.get("stain")
+    if st is not None:
+        need(isinstance(st, dict), "'input.frame.stain' must be an object")
+        need(
+            st.get("kind") in STAIN_KINDS, f"'input.frame.stain.kind' must be one of {STAIN_KINDS}"
+        )
+        for key in ("nucleus_od", "plasma"):
+            v = st.get(key)
+            need(
+                isinstance(v, list) and len(v) == 3 and all(num(x, 0.0, 10.0) for x in v),
+                f"'input.frame.stain.{key}' must list 3 numbers in [0, 10]",
+            )
+
+
+def _per_item(value, n: int) -> list:
+    """``value`` (``None``, a number, or one per item) as a list of ``n``."""
+    if value is None or np.ndim(value) == 0:
+        return [None if value is None else float(value)] * n
+    out = [None if v is None else float(v) for v in value]
+    if len(out) != n:
+        raise ValueError(f"{len(out)} pixel sizes for {n} crops")
+    return out
+
+
+def frame_crops(items, card: dict, pixel_size_um=None) -> list[np.ndarray]:
+    """Every RGB crop of ``items`` in the card's canonical frame (``crop_size`` pixels).
+
+    Parameters
+    ----------
+    items : sequence of (H, W, 3) arrays
+        Crops, any framing and magnification.
+    card : dict
+        A card with ``input.frame``.
+    pixel_size_um : float or sequence, optional
+        The crops' pixel size in um (one for all, or one per crop; ``None`` = unknown).
+    """
+    from napari_nucleus_ai.models.cellframe import canonical_frame
+    from napari_nucleus_ai.models.stain import od_normalise
+
+    frame = frame_of(card)
+    size = int(card["input"]["crop_size"])
+    cell_um = frame.get("cell_um")
+    out = []
+    for item, px in zip(items, _per_item(pixel_size_um, len(items)), strict=True):
+        cell_px = cell_um / px if (cell_um and px) else None
+        item = np.asarray(item)
+        if item.ndim == 2:
+            item = np.repeat(item[..., None], 3, -1)
+        found = _found_cell(item)
+        img, info = canonical_frame(item, size, float(frame["fill"]), cell_px, found)
+        if frame.get("stain"):
+            img = od_normalise(img, info["plasma"], frame["stain"])
+        out.append(img)
+    return out
+
+
+_FOUND: dict = {}  # find_cell of recently framed crops, by a digest of their pixels
+_FOUND_SIZE = 4096
+_FOUND_LOCK = threading.Lock()
+
+
+def _found_cell(item: np.ndarray) -> dict:
+    """:func:`.cellframe.find_cell` of a crop, memoised by its pixels: training frames the
+    same crops several times (the stain reference, the fit, the domain score)."""
+    import hashlib
+
+    from napari_nucleus_ai.models.cellframe import find_cell
+    from napari_nucleus_ai.models.crops import to_float
+
+    a = np.ascontiguousarray(item)
+    key = hashlib.blake2b(
+        a.tobytes() + str((a.shape, a.dtype.str)).encode(), digest_size=16
+    ).hexdigest()
+    with _FOUND_LOCK:
+        hit = _FOUND.get(key)
+    if hit is not None:
+        return hit
+    found = find_cell(np.asarray(to_float(a)[..., :3], np.float32))
+    with _FOUND_LOCK:
+        _FOUND[key] = found
+        while len(_FOUND) > _FOUND_SIZE:
+            _FOUND.pop(next(iter(_FOUND)))
+    return found
+
+
+def fit_frame(
+    samples, size: int, fill: float = FRAME_FILL, pixel_size_um=None
+) -> tuple[dict, float]:
+    """The ``input.frame`` of a new model from its training crops, and their median cell
+    diameter in pixels.
+
+    The stain reference is :func:`.stain.od_fit` of the training frames; with the crops'
+    pixel size (um) known, it is recorded with the training cells' median diameter in um.
+    """
+    from napari_nucleus_ai.models.cellframe import canonical_frame
+    from napari_nucleus_ai.models.stain import od_fit
+
+    frames, plasmas, cells = [], [], []
+    for s in samples:
+        s = np.asarray(s)
+        img, info = canonical_frame(s, int(size), float(fill), found=_found_cell(s))
+        frames.append(img)
+        plasmas.append(info["plasma"])
+        cells.append(info["diameter"])
+    out = {"kind": "cell", "fill": float(fill)}
+    if frames:
+        out["stain"] = {"kind": "nucleus_od", **od_fit(frames, plasmas)}
+    if pixel_size_um:
+        out["pixel_size_um"] = float(pixel_size_um)
+        if cells:
+            out["cell_um"] = round(float(np.median(cells)) * float(pixel_size_um), 4)
+    return out, float(np.median(cells)) if cells else 0.0
+
+
+def pixel_size_um(value, unit: str) -> float | None:
+    """A pixel size in ``unit`` as um, or ``None`` when the unit is pixels (unknown)."""
+    if value is None or unit not in ("nm", "um"):
+        return None
+    return float(convert(float(value), unit, "um"))
+
+
 def window_side(card: dict, unit: str) -> float | None:
     """Side of the window cut around a cell, in ``unit`` (``None`` if either side is in px).
 
     It is the extent of the model's training crops: the network's own field of view
     (``crop_size x pixel_size``) divided by the card's ``field``, whose centre part the
-    network sees.
+    network sees. With a canonical frame: :data:`WINDOW_CELLS` cell diameters (the card's
+    ``cell_um``, else :data:`CELL_UM`), or in ``px`` the training crops' side.
     """
     spec = card["input"]
+    frame = frame_of(card)
+    if frame is not None:  # WINDOW_CELLS cells of the training size (else a typical cell)
+        if unit == "px":  # unknown pixel size: the training crops' side
+            return float(spec.get("source_crop_px", spec["crop_size"]))
+        return convert(WINDOW_CELLS * float(frame.get("cell_um", CELL_UM)), "um", unit)
     side_model = spec["crop_size"] * spec["pixel_size"] / field_of(card)
     return convert(side_model, spec["unit"], unit)
 
 
 def window_source_px(card: dict, scale: float, unit: str) -> float:
     """Side of the window cut around a cell, in source-image pixels of size ``scale`` ``unit``."""
+    if frame_of(card) is not None:
+        side = window_side(card, unit)
+        return side if unit == "px" else side / float(scale)
     spec = card["input"]
     if "px" in (spec["unit"], unit):
         # unknown physical size on one side: assume the model's source crops were at this scale
@@ -127,6 +308,8 @@ def window_size_px(card: dict) -> int:
     then exactly the network's ``crop_size`` (or, when the model has a proposer that
     looks at finer detail, the proposer's)."""
     size = card["input"]["crop_size"] / field_of(card)
+    if frame_of(card) is not None:  # the frame's cell then keeps about crop_size * fill pixels
+        size = card["input"]["crop_size"] * WINDOW_CELLS * float(frame_of(card)["fill"])
     prop = (card.get("diffusion") or {}).get("proposer")
     if prop:
         size = max(size, float(prop["crop_size"]) / float(prop.get("field", 1.0)))
@@ -159,6 +342,8 @@ def input_placement(
         The map's layer ``scale`` and ``translate`` (pixel centres at the input pixels').
     """
     seen = window_px * field_of(card)  # what the network saw, in source pixels
+    if frame_of(card) is not None:  # nominally: the frame is centred on the found cell
+        seen = window_px / (WINDOW_CELLS * float(frame_of(card)["fill"]))
     step = seen / card["input"]["crop_size"]
     sc = np.asarray(scale, float)[-2:]
     origin = np.asarray(centre_px, float) - seen / 2 + step / 2

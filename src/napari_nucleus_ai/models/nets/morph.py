@@ -332,13 +332,15 @@ class Morph(nn.Module):
         return t.numpy()
 
     @torch.no_grad()
-    def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0) -> dict:
-        """Fit input/descriptor statistics and the logistic heads on training crops ``x``."""
+    def fit_descriptor(self, x, y, normalisation: dict, seed: int = 0, groups=None) -> dict:
+        """Fit input/descriptor statistics and the logistic heads on training crops ``x``
+        (rows sharing a ``groups`` value - a crop and its augmented copies - stay in one
+        inner fold when ``C`` is chosen)."""
         self.clear_memo()
         self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
         self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
         x = torch.as_tensor(x)
-        out = self.refit_heads(x, y, seed, load_weights=True)
+        out = self.refit_heads(x, y, seed, groups=groups, load_weights=True)
         if self.cnn is not None:
             s = int(self.params["cnn_size"])
             xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
