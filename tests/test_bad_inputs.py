@@ -103,6 +103,8 @@ def test_batch_param_is_checked_before_the_run(capsys, tmp_path, smear):
         (["predict", "M", "x.png", "--out", "p.csv", "--tta", "3"], "one of 1, 2, 4, 8"),
         (["predict", "M", "x.png", "--out", "p.csv", "--tta", "0"], "--tta 0"),
         (["predict", "M", "x.png", "--out", "p.csv", "--mc-dropout", "-2"], "--mc-dropout -2"),
+        (["predict", "M", "x.png", "--out", "p.csv", "--pixel-size", "-1"], "--pixel-size -1"),
+        (["train", "DATA", "--out", "m.zip", "--stain-augment", "9"], "--stain-augment 9"),
         (["render", "F.csv", "--out", "r.tif", "--sigma", "-3"], "--sigma -3"),
         (["render", "F.csv", "--out", "r.tif", "--pixel-size", "0"], "--pixel-size 0"),
         (["segment", "x.png", "--out", "o", "--tile", "5"], "--tile 5"),

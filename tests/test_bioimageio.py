@@ -466,3 +466,21 @@ def test_cli_bad_cite_is_one_line(model, tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "TEXT|DOI" in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_canonical_frame_model_is_refused_in_one_line(tmp_path):
+    """The frame runs outside the network: an export would classify unframed crops."""
+    from types import SimpleNamespace
+
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.models.bioimageio.export import _refuse_unexportable
+
+    card = {
+        "kind": "classifier",
+        "architecture": {"name": "smallcnn"},
+        "input": {"frame": {"kind": "cell", "fill": 0.5}},
+    }
+    with pytest.raises(InputError, match="canonical cell frame"):
+        _refuse_unexportable(SimpleNamespace(card=card), tmp_path / "m.zip")
+    del card["input"]["frame"]
+    _refuse_unexportable(SimpleNamespace(card=card), tmp_path / "m.zip")  # exportable

@@ -321,6 +321,7 @@ _TRAINING = (
     Param("--threshold", float, 0, 1, step=0.05),
     Param("--render-pixel-nm", float, high=20, unit="nm", **_POS),
     Param("--patches", int, 1, 10_000),
+    Param("--stain-augment", int, 0, 8, optional=True),
 )
 
 #: The numeric options of every command, by command name.
@@ -359,7 +360,11 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
     "import-dataset": (Param("--size", int, 8, 8192, optional=True, unit="px"),),
     "train": (*_PIXEL, *_TRAINING),
     "retrain": _TRAINING,
-    "predict": (*_PIXEL, *_INFERENCE),
+    "predict": (
+        *_PIXEL,
+        Param("--pixel-size", float, high=1e7, optional=True, **_POS),
+        *_INFERENCE,
+    ),
     "classify": (
         *_PIXEL,
         *_INFERENCE,

@@ -141,6 +141,13 @@ def _refuse_unexportable(package, path) -> None:
             f"only classifier packages can be exported to bioimage.io (this is a "
             f"{card['kind']!r} model)",
         )
+    if card.get("input", {}).get("frame"):
+        raise InputError(
+            path,
+            "a model with the canonical cell frame cannot be exported to bioimage.io: the "
+            "frame (finding, centring and scaling the cell, stain normalisation) runs before "
+            "the network, outside what TorchScript traces",
+        )
     arch = card["architecture"]["name"]
     if arch in NOT_SCRIPTABLE:
         raise InputError(
