@@ -152,6 +152,7 @@ def test_present_dock_tour_buttons_and_movie(make_napari_viewer, tmp_path):
     smear = viewer.add_image(np.zeros((20, 20)), scale=(0.2, 0.2), units="um", name="smear")
     smear.visible = True
     zoom = camera(viewer).zoom
+    pytest.importorskip("napari_animation", reason="the movie needs the [movie] extra")
     dock.seconds.value = 1.0
     out = dock.save_movie(str(tmp_path / "zoom.mp4"), fps=4)
     assert out is not None and out.exists(), dock.status.value
