@@ -328,3 +328,12 @@ def test_slide_facts_take_the_pixel_size_from_the_layer_units(make_napari_viewer
     assert "0.5 um (2 px/um)" in describe_layer(nm)
     px = viewer.add_image(base, scale=(2, 2), name="px")
     assert "unknown (scale 2)" in describe_layer(px)
+
+
+def test_review_dock_is_narrow_enough_for_a_laptop(make_napari_viewer):
+    """Issue 25 item 14: the Review dock's rows (navigation, filters, outputs, store path)
+    wrap onto more rows instead of widening the dock beyond ~290 px."""
+    viewer = make_napari_viewer()
+    dock = _dock(viewer, "Review")
+    dock.store_label.setText("/a/long/project/folder/of/a/lab/BloodImage_00001_corrections.sqlite")
+    assert _body(dock).minimumSizeHint().width() <= 290 - 15

@@ -334,3 +334,34 @@ def test_dock_shows_the_current_cells_conformal_set(make_napari_viewer):
     assert "set" in list(m.df.columns)
     r = m.row_of(cell)
     assert m.data(m.index(r, list(m.df.columns).index("set"))) == expected[cell]
+
+
+def test_review_dock_with_eight_classes_fits_a_laptop(make_napari_viewer, tmp_path):
+    """Issue 25 item 14: with the eight PBC classes' buttons, a long store path and every
+    row shown, the dock needs at most ~290 px (a 1366 px laptop, two docks side by side)."""
+    from napari_nucleus_ai.widgets.review import ReviewWidget
+
+    names = ["basophil", "eosinophil", "erythroblast", "immature granulocyte", "lymphocyte",
+             "monocyte", "neutrophil", "platelet"]  # fmt: skip
+    img, labels, table = classified_field(12)
+    table = table.drop(columns=[f"p_{c}" for c in CLASSES])
+    p = np.random.default_rng(1).dirichlet(np.ones(len(names)), len(table))
+    for j, c in enumerate(names):
+        table[f"p_{c}"] = p[:, j]
+    table["class"] = [names[j] for j in p.argmax(1)]
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.add_image(img, rgb=True, scale=(0.25, 0.25), name="field")
+    viewer.add_labels(labels, scale=(0.25, 0.25), features=to_features(table), name="cells")
+    w = ReviewWidget(viewer)
+    w.open_outputs = False
+    w.set_project(str(tmp_path / "a_long_project_folder_name_for_the_lab_s_smears"))
+    viewer.window.add_dock_widget(w, name="Review")
+    viewer.window.add_plugin_dock_widget("napari-nucleus-ai", "Classifier")  # stacked below
+    for _ in range(20):
+        QApplication.processEvents()
+    assert w.class_grid.count() >= len(names)  # + artefact, unidentified
+    assert w.scroll_area.widget().minimumSizeHint().width() <= 290 - 15
+    assert not w.scroll_area.horizontalScrollBar().isVisible()

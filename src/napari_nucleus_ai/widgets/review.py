@@ -97,7 +97,7 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
         self.class_grid = QGridLayout()
         self.btn_prev, self.btn_confirm, self.btn_next = (
             QPushButton("◀ prev"),
-            QPushButton("✓ confirm (Space)"),
+            QPushButton("✓ confirm"),
             QPushButton("next ▶"),
         )
         self.btn_undo, self.btn_redo = QPushButton("undo"), QPushButton("redo")
@@ -120,7 +120,7 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
         self.status = QLabel()
         self.btn_csv, self.btn_report = QPushButton("Export CSV…"), QPushButton("Report")
         self.btn_trainset, self.btn_retrain = (
-            QPushButton("Export training set…"),
+            QPushButton("Training set…"),
             QPushButton("Retrain…"),
         )
         self._layout()
@@ -143,31 +143,40 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
 
     # -- layout -----------------------------------------------------------------
     def _layout(self) -> None:
+        """Rows of at most three controls, so the dock fits ~290 px of a laptop screen."""
+        from napari_nucleus_ai.widgets._base import _narrow_combo, scroll_body, status_label
+
         form = QFormLayout()
         form.addRow("cells", self.layer_box)
-        row = QHBoxLayout()
-        row.addWidget(self.store_label, 1)
-        row.addWidget(self.project_btn)
-        form.addRow("store", row)
+        form.addRow("store", self.store_label)
+        form.addRow("", self.project_btn)
         form.addRow("author", self.author)
-        nav = QHBoxLayout()
-        for b in (self.btn_prev, self.btn_confirm, self.btn_next, self.btn_undo, self.btn_redo):
-            nav.addWidget(b)
-        filt = QHBoxLayout()
-        filt.addWidget(self.filter_class)
-        filt.addWidget(QLabel("unc."))
-        filt.addWidget(self.min_unc)
-        filt.addWidget(QLabel("–"))
-        filt.addWidget(self.max_unc)
-        filt.addWidget(self.unreviewed_only)
-        outs = QHBoxLayout()
-        for b in (self.btn_csv, self.btn_report, self.btn_trainset, self.btn_retrain):
-            outs.addWidget(b)
-        from napari_nucleus_ai.widgets._base import scroll_body, status_label
-
-        for label in (self.status, self.counts, self.store_label):
+        nav = QGridLayout()
+        for i, b in enumerate((self.btn_prev, self.btn_confirm, self.btn_next)):
+            nav.addWidget(b, 0, i)
+        nav.addWidget(self.btn_undo, 1, 0)
+        nav.addWidget(self.btn_redo, 1, 2)
+        filt = QGridLayout()
+        filt.addWidget(self.filter_class, 0, 0, 1, 4)
+        filt.addWidget(QLabel("unc."), 1, 0)
+        filt.addWidget(self.min_unc, 1, 1)
+        filt.addWidget(QLabel("–"), 1, 2)
+        filt.addWidget(self.max_unc, 1, 3)
+        filt.addWidget(self.unreviewed_only, 2, 0, 1, 4)
+        outs = QGridLayout()
+        for i, b in enumerate((self.btn_csv, self.btn_report, self.btn_trainset, self.btn_retrain)):
+            outs.addWidget(b, i // 2, i % 2)
+        for label in (self.status, self.counts, self.store_label, self.info):
             status_label(label)
+        for box in (self.layer_box, self.filter_class):
+            _narrow_combo(box)
+        self.btn_confirm.setToolTip("confirm the shown class (Space)")
+        self.keys_on.setText("review keys")
+        self.keys_on.setToolTip(
+            "1-9 and 0 label the current cell, Space confirms, ←/→ step, Ctrl+Z undoes"
+        )
         self.table.setMinimumHeight(160)  # several rows, even on a 768 px screen
+        self.table.setMinimumWidth(50)  # the table scrolls inside; it never widens the dock
         lay = scroll_body(self)
         lay.addLayout(form)
         lay.addWidget(self.info)
@@ -379,12 +388,15 @@ class ReviewWidget(ReviewView, DockBase, QWidget):
             old.deleteLater()
         for i, c in enumerate(self.queue.classes):
             key = self.queue.key_for(c)
-            b = QPushButton(f"{key} {c}" if key else c)
+            text = f"{key} {c}" if key else c
+            b = QPushButton()
+            b.setText(b.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, 120))
+            b.setToolTip(text)  # a long class name is shortened on its button
             b.setStyleSheet(
                 f"border-left: 6px solid {self.colors[c]}; text-align: left; padding-left: 4px"
             )
             b.clicked.connect(lambda _=False, c=c: self.set_class(c))
-            self.class_grid.addWidget(b, i // 3, i % 3)
+            self.class_grid.addWidget(b, i // 2, i % 2)  # two a row: a narrow dock
 
     # -- actions --------------------------------------------------------------------
     def press_class_key(self, key: str) -> None:
