@@ -23,11 +23,15 @@ unit.
 
 from __future__ import annotations
 
+import weakref
+
 from napari_nucleus_ai.widgets._units import adopt_units_before_insert, give_units
 
 __all__ = ["apply_display_unit", "display_units", "give_units", "show_lengths_in"]
 
-_CONNECTED = "_nucleus_ai_units"
+#: the unit each viewer's layer list is kept in (not an attribute on napari's object:
+#: napari 0.9 deprecates plugins setting private attributes on it)
+_CONNECTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def display_units(natural, unit: str = "um"):
@@ -57,10 +61,10 @@ def apply_display_unit(viewer, unit: str = "um") -> None:
 def show_lengths_in(viewer, unit: str = "um") -> None:
     """Keep every length of ``viewer`` shown in ``unit`` as layers come and go."""
     layers = viewer.layers
-    if getattr(layers, _CONNECTED, None) == unit:
+    if _CONNECTED.get(layers) == unit:
         apply_display_unit(viewer, unit)
         return
-    setattr(layers, _CONNECTED, unit)
+    _CONNECTED[layers] = unit
     adopt_units_before_insert(viewer)  # ROI layers join the one unit (widgets._units)
 
     def lift(event=None):

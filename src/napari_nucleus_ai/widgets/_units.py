@@ -12,7 +12,11 @@ so the list's ``inserted`` event is too late. The Localizations dock and the dem
 
 from __future__ import annotations
 
-_ADOPTING = "_nucleus_ai_adopts_units"
+import weakref
+
+#: layer lists whose ``insert`` adopts units (kept here: napari 0.9 deprecates plugins
+#: setting private attributes on its objects)
+_ADOPTING: weakref.WeakSet = weakref.WeakSet()
 
 
 def _is_length(unit) -> bool:
@@ -65,9 +69,9 @@ def adopt_units_before_insert(viewer) -> None:
     """Give every empty, unit-less Shapes/Points layer added to ``viewer`` the units of the
     layer it is drawn over, before it joins the layer list (installed once per viewer)."""
     layers = viewer.layers
-    if getattr(layers, _ADOPTING, False):
+    if layers in _ADOPTING:
         return
-    setattr(layers, _ADOPTING, True)
+    _ADOPTING.add(layers)
     insert = layers.insert
 
     def adopt_then_insert(index, value):
