@@ -1,7 +1,12 @@
 """Benchmark: nanoscale quantification against Picasso and Locan (peers as oracles).
 
-* NeNA on the shared Picasso and ColiCoords files: ours vs Picasso ``postprocess.nena``
-  and Locan ``LocalizationPrecision`` (goal: within 5 %);
+* NeNA on the shared Picasso and ColiCoords files: ours (default three-term model, and
+  with Picasso's and Locan's definitions) vs Picasso ``postprocess.nena`` and Locan
+  ``LocalizationPrecision`` (goal: within 5 %);
+* NeNA of each model on simulations of known precision from sparse to dense frames
+  (goal: within 10 %);
+* adjusted Rand index of DBSCAN, HDBSCAN and OPTICS (with and without the density floor)
+  against the simulated clusters (goal: >= 0.9);
 * DBSCAN labels identical to scikit-learn's on the same coordinates;
 * merged count vs Picasso ``link`` with the same radius and dark time (goal: within 2 %);
 * speed on 2 M simulated localizations (merge, NeNA, DBSCAN eps 20 nm) beside Picasso's;
@@ -156,6 +161,8 @@ def real_files(peers, work, locan_max):
         row["nena_nm"] = nena(df).precision_nm
         # Picasso's definition: pairs within one camera pixel, two-term fit, d_max/1000 bins
         row["nena_picasso_model_nm"] = nena(df, d_max_nm=px, model="picasso").precision_nm
+        # Locan's definition with the radius the peer gets (150 nm)
+        row["nena_locan_model_nm"] = nena(df, d_max_nm=150, model="locan").precision_nm
         m = merge_blinks(df, radius_nm=RADIUS_NM, max_dark_frames=DARK)
         row["merged_n"] = m.n_after
         xy = df[["x_nm", "y_nm"]].to_numpy(np.float64)
@@ -169,12 +176,86 @@ def real_files(peers, work, locan_max):
         for peer in ("picasso_nena_nm", "locan_nena_nm"):
             if peer in row:
                 row[peer.replace("_nm", "_diff_pct")] = 100 * (row["nena_nm"] / row[peer] - 1)
+        if "locan_nena_nm" in row:
+            row["locan_model_diff_pct"] = 100 * (
+                row["nena_locan_model_nm"] / row["locan_nena_nm"] - 1
+            )
         if "picasso_nena_nm" in row:
             row["picasso_model_diff_pct"] = 100 * (
                 row["nena_picasso_model_nm"] / row["picasso_nena_nm"] - 1
             )
         if "picasso_link_n" in row:
             row["merge_diff_pct"] = 100 * (row["merged_n"] / row["picasso_link_n"] - 1)
+        print(json.dumps(row, default=float), flush=True)
+        rows.append(row)
+    return rows
+
+
+def nena_simulations():
+    """Each NeNA model on blinking emitters of known precision, sparse to dense frames."""
+    from napari_nucleus_ai.localizations.analysis import nena
+    from napari_nucleus_ai.samples.storm import simulate_blinking
+
+    rows = []
+    for clustered in (0.0, 0.5):
+        for sigma in (10.0, 20.0):
+            for n_frames in (20_000, 2000, 500, 200):
+                df = simulate_blinking(
+                    n_emitters=20_000, field_nm=(10_000, 10_000) if clustered else (5000, 5000),
+                    clustered_fraction=clustered, emitters_per_cluster=40, cluster_sd_nm=25,
+                    precision_nm=sigma, n_frames=n_frames, flicker=0.1, on_frames_mean=3, seed=1,
+                )  # fmt: skip
+                area = 100.0 if clustered else 25.0
+                row = {
+                    "clustered_fraction": clustered, "precision_nm": sigma, "n": len(df),
+                    "per_um2_per_frame": len(df) / df["frame"].nunique() / area,
+                }  # fmt: skip
+                for name, model, d_max in (
+                    ("endesfelder_150", "endesfelder", 150.0),
+                    ("picasso_100", "picasso", 100.0),
+                    ("picasso_150", "picasso", 150.0),
+                    ("locan_50", "locan", 50.0),
+                    ("locan_150", "locan", 150.0),
+                ):
+                    try:
+                        row[name] = nena(df, model=model, d_max_nm=d_max).precision_nm
+                    except Exception as e:  # noqa: BLE001 - a failed fit is a result here
+                        row[name] = f"{type(e).__name__}: {e}"
+                print(json.dumps(row, default=float), flush=True)
+                rows.append(row)
+    return rows
+
+
+def cluster_ari():
+    """ARI of each method against the simulated clusters (all localizations, noise too)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_nucleus_ai.localizations.analysis import cluster_localizations
+    from napari_nucleus_ai.samples.storm import simulate_blinking
+
+    rows = []
+    for seed, frac, per in ((2, 0.6, 40), (3, 0.6, 40), (4, 0.3, 40), (5, 0.6, 20)):
+        df = simulate_blinking(
+            n_emitters=3000, field_nm=(8000, 8000), precision_nm=8, seed=seed,
+            clustered_fraction=frac, cluster_sd_nm=25, emitters_per_cluster=per,
+            bursts_mean=1.5, on_frames_mean=1.5,
+        )  # fmt: skip
+        truth = df["cluster"].to_numpy()
+        row = {"seed": seed, "clustered_fraction": frac, "emitters_per_cluster": per}
+        row.update(n=len(df), true_clusters=int(df.attrs["n_clusters"]))
+        for name, method, kw in (
+            ("dbscan", "dbscan", dict(eps_nm=50, min_samples=15)),
+            ("hdbscan_no_floor", "hdbscan", dict(min_samples=15, density_factor=0)),
+            ("hdbscan", "hdbscan", dict(min_samples=15)),
+            ("optics_no_floor", "optics", dict(eps_nm=50, min_samples=15, density_factor=0)),
+            ("optics", "optics", dict(eps_nm=50, min_samples=15)),
+        ):
+            if method == "optics" and seed != 2:
+                continue  # scikit-learn's OPTICS takes 15-25 s here: one simulation
+            c, t = timed(lambda d=df, m=method, k=kw: cluster_localizations(d, m, hull=False, **k))
+            row[f"{name}_ari"] = adjusted_rand_score(truth, c.labels)
+            row[f"{name}_clusters"] = c.n_clusters
+            row[f"{name}_s"] = t
         print(json.dumps(row, default=float), flush=True)
         rows.append(row)
     return rows
@@ -230,6 +311,7 @@ def main(argv=None):
     ap.add_argument("--locan-max", type=int, default=40_000)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-simulations", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     result = {
@@ -241,6 +323,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
         work = Path(tmp)
         result["real_files"] = real_files(a.peers, work, a.locan_max)
+        if not a.skip_simulations:
+            result["nena_simulations"] = nena_simulations()
+            result["cluster_ari"] = cluster_ari()
         if not a.skip_speed:
             result["speed"] = speed(a.peers, work, a.n)
     result["load_average_end"] = os.getloadavg()

@@ -91,6 +91,54 @@ def test_nena_picasso_model_and_all_pairs(blinks):
     assert np.allclose(d, [5, 5, 10, 20, 20, 25])
 
 
+def _locan_reference(df, radius):
+    """Locan's ``LocalizationPrecision`` as its source reads, row by row (small tables):
+    frames ``min .. max - 2``, each row's nearest row of the next frame within the radius,
+    scipy's maximum-likelihood fit of the 2D pair-distance pdf with ``loc = 0, scale = 1``,
+    precision = sigma / sqrt(2)."""
+    from scipy import stats
+
+    class Pair(stats.rv_continuous):
+        def _pdf(self, x, sigma):
+            return x / sigma**2 * np.exp(-(x**2) / (2 * sigma**2))
+
+    f = df["frame"].to_numpy()
+    xy = df[["x_nm", "y_nm"]].to_numpy()
+    dist = []
+    for i in range(f.min(), f.max() - 1):
+        a, b = xy[f == i], xy[f == i + 1]
+        for p in a:
+            d = np.hypot(*(b - p).T) if len(b) else np.empty(0)
+            if (d <= radius).any():
+                dist.append(d[d <= radius].min())
+    sigma = Pair(name="pair", a=0.0).fit(np.array(dist), floc=0, fscale=1)[0]
+    return sigma / np.sqrt(2), len(dist)
+
+
+def test_nena_locan_model_is_locans_estimate(blinks):
+    small = blinks[blinks["frame"] < 4000]
+    for radius in (50.0, 150.0):
+        expected, n = _locan_reference(small, radius)
+        r = nena(small, model="locan", d_max_nm=radius)
+        assert r.model == "locan" and r.n_pairs == n
+        assert abs(r.precision_nm - expected) / expected < 1e-3
+        assert r.fit.shape == r.histogram.shape == r.d_nm.shape
+    assert abs(nena(blinks, model="locan", d_max_nm=50).precision_nm - 10) < 1.0
+
+
+def test_nena_dense_frames_three_term_model():
+    """Many localizations per frame: pairs of other molecules outnumber the same-molecule
+    pairs; the three-term model stays within 10 % of the simulated precision."""
+    df = simulate_blinking(
+        n_emitters=5000, field_nm=(2500, 2500), precision_nm=20.0, n_frames=200, flicker=0.1,
+        on_frames_mean=3, seed=1,
+    )  # fmt: skip
+    assert len(df) / df["frame"].nunique() / 6.25 > 15  # localizations per um2 per frame
+    r = nena(df)
+    assert abs(r.precision_nm - 20.0) / 20.0 < 0.10
+    assert r.same_molecule().sum() < 0.5 * r.fit.sum()  # other molecules dominate
+
+
 def _merge_reference(x, y, frame, r, dark):
     """The linking rule row by row (slow, for small tables): each row continues to the
     nearest row within r in the first later frame (<= dark + 1 frames on) that has one;
@@ -189,21 +237,68 @@ def test_clusters_recovered_ari():
     assert (st["area_nm2"] > 0).all() and np.isfinite(st["density_per_um2"]).all()
 
 
+def _clustered_sim(n_emitters=3000, field=8000, seed=2):
+    return simulate_blinking(
+        n_emitters=n_emitters, field_nm=(field, field), precision_nm=8, seed=seed,
+        clustered_fraction=0.6, cluster_sd_nm=25, emitters_per_cluster=40, bursts_mean=1.5,
+        on_frames_mean=1.5,
+    )  # fmt: skip
+
+
 def test_hdbscan_recovers_the_simulated_clusters():
-    """HDBSCAN (scikit-learn) recovers every simulated cluster exactly (ARI over the
-    localizations of true clusters); with no density floor it also groups the uniform
-    background, so the ARI over all localizations stays low (docs/quantification.md)."""
+    """scikit-learn's HDBSCAN alone groups the uniform background too (ARI over all
+    localizations about 0.5); the density floor (default) turns it into noise."""
     from sklearn.metrics import adjusted_rand_score
 
-    df = simulate_blinking(
-        n_emitters=3000, field_nm=(8000, 8000), precision_nm=8, seed=2, clustered_fraction=0.6,
-        cluster_sd_nm=25, emitters_per_cluster=40, bursts_mean=1.5, on_frames_mean=1.5,
-    )  # fmt: skip
-    c = cluster_localizations(df, "hdbscan", min_samples=15, min_cluster_size=50)
+    df = _clustered_sim()
     truth = df["cluster"].to_numpy()
     inside = truth >= 0
-    assert adjusted_rand_score(truth[inside], c.labels[inside]) >= 0.9
-    assert c.n_clusters >= df.attrs["n_clusters"]
+    raw = cluster_localizations(df, "hdbscan", min_samples=15, density_factor=0)
+    assert adjusted_rand_score(truth[inside], raw.labels[inside]) >= 0.9  # the true clusters
+    assert adjusted_rand_score(truth, raw.labels) < 0.7  # ... and the background as clusters
+    c = cluster_localizations(df, "hdbscan", min_samples=15)
+    assert c.params["density_factor"] == 5.0
+    assert adjusted_rand_score(truth, c.labels) >= 0.9
+    assert c.n_clusters == df.attrs["n_clusters"]
+    assert np.array_equal(np.unique(c.labels[c.labels >= 0]), np.arange(c.n_clusters))
+    # the floor only turns localizations into noise, it never moves one between clusters
+    moved = (c.labels >= 0) & (raw.labels < 0)
+    assert not moved.any()
+    kept = c.labels >= 0
+    pairs = pd.crosstab(c.labels[kept], raw.labels[kept])
+    assert ((pairs > 0).sum(axis=1) == 1).all()
+
+
+def test_optics_with_density_floor_recovers_clusters():
+    from sklearn.metrics import adjusted_rand_score
+
+    df = _clustered_sim(n_emitters=1200, field=5000, seed=3)  # smaller: OPTICS is slow
+    c = cluster_localizations(df, "optics", eps_nm=50, min_samples=15, hull=False)
+    assert adjusted_rand_score(df["cluster"], c.labels) >= 0.9
+
+
+def test_density_floor_rule():
+    from napari_nucleus_ai.localizations.analysis.cluster import density_floor
+
+    rng = np.random.default_rng(0)
+    background = rng.uniform(0, 10_000, (2000, 2))  # 20 per um2
+    blob = rng.normal(5000, 30, (100, 2))
+    xy = np.concatenate([background, blob])
+    labels = np.r_[np.zeros(2000, int), np.ones(100, int)]  # background as a "cluster"
+    out = density_floor(xy, labels, k=10, factor=5, min_size=10)
+    assert (out[:2000] == -1).all()  # the background is noise (its few survivors too)
+    assert (out[2000:] == 0).mean() > 0.95  # the blob survives, renumbered 0
+    assert np.array_equal(density_floor(xy, labels, k=10, factor=1e9), np.full(2100, -1))
+    # a cluster left with fewer than min_size localizations is noise too
+    assert (density_floor(xy, labels, k=10, factor=5, min_size=200) == -1).all()
+    # DBSCAN keeps scikit-learn's labels unless a factor is asked for
+    df = pd.DataFrame({"x_nm": xy[:, 0], "y_nm": xy[:, 1]})
+    plain = cluster_localizations(df, "dbscan", eps_nm=500, min_samples=5, hull=False)
+    assert (plain.labels[:2000] >= 0).mean() > 0.9  # the background percolates
+    floored = cluster_localizations(
+        df, "dbscan", eps_nm=500, min_samples=5, hull=False, density_factor=5
+    )
+    assert (floored.labels[:2000] == -1).mean() > 0.99
 
 
 def test_measure_gen_steps_and_cancel(blinks):
@@ -326,8 +421,22 @@ def test_cli_measure(tmp_path, capsys, blinks):
     assert main(["measure", str(src), "--nena", "--nena-model", "picasso", "--out", str(out),
                  "--json"]) == 0  # fmt: skip
     assert abs(json.loads(capsys.readouterr().out)["nena_nm"] - 10) < 1.0
+    assert main(["measure", str(src), "--nena", "--nena-model", "locan", "--nena-range", "50",
+                 "--out", str(out), "--json"]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert abs(summary["nena_nm"] - 10) < 1.0 and summary["nena_pairs"] > 100
     assert main(["measure", str(src), "--out", str(cl)]) == 1
     assert "nothing to measure" in capsys.readouterr().err
+    assert main(["measure", str(src), "--cluster", "hdbscan", "--density-factor", "-1",
+                 "--out", str(cl)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--density-factor" in err and len(err.strip().splitlines()) == 1
+    assert main(["measure", str(src), "--cluster", "hdbscan", "--min", "15",
+                 "--density-factor", "0", "--out", str(cl)]) == 0  # fmt: skip
+    raw = len(pd.read_csv(cl))
+    assert main(["measure", str(src), "--cluster", "hdbscan", "--min", "15",
+                 "--out", str(cl)]) == 0  # fmt: skip
+    assert len(pd.read_csv(cl)) < raw  # the floor drops the background's clusters
 
 
 # ------------------------------------------------------------------ real files

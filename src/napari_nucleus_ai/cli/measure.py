@@ -27,9 +27,16 @@ def add_arguments(p) -> None:
     p.add_argument("--nena", action="store_true", help="NeNA localization precision")
     p.add_argument(
         "--nena-model",
-        choices=("endesfelder", "picasso"),
+        choices=("endesfelder", "picasso", "locan"),
         default="endesfelder",
-        help="NeNA fit: the published three-term model (default) or Picasso's two-term one",
+        help="NeNA fit: the published three-term model (default), Picasso's two-term one or "
+        "Locan's nearest-neighbour estimate",
+    )
+    p.add_argument(
+        "--nena-range",
+        type=float,
+        default=150.0,
+        help="largest next-frame distance in nm (150; Picasso uses one camera pixel)",
     )
     p.add_argument("--frc", action="store_true", help="FRC resolution (1/7 threshold)")
     p.add_argument("--frc-pixel", type=float, default=10.0, help="FRC render pixel nm (10)")
@@ -37,6 +44,13 @@ def add_arguments(p) -> None:
     p.add_argument("--cluster", choices=("dbscan", "hdbscan", "optics"), default=None)
     p.add_argument("--eps", type=float, default=20.0, help="DBSCAN / OPTICS radius nm (20)")
     p.add_argument("--min", dest="min_samples", type=int, default=5, help="min samples (5)")
+    p.add_argument(
+        "--density-factor",
+        type=float,
+        default=None,
+        help="HDBSCAN / OPTICS noise rule: localizations below F x the field's mean density "
+        "are noise (default 5; 0 = scikit-learn's labels)",
+    )
     from napari_nucleus_ai.cli._localization_options import add_localization_options
 
     add_localization_options(p)  # --camera-pixel, --columns
@@ -67,12 +81,14 @@ def run(args) -> int:
             precision_factor=args.precision_factor,
             nena=args.nena,
             nena_model=args.nena_model,
+            nena_range_nm=args.nena_range,
             frc=args.frc,
             frc_pixel_nm=args.frc_pixel,
             frc_splits=args.frc_splits,
             cluster=args.cluster,
             eps_nm=args.eps,
             min_samples=args.min_samples,
+            density_factor=args.density_factor,
         )
     )
     summary = {"file": table.path, "format": table.format, **r.summary}

@@ -348,6 +348,8 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("--frc-splits", int, 1, 1000),
         Param("--eps", float, high=1e6, unit="nm", **_POS),
         Param("--min", int, 1, 1_000_000, key="min_samples"),
+        Param("--density-factor", float, 0, 1000, optional=True, step=0.5),
+        Param("--nena-range", float, high=1e5, unit="nm", **_POS),
     ),
     "segment": (*_PIXEL, Param("--tile", int, 64, 1_000_000, optional=True, unit="px")),
     "batch": (

@@ -102,7 +102,7 @@ class MeasureSection:
         from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 
         from napari_nucleus_ai.core.params import command_param
-        from napari_nucleus_ai.localizations.analysis.cluster import METHODS
+        from napari_nucleus_ai.localizations.analysis.cluster import DENSITY_FACTOR, METHODS
         from napari_nucleus_ai.localizations.analysis.precision import MODELS as NENA_MODELS
         from napari_nucleus_ai.widgets._base import collapsible, status_label
 
@@ -122,6 +122,11 @@ class MeasureSection:
         self.m_cluster = ComboBox(label="clustering", choices=[NO_CLUSTERING, *METHODS])
         self.m_eps = self.schema_spin(p("--eps"), label="eps", value=20.0, suffix=" nm")
         self.m_min = self.schema_spin(p("--min"), label="min samples", value=5)
+        self.m_floor = self.schema_spin(
+            p("--density-factor"), label="density floor", value=DENSITY_FACTOR,
+            tooltip="HDBSCAN / OPTICS: localizations below this multiple of the field's mean "
+            "density are noise (0 = scikit-learn's labels; DBSCAN is not affected)",
+        )  # fmt: skip
         self.measure_btn = PushButton(text="Measure")
         self.measure_cancel = PushButton(text="Cancel")
         self.m_result = Label(label="", value="")
@@ -130,8 +135,12 @@ class MeasureSection:
         self.measure_widgets = [
             self.m_merge, self.m_radius, self.m_dark, self.m_nena, self.m_nena_model,
             self.m_frc, self.m_frc_pixel, self.m_frc_splits, self.m_cluster, self.m_eps,
-            self.m_min, self.measure_btn, self.measure_cancel, self.m_result,
+            self.m_min, self.m_floor, self.measure_btn, self.measure_cancel, self.m_result,
         ]  # fmt: skip
+        self.m_floor.enabled = False  # only HDBSCAN and OPTICS have the noise rule
+        self.m_cluster.changed.connect(
+            lambda v: setattr(self.m_floor, "enabled", v in ("hdbscan", "optics"))
+        )
         self.measure_btn.changed.connect(self.measure)
         self.measure_cancel.changed.connect(self.cancel_measure)
         self.measure_section = collapsible(
@@ -186,6 +195,7 @@ class MeasureSection:
             cluster=None if method == NO_CLUSTERING else method,
             eps_nm=self.m_eps.value,
             min_samples=self.m_min.value,
+            density_factor=None if method == "dbscan" else self.m_floor.value,
             cancel=lambda: self.cancelled,
             on_result=lambda r: self._measured(layer, r),
             on_error=self._measure_failed,

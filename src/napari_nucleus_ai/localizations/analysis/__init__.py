@@ -30,6 +30,7 @@ _LAZY = {
     "NenaResult": ".precision",
     "nena": ".precision",
     "next_frame_distances": ".precision",
+    "nearest_next_frame_distances": ".precision",
     "FrcResult": ".resolution",
     "frc": ".resolution",
     "ClusterResult": ".cluster",

@@ -1,6 +1,12 @@
 """Clustering of localizations with scikit-learn (DBSCAN, HDBSCAN, OPTICS) + cluster stats.
 
-The labels are scikit-learn's, unchanged (``-1`` = noise). Per cluster, with
+DBSCAN labels are scikit-learn's, unchanged (``-1`` = noise). HDBSCAN and OPTICS have no
+density floor of their own: a uniform background forms clusters too, and the clusters of real
+structures take in a halo of background localizations. They get one noise rule,
+:func:`density_floor`: a localization whose local density (``min_samples``-th neighbour) is
+below ``density_factor`` x the mean density of the field becomes noise, and so does a cluster
+left with fewer than its smallest size (default factor 5; ``density_factor=0`` keeps
+scikit-learn's labels). Per cluster, with
 ``numpy.bincount`` over the labels: localization count, centroid, radius of gyration
 ``sqrt(mean |r - centroid|^2)``, convex-hull area (2D; volume in 3D; scipy's Qhull per
 cluster) and density ``count / area``.
@@ -17,6 +23,7 @@ from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.localizations.analysis._common import coords, region_mask
 
 METHODS = ("dbscan", "hdbscan", "optics")
+DENSITY_FACTOR = 5.0  # HDBSCAN / OPTICS noise rule (docs/quantification.md)
 
 
 @dataclass
@@ -51,10 +58,13 @@ def cluster_labels(
 ) -> np.ndarray:
     """scikit-learn labels for ``(n, d)`` coordinates in nm.
 
-    ``dbscan``: ``eps_nm``, ``min_samples``. ``hdbscan``: ``min_cluster_size``
-    (default ``min_samples``), ``min_samples``, ``cluster_selection_epsilon``
-    (default 0). ``optics``: ``min_samples``, ``max_eps`` (default ``5 * eps_nm``) and
-    DBSCAN-style extraction at ``eps_nm`` (``cluster_method="xi"`` with ``xi`` too).
+    ``dbscan``: ``eps_nm``, ``min_samples`` (labels unchanged unless a ``density_factor``
+    is given). ``hdbscan``:
+    ``min_cluster_size`` (default ``min_samples``), ``min_samples``,
+    ``cluster_selection_epsilon`` (default 0). ``optics``: ``min_samples``, ``max_eps``
+    (default ``5 * eps_nm``) and DBSCAN-style extraction at ``eps_nm``
+    (``cluster_method="xi"`` with ``xi`` too). HDBSCAN and OPTICS labels then pass
+    :func:`density_floor` with ``density_factor`` (default :data:`DENSITY_FACTOR`; 0 = off).
     """
     from sklearn import cluster as skc
 
@@ -84,7 +94,68 @@ def cluster_labels(
             n_jobs=kw.get("n_jobs"),
             **extra,
         )
-    return est.fit_predict(xy).astype(np.int64)
+    labels = est.fit_predict(xy).astype(np.int64)
+    factor = float(kw.get("density_factor", 0.0 if method == "dbscan" else DENSITY_FACTOR))
+    if factor > 0:
+        min_size = int(kw.get("min_cluster_size", max(int(min_samples), 2)))
+        labels = density_floor(xy, labels, int(min_samples), factor, min_size)
+    return labels
+
+
+def density_floor(
+    xy: np.ndarray, labels: np.ndarray, k: int, factor: float = DENSITY_FACTOR, min_size: int = 2
+) -> np.ndarray:
+    """Labels with the localizations below a density floor turned into noise.
+
+    The local density of a localization is ``k / (pi r_k^2)`` (3D: ``k / (4/3 pi r_k^3)``),
+    ``r_k`` the distance to its ``k``-th neighbour; the floor is ``factor`` x the mean
+    density of the field, ``n / convex-hull area`` (volume) of all ``xy``. Localizations
+    below it become noise (-1), then clusters left with fewer than ``min_size``; the other
+    clusters are numbered ``0..m-1`` in their order. For a uniform (Poisson) background of
+    density ``rho``, ``pi rho r_k^2`` follows Gamma(k, 1), so a background localization
+    passes a floor of ``f rho`` with probability ``P(Gamma(k, 1) < k / f)``: 7e-7 for
+    ``k = 15, f = 5``, 0.004 for ``k = 5``. The field mean is at least the background
+    density, so the floor is at least that strict.
+
+    Parameters
+    ----------
+    xy : (n, d) float
+    labels : (n,) int
+        Cluster ids, -1 = noise.
+    k : int
+        Neighbour rank for the local density (``min_samples``).
+    factor : float
+        Floor in units of the field's mean density.
+    min_size : int
+        Smallest cluster kept.
+
+    Returns
+    -------
+    (n,) int64
+    """
+    from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+    labels = np.asarray(labels, np.int64).copy()
+    n, dims = xy.shape
+    if n <= max(k, dims + 1) or not (labels >= 0).any():
+        return labels
+    try:
+        field = n / ConvexHull(xy).volume
+    except QhullError:  # degenerate field (collinear points): no area to compare with
+        return labels
+    d, _ = cKDTree(xy).query(xy, k=k + 1, workers=-1)  # the point itself is the first
+    r = d[:, -1]
+    ball = np.pi * r**2 if dims == 2 else 4.0 / 3.0 * np.pi * r**3
+    with np.errstate(divide="ignore"):
+        local = np.where(ball > 0, k / ball, np.inf)
+    labels[local < factor * field] = -1
+    keep = labels >= 0
+    if not keep.any():
+        return labels
+    ids, inverse, counts = np.unique(labels[keep], return_inverse=True, return_counts=True)
+    new_id = np.where(counts >= min_size, np.cumsum(counts >= min_size) - 1, -1)
+    labels[keep] = new_id[inverse]
+    return labels
 
 
 def cluster_stats(xy: np.ndarray, labels: np.ndarray, hull: bool = True) -> pd.DataFrame:
@@ -159,7 +230,7 @@ def cluster_localizations(
     hull : bool
         Compute convex hulls (one Qhull call per cluster).
     **kw
-        Passed to :func:`cluster_labels`.
+        Passed to :func:`cluster_labels` (``min_cluster_size``, ``density_factor``, ...).
 
     Returns
     -------
@@ -171,4 +242,6 @@ def cluster_localizations(
     labels[mask] = cluster_labels(xy[mask], method, eps_nm, min_samples, **kw)
     stats = cluster_stats(xy, labels, hull=hull)
     params = {"eps_nm": float(eps_nm), "min_samples": int(min_samples), **kw}
+    if method.lower() != "dbscan":
+        params.setdefault("density_factor", DENSITY_FACTOR)
     return ClusterResult(labels, stats, method.lower(), params)

@@ -53,12 +53,14 @@ def measure_gen(
     precision_factor: float | None = None,
     nena: bool = True,
     nena_model: str = "endesfelder",
+    nena_range_nm: float = 150.0,
     frc: bool = False,
     frc_pixel_nm: float = 10.0,
     frc_splits: int = 5,
     cluster: str | None = None,
     eps_nm: float = 20.0,
     min_samples: int = 5,
+    density_factor: float | None = None,
     cancel=None,
 ):
     """Measure a localization table; a generator returning :class:`MeasureResult`.
@@ -68,13 +70,16 @@ def measure_gen(
     df : DataFrame or LocalizationTable
     merge, radius_nm, max_dark_frames, precision_factor
         :func:`.merge.merge_blinks` before FRC and clustering.
-    nena, nena_model
-        :func:`.precision.nena` (``model``) on the raw localizations (needs ``frame``).
+    nena, nena_model, nena_range_nm
+        :func:`.precision.nena` (``model``, ``d_max_nm``) on the raw localizations (needs
+        ``frame``).
     frc, frc_pixel_nm, frc_splits
         :func:`.resolution.frc`.
     cluster : {None, "dbscan", "hdbscan", "optics"}
     eps_nm, min_samples
         :func:`.cluster.cluster_localizations` parameters.
+    density_factor : float, optional
+        HDBSCAN / OPTICS noise rule (:func:`.cluster.density_floor`; default 5, 0 = off).
     cancel : callable, optional
         Polled between steps; when it returns True the run stops (:class:`Cancelled`).
     """
@@ -88,9 +93,9 @@ def measure_gen(
         raise InputError(None, "nothing to measure: choose merging, NeNA, FRC or clustering")
     out = MeasureResult(summary={"n_localizations": len(df)}, data=df)
     out.params = dict(
-        merge=merge, nena_model=nena_model, radius_nm=radius_nm, max_dark_frames=max_dark_frames,
-        precision_factor=precision_factor, frc_pixel_nm=frc_pixel_nm, frc_splits=frc_splits,
-        cluster=cluster, eps_nm=eps_nm, min_samples=min_samples,
+        merge=merge, nena_model=nena_model, nena_range_nm=nena_range_nm, radius_nm=radius_nm,
+        max_dark_frames=max_dark_frames, precision_factor=precision_factor, frc_pixel_nm=frc_pixel_nm, frc_splits=frc_splits,
+        cluster=cluster, eps_nm=eps_nm, min_samples=min_samples, density_factor=density_factor,
     )  # fmt: skip
     total = len(steps)
 
@@ -103,7 +108,7 @@ def measure_gen(
     for i, name in enumerate(steps):
         yield step(i, name)
         if name == "nena":
-            r = qa.nena(df, model=nena_model)
+            r = qa.nena(df, model=nena_model, d_max_nm=nena_range_nm)
             out.nena = r
             out.summary.update(nena_nm=r.precision_nm, nena_pairs=r.n_pairs)
         elif name == "merge":
@@ -121,7 +126,8 @@ def measure_gen(
             out.frc = f
             out.summary.update(frc_nm=f.resolution_nm)
         else:
-            c = qa.cluster_localizations(data, cluster, eps_nm, min_samples)
+            extra = {} if density_factor is None else {"density_factor": float(density_factor)}
+            c = qa.cluster_localizations(data, cluster, eps_nm, min_samples, **extra)
             out.cluster = c
             out.summary.update(n_clusters=c.n_clusters, fraction_clustered=c.fraction_clustered)
     out.data = data

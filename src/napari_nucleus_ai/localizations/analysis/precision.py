@@ -17,7 +17,15 @@ As Picasso's ``postprocess.nena``, every pair of localizations in consecutive fr
 ``"picasso"``, Picasso's two-term model (no uniform term, ``A1 >= A2``) fitted to
 ``d_max / 1000`` bins with Picasso's start values. Both agree on sparse data; on dense
 data, where pairs of different molecules dominate, the two-term model lacks the term for
-them and its result moves with the bin width (see docs/quantification.md).
+them and its result moves with the range and the bin width (see docs/quantification.md).
+
+``"locan"``, Locan's ``LocalizationPrecision``: for every localization of frame ``f`` only
+the *nearest* localization of frame ``f + 1`` within ``d_max_nm`` (Locan's ``radius``;
+Locan skips the last pair of frames), and the maximum-likelihood fit of the 2D pair
+distance (Rayleigh) pdf ``d / sigma^2 exp(-d^2 / (2 sigma^2))`` with ``loc = 0``, which
+has the closed form ``sigma^2 = mean(d^2) / 2``; the precision is ``sigma / sqrt(2)``,
+i.e. ``sqrt(mean(d^2) / 4)``. No term for other molecules: it grows with ``d_max_nm`` and
+the density.
 
 ``s`` is the NeNA precision.
 """
@@ -31,7 +39,7 @@ import numpy as np
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.localizations.analysis._common import frame_of, region_mask
 
-MODELS = ("endesfelder", "picasso")
+MODELS = ("endesfelder", "picasso", "locan")
 
 
 @dataclass
@@ -124,6 +132,41 @@ def next_frame_distances(df, d_max_nm: float = 150.0) -> np.ndarray:
     return np.concatenate(out)
 
 
+def nearest_next_frame_distances(df, d_max_nm: float = 150.0) -> np.ndarray:
+    """Locan's pairs: each localization's nearest neighbour in the next frame within reach.
+
+    Rows of the last two frames are skipped, as Locan's loop ``range(min, max - 1)`` does
+    (it never pairs frame ``max - 1`` with ``max``). Channels are ignored, as in Locan.
+    """
+    from scipy.spatial import cKDTree
+
+    df = frame_of(df)
+    if "frame" not in df.columns:
+        raise InputError(None, "NeNA needs a frame column")
+    f = df["frame"].to_numpy(np.int64)
+    if not f.size:
+        return np.empty(0)
+    r = float(d_max_nm)
+    s = 3.0 * r
+    pts = np.column_stack([df["x_nm"].to_numpy(np.float64), df["y_nm"].to_numpy(np.float64), f * s])
+    q = pts[f < f.max() - 1].copy()
+    q[:, 2] += s
+    d, _ = cKDTree(pts).query(q, k=1, distance_upper_bound=r, workers=-1)
+    return d[np.isfinite(d)]
+
+
+def _locan(d: np.ndarray, d_max_nm: float, bin_nm: float) -> NenaResult:
+    """Locan's estimate from nearest next-frame distances (closed-form Rayleigh MLE)."""
+    s = float(np.sqrt(np.mean(d**2) / 4.0))
+    n_bins = max(int(round(float(d_max_nm) / bin_nm)), 2)
+    edges = np.arange(n_bins + 1) * bin_nm
+    hist, _ = np.histogram(d, edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    params = {"a1": float(d.size), "s": s, "a2": 0.0, "dc": 0.0, "w": 1.0, "a3": 0.0}
+    fit = nena_pdf(centres, d.size, s, 0.0, 0.0, 1.0, 0.0) * bin_nm
+    return NenaResult(s, centres, hist.astype(np.float64), fit, params, int(d.size), "locan")
+
+
 def _starts_endesfelder(centres, hist, area, guesses):
     hi = centres[-1]
     starts = []
@@ -156,8 +199,9 @@ def nena(
     bin_nm : float, optional
         Histogram bin (default 1 nm; ``d_max_nm / 1000`` for ``model="picasso"``).
     distances : ndarray, optional
-        Precomputed next-frame distances (skips the search).
-    model : {"endesfelder", "picasso"}
+        Precomputed next-frame distances (skips the search; for ``model="locan"`` the
+        nearest next-frame distances, :func:`nearest_next_frame_distances`).
+    model : {"endesfelder", "picasso", "locan"}
         Fit model, see the module docstring.
 
     Returns
@@ -177,7 +221,8 @@ def nena(
     df = frame_of(df)
     if distances is None:
         sel = df if region is None else df[region_mask(df, region)]
-        distances = next_frame_distances(sel, d_max_nm)
+        pairs = nearest_next_frame_distances if model == "locan" else next_frame_distances
+        distances = pairs(sel, d_max_nm)
     else:
         sel = df
     d = np.asarray(distances, float)
@@ -186,6 +231,8 @@ def nena(
     if bin_nm is None:
         bin_nm = float(d_max_nm) / 1000 if model == "picasso" else 1.0
     bin_nm = float(bin_nm)
+    if model == "locan":
+        return _locan(d, d_max_nm, bin_nm)
     n_bins = max(int(round(float(d_max_nm) / bin_nm)), 2)
     edges = np.arange(n_bins + 1) * bin_nm
     hist, _ = np.histogram(d, edges)
