@@ -81,6 +81,7 @@ def test_store_opens_with_ome_zarr_and_validates(tmp_path):
     assert [p.label_value for p in props] == [1, 2]
     info = ngff.describe(path)
     assert info["format"] == "ome-zarr 0.4" and info["unit"] == "um"
+    assert info["reader"] == "napari_nucleus_ai.io.ngff"
     assert (
         info["levels"] == [[600, 520], [300, 260], [150, 130]]
         and info["labels"]["cells"]["cells"] == 2

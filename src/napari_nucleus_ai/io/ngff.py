@@ -23,23 +23,30 @@ A store is built under a hidden name beside its destination and renamed into pla
 complete (nothing half-written). :func:`write_cells_zarr` is what ``classify --out x.zarr`` and
 ``batch --format zarr`` write: the source image read lazily + its labels + the cell table.
 
-Reading needs only zarr and dask (both NGFF 0.4 and 0.5, Zarr v2 and v3): every level is a
-lazy dask array over the store's chunks; the physical scale and origin come from the
-multiscales' ``coordinateTransformations`` and the units of its ``axes``.
+Reading needs only zarr (both NGFF 0.4 and 0.5, Zarr v2 and v3): every level is the store's
+``zarr.Array``, read chunk by chunk as napari slices it, wrapped in dask only where axes must
+move (RGB stored as ``c``, channels split into layers); the physical scale and origin come
+from the multiscales' ``coordinateTransformations`` and the units of its ``axes``. Opening an
+image needs neither dask nor pandas (the cell table of a labels group needs pandas):
+``benchmarks/bench_zarr.py`` measures it on a 40,000 x 40,000 pyramid.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.units import NM_PER
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NGFF_VERSION = "0.4"
 ATTR = "napari-nucleus-ai"
@@ -123,6 +130,8 @@ def table_properties(table: pd.DataFrame) -> list[dict]:
 
 def properties_table(properties: Sequence[Mapping]) -> pd.DataFrame:
     """Back from ``image-label.properties`` to a cell table (``label`` first)."""
+    import pandas as pd
+
     from napari_nucleus_ai.cells import validate_cell_table
 
     rows = [dict(p) for p in properties if isinstance(p, Mapping) and "label-value" in p]
@@ -288,9 +297,8 @@ def write_cells_zarr(
             z_um = img.metadata.get("z_step_um")
             z = z_um * 1000.0 / NM_PER.get(unit, 1000.0) if z_um and unit in UNIT_NAMES else 1.0
             scale = (z, *yx)
-    lab = labels if hasattr(labels, "dask") else np.asarray(labels)
     return write_ngff(
-        path, image, {name: (lab, table)}, axes=axes, pixel_size=scale,
+        path, image, {name: (labels, table)}, axes=axes, pixel_size=scale,
         unit=unit if unit in UNIT_NAMES else "px", origin=origin, channel_names=channels,
         class_colours=class_colours,
     )  # fmt: skip
@@ -302,6 +310,17 @@ def _spatial(values, default: float, n: int) -> np.ndarray:
     if 1 < v.size < n:  # (y, x) given for a (z, y, x) image: z unknown
         v = np.concatenate([np.full(n - v.size, default), v])
     return np.broadcast_to(v[-n:] if v.size > n else v, (n,))
+
+
+def _array(x):
+    """``x`` as dask (kept lazy: dask or zarr arrays, e.g. layers read from a store) or numpy."""
+    if hasattr(x, "dask"):
+        return x
+    if type(x).__module__.split(".")[0] == "zarr":
+        import dask.array as da
+
+        return da.from_zarr(x, chunks=x.chunks)
+    return np.asarray(x)
 
 
 def _umask() -> int:
@@ -326,7 +345,7 @@ def _write_store(
     ref_shape = None
     first_labels = next(iter(labels.values()))[0] if labels else None
     if image is not None:
-        arr = image if hasattr(image, "dask") else np.asarray(image)
+        arr = _array(image)
         if axes is None:
             if arr.ndim == 2:
                 axes = "YX"
@@ -353,6 +372,7 @@ def _write_store(
         dims = axes.lower()
         ref_shape = arr.shape[-2:]
     else:
+        first_labels = _array(first_labels)
         ref_shape = np.shape(first_labels)[-2:]
         dims = "zyx" if np.ndim(first_labels) == 3 else "yx"
     nspatial = sum(a in "zyx" for a in dims)
@@ -399,7 +419,7 @@ def _write_store(
     colours = dict(class_colours or {})
     extra: dict = {"unit": unit or "px", "labels": {}}
     for lname, (lab, table) in (labels or {}).items():
-        lab = lab if hasattr(lab, "dask") else np.asarray(lab)
+        lab = _array(lab)
         if not np.issubdtype(lab.dtype, np.integer):
             raise InputError(path, f"labels {lname!r} are not integers ({lab.dtype})")
         if tuple(lab.shape[-2:]) != tuple(ref_shape):
@@ -440,19 +460,44 @@ def _attrs(group) -> dict:
     return a.get("ome", a)  # NGFF 0.5 nests everything under "ome"
 
 
+#: Compressed chunks kept in memory per opened store (zarr's CacheStore), so panning back
+#: over a region napari showed before does not read its chunks again.
+CHUNK_CACHE_BYTES = 64 * 2**20
+
+
+def _store(path):
+    """The read-only local store of ``path`` behind zarr's LRU chunk cache (when available)."""
+    from zarr.storage import LocalStore, MemoryStore
+
+    store = LocalStore(os.fspath(path), read_only=True)
+    try:
+        from zarr.experimental.cache_store import CacheStore
+    except ImportError:  # zarr without the (experimental) cache: every read goes to disk
+        return store
+    return CacheStore(store, cache_store=MemoryStore(), max_size=CHUNK_CACHE_BYTES)
+
+
 def _open(path):
     import zarr
 
     try:
-        return zarr.open_group(os.fspath(path), mode="r")
+        return zarr.open_group(_store(path), mode="r")
     except Exception as e:  # noqa: BLE001 - any zarr failure is a one-line problem
         raise InputError(path, f"not a readable Zarr store ({type(e).__name__}: {e})") from None
 
 
-def _multiscale(group, path) -> dict:
-    """Levels (lazy), axes, per-level-0 scale, translation and units of one multiscales group."""
-    import dask.array as da
+def _node(group, key, path, what: str):
+    """``group[key]``, or :class:`InputError` naming the store and what is missing."""
+    try:
+        return group[str(key)]
+    except Exception as e:  # noqa: BLE001 - a missing or broken node is a one-line problem
+        raise InputError(
+            path, f"{what} {key!r} is missing or unreadable ({type(e).__name__})"
+        ) from None
 
+
+def _multiscale(group, path) -> dict:
+    """Levels (``zarr.Array``), axes, per-level-0 scale, translation and units of one group."""
     ms = (_attrs(group).get("multiscales") or [None])[0]
     if not isinstance(ms, dict) or not ms.get("datasets"):
         raise InputError(path, "Zarr group has no NGFF multiscales")
@@ -460,16 +505,27 @@ def _multiscale(group, path) -> dict:
     names = "".join(str(a.get("name", "?"))[0] for a in axes) or "yx"[-len(axes) :]
     levels = []
     for ds in ms["datasets"]:
-        arr = group[ds["path"]]
-        levels.append(da.from_zarr(arr, chunks=arr.chunks))
+        key = ds.get("path") if isinstance(ds, dict) else ds
+        levels.append(_node(group, key, path, "multiscales level"))
     ndim = levels[0].ndim
     scale, translate = np.ones(ndim), np.zeros(ndim)
     transforms = list(ms.get("coordinateTransformations") or [])
-    for t in list(ms["datasets"][0].get("coordinateTransformations") or []) + transforms:
-        if t.get("type") == "scale" and "scale" in t:
-            scale = scale * np.asarray(t["scale"], float)
-        elif t.get("type") == "translation" and "translation" in t:
-            translate = translate + np.asarray(t["translation"], float)
+    try:
+        first = ms["datasets"][0] if isinstance(ms["datasets"][0], dict) else {}
+        for t in list(first.get("coordinateTransformations") or []) + transforms:
+            if t.get("type") == "scale" and "scale" in t:
+                scale = scale * np.broadcast_to(np.asarray(t["scale"], float), (ndim,))
+            elif t.get("type") == "translation" and "translation" in t:
+                translate = translate + np.broadcast_to(
+                    np.asarray(t["translation"], float), (ndim,)
+                )
+        if not (np.isfinite(scale).all() and (scale > 0).all() and np.isfinite(translate).all()):
+            raise ValueError("not finite")
+    except (AttributeError, TypeError, ValueError):
+        raise InputError(
+            path,
+            f"multiscales coordinateTransformations: not one finite number per axis ({ndim} axes)",
+        ) from None
     units = [UNIT_SHORT.get(str(a.get("unit")), a.get("unit")) for a in axes]
     return {
         "levels": levels,
@@ -503,7 +559,7 @@ def read_ngff(path: str | os.PathLike) -> dict:
     if "labels" in root:
         names = list(_attrs(root["labels"]).get("labels") or [])
     for n in names:
-        g = root[f"labels/{n}"]
+        g = _node(root, f"labels/{n}", path, "labels group")
         ms = _multiscale(g, path)
         il = _attrs(g).get("image-label") or {}
         ms["table"] = properties_table(il.get("properties") or [])
@@ -575,13 +631,19 @@ def describe(path: str | os.PathLike) -> dict:
     return out
 
 
-def _napari_units(axes: str, units: list) -> dict:
+@functools.cache
+def _napari_takes_units() -> bool:
+    """Whether the installed napari (>= 0.6) takes a layer's ``units``."""
     try:
         from importlib.metadata import version
 
-        if tuple(int(v) for v in version("napari").split(".")[:2]) < (0, 6):
-            return {}
+        return tuple(int(v) for v in version("napari").split(".")[:2]) >= (0, 6)
     except Exception:  # noqa: BLE001 - napari absent or odd version string
+        return False
+
+
+def _napari_units(axes: str, units: list) -> dict:
+    if not _napari_takes_units():
         return {}
     us = [u if u in ("um", "nm", "mm") else "pixel" for u in units]
     return {"units": tuple(us)} if any(u != "pixel" for u in us) else {}
@@ -590,10 +652,6 @@ def _napari_units(axes: str, units: list) -> dict:
 def read_layers(path: str | os.PathLike, **options) -> list:
     """Layer data tuples: the image (multiscale, lazy; one layer per channel, RGB as RGB)
     and one Labels layer per labels group (cell table in ``features``)."""
-    import dask.array as da
-
-    from napari_nucleus_ai.cells import to_features
-
     s = read_ngff(path)
     base = options.get("name") or os.path.splitext(os.path.basename(os.fspath(path).rstrip("/")))[0]
     layers = []
@@ -603,6 +661,10 @@ def read_layers(path: str | os.PathLike, **options) -> list:
         scale, translate, units = img["scale"], img["translate"], list(img["units"])
         kwargs: dict = {"name": base, "metadata": {"path": os.fspath(path), "format": "ome-zarr"}}
         chans = s["channels"]
+        if "c" in axes:  # axes move: lazy dask views of the zarr levels
+            import dask.array as da
+
+            levels = [da.from_zarr(v, chunks=v.chunks) for v in levels]
         if "c" in axes and chans[:3] == ["R", "G", "B"] and levels[0].dtype == np.uint8:
             c = axes.index("c")
             levels = [da.moveaxis(v, c, -1) for v in levels]
@@ -631,12 +693,11 @@ def read_layers(path: str | os.PathLike, **options) -> list:
         )
         if len(levels) > 1:
             kwargs["multiscale"] = True
-        if not kwargs.get("rgb"):
-            small = np.asarray(levels[-1])
+        if not kwargs.get("rgb") and kwargs.get("channel_axis") is None:
+            small = np.asarray(levels[-1][...])  # the smallest level only (zarr: no dask)
             if small.size:
                 lo, hi = (float(v) for v in np.percentile(small, (0.05, 99.95)))
-                if kwargs.get("channel_axis") is None:
-                    kwargs["contrast_limits"] = [lo, hi if hi > lo else lo + 1]
+                kwargs["contrast_limits"] = [lo, hi if hi > lo else lo + 1]
         layers.append((levels if len(levels) > 1 else levels[0], kwargs, "image"))
     for n, lab in s["labels"].items():
         meta = {"path": os.fspath(path), "format": "ome-zarr", "unit": s["unit"], "labels": n}
@@ -650,6 +711,8 @@ def read_layers(path: str | os.PathLike, **options) -> list:
             **_napari_units(lab["axes"], list(lab["units"])),
         }
         if len(lab["table"]):
+            from napari_nucleus_ai.cells import to_features
+
             kw["features"] = to_features(lab["table"])
         data = lab["levels"] if len(lab["levels"]) > 1 else lab["levels"][0]
         if len(lab["levels"]) > 1:
@@ -686,6 +749,8 @@ def write_ngff_layers(path: str, layer_data: list) -> list[str]:
     the layer says otherwise); each Labels layer is written under ``labels/<name>`` with
     its ``features`` (the cell table) as ``image-label.properties``.
     """
+    import pandas as pd
+
     from napari_nucleus_ai.cells import from_features
     from napari_nucleus_ai.core.files import slug
 
