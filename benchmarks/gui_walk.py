@@ -15,6 +15,11 @@ Run (screenshots go to a folder outside the repository)::
     xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python benchmarks/gui_walk.py \\
         --out /tmp/gui_walk
 
+``--only smear`` runs napari's yardsticks and the smear field's segmentation and
+classification only, then adds the Classifier's two result layers again directly with
+napari (napari's own cost of those very layers); ``--sample`` names, for each step, what
+the GUI thread ran during its longest stall (a thread samples its Python stack).
+
 Needs ``../shared/data``. Corrections go to a project folder inside ``--out``, never
 beside the shared data. The demo models are trained on first use (minutes), then cached.
 """
@@ -36,14 +41,25 @@ PLUGIN = "napari-nucleus-ai"
 
 
 class StallMeter:
-    """Longest gap between the ticks of a 5 ms timer on the GUI thread, per measured step."""
+    """Longest gap between the ticks of a 5 ms timer on the GUI thread, per measured step.
 
-    def __init__(self, interval_ms: int = 5):
+    With ``sample``, a thread samples the GUI thread's Python stack every 2 ms, and
+    :meth:`where` tells which of our / napari's functions the longest gap was spent in.
+    """
+
+    def __init__(self, interval_ms: int = 5, sample: bool = False):
         from qtpy.QtCore import QTimer
 
         self.interval = interval_ms / 1000
         self.last = time.perf_counter()
         self.longest = 0.0
+        self.window = (self.last, self.last)
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        if sample:
+            import threading
+
+            self._main = threading.main_thread().ident
+            threading.Thread(target=self._sample, daemon=True).start()
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
@@ -51,12 +67,52 @@ class StallMeter:
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.longest = max(self.longest, now - self.last)
+        if now - self.last > self.longest:
+            self.longest = now - self.last
+            self.window = (self.last, now)
         self.last = now
+
+    def _sample(self) -> None:
+        def stack(frame, depth=60):
+            names = []
+            while frame is not None and len(names) < depth:
+                code = frame.f_code
+                names.append(f"{Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}")
+                frame = frame.f_back
+            return tuple(names)
+
+        while True:
+            frames = sys._current_frames()
+            main = stack(frames.pop(self._main, None))
+            others = tuple(stack(f, 6) for f in frames.values())
+            self.samples.append((time.perf_counter(), main, others))
+            del self.samples[:-20000]
+            time.sleep(0.002)
 
     def reset(self) -> None:
         self.last = time.perf_counter()
         self.longest = 0.0
+        self.window = (self.last, self.last)
+
+    def where(self, top: int = 12) -> list[str]:
+        """The functions most often on the GUI thread's stack during the longest gap; and,
+        when the sampler itself was held off (the GIL held by one call), what the other
+        threads ran on both sides of its longest pause."""
+        from collections import Counter
+
+        start, end = self.window
+        inside = [s for s in list(self.samples) if start - 0.02 <= s[0] <= end + 0.02]
+        counts = Counter(f.rsplit(":", 1)[0] for _, main, _ in inside for f in set(main))
+        skip = ("gui_walk.py", "threading.py")
+        named = [(f, n) for f, n in counts.most_common() if not f.startswith(skip)]
+        out = [f"{n}/{len(inside)} {f}" for f, n in named[:top]]
+        if len(inside) > 1:
+            gaps = [(b[0] - a[0], a, b) for a, b in zip(inside, inside[1:], strict=False)]
+            gap, before, after = max(gaps, key=lambda g: g[0])
+            out.append(f"sampler held off {gap * 1000:.0f} ms; main before: {before[1][:4]}")
+            out += [f"other before: {o[:5]}" for o in before[2] if "threading.py:wait" not in o[0]]
+            out += [f"other after: {o[:5]}" for o in after[2] if "threading.py:wait" not in o[0]]
+        return out
 
     def stall_ms(self) -> float:
         """The longest gap since :meth:`reset`, including the one still open, in ms."""
@@ -86,12 +142,12 @@ def wait_idle(dock, timeout: float = 900.0) -> None:
 
 
 class Walk:
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, sample: bool = False):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.viewer = None
         self.new_viewer()
-        self.meter = StallMeter()
+        self.meter = StallMeter(sample=sample)
         self.rows: list[dict] = []
         self.shots: list[str] = []
         self.errors: list[str] = []
@@ -135,6 +191,8 @@ class Walk:
         if status is not None:
             text = status.text() if hasattr(status, "text") else status.value
             row["status"] = str(text)[:160]
+        if self.meter.samples:
+            row["where"] = self.meter.where()
         self.rows.append(row)
         print(json.dumps(row), flush=True)
         if shot:
@@ -150,10 +208,8 @@ class Walk:
         pump(0.2)
 
 
-def run(out: Path) -> int:
+def run(out: Path, only: str = "all", sample: bool = False) -> int:
     import faulthandler
-
-    import napari
 
     faulthandler.enable()
 
@@ -164,7 +220,7 @@ def run(out: Path) -> int:
     if not field.exists() or not locs.exists():
         print(f"needs the real data in {DATA}", file=sys.stderr)
         return 2
-    w = Walk(out)
+    w = Walk(out, sample=sample)
     v = w.viewer
 
     # -- napari's own stalls: the yardstick ------------------------------------------------
@@ -182,13 +238,14 @@ def run(out: Path) -> int:
     big = None  # free it
 
     # -- the wrong order first: docks before any layer -----------------------------------------
-    review = w.dock("Review")
-    review.set_project(str(out / "project"))
-    classifier = w.dock("Classifier")
-    w.step("wrong order: review and classifier before any image", lambda: None)
-    assert not classifier.run_btn.enabled, "Classify must wait for a Labels layer"
-    # a closed dock stays connected to its viewer (napari keeps the widget): start afresh
-    v = w.new_viewer()
+    if only == "all":
+        review = w.dock("Review")
+        review.set_project(str(out / "project"))
+        classifier = w.dock("Classifier")
+        w.step("wrong order: review and classifier before any image", lambda: None)
+        assert not classifier.run_btn.enabled, "Classify must wait for a Labels layer"
+        # a closed dock stays connected to its viewer (napari keeps the widget): start afresh
+        v = w.new_viewer()
 
     # -- smear field: segment, classify, review (the user's order) --------------------------------
     w.step("open smear field", lambda: v.open(str(field), plugin=PLUGIN), napari_own=True,
@@ -201,6 +258,9 @@ def run(out: Path) -> int:
     w.step("classify smear-wbc", classifier.run, dock=classifier, shot=False)
     classifier.native.ensureWidgetVisible(classifier.legend.native)  # the legend on show
     w.step("classifier legend", lambda: None)
+    if only == "smear":
+        _napari_own_result(w, v, classifier)
+        return _summary(w, out)
     review = w.dock("Review")
     review.set_project(str(out / "project"))
 
@@ -323,6 +383,32 @@ def run(out: Path) -> int:
     w.step("batch run on the field", batch.run, dock=batch)
     w.close_docks()
 
+    return _summary(w, out)
+
+
+def _napari_own_result(w: Walk, v, classifier) -> None:
+    """napari's own cost of the Classifier's result layers, added directly (the same data,
+    colours, features), each in its own measured step."""
+    classes = next(ly for ly in v.layers if ly.name.endswith(" classes"))
+    unc = v.layers["uncertainty"]
+    w.step("napari add_labels of the classes layer (same colormap, features)",
+           lambda: v.add_labels(np.asarray(classes.data), name="tmp", colormap=classes.colormap,
+                                features=classes.features, scale=classes.scale,
+                                opacity=0.6),
+           shot=False, napari_own=True)  # fmt: skip
+    v.layers.remove("tmp")
+    w.step("napari add_image of the uncertainty image",
+           lambda: v.add_image(np.asarray(unc.data), name="tmp", colormap="inferno",
+                               contrast_limits=(0.0, 1.0), scale=unc.scale, visible=False),
+           shot=False, napari_own=True)  # fmt: skip
+    v.layers.remove("tmp")
+
+
+def _summary(w: Walk, out: Path) -> int:
+    """Write ``walk.json`` (every step, the longest stalls), close the viewers; 1 on errors."""
+    import napari
+
+    v = w.viewer
     napari_rows = [r for r in w.rows if r["napari"]]
     dock_rows = [r for r in w.rows if not r["napari"]]
     summary = {"steps": w.rows, "screenshots": w.shots, "errors": w.errors,
@@ -339,8 +425,14 @@ def run(out: Path) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/gui_walk", type=Path)
+    ap.add_argument("--only", choices=["all", "smear"], default="all",
+                    help="smear: napari's yardsticks, then segment and classify the BCCD field "
+                    "and add the same result layers directly with napari (its own cost)")  # fmt: skip
+    ap.add_argument("--sample", action="store_true",
+                    help="sample the GUI thread's stack: each step names what its longest "
+                    "stall ran")  # fmt: skip
     args = ap.parse_args(argv)
-    return run(args.out)
+    return run(args.out, only=args.only, sample=args.sample)
 
 
 if __name__ == "__main__":

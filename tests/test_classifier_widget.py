@@ -224,3 +224,56 @@ def test_dock_classifies_a_plain_labels_layer_from_the_button(
     names = [ly.name for ly in viewer.layers]
     assert names.count("painted classes") == 1 and names.count("uncertainty") == 1
     w.close()
+
+
+def test_threaded_result_is_shown_one_layer_per_turn_and_equals_the_sync_one(
+    make_napari_viewer, qtbot, scene, tiny_model, monkeypatch
+):
+    """The worker builds the result layers; the GUI thread inserts them in separate
+    event-loop turns (a timer ticks between them), and the layers, features, colours,
+    metadata and legend are those of the synchronous path. The dock stays busy until
+    the last step; no worker is left running."""
+    from qtpy.QtCore import QTimer
+
+    from napari_nucleus_ai.widgets.classifier import FILE, ClassifierWidget
+
+    monkeypatch.delenv("NAPARI_NUCLEUS_AI_SYNC", raising=False)
+    image, labels = scene
+    runs = []
+    for sync in (True, False):
+        viewer = make_napari_viewer()
+        viewer.add_image(image, name="smear", rgb=True, scale=(0.5, 0.5), units="um")
+        viewer.add_labels(labels, name="cells", scale=(0.5, 0.5), units="um")
+        w = ClassifierWidget(viewer)
+        w.sync = sync
+        w.model.value = FILE
+        w.model_file.value = str(tiny_model)
+        w.labels_layer.value, w.image_layer.value = "cells", "smear"
+        w.threshold.value = 1.0
+        ticks, inserted = [0], {}
+        timer = QTimer()
+        timer.timeout.connect(lambda t=ticks: t.__setitem__(0, t[0] + 1))
+        viewer.layers.events.inserted.connect(
+            lambda e, t=ticks, got=inserted: got.setdefault(e.value.name, t[0])
+        )
+        timer.start(5)
+        try:
+            worker = w.run()
+            qtbot.waitUntil(lambda w=w, k=worker: not w.busy and not k.is_running, timeout=120_000)
+        finally:
+            timer.stop()
+        runs.append((viewer, w, inserted))
+    (v0, w0, _), (v1, w1, steps) = runs
+    assert steps["cells classes"] < steps["uncertainty"], steps  # two event-loop turns
+    a, b = v0.layers["cells classes"], v1.layers["cells classes"]
+    assert v1.layers.selection.active is b
+    assert a.features.equals(b.features) and np.array_equal(a.data, b.data)
+    assert a.colormap.color_dict.keys() == b.colormap.color_dict.keys()
+    for key in a.colormap.color_dict:
+        assert np.allclose(a.colormap.map(key or 0), b.colormap.map(key or 0))
+    assert a.metadata == b.metadata and a.metadata["model_path"] == str(tiny_model)
+    assert np.array_equal(v0.layers["uncertainty"].data, v1.layers["uncertainty"].data)
+    assert not v1.layers["uncertainty"].visible and b.opacity == pytest.approx(0.6)
+    assert w0.legend.value == w1.legend.value and "disc" in w1.legend.value
+    w0.close()
+    w1.close()

@@ -462,10 +462,35 @@ class DockBase:
         from napari.layers import Layer
 
         layer = Layer.create(data, {"name": name, **kwargs}, kind)
-        old = _named(self.viewer, name)
-        if in_place and old is not None and self._update_in_place(old, layer, kwargs):
+        return self.show_layer(layer, props=kwargs, in_place=in_place)
+
+    def show_layer(self, layer, *, props=(), in_place: bool = True):
+        """Show a layer built elsewhere (a worker can build it) as :meth:`add_result` does.
+
+        ``props`` names the properties an in-place update copies from ``layer`` into the
+        previous result of the same name (the keyword arguments it was built with).
+        """
+        old = _named(self.viewer, layer.name)
+        if in_place and old is not None and self._update_in_place(old, layer, props):
             return old
         return self.replace_layer(layer)
+
+    def show_in_steps(self, steps) -> None:
+        """Run the UI-thread ``steps`` of a result one per event-loop turn (``run_in_steps``).
+
+        The dock stays busy (its run buttons disabled) until the last step has run.
+        """
+        from napari_nucleus_ai.widgets._worker import run_in_steps
+
+        self._jobs += 1
+        self.update_buttons()
+
+        def done() -> None:
+            self._jobs = max(0, self._jobs - 1)
+            with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
+                self.update_buttons()
+
+        run_in_steps([*steps, done], sync=self.sync)
 
     def replace_layer(self, layer):
         """Add ``layer`` in place of the layer of the same name (same position); returns it."""
@@ -482,7 +507,7 @@ class DockBase:
         return layer
 
     @staticmethod
-    def _update_in_place(old, new, kwargs: dict) -> bool:
+    def _update_in_place(old, new, kwargs) -> bool:
         """Copy ``new``'s data and the given properties into ``old``; ``False`` if it cannot."""
         fixed = ("rgb", "multiscale", "ndim")
         if type(old) is not type(new) or any(

@@ -1,8 +1,9 @@
-"""Helpers of the Classifier dock: layer geometry, class colours, legend, demo step."""
+"""Helpers of the Classifier dock: layer geometry, class colours, result layers, legend, demo."""
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,6 +40,76 @@ def class_colormap(table, colours: dict):
     for lab, cls in zip(table["label"], table["class"], strict=True):
         cmap[int(lab)] = colours.get(cls, UNIDENTIFIED)
     return DirectLabelColormap(color_dict=cmap)
+
+
+@dataclass
+class ResultLayers:
+    """The Classifier's result, ready to show: layers built off the GUI thread.
+
+    Attributes
+    ----------
+    classes : napari.layers.Labels
+        The cells coloured by class, the cell table (with ``probability``) as features.
+    uncertainty : napari.layers.Image
+        Every cell filled with its uncertainty (hidden).
+    classes_props, uncertainty_props : tuple of str
+        The properties an in-place update of an earlier result copies.
+    colours : dict
+        Class -> colour (``unidentified`` included).
+    legend : str
+        The legend's rich text.
+    """
+
+    classes: object
+    uncertainty: object
+    classes_props: tuple
+    uncertainty_props: tuple
+    colours: dict
+    legend: str
+
+
+def result_colours(result) -> dict:
+    """Class -> colour of a ``ClassifyResult``, with the ``unidentified`` grey."""
+    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
+
+    colours = dict(zip(result.classes, result.colours, strict=True))
+    colours[CLASS_UNIDENTIFIED] = UNIDENTIFIED
+    return colours
+
+
+def result_layers(result, labels, look: dict) -> ResultLayers:
+    """Build the ``<labels> classes`` Labels and ``uncertainty`` Image layers of ``result``.
+
+    Called in the worker: the table, colormap, features and both layers are computed
+    there, so the GUI thread only inserts finished layers, one per event-loop turn.
+
+    Parameters
+    ----------
+    result : ClassifyResult
+    labels : numpy.ndarray
+        The cell ids the result was computed from (the classes layer's data).
+    look : dict
+        ``name`` of the classes layer, and the ``scale``, ``translate``, ``units`` and
+        ``metadata`` both layers get.
+    """
+    from napari.layers import Layer
+
+    from napari_nucleus_ai.cells import to_features
+
+    colours = result_colours(result)
+    table = result.table.copy()
+    cols = ["label", "class", "uncertainty"] + [c for c in table.columns if c.startswith("p_")]
+    table = table[cols + [c for c in table.columns if c not in cols]]
+    table["probability"] = table[[f"p_{c}" for c in result.classes]].max(axis=1)
+    common = {k: look[k] for k in ("scale", "translate", "units", "metadata")}
+    classes_kw = {"features": to_features(table), "colormap": class_colormap(table, colours),
+                  "opacity": 0.6, **common}  # fmt: skip
+    unc_kw = {"colormap": "inferno", "contrast_limits": (0.0, 1.0), "opacity": 0.5,
+              "visible": False, **common}  # fmt: skip
+    classes = Layer.create(labels, {"name": look["name"], **classes_kw}, "labels")
+    unc = Layer.create(result.uncertainty_image, {"name": "uncertainty", **unc_kw}, "image")
+    legend = legend_html(result.counts(), colours)
+    return ResultLayers(classes, unc, tuple(classes_kw), tuple(unc_kw), colours, legend)
 
 
 def legend_html(counts: dict, colours: dict) -> str:

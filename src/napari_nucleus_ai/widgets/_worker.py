@@ -190,6 +190,67 @@ def _thaw_gc() -> None:
         gc.unfreeze()
 
 
+#: torch's C++ libraries in load order (Linux and macOS names); a missing one is skipped.
+TORCH_LIBS = (
+    "libgomp.so.1",
+    "libc10.so",
+    "libtorch_cpu.so",
+    "libtorch.so",
+    "libomp.dylib",
+    "libc10.dylib",
+    "libtorch_cpu.dylib",
+    "libtorch.dylib",
+)
+
+
+def preload_torch() -> list[str]:
+    """Load torch's C++ libraries with the GIL released; call it in a worker before ``import torch``.
+
+    ``import torch`` loads ``libtorch_cpu`` (~430 MB: relocations and thousands of operator
+    registrations) inside the import of ``torch._C``, holding the GIL all along: napari's
+    event loop, waiting for the GIL, froze for 0.4-1.5 s during a dock's first torch job
+    however the work was threaded. Loaded here first through libc's ``dlopen`` called via
+    ``ctypes`` (which releases the GIL around a foreign call), the libraries are already
+    in the process when ``import torch`` asks for them, and the import holds the GIL for
+    its Python part only. Nothing is done when torch is imported already, absent, or the
+    platform has no ``dlopen`` (Windows): it is only a warm-up.
+
+    Returns
+    -------
+    list of str
+        The library files loaded.
+    """
+    import sys
+
+    if "torch" in sys.modules or not hasattr(os, "RTLD_NOW"):
+        return []
+    import ctypes
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        libc = ctypes.CDLL(None)
+        dlopen = libc.dlopen
+    except (ImportError, ValueError, OSError, AttributeError):
+        return []
+    if spec is None or spec.origin is None:
+        return []
+    dlopen.restype = ctypes.c_void_p
+    dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    folder = Path(spec.origin).parent / "lib"
+    loaded = []
+    for name in TORCH_LIBS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        # RTLD_LOCAL: the symbols stay private, as when torch loads them itself
+        if not dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL):
+            break  # torch's own import will load (and report) it
+        loaded.append(str(path))
+    return loaded
+
+
 STEP_GAP_MS = 10
 
 
@@ -203,20 +264,31 @@ def run_in_steps(steps: list[Callable[[], None]], sync: bool | None = None) -> N
     ``processEvents`` without a timer, a repaint or an input event in between (a 0.4 s
     freeze measured on a 20-frame 1024 x 1024 result).
     With ``sync`` (tests, ``NAPARI_NUCLEUS_AI_SYNC``) they run at once, in order.
+    A step that raises does not stop the ones after it (the last may be a clean-up); its
+    error goes to Qt's exception hook (napari's notification), or with ``sync`` is raised
+    once all steps ran.
     """
     if sync is None:
         sync = _sync_default()
     steps = list(steps)
     if sync:
+        errors = []
         for step in steps:
-            step()
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - raised after the other steps
+                errors.append(e)
+        if errors:
+            raise errors[0]
         return
     from qtpy.QtCore import QTimer
 
     def _next() -> None:
-        if steps:
-            steps.pop(0)()
-        if steps:
-            QTimer.singleShot(STEP_GAP_MS, _next)
+        try:
+            if steps:
+                steps.pop(0)()
+        finally:
+            if steps:
+                QTimer.singleShot(STEP_GAP_MS, _next)
 
     _next()

@@ -37,6 +37,8 @@ from napari_nucleus_ai.widgets._classifier_parts import (
     demo_classify,
     layer_geometry,
     legend_html,
+    result_colours,
+    result_layers,
 )
 
 FILE = "model file..."
@@ -45,13 +47,20 @@ SETTINGS_DEVICE = "as in Settings"
 __all__ = ["ClassifierWidget", "class_colormap", "demo_classify", "layer_geometry", "legend_html"]
 
 
-def _classify_work(model_spec, image, labels, features=None, frame=None, source=None, **options):
+def _classify_work(
+    model_spec, image, labels, features=None, frame=None, source=None, look=None, **options
+):
     """Resolve the model, take the layer's cell table (measured when it has none), classify.
 
     ``scale``/``unit`` in ``options`` are the cells' physical pixel size (the model's
     framing); ``frame`` is ``(scale, translate, unit)`` of the Labels layer, the frame
-    the table is kept in, so that the table and the layer never disagree.
+    the table is kept in, so that the table and the layer never disagree. With ``look``
+    (see :func:`result_layers`; its ``metadata`` gains the model's name, card and file),
+    the result layers are built here too. Returns ``(package, result, layers or None)``.
     """
+    from napari_nucleus_ai.widgets._worker import preload_torch
+
+    preload_torch()  # before anything imports torch: its libraries load without the GIL
     from napari_nucleus_ai.cells import cell_table_for
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.classify.demo_models import resolve_model_gen
@@ -71,18 +80,47 @@ def _classify_work(model_spec, image, labels, features=None, frame=None, source=
     if source and "source" not in table.columns:
         table["source"] = source  # the image file, not the model: corrections are keyed by it
     result = yield from classify_cells_gen(package, image, labels, table, **options)
-    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
-    from napari_nucleus_ai.core.palette import UNIDENTIFIED
     from napari_nucleus_ai.widgets._compat import warm_label_colormap
 
-    colours = {**dict(zip(result.classes, result.colours, strict=True)),
-               CLASS_UNIDENTIFIED: UNIDENTIFIED}  # fmt: skip
-    # napari compiles its label colouring on first use: here, not on the GUI thread
-    warm_label_colormap(class_colormap(result.table, colours), labels)
-    return package, result
+    shown = None
+    if look is not None:
+        meta = {"model": package.name, "model_card": package.card}
+        path = model_path_of(model_spec)
+        if path:
+            meta["model_path"] = path
+        look = {**look, "metadata": {**meta, **look.get("metadata", {})}}
+        shown = result_layers(result, labels, look)
+    # napari compiles its label colouring on first use (and caches the mapping on the
+    # colormap): here, not on the GUI thread
+    if shown is not None:
+        cmap = shown.classes.colormap
+    else:
+        cmap = class_colormap(result.table, result_colours(result))
+    warm_label_colormap(cmap, labels)
+    return package, result, shown
+
+
+def model_path_of(spec: str) -> str | None:
+    """The model package file or folder of a model spec, when it is one on disk."""
+    from pathlib import Path
+
+    from napari_nucleus_ai.classify.demo_models import DEMO_PREFIX
+
+    if spec.startswith(DEMO_PREFIX):
+        try:
+            from napari_nucleus_ai.classify.demo_models import model_path
+
+            path = model_path(spec[len(DEMO_PREFIX) :])
+        except Exception:  # noqa: BLE001 - no cache: nothing to remember
+            return None
+        return str(path) if Path(path).exists() else None
+    return spec if spec not in ("", ".") and Path(spec).exists() else None
 
 
 def _train_work(data, out, **options):
+    from napari_nucleus_ai.widgets._worker import preload_torch
+
+    preload_torch()
     from napari_nucleus_ai.classify.train import train_gen
 
     return (yield from train_gen(data, out, **options))
@@ -327,53 +365,44 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
             threshold=self.threshold.value,
             tta=self.tta.value,
             mc_dropout=None if self.mc_dropout.value < 0 else int(self.mc_dropout.value),
+            look={
+                "name": f"{labels_layer.name} classes",
+                "scale": labels_layer.scale,
+                "translate": labels_layer.translate,
+                "units": labels_layer.units,
+                "metadata": self._result_metadata(labels_layer),
+            },
             on_result=self._show_result,
             description="classifying cells",
         )
 
     def _show_result(self, out) -> None:
+        """Show a result whose layers the worker built: one layer per event-loop turn
+        (adding each costs what napari's own add costs), then the legend and notes."""
+        package, res, shown = out
+        self.package, self.last = package, res
+        source = self.chosen(self.labels_layer)
+
+        def classes() -> None:
+            self.show_layer(shown.classes, props=shown.classes_props)
+
+        def uncertainty() -> None:
+            self.show_layer(shown.uncertainty, props=shown.uncertainty_props)
+
+        def rest() -> None:
+            name = shown.classes.name
+            if name in self._viewer.layers:
+                self._viewer.layers.selection.active = self._viewer.layers[name]
+            self.legend.value = shown.legend
+            self._notify(res, source.name if source is not None else name)
+
+        self.show_in_steps([classes, uncertainty, rest])
+
+    @staticmethod
+    def _notify(res, layer_name: str) -> None:
+        """The result's notes, and a warning when cells look out of the model's domain."""
         from napari.utils.notifications import show_info
 
-        from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, to_features
-        from napari_nucleus_ai.core.palette import UNIDENTIFIED
-
-        package, res = out
-        self.package, self.last = package, res
-        labels_layer = self.chosen(self.labels_layer)
-        colours = dict(zip(res.classes, res.colours, strict=True))
-        colours[CLASS_UNIDENTIFIED] = UNIDENTIFIED
-        table = res.table.copy()
-        cols = ["label", "class", "uncertainty"] + [c for c in table.columns if c.startswith("p_")]
-        table = table[cols + [c for c in table.columns if c not in cols]]
-        table["probability"] = table[[f"p_{c}" for c in res.classes]].max(axis=1)
-        name = f"{labels_layer.name} classes"
-        kwargs = {
-            "scale": labels_layer.scale,
-            "translate": labels_layer.translate,
-            "units": labels_layer.units,
-            "metadata": self._result_metadata(package, labels_layer),
-        }
-        layer = self.add_result(
-            "labels",
-            np.asarray(labels_layer.data),
-            name=name,
-            features=to_features(table),
-            colormap=class_colormap(table, colours),
-            opacity=0.6,
-            **kwargs,
-        )
-        self.add_result(
-            "image",
-            res.uncertainty_image,
-            name="uncertainty",
-            colormap="inferno",
-            contrast_limits=(0.0, 1.0),
-            opacity=0.5,
-            visible=False,
-            **kwargs,
-        )
-        self._viewer.layers.selection.active = layer
-        self.legend.value = legend_html(res.counts(), colours)
         for note in res.notes:
             show_info(note)
         if "out_of_domain" in res.table.columns:
@@ -381,19 +410,16 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
 
             from napari_nucleus_ai.models.trust import domain_warning
 
-            msg = domain_warning(res.table["out_of_domain"].astype(bool), labels_layer.name)
+            msg = domain_warning(res.table["out_of_domain"].astype(bool), layer_name)
             if msg:
                 show_warning(msg)
 
-    def _result_metadata(self, package, labels_layer) -> dict:
-        """What the classes layer remembers: its model (name, card, file), its image."""
+    def _result_metadata(self, labels_layer) -> dict:
+        """What the classes layer remembers besides its model: its image and source layer."""
         import os
 
         src, image_name = getattr(self, "_run_source", (None, None))
-        meta = {"model": package.name, "model_card": package.card}
-        path = self.model_path()
-        if path:
-            meta["model_path"] = path
+        meta = {}
         if src:
             meta["image_path"] = os.fspath(src)
         keep = {k: v for k, v in (labels_layer.metadata or {}).items() if k in ("pixel_size_um",)}
@@ -402,20 +428,7 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
 
     def model_path(self) -> str | None:
         """The model package file or folder the last classification used, when it is one."""
-        from pathlib import Path
-
-        from napari_nucleus_ai.classify.demo_models import DEMO_PREFIX
-
-        spec = self.model_spec()
-        if spec.startswith(DEMO_PREFIX):
-            try:
-                from napari_nucleus_ai.classify.demo_models import model_path
-
-                path = model_path(spec[len(DEMO_PREFIX) :])
-            except Exception:  # noqa: BLE001 - no cache: nothing to remember
-                return None
-            return str(path) if Path(path).exists() else None
-        return spec if spec not in ("", ".") and Path(spec).exists() else None
+        return model_path_of(self.model_spec())
 
     def show_saliency(self):
         """A 'saliency' Image over the selected cell of the result layer (crop models)."""

@@ -253,8 +253,6 @@ class SegmentWidget(ScrollableDock, DockBase, Container):
 
     # ---- run
     def run(self, _=None, sync: bool | None = None):
-        from napari_nucleus_ai.segment.run import segment
-
         layer = self.layer.value
         if layer is None:
             self.status.value = "choose an image layer first"
@@ -290,31 +288,24 @@ class SegmentWidget(ScrollableDock, DockBase, Container):
         source = image_file_of(self._viewer, layer) or layer.name
         self.status.value = f"{method}: running..."
         return self.start_job(
-            segment, data, method, source=str(source), cancel=lambda: self.cancelled,
-            on_result=lambda res: self._on_result(res, layer),
+            _segment_work, data, method, look=self._look(layer), source=str(source),
+            cancel=lambda: self.cancelled, on_result=lambda out: self._on_result(out, layer),
             description=f"segment ({method})", sync=sync, **kwargs, **params,
         )  # fmt: skip
 
-    def _on_result(self, res, source_layer):
-        from napari_nucleus_ai.cells import to_features
-
-        name = f"{source_layer.name} {res.method}"
+    def _look(self, source_layer) -> dict:
+        """What the result layer takes from its source layer: name and image file."""
         from napari_nucleus_ai.widgets._base import image_file_of
 
         image_path = image_file_of(self._viewer, source_layer)
-        meta = {"unit": res.unit, "method": res.method, "source_layer": source_layer.name,
-                **({"image_path": image_path} if image_path else {}), **{
-            k: v for k, v in res.extra.items() if k != "storm"}}  # fmt: skip
-        if "storm" in res.extra:
-            meta["localizations"] = res.extra["storm"].localizations
-        kwargs = {"name": name, "scale": res.scale, "translate": res.translate, "features": to_features(res.table),
-                  "metadata": meta, "opacity": 0.6}  # fmt: skip
-        if res.unit in ("um", "nm"):
-            kwargs["units"] = "micrometer" if res.unit == "um" else "nanometer"
+        return {"source_layer": source_layer.name,
+                **({"image_path": image_path} if image_path else {})}  # fmt: skip
+
+    def _on_result(self, out, source_layer):
+        """Show the result layer (built in the worker) and watch its edits."""
+        res, labels_layer = out
         # a new layer, not an update: the table watcher below is tied to the layer
-        labels_layer = self.add_result("labels", res.labels, in_place=False, **kwargs)
-        if res.method == "wbc":
-            labels_layer.contour = 2
+        labels_layer = self.show_layer(labels_layer, in_place=False)
         self._watch(labels_layer, source_layer, per_frame="t" in res.table.columns)
         extra = ""
         if res.extra.get("pixel_size_um") and res.extra.get("scale_from") == "red cells":
@@ -375,6 +366,41 @@ class SegmentWidget(ScrollableDock, DockBase, Container):
         self._fingerprints[id(labels_layer)] = _fingerprint(labels_layer.data)
         self.count.value = str(len(table))
         return table
+
+
+def _segment_work(data, method, look=None, **kwargs):
+    """Segment (:func:`~napari_nucleus_ai.segment.run.segment`), then build the result's
+    Labels layer here, in the worker (see :func:`result_layer`); returns ``(result, layer)``."""
+    from napari_nucleus_ai.segment.run import segment
+
+    res = yield from segment(data, method, **kwargs)
+    return res, (None if look is None else result_layer(res, look))
+
+
+def result_layer(res, look: dict):
+    """The Labels layer of a segmentation result, not yet in a viewer.
+
+    ``look`` has the ``source_layer`` name (the layer is ``"<source_layer> <method>"``)
+    and, when known, its ``image_path``. The cell table is the layer's ``features``;
+    white cells are drawn as contours.
+    """
+    from napari.layers import Labels
+
+    from napari_nucleus_ai.cells import to_features
+
+    meta = {"unit": res.unit, "method": res.method, **look,
+            **{k: v for k, v in res.extra.items() if k != "storm"}}  # fmt: skip
+    if "storm" in res.extra:
+        meta["localizations"] = res.extra["storm"].localizations
+    kwargs = {"name": f"{look['source_layer']} {res.method}", "scale": res.scale,
+              "translate": res.translate, "features": to_features(res.table),
+              "metadata": meta, "opacity": 0.6}  # fmt: skip
+    if res.unit in ("um", "nm"):
+        kwargs["units"] = "micrometer" if res.unit == "um" else "nanometer"
+    layer = Labels(res.labels, **kwargs)
+    if res.method == "wbc":
+        layer.contour = 2
+    return layer
 
 
 def _fingerprint(data) -> int | None:
