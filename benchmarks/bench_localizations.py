@@ -19,8 +19,15 @@ printed. The minimum is the least disturbed by other processes on a shared machi
 ``--whole-process`` also times both sides as whole processes (interpreter start-up and
 imports included, as a user meets them): ``napari-nucleus-ai info`` against a Python
 process that reads the CSV with pandas and prints its row count and bounds, and
-``napari-nucleus-ai render`` against :func:`by_hand_render` in its own process;
-alternating runs, median.
+``napari-nucleus-ai render`` against :func:`by_hand_render` in its own process (the
+function's source run as a script); the same two pairs on the file's first 100 rows
+(start-up and imports only); bytecode cached for both sides as an installed package
+has it (:func:`process_env`); alternating runs, median wall time, and the median CPU
+time of each side (user + system, all threads), which the other processes of a shared
+machine disturb less. On the lead's quiet machine, within 5 minutes::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_localizations.py \
+        --only-whole-process --repeat 5 --workdir /tmp/bench_locs
 
 ``--peers PYTHON`` (an interpreter with ``picassosr`` installed, never a test dependency)
 renders the same 2 M localizations with a Gaussian per localization of its own precision
@@ -133,12 +140,18 @@ x, y = df["x [nm]"], df["y [nm]"]
 print(len(df), x.min(), x.max(), y.min(), y.max())
 """
 
-HAND_RENDER = """
-import sys
-sys.path.insert(0, sys.argv[3])
-from bench_localizations import by_hand_render
-by_hand_render(sys.argv[1], sys.argv[2])
-"""
+
+def hand_render_script() -> str:
+    """:func:`by_hand_render` as a self-contained script (no import of this module, whose
+    own imports the by-hand process would otherwise pay for)."""
+    import inspect
+
+    return (
+        "import sys\nimport numpy as np\nimport pandas as pd\n\n"
+        + inspect.getsource(by_hand_render)
+        + "\nby_hand_render(sys.argv[1], sys.argv[2])\n"
+    )
+
 
 # a Gaussian per localization of its own precision (Picasso >= 0.9: a DataFrame in camera
 # pixels of 100 nm, metadata with the pixel size, output pixels of `px` nm)
@@ -176,24 +189,51 @@ print(r.image.shape, float(r.image.sum()), time.perf_counter() - t)
 """
 
 
-def process_time(cmd) -> float:
-    """Wall seconds of one whole process (output discarded; a failure raises)."""
+def process_env(work: Path) -> dict:
+    """The environment of the timed processes: bytecode cached (in ``work``, never in the
+    repository) as an installed package has it, even where ``PYTHONDONTWRITEBYTECODE`` is
+    set; otherwise every run of ours would compile the plugin's modules from source while
+    the by-hand side loads the libraries' cached bytecode."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    return env
+
+
+def process_time(cmd, env=None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one whole process (output discarded; a failure raises).
+
+    CPU is the child's user + system time, all threads: other processes on a shared
+    machine disturb it far less than the wall time.
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - t
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
-def compare_processes(name, ours_cmd, hand_cmd, repeat) -> dict:
+def compare_processes(name, ours_cmd, hand_cmd, repeat, env=None) -> dict:
     """Alternating whole-process runs of two commands; medians and their ratio."""
-    process_time(ours_cmd), process_time(hand_cmd)  # warm the file cache and .pyc
+    process_time(ours_cmd, env), process_time(hand_cmd, env)  # warm the file cache and .pyc
     a, b = [], []
+    load = [os.getloadavg()[0]]
     for _ in range(repeat):
-        a.append(process_time(ours_cmd))
-        b.append(process_time(hand_cmd))
-    ma, mb = statistics.median(a), statistics.median(b)
+        a.append(process_time(ours_cmd, env))
+        b.append(process_time(hand_cmd, env))
+        load.append(os.getloadavg()[0])
+    wa, wb = [w for w, _ in a], [w for w, _ in b]
+    ca, cb = [c for _, c in a], [c for _, c in b]
+    ma, mb = statistics.median(wa), statistics.median(wb)
     print(
         f"{name:<44} ours {ma:.2f} s, other {mb:.2f} s (median of {repeat}); "
-        f"ratio {ma / mb:.2f} (min {min(a) / min(b):.2f})",
+        f"ratio {ma / mb:.2f} (min {min(wa) / min(wb):.2f}); CPU ours "
+        f"{statistics.median(ca):.2f} s, other {statistics.median(cb):.2f} s, ratio "
+        f"{statistics.median(ca) / statistics.median(cb):.2f}; load {min(load):.1f}-{max(load):.1f}",
         flush=True,
     )
     return {
@@ -201,8 +241,11 @@ def compare_processes(name, ours_cmd, hand_cmd, repeat) -> dict:
         "ours_median_s": ma,
         "other_median_s": mb,
         "ratio_median": ma / mb,
-        "ratio_min": min(a) / min(b),
-        "load": os.getloadavg()[0],
+        "ratio_min": min(wa) / min(wb),
+        "ours_cpu_median_s": statistics.median(ca),
+        "other_cpu_median_s": statistics.median(cb),
+        "ratio_cpu_median": statistics.median(ca) / statistics.median(cb),
+        "load": [min(load), max(load)],
     }
 
 
@@ -211,19 +254,41 @@ def whole_process_rows(csv: Path, work: Path, repeat: int, peers: str | None) ->
     render against Picasso's when a peer interpreter is given."""
     py = sys.executable
     exe = str(Path(py).with_name("napari-nucleus-ai"))
-    here = str(Path(__file__).parent)
+    env = process_env(work)
     rows = [
         compare_processes(
             "info (whole process) vs pandas by hand",
             [exe, "info", str(csv)],
             [py, "-c", HAND_INFO, str(csv)],
             repeat,
+            env,
         ),
         compare_processes(
             "render (whole process) vs by hand",
             [exe, "render", str(csv), "--out", str(work / "ours_wp.tif")],
-            [py, "-c", HAND_RENDER, str(csv), str(work / "hand_wp.tif"), here],
+            [py, "-c", hand_render_script(), str(csv), str(work / "hand_wp.tif")],
             repeat,
+            env,
+        ),
+    ]
+    # the same commands on the file's first 100 rows: start-up and imports only
+    small = work / "thunderstorm_100.csv"
+    with open(csv) as src, open(small, "w") as dst:
+        dst.writelines(next(src) for _ in range(101))
+    rows += [
+        compare_processes(
+            "info, 100 rows (whole process) vs by hand",
+            [exe, "info", str(small)],
+            [py, "-c", HAND_INFO, str(small)],
+            repeat,
+            env,
+        ),
+        compare_processes(
+            "render, 100 rows (whole process) vs by hand",
+            [exe, "render", str(small), "--out", str(work / "ours_100.tif")],
+            [py, "-c", hand_render_script(), str(small), str(work / "hand_100.tif")],
+            repeat,
+            env,
         ),
     ]
     if peers:
@@ -240,7 +305,9 @@ def whole_process_rows(csv: Path, work: Path, repeat: int, peers: str | None) ->
             [py, "-c", OURS_PRECISION, str(npz), "10"],
             [peers, "-c", PICASSO_RENDER, str(npz), "10"],
         ):
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+            out = subprocess.run(
+                cmd, check=True, capture_output=True, text=True, env=env
+            ).stdout.strip()
             print(f"  {Path(cmd[0]).parent.parent.name}: shape, sum, in-process s: {out}")
         rows.append(
             compare_processes(
@@ -248,6 +315,7 @@ def whole_process_rows(csv: Path, work: Path, repeat: int, peers: str | None) ->
                 [py, "-c", OURS_PRECISION, str(npz), "10"],
                 [peers, "-c", PICASSO_RENDER, str(npz), "10"],
                 repeat,
+                env,
             )
         )
     return rows

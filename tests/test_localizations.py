@@ -529,6 +529,7 @@ def test_column_subset_reads_agree_across_engines(tmp_path, monkeypatch, engine)
     if engine == "pyarrow":
         pytest.importorskip("pyarrow")
         monkeypatch.setattr(csvread, "PYARROW_MIN_BYTES", 0)
+        monkeypatch.setattr(csvread, "busy", lambda: False)
     else:
         monkeypatch.setattr(csvread, "have_pyarrow", lambda: False)
     df = _nuclear_df(n=30_000, seed=3)
@@ -551,6 +552,7 @@ def test_pyarrow_refusal_falls_back_to_the_c_parser(tmp_path, monkeypatch):
     from napari_nucleus_ai.localizations import csvread
 
     monkeypatch.setattr(csvread, "PYARROW_MIN_BYTES", 0)
+    monkeypatch.setattr(csvread, "busy", lambda: False)
     p = tmp_path / "ragged.csv"  # a short row: pyarrow refuses it, pandas fills NaN
     p.write_text('"frame","x [nm]","y [nm]"\n1,10,20\n2,30\n3,50,60\n')
     t = read_localizations(p)

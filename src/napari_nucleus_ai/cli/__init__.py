@@ -43,7 +43,12 @@ COMMANDS = {
 PROG = "napari-nucleus-ai"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line parser; with ``only``, that one subcommand (a run needs no other).
+
+    Building a subcommand imports its module and whatever its options list (dataset
+    kinds, model names...), so a run builds only the command it runs.
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Published cell-AI methods at the microscope: read STORM localizations, "
@@ -55,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         mod = importlib.import_module(modname, __name__)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from napari_nucleus_ai.core.errors import NucleusAIError, UsageError, one_line
 
-    parser = build_parser()
+    parser = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -89,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {one_line(e, getattr(e, 'filename', None))}", file=sys.stderr)
         return 2 if isinstance(e, UsageError) else 1
+
+
+def _command_of(argv) -> str | None:
+    """The subcommand ``argv`` runs, or None (no command, or help / version asked first)."""
+    for token in argv:
+        if token in ("-h", "--help", "--version"):
+            return None
+        if token.startswith("-"):  # --debug
+            continue
+        return token if token in COMMANDS else None
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -86,35 +86,34 @@ __all__ = [
 ]
 
 
-def _reader(fmt: str):
-    from napari_nucleus_ai.localizations import (
-        binary,
-        generic,
-        nstorm,
-        stormanalysis,
-        thunderstorm,
-        vendors,
-    )
+#: the reader of each format, ``module:function`` (modules imported on first read)
+READERS = {
+    "storm-analysis": "stormanalysis:read_storm_analysis",
+    "insight3": "stormanalysis:read_insight3",
+    "vlume": "generic:read_vlume",
+    "smlm-challenge": "generic:read_smlm_challenge",
+    "thunderstorm": "thunderstorm:read",
+    "nstorm": "nstorm:read",
+    "elyra": "vendors:read_elyra",
+    "oni": "vendors:read_oni",
+    "vutara": "vendors:read_vutara",
+    "rapidstorm": "vendors:read_rapidstorm",
+    "decode-csv": "generic:read_decode_csv",
+    "csv": "generic:read_csv_table",
+    "picasso": "binary:read_picasso",
+    "decode-h5": "binary:read_decode_h5",
+    "smap": "binary:read_smap",
+    "smlm": "binary:read_smlm",
+    "hdf5-bad": "binary:read_bad_hdf5",
+}
 
-    return {
-        "storm-analysis": stormanalysis.read_storm_analysis,
-        "insight3": stormanalysis.read_insight3,
-        "vlume": generic.read_vlume,
-        "smlm-challenge": generic.read_smlm_challenge,
-        "thunderstorm": thunderstorm.read,
-        "nstorm": nstorm.read,
-        "elyra": vendors.read_elyra,
-        "oni": vendors.read_oni,
-        "vutara": vendors.read_vutara,
-        "rapidstorm": vendors.read_rapidstorm,
-        "decode-csv": generic.read_decode_csv,
-        "csv": generic.read_csv_table,
-        "picasso": binary.read_picasso,
-        "decode-h5": binary.read_decode_h5,
-        "smap": binary.read_smap,
-        "smlm": binary.read_smlm,
-        "hdf5-bad": binary.read_bad_hdf5,
-    }[fmt]
+
+def _reader(fmt: str):
+    """The reader function of ``fmt`` (importing only its module)."""
+    import importlib
+
+    module, function = READERS[fmt].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
 def sniff(path) -> bool:
@@ -136,8 +135,7 @@ def sniff(path) -> bool:
 
 def reader_name(fmt: str) -> str:
     """``module:function`` of the reader of format ``fmt`` (what ``info --json`` reports)."""
-    fn = _reader(fmt)
-    return f"{fn.__module__}:{fn.__name__}"
+    return f"{__name__}.{READERS[fmt]}"
 
 
 def read_localizations(path, mapping: dict | None = None, format: str | None = None, **options):

@@ -56,7 +56,7 @@ def read(path, positions_only: bool = False, only=None, prefer_corrected: bool =
     full = mapping
     if only is not None:
         mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
-    table = normalise(raw, mapping, path=path, fmt="nstorm")
+    table = normalise(raw, mapping, path=path, fmt="nstorm", owned=True)
     table.metadata["columns"] = normalised_columns(names, full, table)
     table.metadata["drift_corrected_columns"] = mapping.get("x_nm") == "Xc"
     return table

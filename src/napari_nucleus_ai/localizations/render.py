@@ -197,55 +197,62 @@ def _result(image, scales, lowers, shape, px, method, sigma, n_rendered, z_mode)
 
 
 THREAD_MIN_ROWS = 1_000_000
+#: rows per block of the pixel-index pass (its temporaries stay in the CPU cache)
+BLOCK_ROWS = 1 << 16
 
 
 def _fast_hist(coords, lowers, scales, shape, check: bool):
-    """Histogram of the localizations, in chunks on up to 4 threads (numpy frees the GIL).
+    """Histogram of the localizations: one flat pixel index, one :func:`numpy.bincount`.
 
-    Without ``check`` the grid was built from the data, so every row is inside; indices
-    are only clipped against rounding at the upper edge.
+    The index is computed block by block (small temporaries, on up to 4 threads for
+    large tables: numpy frees the GIL) into one array; a single ``bincount`` then fills
+    one count array, as by hand. Without ``check`` the grid was built from the data, so
+    every row is inside; indices are only clipped against rounding at the upper edge.
     """
     import os
-    from concurrent.futures import ThreadPoolExecutor
 
     n = len(coords[0])
     size = int(np.prod(shape))
+    flat = np.empty(n, np.intp)
+    keep = np.empty(n, bool) if check else None
+    axes = list(reversed(list(zip(coords, lowers, scales, shape, strict=True))))
 
-    def work(sl):
-        flat, keep, stride = None, None, 1
-        for v, lo, s, m in reversed(list(zip(coords, lowers, scales, shape, strict=True))):
+    def work(start):
+        sl = slice(start, min(start + BLOCK_ROWS, n))
+        out, inside, stride = flat[sl], None, 1
+        for v, lo, s, m in axes:
             f = v[sl] - lo
             f *= 1.0 / s
             if check:
-                inside = (f >= 0) & (f < m)
-                keep = inside if keep is None else keep & inside
+                ok = (f >= 0) & (f < m)
+                inside = ok if inside is None else inside & ok
                 np.clip(f, 0, m - 1, out=f)
             i = f.astype(np.intp)
             if not check:
                 np.minimum(i, m - 1, out=i)
-            if flat is None:
-                flat = i if stride == 1 else i * stride
+            if stride == 1:
+                out[...] = i
             else:
                 i *= stride
-                flat += i
+                out += i
             stride *= m
-        if keep is not None:
-            flat = flat[keep]
-        return np.bincount(flat, minlength=size), flat.size
+        if check:
+            keep[sl] = inside
 
+    starts = range(0, n, BLOCK_ROWS)
     k = min(os.cpu_count() or 1, 4) if n >= THREAD_MIN_ROWS else 1
-    edges = np.linspace(0, n, k + 1).astype(int)
-    slices = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     if k == 1:
-        parts = [work(slices[0])]
+        for start in starts:
+            work(start)
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(k) as ex:
-            parts = list(ex.map(work, slices))
-    counts = parts[0][0]
-    for c, _ in parts[1:]:
-        counts += c
-    image = counts.astype(np.float32).reshape(shape)
-    return image, sum(m for _, m in parts)
+            list(ex.map(work, starts))
+    if keep is not None and not keep.all():
+        flat = flat[keep]
+    image = np.bincount(flat, minlength=size).astype(np.float32).reshape(shape)
+    return image, flat.size
 
 
 def _bounds(x, y, z, bounds_nm, px) -> dict:

@@ -83,6 +83,7 @@ def normalise(
     factors: dict | None = None,
     metadata: dict | None = None,
     allow_empty: bool = False,
+    owned: bool = False,
 ) -> LocalizationTable:
     """Build a :class:`LocalizationTable` from a raw table and a column mapping.
 
@@ -98,6 +99,11 @@ def normalise(
         pixel size for positions in pixels).
     allow_empty : bool
         Return an empty table instead of raising for a file with no rows.
+    owned : bool
+        ``raw`` was read for this table and nothing else holds it (a reader's own
+        frame): its numeric columns become the table's without a copy. Otherwise the
+        table copies what it shares with ``raw``, so writing into one never changes
+        the other.
     """
     factors = factors or {}
     mapping = {k: v for k, v in mapping.items() if v is not None}
@@ -118,9 +124,7 @@ def normalise(
     out = {}
     for name in POSITION:
         if name in mapping:
-            out[name] = _numeric(raw[mapping[name]], path, mapping[name]) * float(
-                factors.get(name, 1.0)
-            )
+            out[name] = _scaled(raw[mapping[name]], path, mapping[name], factors.get(name), owned)
     if "frame" in mapping:
         f = _numeric(raw[mapping["frame"]], path, mapping["frame"])
         out["frame"] = np.nan_to_num(f, nan=-1).astype(np.int64)
@@ -128,9 +132,7 @@ def normalise(
         out["frame"] = np.zeros(n, np.int64)
     for name in ("photons", "precision_nm"):
         if name in mapping:
-            out[name] = _numeric(raw[mapping[name]], path, mapping[name]) * float(
-                factors.get(name, 1.0)
-            )
+            out[name] = _scaled(raw[mapping[name]], path, mapping[name], factors.get(name), owned)
         else:
             out[name] = np.full(n, np.nan)
     if "channel" in mapping:
@@ -142,10 +144,12 @@ def normalise(
     else:  # a string column built from one scalar: no per-row Python objects
         out["channel"] = pd.Series("0", index=raw.index, dtype="str")
     used = set(mapping.values())
-    df = pd.DataFrame(out, index=raw.index)
-    extras = [c for c in raw.columns if c not in used and c not in df.columns]
-    if extras:
-        df = pd.concat([df, raw[extras]], axis=1)
+    for c in raw.columns:  # the file's other columns, after the standard ones
+        if c not in used and c not in out:
+            out[c] = raw[c]
+    # one pass: the columns are the arrays just built (and the file's), not copies; pandas
+    # without copy-on-write copies them so the table never writes into the caller's frame
+    df = pd.DataFrame(out, index=raw.index, copy=not _copy_on_write())
     pos = [c for c in POSITION if c in df.columns]
     finite = np.ones(n, bool)
     for c in pos:
@@ -158,7 +162,7 @@ def normalise(
         raise InputError(path, f"no localization has a finite position ({n_dropped} dropped)")
     for c in pos:
         v = df[c].to_numpy()
-        if v.size and float(np.abs(v).max()) > MAX_COORD_NM:
+        if v.size and max(float(v.max()), -float(v.min())) > MAX_COORD_NM:
             worst = float(v[np.argmax(np.abs(v))])
             raise InputError(
                 path,
@@ -170,11 +174,38 @@ def normalise(
     return LocalizationTable(df, fmt, None if path is None else os.fspath(path), n_dropped, meta)
 
 
+def _copy_on_write() -> bool:
+    """True when pandas copies on write (always from pandas 3)."""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return bool(getattr(pd.options.mode, "copy_on_write", False) is True)
+
+
 def _all_zero(series: pd.Series) -> bool:
     if not pd.api.types.is_numeric_dtype(series) or len(series) == 0:
         return False
     v = series.to_numpy()
     return bool(np.all(v[np.isfinite(v)] == 0))
+
+
+def _scaled(series: pd.Series, path, name, factor=None, owned=False) -> np.ndarray:
+    """The column as a writeable float64 array times ``factor``.
+
+    A copy only when needed: a factor other than 1, a conversion, or a read-only view
+    of a frame the table does not own (pandas' copy-on-write hands out read-only views).
+    """
+    v = _numeric(series, path, name)
+    if factor is not None and float(factor) != 1.0:
+        return v * float(factor)
+    if not v.flags.writeable:
+        if owned:
+            try:  # the reader's own buffer: take it over
+                v.flags.writeable = True
+                return v
+            except ValueError:  # memory numpy may not write (an Arrow buffer)
+                pass
+        v = v.copy()
+    return v
 
 
 def _numeric(series: pd.Series, path, name) -> np.ndarray:

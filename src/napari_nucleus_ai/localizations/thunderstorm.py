@@ -101,7 +101,7 @@ def read(
     full = mapping
     if only is not None:
         mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
-    table = normalise(raw, mapping, path=path, fmt="thunderstorm", factors=factors)
+    table = normalise(raw, mapping, path=path, fmt="thunderstorm", factors=factors, owned=True)
     table.metadata["columns"] = normalised_columns(names, full, table)
     return table
 
