@@ -86,14 +86,17 @@ def connect(client=None, scheduler: str | None = None, workers: int | None = Non
         except OSError as e:
             raise InputError(None, f"cannot reach Dask scheduler {scheduler} ({e})") from None
         return c, c.close
+    import dask
+
     n = int(workers or os.cpu_count() or 1)
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
+    with dask.config.set(LOCAL_QUIET):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
     c = Client(cluster)
 
     def close():
@@ -101,6 +104,15 @@ def connect(client=None, scheduler: str | None = None, workers: int | None = Non
         cluster.close()
 
     return c, close
+
+
+#: the local cluster's background work, which runs for the whole wall time of a run: no
+#: statistical profiler sampling each worker's stack every 10 ms, and a 2 s resource monitor
+#: (an idle 2-worker cluster: about half the CPU of distributed's defaults)
+LOCAL_QUIET = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 
 def _big_image(path: Path, tile_above: int) -> bool:

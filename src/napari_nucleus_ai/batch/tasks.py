@@ -129,11 +129,15 @@ def _limit_threads(n: int = 1) -> None:
 
 
 def _read_for_classify(path: str):
-    """The image exactly as the ``classify`` command reads it."""
+    """The image exactly as the ``classify`` command reads it (a big TIFF region lazily)."""
     import tifffile
 
+    from napari_nucleus_ai.images.tiff import read_region_lazy
     from napari_nucleus_ai.models.crops import read_crop
 
+    lazy = read_region_lazy(path)
+    if lazy is not None:
+        return lazy
     return tifffile.imread(path) if path.lower().endswith((".tif", ".tiff")) else read_crop(path)
 
 
@@ -195,6 +199,7 @@ def classify_result(settings: Settings, path: str, seg, cached: bool = False) ->
             batch_size=settings.batch_size,
             tta=settings.tta,
             threshold=settings.threshold,
+            images=False,  # a task returns the table; the class image is not written
         )
     )
     return res.table, res.counts()
@@ -247,6 +252,11 @@ def _seg_of(s: Segmented, table):
     def load():
         import tifffile
 
+        from napari_nucleus_ai.images.tiff import read_region_lazy
+
+        lazy = read_region_lazy(s.labels)  # a big region: each chunk reads its cells' boxes
+        if lazy is not None:
+            return lazy
         return np.asarray(tifffile.imread(s.labels)).reshape(s.row["height"], s.row["width"])
 
     labels = _cached("labels", _file_key(s.labels), load)

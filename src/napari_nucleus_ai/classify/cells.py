@@ -10,11 +10,19 @@ image rendered at <= 20 nm). For a model with a canonical cell frame
 (:mod:`napari_nucleus_ai.models.framing`) the window holds a few cell diameters and
 its pixel size (when the image's is known) goes with it, so the frame can scale the
 cell physically.
+
+A whole-slide region is classified without loading it: with a lazy label image (a
+:class:`~napari_nucleus_ai.images.tiff.TiledPage` or dask array, as ``classify`` reads a
+TIFF over 256 MiB) the cells are found band by band (:func:`label_boxes_gen`), measured a
+group of nearby cells at a time (:func:`measure_lazy_gen`), their windows cut from the lazy
+image (:func:`~napari_nucleus_ai.models.crops.cell_windows` reads only the tiles under each
+cell), and the class and uncertainty images are computed box by box when written
+(:class:`LutImage`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,20 +40,38 @@ class ClassifyResult:
     table : pandas.DataFrame
         The cell table with ``class`` (or ``unidentified``), ``predicted``,
         ``p_<class>``, ``uncertainty``, ``entropy``, ``disagreement``, ``model``.
-    class_image : (Y, X) uint8/uint16
-        0 background, ``k + 1`` for class ``k``, ``len(classes) + 1`` for unidentified.
-    uncertainty_image : (Y, X) float32
-        Each cell filled with its uncertainty (0 background).
     classes, colours : lists of str (model classes; ``unidentified`` is grey)
     notes : list of str (device fallbacks etc.)
+    labels : (Y, X) int array (numpy, or a lazy array for a region read lazily)
+    class_lut, uncertainty_lut : arrays indexed by label id
+        What :attr:`class_image` and :attr:`uncertainty_image` paint each cell with.
     """
 
     table: object
-    class_image: np.ndarray
-    uncertainty_image: np.ndarray
     classes: list
     colours: list
     notes: list
+    labels: object
+    class_lut: np.ndarray
+    uncertainty_lut: np.ndarray
+
+    _images: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def class_image(self):
+        """(Y, X) uint8/uint16: 0 background, ``k + 1`` for class ``k``, ``len(classes) + 1``
+        for unidentified (computed once, on access; a :class:`LutImage` for lazy labels)."""
+        if "class" not in self._images:
+            self._images["class"] = lut_image(self.labels, self.class_lut)
+        return self._images["class"]
+
+    @property
+    def uncertainty_image(self):
+        """(Y, X) float32: each cell filled with its uncertainty, 0 background (computed
+        once, on access; a :class:`LutImage` for lazy labels)."""
+        if "uncertainty" not in self._images:
+            self._images["uncertainty"] = lut_image(self.labels, self.uncertainty_lut)
+        return self._images["uncertainty"]
 
     @property
     def class_names(self) -> list[str]:
@@ -80,6 +106,149 @@ def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
         yy, xx = np.nonzero(labels[box] == i)
         out[k] = (yy.mean() + box[0].start, xx.mean() + box[1].start)
     return out
+
+
+def is_lazy(array) -> bool:
+    """Whether ``array`` is lazy (a :class:`~napari_nucleus_ai.images.tiff.TiledPage`, dask or
+    zarr array) rather than a numpy array in memory."""
+    return not isinstance(array, np.ndarray) and hasattr(array, "shape") and hasattr(array, "dtype")
+
+
+def _read(array, box) -> np.ndarray:
+    part = array[box]
+    return np.asarray(part.compute(scheduler="synchronous") if hasattr(part, "compute") else part)
+
+
+def label_boxes_gen(labels, band: int | None = None):
+    """Generator: the bounding box of every label of a lazy label image, one band of rows at a time.
+
+    Yields :class:`~napari_nucleus_ai.core.progress.Progress` per band; returns
+    ``(ids, boxes)``: the sorted label ids and an ``(N, 4)`` int array of
+    ``y0, y1, x0, x1`` (end-exclusive). Memory: one band of rows.
+    """
+    from napari_nucleus_ai.core.progress import Progress
+
+    h, w = labels.shape
+    if band is None:
+        chunks = getattr(labels, "chunks", None)
+        band = int(chunks[0][0] if chunks and isinstance(chunks[0], tuple) else 512)
+        band = max(band, 256)
+    found: dict[int, list[int]] = {}
+    starts = range(0, h, band)
+    for k, y in enumerate(starts):
+        part = _read(labels, np.s_[y : y + band, :])
+        flat = np.flatnonzero(part)
+        if flat.size:
+            vals = part.ravel()[flat]
+            order = np.argsort(vals, kind="stable")
+            vals, flat = vals[order], flat[order]
+            ys, xs = np.divmod(flat, w)
+            first = np.r_[0, np.flatnonzero(np.diff(vals)) + 1]
+            y0, y1 = np.minimum.reduceat(ys, first), np.maximum.reduceat(ys, first)
+            x0, x1 = np.minimum.reduceat(xs, first), np.maximum.reduceat(xs, first)
+            for i, a, b, c, d in zip(vals[first].tolist(), y0, y1, x0, x1, strict=True):
+                box = found.get(i)
+                if box is None:
+                    found[i] = [y + int(a), y + int(b) + 1, int(c), int(d) + 1]
+                else:
+                    box[0], box[1] = min(box[0], y + int(a)), max(box[1], y + int(b) + 1)
+                    box[2], box[3] = min(box[2], int(c)), max(box[3], int(d) + 1)
+        yield Progress(k + 1, len(starts), "finding cells")
+    ids = np.array(sorted(found), np.int64)
+    boxes = np.array([found[i] for i in ids.tolist()], np.int64).reshape(-1, 4)
+    return ids, boxes
+
+
+def _groups(boxes: np.ndarray, block: int) -> list[np.ndarray]:
+    """Indices of cells grouped by the ``block`` x ``block`` square holding their box's corner."""
+    if not len(boxes):
+        return []
+    key = (boxes[:, 0] // block) * (int(boxes[:, 3].max()) // block + 1) + boxes[:, 2] // block
+    order = np.argsort(key, kind="stable")
+    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, cuts)
+
+
+def measure_lazy_gen(
+    labels, ids, boxes, *, scale, translate, unit, measure: bool = True, block: int = 2048
+):
+    """Generator: cell measurements of a lazy label image, read one group of nearby cells at a time.
+
+    Cells are grouped by the ``block`` x ``block`` square holding their box's top-left
+    corner; each group reads the union of its cells' boxes (plus a 1-pixel border), keeps
+    only its own cells and is measured by :func:`napari_nucleus_ai.cells.measure_cells`,
+    so the table is what measuring the whole image gives, for a memory of one group.
+
+    Returns ``(table, centroids)``: the cell table of ``ids`` in label order (``None`` when
+    ``measure`` is false) and the ``(N, 2)`` pixel centroids in the order of ``ids``.
+    """
+    import pandas as pd
+    from scipy import ndimage
+
+    from napari_nucleus_ai.cells import measure_cells
+    from napari_nucleus_ai.core.progress import Progress
+
+    h, w = labels.shape
+    cents = np.full((len(ids), 2), np.nan)
+    rows = []
+    tr = np.asarray(translate, float)
+    groups = _groups(boxes, block)
+    for k, idx in enumerate(groups):
+        gb = boxes[idx]
+        y0, x0 = max(0, int(gb[:, 0].min()) - 1), max(0, int(gb[:, 2].min()) - 1)
+        y1, x1 = min(h, int(gb[:, 1].max()) + 1), min(w, int(gb[:, 3].max()) + 1)
+        crop = _read(labels, np.s_[y0:y1, x0:x1])
+        gids = ids[idx]
+        crop = np.where(np.isin(crop, gids), crop, 0)
+        crop = np.pad(crop, 1)  # cells on the region's edge: measured as in the whole image
+        y0, x0 = y0 - 1, x0 - 1
+        com = ndimage.center_of_mass(np.ones(crop.shape, np.float32), crop, gids)
+        cents[idx] = np.asarray(com, float).reshape(-1, 2) + (y0, x0)
+        if measure:
+            rows.append(
+                measure_cells(
+                    crop, None, scale=scale, translate=tr + np.array([y0, x0]) * scale, unit=unit
+                )
+            )
+        yield Progress(k + 1, len(groups), "measuring cells")
+    if not measure:
+        return None, cents
+    if not rows:
+        return measure_cells(np.zeros((1, 1), np.uint8), unit=unit), cents
+    return pd.concat(rows, ignore_index=True).sort_values("label", ignore_index=True), cents
+
+
+class LutImage:
+    """``lut[labels]`` of a lazy label image, computed for the box asked for (read-only array)."""
+
+    def __init__(self, labels, lut: np.ndarray):
+        self.labels, self.lut = labels, lut
+        self.shape, self.dtype, self.ndim = tuple(labels.shape), lut.dtype, len(labels.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.lut[_read(self.labels, key)]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:, :]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _boxes_from_table(table, ids, scale, translate, shape) -> np.ndarray | None:
+    """Pixel boxes of ``ids`` from a cell table's ``bbox_*`` columns (None when it has none)."""
+    cols = ["bbox_y0", "bbox_y1", "bbox_x0", "bbox_x1"]
+    if not set(cols) <= set(table.columns):
+        return None
+    t = table.set_index("label").loc[ids, cols].to_numpy(float)
+    tr = np.asarray(translate, float)
+    px = np.rint((t - tr[[0, 0, 1, 1]]) / scale).astype(np.int64)
+    px[:, :2] = np.clip(px[:, :2], 0, shape[0])
+    px[:, 2:] = np.clip(px[:, 2:], 0, shape[1])
+    return px
+
+
+def lut_image(labels, lut: np.ndarray):
+    """``lut[labels]``; for a lazy label image a :class:`LutImage`, computed box by box."""
+    return LutImage(labels, lut) if is_lazy(labels) else lut[labels]
 
 
 def storm_items(
@@ -152,6 +321,7 @@ def classify_cells_gen(
     mc_dropout: int | None = None,
     threshold: float | None = None,
     proposer: bool = True,
+    images: bool = True,
 ):
     """Classify the cells of ``labels``; yields progress, returns :class:`ClassifyResult`.
 
@@ -168,6 +338,10 @@ def classify_cells_gen(
         For STORM models: ``x_nm, y_nm`` of the field (preferred over ``image``).
     device, batch_size, tta, mc_dropout, threshold, proposer : see
         :func:`napari_nucleus_ai.classify.predict.predict_items_gen`.
+    images : bool
+        Paint the class and uncertainty images of labels in memory before returning
+        (``False``: only on access, for callers that need the table alone). A lazy
+        (dask / zarr) label image gets lazy images, computed chunk by chunk when written.
     """
     from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, join_predictions, measure_cells
     from napari_nucleus_ai.classify.predict import as_package, predict_items_gen
@@ -176,17 +350,45 @@ def classify_cells_gen(
     package = as_package(model)
     if labels is None:
         raise InputError(None, "classify needs a label image of the cells")
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
+    lazy = is_lazy(labels)
+    if not lazy:
+        labels = np.asarray(labels)
+    if len(labels.shape) != 2:
         raise InputError(None, f"labels must be 2D, got shape {labels.shape}")
     sc = float(np.atleast_1d(scale)[-1])
     tr = np.broadcast_to(np.asarray(translate, float), (2,))
-    if table is None:
-        table = measure_cells(
-            labels, None, scale=sc, translate=tr, unit=unit if unit in ("nm", "um", "px") else "px"
+    m_unit = unit if unit in ("nm", "um", "px") else "px"
+    cents = None
+    if lazy:  # a whole-slide region: every cell measured and cut in its own box
+        if package.modality == "storm":
+            raise InputError(None, "a STORM model needs labels in memory (not a lazy region)")
+        boxes = (
+            None
+            if table is None
+            else _boxes_from_table(table, table["label"], sc, tr, labels.shape)
         )
+        if boxes is None:
+            ids, boxes = yield from label_boxes_gen(labels)
+            if table is not None:
+                keep = np.isin(ids, table["label"].to_numpy(np.int64))
+                ids, boxes = ids[keep], boxes[keep]
+        else:
+            ids = table["label"].to_numpy(np.int64)
+        measured_ids = ids
+        measured, cents = yield from measure_lazy_gen(
+            labels, ids, boxes, scale=sc, translate=tr, unit=m_unit, measure=table is None
+        )
+        if table is None:
+            table = measured
+        top = int(ids.max(initial=0))
+    else:
+        if table is None:
+            table = measure_cells(labels, None, scale=sc, translate=tr, unit=m_unit)
+        top = int(labels.max(initial=0))
     ids = table["label"].to_numpy(np.int64)
-    ids = ids[(ids > 0) & (ids <= labels.max(initial=0))]
+    ids = ids[(ids > 0) & (ids <= top)]
+    if lazy:
+        ids = ids[np.isin(ids, measured_ids)]
     notes: list[str] = []
     px_um = None  # the crop windows' pixel size in um, when the image's is known
     if package.modality == "storm":
@@ -210,13 +412,18 @@ def classify_cells_gen(
             raise InputError(
                 None, "this model classifies image crops: give the image the labels were drawn on"
             )
-        image = np.asarray(image)
-        if image.shape[:2] != labels.shape:
+        if not is_lazy(image):
+            image = np.asarray(image)
+        if tuple(image.shape[:2]) != tuple(labels.shape):
             raise InputError(
-                None, f"image shape {image.shape[:2]} does not match labels {labels.shape}"
+                None, f"image shape {tuple(image.shape[:2])} does not match labels {labels.shape}"
             )
         win = window_source_px(package.card, sc, unit)
-        cents = centroids_px(labels, ids)
+        if cents is None:
+            cents = centroids_px(labels, ids)
+        else:  # measured in the cells' boxes, in table order
+            order = np.argsort(measured_ids, kind="stable")
+            cents = cents[order[np.searchsorted(measured_ids[order], ids)]]
         size = window_size_px(package.card)
         items = list(cell_windows(image, cents, win, size))
         um = pixel_size_um(sc, unit)
@@ -238,7 +445,7 @@ def classify_cells_gen(
     if "source" not in table.columns:
         preds["source"] = f"model:{package.name}"
     out = join_predictions(table, preds)
-    lut_cls = np.zeros(int(labels.max(initial=0)) + 1, np.uint16)
+    lut_cls = np.zeros(top + 1, np.uint16)
     lut_unc = np.zeros(len(lut_cls), np.float32)
     names = [*package.classes, CLASS_UNIDENTIFIED]
     index = {c: i + 1 for i, c in enumerate(names)}
@@ -247,14 +454,18 @@ def classify_cells_gen(
     if "out_of_domain" in pred.extra:  # the heatmap shows cells the model should not judge
         lut_unc[ids] = np.where(pred.extra["out_of_domain"], 1.0, lut_unc[ids])
     dtype = np.uint8 if len(names) < 255 else np.uint16
-    return ClassifyResult(
+    result = ClassifyResult(
         table=out,
-        class_image=lut_cls[labels].astype(dtype),
-        uncertainty_image=lut_unc[labels],
         classes=list(package.classes),
         colours=list(package.colours),
         notes=notes,
+        labels=labels,
+        class_lut=lut_cls.astype(dtype),
+        uncertainty_lut=lut_unc,
     )
+    if images and not lazy:  # painted here (a dock's worker thread), not on first access
+        result.class_image, result.uncertainty_image  # noqa: B018
+    return result
 
 
 def classify_cells(model, image=None, labels=None, table=None, **options) -> ClassifyResult:

@@ -1,4 +1,10 @@
-"""``napari-nucleus-ai classify MODEL IMAGE --labels LABELS.tif --out DIR``."""
+"""``napari-nucleus-ai classify MODEL IMAGE --labels LABELS.tif --out DIR``.
+
+A TIFF image or label image over 256 MiB (a whole-slide region) is read lazily
+(:func:`napari_nucleus_ai.images.tiff.read_region_lazy`): only the tiles under cells are
+decoded and the class and uncertainty TIFFs are written tile by tile, so memory follows the
+cells, not the region.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +68,67 @@ def _tiff_pixel_size(path):
         return None
 
 
+TILE = 512  # tile side of the class and uncertainty TIFFs of a lazy region
+
+
+def _read_lazy(path):
+    """A big TIFF region as a lazy array (only the tiles under cells are read), else None."""
+    from napari_nucleus_ai.images.tiff import LAZY_REGION_BYTES, read_region_lazy
+
+    return read_region_lazy(path, LAZY_REGION_BYTES)
+
+
+def _centre(image, side: int = 2048):
+    """A lazy image's central ``side`` x ``side`` part, in memory (an array in memory as is)."""
+    import numpy as np
+
+    if isinstance(image, np.ndarray):
+        return image
+    h, w = image.shape[:2]
+    y, x = max(0, h // 2 - side // 2), max(0, w // 2 - side // 2)
+    part = image[y : y + side, x : x + side]
+    return np.asarray(part.compute(scheduler="threads") if hasattr(part, "compute") else part)
+
+
+def _write_tiff(path, image, **kwargs) -> None:
+    """A zlib TIFF; a lazy image is computed and written one band of tiles at a time.
+
+    A lazy region is mostly background: its all-zero tiles share one compressed tile, so
+    writing costs the cells, not the region's area.
+    """
+    import zlib
+
+    import numpy as np
+    import tifffile
+
+    if isinstance(image, np.ndarray):
+        tifffile.imwrite(path, image, compression="zlib", **kwargs)
+        return
+    h, w = image.shape
+    dtype = np.dtype(image.dtype).newbyteorder("<")
+    empty = zlib.compress(np.zeros((TILE, TILE), dtype).tobytes(), 6)
+
+    def tiles():
+        for y in range(0, h, TILE):
+            band = image[y : y + TILE, :]
+            band = np.asarray(
+                band.compute(scheduler="threads") if hasattr(band, "compute") else band
+            )
+            for x in range(0, w, TILE):
+                part = band[:, x : x + TILE]
+                if not part.any():
+                    yield empty
+                    continue
+                tile = np.zeros((TILE, TILE), dtype)
+                tile[: part.shape[0], : part.shape[1]] = part
+                yield zlib.compress(tile.tobytes(), 6)
+
+    tifffile.imwrite(
+        path, tiles(), shape=(h, w), dtype=dtype, tile=(TILE, TILE), compression="zlib",
+        byteorder="<", bigtiff=h * w * dtype.itemsize > 2**31, **kwargs,
+    )  # fmt: skip
+
+
 def run(args) -> int:
     import json
     import os
@@ -87,10 +154,13 @@ def run(args) -> int:
     else:
         check_out_dir(args.out)
     package = as_package(args.model)
-    labels = read_crop(args.labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+    labels = _read_lazy(args.labels)
+    if labels is None:
+        labels = read_crop(args.labels)
+    if len(labels.shape) != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(
-            args.labels, f"labels must be a 2D integer image, got {labels.dtype} {labels.shape}"
+            args.labels,
+            f"labels must be a 2D integer image, got {labels.dtype} {tuple(labels.shape)}",
         )
     scale, unit = (
         (args.pixel_size, args.unit)
@@ -107,14 +177,17 @@ def run(args) -> int:
                 args.labels, "give --pixel-size (nm) of the label grid to place localizations on it"
             )
     else:
-        image = (
-            read_crop(args.image)
-            if not args.image.lower().endswith((".tif", ".tiff"))
-            else tifffile.imread(args.image)
-        )
+        image = _read_lazy(args.image)  # a big TIFF: only the tiles under cells are read
+        if image is None:
+            image = (
+                read_crop(args.image)
+                if not args.image.lower().endswith((".tif", ".tiff"))
+                else tifffile.imread(args.image)
+            )
         from napari_nucleus_ai.models.trust import check_modality
 
-        check_modality(image, package.card, args.image)  # an RGB model on grey, 4-channel...
+        # an RGB model on grey, 4-channel... (a lazy region: judged on its centre)
+        check_modality(_centre(image), package.card, args.image)
     origin = tuple(np.asarray(args.origin, float))
     notes: list = []
     bar = ProgressPrinter("classify", quiet=args.quiet)
@@ -164,9 +237,9 @@ def run(args) -> int:
         "unit": unit,
     }
     with atomic_path(os.path.join(args.out, "classes.tif")) as tmp:
-        tifffile.imwrite(tmp, res.class_image, description=json.dumps(legend), compression="zlib")
+        _write_tiff(tmp, res.class_image, description=json.dumps(legend))
     with atomic_path(os.path.join(args.out, "uncertainty.tif")) as tmp:
-        tifffile.imwrite(tmp, res.uncertainty_image, compression="zlib")
+        _write_tiff(tmp, res.uncertainty_image)
     with atomic_write(os.path.join(args.out, "classes.json"), "w") as fh:
         json.dump(legend, fh, indent=2)
     _print_counts(args.out, res)

@@ -296,3 +296,162 @@ def read_associated(path: str | os.PathLike, name: str) -> np.ndarray:
             if (s.name or "").strip().lower() == name.lower():
                 return np.asarray(s.asarray())
     raise InputError(path, f"slide has no {name} image")
+
+
+#: a TIFF region bigger than this is read lazily by ``classify`` and batch chunk tasks
+LAZY_REGION_BYTES = 256 * 2**20
+
+
+class TiledPage:
+    """Level 0 of a tiled (or stripped) 2D TIFF as a read-only array; only the tiles asked for
+    are decoded.
+
+    ``page[y0:y1, x0:x1]`` returns a numpy array, like slicing the image in memory, and
+    decodes only the tiles (or strips) under the box, keeping the last ``cache`` decoded tiles
+    (neighbouring cells share them). Plain tifffile: no zarr or dask machinery per read, which
+    matters when thousands of small per-cell boxes are read.
+
+    Attributes
+    ----------
+    shape : (Y, X) or (Y, X, S) tuple
+    dtype : numpy dtype
+    ndim : int
+    """
+
+    def __init__(self, path: str | os.PathLike, cache: int = 128):
+        import threading
+
+        import tifffile
+
+        self.path = os.fspath(path)
+        self._tf = tifffile.TiffFile(self.path)
+        page = self._tf.pages.first
+        self._page = page
+        self.shape = tuple(int(v) for v in page.shape)
+        self.dtype = np.dtype(page.dtype)
+        self.ndim = len(self.shape)
+        self._tile = (int(page.chunks[0]), int(page.chunks[1]))
+        self._grid = (int(page.chunked[0]), int(page.chunked[1]))
+        self._samples = self.shape[2] if self.ndim == 3 else 1
+        self._cache: dict = {}
+        self._max = max(4, int(cache))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def usable(cls, tf) -> bool:
+        """Whether the first page of ``tf`` is a plain 2D (grey or RGB, interleaved) image."""
+        page = tf.pages.first
+        chunked = getattr(page, "chunked", ())
+        return (
+            len(tf.pages) == 1
+            and page.planarconfig == 1
+            and len(page.shape) in (2, 3)
+            and (len(page.shape) == 2 or page.shape[2] in (3, 4))
+            and len(page.chunks) >= 2
+            and len(chunked) >= 2
+            and int(np.prod(chunked[2:], dtype=int)) == 1
+            and all(c > 0 for c in page.databytecounts)
+        )
+
+    def close(self) -> None:
+        self._tf.close()
+
+    def _tile_at(self, ty: int, tx: int) -> np.ndarray:
+        index = ty * self._grid[1] + tx
+        tile = self._cache.get(index)
+        if tile is not None:
+            return tile
+        page = self._page
+        with self._lock:
+            fh = self._tf.filehandle
+            fh.seek(page.dataoffsets[index])
+            data = fh.read(page.databytecounts[index])
+        kwargs = {"jpegtables": page.jpegtables, "_fullsize": True}
+        if getattr(page, "jpegheader", None) is not None:
+            kwargs["jpegheader"] = page.jpegheader
+        tile = page.decode(data, index, **kwargs)[0]
+        tile = np.asarray(tile).reshape(self._tile[0], self._tile[1], self._samples)
+        if len(self._cache) >= self._max:
+            self._cache.pop(next(iter(self._cache)))  # oldest first
+        self._cache[index] = tile
+        return tile
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (2 - len(key))
+        ys, xs = key[0], key[1]
+        if (
+            not (isinstance(ys, slice) and isinstance(xs, slice))
+            or ys.step not in (None, 1)
+            or (xs.step not in (None, 1))
+        ):
+            raise IndexError("a TiledPage takes [y0:y1, x0:x1] boxes")
+        h, w = self.shape[:2]
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        y1, x1 = max(y0, y1), max(x0, x1)
+        th, tw = self._tile
+        out = np.empty((y1 - y0, x1 - x0, self._samples), self.dtype)
+        for ty in range(y0 // th, -(-y1 // th)):
+            for tx in range(x0 // tw, -(-x1 // tw)):
+                tile = self._tile_at(ty, tx)
+                a0, a1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+                b0, b1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+                out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = tile[
+                    a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw
+                ]
+        out = out if self.ndim == 3 else out[..., 0]
+        rest = key[2:]
+        return out[(slice(None), slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:, :]
+        return out if dtype is None else out.astype(dtype)
+
+
+def read_region_lazy(path: str | os.PathLike, min_bytes: float | None = None):
+    """Level 0 of a big 2D TIFF as a lazy array, or None for a small one.
+
+    ``classify`` and batch chunk tasks cut per-cell windows from it, so only the tiles
+    under cells are decoded. A plain tiled or stripped TIFF becomes a :class:`TiledPage`,
+    other TIFFs (pyramids, OME, ...) a tile-chunked dask array of level 0. Returns None
+    when ``path`` is not a TIFF or level 0 holds at most ``min_bytes`` (default
+    :data:`LAZY_REGION_BYTES`): read it into memory as before.
+
+    Raises
+    ------
+    InputError
+        A broken TIFF, or a big one that is not one grey or RGB plane (``YX`` / ``YXS``).
+    """
+    import tifffile
+
+    if not os.fspath(path).lower().endswith((".tif", ".tiff")):
+        return None
+    limit = LAZY_REGION_BYTES if min_bytes is None else min_bytes
+    try:
+        with tifffile.TiffFile(path) as tf:
+            series = main_series(tf)
+            if series is None:
+                raise InputError(path, "TIFF has no image data")
+            nbytes = float(np.prod(series.shape, dtype=float)) * np.dtype(series.dtype).itemsize
+            plain = TiledPage.usable(tf)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tifffile raises many types for broken headers
+        raise InputError(path, f"corrupt TIFF: {' '.join(str(e).split())}") from e
+    if nbytes <= limit:
+        return None
+    if plain:
+        try:
+            region = TiledPage(path)
+            region[0:1, 0:1]  # one tile decodes, or the file is broken
+            return region
+        except Exception as e:  # noqa: BLE001 - codec errors have many types
+            raise InputError(path, f"corrupt TIFF image data: {' '.join(str(e).split())}") from e
+    data = read_tiff(path, lazy=True)
+    if data.axes not in ("YX", "YXS"):
+        raise InputError(
+            path, f"a big region must be one 2D grey or RGB image, got axes {data.axes}"
+        )
+    return data.levels[0]

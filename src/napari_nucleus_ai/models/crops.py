@@ -101,17 +101,46 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     return out[0].numpy().transpose(1, 2, 0)
 
 
+def _value_scale(image) -> float:
+    """What :func:`to_float` divides by, from the whole image (1.0 for floats)."""
+    dt = np.dtype(image.dtype)
+    if dt == np.uint8:
+        return 255.0
+    if dt == np.uint16:
+        return 65535.0
+    if np.issubdtype(dt, np.integer):
+        top = image.max()  # one pass over a lazy image's chunks, no full copy
+        top = top.compute(scheduler="threads") if hasattr(top, "compute") else top
+        return max(float(top), 1.0)
+    return 1.0
+
+
+def _read_box(image, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """``image[y0:y1, x0:x1]`` as numpy (a dask or zarr array decodes only the tiles under it)."""
+    part = image[y0:y1, x0:x1]
+    if hasattr(part, "compute"):
+        part = part.compute(scheduler="synchronous")
+    return np.asarray(part)
+
+
 def cell_windows(
-    image: np.ndarray,
+    image,
     centroids_px: np.ndarray,
     window_px: float,
     size: int,
 ) -> np.ndarray:
     """Windows of ``window_px`` source pixels centred on each centroid, resampled to ``size``.
 
+    Each window reads only its own neighbourhood of ``image``, so a lazy (dask / zarr)
+    whole-slide region is never converted or loaded whole: only the tiles under cells are
+    decoded. The result equals resampling the whole image at once: bilinear sampling with
+    the image's edge value outside it, after an area (block-mean) pre-blur on blocks of
+    ``int(window_px / size)`` pixels aligned to the image origin when shrinking by more than
+    1.5x.
+
     Parameters
     ----------
-    image : (Y, X) or (Y, X, C) array
+    image : (Y, X) or (Y, X, C) array (numpy, dask or zarr)
     centroids_px : (N, 2) array of (y, x) in pixel coordinates
     window_px : float
         Side of the window in source pixels (model crop size x model pixel size /
@@ -126,35 +155,41 @@ def cell_windows(
     import torch
     import torch.nn.functional as F
 
-    img = to_float(image)
-    if img.ndim == 2:
-        img = img[..., None]
-    h, w, c = img.shape
-    n = len(centroids_px)
+    h, w = int(image.shape[0]), int(image.shape[1])
+    c = int(image.shape[2]) if len(image.shape) == 3 else 1
+    cents = np.asarray(centroids_px, float).reshape(-1, 2)
+    n = len(cents)
+    out = np.zeros((n, size, size, c), np.float32)
     if n == 0:
-        return np.zeros((0, size, size, c), np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
-    # antialias by pre-blurring with area downsampling when shrinking a lot
+        return out
+    div = _value_scale(image)
     factor = window_px / size
-    if factor > 1.5:
-        k = int(factor)
-        t = F.avg_pool2d(t, k, stride=k, ceil_mode=True)
-        centroids_px = np.asarray(centroids_px, float) / k
-        window_px, h, w = window_px / k, t.shape[-2], t.shape[-1]
-    c_px = np.asarray(centroids_px, np.float32)
-    lin = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-    gy = c_px[:, 0, None, None] + lin[None, :, None] * window_px
-    gx = c_px[:, 1, None, None] + lin[None, None, :] * window_px
-    gy, gx = np.broadcast_arrays(gy, gx)
-    grid = np.stack([(gx + 0.5) / w * 2 - 1, (gy + 0.5) / h * 2 - 1], -1).astype(np.float32)
-    out = []
-    for i in range(0, n, 256):
-        g = torch.from_numpy(grid[i : i + 256])
-        src = t.expand(len(g), -1, -1, -1)
-        out.append(
-            F.grid_sample(src, g, mode="bilinear", padding_mode="border", align_corners=False)
-        )
-    return torch.cat(out).numpy().transpose(0, 2, 3, 1)
+    k = int(factor) if factor > 1.5 else 1  # pre-blur block (antialiasing when shrinking)
+    ph, pw = -(-h // k), -(-w // k)  # the block-mean image's shape
+    win = window_px / k
+    lin = (np.arange(size, dtype=np.float64) + 0.5) / size - 0.5
+    for i, (cy, cx) in enumerate(cents / k):
+        if not (np.isfinite(cy) and np.isfinite(cx)):
+            continue  # an absent cell: an empty window
+        py, px = cy + lin * win, cx + lin * win  # sample positions in block pixels
+        # the blocks bilinear sampling touches (+1 spare), clamped like the border padding
+        by0 = int(np.clip(np.floor(py[0]) - 1, 0, ph - 1))
+        by1 = int(np.clip(np.floor(py[-1]) + 2, 0, ph - 1))
+        bx0 = int(np.clip(np.floor(px[0]) - 1, 0, pw - 1))
+        bx1 = int(np.clip(np.floor(px[-1]) + 2, 0, pw - 1))
+        part = _read_box(image, by0 * k, min(h, (by1 + 1) * k), bx0 * k, min(w, (bx1 + 1) * k))
+        part = part.astype(np.float32) / np.float32(div) if div != 1.0 else part.astype(np.float32)
+        t = torch.from_numpy(np.ascontiguousarray(part.reshape(part.shape[0], part.shape[1], c)))
+        t = t.permute(2, 0, 1)[None]
+        if k > 1:
+            t = F.avg_pool2d(t, k, stride=k, ceil_mode=True)
+        lh, lw = t.shape[-2], t.shape[-1]
+        gy = np.broadcast_to(((py - by0 + 0.5) / lh * 2 - 1)[:, None], (size, size))
+        gx = np.broadcast_to(((px - bx0 + 0.5) / lw * 2 - 1)[None, :], (size, size))
+        grid = torch.from_numpy(np.stack([gx, gy], -1).astype(np.float32))[None]
+        res = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[i] = res[0].permute(1, 2, 0).numpy()
+    return out
 
 
 def render_nucleus(xy_nm: np.ndarray, pixel_nm: float = 10.0, blur_px: float = 1.0) -> np.ndarray:
