@@ -44,7 +44,7 @@ def trial_plan(model, max_trials: int | None = None):
     steps = int(model.config.get("timesteps", 1000))
     t = trial_timesteps(k, steps, p["t_lo"], p["t_hi"], seed=int(p["seed"]))
     g = torch.Generator().manual_seed(int(p["seed"]) + 7919)
-    eps = torch.randn((k, model.channels, model.size, model.size), generator=g)
+    eps = torch.randn((k, *model.z_shape), generator=g)
     return t, eps
 
 
@@ -167,7 +167,6 @@ def classify_crops(
         ``index``, ``p`` (N, C), ``confidence``, ``anomaly``, ``evaluations``,
         ``trials``, ``gap`` as numpy arrays.
     """
-    import torch
 
     proto = {**model.protocol, **protocol}
     if protocol:
@@ -176,7 +175,7 @@ def classify_crops(
         proto, candidates = naive(proto), None
     k_max, every = int(proto["max_trials"]), max(1, int(proto["check_every"]))
     t_plan, eps_plan = trial_plan(model, k_max)
-    x = torch.as_tensor(np.asarray(x, np.float32))
+    x = model.encode(np.asarray(x, np.float32))
     n_cells, n_cls = len(x), len(model.class_names)
     n_unc = int(proto.get("anomaly_trials", 0)) if proto.get("anomaly") == "unconditional" else 0
     errs = np.zeros((n_cells, n_cls + 1, k_max))  # last column: unconditional (anomaly)
@@ -256,7 +255,6 @@ def fit_temperature(errs, evaluated, y, grid=None, score: str = "error") -> floa
 
 def true_class_errors(model, x, y, trials: int | None = None, batch_size: int = 256) -> np.ndarray:
     """Errors (N, K) of each crop under its own class at the shared trials."""
-    import torch
 
     k = int(trials or model.protocol["max_trials"])
     t_plan, eps_plan = trial_plan(model, k)
@@ -264,7 +262,7 @@ def true_class_errors(model, x, y, trials: int | None = None, batch_size: int = 
     bi = np.repeat(np.arange(n), k)
     ki = np.tile(np.arange(k), n)
     ci = np.asarray(y)[bi]
-    xt = torch.as_tensor(np.asarray(x, np.float32))
+    xt = model.encode(np.asarray(x, np.float32))
     return _eval_pairs(model, xt, bi, ci, ki, t_plan, eps_plan, batch_size).reshape(n, k)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.diffusion.latent import LATENT_CLIP
 
 
 def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None = None):
@@ -37,7 +38,10 @@ def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None
             if i + 1 < len(t_seq)
             else torch.tensor(1.0, device=model.device)
         )
-        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        # near t = T, 1 / sqrt(abar) is ~2e4 on the cosine schedule: clip the predicted
+        # clean image to where the data live (crops: [-1, 1]; unit-variance latents: +-LATENT_CLIP)
+        lim = 1.0 if model.latent is None else LATENT_CLIP
+        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-lim, lim)
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         yield Progress(done0 + i + 1, total or len(t_seq), f"denoising step {i + 1}/{len(t_seq)}")
@@ -73,12 +77,12 @@ def generate(
     n_batches = -(-n // batch_size)
     for b in range(n_batches):
         m = min(batch_size, n - b * batch_size)
-        x = torch.randn((m, model.channels, model.size, model.size), generator=g).to(model.device)
+        x = torch.randn((m, *model.z_shape), generator=g).to(model.device)
         y = torch.full(
             (m,), model.class_names.index(class_name), device=model.device, dtype=torch.long
         )
         x = yield from _ddim(model, x, y, t_seq, guidance, b * steps, n_batches * steps)
-        out.append(x.float().cpu().numpy())
+        out.append(model.decode(x).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -151,8 +155,8 @@ def counterfactual(
     src = names.index(source) if source else int(order[0])
     tgt = names.index(target) if target else int(order[1] if order[0] == src else order[0])
     t_plan, eps_plan = trial_plan(model, k)
-    x = torch.as_tensor(x0).to(model.device)
-    diff = torch.zeros(model.size, model.size)
+    x = model.encode(x0).to(model.device)
+    diff = torch.zeros(model.z_shape[1:])
     with torch.inference_mode():
         for s in range(0, k, 32):
             ks = np.arange(s, min(k, s + 32))
@@ -169,13 +173,18 @@ def counterfactual(
     t_start = int(np.clip(strength, 0.0, 1.0) * (steps_total - 1))
     t_seq = np.linspace(t_start, 0, max(1, steps)).round().astype(int)
     g = torch.Generator().manual_seed(int(model.protocol["seed"]))
-    eps = torch.randn(x0.shape, generator=g).to(model.device)
+    eps = torch.randn(x.shape, generator=g).to(model.device)
     xt = model.noisy(x, torch.tensor([t_start], device=model.device), eps)
     y = torch.tensor([tgt], device=model.device)
     img = yield from _ddim(model, xt, y, t_seq, guidance, k, k + steps)
+    diff = diff / k
+    if diff.shape[-1] != model.size:  # a latent map, shown at the crop's size
+        diff = torch.nn.functional.interpolate(
+            diff[None, None], size=(model.size, model.size), mode="bilinear"
+        )[0, 0]
     return {
-        "map": (diff / k).numpy().astype(np.float32),
-        "image": img[0].float().cpu().numpy(),
+        "map": diff.numpy().astype(np.float32),
+        "image": model.decode(img)[0].float().cpu().numpy(),
         "source": names[src],
         "target": names[tgt],
         "p": res["p"][0],

@@ -5,7 +5,8 @@ Registered with :mod:`napari_nucleus_ai.models.kinds`, so
 ``predict`` / ``classify`` / the classifier dock use it like any other package.
 
 Card specifics: ``architecture = {"name": "diffusion", "params": {base, mults,
-attention, dropout, schedule, timesteps}}``; the input normalisation maps
+attention, dropout, schedule, timesteps}}``, or ``"latent-diffusion"`` whose params
+add ``latent`` (see :mod:`.latent`: the UNet works on autoencoder latents); the input normalisation maps
 ``[0, 1]`` to ``[-1, 1]`` (mean 0.5, std 0.5); ``card["diffusion"]`` holds the
 classification ``protocol`` and the ``calibration`` (temperature ``tau`` of the
 error-gap softmax and the anomaly reference ``ref``). ``calibration.temperature``
@@ -25,6 +26,7 @@ import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
 from napari_nucleus_ai.core.progress import Progress
+from napari_nucleus_ai.models.diffusion.latent import LATENT_DEFAULTS
 from napari_nucleus_ai.models.diffusion.model import (
     BACKBONES,
     PROTOCOL_DEFAULTS,
@@ -35,8 +37,9 @@ from napari_nucleus_ai.models.diffusion.protocol import SCORES
 from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
 from napari_nucleus_ai.models.kinds import Kind, register_kind
 
-ARCHS = ("diffusion",)
+ARCHS = ("diffusion", "latent-diffusion")
 CPU_CROP_SIZE = 32  # used on a CPU when the generic default crop size (96) was not changed
+LATENT_CROP_SIZE = 64  # the same for latent-diffusion (its UNet works at 1/4 of this)
 GENERIC_DEFAULT_CROP = 96
 
 
@@ -44,6 +47,9 @@ def config_from_card(card: dict) -> dict:
     """The :class:`DiffusionClassifier` config described by a package card."""
     params = dict(card["architecture"].get("params") or {})
     extra = card.get("diffusion") or {}
+    arch = {k: params.get(k, v) for k, v in ARCH_DEFAULTS.items()}
+    if params.get("latent"):
+        arch["latent"] = dict(params["latent"])
     return {
         "kind": "diffusion",
         "class_names": [c["name"] for c in card["classes"]],
@@ -51,7 +57,7 @@ def config_from_card(card: dict) -> dict:
         "channels": int(card["input"]["channels"]),
         "schedule": params.get("schedule", "cosine"),
         "timesteps": int(params.get("timesteps", 1000)),
-        "arch": {k: params.get(k, v) for k, v in ARCH_DEFAULTS.items()},
+        "arch": arch,
         "protocol": {**PROTOCOL_DEFAULTS, **(extra.get("protocol") or {})},
         "calibration": dict(extra.get("calibration") or {}),
     }
@@ -80,10 +86,29 @@ def validate(card: dict) -> None:
     timesteps = params.get("timesteps", 1000)
     if not (isinstance(timesteps, int) and 10 <= timesteps <= 10000):
         raise InputError(None, "diffusion 'timesteps' must be an integer in 10..10000")
-    if card["input"]["crop_size"] % (2 ** (len(mults) - 1)):
+    divisor = 2 ** (len(mults) - 1)
+    latent = params.get("latent")
+    if card["architecture"]["name"] == "latent-diffusion" and not isinstance(latent, dict):
+        raise InputError(None, "a latent-diffusion card needs 'latent' settings")
+    if latent is not None:
+        lat = {**LATENT_DEFAULTS, **latent} if isinstance(latent, dict) else None
+        if not (
+            lat is not None
+            and set(lat) == set(LATENT_DEFAULTS)
+            and lat["factor"] in (2, 4, 8)
+            and isinstance(lat["channels"], int)
+            and 1 <= lat["channels"] <= 16
+            and isinstance(lat["width"], int)
+            and 4 <= lat["width"] <= 256
+        ):
+            raise InputError(
+                None,
+                "diffusion 'latent' must be {channels: 1..16, factor: 2, 4 or 8, width: 4..256}",
+            )
+        divisor *= lat["factor"]
+    if card["input"]["crop_size"] % divisor:
         raise InputError(
-            None,
-            f"crop size {card['input']['crop_size']} must be divisible by {2 ** (len(mults) - 1)}",
+            None, f"crop size {card['input']['crop_size']} must be divisible by {divisor}"
         )
     extra = card.get("diffusion", {})
     if not isinstance(extra, dict):
@@ -194,6 +219,28 @@ def predict(package, x: np.ndarray, options: dict):
     return res["p"][None].astype(np.float32), extra
 
 
+def _load_init(path, latent: bool) -> dict | None:
+    """Trained weights to start from (``kind_options["init"]``): a safetensors file of
+    the whole denoiser (for a latent model ``unet.*``, ``ae.*`` and ``scale``)."""
+    if not path:
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        raise InputError(path, f"cannot read the initial weights ({type(e).__name__})") from None
+    if not latent:
+        return {"net": state}
+    if "scale" not in state:
+        raise InputError(path, "not the weights of a latent-diffusion denoiser (no 'scale')")
+    return {
+        "net": {k[5:]: v for k, v in state.items() if k.startswith("unet.")},
+        "ae": {k[3:]: v for k, v in state.items() if k.startswith("ae.")},
+        "scale": float(state["scale"]),
+    }
+
+
 def fit(train, val, card: dict, options: dict):
     """Train the denoiser; yields progress, returns ``(modules, card, info)``."""
     from napari_nucleus_ai.models.diffusion.classify import calibrate
@@ -205,17 +252,19 @@ def fit(train, val, card: dict, options: dict):
 
         device = select_device(options.get("device") or "cpu")
     spec = card["input"]
+    latent = card["architecture"]["name"] == "latent-diffusion"
+    cpu_size = LATENT_CROP_SIZE if latent else CPU_CROP_SIZE
     if (
         device.type == "cpu"
         and spec["crop_size"] == GENERIC_DEFAULT_CROP
         and card["modality"] != "storm"
     ):
-        spec["pixel_size"] = float(spec["pixel_size"]) * spec["crop_size"] / CPU_CROP_SIZE
-        spec["crop_size"] = CPU_CROP_SIZE
+        spec["pixel_size"] = float(spec["pixel_size"]) * spec["crop_size"] / cpu_size
+        spec["crop_size"] = cpu_size
         yield Progress(
             0,
             None,
-            f"diffusion on the CPU: crops resized to {CPU_CROP_SIZE} px (set --crop-size to change)",
+            f"diffusion on the CPU: crops resized to {cpu_size} px (set --crop-size to change)",
         )
     if card["modality"] == "storm":
         raise InputError(
@@ -225,19 +274,57 @@ def fit(train, val, card: dict, options: dict):
     c = spec["channels"]
     spec["normalisation"] = {"mean": [0.5] * c, "std": [0.5] * c}
     params = {**ARCH_DEFAULTS, **card["architecture"].get("params", {})}
+    if latent:
+        params["latent"] = {**LATENT_DEFAULTS, **(params.get("latent") or {})}
     card["architecture"]["params"] = params
     validate(card)
     from napari_nucleus_ai.models.inputs import prepare
 
     x_tr, _ = prepare(train.samples, card)
     y_tr = np.asarray(train.labels)
-    steps = int(options.get("steps") or 40 * int(options.get("epochs", 40)))
+    steps = options.get("steps")
+    steps = int(steps) if steps is not None else 40 * int(options.get("epochs", 40))
+    init = _load_init(options.get("init"), latent)
     lr = min(float(options.get("lr", 2e-3)), 2e-3)
     t0 = time.perf_counter()
     model = None
+    x_fit, y_fit, ae, scale = x_tr, y_tr, None, 1.0
+    if latent:
+        from napari_nucleus_ai.models.diffusion.latent import (
+            AE_TRAIN_DEFAULTS,
+            latent_bank,
+            train_autoencoder,
+        )
+
+        if init is not None:
+            from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
+
+            ae = build_autoencoder(c, params["latent"])
+            ae.load_state_dict(init["ae"])
+            ae.eval()
+        else:
+            ae = yield from train_autoencoder(
+                x_tr,
+                latent=params["latent"],
+                steps=int(options.get("ae_steps") or AE_TRAIN_DEFAULTS["steps"]),
+                seed=int(options.get("seed", 0)),
+                device=device,
+            )
+        yield Progress(0, None, "encoding augmented crops (dihedral, stain and light jitter)")
+        x_fit, y_fit = latent_bank(
+            ae,
+            x_tr,
+            y_tr,
+            copies=int(options.get("copies") or 16),
+            seed=int(options.get("seed", 0)),
+        )
+        scale = float(1.0 / max(float(x_fit.std()), 1e-6))
+        if init is not None:
+            scale = init["scale"]
+        x_fit = x_fit * scale
     gen = train_diffusion(
-        x_tr,
-        y_tr,
+        x_fit,
+        y_fit,
         [c_["name"] for c_ in card["classes"]],
         arch={k: params[k] for k in ARCH_DEFAULTS},
         steps=steps,
@@ -249,6 +336,8 @@ def fit(train, val, card: dict, options: dict):
         protocol=(card.get("diffusion") or {}).get("protocol"),
         device=device,
         calibrate_after=False,
+        augment=not latent,
+        init_state=None if init is None else init["net"],
     )
     from napari_nucleus_ai.core.progress import EpochProgress
     from napari_nucleus_ai.models.diffusion.train import StepProgress
@@ -268,6 +357,18 @@ def fit(train, val, card: dict, options: dict):
             )
         else:
             yield p
+    if latent:
+        from napari_nucleus_ai.models.diffusion.unet import LatentDenoiser
+
+        wrapped = LatentDenoiser(model.net, ae)
+        wrapped.scale.fill_(scale)
+        config = {
+            **model.config,
+            "size": int(spec["crop_size"]),
+            "channels": c,
+            "arch": {**model.config["arch"], "latent": params["latent"]},
+        }
+        model = DiffusionClassifier(wrapped, config, device=device)
     # calibration: anomaly reference on the training crops, temperature on the validation
     # crops when there are any (training crops are denoised too well to calibrate on)
     info = {"seconds": time.perf_counter() - t0}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from napari_nucleus_ai.models.diffusion.latent import LATENT_DEFAULTS
 from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod
 
 #: Defaults of the adaptive classification protocol (see ``classify.py``).
@@ -63,6 +64,45 @@ class DiffusionClassifier:
         return int(self.config.get("channels", 3))
 
     @property
+    def latent(self) -> dict | None:
+        """The autoencoder settings of a latent model, ``None`` for a pixel model."""
+        lat = self.config.get("arch", {}).get("latent")
+        return {**LATENT_DEFAULTS, **lat} if lat else None
+
+    @property
+    def z_shape(self) -> tuple[int, int, int]:
+        """Shape ``(C, S, S)`` of what is noised: the crop, or its latent."""
+        lat = self.latent
+        if lat is None:
+            return (self.channels, self.size, self.size)
+        s = self.size // int(lat["factor"])
+        return (int(lat["channels"]), s, s)
+
+    def encode(self, x, batch_size: int = 64):
+        """Crops ``(N, C, S, S)`` in [-1, 1] -> what is noised (latents, or the crops)."""
+        import torch
+
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if self.latent is None:
+            return x
+        with torch.inference_mode():
+            return torch.cat(
+                [
+                    self.net.encode(x[s : s + batch_size].to(self.device)).float().cpu()
+                    for s in range(0, len(x), batch_size)
+                ]
+            )
+
+    def decode(self, z):
+        """Inverse of :meth:`encode`: crops in [-1, 1] (on the model's device)."""
+        import torch
+
+        if self.latent is None:
+            return z
+        with torch.inference_mode():
+            return self.net.decode(z)
+
+    @property
     def protocol(self) -> dict:
         return {**PROTOCOL_DEFAULTS, **self.config.get("protocol", {})}
 
@@ -90,33 +130,48 @@ def build_net(config: dict):
 
     ``arch["backbone"]``: ``"unet"`` (default, :class:`~.unet.ClassUNet`, plain
     torch) or ``"diffusers"`` (:class:`~.unet.DiffusersUNet`, needs the optional
-    ``diffusion`` extra).
+    ``diffusion`` extra). ``arch["latent"]`` (a dict, see
+    :data:`~.latent.LATENT_DEFAULTS`) wraps it with an autoencoder in a
+    :class:`~.unet.LatentDenoiser`: the UNet then works on latents.
     """
     from napari_nucleus_ai.core.errors import InputError
     from napari_nucleus_ai.models.diffusion.unet import ClassUNet, DiffusersUNet
 
     arch = config.get("arch", {})
+    latent = arch.get("latent")
+    size, channels = int(config["size"]), int(config.get("channels", 3))
+    if latent:
+        latent = {**LATENT_DEFAULTS, **latent}
+        size, channels = size // int(latent["factor"]), int(latent["channels"])
     kwargs = dict(
         n_classes=len(config["class_names"]),
-        in_channels=int(config.get("channels", 3)),
+        in_channels=channels,
         base=int(arch.get("base", 16)),
         mults=tuple(int(m) for m in arch.get("mults", (1, 2, 2))),
         attention=bool(arch.get("attention", False)),
         dropout=float(arch.get("dropout", 0.1)),
     )
     backbone = arch.get("backbone", "unet")
-    if backbone == "diffusers":
+    if backbone == "diffusers" or latent:
         try:
             import diffusers  # noqa: F401
         except ImportError:
             raise InputError(
                 None,
-                "the 'diffusers' backbone needs the optional extra: "
+                "the 'diffusers' backbone and latent models need the optional extra: "
                 "pip install 'napari-nucleus-ai[diffusion]'",
             ) from None
-        return DiffusersUNet(size=int(config["size"]), **kwargs)
-    if backbone != "unet":
+    if backbone == "diffusers":
+        net = DiffusersUNet(size=size, **kwargs)
+    elif backbone == "unet":
+        net = ClassUNet(**kwargs)
+    else:
         raise InputError(
             None, f"unknown diffusion backbone {backbone!r} (choose {', '.join(BACKBONES)})"
         )
-    return ClassUNet(**kwargs)
+    if not latent:
+        return net
+    from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
+    from napari_nucleus_ai.models.diffusion.unet import LatentDenoiser
+
+    return LatentDenoiser(net, build_autoencoder(int(config.get("channels", 3)), latent))

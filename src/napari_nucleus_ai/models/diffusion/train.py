@@ -84,13 +84,21 @@ def train_diffusion(
     device=None,
     extra_config: dict | None = None,
     calibrate_after: bool = True,
+    augment: bool = True,
+    checkpoint=None,
+    checkpoint_every: int = 500,
+    init_state: dict | None = None,
 ):
     """Train a :class:`DiffusionClassifier` on crops ``x`` (N, C, S, S) in [-1, 1].
 
     Yields :class:`~napari_nucleus_ai.core.progress.Progress` (message holds the
     running loss) and returns the trained, calibrated model. ``history`` in the
     returned config holds the loss curve. ``calibrate_after=False`` leaves
-    calibration to the caller (:func:`~.classify.calibrate`).
+    calibration to the caller (:func:`~.classify.calibrate`). ``augment=False``
+    skips the batch augmentation (for latents augmented before encoding).
+    ``checkpoint(ema_net, step)`` is called every ``checkpoint_every`` steps and
+    at the end, so a stopped run still leaves a model. ``init_state`` (a state
+    dict of the same network) starts from trained weights instead of random ones.
     """
     import torch
 
@@ -129,7 +137,10 @@ def train_diffusion(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = device if device is not None else torch.device("cpu")
-    net = build_net(config).to(dev)
+    net = build_net(config)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net = net.to(dev)
     ema_net = copy.deepcopy(net).eval()
     for p in ema_net.parameters():
         p.requires_grad_(False)
@@ -138,7 +149,10 @@ def train_diffusion(
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warm = max(1, min(200, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps)))
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / max(1, steps))))
+        ),
     )
     # class-balanced sampling weights
     counts = np.bincount(y, minlength=n_classes).astype(float)
@@ -152,7 +166,7 @@ def train_diffusion(
     net.train()
     for step in range(steps):
         idx = rng.choice(len(x), size=batch_size, p=w)
-        xb = _augment(xt_all[idx], rng).to(dev)
+        xb = (_augment(xt_all[idx], rng) if augment else xt_all[idx]).to(dev)
         yb = yt_all[idx].clone()
         yb[torch.from_numpy(rng.random(batch_size) < p_uncond)] = n_classes
         yb = yb.to(dev)
@@ -176,6 +190,8 @@ def train_diffusion(
             history.append([step + 1, running])
             msg = f"diffusion step {step + 1}/{steps} loss {running:.4f}"
             yield StepProgress(step + 1, steps + 1, msg, running)
+        if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step == steps - 1):
+            checkpoint(ema_net, step + 1)
     del abar
     model = DiffusionClassifier(ema_net, config, device=dev)
     config["history"] = history

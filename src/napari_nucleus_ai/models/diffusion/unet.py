@@ -14,7 +14,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Attention", "ClassUNet", "DiffusersUNet", "ResBlock", "timestep_embedding"]
+__all__ = [
+    "Attention",
+    "ClassUNet",
+    "DiffusersUNet",
+    "LatentDenoiser",
+    "ResBlock",
+    "timestep_embedding",
+]
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -242,3 +249,32 @@ class DiffusersUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, class_labels=y).sample
+
+
+class LatentDenoiser(nn.Module):
+    """A denoiser on autoencoder latents; ``forward(z_t, t, y)`` predicts the noise.
+
+    Parameters
+    ----------
+    unet : torch.nn.Module
+        The class-conditional noise predictor on latents.
+    ae : diffusers.AutoencoderTiny
+        The crop autoencoder.
+    """
+
+    def __init__(self, unet, ae):
+        super().__init__()
+        self.unet = unet
+        self.ae = ae
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x, t, y):
+        return self.unet(x, t, y)
+
+    def encode(self, x):
+        """Crops ``(B, C, S, S)`` in [-1, 1] -> scaled latents."""
+        return self.ae.encode(x).latents * self.scale
+
+    def decode(self, z):
+        """Scaled latents -> crops in [-1, 1]."""
+        return self.ae.decode(z / self.scale).sample.clamp(-1, 1)
