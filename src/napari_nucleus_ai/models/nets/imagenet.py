@@ -111,6 +111,46 @@ def load_imagenet_weights(net, name: str = "efficientnet-lite0", path=None) -> d
     return {"backbone": name, "file": path.name, "sha256": _digest(path)}
 
 
+def inference_copy(net):
+    """A copy of the frozen backbone made for inference on the CPU: each batch norm folded into
+    the convolution before it, symmetric "same" padding moved into the convolution, the
+    weights in channels-last memory order (PyTorch's fast path for depthwise convolutions on
+    CPUs). The same function of the input as ``net`` in eval mode, to float rounding (~1e-6
+    relative); for forward passes without gradients only. ``net`` is left unchanged.
+
+    On this project's 2-core machine it took about half the CPU time per crop of ``net``
+    (docs/performance.md).
+    """
+    import copy
+
+    import torch
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    fast = copy.deepcopy(net).eval()
+    pairs = [(fast, "_conv_stem", "_bn0"), (fast, "_conv_head", "_bn1")]
+    for block in fast._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    with torch.no_grad():
+        for owner, conv_name, bn_name in pairs:
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            w, b = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            conv.weight, conv.bias = w, b
+            setattr(owner, bn_name, nn.Identity())
+            pad = getattr(conv, "static_padding", None)
+            if isinstance(pad, nn.ZeroPad2d):
+                left, right, top, bottom = pad.padding
+                if left == right and top == bottom and conv.padding in (0, (0, 0)):
+                    conv.padding = (top, left)
+                    conv.static_padding = nn.Identity()
+    fast.requires_grad_(False)
+    return fast.to(memory_format=torch.channels_last)
+
+
 def features(net, rgb, view: float = VIEW):
     """Pooled ImageNet features ``(N, 1280)`` of RGB crops ``(N, 3, H, W)`` in [0, 1].
 
@@ -126,4 +166,7 @@ def features(net, rgb, view: float = VIEW):
     x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device)[None, :, None, None]
     std = torch.tensor(STD, dtype=x.dtype, device=x.device)[None, :, None, None]
-    return net.extract_features((x - mean) / std).mean((2, 3))
+    x = (x - mean) / std
+    if next(net.parameters()).is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return net.extract_features(x).mean((2, 3))

@@ -247,7 +247,22 @@ class Morph(nn.Module):
     def _imagenet(self, rgb):
         from napari_nucleus_ai.models.nets.imagenet import features
 
-        return features(self.img, rgb, float(self.params["imagenet_view"]))
+        return features(self._backbone(rgb), rgb, float(self.params["imagenet_view"]))
+
+    def _backbone(self, rgb):
+        """The backbone for this pass: on the CPU without gradients, a copy with batch norms
+        folded into the convolutions and channels-last weights
+        (:func:`~.imagenet.inference_copy`), made once and dropped with the memo whenever
+        weights change; ``self.img`` itself otherwise (training, saliency, GPUs)."""
+        from napari_nucleus_ai.models.nets.imagenet import inference_copy
+
+        if self.training or torch.is_grad_enabled() or rgb.device.type != "cpu":
+            return self.img
+        with _MEMO_LOCK:
+            fast = self.__dict__.get("_fast_img")
+            if fast is None or next(fast.parameters()).device != rgb.device:
+                fast = self.__dict__["_fast_img"] = inference_copy(self.img)
+        return fast
 
     # Features of crops already seen in this inference session (the first test-time view,
     # then ``embed`` for the domain score on the same crops) come from a small memo keyed by
@@ -257,6 +272,7 @@ class Morph(nn.Module):
 
     def clear_memo(self) -> None:
         self.__dict__["_memo"] = {}
+        self.__dict__["_fast_img"] = None  # the backbone's inference copy, remade when needed
 
     # ``shared_views`` (set by the classifier kind for cards with adaptive test-time views):
     # the descriptor is measured once per crop and serves its 8 flips and rotations too. It
@@ -269,16 +285,16 @@ class Morph(nn.Module):
 
         if kind == "desc" and self.shared_views and r.shape[-1] == r.shape[-2]:
             # one key for the 8 views of a crop: the pixelwise max and min over its views
-            # (exact, whatever the order), so a crop and its flips / rotations meet
-            views = [np.rot90(r, k, (1, 2)) for k in range(4)]
-            views += [v[..., ::-1] for v in views]
-            hi, lo = np.maximum.reduce(views), np.minimum.reduce(views)
-            return (
-                kind
-                + "d"
-                + hashlib.blake2b(hi.tobytes() + lo.tobytes(), digest_size=16).hexdigest()
-            )
-        return kind + hashlib.blake2b(r.tobytes(), digest_size=16).hexdigest()
+            # (exact, whatever the order), so a crop and its flips / rotations meet; taken
+            # in three steps: the transpose and the two axis flips generate the 8 views
+            t = np.ascontiguousarray(np.swapaxes(r, 1, 2))
+            hi, lo = np.maximum(r, t), np.minimum(r, t)
+            hi, lo = np.maximum(hi, hi[:, ::-1]), np.minimum(lo, lo[:, ::-1])
+            hi, lo = np.maximum(hi, hi[..., ::-1]), np.minimum(lo, lo[..., ::-1])
+            h = hashlib.sha256(hi)  # SHA-256: hardware-accelerated on current x86 and ARM CPUs
+            h.update(lo)
+            return kind + "d" + h.hexdigest()[:32]
+        return kind + hashlib.sha256(np.ascontiguousarray(r)).hexdigest()[:32]
 
     def _memoised(self, kind: str, rgb, compute):
         memo = self.__dict__.setdefault("_memo", {})

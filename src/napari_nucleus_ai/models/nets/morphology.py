@@ -301,7 +301,7 @@ def describe_cells(rgb: np.ndarray, chunk: int = 64) -> np.ndarray:
 def _masked_stats(v: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Mean and (population) std of ``v[i][m[i]]`` per crop ``(N, 2)``; 0, 0 where empty."""
     v = v.reshape(len(v), -1).astype(np.float64)
-    w = m.reshape(len(m), -1).astype(np.float64)
+    w = m.reshape(len(m), -1).astype(np.float64, copy=False)  # bool, or 0 / 1 float64
     n = w.sum(1)
     safe = np.maximum(n, 1.0)
     mean = (v * w).sum(1) / safe
@@ -314,7 +314,7 @@ def _masked_stats(v: np.ndarray, m: np.ndarray) -> np.ndarray:
 def _masked_mean(v: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Mean of ``v[i][m[i]]`` per crop ``(N,)``; 0 where the mask is empty."""
     v = v.reshape(len(v), -1).astype(np.float64)
-    w = m.reshape(len(m), -1).astype(np.float64)
+    w = m.reshape(len(m), -1).astype(np.float64, copy=False)
     n = w.sum(1)
     return np.where(n > 0, (v * w).sum(1) / np.maximum(n, 1.0), 0.0)
 
@@ -376,13 +376,24 @@ def _gabor_batch(grey: np.ndarray, masks: tuple, h: int, chunk: int = 4) -> np.n
     if "torch" in sys.modules:  # batched FFTs on torch's threads when torch is loaded
         import torch
 
-        tb = torch.from_numpy(bank)
-        spec = torch.fft.fft2(torch.from_numpy(centred)).to(torch.complex64)
+        tb = torch.from_numpy(bank)[None, :, :, :, None]  # real x (re, im)
+        spec = torch.view_as_real(torch.fft.fft2(torch.from_numpy(centred)).to(torch.complex64))
         ws = torch.from_numpy(wsum)
+        # buffers reused across chunks: allocating these ~20 MB arrays anew for every chunk
+        # (page faults) cost as much as the arithmetic
+        prod = torch.empty((chunk, nf, hh, ww), dtype=torch.complex64)
+        z = torch.empty_like(prod)
+        mod = torch.empty((chunk, nf, hh, ww), dtype=torch.float32)
+        tmp = torch.empty_like(mod)
         for i in range(0, n, chunk):
-            z = torch.fft.ifft2(spec[i : i + chunk, None] * tb[None])
-            mod = z.real.square().add_(z.imag.square()).sqrt_()  # |z|: faster than abs()
-            sums[i : i + chunk] = torch.bmm(mod.reshape(mod.shape[0], nf, -1), ws[i : i + chunk])
+            k = min(chunk, n - i)
+            torch.mul(spec[i : i + k, None], tb, out=torch.view_as_real(prod[:k]))
+            torch.fft.ifft2(prod[:k], out=z[:k])
+            zr = torch.view_as_real(z[:k])
+            torch.mul(zr[..., 0], zr[..., 0], out=mod[:k])  # |z|: faster than abs()
+            torch.mul(zr[..., 1], zr[..., 1], out=tmp[:k])
+            mod[:k].add_(tmp[:k]).sqrt_()
+            sums[i : i + k] = torch.bmm(mod[:k].reshape(k, nf, -1), ws[i : i + k])
     else:
         spec = np.fft.fft2(centred).astype(np.complex64)
         for i in range(0, n, chunk):
@@ -426,6 +437,9 @@ def _lbp_batch(grey: np.ndarray, masks: tuple, radius: float) -> np.ndarray:
         dr, dc = r - np.floor(r), c - np.floor(c)
         r0, r1 = int(np.floor(rp[i])), int(np.ceil(rp[i]))
         c0, c1 = int(np.floor(cp[i])), int(np.ceil(cp[i]))
+        if r0 == r1 and c0 == c1:  # on the grid: the interpolation is the pixel itself
+            signed[i] = shifted(r0, c0) >= img
+            continue
         top = (1 - dc) * shifted(r0, c0) + dc * shifted(r0, c1)
         bottom = (1 - dc) * shifted(r1, c0) + dc * shifted(r1, c1)
         signed[i] = ((1 - dr) * top + dr * bottom) - img >= 0
@@ -458,7 +472,9 @@ def _describe_batch(rgb: np.ndarray) -> np.ndarray:
     # colour: optical density and chromaticity in nucleus, cytoplasm and surroundings
     tot = od.sum(-1) + 1e-3
     chroma = od / tot[..., None]
-    for m in (nuc, cyto, ring):
+    # the masks as 0 / 1 float64 weights, converted once for every statistic below
+    wnuc, wcyto, wring = (m.reshape(n, -1).astype(np.float64) for m in (nuc, cyto, ring))
+    for m in (wnuc, wcyto, wring):
         cols += [_masked_stats(od[..., c], m) for c in range(3)]
         cols += [_masked_stats(chroma[..., c], m) for c in (0, 2)]
     # granularity: difference-of-Gaussians energy
@@ -468,13 +484,13 @@ def _describe_batch(rgb: np.ndarray) -> np.ndarray:
         dog = np.abs(
             ndi.gaussian_filter(grey, (0, s1, s1)) - ndi.gaussian_filter(grey, (0, s2, s2))
         )
-        cols += [_masked_mean(dog, m)[:, None] for m in (nuc, cyto)]
+        cols += [_masked_mean(dog, m)[:, None] for m in (wnuc, wcyto)]
     cols.append(np.asarray([s[5] for s in seg], np.float64))
     cols.append(_gabor_batch(grey, (nuc, cyto), h))
     red = od[..., 1] - od[..., 0]
     has = cyto.reshape(n, -1).any(1)
-    cols.append(_masked_stats(red, cyto))
-    cols.append(np.where(has, _masked_mean(red > 0.25, cyto), 0.0)[:, None])
+    cols.append(_masked_stats(red, wcyto))
+    cols.append(np.where(has, _masked_mean(red > 0.25, wcyto), 0.0)[:, None])
     for radius in (1.0, 2.0):
         cols.append(_lbp_batch(grey, (nuc, cyto), radius))
     # radial profiles around the nucleus centre, up to half the crop side
