@@ -166,6 +166,11 @@ def test_morph_models_flag_cells_unlike_their_training_cells(morph_model):
     res = morph_model
     dom = res.card["trust"]["domain"]
     assert np.isfinite(dom["threshold"]) and res.card["trust"]["conformal"]["qhat"] > 0
+    # morph's embedding starts with its descriptor: the score uses the descriptor terms
+    from napari_nucleus_ai.models.nets.morphology import N_FEATURES
+
+    assert set(dom["standardise"]) == set(trust.TERMS)
+    assert dom["descriptor"]["n"] == N_FEATURES
     typical = [cell(k, 500 + i) for k in (1, 3) for i in range(10)]
     other = [_other_stain(k, 700 + i) for k in (1, 3) for i in range(6)]
     seen = predict_items(res.package, typical)

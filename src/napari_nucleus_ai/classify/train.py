@@ -413,7 +413,8 @@ def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
     """What the card needs to say when not to trust a prediction (:mod:`.models.trust`).
 
     Conformal sets and the domain-shift score (for networks that can :func:`embed`
-    their inputs) are calibrated on the validation split; none with too few items.
+    their inputs; its descriptor terms where the embedding starts with a morphology
+    descriptor) are calibrated on the validation split; none with too few items.
     """
     from napari_nucleus_ai.models.trust import fit_conformal, fit_domain
 
@@ -426,10 +427,24 @@ def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
     if hasattr(modules[0], "embed"):
         yield Progress(0, None, "fitting the domain-shift score")
         px = pixel_size_um(train_set.pixel_size, train_set.unit)
-        f_train = _embed_items(modules[0], train_set.samples, card, px)
-        f_val = _embed_items(modules[0], val_set.samples, card, px)
-        out["domain"] = fit_domain(f_train, train_set.labels, f_val, probs)
+        f_train = embed_items(modules[0], train_set.samples, card, px)
+        f_val = embed_items(modules[0], val_set.samples, card, px)
+        out["domain"] = fit_domain(
+            f_train,
+            train_set.labels,
+            f_val,
+            probs,
+            descriptor=descriptor_columns(modules[0]),
+            seed=o.seed,
+        )
     return out
+
+
+def descriptor_columns(module) -> int:
+    """How many leading columns of ``module.embed`` are its morphology descriptor (``morph``:
+    the length of its ``desc_mean``; 0 for networks without one)."""
+    buf = getattr(module, "desc_mean", None)
+    return int(buf.numel()) if buf is not None else 0
 
 
 def _read_training_set(data, o: TrainOptions):
@@ -542,7 +557,7 @@ def train(data, out=None, on_progress=None, **options) -> TrainResult:
     return run_sync(train_gen(data, out, **options), on_progress)
 
 
-def _embed_items(module, items, card: dict, pixel_size_um=None, batch_size: int = 32) -> np.ndarray:
+def embed_items(module, items, card: dict, pixel_size_um=None, batch_size: int = 32) -> np.ndarray:
     """``module.embed`` of raw ``items`` prepared as the card says, in eval mode: ``(N, F)``."""
     import torch
 

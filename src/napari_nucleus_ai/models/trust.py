@@ -10,12 +10,16 @@ Conformal sets (:func:`fit_conformal`, :func:`conformal_sets`)
     the set contains the true class with probability >= the card's coverage (90 % by
     default). Coverage is *not* guaranteed under a domain shift: that is the alarm's job.
 Domain-shift score (:func:`fit_domain`, :func:`domain_scores`)
-    The smallest Mahalanobis distance (Lee et al. 2018) of a cell's features to a class
-    mean, on principal components of the training features with one shared, shrunk
-    covariance, added to the predictive entropy, each standardised on held-back
-    in-distribution cells. Above the card's threshold (the 95th percentile of held-back
-    cells) a cell is ``unidentified``; when most cells of an image are, the image gets
-    one warning (:func:`domain_warning`).
+    Where the features start with a morphology descriptor (``morph``: ``descriptor``
+    columns), three terms: the smallest Mahalanobis distance (Lee et al. 2018) of the
+    cell's descriptor to a class mean, on its principal components with one shared
+    Ledoit-Wolf covariance; the cosine distance to its k-th nearest training cell in
+    descriptor space, relative to the training cells' own k-th neighbour distances; and
+    the predictive entropy. Without a descriptor: the Mahalanobis distance of all
+    features and the entropy. Each term is standardised on held-back in-distribution
+    cells and the terms are added. Above the card's threshold (the 95th percentile of
+    held-back cells) a cell is ``unidentified``; when most cells of an image are, the
+    image gets one warning (:func:`domain_warning`).
 Input checks (:func:`check_modality`)
     A grey image, a 4-channel image or a STORM render given to a model trained on RGB
     crops is refused in one line naming the file, the model's modality and the image's.
@@ -36,6 +40,10 @@ COVERAGE = 0.9
 DOMAIN_QUANTILE = 0.95
 #: An image whose cells are out of domain at least this often gets a warning.
 WARN_FRACTION = 0.5
+#: Neighbour of the descriptor k-nearest-neighbour term, and the most training cells the
+#: card keeps as its neighbours (a random sample of larger sets).
+KNN_K = 3
+KNN_REFERENCE = 400
 
 
 # -- conformal sets ------------------------------------------------------------------
@@ -128,6 +136,8 @@ def fit_domain(
     *,
     components: int = 32,
     quantile: float = DOMAIN_QUANTILE,
+    descriptor: int = 0,
+    seed: int = 0,
 ) -> dict:
     """Fit the domain-shift score on training features; calibrate it on held-back cells.
 
@@ -144,11 +154,20 @@ def fit_domain(
         Principal components kept.
     quantile : float
         The threshold lets this fraction of held-back items through.
+    descriptor : int
+        How many leading feature columns are a morphology descriptor (``morph``'s
+        :meth:`embed`); 0 for none. With one, the score's terms are the descriptor's
+        Mahalanobis and k-nearest-neighbour distances and the entropy; without, the
+        Mahalanobis distance of all features and the entropy.
+    seed : int
+        Seeds the sample of training cells kept as neighbours (at most
+        :data:`KNN_REFERENCE`).
 
     Returns
     -------
     dict of plain lists and numbers (``mean``, ``scale``, ``components``,
-    ``class_means``, ``precision``, ``standardise``, ``threshold``).
+    ``class_means``, ``precision``, ``descriptor`` (with one), ``standardise`` (the
+    terms and their location and scale), ``threshold``).
     """
     from sklearn.covariance import LedoitWolf
 
@@ -171,18 +190,66 @@ def fit_domain(
         "class_means": _compact(means),
         "precision": _compact(precision),
     }
+    if 0 < descriptor <= f.shape[1]:
+        dom["descriptor"] = _fit_descriptor(z[:, :descriptor], y, components, seed)
     raw = _raw_scores(np.asarray(held_features, float), np.asarray(held_probs, float), dom)
-    dom["standardise"] = {k: _robust(v) for k, v in raw.items()}
+    terms = TERMS if "descriptor" in dom else TERMS_NO_DESCRIPTOR
+    dom["standardise"] = {k: _robust(raw[k]) for k in terms}
     combined = _combine(raw, dom["standardise"])
     dom["threshold"] = float(np.quantile(combined, quantile)) if len(combined) else float("inf")
     dom["quantile"] = float(quantile)
     return dom
 
 
-def _compact(a: np.ndarray) -> list:
+def _mahalanobis_fit(z: np.ndarray, y: np.ndarray, components: int) -> dict:
+    """Principal components of ``z``, class means on them and one shrunk precision."""
+    from sklearn.covariance import LedoitWolf
+
+    centre = z.mean(0)
+    _, _, vt = np.linalg.svd(z - centre, full_matrices=False)
+    comp = vt[: min(components, len(vt))]
+    p = (z - centre) @ comp.T
+    classes = np.unique(y)
+    means = np.stack([p[y == c].mean(0) for c in classes])
+    precision = LedoitWolf().fit(p - means[np.searchsorted(classes, y)]).precision_
+    return {"centre": centre, "components": comp, "class_means": means, "precision": precision}
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def _kth_distance(reference: np.ndarray, query: np.ndarray, k: int, skip_self=False):
+    """Cosine distance of every ``query`` row to its ``k``-th nearest ``reference`` row."""
+    d = 1.0 - _unit(query) @ _unit(reference).T
+    k = min(k + int(skip_self), d.shape[1])
+    return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def _fit_descriptor(z: np.ndarray, y: np.ndarray, components: int, seed: int) -> dict:
+    """The descriptor terms: Mahalanobis on its principal components and the k-th
+    nearest training neighbour (reference cells and their own neighbour distance)."""
+    maha = _mahalanobis_fit(z, y, components)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(z))[:KNN_REFERENCE])
+    ref = z[keep]
+    own = _kth_distance(ref, ref, KNN_K, skip_self=True)
+    return {
+        "n": int(z.shape[1]),
+        "centre": _compact(maha["centre"]),
+        "components": _compact(maha["components"]),
+        "class_means": _compact(maha["class_means"]),
+        "precision": _compact(maha["precision"]),
+        "reference": _compact(ref, 4),
+        "k": KNN_K,
+        "knn_scale": float(max(np.median(own), 1e-6)) if len(own) else 1.0,
+    }
+
+
+def _compact(a: np.ndarray, digits: int = 6) -> list:
     """``a`` as nested lists of floats with 6 significant digits (the card stays small)."""
     a = np.asarray(a, np.float64)
-    flat = [float(f"{v:.6g}") for v in a.ravel()]
+    flat = [float(f"{v:.{digits}g}") for v in a.ravel()]
     return np.asarray(flat).reshape(a.shape).tolist()
 
 
@@ -191,12 +258,32 @@ def _robust(s: np.ndarray) -> dict:
     return {"median": float(med), "scale": float(max((q3 - q1) / 1.35, 1e-6))}
 
 
+def _min_mahalanobis(p: np.ndarray, means, precision) -> np.ndarray:
+    d = p[:, None, :] - np.asarray(means)[None]
+    return np.einsum("nck,kl,ncl->nc", d, np.asarray(precision), d).min(1)
+
+
 def _raw_scores(features: np.ndarray, probs: np.ndarray, dom: dict) -> dict:
+    """Every term of the score the card fits (``descriptor_*`` only where it has one)."""
     z = (features - np.asarray(dom["mean"])) / np.asarray(dom["scale"])
     p = z @ np.asarray(dom["components"]).T
-    d = p[:, None, :] - np.asarray(dom["class_means"])[None]
-    maha = np.einsum("nck,kl,ncl->nc", d, np.asarray(dom["precision"]), d).min(1)
-    return {"mahalanobis": maha, "entropy": _entropy(probs)}
+    out = {
+        "mahalanobis": _min_mahalanobis(p, dom["class_means"], dom["precision"]),
+        "entropy": _entropy(probs),
+    }
+    desc = dom.get("descriptor")
+    if desc:
+        zd = z[:, : desc["n"]]
+        pd = (zd - np.asarray(desc["centre"])) @ np.asarray(desc["components"]).T
+        out["descriptor_mahalanobis"] = _min_mahalanobis(pd, desc["class_means"], desc["precision"])
+        ref = np.asarray(desc["reference"], float)
+        out["descriptor_knn"] = _kth_distance(ref, zd, int(desc["k"])) / desc["knn_scale"]
+    return out
+
+
+#: The terms of the score: with a descriptor, and without.
+TERMS = ("descriptor_mahalanobis", "descriptor_knn", "entropy")
+TERMS_NO_DESCRIPTOR = ("mahalanobis", "entropy")
 
 
 def _combine(raw: dict, standardise: dict) -> np.ndarray:
@@ -283,3 +370,30 @@ def validate_trust(trust, path=None) -> None:
         k = len(dom["components"])
         need(np.asarray(dom["precision"], float).shape == (k, k), "domain.precision shape")
         need(np.isfinite(float(dom.get("threshold", np.nan))), "domain.threshold must be finite")
+        std = dom.get("standardise")
+        need(isinstance(std, dict) and std, "domain.standardise must be an object")
+        known = set(TERMS) | set(TERMS_NO_DESCRIPTOR)
+        need(set(std) <= known, f"domain.standardise terms must be among {sorted(known)}")
+        desc = dom.get("descriptor")
+        need(
+            desc is not None or not {"descriptor_mahalanobis", "descriptor_knn"} & set(std),
+            "domain.descriptor is missing for its terms",
+        )
+        if desc is not None:
+            need(isinstance(desc, dict), "domain.descriptor must be an object")
+            for key in ("centre", "components", "class_means", "precision", "reference"):
+                need(isinstance(desc.get(key), list), f"domain.descriptor.{key} must be a list")
+            n, kd = int(desc.get("n", 0)), len(desc["components"])
+            need(0 < n <= len(dom["mean"]), "domain.descriptor.n must be 1..features")
+            need(
+                np.asarray(desc["precision"], float).shape == (kd, kd),
+                "domain.descriptor.precision shape",
+            )
+            need(
+                np.asarray(desc["reference"], float).shape[1:] == (n,),
+                "domain.descriptor.reference shape",
+            )
+            need(
+                int(desc.get("k", 0)) >= 1 and float(desc.get("knn_scale", 0)) > 0,
+                "domain.descriptor k and knn_scale must be positive",
+            )

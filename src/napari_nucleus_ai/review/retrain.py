@@ -11,7 +11,10 @@ Qt-free. The corrections arrive as a class-folder training set (written by
    normalisation and calibration) on the learning part, replaying the base
    model's own training data when it is available (``base_data``, or the folder
    named in the card's provenance) so it does not forget the rest;
-4. scores the new model on the same held-out cells (*after*) and saves it as the
+4. for models whose logistic heads were refitted (``morph``), refits the card's
+   domain-shift score on the corrections and the replayed data (:func:`_refit_domain`),
+   so cells like the corrections are no longer out of domain;
+5. scores the new model on the same held-out cells (*after*) and saves it as the
    next version of the package, with both scores and the provenance in its card.
 
 The corrections and the replayed data are two sources weighted as ``train`` weights
@@ -165,6 +168,9 @@ def _retrain(base_model, data, out, o: RetrainOptions):
     modules, refit, epochs = yield from _fine_tune(
         base.modules, card, items, labels, len(learn), o, dev
     )
+    if refit and (card.get("trust") or {}).get("domain"):
+        yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
+        _refit_domain(card, modules[0], items, labels, len(learn), test_items, truth[test], o)
     after = _score(ModelPackage(card, modules, None), test_items, test_truth, o.device)
     corrections = {
         "data": getattr(ts, "sources", [""])[0].rsplit("/", 2)[0] if ts.sources else "",
@@ -334,6 +340,73 @@ def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: in
         out.append(m.eval().refit_heads(x[idx], labels[idx], seed, groups=idx))
         m.train(was)
     return out
+
+
+#: Share of the replayed crops per class held out of the refitted domain score's
+#: reference to calibrate it (beside the held-out corrections).
+DOMAIN_CALIBRATION = 0.2
+
+
+def _refit_domain(card, module, items, labels, n_learn, test_items, test_labels, o) -> None:
+    """Refit the card's domain-shift score after the heads were refitted (their feature
+    standardisation changed): its reference is the learnt corrections and most replayed
+    crops, so cells like the corrections are no longer out of domain; it is calibrated on
+    the held-out corrections and a share of the replayed crops (:data:`DOMAIN_CALIBRATION`),
+    which the heads did learn from. With fewer than ``MIN_CALIBRATION`` such cells the
+    card's score is dropped rather than kept stale."""
+    from napari_nucleus_ai.classify.train import (
+        MIN_CALIBRATION,
+        descriptor_columns,
+        embed_items,
+    )
+    from napari_nucleus_ai.classify.trainset import stratified_split
+    from napari_nucleus_ai.models.trust import fit_domain
+
+    labels = np.asarray(labels, np.int64)
+    replay = np.arange(n_learn, len(labels))
+    cal_replay = np.array([], int)
+    if len(replay):
+        _, held = stratified_split(labels[replay], DOMAIN_CALIBRATION, o.seed)
+        cal_replay = replay[held]
+    ref = np.setdiff1d(np.arange(len(labels)), cal_replay)
+    cal_items = [items[i] for i in cal_replay] + list(test_items)
+    cal_labels = np.r_[labels[cal_replay], np.asarray(test_labels, np.int64)]
+    trust = card["trust"]
+    if len(cal_items) < MIN_CALIBRATION or len(np.unique(labels[ref])) < 2:
+        trust.pop("domain", None)
+        return
+    f_ref = embed_items(module, [items[i] for i in ref], card)
+    f_cal = embed_items(module, cal_items, card)
+    probs = _probs(module, cal_items, card)
+    trust["domain"] = fit_domain(
+        f_ref,
+        labels[ref],
+        f_cal,
+        probs,
+        descriptor=descriptor_columns(module),
+        seed=o.seed,
+    )
+    trust["domain"]["refit"] = {"n_reference": int(len(ref)), "n_calibration": len(cal_labels)}
+
+
+def _probs(module, items, card) -> np.ndarray:
+    """Calibrated probabilities of ``items`` (one view) as the card's temperature gives them."""
+    import torch
+
+    from napari_nucleus_ai.models.inputs import prepare
+
+    x, _ = prepare(list(items), card)
+    t = float((card.get("calibration") or {}).get("temperature", 1.0))
+    was = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            z = torch.cat(
+                [module(torch.as_tensor(b)) for b in np.array_split(x, max(1, len(x) // 32))]
+            )
+    finally:
+        module.train(was)
+    return torch.softmax(z.double() / t, 1).numpy()
 
 
 def _correction_weights(labels: np.ndarray, n_learn: int) -> np.ndarray:
