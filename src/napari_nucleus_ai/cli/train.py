@@ -41,7 +41,8 @@ def add_arguments(p) -> None:
         help="auto (default: morph for RGB brightfield crops, smallcnn otherwise), smallcnn, "
         "hybrid (CNN + colour/texture descriptor), morph (cell morphology descriptor + "
         "logistic head + hybrid CNN), densenet121, resnext50_32x4d, efficientnet_b0 (need the "
-        "'backbones' extra), or another kind's arch",
+        "'backbones' extra), or another kind's arch (diffusion, latent-diffusion: a 64-px latent "
+        "diffusion classifier and generator)",
     )
     p.add_argument("--name", help="model name shown in the dock (default: ARCH on DATA)")
     p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
