@@ -1,7 +1,8 @@
 """Train the 64-px latent diffusion model on PBC with checkpoints, in CPU seconds.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/diffusion_latent64.py train \
-        ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--steps 6000]
+        ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--ae-width 16] [--steps 6000] \
+        [--threads 1]
 
 Holds back 3 crops per class (seed 0; their paths go to ``held.txt``), trains the
 autoencoder on the other crops (``ae.safetensors``), encodes 16 augmented copies of
@@ -79,7 +80,8 @@ def train(args) -> None:
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
     from napari_nucleus_ai.models.diffusion.unet import ClassUNet, LatentDenoiser
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    LATENT["width"] = args.ae_width
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     x, y, names, paths = load_crop_folder(args.data, 64)
@@ -149,6 +151,8 @@ def main(argv=None) -> int:
     t.add_argument("out")
     t.add_argument("--ae-steps", type=int, default=250)
     t.add_argument("--steps", type=int, default=6000)
+    t.add_argument("--ae-width", type=int, default=LATENT["width"], help="autoencoder channels")
+    t.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("package")
     p.add_argument("run")
     p.add_argument("out")
@@ -178,6 +182,7 @@ def package(args) -> None:
 
     run = Path(args.run)
     held = set((run / "held.txt").read_text().split("\n"))
+    latent = json.loads((run / "meta.json").read_text())["latent"]
     data = Path(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         for f in sorted(data.glob("*/*.png")):
@@ -190,7 +195,7 @@ def package(args) -> None:
             arch="latent-diffusion",
             crop_size=64,
             seed=0,
-            params={**ARCH, "latent": LATENT, "proposer": False},
+            params={**ARCH, "latent": latent, "proposer": False},
             kind_options={"init": str(run / "denoiser.safetensors"), "steps": 0},
         )
     log(run, stage="package", package=str(args.out))
