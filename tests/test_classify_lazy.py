@@ -16,9 +16,12 @@ import tifffile
 
 from napari_nucleus_ai.images.tiff import read_tiff
 
-DEMO_MODEL = os.path.join(
-    os.path.dirname(__file__), "..", "src", "napari_nucleus_ai", "demo", "models", "smear-wbc.zip"
-)
+DEMO_MODEL = os.path.normpath(
+    os.path.join(
+        os.path.dirname(__file__), "..", "src", "napari_nucleus_ai", "demo", "models",
+        "smear-wbc.zip",
+    )
+)  # fmt: skip
 PX_UM = 0.25
 
 
