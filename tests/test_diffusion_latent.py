@@ -12,18 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from _diffusion_data import toy_crops  # noqa: E402
-
-
-def _write_class_folders(root, per_class=4, seed=0):
-    import imageio.v3 as iio
-
-    x, y, names = toy_crops(per_class=per_class, seed=seed)
-    for i, (img, c) in enumerate(zip(x, y, strict=True)):
-        d = root / names[c]
-        d.mkdir(parents=True, exist_ok=True)
-        rgb = np.clip((np.moveaxis(img, 0, -1) + 1) * 127.5, 0, 255).astype(np.uint8)
-        iio.imwrite(d / f"cell{i:03d}.png", np.kron(rgb, np.ones((2, 2, 1), np.uint8)))
-    return names
+from test_diffusion_package import _write_class_folders  # noqa: E402
 
 
 @pytest.fixture(scope="module")

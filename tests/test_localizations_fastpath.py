@@ -21,20 +21,7 @@ from napari_nucleus_ai.localizations import (
     write_nstorm_txt,
     write_thunderstorm_csv,
 )
-
-
-def _locs(n, seed=0):
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "x_nm": rng.uniform(1000, 9000, n),
-            "y_nm": rng.uniform(2000, 8000, n),
-            "frame": rng.integers(1, 1000, n),
-            "photons": rng.uniform(100, 5000, n),
-            "precision_nm": rng.uniform(5, 25, n),
-            "channel": np.where(rng.random(n) < 0.3, "488", "647"),
-        }
-    )
+from test_localizations import _nuclear_df as _locs  # noqa: E402
 
 
 @pytest.fixture
