@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_nucleus_ai.models.cellframe import plasma_colour  # noqa: F401 (the product's own)
+
 NUC_TO_CELL = 0.75  # convex-hull diameter of the nucleus / cell diameter (typical white cell)
 CELL_UM = 12.0  # white-cell diameter the physical scale assumes (when pixel_size_um is given)
 WORK = 160  # side of the reduced copy the cell is found on
@@ -48,13 +50,6 @@ def _reduce(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return resize(rgb, shape, order=1, anti_aliasing=f < 1, preserve_range=True).astype(
         np.float32
     ), f
-
-
-def plasma_colour(rgb: np.ndarray) -> np.ndarray:
-    """Background (plasma / glass) RGB colour: median of the brightest 10 % of pixels."""
-    lum = rgb.mean(-1)
-    sel = lum >= np.percentile(lum, 90)
-    return np.median(rgb[sel], axis=0).astype(np.float32)
 
 
 def nuclear_signal(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

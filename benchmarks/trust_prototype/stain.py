@@ -18,21 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def hed_jitter(
-    rgb: np.ndarray, rng: np.random.Generator, sigma: float = 0.08, bias: float = 0.02
-) -> np.ndarray:
-    """Random HED stain perturbation of an RGB image in [0, 1].
-
-    Each of the H, E, D concentration channels ``c`` becomes ``c * a + b`` with
-    ``a ~ U(1-sigma, 1+sigma)``, ``b ~ U(-bias, bias)``.
-    """
-    from skimage.color import hed2rgb, rgb2hed
-
-    hed = rgb2hed(np.clip(rgb, 1e-4, 1))
-    a = rng.uniform(1 - sigma, 1 + sigma, 3)
-    b = rng.uniform(-bias, bias, 3)
-    return np.clip(hed2rgb(hed * a + b), 0, 1).astype(np.float32)
+from napari_nucleus_ai.models.stain import _nucleus_od, hed_jitter, light_jitter  # noqa: F401 (the product's own)
 
 
 def hed_shift(rgb: np.ndarray, scale=(0.75, 1.25, 1.0), shift=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -41,19 +27,6 @@ def hed_shift(rgb: np.ndarray, scale=(0.75, 1.25, 1.0), shift=(0.0, 0.0, 0.0)) -
 
     hed = rgb2hed(np.clip(rgb, 1e-4, 1))
     return np.clip(hed2rgb(hed * np.asarray(scale) + np.asarray(shift)), 0, 1).astype(np.float32)
-
-
-def light_jitter(
-    rgb: np.ndarray,
-    rng: np.random.Generator,
-    gain: float = 0.08,
-    exposure: float = 0.1,
-    gamma: float = 0.15,
-) -> np.ndarray:
-    """Random white balance (per-channel gain), exposure and gamma of an RGB image."""
-    g = rng.uniform(1 - gain, 1 + gain, 3) * rng.uniform(1 - exposure, 1 + exposure)
-    gm = np.exp(rng.uniform(-gamma, gamma))
-    return np.clip(np.clip(rgb, 0, 1) ** gm * g, 0, 1).astype(np.float32)
 
 
 def plasma_balance(rgb: np.ndarray, plasma, reference=(0.95, 0.9, 0.85)) -> np.ndarray:
@@ -86,18 +59,6 @@ def reinhard(rgb: np.ndarray, ref: dict) -> np.ndarray:
     sd = lab.reshape(-1, 3).std(0) + 1e-3
     out = (lab - mu) / sd * np.asarray(ref["std"]) + np.asarray(ref["mean"])
     return np.clip(lab2rgb(out), 0, 1).astype(np.float32)
-
-
-def _nucleus_od(frame: np.ndarray, plasma) -> tuple[np.ndarray, np.ndarray]:
-    """(OD image, median OD vector of the densest 5 % of the central disk = nucleus)."""
-    bg = np.maximum(np.asarray(plasma, np.float32), 1e-2)
-    od = np.maximum(-np.log(np.clip(frame, 1e-3, 1) / bg), 0)
-    h, w = frame.shape[:2]
-    yy, xx = np.mgrid[:h, :w]
-    centre = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) < 0.3 * min(h, w)
-    tot = od.sum(-1)
-    sel = centre & (tot >= np.percentile(tot[centre], 95))
-    return od, np.median(od[sel], axis=0)
 
 
 def od_fit(frames, plasmas) -> dict:

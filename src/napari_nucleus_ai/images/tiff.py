@@ -417,7 +417,7 @@ def read_region_lazy(path: str | os.PathLike, min_bytes: float | None = None):
     under cells are decoded. A plain tiled or stripped TIFF becomes a :class:`TiledPage`,
     other TIFFs (pyramids, OME, ...) a tile-chunked dask array of level 0. Returns None
     when ``path`` is not a TIFF or level 0 holds at most ``min_bytes`` (default
-    :data:`LAZY_REGION_BYTES`): read it into memory as before.
+    :data:`LAZY_REGION_BYTES`): the caller reads it into memory.
 
     Raises
     ------

@@ -121,7 +121,7 @@ def probability_samples(
     and dropout passes) have a normalised entropy above ``adaptive`` get the other ``tta - 1``
     views. For the others the first view's samples stand in for the views not run, so the
     shape is the same and their mean is the first view's. ``None``: every view for every
-    input (as before). ``info``, when given, receives ``n_extra`` (inputs that got the extra
+    input. ``info``, when given, receives ``n_extra`` (inputs that got the extra
     views) and ``n``.
     """
     import torch
