@@ -44,3 +44,30 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(
         "NAPARI_NUCLEUS_AI_DEVICE", os.environ.get("NAPARI_NUCLEUS_AI_TEST_DEVICE", "cpu")
     )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One in-process Dask cluster per module, 2 threads (the same API as a remote scheduler)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    c = distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def client(cluster):
+    """A Dask client of :func:`cluster`."""
+    import distributed
+
+    c = distributed.Client(cluster)
+    yield c
+    c.close()

@@ -16,29 +16,6 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """One in-process Dask cluster for the module (the same API as a remote scheduler)."""
-    import logging
-
-    c = distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=False,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def client(cluster):
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from napari_nucleus_ai.samples.smear import simulate_smear
 

@@ -18,29 +18,6 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """In-process cluster, 2 threads: chunk tasks of one input run side by side."""
-    import logging
-
-    c = distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=2,
-        processes=False,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def client(cluster):
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
 def field(tmp_path_factory):
     """One smear field with a dozen white cells (several chunks of 4 cells)."""
     from napari_nucleus_ai.samples.smear import simulate_smear

@@ -110,25 +110,6 @@ def test_failed_store_write_leaves_nothing(tmp_path):
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    import logging
-
-    c = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )  # fmt: skip
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def client(cluster):
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-
-
 def test_batch_format_zarr_round_trip(field, client, tmp_path):
     from napari_nucleus_ai.batch import run_batch
     from napari_nucleus_ai.cells import read_cell_table
