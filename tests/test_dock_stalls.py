@@ -37,6 +37,27 @@ def test_preload_torch_loads_its_libraries_without_importing_torch():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def test_warm_up_imports_torch_and_the_classifier_once_in_the_background():
+    """In a fresh interpreter: the warm-up returns a running daemon thread at once; when it
+    is done, torch and the classification code are imported; a second call does nothing."""
+    pytest.importorskip("torch")
+    code = textwrap.dedent(
+        """
+        import sys
+        from napari_nucleus_ai.widgets._worker import warm_up
+        t = warm_up()
+        assert t is not None and t.daemon
+        t.join(600)
+        assert not t.is_alive()
+        assert "torch" in sys.modules and "napari_nucleus_ai.classify.cells" in sys.modules
+        assert warm_up() is None
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_importing_the_worker_helpers_does_not_import_torch():
     code = "import sys, napari_nucleus_ai.widgets._worker; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -251,6 +251,48 @@ def preload_torch() -> list[str]:
     return loaded
 
 
+#: Modules a model dock imports in the background when it opens (:func:`warm_up`).
+WARM_MODULES = (
+    "torch",
+    "napari_nucleus_ai.classify.cells",
+    "napari_nucleus_ai.classify.demo_models",
+)
+_WARMING: list = []
+
+
+def warm_up(modules=WARM_MODULES):
+    """Import torch and the classification code in a background thread, once per process.
+
+    ``import torch`` holds the GIL for ~100-200 ms at a time while ``torch._C`` registers
+    its bindings (C code, no thread switch), even after :func:`preload_torch`: napari's
+    event loop stalls for as long, whichever thread imports. Started when a model dock
+    opens, that stall falls while the user picks a model, not in the first
+    classification. A plain daemon thread (no Qt object, nothing to clean up); a failed
+    import is left for the dock's own job to report. Returns the thread, or None when
+    torch is imported already or the warm-up has started before.
+    """
+    import sys
+    import threading
+
+    if "torch" in sys.modules or _WARMING:
+        return None
+
+    def work():
+        import importlib
+
+        preload_torch()
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the dock's job reports it in one line
+                return
+
+    thread = threading.Thread(target=work, name="napari-nucleus-ai warm-up", daemon=True)
+    _WARMING.append(thread)
+    thread.start()
+    return thread
+
+
 STEP_GAP_MS = 10
 
 

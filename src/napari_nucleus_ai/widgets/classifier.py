@@ -139,6 +139,9 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
 
         super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
+        from napari_nucleus_ai.widgets._worker import warm_up
+
+        warm_up()  # torch's import stalls the event loop: while the user picks a model
         self.package = None  # the model of the last classification or training
         self.last = None  # the last ClassifyResult
         self.model = ComboBox(
