@@ -39,8 +39,10 @@ def crop_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory, monkeypatch):
-    """Never read or write the developer's own settings file; run on the CPU."""
+    """Never read or write the developer's own settings file or cache; run on the CPU."""
     monkeypatch.setenv("NAPARI_NUCLEUS_AI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    # caches (the ONNX copy of a backbone) in the test run's own folder, not ~/.cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.setenv(
         "NAPARI_NUCLEUS_AI_DEVICE", os.environ.get("NAPARI_NUCLEUS_AI_TEST_DEVICE", "cpu")
     )

@@ -276,3 +276,19 @@ def test_render_frames_checked_against_the_schema(capsys, tmp_path, locs):
     line = _one_line(err)
     assert rc == 2 and "--frames FIRST -3" in line and "must be" in line, line
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_input_errors_pickle_with_their_file_and_problem():
+    """Errors cross process boundaries (predict's workers, Dask) as the same one line."""
+    import pickle
+
+    from napari_nucleus_ai.core.errors import InputError, UsageError
+
+    for err in (
+        InputError("a.csv", "no x column"),
+        InputError(None, "empty"),
+        UsageError("--eps 0"),
+    ):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert (back.path, back.problem) == (err.path, err.problem)

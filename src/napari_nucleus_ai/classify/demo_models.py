@@ -42,11 +42,9 @@ DEMO_MODELS = {
 
 
 def cache_dir() -> Path:
-    env = os.environ.get("NAPARI_NUCLEUS_AI_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "napari-nucleus-ai"
+    from napari_nucleus_ai.core.files import cache_dir as plugin_cache
+
+    return plugin_cache()
 
 
 #: The shipped demo packages (package data beside the demo; found by path, not imported).

@@ -30,6 +30,17 @@ class InputError(NucleusAIError, ValueError):
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
+    def __reduce__(self):
+        # pickled by its file and problem (worker processes, Dask), whatever a subclass's
+        # own constructor takes
+        return _rebuild_input_error, (type(self), self.path, self.problem)
+
+
+def _rebuild_input_error(cls, path, problem):
+    err = cls.__new__(cls)
+    InputError.__init__(err, path, problem)
+    return err
+
 
 class UsageError(InputError):
     """A parameter or option outside what is allowed (the command line exits with 2).

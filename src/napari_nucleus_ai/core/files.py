@@ -87,3 +87,15 @@ def slug(name: str) -> str:
 
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name)).stem)[:40] or "image"
     return f"{base}-{hashlib.sha1(str(name).encode()).hexdigest()[:6]}"
+
+
+def cache_dir(*parts: str, create: bool = False) -> Path:
+    """The plugin's cache folder (``NAPARI_NUCLEUS_AI_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/napari-nucleus-ai``, else ``~/.cache/napari-nucleus-ai``), or a
+    folder ``parts`` below it; made when ``create``."""
+    env = os.environ.get("NAPARI_NUCLEUS_AI_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    path = (base if env else base / "napari-nucleus-ai").joinpath(*parts)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path

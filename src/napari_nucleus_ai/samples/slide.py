@@ -213,14 +213,9 @@ def write_slide(
 
 def cache_dir() -> Path:
     """Where generated sample files live (``NAPARI_NUCLEUS_AI_CACHE_DIR`` overrides it)."""
-    env = os.environ.get("NAPARI_NUCLEUS_AI_CACHE_DIR")
-    base = (
-        Path(env)
-        if env
-        else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "napari-nucleus-ai"
-    )
-    base.mkdir(parents=True, exist_ok=True)
-    return base
+    from napari_nucleus_ai.core.files import cache_dir as plugin_cache
+
+    return plugin_cache(create=True)
 
 
 def synthetic_slide_path(seed: int = 0, flavour: str = "svs") -> Path:
