@@ -9,8 +9,10 @@ Usage (the machine is shared: say its load with the figures)::
              ``napari-nucleus-ai predict`` as a whole process (interpreter start, imports, reading
              included) on ``--cells`` crops made by resampling the PBC crops with jitter (random
              dihedral view, shift, scale, brightness; written as PNG into a temporary folder, never
-             the repository). Reports cells/s at default settings, wall and CPU time, the share of
-             cells that got extra test-time views, and the machine load before and after.
+             the repository). Reports cells/s at default settings, wall and CPU time (the worker
+             processes' included), the worker processes ``predict`` uses, whether the backbone
+             runs in ONNX Runtime (the ``[onnx]`` extra; exported to the cache on the first run),
+             and the machine load before and after.
 ``cv``       ``bench_classifier.py pbc-cv``'s protocol (the same folds, options and metrics: balanced
              accuracy and uncertainty AUROC on held-out crops), also keeping every held-out
              prediction so two runs (code before / after a change) can be compared crop by crop
@@ -105,6 +107,17 @@ def _max_card_bytes() -> int:
     return MAX_CARD_BYTES
 
 
+def _inference_setup(n: int) -> dict:
+    """The worker processes ``predict`` uses for ``n`` crops and whether the backbone runs in
+    ONNX Runtime (empty for code without either, as in before / after comparisons)."""
+    try:
+        from napari_nucleus_ai.classify.predict import cpu_workers
+        from napari_nucleus_ai.models.nets.onnx_backbone import available
+    except ImportError:
+        return {}
+    return {"workers": cpu_workers(n), "onnx_runtime": available()}
+
+
 def predict(args) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_throughput_"))
     model = Path(args.model) if args.model else work / "pbc.zip"
@@ -139,6 +152,7 @@ def predict(args) -> dict:
         "tta": args.tta or "card default",
         "labels": df["label"].value_counts().to_dict(),
         "card_limit_raised": cli is not CLI,
+        **_inference_setup(len(df)),
         "loadavg_before": [round(x, 2) for x in load0],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),

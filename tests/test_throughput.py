@@ -166,3 +166,93 @@ def test_shared_views_measure_the_descriptor_once_per_crop():
     torch.testing.assert_close(shared, per_view[:1].expand(8, -1))
     spread = per_view.std(0) + 1e-3  # the descriptor is flip / rotation invariant (nearly)
     assert float(((per_view - shared) / spread).abs().median()) < 0.05
+
+
+def test_worker_processes_give_the_same_predictions(tmp_path):
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.classify.train import train
+    from test_morph import _tiny_set, cell
+
+    res = train(
+        _tiny_set(6),
+        tmp_path / "m.zip",
+        arch="morph",
+        crop_size=64,
+        epochs=1,
+        threads=1,
+        tta=2,
+        params={"cnn": False, "imagenet": None},
+    )
+    items = [cell(1 + i % 3, 100 + i) for i in range(20)]  # 3 chunks of at most 8
+    one = predict_items(res.package, items, workers=1)
+    two = predict_items(res.package, items, workers=2)
+    assert list(two.labels) == list(one.labels)
+    np.testing.assert_allclose(two.probs, one.probs, atol=1e-5)
+    np.testing.assert_allclose(two.uncertainty, one.uncertainty, atol=1e-5)
+
+
+def test_worker_processes_only_where_forking_is_safe():
+    import threading
+
+    from napari_nucleus_ai.classify.predict import MIN_ITEMS_PER_WORKER, cpu_workers
+
+    assert cpu_workers(MIN_ITEMS_PER_WORKER - 1) == 1  # too few items to share
+    cores = len(os.sched_getaffinity(0))
+    if threading.active_count() == 1:
+        assert cpu_workers(100 * MIN_ITEMS_PER_WORKER) == cores
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()  # another thread running (a viewer, a worker thread): this process only
+    try:
+        assert cpu_workers(100 * MIN_ITEMS_PER_WORKER) == 1
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_an_error_in_a_worker_process_is_the_same_error(monkeypatch):
+    from napari_nucleus_ai.classify import predict as P
+    from napari_nucleus_ai.core.errors import InputError
+
+    def broken(package, chunk, *args):
+        raise InputError("cell_7.png", "a problem\nin two lines")
+
+    monkeypatch.setattr(P, "_classify_chunk", broken)  # the forked workers inherit it
+
+    class Package:
+        device = torch.device("cpu")
+
+    jobs = iter([([np.zeros((8, 8, 3))], None, 1)] * 3)
+    with pytest.raises(InputError) as e:
+        list(P._run_chunks(Package(), jobs, 3, 1, {}, False, [], workers=2))
+    assert str(e.value) == "cell_7.png: a problem in two lines"
+    assert e.value.path == "cell_7.png" and e.value.problem == "a problem in two lines"
+
+
+def test_files_read_while_workers_classify_give_the_same_table(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_nucleus_ai.classify.predict import predict_paths
+    from napari_nucleus_ai.classify.train import train
+    from test_morph import _tiny_set, cell
+
+    res = train(
+        _tiny_set(6),
+        tmp_path / "m.zip",
+        arch="morph",
+        crop_size=64,
+        epochs=1,
+        threads=1,
+        params={"cnn": False, "imagenet": None},
+    )
+    paths = []
+    for i in range(20):
+        paths.append(tmp_path / f"c{i:02d}.png")
+        iio.imwrite(paths[-1], cell(1 + i % 3, 200 + i))
+    paths[9].write_bytes(b"not a png")  # one unreadable file in the middle
+    one = predict_paths(res.package, paths, skip_bad=True, workers=1)
+    two = predict_paths(res.package, paths, skip_bad=True, workers=2)
+    assert list(two["path"]) == [str(p) for p in paths]
+    assert list(two["label"].fillna("")) == list(one["label"].fillna(""))
+    assert two.loc[9, "error"] and not two.loc[8, "error"]
+    np.testing.assert_allclose(two["uncertainty"], one["uncertainty"], atol=1e-5)

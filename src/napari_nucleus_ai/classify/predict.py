@@ -46,55 +46,93 @@ def predict_items_gen(
     notes: list | None = None,
     proposer: bool = True,
     pixel_size_um=None,
+    workers: int | None = None,
 ):
     """Generator form of :func:`predict_items` (yields progress per chunk of items).
 
     ``proposer=False`` makes a diffusion package with a proposer classify over every
     class (:mod:`.models.diffusion.proposer`); other kinds ignore it. ``pixel_size_um``
     (one number, or one per item) is the crops' pixel size: a model with a canonical
-    cell frame then scales the cell physically (:mod:`.models.framing`).
+    cell frame then scales the cell physically (:mod:`.models.framing`). ``workers``: processes
+    sharing the chunks of items on the CPU (None: :func:`cpu_workers`; 1: this process only).
     """
-    from napari_nucleus_ai.models.inputs import prepare
+    items = list(items)
+
+    def source(step: int):
+        for i in range(0, len(items), step):
+            yield items[i : i + step], min(step, len(items) - i)
+
+    return (
+        yield from _predict_gen(
+            as_package(model),
+            source,
+            len(items),
+            device=device,
+            batch_size=batch_size,
+            tta=tta,
+            mc_dropout=mc_dropout,
+            threshold=threshold,
+            notes=notes,
+            proposer=proposer,
+            pixel_size_um=pixel_size_um,
+            workers=workers,
+        )
+    )
+
+
+def _predict_gen(
+    package,
+    source,
+    n: int,
+    *,
+    device: str | None = None,
+    batch_size: int = 64,
+    tta: int | None = None,
+    mc_dropout: int | None = None,
+    threshold: float | None = None,
+    notes: list | None = None,
+    proposer: bool = True,
+    pixel_size_um=None,
+    workers: int | None = None,
+):
+    """:func:`predict_items_gen` over the chunks ``source(step)`` yields: ``(items, inputs
+    covered)`` for about ``n`` inputs in all (an input that could not be read is covered
+    without an item). The chunks are read as they are needed, so reading them overlaps the
+    work of the worker processes."""
     from napari_nucleus_ai.models.uncertainty import summarise
 
-    package = as_package(model)
     notes = notes if notes is not None else []
     dev = resolve_device(device, notes)
-    items = list(items)
     package.to(dev)
     options = {"batch_size": batch_size, "tta": tta, "mc_dropout": mc_dropout}
     options["propose"] = bool(proposer)
     chunks, extras, embedded = [], [], []
     domain = (package.card.get("trust") or {}).get("domain")
-    embed = getattr(package.modules[0], "embed", None) if domain else None
+    embed = bool(domain) and hasattr(package.modules[0], "embed")
     # about 32 progress steps (a slow model on 64 crops still reports), at most CHUNK items each
-    step = min(CHUNK, max(8, -(-len(items) // 32)))
+    step = min(CHUNK, max(8, -(-n // 32)))
     px = pixel_size_um
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        px_chunk = px if px is None or np.ndim(px) == 0 else list(px)[start : start + step]
-        x, groups = prepare(chunk, package.card, pixel_size_um=px_chunk)
-        options["items"] = chunk  # raw items, for kinds that look at them (a proposer)
-        try:
-            s = package.kind.predict(package, x, options)
-        except (RuntimeError, MemoryError) as e:
-            if package.device.type == "cpu":
-                raise
-            msg = (
-                f"{package.device} failed ({' '.join(str(e).split())[:100]}); continuing on the CPU"
-            )
-            log.warning(msg)
-            notes.append(msg)
-            package.to("cpu")
-            s = package.kind.predict(package, x, options)
-        if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
-            s, extra = s
+
+    def jobs():
+        start = 0
+        for chunk, covered in source(step):
+            per_item = px is not None and np.ndim(px) > 0
+            yield chunk, list(px)[start : start + len(chunk)] if per_item else px, covered
+            start += len(chunk)
+
+    done = 0
+    for pooled, extra, emb, covered in _run_chunks(
+        package, jobs(), n, step, options, embed, notes, workers
+    ):
+        done += covered
+        yield Progress(done, n, f"classifying {done}/{n}")
+        if pooled is None:
+            continue
+        chunks.append(pooled)
+        if extra is not None:
             extras.append(extra)
-        chunks.append(pool_items(np.asarray(s), groups, min(step, len(items) - start)))
-        if embed is not None:
-            embedded.append(_embed(package, x))
-        done = min(start + step, len(items))
-        yield Progress(done, len(items), f"classifying {done}/{len(items)}")
+        if emb is not None:
+            embedded.append(emb)
     n_classes = len(package.classes)
     samples = np.concatenate(chunks, 1) if chunks else np.zeros((1, 0, n_classes))
     thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
@@ -106,6 +144,141 @@ def predict_items_gen(
         pred.extra = cols
     _add_trust(pred, package.card, np.concatenate(embedded) if embedded else None)
     return pred
+
+
+# ------------------------------------------------------------------ chunks, here or in workers
+MIN_ITEMS_PER_WORKER = 64  # fewer items than this per extra process: not worth its start
+
+
+def cpu_workers(n_items: int) -> int:
+    """Processes to share ``n_items`` on the CPU: the CPUs this process may run on, at most one
+    per :data:`MIN_ITEMS_PER_WORKER` items, and 1 (this process alone) unless the platform forks
+    processes (Linux) and this process runs one thread (a command line or a script, not a
+    viewer: forking a process with other threads running is not safe)."""
+    import multiprocessing
+    import sys
+    import threading
+
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if threading.active_count() > 1 or multiprocessing.parent_process() is not None:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_items // MIN_ITEMS_PER_WORKER))
+
+
+def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes: list):
+    """One chunk of items: inputs, the kind's predict (falling back to the CPU when the device
+    fails), per-item pooling and the features the domain score reads.
+
+    Returns ``(samples (S, n, C), extra columns or None, features or None)``.
+    """
+    from napari_nucleus_ai.models.inputs import prepare
+
+    x, groups = prepare(chunk, package.card, pixel_size_um=px_chunk)
+    options = {**options, "items": chunk}  # raw items, for kinds that look at them (a proposer)
+    try:
+        s = package.kind.predict(package, x, options)
+    except (RuntimeError, MemoryError) as e:
+        if package.device.type == "cpu":
+            raise
+        msg = f"{package.device} failed ({' '.join(str(e).split())[:100]}); continuing on the CPU"
+        log.warning(msg)
+        notes.append(msg)
+        package.to("cpu")
+        s = package.kind.predict(package, x, options)
+    extra = None
+    if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
+        s, extra = s
+    pooled = pool_items(np.asarray(s), groups, len(chunk))
+    return pooled, extra, (_embed(package, x) if embed else None)
+
+
+_WORKER: dict = {}  # the package in a worker process (inherited when it forks)
+
+
+def _worker_start() -> None:
+    """A worker process computes on one thread: the processes share the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker_chunk(chunk, px_chunk, options: dict, embed: bool):
+    """:func:`_classify_chunk` in a worker process; an error comes back as :class:`_Failed`."""
+    try:
+        return _classify_chunk(_WORKER["package"], chunk, px_chunk, options, embed, [])
+    except Exception as e:  # noqa: BLE001 - sent back whole: not every error pickles by its args
+        return _Failed(type(e), str(e), dict(vars(e)))
+
+
+class _Failed(tuple):
+    """An error raised in a worker: its class, message and attributes, rebuilt by :meth:`error`
+    in the parent (``InputError(path, problem)`` does not unpickle from its message alone)."""
+
+    def error(self) -> Exception:
+        cls, message, state = self
+        err = cls.__new__(cls)
+        Exception.__init__(err, message)
+        err.__dict__.update(state)
+        return err
+
+    def __new__(cls, *parts):
+        return super().__new__(cls, parts)
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+
+def _run_chunks(package, jobs, n: int, step: int, options: dict, embed: bool, notes, workers):
+    """``(samples, extra, features, covered)`` of every ``(chunk, px_chunk, covered)`` of the
+    iterator ``jobs``, in order (:func:`_classify_chunk`): in this process, or on the CPU in
+    ``workers`` forked processes (each with the package as this process has it, on one
+    thread) while this process takes the next jobs from ``jobs`` (reads the next crops)."""
+    workers = cpu_workers(n) if workers is None else int(workers)
+    n_jobs = -(-n // step)
+    if workers <= 1 or n_jobs < 2 or package.device.type != "cpu":
+        for chunk, px_chunk, covered in jobs:
+            if not chunk:  # no input of this chunk could be read
+                yield None, None, None, covered
+                continue
+            yield (*_classify_chunk(package, chunk, px_chunk, options, embed, notes), covered)
+        return
+    import collections
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    def result(future, covered):
+        if future is None:
+            return None, None, None, covered
+        got = future.result()
+        if isinstance(got, _Failed):
+            raise got.error()
+        return (*got, covered)
+
+    _WORKER["package"] = package  # before the processes fork
+    ctx = multiprocessing.get_context("fork")
+    pending: collections.deque = collections.deque()
+    try:
+        with ProcessPoolExecutor(min(workers, n_jobs), ctx, _worker_start) as pool:
+            try:
+                for chunk, px_chunk, covered in jobs:
+                    job = None
+                    if chunk:
+                        job = pool.submit(_worker_chunk, chunk, px_chunk, options, embed)
+                    pending.append((job, covered))
+                    while pending and (pending[0][0] is None or pending[0][0].done()):
+                        yield result(*pending.popleft())
+                while pending:
+                    yield result(*pending.popleft())
+            except BaseException:  # an error, or the caller stopped: drop the work queued
+                pool.shutdown(cancel_futures=True)
+                raise
+    finally:
+        _WORKER.clear()
 
 
 def _embed(package, x: np.ndarray) -> np.ndarray:
@@ -147,7 +320,7 @@ def predict_items(model, items, **options):
         Image crops ``(H, W[, C])`` for crop models; for STORM models, per-nucleus
         localization arrays ``(N, 2)`` (x, y nm) or images rendered at the card's
         ``render_pixel_nm``.
-    device, batch_size, tta, mc_dropout, threshold, notes, pixel_size_um : see
+    device, batch_size, tta, mc_dropout, threshold, notes, pixel_size_um, workers : see
         :func:`predict_items_gen`.
     """
     return run_sync(predict_items_gen(model, items, **options))
@@ -167,21 +340,25 @@ def predict_paths_gen(model, paths, *, skip_bad: bool = False, **options):
     paths = [os.fspath(p) for p in paths]
     if not paths:
         raise InputError(None, "no input files given")
-    items, good, errors = [], [], {}
-    for i, p in enumerate(paths):
-        try:
-            items.append(read_item(p, package))
-            good.append(i)
-        except (NucleusAIError, OSError, ValueError) as e:
-            if not skip_bad:
-                raise
-            errors[i] = one_line(e, p)
-        if i % 16 == 0 or i == len(paths) - 1:
-            yield Progress(i + 1, len(paths), f"reading inputs {i + 1}/{len(paths)}")
-    if not items:
-        first = next(iter(errors.values()))
-        raise InputError(None, f"none of the {len(paths)} inputs could be read; first: {first}")
-    pred = yield from predict_items_gen(package, items, **options)
+    good, errors = [], {}
+
+    def source(step: int):  # reads each chunk of paths when it is needed
+        for start in range(0, len(paths), step):
+            chunk = []
+            for i in range(start, min(start + step, len(paths))):
+                try:
+                    chunk.append(read_item(paths[i], package))
+                    good.append(i)
+                except (NucleusAIError, OSError, ValueError) as e:
+                    if not skip_bad:
+                        raise
+                    errors[i] = one_line(e, paths[i])
+            yield chunk, min(step, len(paths) - start)
+        if not good:
+            first = next(iter(errors.values()))
+            raise InputError(None, f"none of the {len(paths)} inputs could be read; first: {first}")
+
+    pred = yield from _predict_gen(package, source, len(paths), **options)
     df = pred.to_frame(path=[paths[i] for i in good])
     df = df.rename(columns={"class": "label"})
     cols = ["path", "label", "uncertainty"] + [f"p_{c}" for c in package.classes]

@@ -38,6 +38,8 @@ def set_mc_dropout(module, on: bool) -> None:
     """Dropout layers in train mode (sampling) while everything else stays in eval."""
     from torch import nn
 
+    if not on and not any(m.training for m in module.modules()):
+        return  # all in eval already: ``eval()`` would set every submodule's flag again
     module.eval()
     if on:
         for m in module.modules():

@@ -154,7 +154,8 @@ def inference_copy(net):
 def features(net, rgb, view: float = VIEW):
     """Pooled ImageNet features ``(N, 1280)`` of RGB crops ``(N, 3, H, W)`` in [0, 1].
 
-    The centre ``view`` fraction of each crop is resized to 224 px first.
+    The centre ``view`` fraction of each crop is resized to 224 px first. ``net`` is the
+    backbone, or its ONNX Runtime form (:class:`~.onnx_backbone.OnnxBackbone`).
     """
     import torch
     import torch.nn.functional as F
@@ -167,6 +168,8 @@ def features(net, rgb, view: float = VIEW):
     mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device)[None, :, None, None]
     std = torch.tensor(STD, dtype=x.dtype, device=x.device)[None, :, None, None]
     x = (x - mean) / std
+    if hasattr(net, "pooled"):  # the backbone through ONNX Runtime (onnx_backbone)
+        return net.pooled(x)
     if next(net.parameters()).is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
     return net.extract_features(x).mean((2, 3))

@@ -250,18 +250,23 @@ class Morph(nn.Module):
         return features(self._backbone(rgb), rgb, float(self.params["imagenet_view"]))
 
     def _backbone(self, rgb):
-        """The backbone for this pass: on the CPU without gradients, a copy with batch norms
-        folded into the convolutions and channels-last weights
-        (:func:`~.imagenet.inference_copy`), made once and dropped with the memo whenever
-        weights change; ``self.img`` itself otherwise (training, saliency, GPUs)."""
-        from napari_nucleus_ai.models.nets.imagenet import inference_copy
+        """The backbone for this pass: on the CPU without gradients, a fast form made once
+        and dropped with the memo whenever weights change - ONNX Runtime's where the
+        ``[onnx]`` extra is installed (:func:`~.onnx_backbone.onnx_backbone`), otherwise a
+        copy with batch norms folded into the convolutions and channels-last weights
+        (:func:`~.imagenet.inference_copy`); ``self.img`` itself otherwise (training,
+        saliency, GPUs)."""
+        from napari_nucleus_ai.models.nets.imagenet import SIZE, inference_copy
+        from napari_nucleus_ai.models.nets.onnx_backbone import onnx_backbone
 
         if self.training or torch.is_grad_enabled() or rgb.device.type != "cpu":
             return self.img
         with _MEMO_LOCK:
             fast = self.__dict__.get("_fast_img")
-            if fast is None or next(fast.parameters()).device != rgb.device:
-                fast = self.__dict__["_fast_img"] = inference_copy(self.img)
+            if fast is None:
+                fast = inference_copy(self.img)
+                fast = onnx_backbone(fast, SIZE) or fast
+                self.__dict__["_fast_img"] = fast
         return fast
 
     # Features of crops already seen in this inference session (the first test-time view,

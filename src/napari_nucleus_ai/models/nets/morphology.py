@@ -305,9 +305,9 @@ def describe_cells(rgb: np.ndarray, chunk: int = 64) -> np.ndarray:
     masked means are summed in another order), computed over the whole batch at once
     where the measurement allows it: optical density, colour statistics, difference of
     Gaussians, the Gabor bank (batched FFTs in torch when it is loaded, numpy otherwise),
-    local binary patterns, radial profiles and histograms. Only the segmentation (nucleus
-    and cell masks, their shapes and lobes) runs per crop (``morph`` runs its frozen
-    backbone on another thread meanwhile). Crops go through in chunks of ``chunk``.
+    radial profiles and histograms. The segmentation (nucleus and cell masks, their shapes
+    and lobes) and scikit-image's local binary patterns run per crop (``morph`` runs its
+    frozen backbone on another thread meanwhile). Crops go through in chunks of ``chunk``.
     """
     rgb = np.asarray(rgb, np.float32)
     if not len(rgb):
@@ -379,7 +379,7 @@ def _gabor_bank(n: int, m: int, h: int) -> np.ndarray:
     return _GABOR_BANKS[key]
 
 
-def _gabor_batch(grey: np.ndarray, masks: tuple, h: int, chunk: int = 4) -> np.ndarray:
+def _gabor_batch(grey: np.ndarray, masks: tuple, h: int, chunk: int = 2) -> np.ndarray:
     """:func:`_gabor_energy` over a batch ``(N, 4 * len(masks) * 2)``: the mean Gabor modulus
     inside each mask (4 scales x 8 orientations) as mean over orientations and relative
     spread. Single-precision FFTs (torch's when it is loaded, numpy's otherwise): the
@@ -397,23 +397,20 @@ def _gabor_batch(grey: np.ndarray, masks: tuple, h: int, chunk: int = 4) -> np.n
     if "torch" in sys.modules:  # batched FFTs on torch's threads when torch is loaded
         import torch
 
-        tb = torch.from_numpy(bank)[None, :, :, :, None]  # real x (re, im)
-        spec = torch.view_as_real(torch.fft.fft2(torch.from_numpy(centred)).to(torch.complex64))
+        spec = torch.fft.fft2(torch.from_numpy(centred)).to(torch.complex64).numpy()
         ws = torch.from_numpy(wsum)
         # buffers reused across chunks: allocating these ~20 MB arrays anew for every chunk
         # (page faults) cost as much as the arithmetic
         prod = torch.empty((chunk, nf, hh, ww), dtype=torch.complex64)
         z = torch.empty_like(prod)
         mod = torch.empty((chunk, nf, hh, ww), dtype=torch.float32)
-        tmp = torch.empty_like(mod)
         for i in range(0, n, chunk):
             k = min(chunk, n - i)
-            torch.mul(spec[i : i + k, None], tb, out=torch.view_as_real(prod[:k]))
+            # numpy's complex x real product and modulus are vectorised (torch's strided ones
+            # took several times as long); torch does the FFTs
+            np.multiply(spec[i : i + k, None], bank, out=prod[:k].numpy())
             torch.fft.ifft2(prod[:k], out=z[:k])
-            zr = torch.view_as_real(z[:k])
-            torch.mul(zr[..., 0], zr[..., 0], out=mod[:k])  # |z|: faster than abs()
-            torch.mul(zr[..., 1], zr[..., 1], out=tmp[:k])
-            mod[:k].add_(tmp[:k]).sqrt_()
+            np.abs(z[:k].numpy(), out=mod[:k].numpy())
             sums[i : i + k] = torch.bmm(mod[:k].reshape(k, nf, -1), ws[i : i + k])
     else:
         spec = np.fft.fft2(centred).astype(np.complex64)
@@ -430,50 +427,30 @@ def _gabor_batch(grey: np.ndarray, masks: tuple, h: int, chunk: int = 4) -> np.n
     return out.reshape(n, -1)
 
 
-def _lbp_batch(grey: np.ndarray, masks: tuple, radius: float) -> np.ndarray:
-    """:func:`_lbp_hist` over a batch: skimage's ``local_binary_pattern(..., "uniform")``
-    (bilinear neighbours, constant 0 outside, its transition count) computed for all crops
-    at once; histograms ``(N, len(masks) * (P + 2))``."""
-    n, hh, ww = grey.shape
+def _lbp_batch(grey: np.ndarray, masks: tuple, radii: tuple = (1.0, 2.0)) -> np.ndarray:
+    """:func:`_lbp_hist` over a batch, for each radius and mask in turn: scikit-image's
+    ``local_binary_pattern(..., "uniform")`` of each crop's 8-bit grey image (stretched
+    once for all radii), histograms counted for the whole batch ``(N, R * M * (P + 2))``."""
+    from skimage.feature import local_binary_pattern
+
+    n = len(grey)
     lo, hi = np.percentile(grey.reshape(n, -1), [1.0, 99.5], axis=1)
     scale = np.maximum(hi - lo, 1e-6)
     g8 = np.clip((grey - lo[:, None, None]) / scale[:, None, None] * 255, 0, 255)
-    img = g8.astype(np.uint8).astype(np.float64)
-    pad = int(np.ceil(radius)) + 1
-    imgp = np.pad(img, ((0, 0), (pad, pad), (pad, pad)))
-    ang = 2 * np.pi * np.arange(_LBP_P, dtype=np.double) / _LBP_P
-    rp = np.round(-radius * np.sin(ang), 5)
-    cp = np.round(radius * np.cos(ang), 5)
-    rows = np.arange(hh, dtype=np.double)[:, None]
-    cols = np.arange(ww, dtype=np.double)[None, :]
-    signed = np.empty((_LBP_P, n, hh, ww), bool)
-
-    def shifted(dy: int, dx: int) -> np.ndarray:  # img[r + dy, c + dx], 0 outside
-        return imgp[:, pad + dy : pad + dy + hh, pad + dx : pad + dx + ww]
-
-    for i in range(_LBP_P):
-        # skimage's bilinear_interpolation at (r + rp, c + cp): the integer parts are the
-        # same for every pixel, the fractions computed per row / column as it does
-        r, c = rows + rp[i], cols + cp[i]
-        dr, dc = r - np.floor(r), c - np.floor(c)
-        r0, r1 = int(np.floor(rp[i])), int(np.ceil(rp[i]))
-        c0, c1 = int(np.floor(cp[i])), int(np.ceil(cp[i]))
-        if r0 == r1 and c0 == c1:  # on the grid: the interpolation is the pixel itself
-            signed[i] = shifted(r0, c0) >= img
-            continue
-        top = (1 - dc) * shifted(r0, c0) + dc * shifted(r0, c1)
-        bottom = (1 - dc) * shifted(r1, c0) + dc * shifted(r1, c1)
-        signed[i] = ((1 - dr) * top + dr * bottom) - img >= 0
-    changes = np.abs(np.diff(signed.astype(np.int8), axis=0)).sum(0)
-    codes = np.where(changes <= 2, signed.sum(0), _LBP_P + 1).reshape(n, -1)
+    g8 = g8.astype(np.uint8)
     nb = _LBP_P + 2
-    out = []
+    offset = nb * np.arange(n)[:, None]
+    use = []
     for m in masks:
         m = m.reshape(n, -1)
-        use = np.where((m.sum(1) >= 4)[:, None], m, True)
-        idx = codes + nb * np.arange(n)[:, None]
-        hist = np.bincount(idx[use], minlength=n * nb).reshape(n, nb).astype(float)
-        out.append(hist / np.maximum(hist.sum(1, keepdims=True), 1.0))
+        use.append(np.where((m.sum(1) >= 4)[:, None], m, True))
+    out = []
+    for radius in radii:
+        codes = np.stack([local_binary_pattern(g, _LBP_P, radius, method="uniform") for g in g8])
+        idx = codes.reshape(n, -1).astype(np.intp) + offset
+        for u in use:
+            hist = np.bincount(idx[u], minlength=n * nb).reshape(n, nb).astype(float)
+            out.append(hist / np.maximum(hist.sum(1, keepdims=True), 1.0))
     return np.concatenate(out, 1)
 
 
@@ -512,8 +489,7 @@ def _describe_batch(rgb: np.ndarray) -> np.ndarray:
     has = cyto.reshape(n, -1).any(1)
     cols.append(_masked_stats(red, wcyto))
     cols.append(np.where(has, _masked_mean(red > 0.25, wcyto), 0.0)[:, None])
-    for radius in (1.0, 2.0):
-        cols.append(_lbp_batch(grey, (nuc, cyto), radius))
+    cols.append(_lbp_batch(grey, (nuc, cyto)))
     # radial profiles around the nucleus centre, up to half the crop side
     cy = np.asarray([s[4][0] for s in seg], np.float64)[:, None, None]
     cx = np.asarray([s[4][1] for s in seg], np.float64)[:, None, None]
@@ -528,10 +504,11 @@ def _describe_batch(rgb: np.ndarray) -> np.ndarray:
         cols.append(sc / np.maximum(counts, 1))
     # centre-weighted optical-density histograms
     wgt = np.exp(-(((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / h**2) / (2 * 0.2**2))
-    edges = np.linspace(0.0, 2.0, N_HIST + 1)
     for c in range(3):
+        # np.histogram's bins of width 2 / N_HIST over [0, 2) by one product: with N_HIST / 2
+        # a power of two the product and the bin edges are exact in floating point
         v = np.clip(od[..., c], 0, 1.999).reshape(n, -1)
-        b = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, N_HIST - 1)
+        b = (v * (N_HIST / 2)).astype(np.intp)
         b = (b + N_HIST * np.arange(n)[:, None]).ravel()
         hist = np.bincount(b, np.broadcast_to(wgt.ravel(), v.shape).ravel(), n * N_HIST)
         cols.append(hist.reshape(n, N_HIST) / wgt.sum())

@@ -1,0 +1,75 @@
+"""The frozen backbone through ONNX Runtime (models/nets/onnx_backbone.py, the [onnx] extra):
+the same features as PyTorch's, exported once to the cache, checked before use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+from napari_nucleus_ai.models.nets import imagenet  # noqa: E402
+from napari_nucleus_ai.models.nets import onnx_backbone as ob  # noqa: E402
+
+needs_onnx = pytest.mark.skipif(
+    not ob.available(), reason="the [onnx] extra (onnxruntime, onnx) is not installed"
+)
+
+
+def _net(seed: int = 0):
+    torch.manual_seed(seed)
+    return imagenet.inference_copy(imagenet.build_backbone())
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("NAPARI_NUCLEUS_AI_ONNX", "0")
+    assert not ob.available()
+    assert ob.onnx_backbone(object(), 224) is None
+
+
+@needs_onnx
+def test_same_features_as_pytorch_and_exported_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    net = _net()
+    fast = ob.onnx_backbone(net, imagenet.SIZE)
+    assert isinstance(fast, ob.OnnxBackbone)
+    files = list(ob.cache_dir().glob("*.onnx"))
+    assert len(files) == 1 and ob.weights_digest(net) in files[0].name
+    rgb = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = imagenet.features(net, rgb)
+        got = imagenet.features(fast, rgb)
+    assert got.shape == (3, imagenet.N_FEATURES)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    stamp = files[0].stat().st_mtime_ns
+    again = ob.onnx_backbone(net, imagenet.SIZE)  # read from the cache, not exported again
+    assert again is not None and files[0].stat().st_mtime_ns == stamp
+
+
+@needs_onnx
+def test_a_cached_graph_that_disagrees_or_is_broken_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a, b = _net(0), _net(1)
+    assert ob.onnx_backbone(a, imagenet.SIZE) is not None
+    src = ob.cache_dir() / f"efficientnet-lite0-f{ob.FORMAT}-{ob.weights_digest(a)}.onnx"
+    dst = src.with_name(src.name.replace(ob.weights_digest(a), ob.weights_digest(b)))
+    dst.write_bytes(src.read_bytes())  # another network's graph under b's name
+    assert ob.onnx_backbone(b, imagenet.SIZE) is None
+    dst.write_bytes(b"not an onnx file")
+    assert ob.onnx_backbone(b, imagenet.SIZE) is None
+
+
+@needs_onnx
+def test_morph_predicts_the_same_with_onnx_runtime(tmp_path, monkeypatch):
+    from napari_nucleus_ai.models.nets.morph import Morph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    m = Morph(3, 2, cnn=False, imagenet="efficientnet-lite0").eval()
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        got = m.imagenet_features(x)
+    assert isinstance(m._fast_img, ob.OnnxBackbone)
+    with torch.no_grad():
+        ref = imagenet.features(m.img, m.rgb(x), float(m.params["imagenet_view"]))
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
