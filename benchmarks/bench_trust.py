@@ -23,7 +23,7 @@ the ImageNet features where the ``[pretrained]`` extra is installed) on real PBC
     by eye in ``benchmarks/bccd_labels_by_eye.csv``.
 
 The model is what ``train`` makes by default (no canonical cell frame); ``--frame on``
-trains with it, ``--stain-augment N`` sets its augmented copies (default 1).
+trains with it, ``--stain-augment N`` sets its augmented copies (default: ``train``'s, 3).
 ``--tag NAME`` stores the results under ``NAME`` (several configurations side by side);
 ``--loso`` prints the leave-one-shift-out choice over the stored tags: for every shift, the
 configuration with the best mean balanced accuracy over the *other* shifts, and its score

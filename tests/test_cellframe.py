@@ -108,6 +108,80 @@ def test_nucleus_referenced_stain_normalisation_undoes_a_paler_stain():
     assert jittered.shape == rgb.shape and 0 < np.abs(jittered - rgb).mean() < 0.1
 
 
+def _nucleus_and_cytoplasm(frame: np.ndarray, plasma) -> tuple[float, float]:
+    """Total optical density of a frame's nucleus (densest 5 % of the centre) and of its
+    cytoplasm (the ring of pixels between the background and the nucleus)."""
+    od = np.maximum(-np.log(np.clip(frame, 1e-3, 1) / np.asarray(plasma)), 0).sum(-1)
+    h = frame.shape[0]
+    yy, xx = np.mgrid[:h, :h]
+    centre = np.hypot(yy - (h - 1) / 2, xx - (h - 1) / 2) < 0.3 * h
+    nucleus = od[centre] >= np.percentile(od[centre], 95)
+    cyto = centre & (od > 0.15 * od[centre][nucleus].mean()) & (od < 0.5 * od.max())
+    return float(od[centre][nucleus].mean()), float(np.median(od[cyto]))
+
+
+def test_two_point_normalisation_keeps_the_cytoplasm_paler_than_the_nucleus():
+    """A stain whose nucleus is pale against its cytoplasm, in another hue and plasma: the
+    two-point normalisation brings the nucleus to the reference density and the plasma to
+    the reference colour, and keeps the cytoplasm/nucleus density ratio."""
+    from napari_nucleus_ai.models.stain import (
+        normalise_stain,
+        od_fit,
+        od_normalise,
+        two_point_normalise,
+    )
+
+    img, _, _ = _sim("neutrophil", seed=4)
+    rgb = img / 255.0
+    frame, info = canonical_frame(rgb, 96, 0.5)
+    ref = {"kind": "two_point", **od_fit([frame], [info["plasma"]])}
+    assert np.array_equal(
+        normalise_stain(frame, info["plasma"], ref), two_point_normalise(frame, info["plasma"], ref)
+    )
+    # the same frame, its dense parts capped (a pale nucleus) and in another hue and plasma
+    plasma = np.asarray(info["plasma"])
+    od = np.maximum(-np.log(np.clip(frame, 1e-3, 1) / plasma), 0)
+    t = od.sum(-1, keepdims=True)
+    od = np.minimum(t, 0.4 * t.max()) * np.array([0.35, 0.4, 0.25])
+    oplasma = np.array([0.85, 0.88, 0.92])
+    oframe, oinfo = np.clip(oplasma * np.exp(-od), 0, 1), {"plasma": oplasma}
+    fixed = two_point_normalise(oframe, oinfo["plasma"], ref)
+    per_channel = {**ref, "kind": "nucleus_od"}  # a card's other stain kind keeps its rule
+    assert np.array_equal(
+        normalise_stain(oframe, oplasma, per_channel), od_normalise(oframe, oplasma, per_channel)
+    )
+    n_ref, _ = _nucleus_and_cytoplasm(frame, ref["plasma"])
+    n_in, c_in = _nucleus_and_cytoplasm(oframe, oinfo["plasma"])
+    n_out, c_out = _nucleus_and_cytoplasm(fixed, ref["plasma"])
+    assert n_out == pytest.approx(n_ref, rel=0.25)  # the nucleus at the reference density
+    assert c_out / n_out == pytest.approx(c_in / n_in, rel=0.25)  # the contrast kept
+    from napari_nucleus_ai.models.cellframe import plasma_colour
+
+    assert np.abs(plasma_colour(fixed) - ref["plasma"]).max() < 0.05  # the reference plasma
+
+
+def test_the_microscope_jitter_changes_framing_colour_and_focus_but_keeps_the_cell():
+    from napari_nucleus_ai.models.stain import augment_set, microscope_jitter
+
+    img, _, diameter = _sim("lymphocyte", seed=5)
+    rgb = img / 255.0
+    rng = np.random.default_rng(0)
+    copies = [microscope_jitter(rgb, rng) for _ in range(6)]
+    assert all(
+        c.dtype == np.float32 and c.ndim == 3 and 0 <= c.min() <= c.max() <= 1 for c in copies
+    )
+    assert any(c.shape[0] < rgb.shape[0] for c in copies)  # tight boxes and fewer pixels
+    assert all(np.abs(c.mean((0, 1)) - rgb.mean((0, 1))).max() < 0.25 for c in copies)
+    for c in copies:  # the cell is still found at the copy's centre
+        found = find_cell(c)
+        assert np.hypot(*(np.subtract(found["centre"], np.array(c.shape[:2]) / 2))) < (
+            0.5 * diameter * c.shape[0] / rgb.shape[0] + 4
+        )
+    items, labels, groups = augment_set([img, img], [0, 1], 2, seed=1)
+    assert len(items) == 6 and list(labels) == [0, 1, 0, 1, 0, 1]
+    assert list(groups) == [0, 1, 0, 1, 0, 1]
+
+
 # ------------------------------------------------------------------ models with the frame
 def _training_set(n: int = 8, size: int = 200, pixel_size=None, unit="px"):
     from napari_nucleus_ai.classify.trainset import TrainingSet
@@ -149,6 +223,7 @@ def test_train_stores_the_frame_and_a_loaded_card_reproduces_it(framed_model):
     assert frame["kind"] == "cell" and frame["fill"] == 0.5
     assert "field" not in card["input"] and "pixel_size_um" not in frame  # pixel size unknown
     assert len(frame["stain"]["nucleus_od"]) == 3 and min(frame["stain"]["plasma"]) > 0.5
+    assert frame["stain"]["kind"] == "two_point"
     loaded = load_model(framed_model.path)
     assert frame_of(loaded.card) == frame
     crop = _training_set(1).samples[0]
@@ -318,3 +393,22 @@ def test_the_command_line_passes_the_pixel_size_and_refuses_bad_values(
     train = ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--stain-augment", "9"]
     assert main(train) == 2
     assert "--stain-augment" in capsys.readouterr().err
+
+
+def test_black_padding_of_a_box_cut_past_the_image_edge_is_not_part_of_the_frame():
+    """A box cut past the image edge (padded with zeros, as PIL's ``crop`` does) frames the
+    cell as the same crop without the padding does."""
+    from napari_nucleus_ai.models.cellframe import trim_padding
+    from napari_nucleus_ai.models.framing import frame_crops
+
+    img, centre, diameter = _sim("neutrophil", seed=6, size=200)
+    cy, cx = (int(round(v)) for v in centre)
+    h = int(round(0.9 * diameter))
+    crop = img[max(cy - h, 0) : cy + h, max(cx - h, 0) : cx + h]
+    padded = np.zeros((crop.shape[0] + 30, crop.shape[1] + 20, 3), np.uint8)
+    padded[30:, :-20] = crop  # black above and to the right
+    assert np.array_equal(trim_padding(padded), crop)
+    assert np.array_equal(trim_padding(crop), crop)
+    card = {"input": {"crop_size": 64, "frame": {"kind": "cell", "fill": FILL}}}
+    a, b = frame_crops([crop, padded], card)
+    assert np.abs(a - b).mean() < 0.01

@@ -136,8 +136,8 @@ def add_arguments(p) -> None:
         "--stain-augment",
         type=int,
         metavar="N",
-        help="stain/camera/focus-augmented copies of each training crop, 0-8 (canonical frame "
-        "only; default 1)",
+        help="'other microscope' copies of each training crop (framing, pixel size, stain, "
+        "background, defocus, JPEG), 0-8 (canonical frame only; default 3)",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)

@@ -163,6 +163,21 @@ def resample(rgb: np.ndarray, centre, window: float, size: int, fill_rgb, edge_p
     return (out + bg)[0].numpy().transpose(1, 2, 0)
 
 
+def trim_padding(img: np.ndarray, level: float = 0.02) -> np.ndarray:
+    """``img`` without the black rows and columns at its edges (a crop box that ran past
+    the image, padded with zeros): no pixel of them above ``level`` of the dtype's range."""
+    from napari_nucleus_ai.models.crops import to_float
+
+    x = np.asarray(img)
+    if x.ndim != 3 or min(x.shape[:2]) < 3:
+        return x
+    bright = np.asarray(to_float(x)[..., :3]).max(-1) > level
+    rows, cols = np.flatnonzero(bright.any(1)), np.flatnonzero(bright.any(0))
+    if len(rows) < 3 or len(cols) < 3:
+        return x
+    return x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
 def canonical_frame(
     rgb: np.ndarray,
     size: int,

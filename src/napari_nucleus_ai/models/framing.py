@@ -41,13 +41,13 @@ A card with ``input.frame`` sees every crop - a file, a window cut around a segm
 cell, a training crop - through :func:`.cellframe.canonical_frame`: the central white
 cell found, the crop centred on it and resampled so that the cell diameter is ``fill``
 of ``crop_size`` (whatever the crop's framing and magnification), then, with a
-``stain`` reference, stain-normalised (:func:`.stain.od_normalise`). ``input.field`` is
+``stain`` reference, stain-normalised (:func:`.stain.normalise_stain`). ``input.field`` is
 not used with it. Its numbers, all plain and checked when a card is loaded::
 
     "frame": {
         "kind": "cell",
         "fill": 0.5,                 # cell diameter / frame side
-        "stain": {"kind": "nucleus_od", "nucleus_od": [3 floats], "plasma": [3 floats]},
+        "stain": {"kind": "two_point", "nucleus_od": [3 floats], "plasma": [3 floats]},
         "pixel_size_um": 0.36,       # optional: the training crops' pixel size, um
         "cell_um": 11.2              # optional: their median cell diameter, um
     }
@@ -78,7 +78,7 @@ MIN_FIELD = 0.2
 
 FRAME_FILL = 0.5  # the canonical frame's cell diameter / frame side (train's default)
 FRAME_KINDS = ("cell",)
-STAIN_KINDS = ("nucleus_od",)
+STAIN_KINDS = ("two_point", "nucleus_od")  # the first is what new models get
 WINDOW_CELLS = 3.0  # a frame card's window around a segmented cell, in cell diameters
 CELL_UM = 12.0  # a white cell's diameter, um: the window of a frame card without ``cell_um``
 
@@ -187,8 +187,8 @@ def frame_crops(items, card: dict, pixel_size_um=None) -> list[np.ndarray]:
     pixel_size_um : float or sequence, optional
         The crops' pixel size in um (one for all, or one per crop; ``None`` = unknown).
     """
-    from napari_nucleus_ai.models.cellframe import canonical_frame
-    from napari_nucleus_ai.models.stain import od_normalise
+    from napari_nucleus_ai.models.cellframe import canonical_frame, trim_padding
+    from napari_nucleus_ai.models.stain import normalise_stain
 
     frame = frame_of(card)
     size = int(card["input"]["crop_size"])
@@ -199,10 +199,11 @@ def frame_crops(items, card: dict, pixel_size_um=None) -> list[np.ndarray]:
         item = np.asarray(item)
         if item.ndim == 2:
             item = np.repeat(item[..., None], 3, -1)
+        item = trim_padding(item)  # black padding of a box cut past the image edge
         found = _found_cell(item)
         img, info = canonical_frame(item, size, float(frame["fill"]), cell_px, found)
         if frame.get("stain"):
-            img = od_normalise(img, info["plasma"], frame["stain"])
+            img = normalise_stain(img, info["plasma"], frame["stain"])
         out.append(img)
     return out
 
@@ -237,27 +238,28 @@ def _found_cell(item: np.ndarray) -> dict:
 
 
 def fit_frame(
-    samples, size: int, fill: float = FRAME_FILL, pixel_size_um=None
+    samples, size: int, fill: float = FRAME_FILL, pixel_size_um=None, stain: str = STAIN_KINDS[0]
 ) -> tuple[dict, float]:
     """The ``input.frame`` of a new model from its training crops, and their median cell
     diameter in pixels.
 
-    The stain reference is :func:`.stain.od_fit` of the training frames; with the crops'
-    pixel size (um) known, it is recorded with the training cells' median diameter in um.
+    The stain reference is :func:`.stain.od_fit` of the training frames, normalised by
+    ``stain`` (a kind of :data:`STAIN_KINDS`); with the crops' pixel size (um) known, it is
+    recorded with the training cells' median diameter in um.
     """
-    from napari_nucleus_ai.models.cellframe import canonical_frame
+    from napari_nucleus_ai.models.cellframe import canonical_frame, trim_padding
     from napari_nucleus_ai.models.stain import od_fit
 
     frames, plasmas, cells = [], [], []
     for s in samples:
-        s = np.asarray(s)
+        s = trim_padding(np.asarray(s))
         img, info = canonical_frame(s, int(size), float(fill), found=_found_cell(s))
         frames.append(img)
         plasmas.append(info["plasma"])
         cells.append(info["diameter"])
     out = {"kind": "cell", "fill": float(fill)}
     if frames:
-        out["stain"] = {"kind": "nucleus_od", **od_fit(frames, plasmas)}
+        out["stain"] = {"kind": stain, **od_fit(frames, plasmas)}
     if pixel_size_um:
         out["pixel_size_um"] = float(pixel_size_um)
         if cells:
