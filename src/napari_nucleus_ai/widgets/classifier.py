@@ -139,9 +139,6 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
 
         super().__init__(labels=True, scrollable=True)
         self.init_dock(viewer)
-        from napari_nucleus_ai.widgets._worker import warm_up
-
-        warm_up()  # torch's import stalls the event loop: while the user picks a model
         self.package = None  # the model of the last classification or training
         self.last = None  # the last ClassifyResult
         self.model = ComboBox(
@@ -288,6 +285,10 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
         self.run_button(self.train_layers_btn, needs=[self.labels_layer, self.image_layer])
         self.cancel_button(self.cancel_btn)
         self._on_model()
+        from napari_nucleus_ai.widgets._worker import warm_up
+
+        # last: the GUI thread imports nothing the warm-up holds (a module's import lock)
+        warm_up()  # torch's import stalls the event loop: while the user picks a model
 
     # ---------------------------------------------------------------- helpers
     def _has_train_folder(self) -> bool:
