@@ -168,14 +168,15 @@ def test_shared_views_measure_the_descriptor_once_per_crop():
     assert float(((per_view - shared) / spread).abs().median()) < 0.05
 
 
-def test_worker_processes_give_the_same_predictions(tmp_path):
-    from napari_nucleus_ai.classify.predict import predict_items
+@pytest.fixture(scope="module")
+def tiny_morph(tmp_path_factory):
+    """A small descriptor-only ``morph`` model trained on synthetic cells."""
     from napari_nucleus_ai.classify.train import train
-    from test_morph import _tiny_set, cell
+    from test_morph import _tiny_set
 
-    res = train(
+    return train(
         _tiny_set(6),
-        tmp_path / "m.zip",
+        tmp_path_factory.mktemp("tiny") / "m.zip",
         arch="morph",
         crop_size=64,
         epochs=1,
@@ -183,6 +184,13 @@ def test_worker_processes_give_the_same_predictions(tmp_path):
         tta=2,
         params={"cnn": False, "imagenet": None},
     )
+
+
+def test_worker_processes_give_the_same_predictions(tiny_morph):
+    from napari_nucleus_ai.classify.predict import predict_items
+    from test_morph import cell
+
+    res = tiny_morph
     items = [cell(1 + i % 3, 100 + i) for i in range(20)]  # 3 chunks of at most 8
     one = predict_items(res.package, items, workers=1)
     two = predict_items(res.package, items, workers=2)
@@ -229,22 +237,13 @@ def test_an_error_in_a_worker_process_is_the_same_error(monkeypatch):
     assert e.value.path == "cell_7.png" and e.value.problem == "a problem in two lines"
 
 
-def test_files_read_while_workers_classify_give_the_same_table(tmp_path):
+def test_files_read_while_workers_classify_give_the_same_table(tmp_path, tiny_morph):
     import imageio.v3 as iio
 
     from napari_nucleus_ai.classify.predict import predict_paths
-    from napari_nucleus_ai.classify.train import train
-    from test_morph import _tiny_set, cell
+    from test_morph import cell
 
-    res = train(
-        _tiny_set(6),
-        tmp_path / "m.zip",
-        arch="morph",
-        crop_size=64,
-        epochs=1,
-        threads=1,
-        params={"cnn": False, "imagenet": None},
-    )
+    res = tiny_morph
     paths = []
     for i in range(20):
         paths.append(tmp_path / f"c{i:02d}.png")
