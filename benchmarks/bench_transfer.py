@@ -308,13 +308,19 @@ def train_rows(F: dict, idx: np.ndarray, y: np.ndarray):
     return np.concatenate(rows), np.concatenate(ys), np.concatenate(groups)
 
 
-def evaluate(F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2)) -> dict:
-    n_cls = len(classes)
-    rng = np.random.default_rng(0)
+def pbc_folds(y: np.ndarray, k: int = 4, seed: int = 0) -> np.ndarray:
+    """Stratified fold number of every PBC crop (split seed ``seed``)."""
+    rng = np.random.default_rng(seed)
     fold = np.zeros(len(y), int)
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = np.arange(len(idx)) % 4
+        fold[idx] = np.arange(len(idx)) % k
+    return fold
+
+
+def evaluate(F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2)) -> dict:
+    n_cls = len(classes)
+    fold = pbc_folds(y)
     pc, ps, ys_ = [], [], []
     for k in range(4):
         tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
