@@ -73,3 +73,27 @@ def test_morph_predicts_the_same_with_onnx_runtime(tmp_path, monkeypatch):
     with torch.no_grad():
         ref = imagenet.features(m.img, m.rgb(x), float(m.params["imagenet_view"]))
     np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@needs_onnx
+def test_a_model_using_onnx_runtime_copies_and_pickles(tmp_path, monkeypatch):
+    """Retraining deep-copies the loaded model: its ONNX Runtime backbone goes with it by file
+    (a session does not pickle) and the copy computes the same features."""
+    import copy
+    import pickle
+
+    from napari_nucleus_ai.models.nets.morph import Morph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    m = Morph(3, 2, cnn=False, imagenet="efficientnet-lite0").eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        ref = m.imagenet_features(x)
+    assert isinstance(m._fast_img, ob.OnnxBackbone)
+    for other in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        fast = other._fast_img
+        assert isinstance(fast, ob.OnnxBackbone) and fast.session is None  # opened when used
+        other.__dict__["_memo"] = {}  # computed again, not remembered
+        with torch.inference_mode():
+            got = other.imagenet_features(x)
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)

@@ -130,6 +130,15 @@ class OnnxBackbone:
         self.path, self.threads = path, max(1, int(threads))
         self._open()
 
+    def __getstate__(self) -> dict:
+        # copied or pickled (a model deep-copied for retraining) by its file: a session
+        # does not pickle, the copy opens its own when first used
+        return {"path": self.path, "threads": self.threads}
+
+    def __setstate__(self, state: dict) -> None:
+        self.path, self.threads = state["path"], state["threads"]
+        self.session, self.pid = None, None
+
     def _open(self) -> None:
         import onnxruntime as ort
 
@@ -144,7 +153,8 @@ class OnnxBackbone:
         """Features of normalised ``(N, 3, H, W)`` float32 inputs, as a torch tensor."""
         import torch
 
-        if os.getpid() != self.pid:  # a forked process: the session's threads stayed behind
+        if self.session is None or os.getpid() != self.pid:  # a copy, or a forked process
+            # (a session's threads stay behind in the parent)
             self.threads = torch.get_num_threads()
             self._open()
         a = np.ascontiguousarray(x.detach().cpu().float().numpy())
