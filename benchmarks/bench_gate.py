@@ -214,30 +214,23 @@ def summarise(r: dict, y: np.ndarray, classes=None) -> dict:
     }
 
 
-def moderate_shift(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A milder "other microscope" than :func:`bench_transfer.harsh_shift`, through the
-    same steps: haematoxylin x U(0.7, 0.95), eosin x U(0.9, 1.2), box U(1.6, 2.2) cell
-    diameters, pixel size x U(1, 1.3), defocus sigma U(0, 1.5) % of the cell diameter,
-    white balance U(0.94, 1.06), JPEG q U(70, 95)."""
-    from bench_transfer import _cell_px, _jpeg
-    from scipy import ndimage as ndi
-    from skimage.color import hed2rgb, rgb2hed
-    from skimage.transform import rescale
+#: A milder "other microscope" than :data:`bench_transfer.HARSH`, through the same steps.
+MODERATE = {
+    "haem": (0.7, 0.95),
+    "eosin": (0.9, 1.2),
+    "box": (1.6, 2.2),
+    "pixel": (1.0, 1.3),
+    "defocus": (0.0, 0.015),
+    "balance": (0.94, 1.06),
+    "jpeg": (70, 96),
+}
 
-    x = np.clip(rgb, 1e-4, 1)
-    hed = rgb2hed(x) * np.array([rng.uniform(0.7, 0.95), rng.uniform(0.9, 1.2), 1.0])
-    x = np.clip(hed2rgb(hed), 0, 1).astype(np.float32)
-    d = _cell_px(rgb)
-    s = x.shape[0]
-    k = int(np.clip(rng.uniform(1.6, 2.2) * d, 0.25 * s, s))
-    o = (s - k) // 2
-    x = x[o : o + k, o : o + k]
-    f = 1 / rng.uniform(1.0, 1.3)
-    x = np.clip(rescale(x, f, channel_axis=-1, anti_aliasing=True), 0, 1)
-    sig = rng.uniform(0.0, 0.015) * d * f
-    x = ndi.gaussian_filter(x, (sig, sig, 0))
-    x = np.clip(x * rng.uniform(0.94, 1.06, 3), 0, 1)
-    return _jpeg(x, rng.integers(70, 96))
+
+def moderate_shift(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`bench_transfer.harsh_shift` with the :data:`MODERATE` ranges."""
+    from bench_transfer import harsh_shift
+
+    return harsh_shift(rgb, rng, MODERATE)
 
 
 def moderate_features(name: str, pbc, cache: Path) -> np.ndarray:

@@ -79,28 +79,43 @@ def _cell_px(rgb: np.ndarray) -> float:
     return float(_found_cell(np.asarray(rgb, np.float32))["diameter"])
 
 
-def harsh_shift(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random harsh "other microscope": HED haematoxylin x U(0.35, 0.75), eosin
-    x U(0.8, 1.5), tight box U(1.1, 1.6) cell diameters, pixel size x U(1.2, 2),
-    defocus sigma U(1, 4) % of the cell diameter, random white balance, JPEG q U(40, 80)."""
+#: :func:`harsh_shift`'s ranges: haematoxylin and eosin factors (HED), box side in cell
+#: diameters, pixel-size factor, defocus sigma as a fraction of the cell diameter, per-channel
+#: white balance, JPEG quality (high end excluded).
+HARSH = {
+    "haem": (0.35, 0.75),
+    "eosin": (0.8, 1.5),
+    "box": (1.1, 1.6),
+    "pixel": (1.2, 2.0),
+    "defocus": (0.01, 0.04),
+    "balance": (0.85, 1.12),
+    "jpeg": (40, 81),
+}
+
+
+def harsh_shift(rgb: np.ndarray, rng: np.random.Generator, ranges: dict = HARSH) -> np.ndarray:
+    """A random "other microscope" with ``ranges`` (:data:`HARSH`: haematoxylin x U(0.35,
+    0.75), eosin x U(0.8, 1.5), tight box U(1.1, 1.6) cell diameters, pixel size x U(1.2, 2),
+    defocus sigma U(1, 4) % of the cell diameter, random white balance, JPEG q U(40, 80))."""
     from scipy import ndimage as ndi
     from skimage.color import hed2rgb, rgb2hed
     from skimage.transform import rescale
 
+    r = ranges
     x = np.clip(rgb, 1e-4, 1)
-    hed = rgb2hed(x) * np.array([rng.uniform(0.35, 0.75), rng.uniform(0.8, 1.5), 1.0])
+    hed = rgb2hed(x) * np.array([rng.uniform(*r["haem"]), rng.uniform(*r["eosin"]), 1.0])
     x = np.clip(hed2rgb(hed), 0, 1).astype(np.float32)
     d = _cell_px(rgb)
     s = x.shape[0]
-    k = int(np.clip(rng.uniform(1.1, 1.6) * d, 0.25 * s, s))
+    k = int(np.clip(rng.uniform(*r["box"]) * d, 0.25 * s, s))
     o = (s - k) // 2
     x = x[o : o + k, o : o + k]
-    f = 1 / rng.uniform(1.2, 2.0)
+    f = 1 / rng.uniform(*r["pixel"])
     x = np.clip(rescale(x, f, channel_axis=-1, anti_aliasing=True), 0, 1)
-    sig = rng.uniform(0.01, 0.04) * d * f
+    sig = rng.uniform(*r["defocus"]) * d * f
     x = ndi.gaussian_filter(x, (sig, sig, 0))
-    x = np.clip(x * rng.uniform(0.85, 1.12, 3), 0, 1)
-    return _jpeg(x, rng.integers(40, 81))
+    x = np.clip(x * rng.uniform(*r["balance"], 3), 0, 1)
+    return _jpeg(x, rng.integers(*r["jpeg"]))
 
 
 # ----------------------------------------------------------------------------- recipes
