@@ -29,16 +29,21 @@ def _backbone_with_statistics(seed: int = 0):
     return net.eval()
 
 
-def test_inference_copy_computes_the_same_features_and_leaves_the_network_alone():
-    net = _backbone_with_statistics()
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    fast = imagenet.inference_copy(net)
+def assert_same_features(net, fast) -> None:
+    """``fast`` (a faster form of the backbone ``net``) gives ``net``'s pooled features."""
     rgb = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = imagenet.features(net, rgb)
         got = imagenet.features(fast, rgb)
     assert got.shape == (3, imagenet.N_FEATURES)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_inference_copy_computes_the_same_features_and_leaves_the_network_alone():
+    net = _backbone_with_statistics()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fast = imagenet.inference_copy(net)
+    assert_same_features(net, fast)
     # the original keeps its batch norms, weights and memory order
     assert set(net.state_dict()) == set(before)
     for k, v in net.state_dict().items():

@@ -11,6 +11,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 
 from napari_nucleus_ai.models.nets import imagenet  # noqa: E402
 from napari_nucleus_ai.models.nets import onnx_backbone as ob  # noqa: E402
+from test_fast_inference import assert_same_features  # noqa: E402
 
 needs_onnx = pytest.mark.skipif(
     not ob.available(), reason="the [onnx] extra (onnxruntime, onnx) is not installed"
@@ -36,12 +37,7 @@ def test_same_features_as_pytorch_and_exported_once(tmp_path, monkeypatch):
     assert isinstance(fast, ob.OnnxBackbone)
     files = list(ob.cache_dir().glob("*.onnx"))
     assert len(files) == 1 and ob.weights_digest(net) in files[0].name
-    rgb = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():
-        ref = imagenet.features(net, rgb)
-        got = imagenet.features(fast, rgb)
-    assert got.shape == (3, imagenet.N_FEATURES)
-    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    assert_same_features(net, fast)
     stamp = files[0].stat().st_mtime_ns
     again = ob.onnx_backbone(net, imagenet.SIZE)  # read from the cache, not exported again
     assert again is not None and files[0].stat().st_mtime_ns == stamp
