@@ -194,7 +194,57 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
     if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
         s, extra = s
     pooled = pool_items(np.asarray(s), groups, len(chunk))
-    return pooled, extra, (_embed(package, x) if embed else None)
+    features = _embed(package, x) if embed else None
+    if package.fallback is not None and features is not None:
+        return route(package, chunk, px_chunk, options, (pooled, extra, features), notes)
+    return pooled, extra, features
+
+
+def route(package, chunk, px_chunk, options: dict, first, notes: list):
+    """The cells of ``chunk`` that ``package``'s domain-shift score puts out of its domain,
+    classified again by its fallback model (and their trust columns from that model).
+
+    A package with a fallback (:mod:`.models.package`) holds two models of the same classes:
+    the first, most accurate on its training microscope, and a fallback that transfers to
+    other microscopes (``morph`` in the canonical cell frame). A cell whose ``ood`` under the
+    first model is above the card's threshold goes to the fallback. Every cell's ``set``,
+    ``ood`` and ``out_of_domain`` come from the model that classified it; ``routed`` says
+    which (``True``: the fallback).
+
+    Parameters
+    ----------
+    package : ModelPackage
+        With a ``fallback``.
+    chunk, px_chunk, options, notes
+        As :func:`_classify_chunk` got them.
+    first : tuple
+        ``(samples (S, n, C), extra columns or None, features)`` of the first model.
+
+    Returns
+    -------
+    ``(samples (S, n, C), extra columns, None)``: the trust columns are in ``extra``.
+    """
+    pooled, extra, features = first
+    cols = trust_columns(pooled.mean(0), package.card, features)
+    routed = np.asarray(cols["out_of_domain"], bool)
+    cols["routed"] = routed.copy()
+    if extra:
+        cols = {**extra, **cols}
+    idx = np.flatnonzero(routed)
+    if len(idx):
+        fb = package.fallback
+        px_sub = [px_chunk[i] for i in idx] if np.ndim(px_chunk) > 0 else px_chunk
+        embed = bool((fb.card.get("trust") or {}).get("domain"))
+        f_s, f_extra, f_feat = _classify_chunk(
+            fb, [chunk[i] for i in idx], px_sub, options, embed, notes
+        )
+        pooled = pooled.copy()
+        pooled[:, idx] = f_s[np.arange(len(pooled)) % len(f_s)]  # as many samples as the first
+        f_cols = {**(f_extra or {}), **trust_columns(f_s.mean(0), fb.card, f_feat)}
+        for key, values in f_cols.items():
+            if key in cols:
+                cols[key] = _replace_at(cols[key], idx, values)
+    return pooled, cols, None
 
 
 _WORKER: dict = {}  # the package in a worker process (inherited when it forks)
@@ -295,19 +345,43 @@ def _add_trust(pred, card: dict, features=None) -> None:
 
     An out-of-domain cell is ``unidentified`` whatever its probabilities say.
     """
-    from napari_nucleus_ai.models.trust import domain_scores, set_columns
-
-    info = card.get("trust") or {}
     if not len(pred.probs):
         return
     extra = dict(pred.extra)
-    if info.get("conformal"):
-        extra.update(set_columns(pred.probs, info["conformal"], pred.classes))
-    if info.get("domain") and features is not None and len(features) == len(pred.probs):
-        score = domain_scores(features, pred.probs, info["domain"])
-        extra["ood"] = score.astype(np.float32)
-        extra["out_of_domain"] = score > info["domain"]["threshold"]
+    if features is not None and len(features) != len(pred.probs):
+        features = None
+    for key, values in trust_columns(pred.probs, card, features).items():
+        extra.setdefault(key, values)  # a routed package's chunks brought their own
     pred.extra = extra
+
+
+def _replace_at(column, idx: np.ndarray, values):
+    """A copy of ``column`` (array, or list of strings) with ``values`` at ``idx``."""
+    if isinstance(column, list):
+        out = list(column)
+        for i, v in zip(idx, values, strict=True):
+            out[i] = v
+        return out
+    out = np.asarray(column).copy()
+    out[idx] = values
+    return out
+
+
+def trust_columns(probs: np.ndarray, card: dict, features=None) -> dict:
+    """``set`` / ``set_size`` (conformal) and ``ood`` / ``out_of_domain`` (domain-shift score
+    of ``features``) of probabilities ``probs (N, C)`` where ``card`` has them."""
+    from napari_nucleus_ai.models.trust import domain_scores, set_columns
+
+    info = card.get("trust") or {}
+    cols = {}
+    if info.get("conformal"):
+        classes = [c["name"] for c in card["classes"]]
+        cols.update(set_columns(probs, info["conformal"], classes))
+    if info.get("domain") and features is not None:
+        score = domain_scores(features, probs, info["domain"])
+        cols["ood"] = score.astype(np.float32)
+        cols["out_of_domain"] = score > info["domain"]["threshold"]
+    return cols
 
 
 def predict_items(model, items, **options):

@@ -73,6 +73,28 @@ def resolve_frame(frame, arch: str, ts, field=None) -> bool:
     return bool(frame)
 
 
+FALLBACKS = ("auto", "frame", "none")
+
+
+def resolve_fallback(fallback, arch: str, ts, framed: bool) -> bool:
+    """Whether to train a canonical-frame fallback model beside the first one: ``"auto"``
+    for ``morph`` on RGB brightfield crops when the first model cuts a field (no frame);
+    ``"frame"`` asks for it (refused where it cannot work); ``"none"`` / ``None`` never."""
+    if fallback in (None, "none"):
+        return False
+    if fallback not in FALLBACKS:
+        raise InputError(None, f"the fallback must be one of {FALLBACKS}, got {fallback!r}")
+    rgb = ts.modality == "brightfield_rgb" and np.asarray(ts.samples[0]).ndim == 3
+    possible = arch == "morph" and rgb and not framed
+    if fallback == "frame" and not possible:
+        raise InputError(
+            None,
+            "a canonical-frame fallback model needs a 'morph' model of RGB brightfield crops "
+            "that is not in the canonical frame itself",
+        )
+    return possible
+
+
 def resolve_arch(arch: str, ts) -> str:
     """``auto``: ``morph`` for RGB brightfield crops, ``smallcnn`` for everything else."""
     if arch != "auto":
@@ -295,6 +317,12 @@ class TrainOptions:
         "Other microscope" copies of each training crop: framing, pixel size, stain,
         background, defocus, JPEG (:func:`.models.stain.augment_set`; canonical-frame
         models only). Default :data:`STAIN_AUGMENT` with the frame.
+    fallback : str, optional
+        ``"frame"``: also train a fallback model in the canonical cell frame, stored in
+        the same package, for the cells the first model's domain-shift score puts out of
+        its domain (:func:`.predict.route`); ``"none"``: no fallback; ``"auto"``
+        (default): ``"frame"`` for ``morph`` on RGB brightfield crops cut with a field
+        (:func:`resolve_fallback`).
     """
 
     arch: str = "smallcnn"
@@ -328,6 +356,7 @@ class TrainOptions:
     coverage: float | None = 0.9
     frame: bool | None = None
     stain_augment: int | None = None
+    fallback: str | None = "auto"
 
     def fit_options(self, device) -> dict:
         """The options a kind's ``fit`` reads (``device_obj``: the selected torch device)."""
@@ -384,6 +413,7 @@ def _train(data, out, o: TrainOptions):
     arch, kind, params = yield from _choose_model(ts, o)
     dev = select_device(o.device)
     card = _new_card(ts, arch, kind.name, params, o, data_desc)
+    pair = resolve_fallback(o.fallback, arch, ts, "frame" in card["input"])
     tr_idx, va_idx = stratified_split(ts.labels, o.val_fraction, o.seed)
     train_set, val_set = ts.subset(tr_idx), ts.subset(va_idx)
     options = o.fit_options(dev)
@@ -398,24 +428,67 @@ def _train(data, out, o: TrainOptions):
             card["provenance"][key] = info[key]
     if "val_probs" in info and len(val_set):
         card["metrics"] = validation_metrics(info["val_probs"], val_set.labels, ts.classes)
-        trust = yield from _trust(modules, card, train_set, val_set, info["val_probs"], o)
+        home = home_rows(ts, tr_idx, va_idx) if pair else None
+        trust = yield from _trust(
+            modules, card, train_set, val_set, info["val_probs"], o, home=home
+        )
         if trust:
             card["trust"] = trust
+    fallback = None
+    if pair and (card.get("trust") or {}).get("domain"):
+        fallback = yield from _train_fallback(ts, card, data_desc, o)
     validate_card(card)
     path = None
     if out is not None:
         yield Progress(1, 1, "saving model")
-        path = os.fspath(save_model(card, modules, out, as_zip=o.as_zip))
-    package = ModelPackage(card, [m.eval() for m in modules], path)
+        path = os.fspath(save_model(card, modules, out, as_zip=o.as_zip, fallback=fallback))
+    if fallback is not None:
+        card = dict(card, fallback=fallback.card)
+    package = ModelPackage(card, [m.eval() for m in modules], path, fallback)
     return TrainResult(package, path, info.get("history", []), card.get("metrics", {}))
 
 
-def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
+def _train_fallback(ts, card: dict, data_desc: str, o: TrainOptions):
+    """The canonical-frame fallback model of the same data (a :class:`ModelPackage`)."""
+    yield Progress(0, None, "training the fallback model (canonical cell frame)")
+    sub = replace(o, frame=True, field=None, fallback="none", name=f"{card['name']} (frame)")
+    result = yield from _train(ts, None, sub)
+    prov = result.package.card["provenance"]
+    prov["data"] = card["provenance"]["data"]
+    return result.package
+
+
+def home_rows(ts, tr_idx: np.ndarray, va_idx: np.ndarray):
+    """Which rows of ``ts.subset(tr_idx)`` and ``ts.subset(va_idx)`` come from the training
+    set's largest source (``None`` for a set of one source).
+
+    A package with a fallback routes by its first model's domain-shift score, fitted on
+    these rows only: cells like those of the other sources (a few corrections from another
+    microscope) still go to the fallback, which learnt them too, the model that transfers.
+    """
+    origins = getattr(ts, "origins", None) or []
+    if len(origins) < 2:
+        return None
+    source = np.repeat(np.arange(len(origins)), [int(d["n"]) for d in origins])
+    if len(source) != len(ts):
+        return None
+    largest = int(np.argmax([int(d["n"]) for d in origins]))
+    reps = ts.repeats if ts.repeats is not None else np.ones(len(ts), np.int64)
+
+    def rows(idx):
+        return np.repeat(source[idx], reps[idx]) == largest
+
+    return rows(tr_idx), rows(va_idx), str(origins[largest]["data"])
+
+
+def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions, home=None):
     """What the card needs to say when not to trust a prediction (:mod:`.models.trust`).
 
     Conformal sets and the domain-shift score (for networks that can :func:`embed`
     their inputs; its descriptor terms where the embedding starts with a morphology
     descriptor) are calibrated on the validation split; none with too few items.
+    ``home`` (:func:`home_rows`): the domain-shift score is fitted and calibrated on those
+    training and validation rows only.
     """
     from napari_nucleus_ai.models.trust import fit_conformal, fit_domain
 
@@ -428,17 +501,27 @@ def _trust(modules, card: dict, train_set, val_set, val_probs, o: TrainOptions):
     if hasattr(modules[0], "embed"):
         yield Progress(0, None, "fitting the domain-shift score")
         px = pixel_size_um(train_set.pixel_size, train_set.unit)
-        f_train = embed_items(modules[0], train_set.samples, card, px)
-        f_val = embed_items(modules[0], val_set.samples, card, px)
+        keep_train = np.ones(len(train_set), bool)
+        keep_val = np.ones(len(val_set), bool)
+        if home is not None and home[1].sum() >= MIN_CALIBRATION:
+            keep_train, keep_val = home[0], home[1]
+        f_train = embed_items(modules[0], _rows(train_set.samples, keep_train), card, px)
+        f_val = embed_items(modules[0], _rows(val_set.samples, keep_val), card, px)
         out["domain"] = fit_domain(
             f_train,
-            train_set.labels,
+            train_set.labels[keep_train],
             f_val,
-            probs,
+            probs[keep_val],
             descriptor=descriptor_columns(modules[0]),
             seed=o.seed,
         )
+        if not keep_train.all():
+            out["domain"]["reference_source"] = home[2]
     return out
+
+
+def _rows(items: list, keep: np.ndarray) -> list:
+    return [x for x, k in zip(items, keep, strict=True) if k]
 
 
 def descriptor_columns(module) -> int:

@@ -139,6 +139,14 @@ def add_arguments(p) -> None:
         help="'other microscope' copies of each training crop (framing, pixel size, stain, "
         "background, defocus, JPEG), 0-8 (canonical frame only; default 3)",
     )
+    p.add_argument(
+        "--fallback",
+        default="auto",
+        choices=("auto", "frame", "none"),
+        help="also train a canonical-frame model, kept in the same package, for the cells the "
+        "first model finds out of its domain (another microscope); auto (default): frame for "
+        "morph on RGB crops, see docs/trust.md",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
 
@@ -259,6 +267,7 @@ def _train(args, train_gen, run_sync, show):
             imagenet=_imagenet_choice(args.imagenet),
             frame={"auto": None, "on": True, "off": False}[args.frame],
             stain_augment=args.stain_augment,  # 0..8, checked by the schema
+            fallback=args.fallback,
         ),
         show,
     )

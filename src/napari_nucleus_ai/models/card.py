@@ -158,8 +158,33 @@ def validate_card(card, path=None) -> dict:
     )
     for key in ("provenance", "metrics"):
         _need(isinstance(card.get(key, {}), dict), path, f"'{key}' must be an object")
+    if "fallback" in card:
+        _validate_fallback(card, path)
     try:
         get_kind(card["kind"], path).validate(card)
     except InputError as e:
         raise InputError(path, e.problem) from None
     return card
+
+
+def _validate_fallback(card: dict, path) -> None:
+    """A fallback model: a whole card of its own, for the same classes and modality, with no
+    fallback of its own; the first model routes by its domain-shift score, so it needs one."""
+    fb = card["fallback"]
+    _need(isinstance(fb, dict), path, "'fallback' must be a model card")
+    _need("fallback" not in fb, path, "a fallback model cannot have a fallback of its own")
+    validate_card(fb, path)
+    names = [c["name"] for c in card["classes"]]
+    _need(
+        [c["name"] for c in fb["classes"]] == names,
+        path,
+        "the fallback model must have the same classes in the same order",
+    )
+    _need(
+        fb["modality"] == card["modality"], path, "the fallback model must read the same modality"
+    )
+    _need(
+        bool((card.get("trust") or {}).get("domain")),
+        path,
+        "a fallback model needs the first model's domain-shift score ('trust.domain') to route cells",
+    )

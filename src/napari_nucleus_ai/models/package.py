@@ -15,6 +15,10 @@ normalisation, see :mod:`.inputs`), ``architecture`` (``name`` + ``params``),
 ``members`` (ensemble size), ``calibration`` (``temperature``), ``uncertainty``
 (``threshold``, ``tta``, ``mc_dropout``), ``provenance`` and ``metrics``.
 
+A package may hold a **fallback model** for the cells the first model finds out of its
+domain (:func:`napari_nucleus_ai.classify.predict.route`): its whole card under
+``fallback`` and its tensors under ``fallback.m<i>.<parameter>`` in the same weights file.
+
 Loading never executes code from the file: JSON is parsed, tensors are read with
 safetensors, modules are built from the architecture *name* in this package's
 own code. Pickle checkpoints (``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) are refused.
@@ -159,12 +163,14 @@ class ModelPackage:
     path : str or None
     """
 
-    def __init__(self, card: dict, modules: list, path=None):
+    def __init__(self, card: dict, modules: list, path=None, fallback=None):
         self.card = card
         self.modules = modules
         self.path = None if path is None else os.fspath(path)
         self.kind = get_kind(card["kind"])
         self._device = None
+        #: The :class:`ModelPackage` for cells out of this model's domain, or ``None``.
+        self.fallback = fallback
 
     @property
     def name(self) -> str:
@@ -195,6 +201,8 @@ class ModelPackage:
             for m in self.modules:
                 m.to(device)
             self._device = device
+        if self.fallback is not None:
+            self.fallback.to(device)
         return self
 
     @property
@@ -204,7 +212,8 @@ class ModelPackage:
     def __repr__(self) -> str:
         return (
             f"ModelPackage({self.name!r}, kind={self.card['kind']!r}, "
-            f"arch={self.card['architecture']['name']!r}, classes={self.classes})"
+            f"arch={self.card['architecture']['name']!r}, classes={self.classes}"
+            + (", with a fallback model)" if self.fallback is not None else ")")
         )
 
 
@@ -225,8 +234,19 @@ def state_from_tensors(tensors: dict, members: int, path=None) -> list[dict]:
     return states
 
 
+FALLBACK = "fallback."  # the fallback model's tensor names start with this
+
+
 def build_from(card: dict, tensors: dict, path=None) -> ModelPackage:
-    """Build the card's modules and fill them from ``tensors`` (strict)."""
+    """Build the card's modules and fill them from ``tensors`` (strict); the fallback model
+    from its card and its ``fallback.`` tensors."""
+    fallback = None
+    if "fallback" in card:
+        sub = {k[len(FALLBACK) :]: v for k, v in tensors.items() if k.startswith(FALLBACK)}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(FALLBACK)}
+        if not sub:
+            raise InputError(path, "the card names a fallback model but the weights hold none")
+        fallback = build_from(card["fallback"], sub, path)
     kind = get_kind(card["kind"], path)
     try:
         modules = kind.build(card)
@@ -242,7 +262,7 @@ def build_from(card: dict, tensors: dict, path=None) -> ModelPackage:
                 path, f"weights do not match the architecture of member {i}: {first}"
             ) from None
         m.eval()
-    return ModelPackage(card, modules, path)
+    return ModelPackage(card, modules, path, fallback)
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -277,22 +297,39 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def save_model(card: dict, modules: list, out, *, as_zip: bool | None = None) -> Path:
+def _stamped(card: dict, modules: list) -> dict:
+    return dict(card, format=FORMAT, format_version=FORMAT_VERSION, members=len(modules))
+
+
+def _tensors_of(modules: list, prefix: str = "") -> dict:
+    return {
+        f"{prefix}m{i}.{k}": v.detach().to("cpu").contiguous()
+        for i, m in enumerate(modules)
+        for k, v in m.state_dict().items()
+    }
+
+
+def save_model(
+    card: dict, modules: list, out, *, as_zip: bool | None = None, fallback=None
+) -> Path:
     """Write a package atomically; ``out`` ending in ``.zip`` gives a zip, else a folder.
 
-    The card is validated first and also stored in the weights' metadata.
+    The card is validated first and also stored in the weights' metadata. ``fallback``
+    (a :class:`ModelPackage`) is stored inside: its card under ``fallback``, its tensors
+    under ``fallback.``.
     """
     from safetensors.torch import save
 
     from napari_nucleus_ai.core.files import atomic_write
 
     out = Path(out)
-    card = dict(card, format=FORMAT, format_version=FORMAT_VERSION, members=len(modules))
+    card = _stamped(card, modules)
+    card.pop("fallback", None)
+    tensors = _tensors_of(modules)
+    if fallback is not None:
+        card["fallback"] = _stamped(fallback.card, fallback.modules)
+        tensors.update(_tensors_of(fallback.modules, FALLBACK))
     validate_card(card)
-    tensors = {}
-    for i, m in enumerate(modules):
-        for k, v in m.state_dict().items():
-            tensors[f"m{i}.{k}"] = v.detach().to("cpu").contiguous()
     text = json.dumps(card, indent=2, sort_keys=False)
     blob = save(tensors, metadata={"format": FORMAT, "card": json.dumps(card)})
     if as_zip is None:

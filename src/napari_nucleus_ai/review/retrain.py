@@ -165,13 +165,21 @@ def _retrain(base_model, data, out, o: RetrainOptions):
     before = _score(base, test_items, test_truth, o.device)
     items = [samples[i] for i in learn] + replay_x
     labels = np.concatenate([truth[learn], np.asarray(replay_y, int)]).astype(np.int64)
-    modules, refit, epochs = yield from _fine_tune(
-        base.modules, card, items, labels, len(learn), o, dev
+    held = (test_items, truth[test])
+    fb_card = card.pop("fallback", None)
+    # with a fallback, the first model's score routes: cells like the corrections stay out
+    # of its domain (they go to the fallback, which learns them) when there is replay data
+    modules, refit, epochs = yield from _update(
+        base.modules, card, items, labels, len(learn), held, o, dev, route=fb_card is not None
     )
-    if refit and (card.get("trust") or {}).get("domain"):
-        yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
-        _refit_domain(card, modules[0], items, labels, len(learn), test_items, truth[test], o)
-    after = _score(ModelPackage(card, modules, None), test_items, test_truth, o.device)
+    fallback = None
+    if fb_card is not None:
+        yield Progress(0, o.epochs, "fine-tuning the fallback model")
+        fb_modules, _, _ = yield from _update(
+            base.fallback.modules, fb_card, items, labels, len(learn), held, o, dev
+        )
+        fallback = ModelPackage(fb_card, fb_modules, None)
+    after = _score(ModelPackage(card, modules, None, fallback), test_items, test_truth, o.device)
     corrections = {
         "data": getattr(ts, "sources", [""])[0].rsplit("/", 2)[0] if ts.sources else "",
         "n_learn": int(len(learn)),
@@ -189,7 +197,7 @@ def _retrain(base_model, data, out, o: RetrainOptions):
             raise InputError(None, "give an output path for the new model")
         out = next_version_path(base.path, version)
     yield Progress(o.epochs, o.epochs, "saving the new model version")
-    path = save_model(card, modules, out)
+    path = save_model(card, modules, out, fallback=fallback)
     return {
         "out": Path(path),
         "version": version,
@@ -261,6 +269,19 @@ def _score(package, items: list, truth: list[str], device) -> dict:
     from napari_nucleus_ai.classify.predict import predict_items
 
     return _metrics(predict_items(package, items, device=device).predicted if items else [], truth)
+
+
+def _update(base_modules, card, items, labels, n_learn, held, o, dev, route: bool = False):
+    """Fine-tune copies of ``base_modules`` (:func:`_fine_tune`) and refit ``card``'s
+    domain-shift score after refitted heads (:func:`_refit_domain`); ``route``: the score's
+    reference and calibration leave the corrections out. Returns ``(modules, refit, epochs)``."""
+    modules, refit, epochs = yield from _fine_tune(
+        base_modules, card, items, labels, n_learn, o, dev
+    )
+    if refit and (card.get("trust") or {}).get("domain"):
+        yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
+        _refit_domain(card, modules[0], items, labels, n_learn, *held, o, replay_only=route)
+    return modules, refit, epochs
 
 
 def _fine_tune(base_modules, card: dict, items, labels, n_learn: int, o: RetrainOptions, dev):
@@ -347,13 +368,19 @@ def _refit_closed_form(modules, x, labels, n_learn: int, n_replay: int, seed: in
 DOMAIN_CALIBRATION = 0.2
 
 
-def _refit_domain(card, module, items, labels, n_learn, test_items, test_labels, o) -> None:
+def _refit_domain(
+    card, module, items, labels, n_learn, test_items, test_labels, o, replay_only=False
+) -> None:
     """Refit the card's domain-shift score after the heads were refitted (their feature
     standardisation changed): its reference is the learnt corrections and most replayed
     crops, so cells like the corrections are no longer out of domain; it is calibrated on
     the held-out corrections and a share of the replayed crops (:data:`DOMAIN_CALIBRATION`),
     which the heads did learn from. With fewer than ``MIN_CALIBRATION`` such cells the
-    card's score is dropped rather than kept stale."""
+    card's score is dropped rather than kept stale.
+
+    ``replay_only`` (a package whose first model routes cells to a fallback): the
+    reference and the calibration are the replayed crops alone, when there are enough, so
+    the cells like the corrections stay out of this model's domain."""
     from napari_nucleus_ai.classify.train import (
         MIN_CALIBRATION,
         descriptor_columns,
@@ -368,7 +395,11 @@ def _refit_domain(card, module, items, labels, n_learn, test_items, test_labels,
     if len(replay):
         _, held = stratified_split(labels[replay], DOMAIN_CALIBRATION, o.seed)
         cal_replay = replay[held]
-    ref = np.setdiff1d(np.arange(len(labels)), cal_replay)
+    replay_only = replay_only and len(cal_replay) >= MIN_CALIBRATION
+    pool = replay if replay_only else np.arange(len(labels))
+    ref = np.setdiff1d(pool, cal_replay)
+    if replay_only:
+        test_items, test_labels = [], []
     cal_items = [items[i] for i in cal_replay] + list(test_items)
     cal_labels = np.r_[labels[cal_replay], np.asarray(test_labels, np.int64)]
     trust = card["trust"]

@@ -1,0 +1,193 @@
+"""A package with a fallback model: trained, saved, loaded, routed by the domain-shift score,
+retrained; bad packages refused in one line."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from napari_nucleus_ai.core.errors import InputError
+
+PAIR = dict(
+    arch="morph",
+    crop_size=64,
+    epochs=1,
+    threads=1,
+    tta=1,
+    params={"cnn": False, "imagenet": None},
+    stain_augment=0,
+    val_fraction=0.4,
+)
+NAMES = ["lymphocyte", "neutrophil"]
+
+
+def _cells(n: int, first_seed: int = 0, size: int = 160) -> tuple[list, list]:
+    from napari_nucleus_ai.samples.smear import simulate_wbc_crop
+
+    items = [simulate_wbc_crop(c, seed=first_seed + i, size=size) for c in NAMES for i in range(n)]
+    return items, [0] * n + [1] * n
+
+
+def _foreign(items: list) -> list:
+    """Another microscope, harshly: half the magnification, a blue cast, lower contrast."""
+    out = []
+    for x in items:
+        small = x[::2, ::2].astype(float)
+        pad = np.full_like(x, 235, dtype=float)
+        h, w = small.shape[:2]
+        y0, x0 = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
+        pad[y0 : y0 + h, x0 : x0 + w] = small
+        pad = 0.6 * pad + 0.4 * 200 + np.array([-30.0, -10.0, 25.0])
+        out.append(np.clip(pad, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.classify.trainset import TrainingSet
+
+    items, labels = _cells(16)
+    ts = TrainingSet(items, labels, NAMES, "brightfield_rgb")
+    out = tmp_path_factory.mktemp("pair") / "pair.zip"
+    return train(ts, out, **PAIR), out
+
+
+def _alone(package):
+    """The first model of a pair on its own (the same modules, the card without a fallback)."""
+    from napari_nucleus_ai.models.package import ModelPackage
+
+    card = {k: v for k, v in package.card.items() if k != "fallback"}
+    return ModelPackage(card, package.modules, None)
+
+
+def test_train_makes_a_pair_and_it_round_trips(pair):
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.models.package import load_model
+
+    res, out = pair
+    fb = res.package.fallback
+    assert fb is not None and "frame" in fb.card["input"] and "frame" not in res.card["input"]
+    assert fb.classes == res.package.classes and fb.card["trust"]["domain"]
+    with zipfile.ZipFile(out) as zf:
+        card = json.loads(zf.read("card.json"))
+    assert card["fallback"]["name"].endswith("(frame)") and "fallback" not in card["fallback"]
+    loaded = load_model(out, cache=False)
+    assert loaded.fallback is not None and "fallback model" in repr(loaded)
+    items = _cells(3, first_seed=500)[0]
+    items += _foreign(items)
+    a = predict_items(res.package, items, workers=1)
+    b = predict_items(loaded, items, workers=1)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+    assert list(a.extra["routed"]) == list(b.extra["routed"])
+
+
+def test_out_of_domain_cells_go_to_the_fallback(pair):
+    from napari_nucleus_ai.classify.predict import predict_items
+
+    package = pair[0].package
+    home = _cells(4, first_seed=900)[0]
+    items = home + _foreign(home)
+    both = predict_items(package, items, workers=1)
+    first = predict_items(_alone(package), items, workers=1)
+    routed = np.asarray(both.extra["routed"], bool)
+    # routed exactly where the first model's own score says out of domain; both branches run
+    assert (routed == np.asarray(first.extra["out_of_domain"], bool)).all()
+    assert routed[len(home) :].mean() > routed[: len(home)].mean()
+    assert 0 < routed.sum() < len(items)
+    kept = ~routed
+    np.testing.assert_allclose(both.probs[kept], first.probs[kept], atol=1e-6)
+    np.testing.assert_allclose(both.extra["ood"][kept], first.extra["ood"][kept], atol=1e-5)
+    idx = np.flatnonzero(routed)
+    fb = predict_items(package.fallback, [items[i] for i in idx], workers=1)
+    np.testing.assert_allclose(both.probs[idx], fb.probs, atol=1e-6)
+    np.testing.assert_allclose(both.extra["ood"][idx], fb.extra["ood"], atol=1e-5)
+    assert list(both.extra["out_of_domain"][idx]) == list(fb.extra["out_of_domain"])
+    # the fallback's sets (their randomised APS draw depends on the chunk, so not compared)
+    tops = [str(both.extra["set"][i]).split("|")[0] for i in idx]
+    assert tops == [package.classes[k] for k in fb.probs.argmax(1)]
+
+
+def test_fallback_choices():
+    from napari_nucleus_ai.classify.train import resolve_fallback
+    from napari_nucleus_ai.classify.trainset import TrainingSet
+
+    rgb = TrainingSet(*_cells(2), NAMES, "brightfield_rgb")
+    grey = TrainingSet([x[..., 0] for x in rgb.samples], rgb.labels, NAMES, "fluorescence")
+    assert resolve_fallback("auto", "morph", rgb, False)
+    assert not resolve_fallback("auto", "morph", rgb, True)  # the first model is framed
+    assert not resolve_fallback("auto", "smallcnn", rgb, False)
+    assert not resolve_fallback("none", "morph", rgb, False)
+    assert not resolve_fallback("auto", "morph", grey, False)
+    with pytest.raises(InputError, match="needs a 'morph' model of RGB"):
+        resolve_fallback("frame", "morph", grey, False)
+    with pytest.raises(InputError, match="must be one of"):
+        resolve_fallback("yes", "morph", rgb, False)
+
+
+def test_bad_fallbacks_are_refused(pair, tmp_path):
+    from napari_nucleus_ai.models.card import validate_card
+    from napari_nucleus_ai.models.package import read_package, save_model
+
+    res, out = pair
+    card = res.package.card
+    other = json.loads(json.dumps(card))
+    other["fallback"]["classes"] = other["fallback"]["classes"][::-1]
+    with pytest.raises(InputError, match="same classes"):
+        validate_card(other)
+    nested = json.loads(json.dumps(card))
+    nested["fallback"]["fallback"] = dict(nested["fallback"])
+    with pytest.raises(InputError, match="fallback of its own"):
+        validate_card(nested)
+    blind = json.loads(json.dumps(card))
+    del blind["trust"]["domain"]
+    with pytest.raises(InputError, match="domain-shift score"):
+        validate_card(blind)
+    # a card naming a fallback whose weights are not there
+    lone = save_model(card, res.package.modules, tmp_path / "lone.zip")  # fallback dropped
+    with zipfile.ZipFile(lone) as zf:
+        weights = zf.read("weights.safetensors")
+    with zipfile.ZipFile(tmp_path / "broken.zip", "w") as zf:
+        zf.writestr("card.json", json.dumps(card))
+        zf.writestr("weights.safetensors", weights)
+    with pytest.raises(InputError, match="weights hold none") as e:
+        from napari_nucleus_ai.models.package import load_model
+
+        load_model(tmp_path / "broken.zip", cache=False)
+    assert "broken.zip" in str(e.value)
+    assert "fallback" not in read_package(lone)[0]
+
+
+def test_retrain_keeps_routing_cells_like_the_corrections(pair, tmp_path):
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.review.retrain import retrain_gen
+
+    res, out = pair
+    items, labels = _cells(12, first_seed=2000)
+    foreign = _foreign(items)
+    root = tmp_path / "corrections"
+    from PIL import Image
+
+    for k, (x, y) in enumerate(zip(foreign, labels, strict=True)):
+        (root / NAMES[y]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x).save(root / NAMES[y] / f"{k}.png")
+    replay = tmp_path / "replay"
+    base_items, base_labels = _cells(30)  # 20 % of it calibrates: >= MIN_CALIBRATION
+    for k, (x, y) in enumerate(zip(base_items, base_labels, strict=True)):
+        (replay / NAMES[y]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x).save(replay / NAMES[y] / f"{k}.png")
+    got = run_sync(
+        retrain_gen(out, root, tmp_path / "v2.zip", base_data=replay, epochs=1, threads=1)
+    )
+    new = load_model(got["out"], cache=False)
+    assert new.fallback is not None
+    refit = new.card["trust"]["domain"]["refit"]
+    assert refit["n_reference"] < len(base_items)  # the replayed crops only, no correction
+    fresh = _foreign(_cells(4, first_seed=3000)[0])
+    pred = predict_items(new, fresh, workers=1)
+    assert np.asarray(pred.extra["routed"], bool).mean() >= 0.75
