@@ -98,6 +98,8 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
         "recall": recall,
         "certain_and_wrong": float((certain & (argmax != truth)).mean()),
         "unidentified": float((shown == "unidentified").mean()),
+        # a package with a fallback: the share of cells its canonical-frame model classified
+        "routed": float(got["routed"].astype(bool).mean()) if "routed" in got else None,
         "argmax_mix": pd.Series(argmax).value_counts().to_dict(),
     }
 

@@ -191,3 +191,24 @@ def test_retrain_keeps_routing_cells_like_the_corrections(pair, tmp_path):
     fresh = _foreign(_cells(4, first_seed=3000)[0])
     pred = predict_items(new, fresh, workers=1)
     assert np.asarray(pred.extra["routed"], bool).mean() >= 0.75
+
+
+def test_predict_cli_says_which_cells_the_fallback_classified(pair, tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from napari_nucleus_ai.cli import main
+    from napari_nucleus_ai.models.trust import routing_note
+
+    paths = []
+    for k, x in enumerate(_foreign(_cells(3, first_seed=4000)[0])):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(x).save(paths[-1])
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(pair[1]), *map(str, paths), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out)
+    routed = table["routed"].astype(bool)
+    err = capsys.readouterr().err
+    assert routed.mean() >= 0.5 and "canonical-frame fallback model classified them" in err
+    assert f"{int(routed.sum())} of {len(table)} cells" in err
+    assert routing_note([True, False, False]) is None

@@ -56,8 +56,12 @@ def warn_out_of_domain(table, where: str) -> None:
     """One warning line when most cells of ``table`` are out of the model's domain."""
     import sys
 
-    from napari_nucleus_ai.models.trust import domain_warning
+    from napari_nucleus_ai.models.trust import domain_warning, routing_note
 
+    if "routed" in table.columns:
+        msg = routing_note(table["routed"].dropna().astype(bool), where)
+        if msg:
+            print(f"napari-nucleus-ai: note: {msg}", file=sys.stderr)
     if "out_of_domain" in table.columns:
         msg = domain_warning(table["out_of_domain"].dropna().astype(bool), where)
         if msg:

@@ -308,6 +308,19 @@ def domain_warning(out_of_domain, where: str = "", fraction: float = WARN_FRACTI
     )
 
 
+def routing_note(routed, where: str = "", fraction: float = WARN_FRACTION) -> str | None:
+    """One note when at least ``fraction`` of the cells went to a package's fallback model
+    (``routed``; :func:`napari_nucleus_ai.classify.predict.route`), else None."""
+    flags = np.asarray(routed, bool)
+    if len(flags) == 0 or flags.mean() < fraction:
+        return None
+    prefix = f"{where}: " if where else ""
+    return (
+        f"{prefix}{int(flags.sum())} of {len(flags)} cells look unlike the first model's "
+        "training microscope: its canonical-frame fallback model classified them"
+    )
+
+
 # -- input checks --------------------------------------------------------------------
 
 

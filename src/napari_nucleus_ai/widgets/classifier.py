@@ -409,6 +409,12 @@ class ClassifierWidget(ScrollableDock, DockBase, Container):
 
         for note in res.notes:
             show_info(note)
+        if "routed" in res.table.columns:
+            from napari_nucleus_ai.models.trust import routing_note
+
+            msg = routing_note(res.table["routed"].dropna().astype(bool), layer_name)
+            if msg:
+                show_info(msg)
         if "out_of_domain" in res.table.columns:
             from napari.utils.notifications import show_warning
 
