@@ -365,22 +365,6 @@ def test_import_refuses_a_plain_model_package(model, tmp_path):
 
 
 # ---------------------------------------------------------------- refusals at export
-def test_morph_export_is_refused_with_the_reason(model, tmp_path):
-    card, _ = read_package(model)
-    card = json.loads(json.dumps(card))
-    card["architecture"] = {"name": "morph", "params": {"cnn": False}}
-    from napari_nucleus_ai.models.kinds import get_kind
-
-    modules = get_kind("classifier").build(card)
-    morph = save_model(card, modules, tmp_path / "morph.zip")
-    out = tmp_path / "morph.bioimageio.zip"
-    with pytest.raises(InputError) as e:
-        bio.export_bioimageio(morph, out)
-    msg = str(e.value)
-    assert str(morph) in msg and "'morph'" in msg and "TorchScript" in msg and "\n" not in msg
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["morph.zip"]
-
-
 def test_export_needs_a_zip_name(model, tmp_path):
     with pytest.raises(InputError, match=r"\.zip"):
         bio.export_bioimageio(model, tmp_path / "folder")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "export a classifier package as a bioimage.io model package (rdf.yaml 0.5, TorchScript)"
+HELP = "export a classifier package as a bioimage.io model package (rdf.yaml 0.5; TorchScript and/or pytorch_state_dict)"
 
 
 def add_arguments(p) -> None:
@@ -43,7 +43,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--no-state-dict",
         action="store_true",
-        help="write TorchScript weights only (no pytorch_state_dict)",
+        help="write TorchScript weights only (no pytorch_state_dict; refused for morph, which has no TorchScript)",
     )
     p.add_argument(
         "--no-validate", action="store_true", help="do not check the package with bioimageio.spec"

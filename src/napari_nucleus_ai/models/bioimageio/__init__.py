@@ -16,7 +16,10 @@ model description format 0.5) for a classifier package:
   softmax included) and ``pytorch_state_dict`` (the same module's state dict; its
   architecture is :func:`bioimageio_classifier`, imported from this package,
   ``napari_nucleus_ai.models.bioimageio``, so running it needs
-  ``pip install napari-nucleus-ai``);
+  ``pip install napari-nucleus-ai``), rebuilt that way at export and checked against the
+  package's own probabilities; the architectures in :data:`STATE_DICT_ONLY` (``morph``,
+  whose morphology descriptor is numpy / scikit-image code run inside ``forward``) have
+  ``pytorch_state_dict`` weights only;
 * ``test_input.npy`` / ``test_output.npy`` computed by the package itself, a cover image,
   ``README.md``, authors, license, citations and tags;
 * the package's own files, ``card.json`` and ``weights.safetensors``, as attachments, and
@@ -45,7 +48,7 @@ Qt-free; torch is imported inside functions.
 from __future__ import annotations
 
 from napari_nucleus_ai.models.bioimageio.documents import ARCH_CITES, MODALITY_TEXT, NAPARI_CITE
-from napari_nucleus_ai.models.bioimageio.export import NOT_SCRIPTABLE, export_bioimageio
+from napari_nucleus_ai.models.bioimageio.export import export_bioimageio
 from napari_nucleus_ai.models.bioimageio.importer import import_bioimageio
 from napari_nucleus_ai.models.bioimageio.layout import (
     BIOIMAGEIO_FORMAT,
@@ -61,6 +64,7 @@ from napari_nucleus_ai.models.bioimageio.layout import (
     SAMPLE_INPUT,
     SAMPLE_OUTPUT,
     STATE_DICT,
+    STATE_DICT_ONLY,
     TEST_INPUT,
     TEST_OUTPUT,
     TORCHSCRIPT,
@@ -80,7 +84,6 @@ __all__ = [
     "MODALITY_TAGS",
     "MODALITY_TEXT",
     "NAPARI_CITE",
-    "NOT_SCRIPTABLE",
     "OUTPUT_ID",
     "RDF",
     "RDF_NAMES",
@@ -88,6 +91,7 @@ __all__ = [
     "SAMPLE_INPUT",
     "SAMPLE_OUTPUT",
     "STATE_DICT",
+    "STATE_DICT_ONLY",
     "TEST_INPUT",
     "TEST_OUTPUT",
     "TORCHSCRIPT",

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.models.bioimageio.layout import INPUT_ID, OUTPUT_ID
+from napari_nucleus_ai.models.bioimageio.layout import INPUT_ID, OUTPUT_ID, STATE_DICT_ONLY
 
 MODALITY_TEXT = {
     "brightfield_rgb": "brightfield (stained smear) cell crops",
@@ -73,7 +73,9 @@ def citations(arch: str, extra: list[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------- README.md
-def readme(card: dict, tta: int, cites: list[dict], validated_with: str) -> str:
+def readme(
+    card: dict, tta: int, cites: list[dict], validated_with: str, torchscript: bool = True
+) -> str:
     """The package's ``README.md``: input, output, weights, training, validation, citations.
 
     Parameters
@@ -86,6 +88,8 @@ def readme(card: dict, tta: int, cites: list[dict], validated_with: str) -> str:
         The package's citations.
     validated_with : str
         What the package was checked with, for one sentence.
+    torchscript : bool
+        Whether the package has ``torchscript`` weights (the README says why not).
 
     Returns
     -------
@@ -94,7 +98,7 @@ def readme(card: dict, tta: int, cites: list[dict], validated_with: str) -> str:
     """
     lines = (
         _readme_input_output(card, tta)
-        + _readme_weights()
+        + _readme_weights(card, torchscript)
         + _readme_training(card.get("provenance", {}))
         + _readme_validation(card.get("metrics", {}), validated_with)
     )
@@ -129,7 +133,7 @@ def _readme_input_output(card: dict, tta: int) -> list[str]:
         "preprocessing).",
         f"* `{OUTPUT_ID}`: (batch, class) calibrated probabilities (temperature "
         f"{card['calibration']['temperature']:.4g}), the mean over {card['members']} ensemble "
-        f"member(s) x {tta} test-time dihedral transform(s).",
+        f"member(s) x {tta} test-time dihedral transform(s)" + _adaptive_text(card, tta) + ".",
         "",
     ]
     if card["modality"] == "storm":
@@ -141,6 +145,16 @@ def _readme_input_output(card: dict, tta: int) -> list[str]:
             f"by the geometric mean of the probabilities of {st['patches']} patches.",
             "",
         ]
+    if isinstance(card.get("fallback"), dict):
+        lines += [
+            "Fallback model: napari-nucleus-ai classifies the cells this model's domain-shift "
+            "score puts out of its domain (another microscope) with a second model in the "
+            "canonical cell frame, kept in `card.json` + `weights.safetensors`. The frame "
+            "(finding, centring and scaling the cell, stain normalisation) runs before any "
+            "network, so this package's weights are the first model alone: for cells out of "
+            "its domain they can differ from napari-nucleus-ai's classification.",
+            "",
+        ]
     return lines + [
         "Cells whose uncertainty (normalised entropy of the probabilities) is above "
         f"{card['uncertainty']['threshold']:g} are reported as *unidentified* by "
@@ -149,15 +163,40 @@ def _readme_input_output(card: dict, tta: int) -> list[str]:
     ]
 
 
-def _readme_weights() -> list[str]:
+def _adaptive_text(card: dict, tta: int) -> str:
+    """How the adaptive test-time views work, or nothing for a card without them."""
+    from napari_nucleus_ai.models.classifier_kind import adaptive_gate
+
+    gate = adaptive_gate(card)
+    if gate is None or tta < 2:
+        return ""
+    return (
+        f"; a crop whose first view's normalised entropy is at most {gate:g} keeps that "
+        "view's probabilities (adaptive test-time views, as napari-nucleus-ai predicts)"
+    )
+
+
+def _readme_weights(card: dict, torchscript: bool) -> list[str]:
+    """The weights section: TorchScript (or why there is none), the state dict, the package."""
+    arch = card["architecture"]["name"]
+    script = (
+        [
+            "* `torchscript`: traced on the CPU (run it on the CPU); members, test-time "
+            "augmentation, temperature and softmax are inside."
+        ]
+        if torchscript
+        else [
+            f"* no `torchscript`: the {arch!r} architecture's {STATE_DICT_ONLY[arch]}. "
+            "Its `pytorch_state_dict` architecture runs that code inside `forward`."
+        ]
+    )
     return [
         "## Weights",
         "",
-        "* `torchscript`: traced on the CPU (run it on the CPU); members, test-time "
-        "augmentation, temperature and softmax are inside.",
+        *script,
         "* `pytorch_state_dict`: the same module; architecture "
         "`napari_nucleus_ai.models.bioimageio.bioimageio_classifier` "
-        "(`pip install napari-nucleus-ai`).",
+        f"(`pip install '{_requirement(card['architecture'])}'`, see `environment.yaml`).",
         "* `card.json` + `weights.safetensors`: the napari-nucleus-ai package itself "
         "(`napari-nucleus-ai import-bioimageio` restores it).",
         "",
@@ -195,12 +234,33 @@ def _readme_validation(metrics: dict, validated_with: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- environment.yaml
-def environment(arch: str) -> str:
-    """The conda ``environment.yaml`` the ``pytorch_state_dict`` weights need."""
+def _requirement(architecture: dict) -> str:
+    """The pip requirement that runs ``architecture``: the plugin, with ``[pretrained]`` for a
+    ``morph`` with ImageNet features (the backbone's network code)."""
     from napari_nucleus_ai import __version__
+
+    params = architecture.get("params") or {}
+    extra = "[pretrained]" if architecture["name"] == "morph" and params.get("imagenet") else ""
+    return f"napari-nucleus-ai{extra}>={__version__}"
+
+
+def environment(architecture: dict) -> str:
+    """The conda ``environment.yaml`` the ``pytorch_state_dict`` weights need.
+
+    Parameters
+    ----------
+    architecture : dict
+        The card's ``architecture`` entry (``name`` and ``params``).
+
+    Returns
+    -------
+    str
+        The YAML text.
+    """
     from napari_nucleus_ai.models.nets.registry import TIMM_ARCHS
 
-    pip = [f"napari-nucleus-ai>={__version__}"] + (["timm>=0.9"] if arch in TIMM_ARCHS else [])
+    pip = [_requirement(architecture)]
+    pip += ["timm>=0.9"] if architecture["name"] in TIMM_ARCHS else []
     lines = [
         "name: napari-nucleus-ai",
         "channels:",

@@ -4,6 +4,9 @@
 make the files (:func:`_network_files`, :func:`_tensor_files`, :func:`_package_files`,
 the README), build the RDF (:mod:`.rdf`), zip it and validate it before the zip is
 renamed into place (:func:`_write_validated`).
+
+Architectures in :data:`STATE_DICT_ONLY` are exported with ``pytorch_state_dict`` weights
+only: their ``forward`` runs numpy code that TorchScript cannot trace.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from napari_nucleus_ai.models.bioimageio.documents import (
     parse_cite,
     readme,
 )
-from napari_nucleus_ai.models.bioimageio.network import ensemble
+from napari_nucleus_ai.models.bioimageio.layout import STATE_DICT_ONLY
+from napari_nucleus_ai.models.bioimageio.network import architecture_kwargs, ensemble
 from napari_nucleus_ai.models.bioimageio.rdf import build_rdf
 from napari_nucleus_ai.models.bioimageio.trace import (
     package_probabilities,
     sample_input,
+    state_dict_checked,
     trace_checked,
 )
 from napari_nucleus_ai.models.bioimageio.validate import (
@@ -36,12 +41,6 @@ from napari_nucleus_ai.models.bioimageio.validate import (
     spec_version,
     validate_bioimageio,
 )
-
-NOT_SCRIPTABLE = {
-    "morph": "its cell-morphology descriptor (nucleus segmentation, watershed, texture) is "
-    "numpy/scikit-image code, which TorchScript can neither trace nor script; train a "
-    "'hybrid' or 'smallcnn' model to share on bioimage.io",
-}
 
 
 def export_bioimageio(
@@ -79,7 +78,8 @@ def export_bioimageio(
     tta : int, optional
         Test-time transforms inside the exported network (default: the card's).
     state_dict : bool
-        Also write ``pytorch_state_dict`` weights.
+        Also write ``pytorch_state_dict`` weights (the only weights of the architectures
+        in :data:`STATE_DICT_ONLY`, for which False is refused).
     validate : bool
         Check the zip with ``bioimageio.spec`` (offline) when it is installed.
 
@@ -96,7 +96,7 @@ def export_bioimageio(
         raise InputError(out_zip, "a bioimage.io package is written as a .zip")
     extra_cites = [parse_cite(c) for c in (cite or [])]  # bad options fail before the work
     package = load_model(model_path, cache=False)
-    _refuse_unexportable(package, model_path)
+    _refuse_unexportable(package, model_path, state_dict)
     card = package.card
     tta = int(card["uncertainty"].get("tta", 1) if tta is None else tta)
     if not 1 <= tta <= 8:
@@ -109,7 +109,9 @@ def export_bioimageio(
     files.update(_tensor_files(package, raw, probs))
     files.update(_package_files(package))
     cites = citations(card["architecture"]["name"], extra_cites)
-    files[layout.README] = readme(card, tta, cites, _validated_with(validate)).encode()
+    files[layout.README] = readme(
+        card, tta, cites, _validated_with(validate), torchscript=layout.TORCHSCRIPT in files
+    ).encode()
     rdf = build_rdf(
         package,
         files,
@@ -132,8 +134,9 @@ def export_bioimageio(
     }
 
 
-def _refuse_unexportable(package, path) -> None:
-    """Only classifiers whose network TorchScript can trace are exported."""
+def _refuse_unexportable(package, path, state_dict: bool = True) -> None:
+    """Only classifiers without the canonical frame are exported; the architectures in
+    :data:`STATE_DICT_ONLY` only with their ``pytorch_state_dict`` weights."""
     card = package.card
     if card["kind"] != "classifier":
         raise InputError(
@@ -149,24 +152,37 @@ def _refuse_unexportable(package, path) -> None:
             "the network, outside what TorchScript traces",
         )
     arch = card["architecture"]["name"]
-    if arch in NOT_SCRIPTABLE:
+    if arch in STATE_DICT_ONLY and not state_dict:
         raise InputError(
             path,
-            f"the {arch!r} architecture cannot be exported to bioimage.io: {NOT_SCRIPTABLE[arch]}",
+            f"the {arch!r} architecture is exported with pytorch_state_dict weights only, "
+            f"never as TorchScript alone: its {STATE_DICT_ONLY[arch]}",
         )
 
 
 def _network_files(package, x, probs, tta: int, state_dict: bool, path) -> dict[str, bytes]:
-    """The checked TorchScript, and the state dict with its environment if ``state_dict``."""
+    """The checked TorchScript (not for :data:`STATE_DICT_ONLY`), and the state dict with its
+    environment if ``state_dict``, checked by rebuilding it as bioimage.io tools do."""
     import torch
 
-    wrapper = ensemble([m.to("cpu").eval() for m in package.modules], package.temperature, tta)
-    files = {layout.TORCHSCRIPT: trace_checked(wrapper, x, np.repeat(probs, 3, 0), path)}
+    kwargs = architecture_kwargs(package, tta)
+    wrapper = ensemble(
+        [m.to("cpu").eval() for m in package.modules],
+        package.temperature,
+        tta,
+        kwargs.get("adaptive"),
+    )
+    expected = np.repeat(probs, 3, 0)
+    arch = package.card["architecture"]["name"]
+    files = {}
+    if arch not in STATE_DICT_ONLY:
+        files[layout.TORCHSCRIPT] = trace_checked(wrapper, x, expected, path)
     if state_dict:
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in wrapper.state_dict().items()}, buf)
         files[layout.STATE_DICT] = buf.getvalue()
-        files[layout.ENVIRONMENT] = environment(package.card["architecture"]["name"]).encode()
+        files[layout.ENVIRONMENT] = environment(package.card["architecture"]).encode()
+        state_dict_checked(files[layout.STATE_DICT], kwargs, x, expected, path)
     return files
 
 
@@ -193,13 +209,14 @@ def _tiff(arr: np.ndarray) -> bytes:
 
 
 def _package_files(package) -> dict[str, bytes]:
-    """The package itself: ``card.json`` + ``weights.safetensors``, exactly as save_model writes them."""
+    """The package itself: ``card.json`` + ``weights.safetensors``, exactly as save_model writes
+    them (its fallback model included)."""
     import tempfile
 
     from napari_nucleus_ai.models.package import CARD, WEIGHTS, save_model
 
     with tempfile.TemporaryDirectory(prefix="nucleus-ai-export-") as tmp:
-        save_model(package.card, package.modules, Path(tmp) / "pkg")
+        save_model(package.card, package.modules, Path(tmp) / "pkg", fallback=package.fallback)
         return {name: (Path(tmp) / "pkg" / name).read_bytes() for name in (CARD, WEIGHTS)}
 
 
@@ -229,7 +246,9 @@ def _write_validated(out_zip: Path, rdf: dict, files: dict[str, bytes], validate
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(layout.RDF, yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True).encode())
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's where PyYAML has it
+        text = yaml.dump(rdf, Dumper=dumper, sort_keys=False, allow_unicode=True)
+        zf.writestr(layout.RDF, text.encode())
         for name, data in files.items():
             zf.writestr(name, data)
     status, message = "not validated", "validation skipped"

@@ -29,7 +29,8 @@ def import_bioimageio(source, out) -> Path:
     Nothing from the file is executed: YAML is parsed safely, tensors come from the
     safetensors attachment (or the state dict via ``torch.load(weights_only=True)``),
     the modules are built by this package from the card's architecture name and loaded
-    strictly. ``out``: ``.zip``, ``.safetensors`` or a folder (written atomically).
+    strictly (a fallback model too, from the safetensors attachment). ``out``: ``.zip``,
+    ``.safetensors`` or a folder (written atomically).
     """
     from napari_nucleus_ai.models.package import build_from, save_model
 
@@ -45,7 +46,7 @@ def import_bioimageio(source, out) -> Path:
         package = build_from(card, tensors, path)
     finally:
         src.close()
-    return save_model(card, package.modules, out)
+    return save_model(card, package.modules, out, fallback=package.fallback)
 
 
 def _our_config(path: Path, rdf: dict) -> tuple[dict, dict]:
@@ -99,6 +100,13 @@ def _read_tensors(src: Source, rdf: dict, ours: dict, card: dict) -> dict:
         tensors = _read_tensors_bytes(data, src.path)
         _check_card_matches(src.path, card, data)
         return tensors
+    if "fallback" in card:
+        raise InputError(
+            src.path,
+            "the model has a fallback model, which only its weights.safetensors attachment "
+            "holds (the pytorch_state_dict weights are the first model alone), and that "
+            "attachment is missing",
+        )
     return _tensors_from_state_dict(src, rdf)
 
 

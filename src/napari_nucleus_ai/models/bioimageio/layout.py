@@ -19,10 +19,22 @@ ENVIRONMENT = "environment.yaml"
 TEST_INPUT, TEST_OUTPUT = "test_input.npy", "test_output.npy"
 COVER, README = "cover.png", "README.md"
 SAMPLE_INPUT, SAMPLE_OUTPUT = "sample_input.tif", "sample_output.tif"
-MAX_RDF_BYTES = 4 << 20
+# rdf.yaml holds the card, whose JSON may reach models.package.MAX_CARD_BYTES (8 MB; a
+# card with a domain-shift score and a fallback model's card is ~2 MB): YAML is a bit larger
+MAX_RDF_BYTES = 16 << 20
+#: The largest difference of a probability allowed between the exported weights and the
+#: package: checked at export (trace.py), declared as the reproducibility tolerance (rdf.py)
+REPRODUCE_ATOL = 1e-4
 # the pytorch_state_dict architecture: the public import path, kept for every export
 ARCHITECTURE_MODULE = "napari_nucleus_ai.models.bioimageio"
 ARCHITECTURE_CALLABLE = "bioimageio_classifier"
+#: Architectures exported without TorchScript, and why: ``pytorch_state_dict`` weights only,
+#: whose architecture (:func:`.network.bioimageio_classifier`) runs the numpy code in ``forward``.
+STATE_DICT_ONLY = {
+    "morph": "cell-morphology descriptor (nucleus and cell segmentation with connected "
+    "components, a watershed and distance transforms; local binary patterns) is numpy / "
+    "SciPy / scikit-image code, which TorchScript can neither trace nor script",
+}
 
 
 def sha256(data: bytes) -> str:

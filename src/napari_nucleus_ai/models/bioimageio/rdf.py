@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from napari_nucleus_ai.models.bioimageio import layout
 from napari_nucleus_ai.models.bioimageio.documents import MODALITY_TEXT
-from napari_nucleus_ai.models.bioimageio.layout import sha256
+from napari_nucleus_ai.models.bioimageio.layout import REPRODUCE_ATOL, sha256
 
 UNITS = {"um": "micrometer", "nm": "nanometer"}
 MODALITY_TAGS = {
@@ -49,7 +49,8 @@ def build_rdf(
     description : str or None
         The description; a generated sentence by default.
     state_dict : bool
-        Declare ``pytorch_state_dict`` weights (the parent of the TorchScript).
+        Declare ``pytorch_state_dict`` weights (the parent of the TorchScript, when
+        ``files`` holds one).
 
     Returns
     -------
@@ -161,10 +162,12 @@ def _output(classes, files: dict[str, bytes]) -> dict:
 
 
 def _weights(package, files: dict[str, bytes], tta: int, state_dict: bool) -> dict:
-    """``pytorch_state_dict`` (if written; architecture :func:`bioimageio_classifier`) and ``torchscript``."""
+    """``pytorch_state_dict`` (if written; architecture :func:`bioimageio_classifier`) and
+    ``torchscript`` (if made: not for ``morph``, whose descriptor is numpy code)."""
     import torch
 
-    card = package.card
+    from napari_nucleus_ai.models.bioimageio.network import architecture_kwargs
+
     torch_version = torch.__version__.split("+")[0]
     weights = {}
     if state_dict:
@@ -174,15 +177,7 @@ def _weights(package, files: dict[str, bytes], tta: int, state_dict: bool) -> di
             "architecture": {
                 "callable": layout.ARCHITECTURE_CALLABLE,
                 "import_from": layout.ARCHITECTURE_MODULE,
-                "kwargs": {
-                    "architecture": card["architecture"]["name"],
-                    "channels": int(card["input"]["channels"]),
-                    "n_classes": len(package.classes),
-                    "params": dict(card["architecture"].get("params") or {}),
-                    "members": int(card["members"]),
-                    "temperature": float(package.temperature),
-                    "tta": tta,
-                },
+                "kwargs": architecture_kwargs(package, tta),
             },
             "pytorch_version": torch_version,
             "dependencies": {
@@ -190,12 +185,13 @@ def _weights(package, files: dict[str, bytes], tta: int, state_dict: bool) -> di
                 "sha256": sha256(files[layout.ENVIRONMENT]),
             },
         }
-    weights["torchscript"] = {
-        "source": layout.TORCHSCRIPT,
-        "sha256": sha256(files[layout.TORCHSCRIPT]),
-        "pytorch_version": torch_version,
-        **({"parent": "pytorch_state_dict"} if state_dict else {}),
-    }
+    if layout.TORCHSCRIPT in files:
+        weights["torchscript"] = {
+            "source": layout.TORCHSCRIPT,
+            "sha256": sha256(files[layout.TORCHSCRIPT]),
+            "pytorch_version": torch_version,
+            **({"parent": "pytorch_state_dict"} if state_dict else {}),
+        }
     return weights
 
 
@@ -217,5 +213,9 @@ def _config(card: dict, tta: int) -> dict:
             "modality": card["modality"],
             "task": "classification",
             "target_structure": ["nuclei" if card["modality"] != "brightfield_rgb" else "cells"],
+            # the export checks its weights against the package within this (trace.py)
+            "reproducibility_tolerance": [
+                {"absolute_tolerance": REPRODUCE_ATOL, "relative_tolerance": 0.0}
+            ],
         },
     }

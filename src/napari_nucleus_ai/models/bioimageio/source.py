@@ -1,8 +1,8 @@
 """Reading a bioimage.io package safely: a zip or folder, size-limited, never executed.
 
 :class:`Source` reads members by plain name only; :func:`read_rdf` parses ``rdf.yaml``
-with ``yaml.safe_load``; :func:`checked` reads a member and checks the SHA-256 the RDF
-declares for it.
+with a safe YAML loader (:func:`safe_load_yaml`); :func:`checked` reads a member and
+checks the SHA-256 the RDF declares for it.
 """
 
 from __future__ import annotations
@@ -104,12 +104,21 @@ def read_rdf(src: Source) -> dict:
 
     name = src.rdf_name()
     try:
-        rdf = yaml.safe_load(src.read(name, MAX_RDF_BYTES))
+        rdf = safe_load_yaml(src.read(name, MAX_RDF_BYTES))
     except yaml.YAMLError as e:
         raise InputError(src.path, f"{name} is not valid YAML ({short(e, 80)})") from None
     if not isinstance(rdf, dict):
         raise InputError(src.path, f"{name} is not a YAML mapping")
     return rdf
+
+
+def safe_load_yaml(data: bytes):
+    """``yaml.safe_load`` of ``data``, by libyaml's safe loader where PyYAML has it (the same
+    documents and types; about 6x faster on the megabytes of a card with a domain score)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
 
 
 def read_rdf_at(path) -> dict:

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.models.bioimageio.layout import short
+from napari_nucleus_ai.models.bioimageio.layout import REPRODUCE_ATOL, short
 
 
 def sample_input(package, sample) -> np.ndarray:
@@ -47,21 +47,78 @@ def sample_input(package, sample) -> np.ndarray:
 
 
 def package_probabilities(package, x_norm: np.ndarray, tta: int) -> np.ndarray:
-    """The package's mean probabilities for normalised ``x_norm`` on the CPU, no MC dropout."""
+    """The package's mean probabilities for normalised ``x_norm`` on the CPU, no MC dropout.
+
+    Through the package's own ``predict`` (its kind's), so the card's adaptive test-time
+    views count as they do in ``napari-nucleus-ai predict``.
+
+    Parameters
+    ----------
+    package : ModelPackage
+        The classifier package (moved to the CPU).
+    x_norm : ndarray, shape (N, C, S, S)
+        Normalised network inputs.
+    tta : int
+        Test-time transforms.
+
+    Returns
+    -------
+    ndarray, float32, shape (N, n_classes)
+    """
+    package.to("cpu")
+    samples = package.kind.predict(package, x_norm, {"tta": int(tta), "mc_dropout": 0})
+    if isinstance(samples, tuple):  # (samples, extra columns)
+        samples = samples[0]
+    return np.asarray(samples).mean(0).astype(np.float32)
+
+
+def state_dict_checked(state: bytes, kwargs: dict, x: np.ndarray, expected: np.ndarray, path):
+    """Check the ``pytorch_state_dict`` weights as bioimage.io tools load them.
+
+    A fresh :func:`.network.bioimageio_classifier` built from ``kwargs``, the state dict
+    read with ``torch.load(weights_only=True)`` and loaded strictly, in eval mode without
+    gradients, must give ``expected`` within :data:`~.layout.REPRODUCE_ATOL` on copies of
+    ``x``.
+
+    Parameters
+    ----------
+    state : bytes
+        The saved state dict.
+    kwargs : dict
+        The architecture's keyword arguments, as rdf.yaml declares them.
+    x : ndarray, shape (1, C, S, S)
+        The normalised test input.
+    expected : ndarray, shape (B, n_classes)
+        The package's probabilities for ``B`` copies of ``x``.
+    path : path
+        The model, for error messages.
+
+    Raises
+    ------
+    InputError
+        The network cannot be rebuilt, or it gives other probabilities.
+    """
     import torch
 
-    from napari_nucleus_ai.models.engine import probability_samples
+    from napari_nucleus_ai.models.bioimageio.network import bioimageio_classifier
 
-    package.to("cpu")
-    samples = probability_samples(
-        package.modules,
-        x_norm,
-        device=torch.device("cpu"),
-        temperature=package.temperature,
-        tta=tta,
-        mc_dropout=0,
-    )
-    return samples.mean(0).astype(np.float32)
+    try:
+        net = bioimageio_classifier(**kwargs)
+        net.load_state_dict(
+            torch.load(io.BytesIO(state), map_location="cpu", weights_only=True), strict=True
+        )
+        with torch.no_grad():
+            got = net.eval()(torch.from_numpy(np.repeat(x, len(expected), 0))).numpy()
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - building and loading raise many types
+        raise InputError(
+            path, f"the pytorch_state_dict weights cannot be rebuilt ({short(e)})"
+        ) from None
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=REPRODUCE_ATOL, rtol=0):
+        raise InputError(
+            path, "the pytorch_state_dict weights do not reproduce the package's probabilities"
+        )
 
 
 def trace_checked(wrapper, x: np.ndarray, expected: np.ndarray, path) -> bytes:
@@ -72,7 +129,8 @@ def trace_checked(wrapper, x: np.ndarray, expected: np.ndarray, path) -> bytes:
     wrapper : torch.nn.Module
         The exported network (:func:`.network.ensemble`).
     x : ndarray, shape (1, C, S, S)
-        The normalised test input; traced at batch 2 and checked at batch 3.
+        The normalised test input; traced at batch 2 and checked at batch 3, and on a
+        shifted copy against ``wrapper`` itself.
     expected : ndarray, shape (3, n_classes)
         The package's probabilities for three copies of ``x``.
     path : path
@@ -98,11 +156,19 @@ def trace_checked(wrapper, x: np.ndarray, expected: np.ndarray, path) -> bytes:
             warnings.simplefilter("ignore")  # TracerWarnings about constant shapes
             traced = torch.jit.trace(wrapper, example, check_trace=False)
             got = traced(torch.from_numpy(np.repeat(x, 3, 0))).numpy()
+            # another input, against the module itself: a trace that froze a value computed
+            # outside torch (numpy) as a constant gives the traced input's answer here
+            other = torch.from_numpy(np.roll(x, (1, 2), (-2, -1)))
+            moved, want = traced(other).numpy(), wrapper(other).numpy()
     except Exception as e:  # noqa: BLE001 - tracing raises many types
         raise InputError(
             path, f"the network cannot be traced to TorchScript ({short(e)})"
         ) from None
-    if got.shape != (3, expected.shape[1]) or not np.allclose(got, expected, atol=1e-4, rtol=1e-3):
+    if (
+        got.shape != (3, expected.shape[1])
+        or not np.allclose(got, expected, atol=REPRODUCE_ATOL, rtol=0)
+        or not np.allclose(moved, want, atol=REPRODUCE_ATOL, rtol=0)
+    ):
         raise InputError(
             path, "the TorchScript trace does not reproduce the package's probabilities"
         )
