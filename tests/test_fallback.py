@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 
 from napari_nucleus_ai.core.errors import InputError
+from test_cellframe import FAST
 
-PAIR = dict(
-    arch="morph",
-    crop_size=64,
-    epochs=1,
-    threads=1,
-    tta=1,
-    params={"cnn": False, "imagenet": None},
-    stain_augment=0,
-    val_fraction=0.4,
-)
+PAIR = {**{k: v for k, v in FAST.items() if k != "frame"}, "val_fraction": 0.4}
 NAMES = ["lymphocyte", "neutrophil"]
 
 

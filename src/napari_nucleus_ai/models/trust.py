@@ -296,28 +296,35 @@ def domain_scores(features, probs, domain: dict) -> np.ndarray:
     return _combine(raw, domain["standardise"])
 
 
-def domain_warning(out_of_domain, where: str = "", fraction: float = WARN_FRACTION) -> str | None:
-    """One warning when at least ``fraction`` of the cells are out of domain (else None)."""
-    flags = np.asarray(out_of_domain, bool)
+def _most_cells(flags, where: str, fraction: float, what: str) -> str | None:
+    """``"<where>: <n> of <N> cells <what>"`` when at least ``fraction`` of ``flags`` are set."""
+    flags = np.asarray(flags, bool)
     if len(flags) == 0 or flags.mean() < fraction:
         return None
     prefix = f"{where}: " if where else ""
-    return (
-        f"{prefix}{int(flags.sum())} of {len(flags)} cells do not look like the model's "
-        "training data (another microscope, stain or framing?): correct a few and retrain"
+    return f"{prefix}{int(flags.sum())} of {len(flags)} cells {what}"
+
+
+def domain_warning(out_of_domain, where: str = "", fraction: float = WARN_FRACTION) -> str | None:
+    """One warning when at least ``fraction`` of the cells are out of domain (else None)."""
+    return _most_cells(
+        out_of_domain,
+        where,
+        fraction,
+        "do not look like the model's training data (another microscope, stain or framing?): "
+        "correct a few and retrain",
     )
 
 
 def routing_note(routed, where: str = "", fraction: float = WARN_FRACTION) -> str | None:
     """One note when at least ``fraction`` of the cells went to a package's fallback model
     (``routed``; :func:`napari_nucleus_ai.classify.predict.route`), else None."""
-    flags = np.asarray(routed, bool)
-    if len(flags) == 0 or flags.mean() < fraction:
-        return None
-    prefix = f"{where}: " if where else ""
-    return (
-        f"{prefix}{int(flags.sum())} of {len(flags)} cells look unlike the first model's "
-        "training microscope: its canonical-frame fallback model classified them"
+    return _most_cells(
+        routed,
+        where,
+        fraction,
+        "look unlike the first model's training microscope: its canonical-frame fallback model "
+        "classified them",
     )
 
 
