@@ -11,9 +11,22 @@ each (dihedral + HED / light jitter) and trains the latent UNet, writing
 stopped run still leaves a model. ``log.jsonl`` records the CPU seconds
 (``resource.getrusage``) after each stage and checkpoint.
 
+Latents are centred and scaled per channel (``latent_stats``; the ``latents`` log record
+holds the shift, scale and each channel's standardised range).
+
+    .venv/bin/python benchmarks/diffusion_latent64.py recon /tmp/G/l64
+
+writes ``recon.png`` (held-back crops, each row above its autoencoder reconstruction) and
+logs their L1 error.
+
+    .venv/bin/python benchmarks/diffusion_latent64.py grid /tmp/G/l64 \
+        [--weights denoiser_4250.safetensors] [--guidance 2]
+
+samples 8 cells per class from a checkpoint without packaging it (``grid_*.png``).
+
     .venv/bin/python benchmarks/diffusion_latent64.py package /tmp/G/l64 OUT.zip
 
-turns the latest checkpoint into an ordinary model package (``--arch
+turns the latest checkpoint (or ``--weights denoiser_4250.safetensors``) into an ordinary model package (``--arch
 latent-diffusion`` card, ``kind_options={"init": ..., "steps": 0}``; the temperature is
 calibrated on a split of the training crops, never the held-back ones) for
 ``generate``, ``predict`` and the Generative dock.
@@ -22,7 +35,8 @@ calibrated on a split of the training crops, never the held-back ones) for
         CLASSIFIER.zip /tmp/G/eval [--guidance 2] [-n 16]
 
 draws ``n`` cells per class (DDIM, 50 steps, classifier-free guidance), writes them and
-the held-back crops (at 64 px) as class folders, runs ``predict`` with the default
+the held-back crops (at 64 px, and through the autoencoder: ``recon64``, what the
+decoder can give at best) as class folders, runs ``predict`` with the default
 classifier (``train DATA --out CLASSIFIER.zip``) on both (the share recognised as their
 class), writes a grid (``grid.png``, 8 per class, one class per row) and the Frechet
 distance on EfficientNet-Lite0 features (the morph model's frozen backbone, whole crop at
@@ -75,6 +89,7 @@ def train(args) -> None:
     from napari_nucleus_ai.models.diffusion.latent import (
         build_autoencoder,
         latent_bank,
+        latent_stats,
         train_autoencoder,
     )
     from napari_nucleus_ai.models.diffusion.train import train_diffusion
@@ -105,20 +120,28 @@ def train(args) -> None:
             out, stage="autoencoder", steps=args.ae_steps, held_l1=float(np.abs(r - x[held]).mean())
         )
     z, zy = latent_bank(ae, x[keep], y[keep], copies=16)
-    scale = float(1.0 / z.std())
-    log(out, stage="latents", n=len(z), scale=scale)
+    shift, scale = latent_stats(z)
+    zs = (z - shift[:, None, None]) * scale[:, None, None]
+    log(
+        out,
+        stage="latents",
+        n=len(z),
+        shift=shift.round(3).tolist(),
+        scale=scale.round(3).tolist(),
+        range=[np.round([zs[:, c].min(), zs[:, c].max()], 2).tolist() for c in range(z.shape[1])],
+    )
 
     def checkpoint(ema_net, step):
         net = LatentDenoiser(ClassUNet(len(names), 4, **_unet_kwargs()), ae)
         net.unet.load_state_dict(ema_net.state_dict())
-        net.scale.fill_(scale)
+        net.set_stats(shift, scale)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "tmp.safetensors")
         (out / "tmp.safetensors").replace(out / "denoiser.safetensors")
         log(out, stage="checkpoint", step=step)
 
     run_sync(
         train_diffusion(
-            z * scale,
+            zs,
             zy,
             names,
             arch=ARCH,
@@ -143,6 +166,69 @@ def _unet_kwargs() -> dict:
     }
 
 
+def recon(args) -> None:
+    """Held-back crops above their autoencoder reconstructions (``recon.png``) and the L1."""
+    import imageio.v3 as iio
+    import torch
+    from safetensors.torch import load_file
+
+    from napari_nucleus_ai.models.diffusion.data import load_crop_folder
+    from napari_nucleus_ai.models.diffusion.generate import grid
+    from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
+
+    run = Path(args.run)
+    meta = json.loads((run / "meta.json").read_text())
+    x, y, _, paths = load_crop_folder(args.data, 64)
+    held = np.array([p in set((run / "held.txt").read_text().split("\n")) for p in paths])
+    ae = build_autoencoder(3, meta["latent"])
+    ae.load_state_dict(load_file(run / "ae.safetensors"))
+    with torch.inference_mode():
+        r = ae.eval().decode(ae.encode(torch.from_numpy(x[held])).latents).sample.numpy()
+    r = r.clip(-1, 1)
+    rows = [a for s in range(0, len(r), 8) for a in (x[held][s : s + 8], r[s : s + 8])]
+    iio.imwrite(run / "recon.png", grid(np.concatenate(rows), cols=8))
+    log(run, stage="recon", held_l1=round(float(np.abs(r - x[held]).mean()), 4))
+
+
+def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
+    """A checkpoint of ``train`` as a :class:`DiffusionClassifier` (uncalibrated; for sampling)."""
+    from safetensors.torch import load_file
+
+    from napari_nucleus_ai.models.diffusion.model import DiffusionClassifier, build_net
+
+    meta = json.loads((run / "meta.json").read_text())
+    config = {
+        "kind": "diffusion",
+        "class_names": meta["class_names"],
+        "size": meta["size"],
+        "channels": 3,
+        "schedule": "cosine",
+        "timesteps": 1000,
+        "arch": {**meta["arch"], "latent": meta["latent"]},
+    }
+    net = build_net(config)
+    net.load_state_dict(load_file(run / weights))
+    return DiffusionClassifier(net.eval(), config)
+
+
+def sample_grid(args) -> None:
+    """``grid_<weights>_g<guidance>.png``: ``--grid`` samples per class, one class per row."""
+    import imageio.v3 as iio
+
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.generate import generate, grid
+
+    run = Path(args.run)
+    model = checkpoint_model(run, args.weights)
+    tiles = [
+        run_sync(generate(model, c, n=args.grid, steps=args.steps, guidance=args.guidance, seed=1))
+        for c in model.class_names
+    ]
+    out = run / f"grid_{Path(args.weights).stem}_g{args.guidance:g}.png"
+    iio.imwrite(out, grid(np.concatenate(tiles), cols=args.grid))
+    log(run, stage="grid", weights=args.weights, guidance=args.guidance, png=str(out))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -153,9 +239,19 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=6000)
     t.add_argument("--ae-width", type=int, default=LATENT["width"], help="autoencoder channels")
     t.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("recon")
+    r.add_argument("run")
+    r.add_argument("--data", default="../shared/data/smear/pbc")
+    g = sub.add_parser("grid")
+    g.add_argument("run")
+    g.add_argument("--weights", default="denoiser.safetensors", help="a checkpoint in RUN")
+    g.add_argument("--grid", type=int, default=8, help="cells per class")
+    g.add_argument("--steps", type=int, default=50)
+    g.add_argument("--guidance", type=float, default=2.0)
     p = sub.add_parser("package")
     p.add_argument("run")
     p.add_argument("out")
+    p.add_argument("--weights", default="denoiser.safetensors", help="a checkpoint in RUN")
     p.add_argument("--data", default="../shared/data/smear/pbc")
     e = sub.add_parser("evaluate")
     e.add_argument("run")
@@ -169,7 +265,13 @@ def main(argv=None) -> int:
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--guidance", type=float, default=2.0)
     args = ap.parse_args(argv)
-    {"train": train, "package": package, "evaluate": evaluate}[args.cmd](args)
+    {
+        "train": train,
+        "recon": recon,
+        "grid": sample_grid,
+        "package": package,
+        "evaluate": evaluate,
+    }[args.cmd](args)
     return 0
 
 
@@ -196,9 +298,9 @@ def package(args) -> None:
             crop_size=64,
             seed=0,
             params={**ARCH, "latent": latent, "proposer": False},
-            kind_options={"init": str(run / "denoiser.safetensors"), "steps": 0},
+            kind_options={"init": str(run / args.weights), "steps": 0},
         )
-    log(run, stage="package", package=str(args.out))
+    log(run, stage="package", package=str(args.out), weights=args.weights)
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -267,16 +369,17 @@ def evaluate(args) -> None:
         for i, crop in enumerate(to_uint8(g)):
             (work / "gen" / name).mkdir(parents=True, exist_ok=True)
             iio.imwrite(work / "gen" / name / f"gen{i:03d}.png", crop)
-    for i, p in enumerate(paths):
-        if held[i]:
-            d = work / "real64" / Path(p).parent.name
+    recon = to_uint8(model.decode(model.encode(x[held])).numpy())
+    for k, i in enumerate(np.flatnonzero(held)):
+        for part, crop in (("real64", to_uint8(x[i : i + 1])[0]), ("recon64", recon[k])):
+            d = work / part / Path(paths[i]).parent.name
             d.mkdir(parents=True, exist_ok=True)
-            iio.imwrite(d / Path(p).name, to_uint8(x[i : i + 1])[0])
+            iio.imwrite(d / Path(paths[i]).name, crop)
     iio.imwrite(work / "grid.png", grid(np.concatenate(tiles), cols=args.grid))
     gen_cpu = cpu_seconds() - c0
     rec = {"generation_cpu_s": round(gen_cpu, 1), "n_per_class": args.n, "steps": args.steps}
     rec["guidance"] = args.guidance
-    for part in ("gen", "real64"):
+    for part in ("gen", "real64", "recon64"):
         csv = work / f"{part}.csv"
         cli(["predict", args.classifier, str(work / part), "--out", str(csv), "--device", "cpu"])
         df = pd.read_csv(csv)

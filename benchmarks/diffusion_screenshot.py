@@ -2,8 +2,9 @@
 
     xvfb-run -a nice -n 10 .venv/bin/python benchmarks/diffusion_screenshot.py MODEL.zip docs/images/generative-dock.png
 
-MODEL is a diffusion package trained on the PBC crops, e.g.
-``napari-nucleus-ai train ../shared/data/smear/pbc --out MODEL.zip --arch diffusion --epochs 12``.
+MODEL is a diffusion package trained on the PBC crops, e.g. the 64-px latent model of
+``diffusion_latent64.py package`` or
+``napari-nucleus-ai train ../shared/data/smear/pbc --out MODEL.zip --arch latent-diffusion``.
 Builds a 2 x 2 mosaic of real PBC crops (one per class shown) with a disc label per cell,
 generates a grid of synthetic cells and the counterfactual of one cell, and saves the window.
 """
@@ -57,7 +58,7 @@ def main(model: str, out: str, grid_out: str | None = None) -> None:
     viewer.window._qt_window.resize(1500, 850)
     dock.model.value = model
     dock.klass.value = "eosinophil"
-    dock.n.value, dock.steps.value = 16, 50
+    dock.n.value, dock.steps.value, dock.guidance.value = 16, 50, 2.0
     dock.run_generate(sync=True)
     grid = viewer.layers["synthetic eosinophil"]
     grid.translate = (0, 2 * img.shape[1] + 40)

@@ -36,6 +36,8 @@ def trained(tmp_path_factory):
 
 
 def test_latent_package_round_trips_and_stores_one_member(trained):
+    import torch
+
     from napari_nucleus_ai.models.package import clear_cache, load_model
 
     _, out, names = trained
@@ -48,7 +50,68 @@ def test_latent_package_round_trips_and_stores_one_member(trained):
     pkg = load_model(out)
     net = pkg.modules[0]
     assert hasattr(net, "ae") and hasattr(net, "unet")
-    assert float(net.scale) > 0 and float(net.scale) != 1.0  # fitted to the latents' spread
+    assert net.scale.shape == net.shift.shape == (4, 1, 1)  # one per latent channel
+    assert (net.scale > 0).all() and not torch.allclose(net.scale, torch.ones(4, 1, 1))
+    assert not torch.allclose(net.shift, torch.zeros(4, 1, 1))  # fitted to the latents
+
+
+def test_package_latents_of_the_training_crops_are_centred_per_channel(trained):
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier
+    from napari_nucleus_ai.models.package import load_model
+
+    _, out, _ = trained
+    model = as_classifier(load_model(out))
+    x, _, _ = toy_crops(per_class=4, seed=0)  # the crops the package was trained on
+    z = model.encode(x)
+    # the stats were fitted on augmented copies (stain jitter, dihedral), so only close
+    assert torch.all(z.mean(dim=(0, 2, 3)).abs() < 0.5)
+    assert torch.all((z.std(dim=(0, 2, 3)) - 1).abs() < 0.5)
+
+
+def test_latent_stats_standardise_every_channel():
+    from napari_nucleus_ai.models.diffusion.latent import latent_stats
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1, (50, 3, 4, 4)) * np.array([0.5, 2.0, 1.0])[:, None, None]
+    z += np.array([-3.0, 0.5, 2.0])[:, None, None]
+    shift, scale = latent_stats(z)
+    zs = (z - shift[:, None, None]) * scale[:, None, None]
+    assert np.allclose(zs.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    assert np.allclose(zs.std(axis=(0, 2, 3)), 1, atol=1e-5)
+    assert shift.dtype == scale.dtype == np.float32
+    with pytest.raises(ValueError, match="latents"):
+        latent_stats(np.zeros((0, 4, 2, 2)))
+
+
+def test_weights_with_one_scalar_scale_load_as_that_scale_on_every_channel():
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
+    from napari_nucleus_ai.models.diffusion.unet import ClassUNet, LatentDenoiser
+
+    def make():
+        torch.manual_seed(0)
+        ae = build_autoencoder(3, {"width": 8}).eval()
+        return LatentDenoiser(ClassUNet(2, 4, base=8, mults=(1, 2)), ae)
+
+    old = {k: v for k, v in make().state_dict().items() if k != "shift"}
+    old["scale"] = torch.tensor(0.25)  # the layout of older packages
+    net = make()
+    net.load_state_dict(old)
+    assert torch.equal(net.scale, torch.full((4, 1, 1), 0.25))
+    assert torch.equal(net.shift, torch.zeros(4, 1, 1))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.inference_mode():
+        assert torch.allclose(net.encode(x), net.ae.encode(x).latents * 0.25)
+        net.set_stats([1.0, -1.0, 0.5, 0.0], [2.0, 1.0, 0.5, 4.0])
+        z = net.encode(x)
+        assert torch.allclose(
+            net.ae.decode(z / net.scale + net.shift).sample.clamp(-1, 1), net.decode(z)
+        )
+        raw = net.ae.encode(x).latents
+        assert torch.allclose(z[:, 1], raw[:, 1] + 1.0) and torch.allclose(z[:, 3], raw[:, 3] * 4)
 
 
 def test_generate_decodes_latents_to_crops_of_the_card_size(trained):
@@ -167,7 +230,7 @@ def test_init_starts_from_saved_weights(trained, tmp_path):
     clear_cache()
     net = load_model(out).modules[0]
     with torch.no_grad():
-        net.scale.fill_(3.5)
+        net.set_stats([0.5, -0.5, 1.0, 0.0], [3.5, 2.0, 1.0, 0.5])
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "w.safetensors")
     out2 = tmp_path / "again.zip"
     train(
@@ -181,7 +244,8 @@ def test_init_starts_from_saved_weights(trained, tmp_path):
     )
     clear_cache()
     net2 = load_model(out2).modules[0]
-    assert float(net2.scale) == 3.5
+    assert net2.scale.flatten().tolist() == [3.5, 2.0, 1.0, 0.5]
+    assert net2.shift.flatten().tolist() == [0.5, -0.5, 1.0, 0.0]
     for (k, a), b in zip(net.state_dict().items(), net2.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
 
@@ -203,3 +267,57 @@ def test_sampled_latents_stay_in_the_clip_range(trained):
     t_seq = np.linspace(999, 0, 5).round().astype(int)
     z0 = run_sync(_ddim(model, z, y, t_seq, guidance=1.0))
     assert float(z0.abs().max()) <= LATENT_CLIP + 1e-4
+
+
+class _GaussianDenoiser:
+    """The exact noise predictor for data ``x0 ~ N(mu, s^2)`` per element, plus a small
+    constant error ``err`` (a trained network is never exact)."""
+
+    def __init__(self, mu=1.0, s=0.5, err=3e-3):
+        import torch
+
+        from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod
+
+        self.mu, self.s, self.err = mu, s, err
+        self.abar = torch.tensor(alphas_cumprod("cosine", 1000), dtype=torch.float32)
+        self.class_names, self.device, self.latent = ["a"], torch.device("cpu"), {"channels": 1}
+
+    def eps(self, x, t, y):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        var = a * self.s**2 + 1 - a
+        return (1 - a).sqrt() * (x - a.sqrt() * self.mu) / var + self.err
+
+
+def _ddim_samples(t_seq):
+    import torch
+
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.generate import _ddim
+
+    model = _GaussianDenoiser()
+    x = torch.randn((64, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(64, dtype=torch.long)
+    return run_sync(_ddim(model, x, y, t_seq, guidance=0.0)).numpy()
+
+
+def test_sampling_starts_where_the_first_step_does_not_amplify_the_error():
+    """The first step's clean-image estimate is 1 / sqrt(abar) times the error of the noise
+    prediction: 2e4 at the cosine schedule's last step, at most 10 at the start picked; and
+    a start that low (pure noise for 1 % signal variance) still gives the data's mean and
+    spread with a near-exact denoiser."""
+    from napari_nucleus_ai.models.diffusion.generate import (
+        SAMPLE_START_SIGNAL,
+        sampling_timesteps,
+    )
+    from napari_nucleus_ai.models.diffusion.schedule import alphas_cumprod
+
+    abar = alphas_cumprod("cosine", 1000)
+    assert 1 / np.sqrt(abar[-1]) > 1e4
+    t_seq = sampling_timesteps(abar, 50)
+    assert len(t_seq) == 50 and t_seq[-1] == 0 and np.all(np.diff(t_seq) < 0)
+    assert np.sqrt(abar[t_seq[0]]) >= SAMPLE_START_SIGNAL > np.sqrt(abar[t_seq[0] + 1])
+    assert len(sampling_timesteps(abar, 5000)) == t_seq[0] + 1  # never more than the levels
+    x = _ddim_samples(t_seq)
+    assert abs(x.mean() - 1.0) < 0.1 and abs(x.std() - 0.5) < 0.05
+    late = _ddim_samples(np.linspace(600, 0, 50).round().astype(int))  # starting too late
+    assert abs(late.mean() - 1.0) > 0.3

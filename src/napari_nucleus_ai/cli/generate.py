@@ -13,11 +13,13 @@ def add_arguments(p) -> None:
     )
     p.add_argument("-n", "--n", type=int, default=16, help="number of cells (default 16)")
     p.add_argument("--steps", type=int, default=50, help="DDIM denoising steps (default 50)")
+    from napari_nucleus_ai.models.diffusion.generate import GUIDANCE
+
     p.add_argument(
         "--guidance",
         type=float,
-        default=1.0,
-        help="classifier-free guidance weight; 0 = plain conditional model (default 1)",
+        default=GUIDANCE,
+        help=f"classifier-free guidance weight; 0 = plain conditional model (default {GUIDANCE:g})",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

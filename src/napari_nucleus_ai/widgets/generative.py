@@ -45,7 +45,9 @@ class GenerativeWidget(ScrollableDock, DockBase, Container):
 
         self.n = option("-n", "how many", 16)
         self.steps = option("--steps", "denoising steps", 50)
-        self.guidance = option("--guidance", "guidance", 1.0)
+        from napari_nucleus_ai.models.diffusion.generate import GUIDANCE
+
+        self.guidance = option("--guidance", "guidance", GUIDANCE)
         self.seed = option("--seed", "seed", 0)
         self.generate_btn = PushButton(text="Generate")
         self.image = ComboBox(label="image", nullable=True)

@@ -1,7 +1,8 @@
 """Synthetic cells and counterfactual maps from the class-conditional denoiser.
 
 :func:`generate` samples new crops of a chosen class with deterministic DDIM
-(Song et al. 2021) and classifier-free guidance (Ho & Salimans 2022);
+(Song et al. 2021) and classifier-free guidance (Ho & Salimans 2022), starting
+at the noise level :func:`sampling_timesteps` picks;
 :func:`grid` tiles them into one RGB image for an Image layer.
 :func:`counterfactual` explains a decision: over the shared noise trials it
 maps, pixel by pixel, how much better the cell is denoised as its class than
@@ -15,6 +16,27 @@ import numpy as np
 
 from napari_nucleus_ai.core.progress import Progress
 from napari_nucleus_ai.models.diffusion.latent import LATENT_CLIP
+
+#: Sampling starts at the noisiest level whose signal amplitude ``sqrt(abar_t)`` is at least
+#: this. Nearer the end of the schedule the predicted clean image is ``1 / sqrt(abar_t)``
+#: times the noise prediction's error (~2e4 at the cosine schedule's last step): the
+#: first step then injects a clipped, saturated image that the later steps take for
+#: signal (colour casts, tiles of texture). Starting from pure noise at this level
+#: assumes only the missing 1 % of the signal variance is the data mean (zero).
+SAMPLE_START_SIGNAL = 0.1
+
+
+#: Classifier-free guidance weight of :func:`generate` (eps = (1 + w) eps_class - w eps_none).
+#: On the 64-px PBC latent model, weights 0 / 1 / 2 / 3 give 17 / 25 / 29 / 31 % of the
+#: generated cells recognised as their class by the default classifier (docs/generative.md).
+GUIDANCE = 2.0
+
+
+def sampling_timesteps(abar, steps: int) -> np.ndarray:
+    """``steps`` DDIM timesteps from the start level (:data:`SAMPLE_START_SIGNAL`) to 0."""
+    a = np.asarray(abar, np.float64)
+    start = int(np.flatnonzero(np.sqrt(a) >= SAMPLE_START_SIGNAL).max())
+    return np.linspace(start, 0, max(1, min(int(steps), start + 1))).round().astype(int)
 
 
 def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None = None):
@@ -54,7 +76,7 @@ def generate(
     n: int = 16,
     *,
     steps: int = 50,
-    guidance: float = 1.0,
+    guidance: float = GUIDANCE,
     seed: int = 0,
     batch_size: int = 64,
 ):
@@ -70,8 +92,8 @@ def generate(
         )
     if n < 1 or steps < 1:
         raise ValueError("n and steps must be >= 1")
-    steps = min(int(steps), int(model.config.get("timesteps", 1000)))
-    t_seq = np.linspace(int(model.config.get("timesteps", 1000)) - 1, 0, steps).round().astype(int)
+    t_seq = sampling_timesteps(model.abar.cpu().numpy(), steps)
+    steps = len(t_seq)
     g = torch.Generator().manual_seed(int(seed))
     out = []
     n_batches = -(-n // batch_size)
@@ -170,7 +192,8 @@ def counterfactual(
             diff += (maps[1] - maps[0]).sum(0).float().cpu()
             yield Progress(s + len(ks), k + steps, "counterfactual map")
     steps_total = int(model.config.get("timesteps", 1000))
-    t_start = int(np.clip(strength, 0.0, 1.0) * (steps_total - 1))
+    t_max = int(sampling_timesteps(model.abar.cpu().numpy(), 1)[0])
+    t_start = min(int(np.clip(strength, 0.0, 1.0) * (steps_total - 1)), t_max)
     t_seq = np.linspace(t_start, 0, max(1, steps)).round().astype(int)
     g = torch.Generator().manual_seed(int(model.protocol["seed"]))
     eps = torch.randn(x.shape, generator=g).to(model.device)

@@ -234,10 +234,13 @@ def _load_init(path, latent: bool) -> dict | None:
         return {"net": state}
     if "scale" not in state:
         raise InputError(path, "not the weights of a latent-diffusion denoiser (no 'scale')")
+    scale = state["scale"].flatten().numpy()
+    shift = state["shift"].flatten().numpy() if "shift" in state else np.zeros_like(scale)
     return {
         "net": {k[5:]: v for k, v in state.items() if k.startswith("unet.")},
         "ae": {k[3:]: v for k, v in state.items() if k.startswith("ae.")},
-        "scale": float(state["scale"]),
+        "shift": shift,
+        "scale": scale,
     }
 
 
@@ -288,11 +291,12 @@ def fit(train, val, card: dict, options: dict):
     lr = min(float(options.get("lr", 2e-3)), 2e-3)
     t0 = time.perf_counter()
     model = None
-    x_fit, y_fit, ae, scale = x_tr, y_tr, None, 1.0
+    x_fit, y_fit, ae, stats = x_tr, y_tr, None, None
     if latent:
         from napari_nucleus_ai.models.diffusion.latent import (
             AE_TRAIN_DEFAULTS,
             latent_bank,
+            latent_stats,
             train_autoencoder,
         )
 
@@ -318,10 +322,12 @@ def fit(train, val, card: dict, options: dict):
             copies=int(options.get("copies") or 16),
             seed=int(options.get("seed", 0)),
         )
-        scale = float(1.0 / max(float(x_fit.std()), 1e-6))
-        if init is not None:
-            scale = init["scale"]
-        x_fit = x_fit * scale
+        stats = latent_stats(x_fit)
+        if init is not None:  # a scalar scale (older weights) applies to every channel
+            stats = tuple(
+                np.array(np.broadcast_to(init[k], stats[0].shape)) for k in ("shift", "scale")
+            )
+        x_fit = (x_fit - stats[0][:, None, None]) * stats[1][:, None, None]
     gen = train_diffusion(
         x_fit,
         y_fit,
@@ -361,7 +367,7 @@ def fit(train, val, card: dict, options: dict):
         from napari_nucleus_ai.models.diffusion.unet import LatentDenoiser
 
         wrapped = LatentDenoiser(model.net, ae)
-        wrapped.scale.fill_(scale)
+        wrapped.set_stats(*stats)
         config = {
             **model.config,
             "size": int(spec["crop_size"]),

@@ -8,11 +8,12 @@ class-conditional UNet, schedule, classification protocol and sampler there;
 generated latents are decoded back to crops.
 
 :class:`~.unet.LatentDenoiser` is one ``torch.nn.Module`` holding both networks
-(``unet`` and ``ae``) and the latent scale, so a latent model is stored as an
-ordinary single-member package (keys ``m0.unet.*``, ``m0.ae.*``, ``m0.scale``).
-Its ``forward`` is the UNet's, so everything that denoises works unchanged on
-latents; :meth:`encode` / :meth:`decode` map crops in ``[-1, 1]`` to latents of
-about unit variance and back.
+(``unet`` and ``ae``) and the per-channel latent statistics, so a latent model is
+stored as an ordinary single-member package (keys ``m0.unet.*``, ``m0.ae.*``,
+``m0.shift``, ``m0.scale``). Its ``forward`` is the UNet's, so everything that
+denoises works unchanged on latents; :meth:`encode` / :meth:`decode` map crops in
+``[-1, 1]`` to latents centred with unit variance per channel
+(:func:`latent_stats`) and back.
 
 Training (:func:`train_autoencoder`, then :func:`latent_bank` and the usual
 :func:`~.train.train_diffusion` on the latents) puts the augmentation in pixel
@@ -34,6 +35,20 @@ LATENT_DEFAULTS = {"channels": 4, "factor": 4, "width": 32}
 LATENT_CLIP = 5.0
 
 AE_TRAIN_DEFAULTS = {"steps": 600, "batch_size": 8, "lr": 2e-3, "seed": 0}
+
+
+def latent_stats(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``shift`` (mean) and ``scale`` (1 / std) of latents ``(N, C, s, s)``.
+
+    ``(z - shift) * scale`` is centred with unit variance in every channel, as the
+    noise schedule assumes.
+    """
+    z = np.asarray(z, np.float64)
+    if z.ndim != 4 or len(z) == 0:
+        raise ValueError(f"expected latents (N, C, s, s), got {z.shape}")
+    shift = z.mean(axis=(0, 2, 3))
+    scale = 1.0 / np.maximum(z.std(axis=(0, 2, 3)), 1e-6)
+    return shift.astype(np.float32), scale.astype(np.float32)
 
 
 def build_autoencoder(in_channels: int = 3, latent: dict | None = None):

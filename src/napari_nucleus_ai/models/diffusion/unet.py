@@ -254,6 +254,12 @@ class DiffusersUNet(nn.Module):
 class LatentDenoiser(nn.Module):
     """A denoiser on autoencoder latents; ``forward(z_t, t, y)`` predicts the noise.
 
+    What is noised is the standardised latent ``(ae latent - shift) * scale``,
+    ``shift`` and ``scale`` per latent channel (buffers ``(C, 1, 1)``, fitted by
+    :func:`~.latent.latent_stats`), so every channel the UNet sees is centred with
+    unit variance. Weights saved with one scalar ``scale`` and no ``shift`` load as
+    that scale on every channel and no shift.
+
     Parameters
     ----------
     unet : torch.nn.Module
@@ -266,15 +272,30 @@ class LatentDenoiser(nn.Module):
         super().__init__()
         self.unet = unet
         self.ae = ae
-        self.register_buffer("scale", torch.ones(()))
+        c = int(ae.config.latent_channels)
+        self.register_buffer("shift", torch.zeros(c, 1, 1))
+        self.register_buffer("scale", torch.ones(c, 1, 1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        scale = state_dict.get(prefix + "scale")
+        if scale is not None and scale.dim() == 0:  # one scale for every channel
+            state_dict[prefix + "scale"] = scale.expand_as(self.scale).clone()
+            state_dict.setdefault(prefix + "shift", torch.zeros_like(self.shift))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def set_stats(self, shift, scale) -> None:
+        """Store per-channel ``shift`` and ``scale`` (sequences of length C)."""
+        with torch.no_grad():
+            self.shift.copy_(torch.as_tensor(shift, dtype=torch.float32).view_as(self.shift))
+            self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32).view_as(self.scale))
 
     def forward(self, x, t, y):
         return self.unet(x, t, y)
 
     def encode(self, x):
-        """Crops ``(B, C, S, S)`` in [-1, 1] -> scaled latents."""
-        return self.ae.encode(x).latents * self.scale
+        """Crops ``(B, C, S, S)`` in [-1, 1] -> standardised latents."""
+        return (self.ae.encode(x).latents - self.shift) * self.scale
 
     def decode(self, z):
-        """Scaled latents -> crops in [-1, 1]."""
-        return self.ae.decode(z / self.scale).sample.clamp(-1, 1)
+        """Standardised latents -> crops in [-1, 1]."""
+        return self.ae.decode(z / self.scale + self.shift).sample.clamp(-1, 1)
