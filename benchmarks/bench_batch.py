@@ -17,8 +17,10 @@ Prints (and writes benchmarks/results/bench_batch.json):
    ``bench_classify_region.py``): tile tasks for segmentation, then cell-chunk tasks (of 100
    cells) for classification, with 1 and 2 local workers, and with 2 workers but one
    classification task (``--cells-runs WORKERS:CELLS_PER_TASK ...``, default
-   ``1:100 2:100 2:0``); wall time, CPU time of all processes (client, scheduler, workers)
-   and the load average beside each figure.
+   ``1:100 2:100 2:0``); cells per second of the whole run (cluster start to cluster
+   close) and of the classification phase (first cell-chunk task start to last end, from
+   the scheduler's task stream), the wall time of each kind of task, CPU time of all
+   processes (client, scheduler, workers) and the load average beside each figure.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_batch.py --skip throughput overhead \
         killworker slide killrun   # only part 5
@@ -183,14 +185,45 @@ def _count(row, name: str) -> int:
     return 0 if v is None or v != v else int(v)
 
 
+def _phases(tasks: list) -> dict:
+    """Wall seconds of each kind of task in a run's task stream: from the first start of
+    that kind to the last stop (worker clocks), and the CPU-busy seconds summed over tasks.
+
+    Kinds are the key prefixes: ``warm`` (loading the model), ``plan``, ``tile``,
+    ``finish``, ``cells`` (the cell-chunk tasks: the classification phase), ``merge``.
+    """
+    spans: dict[str, list] = {}
+    for t in tasks:
+        kind = t["key"].split("-", 1)[0]
+        for s in t["startstops"]:
+            if s["action"] == "compute":
+                spans.setdefault(kind, []).append((s["start"], s["stop"]))
+    return {
+        k: {
+            "wall_s": round(max(b for _, b in v) - min(a for a, _ in v), 2),
+            "busy_s": round(sum(b - a for a, b in v), 2),
+            "tasks": len(v),
+        }
+        for k, v in spans.items()
+    }
+
+
 def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) -> list:
-    """``batch --model`` on one big region, for each ``(workers, cells_per_task)`` of ``configs``."""
+    """``batch --model`` on one big region, for each ``(workers, cells_per_task)`` of ``configs``.
+
+    Whole run: starting the local cluster (the product's own ``connect``), the run and
+    closing the cluster, as ``napari-nucleus-ai batch`` does them. Classification phase:
+    from the start of the first cell-chunk task to the end of the last one (the task
+    stream of the scheduler), the cells classified per second of it.
+    """
     import resource
+
+    from distributed import get_task_stream
 
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_classify_region import PIXEL_UM, make_region
 
-    from napari_nucleus_ai.batch import run_batch
+    from napari_nucleus_ai.batch import connect, run_batch
 
     image, _, _ = make_region(root / "region", side, n_cells)
     runs = []
@@ -198,9 +231,15 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
         load0 = os.getloadavg()[0]
         r0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         t0 = time.perf_counter()
-        res = run_batch([image], root / f"cells_out{workers}_{cpt}", workers=workers,
-                        resume=False, method="wbc", model=str(model), device="cpu",
-                        pixel_size_um=PIXEL_UM, cells_per_task=cpt)  # fmt: skip
+        client, close = connect(workers=workers)
+        t_start = time.perf_counter() - t0
+        try:
+            with get_task_stream(client) as stream:
+                res = run_batch([image], root / f"cells_out{workers}_{cpt}", client=client,
+                                resume=False, method="wbc", model=str(model), device="cpu",
+                                pixel_size_um=PIXEL_UM, cells_per_task=cpt)  # fmt: skip
+        finally:
+            close()
         wall = time.perf_counter() - t0
         r1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         cpu = sum(
@@ -209,12 +248,17 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
         )
         row = res.summary.iloc[0]
         n = int(row["n_cells"])
+        phases = _phases(stream.data)
+        cls = phases.get("cells") or phases.get("finish") or {"wall_s": float("nan")}
         runs.append({
             "model": str(model), "workers": workers, "cells_per_task": cpt, "status": row["status"],
             "error": row["error"], "cells": n, "tiles": int(row.get("tiles", 0) or 0),
             "cell_tasks": int(row.get("cell_tasks", 0) or 0) if "cell_tasks" in row else 0,
-            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-            "cells_per_s": round(n / wall, 2), "load_before": round(load0, 1),
+            "wall_s": round(wall, 1), "cluster_start_s": round(t_start, 2), "cpu_s": round(cpu, 1),
+            "cells_per_s": round(n / wall, 2),
+            "classify_phase_s": cls["wall_s"],
+            "classify_phase_cells_per_s": round(n / cls["wall_s"], 2),
+            "phases": phases, "load_before": round(load0, 1),
             "load_after": round(os.getloadavg()[0], 1),
         })  # fmt: skip
         print(json.dumps(runs[-1]), flush=True)

@@ -79,7 +79,7 @@ def test_cell_chunks_equal_one_task(client, field, model, tmp_path, tiled):
     n = len(cells)
     assert n > 8, "the field must have enough cells for several chunks"
     assert split["n_cells"] == one["n_cells"] == n
-    assert split["cell_tasks"] == -(-n // 4)
+    assert split["cell_tasks"] == -(-n // 8) * 2  # chunks of <= 4 cells, a multiple of 2 threads
     assert "cell_tasks" not in one.index or pd.isna(one["cell_tasks"])
     for c in ("lymphocyte", "monocyte", "neutrophil"):
         assert split[f"n_{c}"] == one[f"n_{c}"] == (cells["class"] == c).sum()
@@ -87,6 +87,24 @@ def test_cell_chunks_equal_one_task(client, field, model, tmp_path, tiled):
     if tiled:
         assert split["tiles"] > 1
     assert not (tmp_path / "split" / ".batch" / "work" / "field").exists()  # staging cleaned
+
+
+@pytest.mark.parametrize(
+    "n, per_task, slots", [(473, 100, 2), (473, 50, 2), (473, 100, 1), (11, 4, 2), (5, 1, 4)]
+)
+def test_cell_chunks_fill_every_worker(n, per_task, slots):
+    """Chunks cover the table in order, at most ``per_task`` cells, equal sizes, and a
+    multiple of the worker threads (never more chunks than cells)."""
+    from napari_nucleus_ai.batch.tasks import Segmented
+
+    seg = Segmented(*[None] * 6, pd.DataFrame({"label": np.arange(1, n + 1)}), *[None] * 5)
+    chunks = seg.chunks(per_task, slots)
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(chunks[:-1], chunks[1:], strict=True))
+    sizes = [b - a for a, b in chunks]
+    assert max(sizes) <= per_task and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    plain = -(-n // per_task)
+    assert len(chunks) == min(n, -(-plain // slots) * slots)
 
 
 def test_small_inputs_keep_one_task(client, field, model, tmp_path):
@@ -129,3 +147,44 @@ def test_cli_rejects_negative_cells_per_task(field, tmp_path, capsys):
     assert code == 1  # the run could not start (the batch command's documented exit status)
     err = capsys.readouterr().err
     assert "--cells-per-task" in err and "Traceback" not in err
+
+
+def test_idle_workers_load_the_model_before_classifying(client, field, model, tmp_path):
+    """While one input is segmented, the idle worker thread loads the model (one warm-up
+    task), before the chunks classify; with an input per thread, none is idle: no warm-up."""
+    import shutil
+
+    from distributed import get_task_stream
+
+    def starts_of(inputs, out):
+        with get_task_stream(client) as stream:
+            run_batch(inputs, out, client=client, model=str(model), device="cpu",
+                      cells_per_task=4)  # fmt: skip
+        starts = {}
+        for t in stream.data:
+            starts.setdefault(t["key"].split("-", 1)[0], []).append(t["startstops"][0]["start"])
+        return starts
+
+    threads = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    assert threads == 2
+    starts = starts_of([field], tmp_path / "one")
+    assert len(starts["warm"]) == 1 and min(starts["warm"]) < min(starts["cells"])
+    (tmp_path / "two").mkdir()
+    shutil.copy(field, tmp_path / "two" / "a.tif")
+    shutil.copy(field, tmp_path / "two" / "b.tif")
+    assert "warm" not in starts_of([tmp_path / "two"], tmp_path / "out2")
+
+
+def test_warm_leaves_the_model_loaded(model, monkeypatch):
+    from napari_nucleus_ai.batch import tasks
+    from napari_nucleus_ai.classify import predict
+
+    settings = tasks.Settings(model=str(model))
+    assert tasks.warm(settings) >= 0
+    loaded = tasks._model(settings)
+
+    def no_reload(_):
+        raise AssertionError("the model was loaded again")
+
+    monkeypatch.setattr(predict, "as_package", no_reload)
+    assert tasks._model(settings) is loaded

@@ -222,7 +222,7 @@ HEAVY = ("torch", "napari", "qtpy", "dask", "skimage", "matplotlib", "h5py", "sk
 def test_info_and_render_import_only_what_they_use(tmp_path):
     path = write_thunderstorm_csv(_locs(200), tmp_path / "a.csv")
     info = _imports_of(["info", str(path)])
-    assert not [m for m in (*HEAVY, "scipy", "tifffile") if m in info]
+    assert not [m for m in (*HEAVY, "scipy", "tifffile", "pandas") if m in info]
     # only the command that runs is built, and only the reader that reads
     assert "napari_nucleus_ai.cli.render" not in info
     assert "napari_nucleus_ai.datasets" not in info
@@ -242,20 +242,29 @@ def test_command_of_argv():
     assert _command_of([]) is None
 
 
-def test_a_busy_machine_reads_with_the_c_parser(tmp_path, monkeypatch, via_pyarrow):
-    """No idle core: pandas' C parser reads (same table); an idle core: pyarrow."""
+def test_big_files_parse_on_every_core_small_ones_on_one(tmp_path, monkeypatch, via_pyarrow):
+    """Files of PYARROW_MIN_BYTES and more parse on pyarrow's threads, busy machine or not;
+    smaller ones on one thread (``info``'s reads without pandas); the same table."""
     import pyarrow.csv
 
-    calls = []
+    from napari_nucleus_ai.localizations import read_positions
+
+    threads = []
     real = pyarrow.csv.read_csv
-    monkeypatch.setattr(pyarrow.csv, "read_csv", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def spy(*a, **k):
+        threads.append(k["read_options"].use_threads)
+        return real(*a, **k)
+
+    monkeypatch.setattr(pyarrow.csv, "read_csv", spy)
     path = write_thunderstorm_csv(_locs(300), tmp_path / "a.csv")
     idle = read_localizations(path, only=("precision_nm",))
-    assert calls == [1]
     monkeypatch.setattr(via_pyarrow, "busy", lambda: True)
     loaded = read_localizations(path, only=("precision_nm",))
-    assert calls == [1]
     pd.testing.assert_frame_equal(idle.data, loaded.data)
+    monkeypatch.setattr(via_pyarrow, "PYARROW_MIN_BYTES", 10**9)
+    assert len(read_positions(path)) == 300
+    assert threads == [True, True, False]
 
 
 def test_busy_follows_the_load_average(monkeypatch):
@@ -266,3 +275,104 @@ def test_busy_follows_the_load_average(monkeypatch):
     assert csvread.busy()
     monkeypatch.setattr(csvread.os, "getloadavg", lambda: (0.7, 9.0, 9.0))
     assert not csvread.busy()
+
+
+# ---------------------------------------------------------------- info without a table
+def _summary_cases(tmp_path):
+    """ThunderSTORM and N-STORM files of each kind ``info`` meets: (path, read options)."""
+    df = _locs(2000, seed=9)
+    df.loc[[3, 700, 1500], "x_nm"] = np.nan  # rows without a position: dropped
+    cases = [(write_thunderstorm_csv(df, tmp_path / "a.csv"), {})]
+    cases.append((write_nstorm_txt(df, tmp_path / "a.txt"), {}))  # z and zc all zeros
+    d3 = df.assign(z_nm=np.linspace(-300, 300, len(df)))
+    cases.append((write_nstorm_txt(d3, tmp_path / "z.txt"), {}))
+    cases.append((write_thunderstorm_csv(d3, tmp_path / "z.csv"), {}))
+    um = tmp_path / "um.csv"  # micrometres and integers with a gap
+    um.write_text('"frame","x [um]","y [um]"\n' + "".join(f"{i},{i}.5,{i}\n" for i in range(1, 40)))
+    um.write_text(um.read_text() + "40,3.25,\n")
+    cases.append((um, {}))
+    px = tmp_path / "px.csv"
+    px.write_text('"x [px]","y [px]","z [px]"\n1.5,2,0\n3,4.25,0\n7,8,0\n')
+    cases.append((px, {"pixel_size_nm": 160.0}))
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('"id,frame,x [nm],y [nm],uncertainty [nm]"\n1,1,5.5,6.5,10\n2,1,7.25,8,11\n')
+    cases.append((quoted, {}))
+    return cases
+
+
+@pytest.mark.parametrize("engine", ["pyarrow", "busy", "c"])
+def test_info_summary_equals_the_table(tmp_path, monkeypatch, engine):
+    """Counts, dropped rows, bounds and columns without a table equal the table's."""
+    from napari_nucleus_ai.localizations import csvread, read_positions
+    from napari_nucleus_ai.localizations.positions import PositionSummary
+
+    monkeypatch.setattr(csvread, "PYARROW_MIN_BLOCK", 64)  # several blocks: offsets, gaps
+    monkeypatch.setattr(csvread, "busy", lambda: engine == "busy")
+    if engine == "c":
+        monkeypatch.setattr(csvread, "have_pyarrow", lambda: False)
+    for path, options in _summary_cases(tmp_path):
+        summary = read_positions(path, **options)
+        table = read_localizations(path, positions_only=True, **options)
+        assert isinstance(summary, PositionSummary) == (engine != "c"), path
+        assert (len(summary), summary.n_dropped) == (len(table), table.n_dropped), path
+        assert summary.bounds_nm() == table.bounds_nm(), path
+        assert summary.metadata["columns"] == table.metadata["columns"], path
+        assert summary.format == table.format
+    assert table.n_dropped == 0 and read_positions(tmp_path / "a.csv").n_dropped == 3
+
+
+def test_info_prints_the_same_with_and_without_a_table(tmp_path, monkeypatch):
+    from napari_nucleus_ai import localizations
+    from napari_nucleus_ai.localizations import nstorm, thunderstorm
+
+    cases = _summary_cases(tmp_path)
+    fast = [localizations.describe(p, **o) for p, o in cases]
+    for module in (nstorm, thunderstorm):  # every file through a table
+        monkeypatch.setattr(module, "read_positions", lambda *a, **k: None)
+    assert fast == [localizations.describe(p, **o) for p, o in cases]
+    assert fast[2]["bounds_nm"]["z"] == [-300.0, 300.0] and "z" not in fast[1]["bounds_nm"]
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        ("1,2\n3,4e12\n", "beyond 1 m"),
+        ("nan,2\n,4\n", "no localization has a finite position"),
+        ("", "no localizations in the file"),
+        ("a,2\nb,4\n", "is not numeric"),
+    ],
+)
+def test_info_errors_are_the_tables(tmp_path, body, problem):
+    """What the summary cannot settle is read as a table, which names the problem."""
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.localizations import describe
+
+    p = tmp_path / "bad.csv"
+    p.write_text('"x [nm]","y [nm]"\n' + body)
+    with pytest.raises(InputError, match=problem) as info_error:
+        describe(p)
+    with pytest.raises(InputError) as table_error:
+        read_localizations(p)
+    assert str(info_error.value) == str(table_error.value)
+
+
+def test_nstorm_header_names_are_pandas(tmp_path):
+    from napari_nucleus_ai.localizations.nstorm import header_names
+
+    for header in ("Channel Name\tX\tY\tXc\n", "A\tX\tX\t\tX.1\tX\n", " A \tX\t\n"):
+        p = tmp_path / "h.txt"
+        p.write_text(header + "1\t2\t3\t4\t5\t6\n")
+        ref = [str(c).strip() for c in pd.read_csv(p, sep="\t", nrows=0).columns]
+        assert header_names(p) == ref
+
+
+def test_info_of_a_localization_table_imports_no_pandas(tmp_path):
+    path = write_thunderstorm_csv(_locs(200), tmp_path / "a.csv")
+    code = (
+        "import sys\n"
+        "from napari_nucleus_ai.localizations import describe\n"
+        f"print(describe({str(path)!r})['count'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["200", "[]"], out.stdout + out.stderr

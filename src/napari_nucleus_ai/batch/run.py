@@ -42,6 +42,7 @@ from napari_nucleus_ai.batch.tasks import (
     plan_tiles,
     process_input,
     segment_tile,
+    warm,
 )
 from napari_nucleus_ai.core.errors import InputError, one_line
 from napari_nucleus_ai.core.progress import Progress
@@ -108,10 +109,14 @@ def connect(client=None, scheduler: str | None = None, workers: int | None = Non
 
 #: the local cluster's background work, which runs for the whole wall time of a run: no
 #: statistical profiler sampling each worker's stack every 10 ms, and a 2 s resource monitor
-#: (an idle 2-worker cluster: about half the CPU of distributed's defaults)
+#: (an idle 2-worker cluster: about half the CPU of distributed's defaults); and work
+#: stealing every 100 ms, not every second: the scheduler hands out tile and cell-chunk
+#: tasks ahead, and a worker that runs out (one that loaded no model, a shorter tile) takes
+#: over the others' waiting tasks within a tenth of a second, not after idling for one
 LOCAL_QUIET = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "2s",
+    "distributed.scheduler.work-stealing-interval": "100ms",
 }
 
 
@@ -283,13 +288,45 @@ class _Run:
         self.futures: dict = {}
         self.slides: dict[str, dict] = {}  # stem -> plan, labels, results, next, next_id, t0
         self.cells: dict[str, dict] = {}  # stem -> segmented, parts (chunk index -> result)
+        self.warmers: list = []  # the warm-up tasks (held, never waited for)
+        self.n_slots = self.slots()
+        self.warm_left = self.n_slots  # warm-up tasks still allowed
         self.ac = None
 
-    def submit(self, kind: str, stem: str, index, fn, *args, key: str):
-        f = self.client.submit(fn, *args, key=f"{key}-{self.settings.key()}", pure=False)
+    def submit(self, kind: str, stem: str, index, fn, *args, key: str, **where):
+        """Submit one task; ``where``: more options of ``client.submit`` (``priority``)."""
+        f = self.client.submit(fn, *args, key=f"{key}-{self.settings.key()}", pure=False, **where)
         self.futures[f] = (kind, stem, index)
         if self.ac is not None:
             self.ac.add(f)
+
+    def slots(self) -> int:
+        """The cluster's worker threads (tasks it runs at once)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+    def warm_idle(self) -> None:
+        """Warm-up tasks (:func:`.tasks.warm`) for worker threads that would idle.
+
+        Until the first cell-chunk tasks are out, while a run with a model has only
+        segmenting-and-measuring tasks out (``input``, ``finish``) and fewer of them than
+        worker threads, the idle threads load the model (one task each, at most one per
+        thread of the cluster in all): loading is then done beside the segmentation, not
+        at the head of each worker's first classification. Never while tiles are out (they
+        keep every worker busy). The run does not wait for these tasks: a model that
+        cannot be loaded fails the tasks that use it, which say why.
+        """
+        if not self.settings.model or self.warm_left <= 0:
+            return
+        kinds = [kind for kind, _, _ in self.futures.values()]
+        if not kinds or any(k not in ("input", "finish") for k in kinds):
+            return
+        for _ in range(min(self.n_slots - len(kinds), self.warm_left)):
+            self.warm_left -= 1
+            key = f"warm-{self.warm_left}-{self.settings.key()}"
+            self.warmers.append(
+                self.client.submit(warm, self.settings, key=key, pure=False, priority=-1)
+            )
 
     def submit_inputs(self, todo, method: str, tile_above: int | None) -> None:
         """One task per input; images above ``tile_above`` pixels first get tiled."""
@@ -304,6 +341,7 @@ class _Run:
             else:
                 self.submit("input", s, None, process_input, str(p), str(self.out), s,
                             self.settings, self.cells_per_task, key=f"input-{s}")  # fmt: skip
+        self.warm_idle()
 
     def collect(self, n: int, n_resumed: int):
         """Take the tasks' results as they finish; yields progress with an ETA."""
@@ -323,6 +361,7 @@ class _Run:
             finally:
                 fut.release()
             note = handlers[kind](stem, index, result, error)
+            self.warm_idle()
             if note is _PENDING:
                 continue
             if note is not _FINISHED:
@@ -333,6 +372,9 @@ class _Run:
             eta = (n - done) / rate if rate > 0 else float("nan")
             failed = sum(r.get("status") == "failed" for r in self.rows.values())
             yield Progress(done, n, f"{done}/{n} inputs, {failed} failed, ETA {_hms(eta)}")
+        for f in self.warmers:
+            f.release()
+        self.warmers = []
 
     def _row(self, stem: str, _index, result, error):
         """A whole input (or a tiled image's finishing task) is done, or segmented for chunks."""
@@ -343,9 +385,11 @@ class _Run:
 
     def _split_cells(self, stem: str, seg: Segmented):
         """A segmented big input: one task per chunk of its cell table."""
-        chunks = seg.chunks(int(self.cells_per_task or len(seg.table) or 1))
+        self.warm_left = 0  # classification has begun: the workers load the model as they go
+        chunks = seg.chunks(int(self.cells_per_task or len(seg.table) or 1), self.slots())
         self.cells[stem] = {"seg": seg, "parts": {}, "n": len(chunks)}
-        sf = self.client.scatter(seg)  # the cell table goes to the workers once
+        # the cell table goes to every worker once: no worker is preferred for holding it
+        sf = self.client.scatter(seg, broadcast=True)
         for i, (a, b) in enumerate(chunks):
             self.submit("chunk", stem, i, classify_chunk, sf, a, b, self.settings,
                         key=f"cells-{stem}-{i}")  # fmt: skip
@@ -377,10 +421,13 @@ class _Run:
             "plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": {},
             "next": 0, "next_id": 1, "t0": time.time(),
         }  # fmt: skip
-        pf = self.client.scatter(plan)
-        for i in range(len(plan.tiles)):
-            self.submit("tile", stem, i, segment_tile, pf, i, key=f"tile-{stem}-{i}")
-        return f"{len(plan.tiles)} tile tasks"
+        # to every worker: the tiles go to whichever is free, not to the one holding the plan
+        pf = self.client.scatter(plan, broadcast=True)
+        n = len(plan.tiles)
+        for i in range(n):  # in row-major order, the order they are stitched in as they come
+            self.submit("tile", stem, i, segment_tile, pf, i, key=f"tile-{stem}-{i}",
+                        priority=n - i)  # fmt: skip
+        return f"{n} tile tasks"
 
     def _tiled(self, stem: str, index: int, labels, error):
         """A tile's labels: stitched in order; the last one submits the finishing task."""

@@ -160,23 +160,44 @@ def _file_key(path: str) -> tuple:
     return (os.fspath(path), st.st_size, st.st_mtime_ns)
 
 
+def _model(settings: Settings):
+    """The run's model package, loaded once per worker thread (imports torch)."""
+    from napari_nucleus_ai.classify.predict import as_package
+
+    return _cached("model", _file_key(settings.model), lambda: as_package(settings.model))
+
+
+def warm(settings: Settings) -> float:
+    """Ready this worker thread to classify: torch, the classify code and the model loaded.
+
+    Submitted once per worker at the start of a run with a model, so that loading is done
+    beside the segmentation, not at the head of every worker's first classification.
+    Returns the seconds it took.
+    """
+    t0 = time.perf_counter()
+    import napari_nucleus_ai.classify.cells  # noqa: F401 - the import is the work
+
+    _model(settings)
+    _limit_threads()
+    return time.perf_counter() - t0
+
+
 def classify_result(settings: Settings, path: str, seg, cached: bool = False) -> tuple:
     """Classify the cells of ``seg.table`` (a :class:`~napari_nucleus_ai.segment.run.Segmentation`).
 
     ``seg.table`` may be a slice of the cell table (a cell-chunk task): only its
     cells are classified; windows are cut from the whole image as ``classify`` cuts them.
-    ``cached``: keep the model and image for the next chunk of the same input on this
-    worker thread.
+    The model stays loaded on the worker thread for the next task; ``cached``: the image
+    too (the next chunk of the same input).
     """
     from napari_nucleus_ai.classify.cells import classify_cells_gen
-    from napari_nucleus_ai.classify.predict import as_package
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.crops import is_image_file
 
     def get(name, key, load):
         return _cached(name, _file_key(key), load) if cached else load()
 
-    package = get("model", settings.model, lambda: as_package(settings.model))  # imports torch
+    package = _model(settings)
     _limit_threads()
     image = localizations = None
     if package.modality == "storm" and not is_image_file(path):
@@ -229,10 +250,17 @@ class Segmented:
     method: str
     t0: float  # wall clock (``time.time()``) at which the input's first task started
 
-    def chunks(self, cells_per_task: int) -> list[tuple[int, int]]:
-        """``(start, stop)`` row ranges of the cell table, ``cells_per_task`` rows each."""
+    def chunks(self, cells_per_task: int, slots: int = 1) -> list[tuple[int, int]]:
+        """``(start, stop)`` row ranges of the cell table: at most ``cells_per_task`` rows
+        each, as many chunks as a multiple of ``slots`` (the cluster's worker threads),
+        of equal sizes (within a row), so that the last round of tasks keeps every
+        worker busy."""
         n = len(self.table)
-        return [(a, min(a + cells_per_task, n)) for a in range(0, n, cells_per_task)]
+        k = -(-n // max(1, cells_per_task))
+        slots = max(1, int(slots))
+        k = min(n, -(-k // slots) * slots) if k > 1 else k
+        edges = [round(i * n / k) for i in range(k + 1)] if k else [0]
+        return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def _split(cells_per_task: int | None, seg, settings: Settings) -> bool:

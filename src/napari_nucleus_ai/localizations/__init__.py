@@ -79,6 +79,7 @@ __all__ = [
     "from_dataframe",
     "read_layers",
     "read_localizations",
+    "read_positions",
     "reader_name",
     "sniff",
     "write_nstorm_txt",
@@ -172,8 +173,7 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
         and (format or detect_format(path)) not in BINARY_FORMATS  # --columns: text tables
     ):
         mapping = defaults["mapping"]
-    if options.get("pixel_size_nm") is None and defaults.get("pixel_size_nm"):
-        options["pixel_size_nm"] = defaults["pixel_size_nm"]
+    _default_pixel(options, defaults)
     if is_gzip(path):
         from napari_nucleus_ai.localizations.compressed import decompressed
 
@@ -214,6 +214,57 @@ def read_localizations(path, mapping: dict | None = None, format: str | None = N
         ) from e
 
 
+def _default_pixel(options: dict, defaults: dict) -> None:
+    """The run's camera pixel (``--camera-pixel``) where the call gives none."""
+    if options.get("pixel_size_nm") is None and defaults.get("pixel_size_nm"):
+        options["pixel_size_nm"] = defaults["pixel_size_nm"]
+
+
+#: formats whose reader also summarises positions without pandas (``info``)
+POSITION_READERS = {
+    "thunderstorm": "thunderstorm:read_positions",
+    "nstorm": "nstorm:read_positions",
+}
+
+
+def read_positions(path, format: str | None = None, **options):
+    """Rows kept, rows dropped and bounds of a file's positions, and its columns.
+
+    What :func:`describe` prints, without building a table: ThunderSTORM and N-STORM
+    files (not compressed) are summarised from their position columns alone
+    (:mod:`.positions`, no pandas); anything the summary cannot settle (a missing
+    library, a column that is not numeric, no row kept, a bad value) is read by
+    :func:`read_localizations` with ``positions_only``, which says what is wrong.
+
+    Returns
+    -------
+    PositionSummary or LocalizationTable
+        Either answers ``len``, ``format``, ``n_dropped``, ``metadata["columns"]``
+        and ``bounds_nm()``.
+    """
+    from napari_nucleus_ai.core.files import check_readable
+    from napari_nucleus_ai.localizations.detect import is_gzip
+    from napari_nucleus_ai.localizations.options import reading_defaults
+
+    check_readable(path)
+    fmt = format or detect_format(path)
+    _default_pixel(options, reading_defaults())
+    if fmt in POSITION_READERS and not is_gzip(path):
+        import importlib
+
+        module, function = POSITION_READERS[fmt].split(":")
+        summarise = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        try:
+            summary = summarise(path, **options)
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001 - the table reader names the problem
+            summary = None
+        if summary is not None:
+            return summary
+    return read_localizations(path, format=fmt, positions_only=True, **options)
+
+
 def describe(path, **options) -> dict:
     """What ``napari-nucleus-ai info FILE --json`` prints for a localization file.
 
@@ -224,14 +275,12 @@ def describe(path, **options) -> dict:
     from napari_nucleus_ai.localizations.options import reading_defaults
 
     fast = (
-        fmt in ("thunderstorm", "nstorm")
+        fmt in POSITION_READERS
         and "mapping" not in options
         and not reading_defaults().get("mapping")  # --columns reads with the generic reader
     )
     table = (
-        read_localizations(path, positions_only=True, **options)
-        if fast
-        else read_localizations(path, **options)
+        read_positions(path, format=fmt, **options) if fast else read_localizations(path, **options)
     )
     if fast:
         columns = table.metadata["columns"]

@@ -9,22 +9,40 @@ Positions are nm; ``Xc/Yc/Zc`` (drift corrected) are preferred when present;
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import csv
+from typing import TYPE_CHECKING
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.core.files import atomic_write
-from napari_nucleus_ai.localizations.csvread import read_columns
-from napari_nucleus_ai.localizations.table import normalise
-from napari_nucleus_ai.localizations.thunderstorm import normalised_columns
+from napari_nucleus_ai.localizations.detect import head_text
+from napari_nucleus_ai.localizations.positions import POSITION
+from napari_nucleus_ai.localizations.thunderstorm import columns_for, normalised_columns
+
+if TYPE_CHECKING:  # pandas is imported by the reader that builds a table, not by ``info``
+    import pandas as pd
+
+    from napari_nucleus_ai.localizations.positions import PositionSummary
 
 
-def read(path, positions_only: bool = False, only=None, prefer_corrected: bool = True, **_):
-    try:
-        header = pd.read_csv(path, sep="\t", nrows=0).columns
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(path, f"not a readable N-STORM TXT ({e})") from e
-    names = [str(c).strip() for c in header]
+def header_names(path) -> list[str]:
+    """The column names, as pandas names them (``Unnamed: i`` for an empty name, ``X.1``
+    for a second ``X``), stripped."""
+    first = head_text(path, 16384).split("\n", 1)[0].rstrip("\r")
+    fields = next(csv.reader([first], delimiter="\t"), [])
+    names = [f or f"Unnamed: {i}" for i, f in enumerate(fields)]
+    header, counts = list(names), {}
+    for i, base in enumerate(header):  # pandas' C parser's rule for repeated names
+        name, n = base, counts.get(base, 0)
+        while n > 0:
+            counts[base] = n + 1
+            name = f"{base}.{n}"
+            n = n + 1 if name in header else counts.get(name, 0)
+        names[i] = name
+        counts[name] = n + 1
+    return [n.strip() for n in names]
+
+
+def mapping_for(names: list[str], prefer_corrected: bool = True) -> dict:
+    """``{standard name: column}`` for N-STORM column names."""
     mapping = {}
     for std, plain in (("x_nm", "X"), ("y_nm", "Y"), ("z_nm", "Z")):
         corrected = plain + "c"
@@ -43,23 +61,48 @@ def read(path, positions_only: bool = False, only=None, prefer_corrected: bool =
         if col in names:
             mapping["channel"] = col
             break
+    return mapping
+
+
+def read(path, positions_only: bool = False, only=None, prefer_corrected: bool = True, **_):
+    import pandas as pd
+
+    from napari_nucleus_ai.localizations.csvread import read_columns
+    from napari_nucleus_ai.localizations.table import normalise
+
+    names = header_names(path)
+    mapping = mapping_for(names, prefer_corrected)
     if positions_only:
-        only = ("x_nm", "y_nm", "z_nm")
-    usecols = None
-    if only is not None:
-        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
-        usecols = list(dict.fromkeys(usecols))
+        only = POSITION
+    usecols = None if only is None else columns_for(mapping, only)
     try:
         raw = read_columns(path, usecols, sep="\t")
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable N-STORM TXT ({' '.join(str(e).split())})") from e
     full = mapping
     if only is not None:
-        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
+        mapping = {k: v for k, v in mapping.items() if k in (*POSITION, *only)}
     table = normalise(raw, mapping, path=path, fmt="nstorm", owned=True)
-    table.metadata["columns"] = normalised_columns(names, full, table)
+    table.metadata["columns"] = normalised_columns(names, full, table.is_3d)
     table.metadata["drift_corrected_columns"] = mapping.get("x_nm") == "Xc"
     return table
+
+
+def read_positions(path, prefer_corrected: bool = True, **_) -> PositionSummary | None:
+    """What ``info`` prints of an N-STORM file's positions, read without pandas (the
+    columns and rules of :func:`read` with ``positions_only``; None when only it can tell)."""
+    from napari_nucleus_ai.localizations.csvread import read_arrays
+    from napari_nucleus_ai.localizations.positions import summarise
+
+    names = header_names(path)
+    mapping = mapping_for(names, prefer_corrected)
+    raw = read_arrays(path, columns_for(mapping, POSITION), sep="\t")
+    if raw is None:
+        return None
+    summary = summarise({k: raw[c] for k, c in mapping.items() if k in POSITION}, {}, "nstorm")
+    if summary is not None:
+        summary.metadata["columns"] = normalised_columns(names, mapping, summary.is_3d)
+    return summary
 
 
 def write_nstorm_txt(df: pd.DataFrame, path) -> str:
@@ -69,6 +112,11 @@ def write_nstorm_txt(df: pd.DataFrame, path) -> str:
     ``Channel Name`` the channel, ``Frame``, ``Photons`` and ``Lateral Localization
     Accuracy`` the other standard columns. Written atomically; returns the path.
     """
+    import numpy as np
+    import pandas as pd
+
+    from napari_nucleus_ai.core.files import atomic_write
+
     if "x_nm" not in df.columns or "y_nm" not in df.columns:
         raise InputError(path, "cannot write an N-STORM TXT without x_nm / y_nm")
     n = len(df)

@@ -16,10 +16,14 @@ import numpy as np
 import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.core.params import MAX_COORD_NM
-
-POSITION = ("x_nm", "y_nm", "z_nm")
-STANDARD = ("x_nm", "y_nm", "z_nm", "frame", "photons", "precision_nm", "channel")
+from napari_nucleus_ai.localizations.positions import (
+    POSITION,
+    STANDARD,
+    all_zero,
+    bounds_of,
+    finite_rows,
+    range_problem,
+)
 
 
 @dataclass
@@ -63,15 +67,9 @@ class LocalizationTable:
 
 def bounds_nm(df: pd.DataFrame) -> dict:
     """``{"x": [min, max], "y": [min, max], ("z": ...)}`` in nm (floats), empty when no rows."""
-    out = {}
     if len(df) == 0:
-        return out
-    for axis in ("x", "y", "z"):
-        col = f"{axis}_nm"
-        if col in df.columns:
-            v = df[col].to_numpy()
-            out[axis] = [float(np.min(v)), float(np.max(v))]
-    return out
+        return {}
+    return bounds_of({c: df[c].to_numpy() for c in POSITION if c in df.columns})
 
 
 def normalise(
@@ -151,9 +149,7 @@ def normalise(
     # without copy-on-write copies them so the table never writes into the caller's frame
     df = pd.DataFrame(out, index=raw.index, copy=not _copy_on_write())
     pos = [c for c in POSITION if c in df.columns]
-    finite = np.ones(n, bool)
-    for c in pos:
-        finite &= np.isfinite(df[c].to_numpy())
+    finite = finite_rows([df[c].to_numpy() for c in pos], n)
     n_dropped = int(n - finite.sum())
     if n_dropped:
         df = df.loc[finite]
@@ -161,14 +157,9 @@ def normalise(
     if n and len(df) == 0 and not allow_empty:
         raise InputError(path, f"no localization has a finite position ({n_dropped} dropped)")
     for c in pos:
-        v = df[c].to_numpy()
-        if v.size and max(float(v.max()), -float(v.min())) > MAX_COORD_NM:
-            worst = float(v[np.argmax(np.abs(v))])
-            raise InputError(
-                path,
-                f"{c} reaches {worst:.3g} nm, beyond 1 m: not localizations in nm (wrong column "
-                "or unit? see --columns / --camera-pixel)",
-            )
+        problem = range_problem(c, df[c].to_numpy())
+        if problem:
+            raise InputError(path, problem)
     meta = dict(metadata or {})
     meta.setdefault("mapping", dict(mapping))
     return LocalizationTable(df, fmt, None if path is None else os.fspath(path), n_dropped, meta)
@@ -184,8 +175,7 @@ def _copy_on_write() -> bool:
 def _all_zero(series: pd.Series) -> bool:
     if not pd.api.types.is_numeric_dtype(series) or len(series) == 0:
         return False
-    v = series.to_numpy()
-    return bool(np.all(v[np.isfinite(v)] == 0))
+    return all_zero(series.to_numpy())
 
 
 def _scaled(series: pd.Series, path, name, factor=None, owned=False) -> np.ndarray:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import csv
 import re
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from napari_nucleus_ai.core.errors import InputError
-from napari_nucleus_ai.core.files import atomic_write
 from napari_nucleus_ai.core.units import NM_PER
-from napari_nucleus_ai.localizations.csvread import read_columns
 from napari_nucleus_ai.localizations.detect import clean_header, head_text
-from napari_nucleus_ai.localizations.table import LocalizationTable, normalise
+from napari_nucleus_ai.localizations.positions import POSITION, STANDARD
+
+if TYPE_CHECKING:  # pandas is imported by the readers that build a table, not by ``info``
+    import pandas as pd
+
+    from napari_nucleus_ai.localizations.positions import PositionSummary
+    from napari_nucleus_ai.localizations.table import LocalizationTable
 
 
 def delimiter(path) -> str:
@@ -82,35 +84,67 @@ def _factor(unit, pixel_size_nm, path, col) -> float:
 def read(
     path, positions_only: bool = False, only=None, pixel_size_nm=None, **_
 ) -> LocalizationTable:
+    import pandas as pd
+
+    from napari_nucleus_ai.localizations.csvread import read_columns
+    from napari_nucleus_ai.localizations.table import normalise
+
     names, quoted_whole = header_names(path)
     mapping, factors = mapping_for(names, pixel_size_nm, path)
     if positions_only:
-        only = ("x_nm", "y_nm", "z_nm")
-    usecols = None
-    if only is not None:
-        usecols = [mapping[k] for k in ("x_nm", "y_nm", "z_nm", *only) if k in mapping]
-        usecols = list(dict.fromkeys(usecols))
+        only = POSITION
+    usecols = None if only is None else columns_for(mapping, only)
     try:
-        sep = delimiter(path)
-        if quoted_whole:
-            raw = read_columns(path, usecols, sep=sep, skiprows=1, header=None, names=names)
-        else:
-            raw = read_columns(path, usecols, sep=sep)
+        raw = read_columns(path, usecols, **_read_kwargs(path, names, quoted_whole))
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not a readable ThunderSTORM CSV ({_short(e)})") from e
     full = mapping
     if only is not None:
-        mapping = {k: v for k, v in mapping.items() if k in ("x_nm", "y_nm", "z_nm", *only)}
+        mapping = {k: v for k, v in mapping.items() if k in (*POSITION, *only)}
     table = normalise(raw, mapping, path=path, fmt="thunderstorm", factors=factors, owned=True)
-    table.metadata["columns"] = normalised_columns(names, full, table)
+    table.metadata["columns"] = normalised_columns(names, full, table.is_3d)
     return table
 
 
-def normalised_columns(names: list[str], mapping: dict, table) -> list[str]:
-    """The columns the full table has (known without reading every column)."""
-    from napari_nucleus_ai.localizations.table import STANDARD
+def read_positions(path, pixel_size_nm=None, **_) -> PositionSummary | None:
+    """What ``info`` prints of a ThunderSTORM file's positions, read without pandas.
 
-    std = [c for c in STANDARD if c != "z_nm" or "z_nm" in table.data.columns]
+    The same columns, units and rules as :func:`read` with ``positions_only``; None
+    when only :func:`read` can tell (see :func:`.positions.summarise`).
+    """
+    from napari_nucleus_ai.localizations.csvread import read_arrays
+    from napari_nucleus_ai.localizations.positions import summarise
+
+    names, quoted_whole = header_names(path)
+    mapping, factors = mapping_for(names, pixel_size_nm, path)
+    usecols = columns_for(mapping, POSITION)
+    raw = read_arrays(path, usecols, **_read_kwargs(path, names, quoted_whole))
+    if raw is None:
+        return None
+    summary = summarise({k: raw[c] for k, c in mapping.items() if k in POSITION}, factors,
+                        "thunderstorm")  # fmt: skip
+    if summary is not None:
+        summary.metadata["columns"] = normalised_columns(names, mapping, summary.is_3d)
+    return summary
+
+
+def _read_kwargs(path, names: list[str], quoted_whole: bool) -> dict:
+    """How the file's table is parsed after its header: the separator (and the names of a
+    header quoted as one field)."""
+    sep = delimiter(path)
+    if quoted_whole:
+        return {"sep": sep, "skiprows": 1, "header": None, "names": names}
+    return {"sep": sep}
+
+
+def columns_for(mapping: dict, only) -> list[str]:
+    """The file's columns to read for the positions and the standard columns ``only``."""
+    return list(dict.fromkeys(mapping[k] for k in (*POSITION, *only) if k in mapping))
+
+
+def normalised_columns(names: list[str], mapping: dict, is_3d: bool) -> list[str]:
+    """The columns the full table has (known without reading every column)."""
+    std = [c for c in STANDARD if c != "z_nm" or is_3d]
     used = set(mapping.values())
     return std + [n for n in names if n not in used]
 
@@ -137,6 +171,11 @@ def write_thunderstorm_csv(df: pd.DataFrame, path) -> str:
     str
         The path written.
     """
+    import numpy as np
+    import pandas as pd
+
+    from napari_nucleus_ai.core.files import atomic_write
+
     if "x_nm" not in df.columns or "y_nm" not in df.columns:
         raise InputError(path, "cannot write a ThunderSTORM CSV without x_nm / y_nm")
     n = len(df)
