@@ -164,11 +164,18 @@ def measure_cells(
 
 
 def _mean_intensity(labels: np.ndarray, image: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
-    """Mean intensity per label (per channel when ``image`` has a channel axis)."""
+    """Mean intensity per label (per channel when ``image`` has a channel axis).
+
+    Only the labelled pixels are summed (background adds to no cell): the same sums, in
+    the same order, as over every pixel, at a fraction of the memory and time on a
+    slide region that is mostly background.
+    """
     flat = labels.ravel()
-    counts = np.bincount(flat, minlength=int(ids.max()) + 1).astype(float)
+    fg = np.flatnonzero(flat)
+    lab = flat[fg].astype(np.intp)
+    counts = np.bincount(lab, minlength=int(ids.max()) + 1).astype(float)
     counts[counts == 0] = 1.0
-    img = image.reshape(flat.size, -1).astype(np.float64)
+    img = image.reshape(flat.size, -1)[fg].astype(np.float64)
     nch = img.shape[1]
     if nch == 1:
         names = ["mean_intensity"]
@@ -178,7 +185,7 @@ def _mean_intensity(labels: np.ndarray, image: np.ndarray, ids: np.ndarray) -> p
         names = [f"mean_c{i}" for i in range(nch)]
     data = {}
     for c, name in enumerate(names):
-        sums = np.bincount(flat, weights=img[:, c], minlength=counts.size)
+        sums = np.bincount(lab, weights=img[:, c], minlength=counts.size)
         data[name] = (sums / counts)[ids]
     return pd.DataFrame(data)
 

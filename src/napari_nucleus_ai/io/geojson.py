@@ -30,11 +30,14 @@ import json
 import os
 import uuid
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from napari_nucleus_ai.core.errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: sniffing a file needs none
+    import pandas as pd
 
 OBJECT_TYPES = ("detection", "annotation")
 EXTENSIONS = (".geojson",)
@@ -152,6 +155,7 @@ def labels_to_geojson(
     metadata : mapping, optional
         A layer's metadata (model card, class colours).
     """
+    import pandas as pd
     import shapely
     from scipy import ndimage
 
@@ -320,6 +324,8 @@ def geojson_to_labels(
     colours : dict
         ``{class: "#rrggbb"}`` from the Features' classifications.
     """
+    import pandas as pd
+
     from napari_nucleus_ai.cells import validate_cell_table
 
     feats = _features(doc, path)
@@ -444,6 +450,8 @@ def write_geojson_layer(path: str, data, meta: dict) -> list[str]:
     The cell table is the layer's ``features`` (measured from the labels when it has none);
     class colours come from its model card (``metadata``). 3D labels are refused.
     """
+    import pandas as pd
+
     from napari_nucleus_ai.cells import from_features, measure_cells
 
     if isinstance(data, list):  # multiscale labels: the full resolution
