@@ -153,6 +153,20 @@ def test_bad_fallbacks_are_refused(pair, tmp_path):
     assert "fallback" not in read_package(lone)[0]
 
 
+def _retrain_folders(tmp_path, n_replay: int = 30):
+    """Corrections (foreign cells, 12 per class) and replay (``n_replay`` per class) folders."""
+    from PIL import Image
+
+    root, replay = tmp_path / "corrections", tmp_path / "replay"
+    items, labels = _cells(12, first_seed=2000)
+    base_items, base_labels = _cells(n_replay)
+    for folder, xs, ys in ((root, _foreign(items), labels), (replay, base_items, base_labels)):
+        for k, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            (folder / NAMES[y]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(folder / NAMES[y] / f"{k}.png")
+    return root, replay
+
+
 def test_retrain_keeps_routing_cells_like_the_corrections(pair, tmp_path):
     from napari_nucleus_ai.classify.predict import predict_items
     from napari_nucleus_ai.core.progress import run_sync
@@ -160,19 +174,8 @@ def test_retrain_keeps_routing_cells_like_the_corrections(pair, tmp_path):
     from napari_nucleus_ai.review.retrain import retrain_gen
 
     res, out = pair
-    items, labels = _cells(12, first_seed=2000)
-    foreign = _foreign(items)
-    root = tmp_path / "corrections"
-    from PIL import Image
-
-    for k, (x, y) in enumerate(zip(foreign, labels, strict=True)):
-        (root / NAMES[y]).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(x).save(root / NAMES[y] / f"{k}.png")
-    replay = tmp_path / "replay"
-    base_items, base_labels = _cells(30)  # 20 % of it calibrates: >= MIN_CALIBRATION
-    for k, (x, y) in enumerate(zip(base_items, base_labels, strict=True)):
-        (replay / NAMES[y]).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(x).save(replay / NAMES[y] / f"{k}.png")
+    root, replay = _retrain_folders(tmp_path)  # 20 % of the replay calibrates
+    base_items = _cells(30)[0]
     got = run_sync(
         retrain_gen(out, root, tmp_path / "v2.zip", base_data=replay, epochs=1, threads=1)
     )
@@ -204,3 +207,46 @@ def test_predict_cli_says_which_cells_the_fallback_classified(pair, tmp_path, ca
     assert routed.mean() >= 0.5 and "canonical-frame fallback model classified them" in err
     assert f"{int(routed.sum())} of {len(table)} cells" in err
     assert routing_note([True, False, False]) is None
+
+
+def test_the_fallback_retrained_in_a_forked_process_is_the_one_retrained_here(
+    pair, tmp_path, monkeypatch
+):
+    """Retrain fine-tunes the fallback in a forked process beside the first model: the
+    package is the one that fine-tuning both here, one after the other, makes."""
+    import napari_nucleus_ai.review.retrain as retrain
+    from napari_nucleus_ai.classify.predict import can_fork, cpu_cores
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.package import load_model
+
+    if not can_fork() or cpu_cores() < 2:
+        pytest.skip("this process may not fork workers here (one core, threads or no fork)")
+    _, out = pair
+    root, replay = _retrain_folders(tmp_path, n_replay=12)
+    started, start = [], retrain._start_fallback
+
+    def spy(*args):
+        started.append(start(*args))
+        return started[-1]
+
+    monkeypatch.setattr(retrain, "_start_fallback", spy)
+
+    def packages():
+        opts = dict(base_data=replay, epochs=1, threads=1)
+        got = run_sync(retrain.retrain_gen(out, root, tmp_path / f"v{len(started)}.zip", **opts))
+        return load_model(got["out"], cache=False), got
+
+    forked, res_forked = packages()
+    assert started[0] is not None  # the fallback was fine-tuned in another process
+    monkeypatch.setattr(retrain, "_start_fallback", lambda *a: None)
+    here, res_here = packages()
+    assert res_forked["metrics_after"] == res_here["metrics_after"]
+    for a, b in ((forked, here), (forked.fallback, here.fallback)):
+        trust_a, trust_b = a.card["trust"], b.card["trust"]
+        assert trust_a["domain"]["refit"] == trust_b["domain"]["refit"]
+        assert trust_a["domain"]["threshold"] == pytest.approx(trust_b["domain"]["threshold"])
+        for ma, mb in zip(a.modules, b.modules, strict=True):
+            sa, sb = ma.state_dict(), mb.state_dict()
+            assert sa.keys() == sb.keys()
+            for k in sa:
+                np.testing.assert_allclose(sa[k].numpy(), sb[k].numpy(), rtol=1e-4, atol=1e-5)

@@ -248,3 +248,70 @@ def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):
     corr = card["provenance"]["corrections"]
     assert corr["epochs"] == 0 and len(corr["heads_refit"]) == 1
     assert corr["heads_refit"][0]["c"] in (0.03, 0.1, 0.3, 1.0)
+
+
+def test_logistic_heads_fit_on_one_thread_to_the_same_weights():
+    """L-BFGS runs on one torch thread (two only wait for each other) and the thread count
+    comes back after, also after an error; the weights are those of two threads."""
+    import contextlib
+
+    import torch
+
+    import napari_nucleus_ai.models.nets.morph as morph
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with morph.one_thread():
+            inside = torch.get_num_threads()
+        with pytest.raises(ValueError), morph.one_thread():
+            raise ValueError
+        assert inside == 1 and torch.get_num_threads() == 2
+        rng = np.random.default_rng(0)
+        f, y = rng.normal(size=(300, 40)), rng.integers(0, 4, 300)
+        f[:, :4] += 2 * np.eye(4)[y]
+        w1, b1 = morph.fit_logistic(f, y, 4, 0.3)
+        morph.one_thread, one = contextlib.nullcontext, morph.one_thread
+        try:
+            w2, b2 = morph.fit_logistic(f, y, 4, 0.3)
+        finally:
+            morph.one_thread = one
+        np.testing.assert_allclose(w1.numpy(), w2.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b1.numpy(), b2.numpy(), rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_retrain_describes_each_crop_once(tmp_path, monkeypatch):
+    """The refitted heads' features serve the domain score: a learnt crop is measured once,
+    a held-out one once per model (before, after)."""
+    from napari_nucleus_ai.classify.train import train
+    from napari_nucleus_ai.models.nets.morph import Morph
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.review.retrain import retrain_gen
+
+    write_crops(tmp_path / "base", 15, 0)
+    base = train(
+        tmp_path / "base",
+        tmp_path / "m.zip",
+        arch="morph",
+        crop_size=48,
+        params={"cnn": False, "imagenet": None},
+        seed=0,
+        threads=1,
+        tta=1,
+        val_fraction=0.4,
+        fallback="none",
+    )
+    assert base.package.card["trust"].get("domain")  # the score retraining refits
+    write_crops(tmp_path / "corr", 12, 5, swap=True)
+    described = []
+    describe = Morph._describe
+    monkeypatch.setattr(
+        Morph, "_describe", staticmethod(lambda r: described.append(len(r)) or describe(r))
+    )
+    opts = dict(base_data=False, seed=0, holdout=0.5)  # 12 held out: the domain score refits
+    res = run_sync(retrain_gen(base.path, tmp_path / "corr", **opts))
+    assert res["n_learn"] == 12 and res["n_test"] == 12
+    assert "refit" in load_model(res["out"], cache=False).card["trust"]["domain"]
+    assert sum(described) <= res["n_learn"] + 2 * res["n_test"]

@@ -150,24 +150,34 @@ def _predict_gen(
 MIN_ITEMS_PER_WORKER = 64  # fewer items than this per extra process: not worth its start
 
 
-def cpu_workers(n_items: int) -> int:
-    """Processes to share ``n_items`` on the CPU: the CPUs this process may run on, at most one
-    per :data:`MIN_ITEMS_PER_WORKER` items, and 1 (this process alone) unless the platform forks
-    processes (Linux) and this process runs one thread (a command line or a script, not a
-    viewer: forking a process with other threads running is not safe)."""
+def can_fork() -> bool:
+    """Whether this process may fork workers: the platform forks processes (Linux), this is not
+    a worker itself, and it runs one thread (a command line or a script, not a viewer: forking
+    a process with other threads running is not safe)."""
     import multiprocessing
     import sys
     import threading
 
     if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    if threading.active_count() > 1 or multiprocessing.parent_process() is not None:
-        return 1
+        return False
+    return threading.active_count() == 1 and multiprocessing.parent_process() is None
+
+
+def cpu_cores() -> int:
+    """The CPUs this process may run on."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, n_items // MIN_ITEMS_PER_WORKER))
+        return os.cpu_count() or 1
+
+
+def cpu_workers(n_items: int) -> int:
+    """Processes to share ``n_items`` on the CPU: the CPUs this process may run on, at most one
+    per :data:`MIN_ITEMS_PER_WORKER` items, and 1 (this process alone) unless it
+    :func:`can_fork`."""
+    if not can_fork():
+        return 1
+    return max(1, min(cpu_cores(), n_items // MIN_ITEMS_PER_WORKER))
 
 
 def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes: list):

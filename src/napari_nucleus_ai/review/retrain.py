@@ -167,17 +167,19 @@ def _retrain(base_model, data, out, o: RetrainOptions):
     labels = np.concatenate([truth[learn], np.asarray(replay_y, int)]).astype(np.int64)
     held = (test_items, truth[test])
     fb_card = card.pop("fallback", None)
+    fb_args = (items, labels, len(learn), held, o, dev)
+    # the fallback learns in a forked process while this one updates the first model
+    job = _start_fallback(base.fallback.modules, fb_card, fb_args) if fb_card else None
     # with a fallback, the first model's score routes: cells like the corrections stay out
     # of its domain (they go to the fallback, which learns them) when there is replay data
-    modules, refit, epochs = yield from _update(
-        base.modules, card, items, labels, len(learn), held, o, dev, route=fb_card is not None
-    )
+    with _sharing_cores(job):
+        modules, refit, epochs = yield from _update(
+            base.modules, card, *fb_args, route=fb_card is not None
+        )
     fallback = None
     if fb_card is not None:
         yield Progress(0, o.epochs, "fine-tuning the fallback model")
-        fb_modules, _, _ = yield from _update(
-            base.fallback.modules, fb_card, items, labels, len(learn), held, o, dev
-        )
+        fb_modules, fb_card = yield from _finish_fallback(job, base.fallback, fb_card, fb_args)
         fallback = ModelPackage(fb_card, fb_modules, None)
     after = _score(ModelPackage(card, modules, None, fallback), test_items, test_truth, o.device)
     corrections = {
@@ -271,32 +273,107 @@ def _score(package, items: list, truth: list[str], device) -> dict:
     return _metrics(predict_items(package, items, device=device).predicted if items else [], truth)
 
 
+def _start_fallback(modules, card: dict, args: tuple):
+    """The fallback model's :func:`_update` (``args``: its arguments after the card) begun
+    in a forked process on one thread: ``(process, connection)``, or ``None`` where this
+    process should not fork (:func:`~napari_nucleus_ai.classify.predict.can_fork`: a
+    viewer's threads, one core, not Linux) or the device is not the CPU."""
+    import multiprocessing
+    import pickle
+
+    from napari_nucleus_ai.classify.predict import can_fork, cpu_cores
+    from napari_nucleus_ai.core.progress import run_sync
+
+    if args[-1].type != "cpu" or not can_fork() or cpu_cores() < 2:
+        return None
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        import torch
+
+        torch.set_num_threads(1)  # the two processes share the cores
+        try:
+            fitted, _, _ = run_sync(_update(modules, card, *args))
+            states = [{k: v.numpy() for k, v in m.state_dict().items()} for m in fitted]
+            send.send_bytes(pickle.dumps(("ok", card, states), pickle.HIGHEST_PROTOCOL))
+        except BaseException as e:  # noqa: BLE001 - the parent redoes the work and raises
+            send.send_bytes(pickle.dumps(("failed", repr(e))))
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    return proc, receive
+
+
+def _sharing_cores(job):
+    """torch on one thread in this process while ``job`` (a forked process) runs."""
+    import contextlib
+
+    from napari_nucleus_ai.models.nets.morph import one_thread
+
+    return one_thread() if job is not None else contextlib.nullcontext()
+
+
+def _finish_fallback(job, fallback, card: dict, args: tuple):
+    """The fine-tuned fallback ``(modules, card)``: from the process :func:`_start_fallback`
+    began, or computed here (no process, or it failed: here the error is raised)."""
+    import pickle
+
+    import torch
+
+    if job is not None:
+        proc, receive = job
+        try:
+            got = pickle.loads(receive.recv_bytes())
+        except (EOFError, OSError):
+            got = ("failed", "no result")
+        finally:
+            receive.close()
+            proc.join()
+        if got[0] == "ok":
+            modules = [copy.deepcopy(m).cpu() for m in fallback.modules]
+            for m, state in zip(modules, got[2], strict=True):
+                m.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+            return [m.eval() for m in modules], got[1]
+    modules, _, _ = yield from _update(fallback.modules, card, *args)
+    return modules, card
+
+
 def _update(base_modules, card, items, labels, n_learn, held, o, dev, route: bool = False):
     """Fine-tune copies of ``base_modules`` (:func:`_fine_tune`) and refit ``card``'s
     domain-shift score after refitted heads (:func:`_refit_domain`); ``route``: the score's
-    reference and calibration leave the corrections out. Returns ``(modules, refit, epochs)``."""
+    reference and calibration leave the corrections out. Returns ``(modules, refit, epochs)``.
+
+    The items are prepared (read, framed, normalised) once for both steps, and the
+    refitted heads' features (kept in the module's memo) serve the domain score."""
+    from napari_nucleus_ai.models.inputs import prepare
+
+    x_fixed = None if card["modality"] == "storm" else prepare(items, card)[0]
     modules, refit, epochs = yield from _fine_tune(
-        base_modules, card, items, labels, n_learn, o, dev
+        base_modules, card, items, x_fixed, labels, n_learn, o, dev
     )
     if refit and (card.get("trust") or {}).get("domain"):
         yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
-        _refit_domain(card, modules[0], items, labels, n_learn, *held, o, replay_only=route)
+        _refit_domain(card, modules[0], x_fixed, labels, n_learn, *held, o, replay_only=route)
     return modules, refit, epochs
 
 
-def _fine_tune(base_modules, card: dict, items, labels, n_learn: int, o: RetrainOptions, dev):
-    """Copies of ``base_modules`` fine-tuned on ``items``: the first ``n_learn`` are the
-    corrections, the rest replayed data. Yields progress; returns ``(modules, what the
-    closed-form refits chose, epochs of gradient descent run)``."""
+def _fine_tune(base_modules, card: dict, items, x_fixed, labels, n_learn: int, o, dev):
+    """Copies of ``base_modules`` fine-tuned on ``items`` (``x_fixed``: their prepared inputs,
+    ``None`` for STORM nuclei, whose patches are drawn every epoch): the first ``n_learn``
+    are the corrections, the rest replayed data. Yields progress; returns ``(modules, what
+    the closed-form refits chose, epochs of gradient descent run)``."""
     import torch
 
     from napari_nucleus_ai.models.inputs import prepare
 
-    modules = [copy.deepcopy(m).to(dev).train() for m in base_modules]
+    # in eval mode until gradient descent: the closed-form refits run in it, and a module
+    # switched to training drops the features it memoised (the domain score reads them)
+    modules = [copy.deepcopy(m).to(dev).eval() for m in base_modules]
     modality = card["modality"]
     rng = np.random.default_rng(o.seed)
     torch.manual_seed(o.seed)
-    x_fixed = None if modality == "storm" else prepare(items, card)[0]
     n_replay = len(labels) - n_learn
     # in every class, the corrections weigh as much as all replayed data of that class
     w = _correction_weights(labels, n_learn)
@@ -305,7 +382,7 @@ def _fine_tune(base_modules, card: dict, items, labels, n_learn: int, o: Retrain
     if refit:
         yield Progress(0, o.epochs, "refitting the logistic heads on corrections + replay")
     # the rest is fine-tuned by gradient descent (modules with nothing to train are skipped)
-    modules_gd = [m for m in modules if trainable_parameters(m)]
+    modules_gd = [m.train() for m in modules if trainable_parameters(m)]
     opts = [make_optimizer(m, o.lr, FINE_TUNE_WEIGHT_DECAY) for m in modules_gd]
     steps = max(int(np.ceil(len(labels) / o.batch_size)), MIN_STEPS)
     epochs = o.epochs if modules_gd else 0
@@ -369,7 +446,7 @@ DOMAIN_CALIBRATION = 0.2
 
 
 def _refit_domain(
-    card, module, items, labels, n_learn, test_items, test_labels, o, replay_only=False
+    card, module, x, labels, n_learn, test_items, test_labels, o, replay_only=False
 ) -> None:
     """Refit the card's domain-shift score after the heads were refitted (their feature
     standardisation changed): its reference is the learnt corrections and most replayed
@@ -378,15 +455,15 @@ def _refit_domain(
     which the heads did learn from. With fewer than ``MIN_CALIBRATION`` such cells the
     card's score is dropped rather than kept stale.
 
+    ``x`` holds the prepared inputs of the learnt items (corrections, then replay), the
+    held-out ``test_items`` are raw.
+
     ``replay_only`` (a package whose first model routes cells to a fallback): the
     reference and the calibration are the replayed crops alone, when there are enough, so
     the cells like the corrections stay out of this model's domain."""
-    from napari_nucleus_ai.classify.train import (
-        MIN_CALIBRATION,
-        descriptor_columns,
-        embed_items,
-    )
+    from napari_nucleus_ai.classify.train import MIN_CALIBRATION, descriptor_columns
     from napari_nucleus_ai.classify.trainset import stratified_split
+    from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.trust import fit_domain
 
     labels = np.asarray(labels, np.int64)
@@ -400,15 +477,17 @@ def _refit_domain(
     ref = np.setdiff1d(pool, cal_replay)
     if replay_only:
         test_items, test_labels = [], []
-    cal_items = [items[i] for i in cal_replay] + list(test_items)
     cal_labels = np.r_[labels[cal_replay], np.asarray(test_labels, np.int64)]
     trust = card["trust"]
-    if len(cal_items) < MIN_CALIBRATION or len(np.unique(labels[ref])) < 2:
+    if len(cal_labels) < MIN_CALIBRATION or len(np.unique(labels[ref])) < 2:
         trust.pop("domain", None)
         return
-    f_ref = embed_items(module, [items[i] for i in ref], card)
-    f_cal = embed_items(module, cal_items, card)
-    probs = _probs(module, cal_items, card)
+    x_cal = x[cal_replay]
+    if len(test_items):
+        x_cal = np.concatenate([x_cal, prepare(list(test_items), card)[0]])
+    f_ref = _forward(module, x[ref], "embed")
+    f_cal = _forward(module, x_cal, "embed")
+    probs = _probs(module, x_cal, card)
     trust["domain"] = fit_domain(
         f_ref,
         labels[ref],
@@ -420,24 +499,30 @@ def _refit_domain(
     trust["domain"]["refit"] = {"n_reference": int(len(ref)), "n_calibration": len(cal_labels)}
 
 
-def _probs(module, items, card) -> np.ndarray:
-    """Calibrated probabilities of ``items`` (one view) as the card's temperature gives them."""
+def _probs(module, x: np.ndarray, card) -> np.ndarray:
+    """Calibrated probabilities of prepared inputs ``x`` (one view) as the card's
+    temperature gives them."""
     import torch
 
-    from napari_nucleus_ai.models.inputs import prepare
-
-    x, _ = prepare(list(items), card)
     t = float((card.get("calibration") or {}).get("temperature", 1.0))
+    z = torch.as_tensor(_forward(module, x, "__call__"))
+    return torch.softmax(z.double() / t, 1).numpy()
+
+
+def _forward(module, x: np.ndarray, method: str) -> np.ndarray:
+    """``module``'s ``method`` (``embed``: the domain score's features; ``__call__``: the
+    logits) of prepared inputs ``x`` in batches of about 32, in eval mode: ``(N, F)``."""
+    import torch
+
     was = module.training
     module.eval()
+    fn = getattr(module, method)
     try:
         with torch.inference_mode():
-            z = torch.cat(
-                [module(torch.as_tensor(b)) for b in np.array_split(x, max(1, len(x) // 32))]
-            )
+            parts = [fn(torch.as_tensor(b)) for b in np.array_split(x, max(1, len(x) // 32))]
     finally:
         module.train(was)
-    return torch.softmax(z.double() / t, 1).numpy()
+    return torch.cat(parts).numpy()
 
 
 def _correction_weights(labels: np.ndarray, n_learn: int) -> np.ndarray:

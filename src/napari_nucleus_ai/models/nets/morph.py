@@ -34,6 +34,7 @@ the torch-free :mod:`.morph_params` (re-exported here).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -89,9 +90,29 @@ def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: 
         loss.backward()
         return loss
 
-    with torch.enable_grad():
+    with torch.enable_grad(), one_thread():
         opt.step(closure)
     return w.detach().float(), b.detach().float()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one CPU thread inside the block (the count before is restored after).
+
+    L-BFGS on a logistic head is thousands of small operations (dot products of ~10^4
+    numbers in its two-loop recursion): with two threads each one waits for the other, so
+    a fit takes 2-10x the time of one thread, far more while other processes share the
+    cores; the arithmetic is the same.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def choose_c(
