@@ -213,31 +213,48 @@ def test_the_fallback_retrained_in_a_forked_process_is_the_one_retrained_here(
     pair, tmp_path, monkeypatch
 ):
     """Retrain fine-tunes the fallback in a forked process beside the first model: the
-    package is the one that fine-tuning both here, one after the other, makes."""
+    package is the one that fine-tuning both here, one after the other, makes. The forked
+    run is a fresh single-threaded process (a command line), where forking is allowed."""
+    import json
+    import subprocess
+    import sys
+
     import napari_nucleus_ai.review.retrain as retrain
-    from napari_nucleus_ai.classify.predict import can_fork, cpu_cores
+    from napari_nucleus_ai.classify.predict import cpu_cores
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.package import load_model
 
-    if not can_fork() or cpu_cores() < 2:
-        pytest.skip("this process may not fork workers here (one core, threads or no fork)")
+    if sys.platform != "linux" or cpu_cores() < 2:
+        pytest.skip("the fallback is fine-tuned in another process only on Linux with 2+ cores")
     _, out = pair
     root, replay = _retrain_folders(tmp_path, n_replay=12)
-    started, start = [], retrain._start_fallback
-
-    def spy(*args):
-        started.append(start(*args))
-        return started[-1]
-
-    monkeypatch.setattr(retrain, "_start_fallback", spy)
+    opts = dict(base_data=str(replay), epochs=1, threads=1)
+    code = (
+        "import json, sys\n"
+        "import napari_nucleus_ai.review.retrain as r\n"
+        "from napari_nucleus_ai.core.progress import run_sync\n"
+        "started, start = [], r._start_fallback\n"
+        "def spy(*a):\n"
+        "    job = start(*a)\n"
+        "    started.append(job is not None)\n"
+        "    return job\n"
+        "r._start_fallback = spy\n"
+        "got = run_sync(r.retrain_gen(*sys.argv[1:4], **json.loads(sys.argv[4])))\n"
+        "print('STARTED', json.dumps(started), json.dumps(got['metrics_after'], default=float))\n"
+    )
+    argv = [str(out), str(root), str(tmp_path / "forked.zip"), json.dumps(opts)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True
+    )
+    started, metrics = done.stdout.split("STARTED", 1)[1].split(None, 1)
+    assert json.loads(started) == [True]  # the fallback was fine-tuned in another process
+    forked = load_model(tmp_path / "forked.zip", cache=False)
+    res_forked = {"metrics_after": json.loads(metrics)}
 
     def packages():
-        opts = dict(base_data=replay, epochs=1, threads=1)
-        got = run_sync(retrain.retrain_gen(out, root, tmp_path / f"v{len(started)}.zip", **opts))
+        got = run_sync(retrain.retrain_gen(out, root, tmp_path / "here.zip", **opts))
         return load_model(got["out"], cache=False), got
 
-    forked, res_forked = packages()
-    assert started[0] is not None  # the fallback was fine-tuned in another process
     monkeypatch.setattr(retrain, "_start_fallback", lambda *a: None)
     here, res_here = packages()
     assert res_forked["metrics_after"] == res_here["metrics_after"]
