@@ -21,8 +21,9 @@ stain debris are not objects. Nothing here is a per-image Otsu threshold:
    magnification. Work happens at a reduced resolution (red cell ~24 px).
 4. **One object per cell.** Nuclear parts closer than ``lobe_gap_um`` are one
    cell; cells whose nuclear area is below ``min_nucleus_um`` (platelets,
-   debris) are dropped; each nucleus then grows into the lightly stained
-   cytoplasm around it, up to ``cytoplasm_um``, never into red cells or plasma.
+   debris) are dropped; each nucleus then grows into the cytoplasm around it
+   (lilac / blue, or an eosinophil's dense orange granules), up to
+   ``cytoplasm_um``, never into red cells or plasma.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ DEFAULTS = {
     "min_stain": 2.0,  # nuclear stain content (area x mean OD, um^2) of the smallest nucleus
     "cytoplasm_um": 3.0,  # how far cytoplasm may reach beyond the nucleus
     "cytoplasm_od": 0.025,  # nuclear signal of cytoplasm (lilac / blue) above the red cells'
+    "granule_od": 0.015,  # eosinophilic-granule signal (orange, off the red-cell colour) of cytoplasm
     "stained_od": 0.08,  # total OD that separates cells from plasma
 }
 # what each parameter may be (checked before any work; the dock's limits come from here)
@@ -58,6 +60,7 @@ SCHEMA = (
     Param("min_stain", float, 0, 1000, unit="um^2 OD"),
     Param("cytoplasm_um", float, 0, 50, unit="um", step=0.5),
     Param("cytoplasm_od", float, 0, 5, unit="OD"),
+    Param("granule_od", float, 0, 5, unit="OD"),
     Param("stained_od", float, 0, 5, low_open=True, unit="OD"),
 )
 WORK_RBC_PX = 24.0  # red-cell diameter at the working resolution
@@ -270,11 +273,12 @@ def segment_wbc(
     f = max(1, int(d_rbc / WORK_RBC_PX))
     info["work_factor"] = f
     wpx = px_um * f  # um per work pixel
-    nuc_s, total = _signals(_od_at(img, f, p["stained_od"], cache), wpx)
+    od_r_d = _od_at(img, f, p["stained_od"], cache)
+    nuc_s, total = _signals(od_r_d, wpx)
     cells, stats = nuclear_groups(nuc_s, wpx, p)
     info["candidates"] = stats
     if cells.any():
-        cells = grow_cytoplasm(cells, nuc_s, total, wpx, p)
+        cells = grow_cytoplasm(cells, nuc_s, granule_signal(od_r_d, wpx), total, wpx, p)
     return _finish(relabel(cells), f, H, W, info, return_info)
 
 
@@ -285,6 +289,18 @@ def _signals(od_r_d, wpx: float):
     nuc = od @ d.astype(np.float32)
     nuc_s = ndi.gaussian_filter(nuc, sigma=max(0.6, 0.25 / wpx))
     return nuc_s, od.sum(axis=-1)
+
+
+def granule_signal(od_r_d, wpx: float) -> np.ndarray:
+    """Eosinophilic-granule signal (OD): the part of the absorbance off both the red-cell
+    colour and the nuclear direction, on the side of the orange granules (more blue absorbed
+    than a red cell), smoothed over a granule and its neighbours (0.5 um)."""
+    from scipy import ndimage as ndi
+
+    od, r, d = od_r_d
+    e = np.cross(r, d)
+    e = (e if e[2] >= 0 else -e) / np.linalg.norm(e)
+    return ndi.gaussian_filter(od @ e.astype(np.float32), sigma=max(0.6, 0.5 / wpx))
 
 
 def nuclear_groups(nuc_s: np.ndarray, wpx: float, p: dict):
@@ -346,8 +362,14 @@ def _centroids(cells, ids):
         return np.asarray(ndi.center_of_mass(cells > 0, cells, ids), float).reshape(-1, 2)
 
 
-def grow_cytoplasm(cells, nuc_s, total, wpx, p):
-    """Grow nuclei into the lightly stained cytoplasm around them (not into red cells or plasma)."""
+def grow_cytoplasm(cells, nuc_s, gran_s, total, wpx, p):
+    """Grow nuclei into the lightly stained cytoplasm around them (not into red cells or plasma).
+
+    Cytoplasm is stained, within ``cytoplasm_um`` of its nucleus, and either lilac / blue (a
+    nuclear signal above ``cytoplasm_od``) or granular like an eosinophil's (a granule signal
+    above ``granule_od`` where the stain is denser than most of a red cell: 0.8 x the median
+    absorbance of the field's stained pixels, which are mostly red cells).
+    """
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
@@ -355,7 +377,11 @@ def grow_cytoplasm(cells, nuc_s, total, wpx, p):
     if reach < 1:
         return cells
     dist = ndi.distance_transform_edt(cells == 0)
-    cyto = (total > p["stained_od"]) & (nuc_s > p["cytoplasm_od"]) & (dist <= reach)
+    stained = total > p["stained_od"]
+    colour = nuc_s > p["cytoplasm_od"]
+    if stained.any():
+        colour |= (gran_s > p["granule_od"]) & (total > 0.8 * np.median(total[stained]))
+    cyto = stained & colour & (dist <= reach)
     cyto = ndi.binary_opening(cyto, structure=_disk(max(1, int(round(0.5 / wpx)))))
     grow = fill_small_holes(cyto | (cells > 0), (2.0 / wpx) ** 2)
     return watershed(dist, cells, mask=grow)
