@@ -165,7 +165,8 @@ def test_morph_models_flag_cells_unlike_their_training_cells(morph_model):
 
     res = morph_model
     dom = res.card["trust"]["domain"]
-    assert np.isfinite(dom["threshold"]) and res.card["trust"]["conformal"]["qhat"] > 0
+    conf = res.card["trust"]["conformal"]
+    assert np.isfinite(dom["threshold"]) and conf["top"] and 0 <= conf["qhat"] <= 1
     # morph's embedding starts with its descriptor: the score uses the descriptor terms
     from napari_nucleus_ai.models.nets.morphology import N_FEATURES
 
@@ -220,3 +221,23 @@ def test_a_card_with_an_imagenet_sized_domain_score_saves_and_loads(morph_model,
     assert size < 2 << 20
     again = load_model(out, cache=False)
     assert again.card["trust"]["domain"]["threshold"] == card["trust"]["domain"]["threshold"]
+
+
+def test_conformal_coverage_is_nominal_for_an_accurate_classifier():
+    """The set always holds the top class; calibrating the plain APS score would count those
+    items as possibly missed and over-cover a classifier that is mostly right."""
+    rng = np.random.default_rng(3)
+    covered, plain = [], []
+    for rep in range(40):
+        p, y = _calibrated(600, 6, rng)
+        p = p**3 / (p**3).sum(1, keepdims=True)  # sharper: mostly right, still uncertain
+        y = np.array([rng.choice(6, p=row) for row in p])
+        conf = trust.fit_conformal(p[:300], y[:300], coverage=0.85, seed=rep)
+        assert conf["top"] is True
+        covered.append(trust.coverage_of(trust.conformal_sets(p[300:], conf, rep + 1), y[300:]))
+        n = 300
+        s = trust._aps_scores(p[:n], np.random.default_rng(rep).random(n))[np.arange(n), y[:n]]
+        old = {**conf, "qhat": float(np.sort(s)[int(np.ceil((n + 1) * 0.85)) - 1])}
+        plain.append(trust.coverage_of(trust.conformal_sets(p[300:], old, rep + 1), y[300:]))
+    assert abs(np.mean(covered) - 0.85) <= 0.02
+    assert np.mean(plain) - 0.85 > 0.03  # what the plain APS score gave

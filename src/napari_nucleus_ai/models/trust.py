@@ -62,6 +62,12 @@ def _aps_scores(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
 def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> dict:
     """``qhat`` of split-conformal APS from held-back probabilities ``(N, C)`` and labels.
 
+    A set always holds the most probable class (:func:`conformal_sets`), so an item whose
+    true class is its most probable one is covered whatever ``qhat``: its conformity score is
+    0 here. Calibrating the plain APS score instead would count such items as possibly missed
+    and over-cover by about the share of confident right answers (measured on PBC: 96 % for a
+    nominal 90 %).
+
     Parameters
     ----------
     probs : array (N, C)
@@ -76,7 +82,8 @@ def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> d
     Returns
     -------
     dict
-        ``{"method": "aps", "coverage", "qhat", "n_calibration"}`` (plain numbers).
+        ``{"method": "aps", "top": True, "coverage", "qhat", "n_calibration"}`` (plain numbers;
+        ``top`` says the score counts the most probable class as covered).
     """
     probs = np.asarray(probs, float)
     labels = np.asarray(labels, int)
@@ -85,16 +92,24 @@ def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> d
     n = len(labels)
     u = np.random.default_rng(seed).random(n)
     s = _aps_scores(probs, u)[np.arange(n), labels]
+    s = np.where(probs.argmax(1) == labels, 0.0, s)  # the top class is always in the set
     k = int(np.ceil((n + 1) * coverage))  # the k-th smallest score (1-based)
     qhat = float(np.sort(s)[k - 1]) if 0 < k <= n else 1.0
-    return {"method": "aps", "coverage": float(coverage), "qhat": qhat, "n_calibration": n}
+    return {
+        "method": "aps",
+        "top": True,
+        "coverage": float(coverage),
+        "qhat": qhat,
+        "n_calibration": n,
+    }
 
 
 def conformal_sets(probs, conformal: dict, seed: int = 1) -> list[list[int]]:
     """Prediction sets (class indices, most probable first) for probabilities ``(N, C)``.
 
-    The randomised score makes the coverage exact; a very confident cell can get an
-    empty set, which counts as a one-class prediction (its top class is shown).
+    A set always holds the most probable class: where no class passes ``qhat`` (a very
+    confident cell), the set is that class alone. Cards fitted by :func:`fit_conformal`
+    (``top``) are calibrated for this rule; older cards' ``qhat`` over-covers somewhat.
     """
     probs = np.asarray(probs, float)
     u = np.random.default_rng(seed).random(len(probs))
@@ -382,6 +397,7 @@ def validate_trust(trust, path=None) -> None:
             "qhat must be 0..2",
         )
         need(0.5 <= float(conf.get("coverage", 0)) < 1, "coverage must be in [0.5, 1)")
+        need(isinstance(conf.get("top", False), bool), "conformal top must be true or false")
     dom = trust.get("domain")
     if dom is not None:
         need(isinstance(dom, dict), "domain must be an object")
