@@ -40,15 +40,6 @@ def plain_aps(probs, labels, coverage: float, seed: int) -> dict:
     return {"qhat": float(np.sort(s)[int(np.ceil((n + 1) * coverage)) - 1])}
 
 
-def strata(y: np.ndarray, k: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    f = np.zeros(len(y), int)
-    for c in np.unique(y):
-        j = rng.permutation(np.flatnonzero(y == c))
-        f[j] = np.arange(len(j)) % k
-    return f
-
-
 def run(F: np.ndarray, y: np.ndarray, n_classes: int, seeds: int, coverage: float) -> dict:
     from bench_transfer import fit_predict, pbc_folds
 
@@ -65,7 +56,7 @@ def run(F: np.ndarray, y: np.ndarray, n_classes: int, seeds: int, coverage: floa
         fold = pbc_folds(y, 4, seed)
         for k in range(4):
             tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-            inner = strata(y[tr], 5, seed + 10)
+            inner = pbc_folds(y[tr], 5, seed + 10)
             oof, test_p = np.zeros((len(tr), n_classes)), None
             for j in range(5):
                 fit, va = tr[inner != j], tr[inner == j]
