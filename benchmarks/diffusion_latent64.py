@@ -1,12 +1,13 @@
 """Train the 64-px latent diffusion model on PBC with checkpoints, in CPU seconds.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/diffusion_latent64.py train \
-        ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--ae-width 16] [--steps 6000] \
-        [--threads 1]
+        ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--ae-width 16] [--channels 4] \
+        [--perceptual 1.0] [--steps 6000] [--threads 1]
 
 Holds back 3 crops per class (seed 0; their paths go to ``held.txt``), trains the
 autoencoder on the other crops (``ae.safetensors``), encodes 16 augmented copies of
-each (dihedral + HED / light jitter) and trains the latent UNet, writing
+each (dihedral + HED / light jitter) and trains the latent UNet (``--steps 0``: the
+autoencoder only; a RUN that holds ``ae.safetensors`` reuses it), writing
 ``denoiser.safetensors`` (the whole :class:`LatentDenoiser`) every 250 steps, so a
 stopped run still leaves a model. ``log.jsonl`` records the CPU seconds
 (``resource.getrusage``) after each stage and checkpoint.
@@ -14,10 +15,14 @@ stopped run still leaves a model. ``log.jsonl`` records the CPU seconds
 Latents are centred and scaled per channel (``latent_stats``; the ``latents`` log record
 holds the shift, scale and each channel's standardised range).
 
-    .venv/bin/python benchmarks/diffusion_latent64.py recon /tmp/G/l64
+    .venv/bin/python benchmarks/diffusion_latent64.py recon /tmp/G/l64 \
+        [--classifier CLASSIFIER.zip [--all]]
 
 writes ``recon.png`` (held-back crops, each row above its autoencoder reconstruction) and
-logs their L1 error.
+logs their L1 error; with ``--classifier`` (the default classifier) the share of the
+reconstructions it recognises as their class (the reconstruction check), ``--all`` also
+over all 96 crops, beside the real crops at 64 px. ``--beside OTHER_RUN`` writes
+``recon_beside.png``: 8 held-back crops, OTHER_RUN's reconstructions, this run's.
 
     .venv/bin/python benchmarks/diffusion_latent64.py grid /tmp/G/l64 \
         [--weights denoiser_4250.safetensors] [--guidance 2]
@@ -33,6 +38,9 @@ calibrated on a split of the training crops, never the held-back ones) for
 
     .venv/bin/python benchmarks/diffusion_latent64.py evaluate /tmp/G/l64 OUT.zip \
         CLASSIFIER.zip /tmp/G/eval [--guidance 2] [-n 16]
+
+(``OUT.zip`` may be the name of a checkpoint in RUN, e.g. ``denoiser.safetensors``: sampling
+needs no calibration, so the checkpoint is evaluated without packaging it.)
 
 draws ``n`` cells per class (DDIM, 50 steps, classifier-free guidance), writes them and
 the held-back crops (at 64 px, and through the autoencoder: ``recon64``, what the
@@ -96,14 +104,22 @@ def train(args) -> None:
     from napari_nucleus_ai.models.diffusion.unet import ClassUNet, LatentDenoiser
 
     torch.set_num_threads(args.threads)
-    LATENT["width"] = args.ae_width
+    LATENT["width"], LATENT["channels"] = args.ae_width, args.channels
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     x, y, names, paths = load_crop_folder(args.data, 64)
     keep, held = split(y)
     (out / "held.txt").write_text("\n".join(paths[i] for i in held) + "\n")
     (out / "meta.json").write_text(
-        json.dumps({"class_names": names, "arch": ARCH, "latent": LATENT, "size": 64})
+        json.dumps(
+            {
+                "class_names": names,
+                "arch": ARCH,
+                "latent": LATENT,
+                "size": 64,
+                "perceptual": args.perceptual,
+            }
+        )
     )
     log(out, stage="loaded", n_train=len(keep), n_held=len(held))
     ae_file = out / "ae.safetensors"
@@ -112,13 +128,24 @@ def train(args) -> None:
         ae.load_state_dict(load_file(ae_file))
         ae.eval()
     else:
-        ae = run_sync(train_autoencoder(x[keep], latent=LATENT, steps=args.ae_steps))
+        ae = run_sync(
+            train_autoencoder(
+                x[keep], latent=LATENT, steps=args.ae_steps, perceptual=args.perceptual
+            )
+        )
         save_file(ae.state_dict(), ae_file)
         with torch.inference_mode():
             r = ae.decode(ae.encode(torch.from_numpy(x[held])).latents).sample.numpy()
         log(
-            out, stage="autoencoder", steps=args.ae_steps, held_l1=float(np.abs(r - x[held]).mean())
+            out,
+            stage="autoencoder",
+            steps=args.ae_steps,
+            perceptual=args.perceptual,
+            latent=LATENT,
+            held_l1=float(np.abs(r - x[held]).mean()),
         )
+    if args.steps == 0:
+        return
     z, zy = latent_bank(ae, x[keep], y[keep], copies=16)
     shift, scale = latent_stats(z)
     zs = (z - shift[:, None, None]) * scale[:, None, None]
@@ -132,7 +159,7 @@ def train(args) -> None:
     )
 
     def checkpoint(ema_net, step):
-        net = LatentDenoiser(ClassUNet(len(names), 4, **_unet_kwargs()), ae)
+        net = LatentDenoiser(ClassUNet(len(names), LATENT["channels"], **_unet_kwargs()), ae)
         net.unet.load_state_dict(ema_net.state_dict())
         net.set_stats(shift, scale)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "tmp.safetensors")
@@ -167,7 +194,9 @@ def _unet_kwargs() -> dict:
 
 
 def recon(args) -> None:
-    """Held-back crops above their autoencoder reconstructions (``recon.png``) and the L1."""
+    """Held-back crops above their autoencoder reconstructions (``recon.png``) and the L1;
+    with ``--classifier`` the share of reconstructions it recognises (``--all``: of every
+    crop, the 72 the autoencoder trained on too, beside the real crops at 64 px)."""
     import imageio.v3 as iio
     import torch
     from safetensors.torch import load_file
@@ -177,17 +206,63 @@ def recon(args) -> None:
     from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
 
     run = Path(args.run)
-    meta = json.loads((run / "meta.json").read_text())
     x, y, _, paths = load_crop_folder(args.data, 64)
     held = np.array([p in set((run / "held.txt").read_text().split("\n")) for p in paths])
-    ae = build_autoencoder(3, meta["latent"])
-    ae.load_state_dict(load_file(run / "ae.safetensors"))
-    with torch.inference_mode():
-        r = ae.eval().decode(ae.encode(torch.from_numpy(x[held])).latents).sample.numpy()
-    r = r.clip(-1, 1)
-    rows = [a for s in range(0, len(r), 8) for a in (x[held][s : s + 8], r[s : s + 8])]
+
+    def reconstruct(folder: Path) -> np.ndarray:
+        lat = json.loads((folder / "meta.json").read_text())["latent"]
+        ae = build_autoencoder(3, lat)
+        ae.load_state_dict(load_file(folder / "ae.safetensors"))
+        with torch.inference_mode():
+            r = ae.eval().decode(ae.encode(torch.from_numpy(x)).latents).sample.numpy()
+        return r.clip(-1, 1)
+
+    r = reconstruct(run)
+    xh, rh = x[held], r[held]
+    rows = [a for s in range(0, len(rh), 8) for a in (xh[s : s + 8], rh[s : s + 8])]
     iio.imwrite(run / "recon.png", grid(np.concatenate(rows), cols=8))
-    log(run, stage="recon", held_l1=round(float(np.abs(r - x[held]).mean()), 4))
+    if args.beside:  # the first 8 held-back crops, another run's reconstructions, this run's
+        other = reconstruct(Path(args.beside))[held]
+        tiles = np.concatenate([xh[:8], other[:8], rh[:8]])
+        iio.imwrite(run / "recon_beside.png", grid(tiles, cols=8))
+    rec = {"held_l1": round(float(np.abs(rh - xh).mean()), 4)}
+    if args.classifier:
+        work = run / "recon_check"
+        write_class_folders(work / "recon64", rh, [paths[i] for i in np.flatnonzero(held)])
+        rec.update(recognised(args.classifier, work, "recon64"))
+        if args.all:
+            write_class_folders(work / "all_recon64", r, list(paths))
+            write_class_folders(work / "all_real64", x, list(paths))
+            rec.update(recognised(args.classifier, work, "all_recon64"))
+            rec.update(recognised(args.classifier, work, "all_real64"))
+    log(run, stage="recon", **rec)
+
+
+def write_class_folders(folder: Path, crops: np.ndarray, paths: list) -> None:
+    """Crops ``(N, 3, S, S)`` in [-1, 1] as PNGs in ``folder/<class>/<name>`` of ``paths``."""
+    import imageio.v3 as iio
+
+    from napari_nucleus_ai.models.diffusion.generate import to_uint8
+
+    for crop, p in zip(to_uint8(crops), paths, strict=True):
+        d = folder / Path(p).parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(d / Path(p).name, crop)
+
+
+def recognised(classifier: str, work: Path, part: str) -> dict:
+    """Share of the crops in ``work/part/<class>/`` that ``classifier`` calls their class."""
+    import pandas as pd
+
+    from napari_nucleus_ai.cli import main as cli
+
+    csv = work / f"{part}.csv"
+    cli(["predict", classifier, str(work / part), "--out", str(csv), "--device", "cpu"])
+    df = pd.read_csv(csv)
+    truth = df["path"].map(lambda p: Path(p).parent.name)
+    ok = df["predicted"] == truth
+    per_class = {c: round(float(ok[truth == c].mean()), 2) for c in sorted(set(truth))}
+    return {f"{part}_recognised": round(float(ok.mean()), 3), f"{part}_per_class": per_class}
 
 
 def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
@@ -238,10 +313,17 @@ def main(argv=None) -> int:
     t.add_argument("--ae-steps", type=int, default=250)
     t.add_argument("--steps", type=int, default=6000)
     t.add_argument("--ae-width", type=int, default=LATENT["width"], help="autoencoder channels")
+    t.add_argument("--channels", type=int, default=LATENT["channels"], help="latent channels")
+    t.add_argument(
+        "--perceptual", type=float, default=0.0, help="weight of the autoencoder's feature loss"
+    )
     t.add_argument("--threads", type=int, default=1)
     r = sub.add_parser("recon")
     r.add_argument("run")
     r.add_argument("--data", default="../shared/data/smear/pbc")
+    r.add_argument("--classifier", help="also: the share of reconstructions it recognises")
+    r.add_argument("--all", action="store_true", help="check all crops, not only held-back")
+    r.add_argument("--beside", help="another run: recon_beside.png shows its reconstructions too")
     g = sub.add_parser("grid")
     g.add_argument("run")
     g.add_argument("--weights", default="denoiser.safetensors", help="a checkpoint in RUN")
@@ -255,7 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="../shared/data/smear/pbc")
     e = sub.add_parser("evaluate")
     e.add_argument("run")
-    e.add_argument("package")
+    e.add_argument("package", help="a package, or the name of a checkpoint in RUN")
     e.add_argument("classifier", help="the default classifier (train DATA --out pbc.zip)")
     e.add_argument("work", help="scratch folder for the generated crops and CSVs")
     e.add_argument("--data", default="../shared/data/smear/pbc")
@@ -343,9 +425,7 @@ def lite0_features(x: np.ndarray) -> np.ndarray:
 def evaluate(args) -> None:
     """Generated cells: share recognised by the default classifier, and Frechet distance."""
     import imageio.v3 as iio
-    import pandas as pd
 
-    from napari_nucleus_ai.cli import main as cli
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
     from napari_nucleus_ai.models.diffusion.generate import generate, grid, to_uint8
@@ -355,7 +435,10 @@ def evaluate(args) -> None:
     run, work = Path(args.run), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     c0 = cpu_seconds()
-    model = as_classifier(load_model(args.package))
+    if args.package.endswith(".safetensors"):  # a checkpoint in RUN, not packaged
+        model = checkpoint_model(run, args.package)
+    else:
+        model = as_classifier(load_model(args.package))
     x, y, names, paths = load_crop_folder(args.data, 64)
     held_paths = set((run / "held.txt").read_text().split("\n"))
     held = np.array([p in held_paths for p in paths])
@@ -380,13 +463,7 @@ def evaluate(args) -> None:
     rec = {"generation_cpu_s": round(gen_cpu, 1), "n_per_class": args.n, "steps": args.steps}
     rec["guidance"] = args.guidance
     for part in ("gen", "real64", "recon64"):
-        csv = work / f"{part}.csv"
-        cli(["predict", args.classifier, str(work / part), "--out", str(csv), "--device", "cpu"])
-        df = pd.read_csv(csv)
-        truth = df["path"].map(lambda p: Path(p).parent.name)
-        ok = df["predicted"] == truth
-        rec[f"{part}_recognised"] = round(float(ok.mean()), 3)
-        rec[f"{part}_per_class"] = {c: round(float(ok[truth == c].mean()), 2) for c in names}
+        rec.update(recognised(args.classifier, work, part))
     f_gen = lite0_features(np.concatenate([gen[n][: args.fid_per_class] for n in names]))
     f_train, f_held = lite0_features(x[~held]), lite0_features(x[held])
     rec["fd_generated_vs_held"] = round(frechet(f_gen, f_held), 1)

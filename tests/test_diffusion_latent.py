@@ -46,6 +46,7 @@ def test_latent_package_round_trips_and_stores_one_member(trained):
     assert card["architecture"]["name"] == "latent-diffusion"
     assert card["architecture"]["params"]["latent"] == {"channels": 4, "factor": 4, "width": 8}
     assert card["members"] == 1
+    assert card["diffusion"]["autoencoder"]["steps"] == 10  # how the autoencoder was trained
     clear_cache()
     pkg = load_model(out)
     net = pkg.modules[0]
@@ -321,3 +322,78 @@ def test_sampling_starts_where_the_first_step_does_not_amplify_the_error():
     assert abs(x.mean() - 1.0) < 0.1 and abs(x.std() - 0.5) < 0.05
     late = _ddim_samples(np.linspace(600, 0, 50).round().astype(int))  # starting too late
     assert abs(late.mean() - 1.0) > 0.3
+
+
+def _textured_crops(n: int = 4, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Pale crops with a dark disc dotted with fine granules, in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    out = []
+    for _ in range(n):
+        img = np.full((3, size, size), 0.85)
+        disc = np.hypot(yy, xx) < size / 3
+        img[:, disc] = [[0.55], [0.35], [0.6]]
+        dots = disc & (rng.random((size, size)) < 0.25)
+        img[:, dots] = [[0.25], [0.1], [0.3]]
+        out.append(img * 2 - 1)
+    return np.asarray(out, np.float32)
+
+
+def test_perceptual_loss_penalises_lost_granules_more_than_an_equal_pixel_shift():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import torch
+    import torch.nn.functional as F
+
+    from napari_nucleus_ai.models.diffusion.latent import PerceptualLoss
+    from napari_nucleus_ai.models.nets.imagenet import available
+
+    if not available():
+        pytest.skip("needs the pretrained extra")
+    loss = PerceptualLoss()
+    x = torch.from_numpy(_textured_crops())
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    l1 = float((blurred - x).abs().mean())
+    shifted = x + l1  # the same pixel (L1) error, granules kept
+    assert abs(float((shifted - x).abs().mean()) - l1) < 1e-6
+    assert float(loss(x, x)) < 1e-6
+    assert float(loss(blurred, x)) > 3 * float(loss(shifted, x))
+
+
+def test_autoencoder_training_with_the_perceptual_term_uses_it(monkeypatch):
+    """``perceptual > 0`` adds the feature loss to every step; 0 never builds it."""
+    import torch
+
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion import latent
+
+    calls = []
+
+    class Fake:
+        def __init__(self, device=None):
+            calls.append("built")
+
+        def __call__(self, r, x):
+            calls.append("loss")
+            return (r - x).square().mean()
+
+    monkeypatch.setattr(latent, "PerceptualLoss", Fake)
+    x = _textured_crops(n=4, size=16)
+    run_sync(latent.train_autoencoder(x, latent={"width": 8}, steps=3, perceptual=0.0))
+    assert calls == []
+    ae = run_sync(latent.train_autoencoder(x, latent={"width": 8}, steps=3, perceptual=0.5))
+    assert calls == ["built", "loss", "loss", "loss"]
+    assert isinstance(ae, torch.nn.Module)
+
+
+def test_perceptual_loss_is_the_default_where_the_backbone_is_installed(monkeypatch):
+    from napari_nucleus_ai.models.diffusion.kind import _perceptual_weight
+    from napari_nucleus_ai.models.diffusion.latent import AE_TRAIN_DEFAULTS
+    from napari_nucleus_ai.models.nets import imagenet
+
+    monkeypatch.setattr(imagenet, "available", lambda name="efficientnet-lite0": True)
+    assert _perceptual_weight(None, 3) == AE_TRAIN_DEFAULTS["perceptual"] > 0
+    assert _perceptual_weight(None, 1) == 0.0  # grey crops: no ImageNet colours
+    assert _perceptual_weight(0.25, 3) == 0.25
+    monkeypatch.setattr(imagenet, "available", lambda name="efficientnet-lite0": False)
+    assert _perceptual_weight(None, 3) == 0.0
+    assert _perceptual_weight(0.0, 3) == 0.0

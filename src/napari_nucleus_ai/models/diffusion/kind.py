@@ -244,6 +244,17 @@ def _load_init(path, latent: bool) -> dict | None:
     }
 
 
+def _perceptual_weight(option, channels: int) -> float:
+    """The autoencoder's perceptual-loss weight: ``option`` when given, else the default
+    for RGB crops where the frozen ImageNet backbone is installed, else 0."""
+    if option is not None:
+        return float(option)
+    from napari_nucleus_ai.models.diffusion.latent import AE_TRAIN_DEFAULTS
+    from napari_nucleus_ai.models.nets.imagenet import available
+
+    return AE_TRAIN_DEFAULTS["perceptual"] if channels == 3 and available() else 0.0
+
+
 def fit(train, val, card: dict, options: dict):
     """Train the denoiser; yields progress, returns ``(modules, card, info)``."""
     from napari_nucleus_ai.models.diffusion.classify import calibrate
@@ -291,7 +302,7 @@ def fit(train, val, card: dict, options: dict):
     lr = min(float(options.get("lr", 2e-3)), 2e-3)
     t0 = time.perf_counter()
     model = None
-    x_fit, y_fit, ae, stats = x_tr, y_tr, None, None
+    x_fit, y_fit, ae, stats, ae_training = x_tr, y_tr, None, None, None
     if latent:
         from napari_nucleus_ai.models.diffusion.latent import (
             AE_TRAIN_DEFAULTS,
@@ -307,12 +318,23 @@ def fit(train, val, card: dict, options: dict):
             ae.load_state_dict(init["ae"])
             ae.eval()
         else:
+            ae_training = {
+                "steps": int(options.get("ae_steps") or AE_TRAIN_DEFAULTS["steps"]),
+                "perceptual": _perceptual_weight(options.get("ae_perceptual"), c),
+            }
+            if options.get("ae_perceptual") is None and not ae_training["perceptual"]:
+                yield Progress(
+                    0,
+                    None,
+                    "autoencoder without its perceptual loss (needs the 'pretrained' extra): "
+                    "granules are smoothed away",
+                )
             ae = yield from train_autoencoder(
                 x_tr,
                 latent=params["latent"],
-                steps=int(options.get("ae_steps") or AE_TRAIN_DEFAULTS["steps"]),
                 seed=int(options.get("seed", 0)),
                 device=device,
+                **ae_training,
             )
         yield Progress(0, None, "encoding augmented crops (dihedral, stain and light jitter)")
         x_fit, y_fit = latent_bank(
@@ -406,6 +428,8 @@ def fit(train, val, card: dict, options: dict):
     card["diffusion"] = {"protocol": model.protocol, "calibration": cal}
     if prop is not None:
         card["diffusion"]["proposer"] = prop
+    if ae_training is not None:  # a record of how the autoencoder was trained
+        card["diffusion"]["autoencoder"] = ae_training
     card["calibration"]["temperature"] = 1.0
     card["uncertainty"].update(tta=1, mc_dropout=0)
     info["history"] = [
