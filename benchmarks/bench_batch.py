@@ -19,7 +19,9 @@ Prints (and writes benchmarks/results/bench_batch.json):
    classification task (``--cells-runs WORKERS:CELLS_PER_TASK ...``, default
    ``1:100 2:100 2:0``); cells per second of the whole run (cluster start to cluster
    close) and of the classification phase (first cell-chunk task start to last end, from
-   the scheduler's task stream), the wall time of each kind of task, CPU time of all
+   the scheduler's task stream), the wall time of each kind of task, the serial stretches
+   (no tile or chunk task running: before the first tile, between the last tile and the
+   first chunk, after the last chunk) and the idle worker-seconds, CPU time of all
    processes (client, scheduler, workers) and the load average beside each figure.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_batch.py --skip throughput overhead \
@@ -208,6 +210,43 @@ def _phases(tasks: list) -> dict:
     }
 
 
+def _stop_fork_server() -> None:
+    """Stop multiprocessing's fork server (``batch.run`` starts local workers from it), so
+    that every run starts it as a new ``napari-nucleus-ai batch`` process does, not only
+    the first (a private API, used by CPython's own tests: benchmark only)."""
+    import multiprocessing.forkserver as fs
+
+    stop = getattr(fs._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def _serial(tasks: list, w0: float, w1: float, workers: int) -> dict:
+    """The serial stretches of a run (seconds, wall clock): no tile or cell-chunk task runs.
+
+    ``before_tiles``: cluster start to the first tile (starting the cluster, planning);
+    ``tiles_to_cells``: the last tile's end to the first chunk's start (stitching the last
+    tile, the finishing task, handing the cells out); ``after_cells``: the last chunk's end
+    to the cluster closed (merge, summary and report, fetching the task stream, closing;
+    the run's ``stream_fetch_s`` and ``cluster_close_s`` split the last two). ``idle_s``: worker-seconds
+    in which a worker ran no task at all (wall x workers - busy).
+    """
+    spans: dict[str, list] = {}
+    busy = 0.0
+    for t in tasks:
+        for s in t["startstops"]:
+            if s["action"] == "compute":
+                spans.setdefault(t["key"].split("-", 1)[0], []).append((s["start"], s["stop"]))
+                busy += s["stop"] - s["start"]
+    out = {"idle_s": round((w1 - w0) * workers - busy, 2)}
+    if "tile" in spans and "cells" in spans:
+        t0, t1 = min(a for a, _ in spans["tile"]), max(b for _, b in spans["tile"])
+        c0, c1 = min(a for a, _ in spans["cells"]), max(b for _, b in spans["cells"])
+        out.update(before_tiles=round(t0 - w0, 2), tiles_to_cells=round(c0 - t1, 2),
+                   after_cells=round(w1 - c1, 2))  # fmt: skip
+    return out
+
+
 def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) -> list:
     """``batch --model`` on one big region, for each ``(workers, cells_per_task)`` of ``configs``.
 
@@ -230,7 +269,7 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
     for workers, cpt in configs:
         load0 = os.getloadavg()[0]
         r0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        t0 = time.perf_counter()
+        t0, w0 = time.perf_counter(), time.time()
         client, close = connect(workers=workers)
         t_start = time.perf_counter() - t0
         try:
@@ -238,9 +277,14 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
                 res = run_batch([image], root / f"cells_out{workers}_{cpt}", client=client,
                                 resume=False, method="wbc", model=str(model), device="cpu",
                                 pixel_size_um=PIXEL_UM, cells_per_task=cpt)  # fmt: skip
+                t_ran = time.perf_counter()
+            t_stream = time.perf_counter() - t_ran  # fetching the task stream (benchmark only)
         finally:
+            t_close = time.perf_counter()
             close()
-        wall = time.perf_counter() - t0
+        wall, w1 = time.perf_counter() - t0, time.time()
+        t_close = time.perf_counter() - t_close
+        _stop_fork_server()
         r1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         cpu = sum(
             (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
@@ -254,11 +298,14 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
             "model": str(model), "workers": workers, "cells_per_task": cpt, "status": row["status"],
             "error": row["error"], "cells": n, "tiles": int(row.get("tiles", 0) or 0),
             "cell_tasks": int(row.get("cell_tasks", 0) or 0) if "cell_tasks" in row else 0,
-            "wall_s": round(wall, 1), "cluster_start_s": round(t_start, 2), "cpu_s": round(cpu, 1),
+            "wall_s": round(wall, 1), "cluster_start_s": round(t_start, 2),
+            "stream_fetch_s": round(t_stream, 2), "cluster_close_s": round(t_close, 2),
+            "cpu_s": round(cpu, 1),
             "cells_per_s": round(n / wall, 2),
             "classify_phase_s": cls["wall_s"],
             "classify_phase_cells_per_s": round(n / cls["wall_s"], 2),
-            "phases": phases, "load_before": round(load0, 1),
+            "phases": phases, "serial": _serial(stream.data, w0, w1, workers),
+            "load_before": round(load0, 1),
             "load_after": round(os.getloadavg()[0], 1),
         })  # fmt: skip
         print(json.dumps(runs[-1]), flush=True)

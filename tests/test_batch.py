@@ -245,3 +245,102 @@ def test_killing_a_worker_mid_run_still_finishes(inputs, tmp_path):
 
         res = run_sync(run_batch_gen([src], tmp_path / "out", client=c, method="wbc"), kill_one)
     assert killed and res.n_ok == 4 and res.n_failed == 0
+
+
+def _stitched(plan, results):
+    """Stitch tile results as the batch parent does; returns ``(labels, table, seams)``."""
+    from napari_nucleus_ai.batch.run import _stitch, _table
+
+    sl = {"plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": dict(results),
+          "next": 0, "next_id": 1, "tables": [], "seams": []}  # fmt: skip
+    _stitch(sl)
+    assert sl["next"] == len(plan.tiles)
+    return sl["labels"], _table(sl), sl["seams"]
+
+
+def _whole(plan, labels):
+    """The cell table of the stitched labels measured whole (what ``segment`` does)."""
+    from napari_nucleus_ai.batch.tasks import _level0
+    from napari_nucleus_ai.segment.run import _measure
+
+    scale, translate, unit = plan.frame()
+    image = _level0(plan.path, plan.rgb)
+    return _measure(labels, image, plan.rgb, scale, translate, unit, plan.path, (0, 0))
+
+
+def test_tile_tasks_measure_their_cells_as_the_whole_image(tmp_path):
+    """Each tile task measures the cells it keeps; end to end (ids after the tiles before)
+    their tables are the stitched labels' cell table measured whole, seam-cut cells included."""
+    from napari_nucleus_ai.batch.tasks import Settings, plan_tiles, segment_tile
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    sim = simulate_smear(seed=4, shape=(900, 1100), n_wbc=16)
+    src = tmp_path / "big.tif"
+    tifffile.imwrite(src, sim.image)
+    plan = plan_tiles(str(src), "big", Settings(method="wbc", tile=256), "wbc")
+    labels, table, seams = _stitched(
+        plan, {i: segment_tile(plan, i) for i in range(len(plan.tiles))}
+    )
+    whole = _whole(plan, labels)
+    assert len(whole) >= 10 and seams == []
+    # cells whose pixels lie on both sides of a tile border: cut by a seam, whole in one tile
+    cores = [core for core, _ in plan.tiles]
+    ys, xs = {c[1] for c in cores} - {900}, {c[3] for c in cores} - {1100}
+    cut = [
+        i for i in whole["label"]
+        if any(len(set(np.unique(np.nonzero(labels == i)[0] >= y))) == 2 for y in ys)
+        or any(len(set(np.unique(np.nonzero(labels == i)[1] >= x))) == 2 for x in xs)
+    ]  # fmt: skip
+    assert len(cut) >= 3
+    assert list(table.columns) == list(whole.columns) and "mean_r" in table.columns
+    pd.testing.assert_frame_equal(table, whole, check_exact=False, rtol=1e-12, atol=1e-9)
+
+
+def test_cells_that_lose_pixels_at_a_seam_are_measured_again(tmp_path):
+    """Two tiles whose kept objects overlap: the earlier tile keeps the pixels (as
+    ``segment`` stitches); the later tile's cells that lost pixels are measured again
+    on the stitched labels, and one left with no pixel has no row."""
+    from napari_nucleus_ai.batch.tasks import TilePlan, _measure_part, _remeasured
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "f.tif"
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    tifffile.imwrite(src, image)
+    tiles = [((0, 64, 0, 32), (0, 64, 0, 40)), ((0, 64, 32, 64), (0, 64, 24, 64))]
+    plan = TilePlan(str(src), "f", "wbc", (64, 64), True, 0.5, 0.5, {}, tiles, {})
+    a = np.zeros((64, 40), np.int32)
+    a[10:20, 25:35] = 1  # centroid in tile 0's core
+    a[40:50, 20:38] = 2
+    b = np.zeros((64, 40), np.int32)
+    b[12:22, 6:16] = 1  # x 30..40: overlaps tile 0's cell 1, centroid in tile 1's core
+    b[42:46, 8:12] = 2  # x 32..36: inside tile 0's cell 2, keeps no pixel
+    b[30:36, 20:30] = 3  # no overlap
+    results = {0: (a, _measure_part(plan, a, image[:, :40], (0, 0))),
+               1: (b, _measure_part(plan, b, image[:, 24:], (0, 24)))}  # fmt: skip
+    labels, table, seams = _stitched(plan, results)
+    assert seams == [3, 4]
+    assert (labels[12:20, 30:35] == 1).all() and not (labels == 4).any()
+    whole = _whole(plan, labels)
+    assert not np.allclose(
+        table.set_index("label").loc[3, "area"], whole.set_index("label").loc[3, "area"]
+    )
+    fixed = _remeasured(plan, labels, table, seams)
+    assert fixed["label"].tolist() == [1, 2, 3, 5]
+    pd.testing.assert_frame_equal(fixed, whole, check_exact=False, rtol=1e-12, atol=1e-9)
+
+
+def test_local_workers_start_from_a_fork_server():
+    """Local worker processes are forked by multiprocessing's fork server (not children of
+    this process), so they end without the interpreter's clean-up."""
+    import multiprocessing
+
+    from napari_nucleus_ai.batch import connect
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork server on this platform")
+    client, close = connect(workers=1)
+    try:
+        parents = set(client.run(os.getppid).values())
+    finally:
+        close()
+    assert len(parents) == 1 and os.getpid() not in parents

@@ -151,15 +151,16 @@ def test_cli_rejects_negative_cells_per_task(field, tmp_path, capsys):
 
 def test_idle_workers_load_the_model_before_classifying(client, field, model, tmp_path):
     """While one input is segmented, the idle worker thread loads the model (one warm-up
-    task), before the chunks classify; with an input per thread, none is idle: no warm-up."""
+    task), before the chunks classify; with an input per thread, none is idle: no warm-up;
+    a slide's last tiles and final task leave threads idle: they load it."""
     import shutil
 
     from distributed import get_task_stream
 
-    def starts_of(inputs, out):
+    def starts_of(inputs, out, **extra):
         with get_task_stream(client) as stream:
             run_batch(inputs, out, client=client, model=str(model), device="cpu",
-                      cells_per_task=4)  # fmt: skip
+                      cells_per_task=4, **extra)  # fmt: skip
         starts = {}
         for t in stream.data:
             starts.setdefault(t["key"].split("-", 1)[0], []).append(t["startstops"][0]["start"])
@@ -173,6 +174,32 @@ def test_idle_workers_load_the_model_before_classifying(client, field, model, tm
     shutil.copy(field, tmp_path / "two" / "a.tif")
     shutil.copy(field, tmp_path / "two" / "b.tif")
     assert "warm" not in starts_of([tmp_path / "two"], tmp_path / "out2")
+    # a slide in tile tasks: the threads its last tiles and its final task leave idle load
+    # the model before the chunks classify; at most one warm-up per thread in all
+    starts = starts_of([field], tmp_path / "tiles", tile_above=100_000, tile=256)
+    assert len(starts["tile"]) > 2 and 1 <= len(starts["warm"]) <= threads
+    assert max(starts["warm"]) < min(starts["cells"])
+
+
+def test_warm_ups_go_to_idle_workers_that_have_not_loaded_the_model():
+    from napari_nucleus_ai.batch.run import _Run
+
+    class Client:
+        def __init__(self, busy):
+            self.busy = busy
+
+        def processing(self):
+            return self.busy
+
+    run = _Run.__new__(_Run)
+    run.threads, run.warmed = {"a": 1, "b": 1, "c": 2}, {}
+    run.client = Client({"a": ("tile-0",), "b": (), "c": ("tile-1",)})
+    assert run._idle_workers(2) == ["b", "c"]  # idle threads first
+    run.warmed = {"b": 1, "c": 2}
+    assert run._idle_workers(2) == ["a", None]  # then busy workers that lack the model
+    run.client = Client({"a": (), "b": (), "c": ()})
+    run.warmed = {"a": 1}
+    assert run._idle_workers(4) == ["b", "c", "c", None]
 
 
 def test_warm_leaves_the_model_loaded(model, monkeypatch):

@@ -6,9 +6,11 @@ the CLI drives it with a terminal bar, the Batch dock with a napari progress bar
 
 One task per input (:func:`.tasks.process_input`); an image larger than
 ``tile_above`` pixels becomes one planning task, one task per tile
-(:func:`.tasks.segment_tile`), stitching here in row-major order with the
-segmentation core's own paste rule, and one finishing task; so a single whole
-slide also spreads over the cluster, and gives the same labels as ``segment``.
+(:func:`.tasks.segment_tile`: it keeps its objects by the segmentation core's own
+stitching rule and measures them), stitching here in row-major order (the tiles' cell
+tables joined end to end, not the slide measured again), and one finishing task that
+writes the labels; so a single whole slide also spreads over the cluster, and gives the
+same labels and cell table as ``segment``.
 With a model, an input with more than ``cells_per_task`` cells (a big field, a
 stitched slide) is classified by cell-chunk tasks: the segmenting task leaves its
 outputs staged and returns a :class:`.tasks.Segmented`; one task per chunk of
@@ -90,7 +92,7 @@ def connect(client=None, scheduler: str | None = None, workers: int | None = Non
     import dask
 
     n = int(workers or os.cpu_count() or 1)
-    with dask.config.set(LOCAL_QUIET):
+    with dask.config.set({**LOCAL_QUIET, **_start_method()}):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -118,6 +120,21 @@ LOCAL_QUIET = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.scheduler.work-stealing-interval": "100ms",
 }
+
+
+def _start_method() -> dict:
+    """Local worker processes forked from a server process where the platform has one.
+
+    ``forkserver`` (not Windows): a worker process ends without the interpreter's clean-up,
+    which after torch and a model are loaded takes about a second per worker, so closing a
+    local cluster after a run with a model takes a tenth of a second instead of one to three;
+    the server process, started once per process that starts clusters, stays for the next.
+    """
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return {"distributed.worker.multiprocessing-method": "forkserver"}
+    return {}
 
 
 def _big_image(path: Path, tile_above: int) -> bool:
@@ -289,6 +306,8 @@ class _Run:
         self.slides: dict[str, dict] = {}  # stem -> plan, labels, results, next, next_id, t0
         self.cells: dict[str, dict] = {}  # stem -> segmented, parts (chunk index -> result)
         self.warmers: list = []  # the warm-up tasks (held, never waited for)
+        self.warmed: dict = {}  # worker address -> warm-up tasks pinned to it
+        self.threads: dict = {}  # worker address -> threads
         self.n_slots = self.slots()
         self.warm_left = self.n_slots  # warm-up tasks still allowed
         self.ac = None
@@ -301,32 +320,67 @@ class _Run:
             self.ac.add(f)
 
     def slots(self) -> int:
-        """The cluster's worker threads (tasks it runs at once)."""
+        """The cluster's worker threads (tasks it runs at once); ``threads`` per worker."""
         workers = self.client.scheduler_info().get("workers", {})
-        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        self.threads = {a: int(w.get("nthreads", 1)) for a, w in workers.items()}
+        return max(1, sum(self.threads.values()))
 
     def warm_idle(self) -> None:
         """Warm-up tasks (:func:`.tasks.warm`) for worker threads that would idle.
 
-        Until the first cell-chunk tasks are out, while a run with a model has only
-        segmenting-and-measuring tasks out (``input``, ``finish``) and fewer of them than
-        worker threads, the idle threads load the model (one task each, at most one per
-        thread of the cluster in all): loading is then done beside the segmentation, not
-        at the head of each worker's first classification. Never while tiles are out (they
-        keep every worker busy). The run does not wait for these tasks: a model that
-        cannot be loaded fails the tasks that use it, which say why.
+        Until the first cell-chunk tasks are out, while a run with a model has fewer
+        segmenting tasks out (``input``, ``tile``, ``finish``) than worker threads, the idle
+        threads load the model (one task each, at most one per thread of the cluster in
+        all), pinned to a worker that has not loaded it yet, one with an idle thread first;
+        for a whole slide, the image too. Loading is then done beside the segmentation (a slide's
+        last tiles, the stitching, its finishing task), not at the head of each worker's
+        first classification. Not beside a planning task: it is not placed yet when the
+        warm-up would be, which could then wait behind it. The run does not wait for these
+        tasks: a model that cannot be loaded fails the tasks that use it, which say why.
         """
         if not self.settings.model or self.warm_left <= 0:
             return
-        kinds = [kind for kind, _, _ in self.futures.values()]
-        if not kinds or any(k not in ("input", "finish") for k in kinds):
+        out = list(self.futures.values())
+        if not out or any(k not in ("input", "tile", "finish") for k, _, _ in out):
             return
-        for _ in range(min(self.n_slots - len(kinds), self.warm_left)):
+        n = min(self.n_slots - len(out), self.warm_left)
+        if n <= 0:
+            return
+        stems = {stem for _, stem, _ in out}
+        slide = len(stems) == 1 and out[0][0] != "input"  # one slide: its image is read ahead
+        path = self.path_of[out[0][1]] if slide else None
+        for addr in self._idle_workers(n):
             self.warm_left -= 1
             key = f"warm-{self.warm_left}-{self.settings.key()}"
+            where = {"workers": [addr], "allow_other_workers": False} if addr else {}
+            self.warmed[addr] = self.warmed.get(addr, 0) + 1
             self.warmers.append(
-                self.client.submit(warm, self.settings, key=key, pure=False, priority=-1)
+                self.client.submit(
+                    warm, self.settings, path, key=key, pure=False, priority=-1, **where
+                )  # fmt: skip
             )
+
+    def _idle_workers(self, n: int) -> list:
+        """``n`` worker addresses for warm-up tasks, one per thread that has not loaded the
+        model: idle threads first (the scheduler's view), then busy ones (the warm-up waits
+        behind their task), then ``None`` (any worker)."""
+        free = self._free_threads()
+        idle, later = [], []
+        for addr, nthreads in self.threads.items():
+            left = max(0, nthreads - self.warmed.get(addr, 0))
+            k = min(left, max(0, free.get(addr, 0)))
+            idle += [addr] * k
+            later += [addr] * (left - k)
+        return (idle + later + [None] * n)[:n]
+
+    def _free_threads(self) -> dict:
+        """Worker address -> its threads running no task (the scheduler's view; ``{}``
+        when the scheduler does not say)."""
+        try:
+            busy = self.client.processing()
+        except Exception:  # noqa: BLE001 - a scheduler without it: let Dask place tasks
+            return {}
+        return {a: n - len(busy.get(a, ())) for a, n in self.threads.items()}
 
     def submit_inputs(self, todo, method: str, tile_above: int | None) -> None:
         """One task per input; images above ``tile_above`` pixels first get tiled."""
@@ -419,7 +473,7 @@ class _Run:
             return self._row(stem, None, None, error)
         self.slides[stem] = {
             "plan": plan, "labels": np.zeros(plan.shape, np.int32), "results": {},
-            "next": 0, "next_id": 1, "t0": time.time(),
+            "next": 0, "next_id": 1, "t0": time.time(), "tables": [], "seams": [],
         }  # fmt: skip
         # to every worker: the tiles go to whichever is free, not to the one holding the plan
         pf = self.client.scatter(plan, broadcast=True)
@@ -443,9 +497,12 @@ class _Run:
         ntile = len(sl["plan"].tiles)
         if sl["next"] < ntile:
             return f"tile {sl['next']}/{ntile}"
-        labels_f = self.client.scatter(sl["labels"])  # not embedded in the task graph
-        self.submit("finish", stem, None, finish_tiled, sl["plan"], labels_f, str(self.out),
-                    self.settings, sl["t0"], self.cells_per_task,
+        # not embedded in the task graph; on an idle worker, where the finishing task then
+        # runs at once (not behind a warm-up task on the worker that holds the labels)
+        idle = [a for a, k in self._free_threads().items() if k > 0]
+        labels_f = self.client.scatter(sl["labels"], workers=idle or None)
+        self.submit("finish", stem, None, finish_tiled, sl["plan"], labels_f, _table(sl),
+                    sl["seams"], str(self.out), self.settings, sl["t0"], self.cells_per_task,
                     key=f"finish-{stem}")  # fmt: skip
         self.slides.pop(stem)
         return _PENDING
@@ -456,20 +513,36 @@ _PENDING = object()  # nothing to report yet
 
 
 def _stitch(sl: dict) -> None:
-    """Paste finished tiles in row-major order (the order ``segment_tiled`` pastes them)."""
-    from scipy import ndimage as ndi
+    """Paste finished tiles in row-major order (the order ``segment_tiled`` pastes them).
 
-    from napari_nucleus_ai.segment.tiles import _paste
-
+    Each tile (:func:`.tasks.segment_tile`) brings its kept objects numbered ``1..k`` and
+    their cell table; they get the ids after those of the tiles before.
+    """
     plan = sl["plan"]
     while sl["next"] in sl["results"]:
         i = sl["next"]
-        lab = sl["results"].pop(i)
-        core, ext = plan.tiles[i]
-        sl["next_id"] = _paste(
-            sl["labels"], lab, core, ext, (0, 0), plan.shape, sl["next_id"], None, ndi
-        )
+        kept, table = sl["results"].pop(i)
+        offset = sl["next_id"] - 1
+        sl["seams"] += _place(sl["labels"], kept, plan.tiles[i][1], offset)
+        sl["tables"].append(table.assign(label=table["label"] + offset))
+        sl["next_id"] += int(table["label"].max()) if len(table) else 0
         sl["next"] += 1
+
+
+def _table(sl: dict) -> pd.DataFrame:
+    """The stitched slide's cell table: its tiles' tables end to end (label order)."""
+    tables = [t for t in sl["tables"] if len(t)] or sl["tables"][:1]
+    return pd.concat(tables, ignore_index=True)
+
+
+def _place(labels: np.ndarray, kept: np.ndarray, ext, offset: int) -> list[int]:
+    """Paste a tile's kept objects (``1..k`` on the extended tile ``ext``) as ``offset + 1..k``
+    (:func:`.segment.tiles.place`); returns the ids of the objects that lost pixels to an
+    earlier tile's: their tile's measurement no longer holds."""
+    from napari_nucleus_ai.segment.tiles import place
+
+    new = np.where(kept > 0, kept.astype(np.int64) + offset, 0)
+    return [int(v) for v in place(labels, new, ext)]
 
 
 def _failed(path: str, stem: str, error: str) -> dict:

@@ -167,19 +167,37 @@ def _model(settings: Settings):
     return _cached("model", _file_key(settings.model), lambda: as_package(settings.model))
 
 
-def warm(settings: Settings) -> float:
-    """Ready this worker thread to classify: torch, the classify code and the model loaded.
+def warm(settings: Settings, path: str | None = None) -> float:
+    """Ready this worker thread to classify: torch, the classify code and the model loaded;
+    with ``path``, the input read as its cell-chunk tasks read it.
 
-    Submitted once per worker at the start of a run with a model, so that loading is done
+    Submitted for idle worker threads of a run with a model, so that loading is done
     beside the segmentation, not at the head of every worker's first classification.
     Returns the seconds it took.
     """
     t0 = time.perf_counter()
     import napari_nucleus_ai.classify.cells  # noqa: F401 - the import is the work
 
-    _model(settings)
+    package = _model(settings)
     _limit_threads()
+    if path is not None and os.path.exists(path):
+        _source(package, path, cached=True)
     return time.perf_counter() - t0
+
+
+def _source(package, path: str, cached: bool) -> tuple:
+    """``(image, localizations)`` of ``path`` for classification (one of them ``None``);
+    ``cached``: kept on the worker thread for the next task on the same file."""
+    from napari_nucleus_ai.models.crops import is_image_file
+
+    def get(name, load):
+        return _cached(name, _file_key(path), load) if cached else load()
+
+    if package.modality == "storm" and not is_image_file(path):
+        from napari_nucleus_ai.localizations import read_localizations
+
+        return None, get("locs", lambda: read_localizations(path))
+    return get("image", lambda: _read_for_classify(path)), None
 
 
 def classify_result(settings: Settings, path: str, seg, cached: bool = False) -> tuple:
@@ -192,20 +210,10 @@ def classify_result(settings: Settings, path: str, seg, cached: bool = False) ->
     """
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.core.progress import run_sync
-    from napari_nucleus_ai.models.crops import is_image_file
-
-    def get(name, key, load):
-        return _cached(name, _file_key(key), load) if cached else load()
 
     package = _model(settings)
     _limit_threads()
-    image = localizations = None
-    if package.modality == "storm" and not is_image_file(path):
-        from napari_nucleus_ai.localizations import read_localizations
-
-        localizations = get("locs", path, lambda: read_localizations(path))
-    else:
-        image = get("image", path, lambda: _read_for_classify(path))
+    image, localizations = _source(package, path, cached)
     res = run_sync(
         classify_cells_gen(
             package,
@@ -443,6 +451,11 @@ class TilePlan:
     tiles: list  # (core, extended) in row-major order
     stamp: dict
 
+    def frame(self) -> tuple[tuple, tuple, str]:
+        """``(scale, translate, unit)`` of the slide's labels and cell table."""
+        s = float(self.px) if self.px else 1.0
+        return (s, s), (0.0, 0.0), ("um" if self.px else "px")
+
 
 def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = None) -> TilePlan:
     """Calibrate once and list the tiles of ``path`` (runs where the slide is readable)."""
@@ -502,36 +515,98 @@ def _level0(path: str, rgb: bool):
     return data
 
 
-def segment_tile(plan: TilePlan, index: int) -> np.ndarray:
-    """Segment one extended tile of a slide (read lazily on the worker)."""
-    from napari_nucleus_ai.segment.tiles import _read
+def segment_tile(plan: TilePlan, index: int) -> tuple:
+    """Segment one extended tile of a slide (read lazily on the worker) and measure its cells.
+
+    Returns ``(kept, table)``: the objects of the tile that the stitching rule gives it
+    (:func:`napari_nucleus_ai.segment.tiles._paste`: centroid in the tile's core, not cut by
+    its outer edge), numbered ``1..k`` in the order the stitch numbers them, on the
+    extended tile; and their cell table in the slide's coordinates, with labels ``1..k``
+    (the stitch adds the ids of the tiles before). The stitched slide is then not measured
+    again: its cell table is the tiles' tables end to end.
+    """
+    from scipy import ndimage as ndi
+
+    from napari_nucleus_ai.segment.tiles import _paste, _read
 
     _limit_threads()
-    (_core, (ea, eb, ec, ed)) = plan.tiles[index]
+    core, ext = plan.tiles[index]
+    ea, eb, ec, ed = ext
     block = _read(_level0(plan.path, plan.rgb), ea, eb, ec, ed)
     if plan.method == "wbc":
         from napari_nucleus_ai.segment.wbc import segment_wbc as fn
     else:
         from napari_nucleus_ai.segment.nuclei import segment_nuclei as fn
-    return np.asarray(fn(block, plan.px_work, **plan.kwargs))
+    lab = np.asarray(fn(block, plan.px_work, **plan.kwargs))
+    kept = np.zeros(lab.shape[:2], np.int32)
+    _paste(kept, lab, core, ext, (ea, ec), plan.shape, 1, None, ndi)
+    return kept, _measure_part(plan, kept, block, (ea, ec))
+
+
+def _measure_part(plan: TilePlan, labels: np.ndarray, image, origin, offset=(0, 0)):
+    """The cell table of ``labels``, a part of the slide whose first pixel is ``origin``
+    (y, x), as measuring the whole stitched slide gives it (``segment.run._measure``).
+
+    ``image`` holds the intensity under ``labels`` from pixel ``offset`` (y, x) on.
+    """
+    from napari_nucleus_ai.segment.run import INTENSITY_MAX_PIXELS, _measure
+
+    (sy, sx), (ty, tx), unit = plan.frame()
+    translate = (ty + origin[0] * sy, tx + origin[1] * sx)
+    table = _measure(labels, image, plan.rgb, (sy, sx), translate, unit, plan.path, offset)
+    if plan.shape[0] * plan.shape[1] > INTENSITY_MAX_PIXELS:  # the whole slide has no mean colour
+        table = table.drop(columns=[c for c in table.columns if c.startswith("mean_")])
+    return table
+
+
+def _remeasured(plan: TilePlan, labels: np.ndarray, table, ids):
+    """``table`` with the cells ``ids`` measured again on the stitched ``labels``.
+
+    Those cells lost pixels, when stitched, to an earlier tile's cell, so their tile's
+    measurement no longer holds; a cell left with no pixel has no row (as measuring the
+    stitched slide gives).
+    """
+    import pandas as pd
+
+    ids = sorted(int(i) for i in ids)
+    if not ids:
+        return table
+    (sy, sx), (ty, tx), _ = plan.frame()
+    image = _level0(plan.path, plan.rgb)
+    rows = table.set_index("label", drop=False)
+    parts = []
+    for i in ids:
+        r = rows.loc[i]
+        y0, y1 = (int(round((r[f"bbox_y{k}"] - ty) / sy)) for k in (0, 1))
+        x0, x1 = (int(round((r[f"bbox_x{k}"] - tx) / sx)) for k in (0, 1))
+        part = labels[y0:y1, x0:x1]
+        part = np.where(part == i, part, 0)
+        parts.append(_measure_part(plan, part, image, (y0, x0), (y0, x0)))
+    kept = table[~table["label"].isin(ids)]
+    parts = [t for t in parts if len(t)]
+    return pd.concat([kept, *parts]).sort_values("label", ignore_index=True)
 
 
 def finish_tiled(
     plan: TilePlan,
     labels: np.ndarray,
+    table,
+    seams,
     out_dir: str,
     settings: Settings,
     t0: float,
     cells_per_task: int | None = None,
 ) -> dict | Segmented:
-    """Measure (and classify) a stitched slide and write its outputs like ``segment`` does.
+    """Write (and classify) a stitched slide's outputs like ``segment`` does.
 
-    ``t0`` is the wall clock (``time.time()``) when the slide's first task was
+    ``table`` is the tiles' cell tables end to end (:func:`segment_tile`); ``seams`` the
+    ids of the cells that lost pixels to an earlier tile's cell when stitched, measured
+    again here. ``t0`` is the wall clock (``time.time()``) when the slide's first task was
     submitted; ``cells_per_task`` as for :func:`process_input`.
     """
     from napari_nucleus_ai.cells import write_cell_table
     from napari_nucleus_ai.core.errors import one_line
-    from napari_nucleus_ai.segment.run import Segmentation, _measure
+    from napari_nucleus_ai.segment.run import Segmentation
     from napari_nucleus_ai.segment.writers import write_labels_tif
 
     row = {
@@ -548,10 +623,8 @@ def finish_tiled(
     handed_off = False
     try:
         work.mkdir(parents=True, exist_ok=True)
-        s = float(plan.px) if plan.px else 1.0
-        scale, translate, unit = (s, s), (0.0, 0.0), ("um" if plan.px else "px")
-        image = _level0(plan.path, plan.rgb)
-        table = _measure(labels, image, plan.rgb, scale, translate, unit, plan.path, (0, 0))
+        scale, translate, unit = plan.frame()
+        table = _remeasured(plan, labels, table, seams)
         seg = Segmentation(labels, table, scale, translate, unit, plan.method, {})
         lab, cells = work / "labels.tif", work / "cells.csv"
         write_labels_tif(lab, labels, scale, unit)

@@ -244,6 +244,29 @@ def segment_tiled(
     return labels
 
 
+def place(labels, new: np.ndarray, ext, origin=(0, 0)) -> np.ndarray:
+    """Write the objects of an extended tile into ``labels`` where no object is yet.
+
+    ``new`` holds final ids (0: none) on the extended tile ``ext`` = (y0, y1, x0, x1) of the
+    image; ``labels`` covers the image from ``origin``. A pixel an earlier tile's object
+    already holds stays that object's. Returns the ids of ``new`` that lost pixels so.
+    """
+    ea, eb, ec, ed = ext
+    y0, x0 = origin
+    # the part of the extended tile inside the output region
+    oy0, ox0 = max(ea, y0), max(ec, x0)
+    oy1 = min(eb, y0 + labels.shape[0])
+    ox1 = min(ed, x0 + labels.shape[1])
+    sub = new[oy0 - ea : oy1 - ea, ox0 - ec : ox1 - ec]
+    dst = np.asarray(labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0])
+    mine = sub > 0
+    taken = mine & (dst != 0)
+    put = mine & ~taken
+    dst[put] = sub[put]
+    labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] = dst
+    return np.unique(sub[taken])
+
+
 def _paste(labels, lab, core, ext, origin, shape, next_id, path, ndi) -> int:
     """Copy the objects of one tile that belong to it into ``labels``; return the next free id."""
     a, b, c, d = core
@@ -273,15 +296,5 @@ def _paste(labels, lab, core, ext, origin, shape, next_id, path, ndi) -> int:
         return next_id
     lut = np.zeros(int(lab.max()) + 1, np.int64)
     lut[ids[keep]] = np.arange(next_id, next_id + int(keep.sum()))
-    new = lut[lab]
-    y0, x0 = origin
-    # the part of the extended tile inside the output region
-    oy0, ox0 = max(ea, y0), max(ec, x0)
-    oy1 = min(eb, y0 + labels.shape[0])
-    ox1 = min(ed, x0 + labels.shape[1])
-    sub = new[oy0 - ea : oy1 - ea, ox0 - ec : ox1 - ec]
-    dst = np.asarray(labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0])
-    put = (sub > 0) & (dst == 0)
-    dst[put] = sub[put]
-    labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] = dst
+    place(labels, lut[lab], ext, origin)
     return next_id + int(keep.sum())
