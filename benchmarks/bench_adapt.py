@@ -74,7 +74,14 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from bench_transfer import COUNTED, bacc, extract, pbc_folds, train_rows  # noqa: E402
+from bench_transfer import (  # noqa: E402
+    COUNTED,
+    bacc,
+    extract,
+    fewshot_mask,
+    pbc_folds,
+    train_rows,
+)
 
 FALLBACK, FIRST = "frame_twopoint_micro3", "field"
 BLOOD_MIX = {"neutrophil": 0.6, "lymphocyte": 0.14, "eosinophil": 0.08, "monocyte": 0.08}
@@ -624,11 +631,7 @@ def run_bccd(Fa, Fb, y, by, classes, names, seeds, gate) -> dict:
             out.setdefault(f"bccd_b{n}", {}).setdefault("fallback", {})[meth] = bacc(t, p, counted)
     few = {}
     for seed in seeds:
-        r = np.random.default_rng(seed)
-        mask = np.zeros(len(by), bool)
-        for c in np.unique(by):
-            idx = np.flatnonzero(by == c)
-            mask[r.choice(idx, min(5, len(idx) - 1), replace=False)] = True
+        mask = fewshot_mask(by, seed)
         rep = max(1, round(len(y) / mask.sum()))
         te = ~mask
         a = Member(Fa, y, allpbc, n_cls, (Fa["bccd"][mask], by[mask], rep))

@@ -40,6 +40,9 @@ Run::
 
     PYTHONPATH=benchmarks OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python \\
         benchmarks/bench_gate.py --moderate
+
+``--fallback RECIPE`` pairs the ``field`` model with another frame recipe of
+``bench_transfer.py`` (e.g. ``frame_rbc_twopoint_micro3``, the red cells as the ruler).
 """
 
 from __future__ import annotations
@@ -56,7 +59,15 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from bench_transfer import COUNTED, bacc, extract, fit_predict, pbc_folds, train_rows  # noqa: E402
+from bench_transfer import (  # noqa: E402
+    COUNTED,
+    bacc,
+    extract,
+    fewshot_mask,
+    fit_predict,
+    pbc_folds,
+    train_rows,
+)
 
 PAIR = ("field", "frame_twopoint_micro3")
 CAL_FRACTION = 0.2
@@ -298,11 +309,7 @@ def bccd_stage(Fa, Fb, y, by, classes, seeds) -> dict:
     r0 = apply_rules([gate_parts(a, b, 0)])
     out = {n: {"bccd_zero_shot": summarise(r0[n], by, counted), "bccd_fewshot": []} for n in RULES}
     for seed in seeds:
-        r = np.random.default_rng(seed)
-        mask = np.zeros(len(by), bool)
-        for c in np.unique(by):
-            idx = np.flatnonzero(by == c)
-            mask[r.choice(idx, min(5, len(idx) - 1), replace=False)] = True
+        mask = fewshot_mask(by, seed)
         rep = max(1, round(len(y) / mask.sum()))
         te = ~mask
         a = member(Fa, y, allpbc, [Fa["bccd"][te]], n_cls, (Fa["bccd"][mask], by[mask], rep))
@@ -331,7 +338,13 @@ def main(argv=None) -> int:
         help="also a milder simulated shift of the PBC held-out crops (not used to choose)",
     )
     ap.add_argument("--out", default=str(HERE / "results" / "bench_gate.json"))
+    ap.add_argument(
+        "--fallback",
+        default=PAIR[1],
+        help=f"the frame model's recipe (a name of bench_transfer.RECIPES; default {PAIR[1]})",
+    )
     args = ap.parse_args(argv)
+    pair = (PAIR[0], args.fallback)
     from bench_transfer import load_bccd_by_eye
     from trust_prototype.data import CLASSES, load_pbc
 
@@ -341,9 +354,9 @@ def main(argv=None) -> int:
     pbc, y, _ = load_pbc()
     bccd, bccd_names = load_bccd_by_eye()
     by = np.array([list(CLASSES).index(c) for c in bccd_names])
-    Fa, Fb = ({**extract(name, pbc, y, bccd, cache)} for name in PAIR)
+    Fa, Fb = ({**extract(name, pbc, y, bccd, cache)} for name in pair)
     if args.moderate:
-        Fa["moderate"], Fb["moderate"] = (moderate_features(n, pbc, cache) for n in PAIR)
+        Fa["moderate"], Fb["moderate"] = (moderate_features(n, pbc, cache) for n in pair)
     seeds = tuple(int(s) for s in args.seeds.split(","))
 
     pbc_res = pbc_stage(Fa, Fb, y, len(CLASSES))
@@ -365,7 +378,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     out = {
-        "pair": list(PAIR),
+        "pair": list(pair),
         "chosen": chosen,
         "choice": f"PBC CV >= field - {PBC_TOLERANCE}, then best harsh shift (fixed before BCCD)",
         "rules": rules,

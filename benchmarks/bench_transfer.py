@@ -24,6 +24,10 @@ Run::
 
     PYTHONPATH=benchmarks OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python \\
         benchmarks/bench_transfer.py --recipes field,frame_twopoint_micro3
+
+``--views 1,2,8`` also fits the ImageNet head on 1, 2 or 8 flips / rotations of every
+training row (clean crops and copies; the product fits it on 8 views up to 500 crops),
+features of the views cached per recipe (``NAME_views.npz``).
 """
 
 from __future__ import annotations
@@ -153,6 +157,8 @@ RECIPES = {
     "frame_scale_micro3": ("frame", "scale", "micro", 3),
     "frame_twopoint_mild3": ("frame", "two_point", "mild", 3),
     "field_micro3": ("field", None, "micro", 3),
+    # the red cells as the ruler (the frame's ``cell_rbc``): cell size relative to them kept
+    "frame_rbc_twopoint_micro3": ("frame_rbc", "two_point", "micro", 3),
 }
 
 
@@ -166,7 +172,7 @@ class Inputs:
         if kind == "field":
             self.field = auto_field(pbc)
         else:
-            self.card_frame, _ = fit_frame(pbc, SIZE)
+            self.card_frame, _ = fit_frame(pbc, SIZE, red_cells=kind == "frame_rbc")
             if norm in ("two_point", "scale"):
                 from napari_nucleus_ai.models.stain import od_fit as two_point_fit
 
@@ -176,11 +182,13 @@ class Inputs:
 
     def _two_point_ref(self, pbc, fit):
         from napari_nucleus_ai.models.cellframe import canonical_frame
-        from napari_nucleus_ai.models.framing import _found_cell
+        from napari_nucleus_ai.models.framing import _found_cell, frame_cell_px
 
         frames, plasmas = [], []
         for c in pbc:
-            f, info = canonical_frame(c, SIZE, 0.5, found=_found_cell(np.asarray(c, np.float32)))
+            found = _found_cell(np.asarray(c, np.float32))
+            cell_px = frame_cell_px(self.card_frame, found)
+            f, info = canonical_frame(c, SIZE, 0.5, cell_px, found)
             frames.append(f)
             plasmas.append(info["plasma"])
         return fit(frames, plasmas)
@@ -193,9 +201,11 @@ class Inputs:
         if self.kind == "field":
             return np.clip(square_resize(centre_field(rgb, self.field), SIZE), 0, 1)
         from napari_nucleus_ai.models.cellframe import canonical_frame, trim_padding
+        from napari_nucleus_ai.models.framing import frame_cell_px
 
         rgb = trim_padding(rgb)
-        img, info = canonical_frame(rgb, SIZE, 0.5, found=_found_cell(rgb))
+        found = _found_cell(rgb)
+        img, info = canonical_frame(rgb, SIZE, 0.5, frame_cell_px(self.card_frame, found), found)
         if self.norm == "nucleus_od":
             from napari_nucleus_ai.models.stain import od_normalise
 
@@ -280,19 +290,140 @@ def extract(name: str, pbc, y_pbc, bccd, cache: Path, shifts: int = 1) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- heads
-def fit_predict(f_tr, y_tr, groups, f_te_list, n_classes: int, seed: int = 0):
-    """Descriptor head + ImageNet head (summed logits) fitted on ``f_tr``; probabilities of
-    every array in ``f_te_list``."""
+def view_features(name: str, pbc, cache: Path) -> dict:
+    """ImageNet features (cached) of the 8 flips and rotations of a recipe's training
+    inputs, in the order ``Morph._fit_imagenet`` takes them: ``clean`` ``(8, N, F)`` and
+    ``aug`` ``(copies, 8, N, F)`` (the same augmented crops as :func:`extract`)."""
+    import torch
+
+    path = cache / f"{name}_views.npz"
+    if path.exists():
+        return dict(np.load(path))
+    from napari_nucleus_ai.models.nets.imagenet import features
+
+    kind, norm, aug, copies = RECIPES[name]
+    t0 = time.perf_counter()
+    make, net = Inputs(kind, norm, pbc), Features().net
+    fn = {"micro": microscope_augment, "mild": mild_augment, "stain": stain_augment}.get(aug)
+
+    def dihedral(imgs):
+        t = torch.from_numpy(np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2)))
+        out = []
+        for k in range(8):
+            v = torch.rot90(t, k % 4, (-2, -1))
+            v = v.flip(-1) if k >= 4 else v
+            with torch.inference_mode():
+                out.append(np.concatenate([features(net, b, 1 / 1.4).numpy() for b in v.split(32)]))
+        return np.stack(out)
+
+    out = {"clean": dihedral([make(c) for c in pbc])}
+    rng = np.random.default_rng(0)  # as in extract: the same augmented crops
+    if copies:
+        out["aug"] = np.stack([dihedral([make(fn(c, rng)) for c in pbc]) for _ in range(copies)])
+    out["seconds"] = np.float64(time.perf_counter() - t0)
+    np.savez(path, **out)
+    return out
+
+
+def evaluate_views(F: dict, V: dict, y: np.ndarray, classes, views: int) -> dict:
+    """PBC CV and harsh shift with the ImageNet head fitted on ``views`` flips / rotations
+    of every training row (clean crops and copies); the test crops in one view."""
     import torch
 
     from napari_nucleus_ai.models.nets.morph import fit_head
     from napari_nucleus_ai.models.nets.morph_params import DEFAULTS
     from napari_nucleus_ai.models.nets.morphology import N_FEATURES
 
+    n_cls, fold = len(classes), pbc_folds(y)
+    imgs = [V["clean"]] + (list(V["aug"]) if "aug" in V else [])  # each (8, N, F)
+    pc, ps, ys_ = [], [], []
+    for k in range(4):
+        tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        f, yy, g = train_rows(F, tr, y)
+        hd = fit_head(f[:, :N_FEATURES], yy, n_cls, DEFAULTS["c_grid"], 4, 0, g)
+        fi = np.concatenate([np.concatenate([a[v][tr] for a in imgs]) for v in range(views)])
+        hi = fit_head(
+            fi, np.tile(yy, views), n_cls, DEFAULTS["imagenet_c_grid"], 4, 0, np.tile(g, views)
+        )
+        preds = []
+        for t in [F["clean"][te]] + [s[te] for s in F["shift"]]:
+            z = 0.0
+            for h, sl in ((hd, slice(0, N_FEATURES)), (hi, slice(N_FEATURES, None))):
+                x = torch.as_tensor((t[:, sl] - h["mean"]) / h["std"], dtype=torch.float32)
+                z = z + (x @ h["weight"].T + h["bias"]).numpy()
+            preds.append(z.argmax(1))
+        pc.append(preds[0])
+        ps.append(np.stack(preds[1:]))
+        ys_.append(y[te])
+    yt = np.concatenate(ys_)
+    return {
+        "pbc_cv": bacc(yt, np.concatenate(pc)),
+        "pbc_harsh_shift": bacc(np.tile(yt, len(F["shift"])), np.concatenate(ps, 1).reshape(-1)),
+    }
+
+
+def size_features(name: str, pbc, bccd, cache: Path) -> dict:
+    """The central cell's diameter in red-cell diameters (:func:`.cellframe.find_cell`'s
+    ``diameter / red_cell``, log) of every crop :func:`extract` frames, cached: ``clean``,
+    ``aug``, ``shift``, ``bccd`` as ``(..., 2)`` arrays of (log ratio, red cells seen); the
+    log ratio is NaN where the crop shows no whole red cell."""
+    path = cache / f"{name}_size.npz"
+    if path.exists():
+        return dict(np.load(path))
+    from napari_nucleus_ai.models.cellframe import trim_padding
+    from napari_nucleus_ai.models.framing import _found_cell
+
+    _, _, aug, copies = RECIPES[name]
+    fn = {"micro": microscope_augment, "mild": mild_augment, "stain": stain_augment}.get(aug)
+
+    def ratio(imgs):
+        out = []
+        for c in imgs:
+            f = _found_cell(trim_padding(np.asarray(c, np.float32)))
+            r = f["diameter"] / f["red_cell"] if f.get("red_cell") else np.nan
+            out.append((np.log(r), np.isfinite(r)))
+        return np.asarray(out, np.float64)
+
+    out = {"clean": ratio(pbc)}
+    rng = np.random.default_rng(0)  # as in extract: the same augmented and shifted crops
+    if copies:
+        out["aug"] = np.stack([ratio([fn(c, rng) for c in pbc]) for _ in range(copies)])
+    srng = np.random.default_rng(123)
+    out["shift"] = np.stack([ratio([harsh_shift(c, srng) for c in pbc])])
+    out["bccd"] = ratio(bccd)
+    np.savez(path, **out)
+    return out
+
+
+def with_size(F: dict, S: dict) -> dict:
+    """``F`` with the size features of :func:`size_features` after the descriptor (the
+    missing log ratio is the median of the clean PBC crops': a typical cell)."""
+    from napari_nucleus_ai.models.nets.morphology import N_FEATURES
+
+    fill = float(np.nanmedian(S["clean"][..., 0]))
+    out = {}
+    for k in ("clean", "aug", "shift", "bccd"):
+        if k in F:
+            s = np.nan_to_num(S[k], nan=fill)
+            out[k] = np.concatenate([F[k][..., :N_FEATURES], s, F[k][..., N_FEATURES:]], -1)
+    return out
+
+
+# ----------------------------------------------------------------------------- heads
+def fit_predict(f_tr, y_tr, groups, f_te_list, n_classes: int, seed: int = 0, n_desc=None):
+    """Descriptor head + ImageNet head (summed logits) fitted on ``f_tr``; probabilities of
+    every array in ``f_te_list`` (the first ``n_desc`` columns are the descriptor's:
+    ``N_FEATURES`` by default)."""
+    import torch
+
+    from napari_nucleus_ai.models.nets.morph import fit_head
+    from napari_nucleus_ai.models.nets.morph_params import DEFAULTS
+    from napari_nucleus_ai.models.nets.morphology import N_FEATURES
+
+    n_desc = N_FEATURES if n_desc is None else n_desc
     parts = [
-        (slice(0, N_FEATURES), DEFAULTS["c_grid"]),
-        (slice(N_FEATURES, None), DEFAULTS["imagenet_c_grid"]),
+        (slice(0, n_desc), DEFAULTS["c_grid"]),
+        (slice(n_desc, None), DEFAULTS["imagenet_c_grid"]),
     ]
     logits = [0.0] * len(f_te_list)
     for sl, grid in parts:
@@ -323,6 +454,17 @@ def train_rows(F: dict, idx: np.ndarray, y: np.ndarray):
     return np.concatenate(rows), np.concatenate(ys), np.concatenate(groups)
 
 
+def fewshot_mask(by: np.ndarray, seed: int, per_class: int = 5) -> np.ndarray:
+    """The BCCD cells taken as corrections for split seed ``seed``: ``per_class`` per class
+    (all but one of a class with fewer)."""
+    r = np.random.default_rng(seed)
+    mask = np.zeros(len(by), bool)
+    for c in np.unique(by):
+        idx = np.flatnonzero(by == c)
+        mask[r.choice(idx, min(per_class, len(idx) - 1), replace=False)] = True
+    return mask
+
+
 def pbc_folds(y: np.ndarray, k: int = 4, seed: int = 0) -> np.ndarray:
     """Stratified fold number of every PBC crop (split seed ``seed``)."""
     rng = np.random.default_rng(seed)
@@ -333,16 +475,17 @@ def pbc_folds(y: np.ndarray, k: int = 4, seed: int = 0) -> np.ndarray:
     return fold
 
 
-def evaluate(F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2)) -> dict:
+def evaluate(
+    F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2), n_desc=None
+) -> dict:
     n_cls = len(classes)
     fold = pbc_folds(y)
     pc, ps, ys_ = [], [], []
     for k in range(4):
         tr, te = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         f, yy, g = train_rows(F, tr, y)
-        p_clean, *p_sh = fit_predict(
-            f, yy, g, [F["clean"][te]] + [s[te] for s in F["shift"]], n_cls
-        )
+        tests = [F["clean"][te]] + [s[te] for s in F["shift"]]
+        p_clean, *p_sh = fit_predict(f, yy, g, tests, n_cls, n_desc=n_desc)
         pc.append(p_clean.argmax(1))
         ps.append(np.stack([p.argmax(1) for p in p_sh]))
         ys_.append(y[te])
@@ -351,11 +494,13 @@ def evaluate(F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2
         "pbc_cv": bacc(yt, np.concatenate(pc)),
         "pbc_harsh_shift": bacc(np.tile(yt, len(F["shift"])), np.concatenate(ps, 1).reshape(-1)),
     }
+    pred = np.concatenate(pc)
+    out["pbc_recall"] = {classes[c]: float((pred[yt == c] == c).mean()) for c in np.unique(yt)}
     # BCCD zero-shot
     names = np.asarray(classes)
     by = np.array([list(classes).index(c) for c in bccd_y])
     f, yy, g = train_rows(F, np.arange(len(y)), y)
-    (pb,) = fit_predict(f, yy, g, [F["bccd"]], n_cls)
+    (pb,) = fit_predict(f, yy, g, [F["bccd"]], n_cls, n_desc=n_desc)
     counted = [list(classes).index(c) for c in COUNTED]
     am = pb.argmax(1)
     out["bccd_zero_shot"] = bacc(by, am, counted)
@@ -365,17 +510,13 @@ def evaluate(F: dict, y: np.ndarray, classes, bccd_y: np.ndarray, seeds=(0, 1, 2
     # few-shot: 5 per class (all but one basophil), repeated to count like PBC
     few = []
     for seed in seeds:
-        r = np.random.default_rng(seed)
-        mask = np.zeros(len(by), bool)
-        for c in np.unique(by):
-            idx = np.flatnonzero(by == c)
-            mask[r.choice(idx, min(5, len(idx) - 1), replace=False)] = True
+        mask = fewshot_mask(by, seed)
         rep = max(1, round(len(y) / mask.sum()))
         ci = np.repeat(np.flatnonzero(mask), rep)
         f2 = np.concatenate([f, F["bccd"][ci]])
         y2 = np.concatenate([yy, by[ci]])
         g2 = np.concatenate([g, len(y) + ci])
-        (pf,) = fit_predict(f2, y2, g2, [F["bccd"][~mask]], n_cls)
+        (pf,) = fit_predict(f2, y2, g2, [F["bccd"][~mask]], n_cls, n_desc=n_desc)
         few.append(bacc(by[~mask], pf.argmax(1), counted))
     out["bccd_fewshot"] = few
     out["bccd_fewshot_mean"] = float(np.mean(few))
@@ -388,6 +529,18 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="/tmp/bench_transfer")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_transfer.json"))
+    ap.add_argument(
+        "--size",
+        action="store_true",
+        help="also each recipe with the cell's diameter in red cells after the descriptor "
+        "(stored as NAME+size)",
+    )
+    ap.add_argument(
+        "--views",
+        default="",
+        help="also fit the ImageNet head on these numbers of flips / rotations of every "
+        "training row (e.g. 1,2,8; PBC CV and harsh shift only)",
+    )
     args = ap.parse_args(argv)
     from trust_prototype.data import CLASSES, load_pbc
 
@@ -409,8 +562,23 @@ def main(argv=None) -> int:
             eval_s=time.perf_counter() - t,
             load=os.getloadavg()[0],
         )
+        if args.views:
+            V = view_features(name, pbc, cache)
+            r["views"] = {
+                v: evaluate_views(F, V, y, CLASSES, int(v)) for v in args.views.split(",")
+            }
+            r["views_feature_s"] = float(V["seconds"])
         results[name] = r
         print(name, json.dumps({k: v for k, v in r.items() if k != "bccd_recall"}), flush=True)
+        if args.size:
+            from napari_nucleus_ai.models.nets.morphology import N_FEATURES
+
+            S = size_features(name, pbc, bccd, cache)
+            r2 = evaluate(with_size(F, S), y, CLASSES, by, seeds, n_desc=N_FEATURES + 2)
+            r2.update(recipe=[*RECIPES[name], "size"], load=os.getloadavg()[0])
+            r2["red_cells_seen"] = {k: float(S[k][..., 1].mean()) for k in S}
+            results[name + "+size"] = r2
+            print(name + "+size", json.dumps(r2), flush=True)
         out_path.write_text(json.dumps(stored, indent=1))
     return 0
 

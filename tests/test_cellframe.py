@@ -291,6 +291,7 @@ def test_bad_frame_sections_are_refused_in_one_line(framed_model):
         ("fill", 2.0, "fill"),
         ("kind", "box", "kind"),
         ("cell_um", -1, "cell_um"),
+        ("cell_rbc", 0, "cell_rbc"),
         ("stain", {"kind": "nucleus_od", "nucleus_od": [1, 2], "plasma": [1, 1, 1]}, "stain"),
     ):
         card = copy.deepcopy(framed_model.card)
@@ -412,3 +413,94 @@ def test_black_padding_of_a_box_cut_past_the_image_edge_is_not_part_of_the_frame
     card = {"input": {"crop_size": 64, "frame": {"kind": "cell", "fill": FILL}}}
     a, b = frame_crops([crop, padded], card)
     assert np.abs(a - b).mean() < 0.01
+
+
+# ------------------------------------------------------------------ the red cells as the ruler
+RBC_PX = 75.0  # the simulated red cells: 6.8-8.2 um across at 0.1 um per pixel
+
+
+def test_the_red_cells_are_measured_at_any_magnification_and_absent_from_a_tight_box():
+    for cls in ("neutrophil", "basophil"):
+        img, centre, diameter = _sim(cls, seed=3)
+        for name, crop, _, f in _variants(img, centre, diameter):
+            got = find_cell(crop / 255.0)["red_cell"]
+            if name == "tight":  # the white cell fills the box: no whole red cell
+                assert got is None, (cls, name)
+            else:
+                assert got == pytest.approx(f * RBC_PX, rel=0.15), (cls, name)
+
+
+def test_the_red_cell_ruler_sets_the_cells_size_within_its_range():
+    from napari_nucleus_ai.models.framing import RBC_RANGE, frame_cell_px
+
+    found = {"diameter": 100.0, "red_cell": 40.0}
+    assert frame_cell_px({"kind": "cell", "fill": 0.5}, found) is None  # the measured size
+    assert frame_cell_px({"cell_rbc": 2.0}, {"diameter": 100.0, "red_cell": None}) is None
+    assert frame_cell_px({"cell_rbc": 2.0}, found) == pytest.approx(80.0)
+    small, large = ({"diameter": 100.0, "red_cell": r} for r in (5.0, 500.0))
+    assert frame_cell_px({"cell_rbc": 2.0}, small) == pytest.approx(100 * RBC_RANGE[0])
+    assert frame_cell_px({"cell_rbc": 2.0}, large) == pytest.approx(100 * RBC_RANGE[1])
+    # a known pixel size wins over the red cells
+    assert frame_cell_px({"cell_rbc": 2.0, "cell_um": 12.0}, found, 0.1) == pytest.approx(120)
+
+
+def test_a_card_without_cell_rbc_frames_every_cell_at_one_size_as_before():
+    from napari_nucleus_ai.models.framing import frame_crops
+
+    img, _, _ = _sim("neutrophil", seed=3)
+    card = {"input": {"crop_size": 64, "frame": {"kind": "cell", "fill": FILL}}}
+    (got,) = frame_crops([img], card)
+    assert np.array_equal(got, canonical_frame(img, 64, FILL)[0])
+
+
+def test_with_cell_rbc_the_cell_keeps_its_size_in_red_cells_at_any_magnification():
+    """``cell_rbc`` 2: the frame is 2 / fill red cells wide, so the simulated neutrophil
+    (about 1.1 red cells across by its nucleus hull) is about 0.55 of ``fill`` in every
+    variant with red cells; a tight box keeps the measured size (``fill``)."""
+    from napari_nucleus_ai.models.framing import frame_crops
+
+    img, centre, diameter = _sim("neutrophil", seed=3)
+    size = 128
+    card = {"input": {"crop_size": size, "frame": {"kind": "cell", "fill": FILL, "cell_rbc": 2.0}}}
+    ref = find_cell(img / 255.0)
+    want = FILL * size * ref["diameter"] / (2.0 * ref["red_cell"])
+    for name, crop, _, _ in _variants(img, centre, diameter):
+        (frame,) = frame_crops([crop], card)
+        got = find_cell(frame)["diameter"]
+        expect = FILL * size if name == "tight" else want
+        assert got == pytest.approx(expect, rel=0.12), name
+
+
+def test_fit_frame_records_the_cells_size_in_red_cells_when_asked_and_seen():
+    from napari_nucleus_ai.models.framing import fit_frame
+
+    sims = [_sim(c, seed=3) for c in ("neutrophil", "basophil")]
+    crops = [s[0] for s in sims]
+    frame, _ = fit_frame(crops, 64, red_cells=True)
+    assert 0.9 < frame["cell_rbc"] < 1.6  # the hulls' diameters in red cells: ~1.1 and ~1.35
+    assert "cell_rbc" not in fit_frame(crops, 64)[0]
+    tight = [_variants(*s)[1][1] for s in sims]  # no red cell in either: no ruler
+    assert "cell_rbc" not in fit_frame(tight, 64, red_cells=True)[0]
+
+
+def test_train_declares_the_red_cell_ruler_only_when_asked_and_a_loaded_model_keeps_it(
+    tmp_path, monkeypatch
+):
+    import importlib
+
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.models.framing import frame_of
+    from napari_nucleus_ai.models.package import load_model
+
+    train_module = importlib.import_module("napari_nucleus_ai.classify.train")
+    ts = _training_set(3, size=360)
+    monkeypatch.setattr(train_module, "FRAME_RED_CELLS", False)
+    assert "cell_rbc" not in frame_of(train_module.train(ts, None, val_fraction=0.0, **FAST).card)
+    monkeypatch.setattr(train_module, "FRAME_RED_CELLS", True)
+    out = tmp_path / "rbc.zip"
+    res = train_module.train(ts, out, val_fraction=0.0, **FAST)
+    assert 0.5 < frame_of(res.card)["cell_rbc"] < 3
+    crops = _training_set(1, size=360).samples
+    a = predict_items(res.package, crops, workers=1)
+    b = predict_items(load_model(out, cache=False), crops, workers=1)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)

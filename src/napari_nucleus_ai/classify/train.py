@@ -51,6 +51,13 @@ STAIN_AUGMENT = 3  # "other microscope" copies per training crop for canonical-f
 #: better to another microscope but costs clean accuracy on the training one (PBC 4-fold CV
 #: 0.854 against 0.896; docs/trust.md, "Transfer to another microscope").
 FRAME_DEFAULT = False
+#: Whether canonical-frame models use the red cells of their crops as the ruler (the card's
+#: ``input.frame.cell_rbc``, :func:`.models.framing.frame_cell_px`): the frame then keeps each
+#: cell's size relative to the red cells instead of scaling every cell to one size. Off: on
+#: cached features it left the PBC 4-fold CV where it was (0.854) and raised the harsh shift
+#: (0.656 to 0.698) but lowered BCCD zero-shot (0.595 to 0.527; benchmarks/bench_transfer.py,
+#: recipe ``frame_rbc_twopoint_micro3``).
+FRAME_RED_CELLS = False
 
 
 def pixel_size_um(value, unit: str) -> float | None:
@@ -197,7 +204,9 @@ def _input_spec(ts, crop_size: int, field: float, o: TrainOptions, frame: bool =
         from napari_nucleus_ai.models.framing import fit_frame
 
         um = pixel_size_um(ts.pixel_size, ts.unit)
-        spec["frame"], cell_px = fit_frame(ts.samples, crop_size, pixel_size_um=um)
+        spec["frame"], cell_px = fit_frame(
+            ts.samples, crop_size, pixel_size_um=um, red_cells=FRAME_RED_CELLS
+        )
         fill = spec["frame"]["fill"]
         # one network pixel: the training cells' median diameter / fill / crop_size
         if "cell_um" in spec["frame"]:

@@ -11,7 +11,9 @@ that before a model sees the crop:
    to the crop's own densest central nucleus, so pale and dark stains both work;
 2. the cell diameter is the equivalent diameter of the convex hull of the nuclear parts
    divided by :data:`NUC_TO_CELL` (no pixel size needed); a caller that knows the pixel
-   size gives the diameter in pixels instead (``cell_px``);
+   size gives the diameter in pixels instead (``cell_px``), or one that uses the red
+   cells as the ruler (:func:`red_cell_diameter`: a red cell is about 7.5 um on every
+   microscope);
 3. the crop is cut around the nucleus centre and resampled so that this diameter is
    ``fill`` of the ``size``-pixel output; whatever of the frame lies outside the crop is
    the crop's own plasma colour, the crop's border fading into it over 0.15 cell
@@ -29,6 +31,8 @@ NUC_TO_CELL = 0.75  # convex-hull diameter of the nucleus / cell diameter (typic
 WORK = 160  # side of the reduced copy the cell is found on
 RBC = np.array([0.40, 0.76, 0.51])  # optical-density direction of red cells (prior)
 PURPLE = np.array([0.55, 0.82, 0.15])  # optical-density direction of nuclear stain (prior)
+WHITE_MASK = 0.75  # radius left out around the white cell, in its measured diameters
+RBC_MIN = 0.25  # smallest red-cell diameter counted, in the white cell's measured diameters
 
 
 def _reduce(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -99,6 +103,42 @@ def _nucleus_parts(nuc: np.ndarray) -> np.ndarray:
     return keep
 
 
+def red_cell_diameter(small: np.ndarray, centre, diameter: float) -> float | None:
+    """Median red-cell diameter of a reduced crop in its pixels, or ``None`` (no red cell).
+
+    The stained foreground (total optical density against the plasma, holes such as the
+    red cells' central pallor filled) without the white cell (a disc of radius
+    :data:`WHITE_MASK` ``diameter`` around ``centre``: the measured diameter comes from the
+    nucleus, and a granular cytoplasm reaches beyond it) and without nuclear stain falls
+    into parts; each part's largest
+    inscribed disc (distance transform) is one red cell's (touching red cells are parted
+    by their waist). Parts whose disc touches the crop's edge (cut cells), or narrower
+    than :data:`RBC_MIN` of the white cell's ``diameter``, are not counted. A crop the white cell
+    fills (a tight box) has none: the caller then keeps the cell's own scale.
+    """
+    from scipy import ndimage as ndi
+
+    bg = np.maximum(plasma_colour(small), 1e-2)
+    tot = np.maximum(-np.log10(np.clip(small, 1e-3, 1) / bg), 0).sum(-1)
+    h, w = tot.shape
+    yy, xx = np.mgrid[:h, :w]
+    white = np.hypot(yy - centre[0], xx - centre[1]) < WHITE_MASK * diameter
+    nuclear = ndi.gaussian_filter(nuclear_signal(small), 1.0) > 0.1
+    fg = ndi.binary_fill_holes(ndi.binary_opening(tot > 0.06)) & ~white & ~nuclear
+    dist = ndi.distance_transform_edt(np.pad(fg, 1))[1:-1, 1:-1]
+    lab, n = ndi.label(fg)
+    if n == 0:
+        return None
+    idx = np.arange(1, n + 1)
+    radius = np.asarray(ndi.maximum(dist, lab, idx), float)
+    where = np.asarray(ndi.maximum_position(dist, lab, idx), float).reshape(-1, 2)
+    edge = np.minimum(
+        np.minimum(where[:, 0], h - 1 - where[:, 0]), np.minimum(where[:, 1], w - 1 - where[:, 1])
+    )
+    ok = (edge > radius + 1) & (radius >= RBC_MIN * diameter / 2)
+    return float(2 * np.median(radius[ok])) if ok.any() else None
+
+
 def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
     """Centre and size of the central white cell of a crop.
 
@@ -113,7 +153,9 @@ def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
     -------
     dict
         ``centre`` (y, x) and ``diameter`` (the cell's, from the nucleus hull) in input
-        pixels, ``nucleus_diameter`` (the hull's) and ``plasma`` (RGB).
+        pixels, ``nucleus_diameter`` (the hull's), ``red_cell`` (the median red-cell
+        diameter in input pixels, :func:`red_cell_diameter`; ``None`` when the crop shows
+        no whole red cell) and ``plasma`` (RGB).
     """
     from skimage.morphology import convex_hull_image
 
@@ -122,10 +164,13 @@ def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
     hull = convex_hull_image(parts) if parts.sum() >= 3 else parts
     ys, xs = np.nonzero(hull)
     dh = 2 * np.sqrt(hull.sum() / np.pi) / f
+    centre = (float(ys.mean()), float(xs.mean()))
+    rbc = red_cell_diameter(small, centre, dh * f / NUC_TO_CELL)
     return {
-        "centre": (float(ys.mean() / f), float(xs.mean() / f)),
+        "centre": (centre[0] / f, centre[1] / f),
         "nucleus_diameter": float(dh),
         "diameter": float(dh / NUC_TO_CELL),
+        "red_cell": None if rbc is None else rbc / f,
         "plasma": plasma_colour(small),
     }
 

@@ -13,7 +13,7 @@ docks all ask this module; nothing else decides a window's size.
     training from labelled layers): 1.5 x the 90th-percentile cell size.
 :func:`centre_field`, :func:`auto_field`
     The card's ``input.field``, below.
-:func:`frame_of`, :func:`fit_frame`, :func:`frame_crops`, :func:`validate_frame`
+:func:`frame_of`, :func:`fit_frame`, :func:`frame_crops`, :func:`frame_cell_px`, :func:`validate_frame`
     The card's ``input.frame``: the canonical cell frame, below.
 
 How much of a cell crop the network sees: the card's ``input.field``.
@@ -49,13 +49,19 @@ not used with it. Its numbers, all plain and checked when a card is loaded::
         "fill": 0.5,                 # cell diameter / frame side
         "stain": {"kind": "two_point", "nucleus_od": [3 floats], "plasma": [3 floats]},
         "pixel_size_um": 0.36,       # optional: the training crops' pixel size, um
-        "cell_um": 11.2              # optional: their median cell diameter, um
+        "cell_um": 11.2,             # optional: their median cell diameter, um
+        "cell_rbc": 2.1              # optional: their median cell diameter in red cells
     }
 
 The cell's scale is measured on the crop (the nucleus hull) unless both the card's
 ``cell_um`` and the crop's pixel size are known: then the cell is ``cell_um`` across
 (a physical scale; ``cell_um`` is the training cells' median measured diameter, so the
-two scales agree on average). A window cut around a segmented cell for a frame card is
+two scales agree on average). Otherwise, with the card's ``cell_rbc`` and red cells in
+the crop, the red cells are the ruler (a red cell is about 7.5 um on every microscope):
+the cell is ``cell_rbc`` red-cell diameters across, within :data:`RBC_RANGE` of its own
+measured size, so a lymphocyte is drawn smaller than a monocyte whatever the crop's
+magnification (:func:`frame_cell_px`). Cards without ``cell_rbc`` scale every cell to one
+size. A window cut around a segmented cell for a frame card is
 :data:`WINDOW_CELLS` cell diameters wide (:func:`window_source_px`; the training crops'
 side when the pixel size is unknown), so the frame has the cell and its neighbours to
 find and measure. Cards without ``input.frame`` are framed by ``field``.
@@ -81,6 +87,8 @@ FRAME_KINDS = ("cell",)
 STAIN_KINDS = ("two_point", "nucleus_od")  # the first is what new models get
 WINDOW_CELLS = 3.0  # a frame card's window around a segmented cell, in cell diameters
 CELL_UM = 12.0  # a white cell's diameter, um: the window of a frame card without ``cell_um``
+RBC_RANGE = (0.5, 2.0)  # the red-cell ruler's cell size / the cell's own measured size
+MIN_RBC_SHARE = 0.5  # ``cell_rbc`` is recorded when this share of training crops shows red cells
 
 
 def field_of(card: dict) -> float:
@@ -148,9 +156,10 @@ def validate_frame(frame, need) -> None:
     need(isinstance(frame, dict), "'input.frame' must be an object")
     need(frame.get("kind") in FRAME_KINDS, f"'input.frame.kind' must be one of {FRAME_KINDS}")
     need(num(frame.get("fill"), 0.05, 1.0), "'input.frame.fill' must be 0.05..1")
-    for key, hi in (("pixel_size_um", 1000.0), ("cell_um", 1000.0)):
+    for key, hi in (("pixel_size_um", 1000.0), ("cell_um", 1000.0), ("cell_rbc", 100.0)):
         if key in frame:
-            need(num(frame[key], 1e-6, hi), f"'input.frame.{key}' must be a number > 0 (um)")
+            unit = "red-cell diameters" if key == "cell_rbc" else "um"
+            need(num(frame[key], 1e-6, hi), f"'input.frame.{key}' must be a number > 0 ({unit})")
     st = frame.get("stain")
     if st is not None:
         need(isinstance(st, dict), "'input.frame.stain' must be an object")
@@ -192,20 +201,40 @@ def frame_crops(items, card: dict, pixel_size_um=None) -> list[np.ndarray]:
 
     frame = frame_of(card)
     size = int(card["input"]["crop_size"])
-    cell_um = frame.get("cell_um")
     out = []
     for item, px in zip(items, _per_item(pixel_size_um, len(items)), strict=True):
-        cell_px = cell_um / px if (cell_um and px) else None
         item = np.asarray(item)
         if item.ndim == 2:
             item = np.repeat(item[..., None], 3, -1)
         item = trim_padding(item)  # black padding of a box cut past the image edge
         found = _found_cell(item)
+        cell_px = frame_cell_px(frame, found, px)
         img, info = canonical_frame(item, size, float(frame["fill"]), cell_px, found)
         if frame.get("stain"):
             img = normalise_stain(img, info["plasma"], frame["stain"])
         out.append(img)
     return out
+
+
+def frame_cell_px(frame: dict, found: dict, pixel_size_um: float | None = None) -> float | None:
+    """The cell diameter, in crop pixels, the frame scales to ``fill`` (``None``: the cell's
+    own measured size, ``found["diameter"]``).
+
+    With the frame's ``cell_um`` and the crop's pixel size (um), the physical scale; else,
+    with the frame's ``cell_rbc`` and red cells in the crop (``found["red_cell"]``,
+    :func:`.cellframe.find_cell`), ``cell_rbc`` red-cell diameters, kept within
+    :data:`RBC_RANGE` of the measured size (a misread ruler cannot shrink or blow up the
+    cell). A crop without a whole red cell (a tight box) keeps its measured size: the
+    neutral choice, the scale of a card without ``cell_rbc``.
+    """
+    if frame.get("cell_um") and pixel_size_um:
+        return float(frame["cell_um"]) / float(pixel_size_um)
+    rbc = found.get("red_cell")
+    if not frame.get("cell_rbc") or not rbc:
+        return None
+    lo, hi = RBC_RANGE
+    d = float(found["diameter"])
+    return float(np.clip(float(frame["cell_rbc"]) * float(rbc), lo * d, hi * d))
 
 
 _FOUND: dict = {}  # find_cell of recently framed crops, by a digest of their pixels
@@ -238,26 +267,38 @@ def _found_cell(item: np.ndarray) -> dict:
 
 
 def fit_frame(
-    samples, size: int, fill: float = FRAME_FILL, pixel_size_um=None, stain: str = STAIN_KINDS[0]
+    samples,
+    size: int,
+    fill: float = FRAME_FILL,
+    pixel_size_um=None,
+    stain: str = STAIN_KINDS[0],
+    red_cells: bool = False,
 ) -> tuple[dict, float]:
     """The ``input.frame`` of a new model from its training crops, and their median cell
     diameter in pixels.
 
     The stain reference is :func:`.stain.od_fit` of the training frames, normalised by
     ``stain`` (a kind of :data:`STAIN_KINDS`); with the crops' pixel size (um) known, it is
-    recorded with the training cells' median diameter in um.
+    recorded with the training cells' median diameter in um. With ``red_cells``, the
+    training cells' median diameter in red-cell diameters is recorded as ``cell_rbc`` (the
+    red cells become the ruler, :func:`frame_cell_px`) when at least :data:`MIN_RBC_SHARE`
+    of the crops show red cells.
     """
     from napari_nucleus_ai.models.cellframe import canonical_frame, trim_padding
     from napari_nucleus_ai.models.stain import od_fit
 
+    crops = [trim_padding(np.asarray(s)) for s in samples]
+    found = [_found_cell(s) for s in crops]
+    out = {"kind": "cell", "fill": float(fill)}
+    ratios = [f["diameter"] / f["red_cell"] for f in found if f.get("red_cell")]
+    if red_cells and ratios and len(ratios) >= MIN_RBC_SHARE * len(found):
+        out["cell_rbc"] = round(float(np.median(ratios)), 4)
     frames, plasmas, cells = [], [], []
-    for s in samples:
-        s = trim_padding(np.asarray(s))
-        img, info = canonical_frame(s, int(size), float(fill), found=_found_cell(s))
+    for s, f in zip(crops, found, strict=True):
+        img, info = canonical_frame(s, int(size), float(fill), frame_cell_px(out, f), f)
         frames.append(img)
         plasmas.append(info["plasma"])
         cells.append(info["diameter"])
-    out = {"kind": "cell", "fill": float(fill)}
     if frames:
         out["stain"] = {"kind": stain, **od_fit(frames, plasmas)}
     if pixel_size_um:
