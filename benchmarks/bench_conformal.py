@@ -12,6 +12,9 @@ split seeds 0..S-1 and 4 folds of the 96 PBC crops: the 72 training crops are sp
 * ``oof`` - the product's score on out-of-fold probabilities of all 72 training crops
   (5 models), the sets made by the first split's model.
 
+Each reports coverage, mean set size and the share of held-out crops whose set is one class
+and wrong (a confident wrong answer before the domain-shift alarm).
+
 Run::
 
     PYTHONPATH=benchmarks OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python \\
@@ -45,12 +48,14 @@ def run(F: np.ndarray, y: np.ndarray, n_classes: int, seeds: int, coverage: floa
 
     from napari_nucleus_ai.models.trust import conformal_sets, coverage_of, fit_conformal
 
-    out = {k: {"coverage": [], "size": []} for k in ("val", "val_plain", "oof")}
+    out = {k: {"coverage": [], "size": [], "one_wrong": []} for k in ("val", "val_plain", "oof")}
 
     def score(key, conf, p, yt):
         s = conformal_sets(p, conf)
         out[key]["coverage"].append(coverage_of(s, yt))
         out[key]["size"].append(float(np.mean([len(a) for a in s])))
+        wrong = [len(a) == 1 and a[0] != t for a, t in zip(s, yt, strict=True)]
+        out[key]["one_wrong"].append(float(np.mean(wrong)))  # a set of one, and wrong
 
     for seed in range(seeds):
         fold = pbc_folds(y, 4, seed)
@@ -72,6 +77,7 @@ def run(F: np.ndarray, y: np.ndarray, n_classes: int, seeds: int, coverage: floa
         key: {
             "coverage": round(float(np.mean(v["coverage"])), 4),
             "mean_set_size": round(float(np.mean(v["size"])), 3),
+            "one_class_and_wrong": round(float(np.mean(v["one_wrong"])), 4),
             "held_out": 24 * len(v["coverage"]),
         }
         for key, v in out.items()
