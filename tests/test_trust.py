@@ -241,3 +241,13 @@ def test_conformal_coverage_is_nominal_for_an_accurate_classifier():
         plain.append(trust.coverage_of(trust.conformal_sets(p[300:], old, rep + 1), y[300:]))
     assert abs(np.mean(covered) - 0.85) <= 0.02
     assert np.mean(plain) - 0.85 > 0.03  # what the plain APS score gave
+
+
+def test_train_refuses_a_bad_coverage_before_any_work(tmp_path, capsys):
+    from napari_nucleus_ai.cli import main
+
+    assert main(["train", str(tmp_path / "no-such-folder"), "--coverage", "1.5",
+                 "--out", str(tmp_path / "m.zip")]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "coverage must be in [0.5, 1), got 1.5" in err[0]
+    assert not (tmp_path / "m.zip").exists()

@@ -413,6 +413,10 @@ def _train(data, out, o: TrainOptions):
 
     if o.threads:
         torch.set_num_threads(int(o.threads))
+    if o.coverage is not None:  # a bad target is said before any work
+        from napari_nucleus_ai.models.trust import check_coverage
+
+        check_coverage(o.coverage)
     if o.init_weights is not None:  # a bad weights file is said before the data are read
         from napari_nucleus_ai.models.init_weights import read_state_dict
 

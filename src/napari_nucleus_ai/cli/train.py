@@ -147,6 +147,13 @@ def add_arguments(p) -> None:
         "first model finds out of its domain (another microscope); auto (default): frame for "
         "morph on RGB crops, see docs/trust.md",
     )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=0.9,
+        help="target coverage of the conformal prediction sets, 0.5-0.99 (default 0.9): higher "
+        "gives larger sets and fewer confident wrong answers, see docs/trust.md",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
 
@@ -268,6 +275,7 @@ def _train(args, train_gen, run_sync, show):
             frame={"auto": None, "on": True, "off": False}[args.frame],
             stain_augment=args.stain_augment,  # 0..8, checked by the schema
             fallback=args.fallback,
+            coverage=args.coverage,
         ),
         show,
     )

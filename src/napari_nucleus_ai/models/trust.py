@@ -59,6 +59,17 @@ def _aps_scores(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_coverage(coverage) -> float:
+    """The target coverage of conformal sets, checked: a number in [0.5, 1)."""
+    try:
+        value = float(coverage)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.5 <= value < 1.0:
+        raise InputError(None, f"conformal coverage must be in [0.5, 1), got {coverage}")
+    return value
+
+
 def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> dict:
     """``qhat`` of split-conformal APS from held-back probabilities ``(N, C)`` and labels.
 
@@ -87,8 +98,7 @@ def fit_conformal(probs, labels, coverage: float = COVERAGE, seed: int = 0) -> d
     """
     probs = np.asarray(probs, float)
     labels = np.asarray(labels, int)
-    if not 0.5 <= coverage < 1.0:
-        raise InputError(None, f"conformal coverage must be in [0.5, 1), got {coverage}")
+    coverage = check_coverage(coverage)
     n = len(labels)
     u = np.random.default_rng(seed).random(n)
     s = _aps_scores(probs, u)[np.arange(n), labels]
