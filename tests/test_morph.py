@@ -166,29 +166,3 @@ def test_descriptor_alone_separates_real_pbc_classes():
     )
     pred = predict_items(res.package, ts.subset(te).samples)
     assert balanced_accuracy(ts.labels[te], pred.index) >= 0.7
-
-
-def test_augmented_copies_share_the_imagenet_views_of_their_crop():
-    """Rows of one group are a crop and its copies (training): 8 views of each crop in
-    all, shared among its 4 rows; repeated rows (``retrain``'s weights) keep 8 views each."""
-    from napari_nucleus_ai.models.nets.morph import VIEWS_PER_CROP, Morph
-
-    crops = [cell(k, s, size=32) for k in (1, 3) for s in range(3)]
-    x = torch.as_tensor(np.stack(crops).transpose(0, 3, 1, 2) / 255.0, dtype=torch.float32)
-    y = np.array([0, 0, 0, 1, 1, 1])
-    x4, y4, g4 = x.repeat(4, 1, 1, 1), np.tile(y, 4), np.tile(np.arange(6), 4)
-    m = Morph(3, 2, cnn=False, imagenet="efficientnet-lite0", inner_folds=2)
-    seen = []
-
-    def features(b):  # stands in for the backbone: the rows it is asked for are counted
-        seen.append(len(b))
-        return b.mean((2, 3)).repeat(1, m.img_head.in_features // 3 + 1)[
-            :, : m.img_head.in_features
-        ]
-
-    m.imagenet_features = features
-    shared = m.refit_heads(x4, y4, groups=g4, copies=True)
-    assert shared["imagenet"]["views"] == VIEWS_PER_CROP // 4 and sum(seen) == 2 * len(y4)
-    seen.clear()
-    repeats = m.refit_heads(x4, y4, groups=g4)
-    assert repeats["imagenet"]["views"] == 8 and sum(seen) == 8 * len(y4)

@@ -24,9 +24,8 @@ training crops, with an L2 penalty ``|W|^2 / (2 C N)`` on the mean cross-entropy
 (``C`` as in scikit-learn). ``C`` is chosen inside the training set by stratified inner
 cross-validation (lowest held-out NLL) among ``c_grid`` (``imagenet_c_grid``); the
 validation split is never used for it. The ImageNet head is fitted on the features of
-flips and rotations of every training crop, the views of a crop always in the same inner
-fold: :data:`VIEWS_PER_CROP` views of each original crop in all, shared among its rows
-(a crop with 3 augmented copies: 2 views of each of its 4 rows).
+the 8 flips and rotations of every training crop, the 8 views of a crop always in the
+same inner fold.
 
 This module imports torch at its top; only the builders import it (the registry inside
 :func:`~.registry.build_architecture`). The defaults and :func:`resolve_params` live in
@@ -49,9 +48,6 @@ from napari_nucleus_ai.models.nets.morph_params import DEFAULTS, resolve_params
 from napari_nucleus_ai.models.nets.morphology import N_FEATURES, describe_cells
 
 _MEMO_LOCK = threading.Lock()  # the descriptor and the backbone fill the memo from two threads
-#: Flips and rotations the ImageNet head sees of each original training crop, over all its
-#: rows (the crop and its augmented copies, which already vary it): 8 for a crop alone.
-VIEWS_PER_CROP = 8
 
 __all__ = [
     "DEFAULTS",
@@ -386,7 +382,7 @@ class Morph(nn.Module):
         self.in_mean.copy_(torch.tensor(normalisation["mean"], dtype=torch.float32))
         self.in_std.copy_(torch.tensor(normalisation["std"], dtype=torch.float32))
         x = torch.as_tensor(x)
-        out = self.refit_heads(x, y, seed, groups=groups, load_weights=True, copies=True)
+        out = self.refit_heads(x, y, seed, groups=groups, load_weights=True)
         if self.cnn is not None:
             s = int(self.params["cnn_size"])
             xc = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True)
@@ -394,15 +390,12 @@ class Morph(nn.Module):
         return out
 
     @torch.no_grad()
-    def refit_heads(
-        self, x, y, seed: int = 0, groups=None, load_weights: bool = False, copies: bool = False
-    ):
+    def refit_heads(self, x, y, seed: int = 0, groups=None, load_weights: bool = False):
         """Refit the logistic heads (descriptor, ImageNet) on normalised crops ``x``.
 
         The input normalisation, the backbone and the CNN stay as they are (``retrain``
         uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
-        fold when ``C`` is chosen. ``copies``: those rows are augmented copies of one crop
-        (not repeats), which share its :data:`VIEWS_PER_CROP` ImageNet views.
+        fold when ``C`` is chosen.
         """
         self.clear_memo()
         x = torch.as_tensor(x).to(self.in_mean.device)
@@ -413,7 +406,7 @@ class Morph(nn.Module):
         self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
         out = {"c": head["c"]}
         if self.img is not None:
-            out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights, copies)
+            out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights)
         return out
 
     @staticmethod
@@ -423,22 +416,17 @@ class Morph(nn.Module):
         linear.weight.copy_(head["weight"])
         linear.bias.copy_(head["bias"])
 
-    def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True, copies=False):
+    def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
         """ImageNet weights into the backbone (training); its head on dihedral views.
 
-        All 8 views up to 500 rows, fewer for larger sets (4000 row-views at least, 1 view
-        from 4000 rows), so large data sets do not cost 8 passes. With ``copies`` (the rows
-        of one ``groups`` value are a crop and its augmented copies), at most
-        :data:`VIEWS_PER_CROP` views of each crop in all, shared among its rows.
+        All 8 views up to 500 crops, fewer for larger sets (4000 crop-views at least,
+        1 view from 4000 crops), so large data sets do not cost 8 passes.
         """
         from napari_nucleus_ai.models.nets.imagenet import load_imagenet_weights
 
         info = load_imagenet_weights(self.img, self.params["imagenet"]) if load_weights else {}
         self.clear_memo()
         views = int(min(8, max(1, 4000 // max(len(y), 1))))
-        if copies and groups is not None and len(y):  # the copies already vary each crop
-            per_crop = int(np.unique(np.asarray(groups), return_counts=True)[1].max())
-            views = max(1, min(views, VIEWS_PER_CROP // per_crop))
         feats = []
         for k in range(views):
             v = torch.rot90(x, k % 4, (-2, -1))
