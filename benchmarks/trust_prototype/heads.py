@@ -208,12 +208,9 @@ def fit_predict(method: str, src: dict, ys, corr: dict, yc, test: dict, target: 
 
 def split(y, seed: int, k: int = 5) -> np.ndarray:
     """``k`` corrections per class (all but one of a smaller class): ``bench_fewshot_bccd``."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(y), bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        mask[rng.choice(idx, min(k, len(idx) - 1), replace=False)] = True
-    return mask
+    from bench_transfer import fewshot_mask
+
+    return fewshot_mask(y, seed, k)
 
 
 def fewshot(feats: Path, targets, methods, seeds) -> None:
