@@ -222,25 +222,23 @@ def test_corrections_count_as_much_as_replay_in_every_class():
     assert w[0] == 12 and w[1] == 3 and set(w[2:]) == {1.0}
 
 
+def _morph_base(tmp_path, out: str, n: int, **options):
+    """A `morph` package trained on ``n`` written crops per class (seed 0, one thread)."""
+    from napari_nucleus_ai.classify.train import train
+
+    write_crops(tmp_path / "base", n, 0)
+    return train(tmp_path / "base", tmp_path / out, arch="morph", seed=0, threads=1, tta=1,
+                 **options)  # fmt: skip
+
+
 def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):
     """A `morph` package without a CNN (the default beside ImageNet features) has nothing to
     train by gradient descent: retraining refits its logistic heads on the corrections and
     the replayed crops, and follows the annotators."""
-    from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.models.package import load_model
     from napari_nucleus_ai.review.retrain import retrain_gen
 
-    write_crops(tmp_path / "base", 10, 0)
-    base = train(
-        tmp_path / "base",
-        tmp_path / "morph-v1",
-        arch="morph",
-        crop_size=64,
-        params={"cnn": False},
-        seed=0,
-        threads=1,
-        tta=1,
-    )
+    base = _morph_base(tmp_path, "morph-v1", 10, crop_size=64, params={"cnn": False})
     write_crops(tmp_path / "corr", 12, 5, swap=True)
     res = run_sync(retrain_gen(base.path, tmp_path / "corr", base_data=False, epochs=3, seed=0))
     assert res["after"] > res["before"] and res["after"] >= 0.8
@@ -285,24 +283,14 @@ def test_logistic_heads_fit_on_one_thread_to_the_same_weights():
 def test_retrain_describes_each_crop_once(tmp_path, monkeypatch):
     """The refitted heads' features serve the domain score: a learnt crop is measured once,
     a held-out one once per model (before, after)."""
-    from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.models.nets.morph import Morph
     from napari_nucleus_ai.models.package import load_model
     from napari_nucleus_ai.review.retrain import retrain_gen
 
-    write_crops(tmp_path / "base", 15, 0)
-    base = train(
-        tmp_path / "base",
-        tmp_path / "m.zip",
-        arch="morph",
-        crop_size=48,
-        params={"cnn": False, "imagenet": None},
-        seed=0,
-        threads=1,
-        tta=1,
-        val_fraction=0.4,
-        fallback="none",
-    )
+    base = _morph_base(
+        tmp_path, "m.zip", 15, crop_size=48, params={"cnn": False, "imagenet": None},
+        val_fraction=0.4, fallback="none",
+    )  # fmt: skip
     assert base.package.card["trust"].get("domain")  # the score retraining refits
     write_crops(tmp_path / "corr", 12, 5, swap=True)
     described = []
