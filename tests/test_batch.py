@@ -90,6 +90,23 @@ def test_whole_image_split_into_tile_tasks_matches_segment(client, tmp_path):
     )
 
 
+def test_tile_tasks_read_a_lazily_read_image(client, tmp_path, monkeypatch):
+    """A slide too big to read into memory comes as a dask array: a tile task computes its
+    block in the task (not by sending a graph that holds an open file to the cluster)."""
+    import napari_nucleus_ai.images.tiff as tiff
+    from napari_nucleus_ai.samples.smear import simulate_smear
+
+    monkeypatch.setattr(tiff, "EAGER_BYTES", 1024)  # every TIFF is read lazily
+    sim = simulate_smear(seed=4, shape=(700, 900), n_wbc=6)
+    src = tmp_path / "lazy.tif"
+    tifffile.imwrite(src, sim.image, tile=(256, 256))
+    res = run_batch([src], tmp_path / "out", client=client, tile=384, tile_above=100_000)
+    row = res.summary.iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert row["tiles"] == 6
+    assert tifffile.imread(tmp_path / "out" / "lazy_labels.tif").max() >= 3
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A small untrained crop classifier (fixed seed): deterministic, enough to compare runs."""

@@ -16,6 +16,7 @@ when all its files are in place.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -27,6 +28,25 @@ from pathlib import Path
 import numpy as np
 
 STATE = ".batch"
+
+
+def task(fn):
+    """A function a worker runs as a task: the dask arrays it computes (a slide read lazily,
+    its labels) are computed in the task's own thread.
+
+    Inside a worker, ``.compute()`` otherwise sends the array's graph to the cluster as new
+    tasks; the graph of a lazily read file holds its open file handle, which cannot be
+    sent, and those tasks would wait behind the ones already queued.
+    """
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        import dask
+
+        with dask.config.set(scheduler="synchronous"):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,7 @@ def _model(settings: Settings):
     return _cached("model", _file_key(settings.model), lambda: as_package(settings.model))
 
 
+@task
 def warm(settings: Settings, path: str | None = None) -> float:
     """Ready this worker thread to classify: torch, the classify code and the model loaded;
     with ``path``, the input read as its cell-chunk tasks read it.
@@ -299,12 +320,14 @@ def _seg_of(s: Segmented, table):
     return Segmentation(labels, table, s.scale, s.translate, s.unit, s.method, {})
 
 
+@task
 def classify_chunk(s: Segmented, start: int, stop: int, settings: Settings) -> tuple:
     """Classify rows ``start:stop`` of the cell table: ``(table rows with predictions, counts)``."""
     table = s.table.iloc[start:stop]
     return classify_result(settings, s.path, _seg_of(s, table), cached=True)
 
 
+@task
 def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) -> dict:
     """Join the cell-chunk tasks' tables (in cell-table order), write the outputs, return the row."""
     import pandas as pd
@@ -356,6 +379,7 @@ def _finish(out_dir, stem, staged: dict[str, Path], row: dict, output: str = "ti
     return row
 
 
+@task
 def process_input(
     path: str, out_dir: str, stem: str, settings: Settings, cells_per_task: int | None = None
 ) -> dict | Segmented:
@@ -457,6 +481,7 @@ class TilePlan:
         return (s, s), (0.0, 0.0), ("um" if self.px else "px")
 
 
+@task
 def plan_tiles(path: str, stem: str, settings: Settings, method: str | None = None) -> TilePlan:
     """Calibrate once and list the tiles of ``path`` (runs where the slide is readable)."""
     from napari_nucleus_ai.core.errors import InputError
@@ -515,6 +540,7 @@ def _level0(path: str, rgb: bool):
     return data
 
 
+@task
 def segment_tile(plan: TilePlan, index: int) -> tuple:
     """Segment one extended tile of a slide (read lazily on the worker) and measure its cells.
 
@@ -587,6 +613,7 @@ def _remeasured(plan: TilePlan, labels: np.ndarray, table, ids):
     return pd.concat([kept, *parts]).sort_values("label", ignore_index=True)
 
 
+@task
 def finish_tiled(
     plan: TilePlan,
     labels: np.ndarray,
