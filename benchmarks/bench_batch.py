@@ -34,6 +34,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,6 +211,18 @@ def _phases(tasks: list) -> dict:
     }
 
 
+def _timeline(tasks: list, w0: float) -> list:
+    """``[kind, worker, start, stop]`` of every task's compute, in seconds from the run's start
+    (cluster start included), sorted by start: where each worker spent the run."""
+    workers = sorted({t.get("worker", "") for t in tasks})
+    rows = [
+        [t["key"].split("-", 1)[0], workers.index(t.get("worker", "")),
+         round(s["start"] - w0, 2), round(s["stop"] - w0, 2)]
+        for t in tasks for s in t["startstops"] if s["action"] == "compute"
+    ]  # fmt: skip
+    return sorted(rows, key=lambda r: r[2])
+
+
 def _stop_fork_server() -> None:
     """Stop multiprocessing's fork server (``batch.run`` starts local workers from it), so
     that every run starts it as a new ``napari-nucleus-ai batch`` process does, not only
@@ -295,7 +308,8 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
         phases = _phases(stream.data)
         cls = phases.get("cells") or phases.get("finish") or {"wall_s": float("nan")}
         runs.append({
-            "model": str(model), "workers": workers, "cells_per_task": cpt, "status": row["status"],
+            "model": str(model), "side": side, "workers": workers, "cells_per_task": cpt,
+            "status": row["status"],
             "error": row["error"], "cells": n, "tiles": int(row.get("tiles", 0) or 0),
             "cell_tasks": int(row.get("cell_tasks", 0) or 0) if "cell_tasks" in row else 0,
             "wall_s": round(wall, 1), "cluster_start_s": round(t_start, 2),
@@ -305,6 +319,7 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
             "classify_phase_s": cls["wall_s"],
             "classify_phase_cells_per_s": round(n / cls["wall_s"], 2),
             "phases": phases, "serial": _serial(stream.data, w0, w1, workers),
+            "timeline": _timeline(stream.data, w0),
             "load_before": round(load0, 1),
             "load_after": round(os.getloadavg()[0], 1),
         })  # fmt: skip
@@ -336,8 +351,16 @@ def main() -> None:
         help="part cells: the model package",
     )
     args = ap.parse_args()
-    h, w = (int(v) for v in args.size.split("x"))
     root = Path(tempfile.mkdtemp(prefix="bench_batch_"))
+    try:
+        run_parts(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_parts(args, root: Path) -> None:
+    """The parts of :func:`main` not in ``args.skip``, in ``root`` (a scratch folder)."""
+    h, w = (int(v) for v in args.size.split("x"))
     inputs = root / "in"
     make_fields(inputs, args.fields, (h, w))
     results: dict = {"fields": args.fields, "shape": [h, w], "cpus": os.cpu_count(),
