@@ -303,6 +303,7 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
             (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
             for a, b in zip(r0, r1, strict=True)
         )
+        cpu_main = (r1[0].ru_utime - r0[0].ru_utime) + (r1[0].ru_stime - r0[0].ru_stime)
         row = res.summary.iloc[0]
         n = int(row["n_cells"])
         phases = _phases(stream.data)
@@ -314,7 +315,7 @@ def cells_throughput(root: Path, side: int, n_cells: int, configs, model: Path) 
             "cell_tasks": int(row.get("cell_tasks", 0) or 0) if "cell_tasks" in row else 0,
             "wall_s": round(wall, 1), "cluster_start_s": round(t_start, 2),
             "stream_fetch_s": round(t_stream, 2), "cluster_close_s": round(t_close, 2),
-            "cpu_s": round(cpu, 1),
+            "cpu_s": round(cpu, 1), "cpu_main_s": round(cpu_main, 2),
             "cells_per_s": round(n / wall, 2),
             "classify_phase_s": cls["wall_s"],
             "classify_phase_cells_per_s": round(n / cls["wall_s"], 2),

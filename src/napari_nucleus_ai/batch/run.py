@@ -541,8 +541,7 @@ def _place(labels: np.ndarray, kept: np.ndarray, ext, offset: int) -> list[int]:
     earlier tile's: their tile's measurement no longer holds."""
     from napari_nucleus_ai.segment.tiles import place
 
-    new = np.where(kept > 0, kept.astype(np.int64) + offset, 0)
-    return [int(v) for v in place(labels, new, ext)]
+    return [int(v) for v in place(labels, kept, ext, offset=offset)]
 
 
 def _failed(path: str, stem: str, error: str) -> dict:

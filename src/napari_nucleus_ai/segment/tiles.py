@@ -244,12 +244,13 @@ def segment_tiled(
     return labels
 
 
-def place(labels, new: np.ndarray, ext, origin=(0, 0)) -> np.ndarray:
+def place(labels, new: np.ndarray, ext, origin=(0, 0), offset: int = 0) -> np.ndarray:
     """Write the objects of an extended tile into ``labels`` where no object is yet.
 
-    ``new`` holds final ids (0: none) on the extended tile ``ext`` = (y0, y1, x0, x1) of the
-    image; ``labels`` covers the image from ``origin``. A pixel an earlier tile's object
-    already holds stays that object's. Returns the ids of ``new`` that lost pixels so.
+    ``new`` holds ids (0: none) on the extended tile ``ext`` = (y0, y1, x0, x1) of the
+    image, which become ``offset + id`` in ``labels``; ``labels`` covers the image from
+    ``origin``. A pixel an earlier tile's object already holds stays that object's.
+    Returns the final ids (``offset`` added) of the objects that lost pixels so.
     """
     ea, eb, ec, ed = ext
     y0, x0 = origin
@@ -258,13 +259,15 @@ def place(labels, new: np.ndarray, ext, origin=(0, 0)) -> np.ndarray:
     oy1 = min(eb, y0 + labels.shape[0])
     ox1 = min(ed, x0 + labels.shape[1])
     sub = new[oy0 - ea : oy1 - ea, ox0 - ec : ox1 - ec]
-    dst = np.asarray(labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0])
-    mine = sub > 0
-    taken = mine & (dst != 0)
-    put = mine & ~taken
-    dst[put] = sub[put]
-    labels[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] = dst
-    return np.unique(sub[taken])
+    window = (slice(oy0 - y0, oy1 - y0), slice(ox0 - x0, ox1 - x0))
+    in_memory = isinstance(labels, np.ndarray)
+    dst = labels[window] if in_memory else np.asarray(labels[window])  # a view: written in place
+    mine = sub != 0
+    put = mine & (dst == 0)
+    np.add(sub, offset, out=dst, where=put, casting="unsafe")
+    if not in_memory:
+        labels[window] = dst
+    return np.unique(sub[mine ^ put]).astype(np.int64) + offset
 
 
 def _paste(labels, lab, core, ext, origin, shape, next_id, path, ndi) -> int:
