@@ -68,21 +68,43 @@ def test_importing_the_worker_helpers_does_not_import_torch():
 def test_hidden_dock_figure_draws_only_once_shown(qtbot):
     """A plot folded away (or in a dock not on show) is not rendered on every update and
     resize; it is rendered when it is shown."""
+    from napari_nucleus_ai.widgets._figure import DockFigure
+
+    fig = DockFigure(figsize=(3.2, 1.9))
+    draws = []
+    fig.canvas.draw = lambda: draws.append(1)  # matplotlib's render, counted
+    fig.figure.add_subplot(111).plot([1, 2, 3])
+    fig.redraw()
+    fig.canvas.resize(300, 170)
+    qtbot.wait(100)
+    assert draws == []
+    qtbot.addWidget(fig.canvas)
+    fig.canvas.show()
+    qtbot.waitUntil(lambda: len(draws) >= 1, timeout=5000)
+    n = len(draws)
+    fig.redraw()  # shown: drawn on update again
+    qtbot.waitUntil(lambda: len(draws) > n, timeout=5000)
+    fig.canvas.hide()
+
+
+@pytest.mark.gui
+def test_train_plot_is_built_when_first_shown(qtbot):
+    """The Classifier's training plot (in a section that starts folded) builds its figure
+    the first time it is shown, with the rows it got before."""
     from napari_nucleus_ai.widgets._train_plot import TrainPlot
 
     plot = TrainPlot()
-    draws = []
-    plot.canvas.draw = lambda: draws.append(1)  # matplotlib's render, counted
     plot.add({"train_loss": 1.0, "val_loss": 1.2})
-    plot.canvas.resize(300, 170)
-    qtbot.wait(100)
-    assert draws == [] and len(plot.rows) == 1
+    plot.add({"train_loss": 0.8, "val_loss": 1.0, "val_accuracy": 0.5})
+    assert plot.figure is None
     qtbot.addWidget(plot.canvas)
     plot.canvas.show()
-    qtbot.waitUntil(lambda: len(draws) >= 1, timeout=5000)
-    n = len(draws)
-    plot.add({"train_loss": 0.8, "val_loss": 1.0})  # shown: drawn on update again
-    qtbot.waitUntil(lambda: len(draws) > n, timeout=5000)
+    qtbot.waitUntil(lambda: plot.figure is not None, timeout=5000)
+    assert [ln.get_label() for ln in plot.ax.get_lines()] == ["train loss", "val loss"]
+    assert [ln.get_label() for ln in plot.ax2.get_lines()] == ["val accuracy"]
+    assert len(plot.ax.get_lines()[0].get_xdata()) == 2
+    plot.clear()
+    assert plot.ax.get_lines() == []
     plot.canvas.hide()
 
 

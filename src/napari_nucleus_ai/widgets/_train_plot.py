@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QSizePolicy
-
-from napari_nucleus_ai.widgets._figure import DockFigure
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 
-class TrainPlot(DockFigure):
-    """Matplotlib canvas with loss (left axis) and accuracy (right axis) against epoch."""
+class _Placeholder(QWidget):
+    """An empty widget that calls ``on_show`` the first time it is shown."""
+
+    def __init__(self, on_show):
+        super().__init__()
+        self._on_show = on_show
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+
+    def showEvent(self, event):  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._on_show is not None:
+            on_show, self._on_show = self._on_show, None
+            on_show()
+
+
+class TrainPlot:
+    """Loss (left axis) and accuracy (right axis) against epoch, on a matplotlib canvas.
+
+    ``canvas`` is the widget to put in a layout. The figure is built the first time it is
+    shown: the Train section starts folded, and importing matplotlib and building the
+    figure on the GUI thread were half of the Classifier dock's opening stall. Rows added
+    before then are drawn when it is built.
+    """
 
     def __init__(self):
-        super().__init__(figsize=(3.2, 1.9), dpi=90, tight_layout=True)
+        self.rows: list[dict] = []
+        self.figure = None  # the DockFigure, once shown
+        self.canvas = _Placeholder(self._build)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setFixedHeight(170)
-        self.ax = self.figure.add_subplot(111)
+        self.alive = True
+        self.canvas.destroyed.connect(self._gone)
+
+    def _gone(self, *_):
+        self.alive = False
+
+    def _build(self) -> None:
+        from napari_nucleus_ai.widgets._figure import DockFigure
+
+        if not self.alive:
+            return
+        self.figure = DockFigure(figsize=(3.2, 1.9), dpi=90, tight_layout=True)
+        self.canvas.layout().addWidget(self.figure.canvas)
+        self.ax = self.figure.figure.add_subplot(111)
         self.ax2 = self.ax.twinx()
-        self.rows: list[dict] = []
         self._draw()
 
     def clear(self) -> None:
@@ -28,6 +62,8 @@ class TrainPlot(DockFigure):
         self._draw()
 
     def _draw(self) -> None:
+        if self.figure is None or not self.alive:
+            return
         ax, ax2 = self.ax, self.ax2
         ax.clear()
         ax2.clear()
@@ -60,4 +96,4 @@ class TrainPlot(DockFigure):
         if self.rows:
             lines = ax.get_lines() + ax2.get_lines()
             ax.legend(lines, [ln.get_label() for ln in lines], fontsize=6, loc="center right")
-        self.redraw()
+        self.figure.redraw()
