@@ -286,9 +286,9 @@ def restandardise(m, x, scale: bool):
 
 def balanced_shift(m, x, scale: bool, rounds: int = 2):
     """Re-standardisation robust to the batch's class mix (``bal_std``:
-    :func:`trust_prototype.adapt.balanced_standardise`; ``bal_centre``: its means
+    :func:`napari_nucleus_ai.models.adapt.balanced_standardise`; ``bal_centre``: its means
     only, no scaling). Returns adapted raw features (so any method can follow)."""
-    from trust_prototype.adapt import balanced_standardise
+    from napari_nucleus_ai.models.adapt import balanced_standardise
 
     ref = {"class_means": m["class_means"], "within_sd": m["within"]}
     z = (x - m["mean"]) / m["std"]

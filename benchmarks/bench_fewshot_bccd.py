@@ -12,7 +12,10 @@ as a user would run it:
 3. trains ``train PBC --out base.zip`` once and ``train PBC CORRECTIONS --out fewshot.zip``
    (``--source-weights auto``) per seed, and predicts the test cells with both;
 4. reports balanced accuracy of the argmax over the classes with >= 5 test cells, the share of
-   certain (one-class set, not unidentified) and wrong predictions, and the flagged share.
+   certain (one-class set, not unidentified) and wrong predictions, and the flagged share;
+   with ``--adapt both``, each model predicts twice, ``--adapt auto`` (the default: the
+   package's fallback adapted to the routed cells as one batch) and ``--adapt off``, with the
+   CPU seconds of each ``predict`` and the share of ``adapted`` cells.
 
 Caveat: BCCD holds some fields twice (the same cell in two images), so a test cell can have a
 near-copy among the corrections; the figure is an upper bound for truly new cells.
@@ -20,6 +23,7 @@ near-copy among the corrections; the figure is an upper bound for truly new cell
 Run::
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_fewshot_bccd.py [--seeds 0,1]
+        [--adapt auto|off|both] [--out RESULTS.json]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,8 +78,12 @@ def split(table: pd.DataFrame, seed: int, per_class: int = 5) -> np.ndarray:
     return mask
 
 
-def run(*argv) -> None:
+def run(*argv) -> float:
+    """Run the CLI; returns the CPU seconds (user + system) it took."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([EXE, *map(str, argv)], check=True, stdout=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def score(pred_csv: Path, test: pd.DataFrame) -> dict:
@@ -100,6 +109,8 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
         "unidentified": float((shown == "unidentified").mean()),
         # a package with a fallback: the share of cells its canonical-frame model classified
         "routed": float(got["routed"].astype(bool).mean()) if "routed" in got else None,
+        # test-time adaptation: the share of cells whose probabilities it replaced
+        "adapted": float(got["adapted"].astype(bool).mean()) if "adapted" in got else None,
         "argmax_mix": pd.Series(argmax).value_counts().to_dict(),
     }
 
@@ -110,18 +121,56 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None)
     ap.add_argument("--train-args", default="", help="extra train options, e.g. '--frame on'")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_fewshot_bccd.json"))
+    ap.add_argument(
+        "--adapt",
+        default="auto",
+        choices=("auto", "off", "both"),
+        help="predict's --adapt; both: each model predicts with auto and with off",
+    )
     args = ap.parse_args(argv)
+    modes = ("auto", "off") if args.adapt == "both" else (args.adapt,)
     work = Path(args.work or tempfile.mkdtemp(prefix="fewshot_bccd_"))
     extra = args.train_args.split()
     table = crops(work / "all")
     print(f"{len(table)} BCCD cells: {table['label'].value_counts().to_dict()}", flush=True)
     pbc = DATA / "pbc"
-    results = {"load_start": os.getloadavg()[0], "train_args": extra, "runs": []}
+    results = {
+        "load_start": os.getloadavg()[0],
+        "train_args": extra,
+        "adapt": list(modes),
+        "runs": [],
+    }
     t = time.perf_counter()
     if not (work / "base.zip").exists():  # a --work folder is reused
-        run("train", pbc, "--out", work / "base.zip", "--quiet", *extra)
+        results["train_base_cpu_s"] = run(
+            "train", pbc, "--out", work / "base.zip", "--quiet", *extra
+        )
     base_s = time.perf_counter() - t
-    for seed in (int(s) for s in args.seeds.split(",")):
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = {}
+
+    def save(row) -> None:
+        print(json.dumps(row, indent=1), flush=True)
+        results["runs"] = [rows[s] for s in seeds if s in rows]
+        results["load_end"] = os.getloadavg()[0]
+        Path(args.out).write_text(json.dumps(results, indent=1))  # after every step
+
+    def predict(row, name: str, key: str, test) -> None:
+        for mode in modes:
+            out = work / f"pred_{name}_{row['seed']}_{mode}.csv"
+            args_ = ("--out", out, "--quiet", "--adapt", mode)
+            cpu = run("predict", work / f"{name}.zip", *test["path"], *args_)
+            got = {**score(out, test), "predict_cpu_s": cpu, "load": os.getloadavg()[0]}
+            row[key if mode == modes[0] else f"{key}_adapt_{mode}"] = got
+
+    # the PBC-only model on every seed's test cells first, then one few-shot model per seed
+    for seed in seeds:
+        mask = split(table, seed)
+        row = rows[seed] = {"seed": seed, "n_corrections": int(mask.sum())}
+        row["train_base_s"] = base_s
+        predict(row, "base", "base", table[~mask])
+        save(row)
+    for seed in seeds:
         mask = split(table, seed)
         corr, test = table[mask], table[~mask]
         cdir = work / f"corrections_{seed}"
@@ -132,19 +181,14 @@ def main(argv=None) -> int:
         listing = work / f"test_{seed}.txt"
         listing.write_text("\n".join(test["path"]) + "\n")
         t = time.perf_counter()
+        row = rows[seed]
+        row["train_fewshot_cpu_s"] = None
         if not (work / f"fewshot_{seed}.zip").exists():
-            run("train", pbc, cdir, "--out", work / f"fewshot_{seed}.zip", "--quiet", *extra)
-        few_s = time.perf_counter() - t
-        row = {"seed": seed, "n_corrections": int(mask.sum()), "train_fewshot_s": few_s}
-        for name in ("base", f"fewshot_{seed}"):
-            out = work / f"pred_{name}_{seed}.csv"
-            run("predict", work / f"{name}.zip", *test["path"], "--out", out, "--quiet")
-            row["base" if name == "base" else "fewshot"] = score(out, test)
-        row["train_base_s"] = base_s
-        results["runs"].append(row)
-        print(json.dumps(row, indent=1), flush=True)
-    results["load_end"] = os.getloadavg()[0]
-    Path(args.out).write_text(json.dumps(results, indent=1))
+            few = work / f"fewshot_{seed}.zip"
+            row["train_fewshot_cpu_s"] = run("train", pbc, cdir, "--out", few, "--quiet", *extra)
+        row["train_fewshot_s"] = time.perf_counter() - t
+        predict(row, f"fewshot_{seed}", "fewshot", test)
+        save(row)
     return 0
 
 

@@ -322,6 +322,8 @@ def classify_cells_gen(
     threshold: float | None = None,
     proposer: bool = True,
     images: bool = True,
+    adapt: str = "auto",
+    routed_features: list | None = None,
 ):
     """Classify the cells of ``labels``; yields progress, returns :class:`ClassifyResult`.
 
@@ -336,8 +338,11 @@ def classify_cells_gen(
     scale, unit, translate : pixel size, its unit and the layer offset (napari geometry).
     localizations : DataFrame / LocalizationTable, optional
         For STORM models: ``x_nm, y_nm`` of the field (preferred over ``image``).
-    device, batch_size, tta, mc_dropout, threshold, proposer : see
-        :func:`napari_nucleus_ai.classify.predict.predict_items_gen`.
+    device, batch_size, tta, mc_dropout, threshold, proposer, adapt, routed_features : see
+        :func:`napari_nucleus_ai.classify.predict.predict_items_gen` (``adapt="auto"``: the
+        cells a package routes to its fallback model are adapted to as one batch of one
+        microscope; ``"off"``: never; several calls' cells, e.g. chunks of one input, are
+        adapted as one batch by :func:`~napari_nucleus_ai.classify.predict.adapt_table`).
     images : bool
         Paint the class and uncertainty images of labels in memory before returning
         (``False``: only on access, for callers that need the table alone). A lazy
@@ -439,6 +444,8 @@ def classify_cells_gen(
         notes=notes,
         proposer=proposer,
         pixel_size_um=px_um,
+        adapt=adapt,
+        routed_features=routed_features,
     )
     preds = pred.to_frame(label=ids)
     preds["model"] = package.name

@@ -10,6 +10,10 @@
     p_<class>`` (what ``napari-nucleus-ai predict`` writes).
 ``classify_cells_gen`` (in :mod:`napari_nucleus_ai.classify.cells`)
     A segmented image -> cell table with predictions, class image, uncertainty map.
+``route``, ``adapt_routed``, ``adapt_table``
+    A package with a fallback model: the cells out of the first model's domain classified by
+    the fallback, which is then adapted to them as one batch of one microscope
+    (:mod:`napari_nucleus_ai.models.adapt`; ``adapt="off"``: not adapted).
 
 Devices: ``device`` is a choice for :func:`~.models.device.select_device`; when the
 device is unavailable, or fails while running (out of memory, driver error), the
@@ -47,6 +51,8 @@ def predict_items_gen(
     proposer: bool = True,
     pixel_size_um=None,
     workers: int | None = None,
+    adapt: str = "auto",
+    routed_features: list | None = None,
 ):
     """Generator form of :func:`predict_items` (yields progress per chunk of items).
 
@@ -55,6 +61,11 @@ def predict_items_gen(
     (one number, or one per item) is the crops' pixel size: a model with a canonical
     cell frame then scales the cell physically (:mod:`.models.framing`). ``workers``: processes
     sharing the chunks of items on the CPU (None: :func:`cpu_workers`; 1: this process only).
+    ``adapt``: ``"auto"`` adapts a package's fallback model to the cells routed to it when
+    they are a batch of another microscope (:func:`adapt_routed`); ``"off"`` never.
+    ``routed_features`` (a list): receives one array, the fallback's features of the cells
+    routed to it in their order, so that the cells of several calls (chunks of one input,
+    classified with ``adapt="off"``) can be adapted as one batch by :func:`adapt_table`.
     """
     items = list(items)
 
@@ -76,8 +87,14 @@ def predict_items_gen(
             proposer=proposer,
             pixel_size_um=pixel_size_um,
             workers=workers,
+            adapt=adapt,
+            routed_features=routed_features,
         )
     )
+
+
+#: ``adapt`` choices of :func:`predict_items_gen` (and ``--adapt`` of the CLI).
+ADAPT = ("auto", "off")
 
 
 def _predict_gen(
@@ -94,13 +111,19 @@ def _predict_gen(
     proposer: bool = True,
     pixel_size_um=None,
     workers: int | None = None,
+    adapt: str = "auto",
+    routed_features: list | None = None,
 ):
     """:func:`predict_items_gen` over the chunks ``source(step)`` yields: ``(items, inputs
     covered)`` for about ``n`` inputs in all (an input that could not be read is covered
     without an item). The chunks are read as they are needed, so reading them overlaps the
-    work of the worker processes."""
+    work of the worker processes. A package with a fallback brings back the fallback's
+    features of the cells it routed (from every chunk), and after the last chunk adapts the
+    fallback to them as one batch (:func:`adapt_routed`, unless ``adapt="off"``)."""
     from napari_nucleus_ai.models.uncertainty import summarise
 
+    if adapt not in ADAPT:
+        raise InputError(None, f"adapt must be one of {ADAPT}, got {adapt!r}")
     notes = notes if notes is not None else []
     dev = resolve_device(device, notes)
     package.to(dev)
@@ -121,6 +144,7 @@ def _predict_gen(
             start += len(chunk)
 
     done = 0
+    routing = package.fallback is not None and embed  # route() runs on every chunk
     for pooled, extra, emb, covered in _run_chunks(
         package, jobs(), n, step, options, embed, notes, workers
     ):
@@ -131,19 +155,190 @@ def _predict_gen(
         chunks.append(pooled)
         if extra is not None:
             extras.append(extra)
-        if emb is not None:
-            embedded.append(emb)
+        keep = not routing or adapt != "off" or routed_features is not None
+        if emb is not None and keep:
+            embedded.append(emb)  # routing: the fallback's features of the routed cells
     n_classes = len(package.classes)
     samples = np.concatenate(chunks, 1) if chunks else np.zeros((1, 0, n_classes))
     thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
-    pred = summarise(samples, package.classes, thr)
+    cols = None
     if extras:
         cols = {k: np.concatenate([np.asarray(e[k]) for e in extras]) for k in extras[0]}
+    if routing and routed_features is not None:
+        routed_features.append(np.concatenate(embedded) if embedded else None)
+    if routing and adapt != "off" and cols is not None:
+        features = np.concatenate(embedded) if embedded else None
+        samples = adapt_routed(package.fallback, samples, cols, features)
+        if "adapted" in cols and cols["adapted"].any():
+            notes.append(
+                f"the fallback model was adapted to the {int(cols['adapted'].sum())} cells it "
+                "classified, as one batch of one microscope (column 'adapted')"
+            )
+    pred = summarise(samples, package.classes, thr)
+    if cols is not None:
         if "uncertainty" in cols:  # the kind's own uncertainty replaces the entropy
             pred.uncertainty = cols.pop("uncertainty")
         pred.extra = cols
-    _add_trust(pred, package.card, np.concatenate(embedded) if embedded else None)
+    features = None if routing or not embedded else np.concatenate(embedded)
+    _add_trust(pred, package.card, features)
     return pred
+
+
+def adapt_routed(fallback, samples: np.ndarray, cols: dict, features) -> np.ndarray:
+    """Test-time adaptation of a package's fallback model to the cells routed to it.
+
+    The routed cells of one input are a batch of one microscope. When the fallback's card
+    has ``trust.adapt`` and the batch passes its gate (at least ``min_cells`` routed cells,
+    at least ``min_out_of_domain`` of them out of the fallback's own domain;
+    :func:`~napari_nucleus_ai.models.adapt.should_adapt`), their features are re-standardised
+    on the batch (:func:`~napari_nucleus_ai.models.adapt.adapt_batch`) and classified again
+    by the fallback's linear head. Every probability sample of an adapted cell (test-time
+    views, members) becomes its adapted single-view probabilities: the adaptation is
+    fitted on the features the domain score reads, which are the first view's. Their ``set``
+    and ``set_size`` are recomputed from them; ``ood`` and ``out_of_domain`` stay (the
+    alarm still says the cells are from another microscope). ``cols`` gains ``adapted``.
+
+    Parameters
+    ----------
+    fallback : ModelPackage
+        The package's fallback model.
+    samples : array (S, N, C)
+        Probability samples of all the input's cells.
+    cols : dict
+        Their columns (``routed``, the fallback's ``out_of_domain``, ``set``...), updated
+        in place.
+    features : array (R, F) or None
+        The fallback's :meth:`embed` of the routed cells, in their order.
+
+    Returns
+    -------
+    array (S, N, C)
+        ``samples`` with the adapted cells replaced (the same array when none is).
+    """
+    from napari_nucleus_ai.models.adapt import adapt_batch
+
+    entry = (fallback.card.get("trust") or {}).get("adapt")
+    if not entry or "routed" not in cols:
+        return samples
+    routed = np.asarray(cols["routed"], bool)
+    adapted = np.zeros(len(routed), bool)
+    cols["adapted"] = adapted
+    idx = np.flatnonzero(routed)
+    module = fallback.modules[0]
+    head = module.linear_head() if hasattr(module, "linear_head") else None
+    if features is None or len(features) != len(idx) or head is None:
+        return samples
+    probs = adapt_batch(
+        features,
+        head[0],
+        head[1],
+        entry,
+        np.asarray(cols["out_of_domain"], bool)[idx] if "out_of_domain" in cols else None,
+        fallback.temperature,
+        min_cells=int(entry["min_cells"]),
+        min_out_of_domain=float(entry["min_out_of_domain"]),
+    )
+    if probs is None:
+        return samples
+    samples = np.array(samples, copy=True)
+    samples[:, idx] = probs.astype(samples.dtype)[None]
+    adapted[idx] = True
+    conformal = (fallback.card.get("trust") or {}).get("conformal")
+    if conformal and "set" in cols:
+        from napari_nucleus_ai.models.trust import set_columns
+
+        for key, values in set_columns(probs, conformal, fallback.classes).items():
+            column = cols.get(key)
+            if column is None:
+                continue
+            if np.asarray(column).dtype.kind in "US":  # strings: no fixed width to cut them
+                column = [str(v) for v in column]
+            cols[key] = _replace_at(column, idx, values)
+    return samples
+
+
+def adapt_table(model, table, features, threshold: float | None = None):
+    """A table of predictions made with ``adapt="off"`` (``predict``'s, or a cell table from
+    :func:`~napari_nucleus_ai.classify.cells.classify_cells_gen`; possibly the chunks of one
+    input joined), its routed cells adapted as one batch (:func:`adapt_routed`).
+
+    Gives what one call with ``adapt="auto"`` on all the cells gives: the adapted cells'
+    ``p_<class>``, ``predicted``, class (``class``, or ``label`` in ``predict``'s table),
+    ``uncertainty``, ``entropy``, ``disagreement`` (0), ``set`` and ``set_size`` replaced,
+    and the ``adapted`` column (NaN for cells without a prediction).
+
+    Parameters
+    ----------
+    model : ModelPackage or path
+        The package that classified the cells.
+    table : DataFrame
+        Its predictions; rows without one (``routed`` NaN) are left alone.
+    features : array (R, F) or list of arrays
+        The fallback's features of the routed cells, in table order (the ``routed_features``
+        of the calls, in the order of their rows).
+    threshold : float, optional
+        The ``unidentified`` threshold the predictions used (default: the card's).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``table`` (``table`` itself when the package has no fallback that can be
+        adapted).
+    """
+    from napari_nucleus_ai.models.uncertainty import CLASS_UNIDENTIFIED, summarise
+
+    package = as_package(model)
+    if package.fallback is None or "routed" not in table.columns:
+        return table
+    if isinstance(features, list | tuple):
+        parts = [f for f in features if f is not None and len(f)]
+        features = np.concatenate(parts) if parts else None
+    rows = np.flatnonzero(table["routed"].notna().to_numpy())
+    sub = table.iloc[rows]
+    p_cols = [f"p_{c}" for c in package.classes]
+    cols = {"routed": sub["routed"].astype(bool).to_numpy()}
+    for key in ("out_of_domain", "set", "set_size"):
+        if key in table.columns:
+            cols[key] = sub[key].to_numpy()
+    probs = sub[p_cols].to_numpy(np.float64)
+    samples = adapt_routed(package.fallback, probs[None], cols, features)
+    if "adapted" not in cols:
+        return table
+    out = table.copy()
+    out["adapted"] = _nan_column(len(out), rows, cols["adapted"])
+    idx = np.flatnonzero(cols["adapted"])
+    if not len(idx):
+        return out
+    thr = package.card["uncertainty"]["threshold"] if threshold is None else threshold
+    pred = summarise(samples[:, idx], package.classes, thr)
+    at = rows[idx]
+    ood = np.asarray(cols.get("out_of_domain", np.zeros(len(rows))), bool)[idx]
+    shown = [CLASS_UNIDENTIFIED if o else c for c, o in zip(pred.labels, ood, strict=True)]
+    name = "class" if "class" in out.columns else "label"
+    values = {
+        name: shown,
+        "predicted": pred.predicted,
+        "uncertainty": pred.uncertainty,
+        "entropy": pred.entropy,
+        "disagreement": pred.disagreement,
+        **{c: pred.probs[:, j] for j, c in enumerate(p_cols)},
+    }
+    if "set" in cols:
+        values["set"] = [str(cols["set"][i]) for i in idx]
+    if "set_size" in cols:
+        values["set_size"] = np.asarray(cols["set_size"], np.int64)[idx]
+    for key, v in values.items():
+        if key in out.columns:
+            out.iloc[at, out.columns.get_loc(key)] = v
+    return out
+
+
+def _nan_column(n: int, rows: np.ndarray, values) -> list:
+    """A column of ``n`` rows: ``values`` at ``rows``, NaN elsewhere."""
+    out = [np.nan] * n
+    for i, v in zip(rows, values, strict=True):
+        out[i] = bool(v)
+    return out
 
 
 # ------------------------------------------------------------------ chunks, here or in workers
@@ -232,7 +427,9 @@ def route(package, chunk, px_chunk, options: dict, first, notes: list):
 
     Returns
     -------
-    ``(samples (S, n, C), extra columns, None)``: the trust columns are in ``extra``.
+    ``(samples (S, n, C), extra columns, fallback features)``: the trust columns are in
+    ``extra``; the fallback's :meth:`embed` of the routed cells, in their order, or None
+    when none was routed (the test-time adaptation reads them: :func:`adapt_routed`).
     """
     pooled, extra, features = first
     cols = trust_columns(pooled.mean(0), package.card, features)
@@ -241,6 +438,7 @@ def route(package, chunk, px_chunk, options: dict, first, notes: list):
     if extra:
         cols = {**extra, **cols}
     idx = np.flatnonzero(routed)
+    f_feat = None
     if len(idx):
         fb = package.fallback
         px_sub = [px_chunk[i] for i in idx] if np.ndim(px_chunk) > 0 else px_chunk
@@ -254,7 +452,7 @@ def route(package, chunk, px_chunk, options: dict, first, notes: list):
         for key, values in f_cols.items():
             if key in cols:
                 cols[key] = _replace_at(cols[key], idx, values)
-    return pooled, cols, None
+    return pooled, cols, f_feat
 
 
 _WORKER: dict = {}  # the package in a worker process (inherited when it forks)

@@ -466,9 +466,28 @@ def _train_fallback(ts, card: dict, data_desc: str, o: TrainOptions):
     yield Progress(0, None, "training the fallback model (canonical cell frame)")
     sub = replace(o, frame=True, field=None, fallback="none", name=f"{card['name']} (frame)")
     result = yield from _train(ts, None, sub)
-    prov = result.package.card["provenance"]
-    prov["data"] = card["provenance"]["data"]
+    fb_card = result.package.card
+    fb_card["provenance"]["data"] = card["provenance"]["data"]
+    set_adapt(fb_card, result.package.modules[0])
     return result.package
+
+
+def set_adapt(card: dict, module) -> None:
+    """Put the test-time adaptation's reference of ``module`` (the card's model, its heads
+    just fitted) in ``card["trust"]["adapt"]`` (:func:`.models.trust.adapt_entry`), or drop
+    the entry where the model cannot be adapted: a card never keeps a reference of other
+    heads. ``train`` and ``retrain`` call it for a package's fallback model."""
+    from napari_nucleus_ai.models.package import validate_card
+    from napari_nucleus_ai.models.trust import adapt_entry
+
+    trust = card.get("trust")
+    if trust is None:
+        return
+    trust.pop("adapt", None)
+    entry = adapt_entry(module, card)
+    if entry is not None:
+        trust["adapt"] = entry
+        validate_card(card)
 
 
 def home_rows(ts, tr_idx: np.ndarray, va_idx: np.ndarray):

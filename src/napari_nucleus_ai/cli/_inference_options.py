@@ -27,3 +27,11 @@ def add_inference_options(p) -> None:
         type=float,
         help="uncertainty above which a cell is 'unidentified' (default: the card's)",
     )
+    p.add_argument(
+        "--adapt",
+        default="auto",
+        choices=("auto", "off"),
+        help="auto (default): when a package's fallback model classifies 30 or more cells, "
+        "most of them out of its own domain, adapt it to those cells as one batch of one "
+        "microscope (column 'adapted'); off: never",
+    )

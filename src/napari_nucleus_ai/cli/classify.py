@@ -205,6 +205,7 @@ def run(args) -> int:
         mc_dropout=args.mc_dropout,
         threshold=args.threshold,
         proposer=args.proposer,
+        adapt=args.adapt,
     )
     with bar:
         res = run_sync(gen, bar)

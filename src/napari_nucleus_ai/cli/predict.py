@@ -92,6 +92,7 @@ def run(args) -> int:
                 threshold=args.threshold,
                 notes=notes,
                 proposer=args.proposer,
+                adapt=args.adapt,
                 pixel_size_um=pixel_size_um(args.pixel_size, args.unit),
                 skip_bad=True,
             ),

@@ -101,7 +101,7 @@ def validate_card(card, path=None) -> dict:
     if "trust" in card:
         from napari_nucleus_ai.models.trust import validate_trust
 
-        validate_trust(card["trust"], path)
+        validate_trust(card["trust"], path, len(classes))
     if card["modality"] == "storm":
         st = spec.get("storm")
         _need(isinstance(st, dict), path, "STORM models need 'input.storm'")

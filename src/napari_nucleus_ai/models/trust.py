@@ -25,7 +25,9 @@ Input checks (:func:`check_modality`)
     crops is refused in one line naming the file, the model's modality and the image's.
 
 Every fitted quantity is a plain number or list, stored in the card's ``trust`` entry
-(validated on load, never code).
+(validated on load, never code). A package's fallback model may also carry ``trust.adapt``,
+the reference of its test-time adaptation to a batch of one microscope
+(:mod:`napari_nucleus_ai.models.adapt`), validated here too.
 """
 
 from __future__ import annotations
@@ -209,11 +211,11 @@ def fit_domain(
     resid = p - means[np.searchsorted(classes, y)]
     precision = LedoitWolf().fit(resid).precision_
     dom = {
-        "mean": _compact(mu),
-        "scale": _compact(sd),
-        "components": _compact(comp),
-        "class_means": _compact(means),
-        "precision": _compact(precision),
+        "mean": compact(mu),
+        "scale": compact(sd),
+        "components": compact(comp),
+        "class_means": compact(means),
+        "precision": compact(precision),
     }
     if 0 < descriptor <= f.shape[1]:
         dom["descriptor"] = _fit_descriptor(z[:, :descriptor], y, components, seed)
@@ -261,17 +263,17 @@ def _fit_descriptor(z: np.ndarray, y: np.ndarray, components: int, seed: int) ->
     own = _kth_distance(ref, ref, KNN_K, skip_self=True)
     return {
         "n": int(z.shape[1]),
-        "centre": _compact(maha["centre"]),
-        "components": _compact(maha["components"]),
-        "class_means": _compact(maha["class_means"]),
-        "precision": _compact(maha["precision"]),
-        "reference": _compact(ref, 4),
+        "centre": compact(maha["centre"]),
+        "components": compact(maha["components"]),
+        "class_means": compact(maha["class_means"]),
+        "precision": compact(maha["precision"]),
+        "reference": compact(ref, 4),
         "k": KNN_K,
         "knn_scale": float(max(np.median(own), 1e-6)) if len(own) else 1.0,
     }
 
 
-def _compact(a: np.ndarray, digits: int = 6) -> list:
+def compact(a: np.ndarray, digits: int = 6) -> list:
     """``a`` as nested lists of floats with 6 significant digits (the card stays small)."""
     a = np.asarray(a, np.float64)
     flat = [float(f"{v:.{digits}g}") for v in a.ravel()]
@@ -391,8 +393,12 @@ def check_modality(item, card: dict, source=None) -> None:
         )
 
 
-def validate_trust(trust, path=None) -> None:
-    """Check a card's ``trust`` entry (plain numbers in the expected places)."""
+def validate_trust(trust, path=None, n_classes: int | None = None) -> None:
+    """Check a card's ``trust`` entry (plain numbers in the expected places).
+
+    ``n_classes`` (the card's): the rows the test-time adaptation's ``adapt.class_means``
+    must have (:func:`napari_nucleus_ai.models.adapt.validate_entry`).
+    """
 
     def need(ok, problem):
         if not ok:
@@ -443,3 +449,62 @@ def validate_trust(trust, path=None) -> None:
                 int(desc.get("k", 0)) >= 1 and float(desc.get("knn_scale", 0)) > 0,
                 "domain.descriptor k and knn_scale must be positive",
             )
+    if trust.get("adapt") is not None:
+        need(dom is not None, "adapt needs the domain-shift score ('domain') for its gate")
+        _validate_adapt(trust["adapt"], need, n_classes, len(dom["mean"]))
+
+
+# -- test-time adaptation (models/adapt.py) in the card ------------------------------
+
+
+def adapt_entry(module, card: dict) -> dict | None:
+    """The card's ``trust.adapt`` for ``module`` (the card's only member): the reference of
+    its test-time adaptation (:mod:`napari_nucleus_ai.models.adapt`) and the gate's numbers;
+    None where the model cannot be adapted: more than one member, no linear head or no
+    reference from its heads' last fit (:func:`~napari_nucleus_ai.models.adapt.reference_of`),
+    or no domain-shift score for the gate. Numbers keep 6 significant digits."""
+    from napari_nucleus_ai.models import adapt
+
+    got = adapt.reference_of(module)
+    if got is None or int(card.get("members", 1)) != 1:
+        return None
+    if not (card.get("trust") or {}).get("domain"):
+        return None
+    reference = got[2]
+    return {
+        "method": adapt.METHOD,
+        "class_means": compact(reference["class_means"]),
+        "within_sd": compact(reference["within_sd"]),
+        "n_rows": int(reference["n_rows"]),
+        "rounds": adapt.ROUNDS,
+        "min_cells": adapt.MIN_CELLS,
+        "min_out_of_domain": adapt.MIN_OUT_OF_DOMAIN,
+    }
+
+
+def _validate_adapt(entry, need, n_classes: int | None, n_features: int) -> None:
+    """Check ``trust.adapt``: ``need(ok, problem)`` reports a problem; ``class_means`` has
+    ``n_classes`` rows (when known) and ``n_features`` columns, as the domain score's."""
+    from napari_nucleus_ai.models.adapt import METHOD
+
+    need(isinstance(entry, dict), "adapt must be an object")
+    need(entry.get("method") == METHOD, f"adapt.method must be {METHOD!r}")
+    means = np.asarray(entry.get("class_means", []), float)
+    within = np.asarray(entry.get("within_sd", []), float)
+    need(means.ndim == 2 and means.size > 0, "adapt.class_means must be a (classes, F) list")
+    need(within.shape == means.shape[1:], "adapt.within_sd must list one number per feature")
+    need(len(within) == n_features, "adapt must have as many features as the domain score")
+    need(bool(np.isfinite(means).all() and np.isfinite(within).all()), "adapt must be finite")
+    need(bool((within > 0).all()), "adapt.within_sd must be > 0")
+    if n_classes is not None:
+        need(len(means) == n_classes, "adapt.class_means must have one row per class")
+    need(isinstance(entry.get("rounds"), int) and entry["rounds"] >= 1, "adapt.rounds must be >= 1")
+    need(
+        isinstance(entry.get("min_cells"), int) and entry["min_cells"] >= 1,
+        "adapt.min_cells must be >= 1",
+    )
+    share = entry.get("min_out_of_domain")
+    need(
+        isinstance(share, int | float) and not isinstance(share, bool) and 0 <= share <= 1,
+        "adapt.min_out_of_domain must be 0..1",
+    )

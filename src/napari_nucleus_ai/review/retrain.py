@@ -13,7 +13,9 @@ Qt-free. The corrections arrive as a class-folder training set (written by
    named in the card's provenance) so it does not forget the rest;
 4. for models whose logistic heads were refitted (``morph``), refits the card's
    domain-shift score on the corrections and the replayed data (:func:`_refit_domain`),
-   so cells like the corrections are no longer out of domain;
+   so cells like the corrections are no longer out of domain, and a fallback model's
+   test-time adaptation reference on the rows its heads were refitted on
+   (:func:`_refit_adapt`);
 5. scores the new model on the same held-out cells (*after*) and saves it as the
    next version of the package, with both scores and the provenance in its card.
 
@@ -356,7 +358,22 @@ def _update(base_modules, card, items, labels, n_learn, held, o, dev, route: boo
     if refit and (card.get("trust") or {}).get("domain"):
         yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
         _refit_domain(card, modules[0], x_fixed, labels, n_learn, *held, o, replay_only=route)
+    if "adapt" in (card.get("trust") or {}):
+        _refit_adapt(card, modules[0], bool(refit))
     return modules, refit, epochs
+
+
+def _refit_adapt(card: dict, module, refit: bool) -> None:
+    """The test-time adaptation's reference (a fallback model's ``trust.adapt``) of the heads
+    just refitted (on the corrections and the replayed crops, the rows they were fitted on:
+    :func:`~napari_nucleus_ai.classify.train.set_adapt`); dropped when the heads were not
+    refitted here, so the card never keeps the reference of the base model's heads."""
+    from napari_nucleus_ai.classify.train import set_adapt
+
+    if refit:
+        set_adapt(card, module)
+    else:
+        card["trust"].pop("adapt", None)
 
 
 def _fine_tune(base_modules, card: dict, items, x_fixed, labels, n_learn: int, o, dev):

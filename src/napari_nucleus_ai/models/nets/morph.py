@@ -397,7 +397,10 @@ class Morph(nn.Module):
         uses this for corrected cells); rows sharing a ``groups`` value stay in one inner
         fold when ``C`` is chosen.
         """
+        from napari_nucleus_ai.models.adapt import fit_reference, join_references
+
         self.clear_memo()
+        self.adapt_reference = None
         x = torch.as_tensor(x).to(self.in_mean.device)
         y = np.asarray(y, np.int64)
         f = self.descriptors(x).cpu().numpy()
@@ -405,9 +408,29 @@ class Morph(nn.Module):
         head = fit_head(f, y, self.n_classes, p["c_grid"], p["inner_folds"], seed, groups)
         self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
         out = {"c": head["c"]}
+        parts = [fit_reference((f - head["mean"]) / head["std"], y, self.n_classes)]
         if self.img is not None:
-            out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights)
+            out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights, parts)
+        self.adapt_reference = {**join_references(parts), "n_rows": len(y)}
         return out
+
+    # The reference of the test-time adaptation (:mod:`napari_nucleus_ai.models.adapt`):
+    # class means and pooled within-class s.d. of the standardised features on the rows the
+    # heads were last fitted on (the descriptor's rows; the ImageNet head's views), set by
+    # :meth:`refit_heads`. A plain attribute, not in the weights: the card keeps it.
+    adapt_reference = None
+
+    def linear_head(self):
+        """The model as one linear head on its :meth:`embed` columns: ``(weight (C, F), bias
+        (C,))`` float64 arrays whose logits ``embed(x) @ weight.T + bias`` are
+        :meth:`forward`'s (the descriptor head's and the ImageNet head's summed); None for a
+        model with a CNN, whose logits are not a function of those columns."""
+        if self.cnn is not None:
+            return None
+        heads = [self.desc_head] + ([self.img_head] if self.img is not None else [])
+        weight = np.concatenate([h.weight.detach().cpu().double().numpy() for h in heads], 1)
+        bias = sum(h.bias.detach().cpu().double().numpy() for h in heads)
+        return weight, bias
 
     @staticmethod
     def _set_head(linear, mean, std, head: dict) -> None:
@@ -416,11 +439,12 @@ class Morph(nn.Module):
         linear.weight.copy_(head["weight"])
         linear.bias.copy_(head["bias"])
 
-    def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True) -> dict:
+    def _fit_imagenet(self, x, y, seed: int, groups=None, load_weights=True, parts=None) -> dict:
         """ImageNet weights into the backbone (training); its head on dihedral views.
 
         All 8 views up to 500 crops, fewer for larger sets (4000 crop-views at least,
-        1 view from 4000 crops), so large data sets do not cost 8 passes.
+        1 view from 4000 crops), so large data sets do not cost 8 passes. ``parts`` (a
+        list): the adaptation reference of the standardised views is appended to it.
         """
         from napari_nucleus_ai.models.nets.imagenet import load_imagenet_weights
 
@@ -444,6 +468,11 @@ class Morph(nn.Module):
             np.tile(groups, views),
         )
         self._set_head(self.img_head, self.img_mean, self.img_std, head)
+        if parts is not None:
+            from napari_nucleus_ai.models.adapt import fit_reference
+
+            z = (f - head["mean"]) / head["std"]
+            parts.append(fit_reference(z, np.tile(y, views), self.n_classes))
         return {**info, "c": head["c"], "views": views}
 
     def forward(self, x):

@@ -12,14 +12,18 @@ neutrophils; the training set is balanced) for a shift:
    batch's per-class means is moved onto the mean of the same classes' training means, and
    each feature's pooled within-class spread is scaled to the training one;
 3. the labels are refreshed on the moved features and step 2 repeated from the original
-   features (``rounds`` in all); the head classifies the moved features.
+   features (:data:`ROUNDS` in all); the head classifies the moved features.
 
-The training side is two arrays fitted once (:func:`fit_reference`): the class means and
-the pooled within-class standard deviation of the standardised training features.
+The training side is two arrays fitted with the heads (:func:`fit_reference`): the class
+means and the pooled within-class standard deviation of the standardised training features.
+A model package keeps them in its fallback model's card as ``trust.adapt``
+(:func:`napari_nucleus_ai.models.trust.adapt_entry`, checked with the card's other ``trust``
+entries);
+:func:`napari_nucleus_ai.classify.predict.adapt_routed` applies them to the cells a package
+routed to its fallback, once every chunk of an input is classified.
 
 Measured on cached features (``benchmarks/bench_adapt.py``, method ``bal_std``): see
-docs/trust.md ("Adapting to a batch of one microscope"). A prototype, not in the product:
-``predict`` classifies chunk by chunk, and this needs the whole input as one batch.
+docs/trust.md ("Adapting to a batch of one microscope"). Qt-free; numpy only.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ __all__ = [
     "MIN_CELLS",
     "MIN_CLASS_CELLS",
     "MIN_OUT_OF_DOMAIN",
+    "METHOD",
+    "ROUNDS",
     "adapt_batch",
     "balanced_standardise",
     "fit_reference",
+    "head_probs",
+    "join_references",
+    "reference_of",
     "should_adapt",
 ]
 
@@ -43,6 +52,10 @@ MIN_CELLS = 30
 MIN_OUT_OF_DOMAIN = 0.5
 #: A predicted class takes part in the statistics from this many cells.
 MIN_CLASS_CELLS = 2
+#: Label-and-move rounds of :func:`balanced_standardise`.
+ROUNDS = 2
+#: The method name in a card's ``trust.adapt``.
+METHOD = "class_mix_restandardise"
 
 
 def fit_reference(features, labels, n_classes: int) -> dict:
@@ -69,6 +82,16 @@ def fit_reference(features, labels, n_classes: int) -> dict:
         means[k] = z[y == k].mean(0)
     within = np.sqrt(((z - means[y]) ** 2).mean(0)) + 1e-4
     return {"class_means": means, "within_sd": within}
+
+
+def join_references(references: list) -> dict:
+    """Column blocks of one reference: :func:`fit_reference` of each block of features
+    (e.g. the descriptor's and the ImageNet features', each on the rows its head was fitted
+    on), side by side in the order of the blocks."""
+    return {
+        "class_means": np.concatenate([r["class_means"] for r in references], 1),
+        "within_sd": np.concatenate([r["within_sd"] for r in references]),
+    }
 
 
 def should_adapt(
@@ -102,7 +125,7 @@ def should_adapt(
     return bool(len(flags)) and float(flags.mean()) >= min_out_of_domain
 
 
-def balanced_standardise(features, weight, bias, reference: dict, rounds: int = 2):
+def balanced_standardise(features, weight, bias, reference: dict, rounds: int = ROUNDS):
     """A batch's standardised features moved onto the training statistics, robust to its
     class mix (see the module docstring).
 
@@ -142,7 +165,19 @@ def balanced_standardise(features, weight, bias, reference: dict, rounds: int = 
     return moved
 
 
-def adapt_batch(features, weight, bias, reference: dict, out_of_domain=None, **gate):
+def head_probs(features, weight, bias, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities of the linear head on standardised ``features``:
+    ``softmax((z @ W.T + b) / temperature)`` ``(N, C)`` (a ``morph`` model's own single-view
+    probabilities when ``W, b`` are its :meth:`linear_head` and ``temperature`` its card's)."""
+    z = np.asarray(features, np.float64)
+    logits = (z @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64)) / temperature
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def adapt_batch(
+    features, weight, bias, reference: dict, out_of_domain=None, temperature=1.0, **gate
+):
     """Class probabilities of a batch after :func:`balanced_standardise`, or None when
     :func:`should_adapt` leaves the batch alone.
 
@@ -153,9 +188,11 @@ def adapt_batch(features, weight, bias, reference: dict, out_of_domain=None, **g
     weight, bias : arrays (C, F), (C,)
         The head.
     reference : dict
-        :func:`fit_reference` of the training features.
+        :func:`fit_reference` of the training features (or a card's ``trust.adapt``).
     out_of_domain : array of bool or None
         The batch's domain-shift flags (:func:`should_adapt`).
+    temperature : float
+        The model's calibration temperature (:func:`head_probs`).
     **gate
         ``min_cells``, ``min_out_of_domain`` for :func:`should_adapt`.
 
@@ -166,6 +203,22 @@ def adapt_batch(features, weight, bias, reference: dict, out_of_domain=None, **g
     z = np.asarray(features, np.float64)
     if not should_adapt(len(z), out_of_domain, **gate):
         return None
-    logits = balanced_standardise(z, weight, bias, reference) @ np.asarray(weight).T + bias
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    moved = balanced_standardise(z, weight, bias, reference, int(reference.get("rounds", ROUNDS)))
+    return head_probs(moved, weight, bias, temperature)
+
+
+# -- in a model card -----------------------------------------------------------------
+
+
+def reference_of(module):
+    """``(weight, bias, reference)`` of a network that can be adapted, else None.
+
+    The network must classify with one linear head on its :meth:`embed` columns
+    (``morph`` without a CNN: :meth:`linear_head`) and hold the reference its last head fit
+    left (``adapt_reference``, set by :meth:`refit_heads`).
+    """
+    head = module.linear_head() if hasattr(module, "linear_head") else None
+    reference = getattr(module, "adapt_reference", None)
+    if head is None or reference is None:
+        return None
+    return (*head, reference)
