@@ -365,3 +365,48 @@ def test_chunks_of_one_input_are_adapted_as_one_batch(pair, shifted):
         adapted[nums].to_numpy(float), whole[nums].to_numpy(float), atol=1e-5
     )
     assert adapt_table(package, joined.iloc[:20], features[:1])["adapted"].sum() == 0
+
+
+def test_batch_adapts_the_cell_chunks_of_an_input_as_one_batch(pair, shifted, tmp_path):
+    """``batch``'s cell-chunk tasks of one input (20 cells each, under the gate alone) are
+    adapted together when merged: the merged cell table is ``classify``'s of the whole input."""
+    import time
+
+    import tifffile
+
+    from napari_nucleus_ai.batch.tasks import Segmented, Settings, classify_chunk, merge_chunks
+    from napari_nucleus_ai.cells import measure_cells
+    from napari_nucleus_ai.classify.cells import classify_cells
+
+    image, labels = _mosaic(shifted[0])
+    src = tmp_path / "mosaic.tif"
+    tifffile.imwrite(src, image)
+    work = tmp_path / "out" / ".batch" / "work" / "mosaic"
+    work.mkdir(parents=True)
+    tifffile.imwrite(work / "labels.tif", labels)
+    table = measure_cells(labels)
+    seg = Segmented(
+        path=str(src), stem="mosaic", row={"path": str(src), "height": labels.shape[0],
+        "width": labels.shape[1]}, work=str(work),
+        staged={"labels": str(work / "labels.tif"), "cells": str(work / "cells.csv")},
+        labels=str(work / "labels.tif"), table=table, scale=(1.0, 1.0), translate=(0.0, 0.0),
+        unit="px", method="wbc", t0=time.time(),
+    )  # fmt: skip
+    settings = Settings(method="wbc", model=str(pair[1]))
+    parts = [classify_chunk(seg, a, b, settings) for a, b in seg.chunks(20)]
+    assert len(parts) == 2 and all(f is not None and len(f) for _, _, f in parts)
+    assert not any(t["adapted"].astype(bool).any() for t, _, _ in parts if "adapted" in t)
+    row = merge_chunks(seg, parts, str(tmp_path / "out"), settings)
+    assert row["status"] == "ok", row["error"]
+    got = pd.read_csv(tmp_path / "out" / "mosaic_cells.csv")
+    whole = classify_cells(pair[0].package, image, labels).table
+    assert got["adapted"].astype(bool).all()
+    assert list(got["class"]) == list(whole["class"])
+    np.testing.assert_allclose(got["uncertainty"], whole["uncertainty"], atol=1e-5)
+    counts = {c: int(v) for c, v in whole["class"].value_counts().items()}
+    assert {k[2:]: v for k, v in row.items() if k.startswith("n_") and v} == {
+        "cells": len(whole),
+        **counts,
+    }
+    off = Settings(method="wbc", model=str(pair[1]), adapt="off")
+    assert off.key() != settings.key() == Settings(method="wbc", model=str(pair[1])).key()

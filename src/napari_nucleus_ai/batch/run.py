@@ -201,6 +201,7 @@ class BatchOptions:
     cells_per_task: int | None = None
     resume: bool = True
     output: str = "tiff"
+    adapt: str = "auto"
 
     def settings(self) -> Settings:
         """What every input gets done to (checked: the method and that the model exists)."""
@@ -214,11 +215,13 @@ class BatchOptions:
             raise InputError(None, f"--format must be tiff or zarr, not {self.output!r}")
         if self.cells_per_task is not None and self.cells_per_task < 0:
             raise InputError(None, f"--cells-per-task must be >= 0, not {self.cells_per_task}")
+        if self.adapt not in ("auto", "off"):
+            raise InputError(None, f"--adapt must be auto or off, not {self.adapt!r}")
         model = os.fspath(Path(self.model).absolute()) if self.model else None
         return Settings(
             self.method, model, self.pixel_size_um, self.pixel_size_nm, self.tile,
             dict(self.params or {}), self.device, self.batch_size, self.tta, self.threshold,
-            self.output,
+            self.output, self.adapt,
         )  # fmt: skip
 
 

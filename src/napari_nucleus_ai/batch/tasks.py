@@ -64,6 +64,7 @@ class Settings:
     tta: int | None = None
     threshold: float | None = None
     output: str = "tiff"  # tiff: <stem>_labels.tif | zarr: <stem>.zarr (image + labels + table)
+    adapt: str = "auto"  # auto | off: the fallback model adapted to an input's routed cells
 
     def key(self) -> str:
         import hashlib
@@ -71,8 +72,9 @@ class Settings:
         d = asdict(self)
         d.pop("device")  # the device does not change results we promise to reproduce
         d.pop("batch_size")
-        if d["output"] == "tiff":
-            d.pop("output")  # keys of runs from before the option stay valid
+        for name, default in (("output", "tiff"), ("adapt", "auto")):
+            if d[name] == default:
+                d.pop(name)  # keys of runs from before the option stay valid
         if self.model:
             try:
                 st = os.stat(self.model)
@@ -221,13 +223,17 @@ def _source(package, path: str, cached: bool) -> tuple:
     return get("image", lambda: _read_for_classify(path)), None
 
 
-def classify_result(settings: Settings, path: str, seg, cached: bool = False) -> tuple:
+def classify_result(
+    settings: Settings, path: str, seg, cached: bool = False, features: list | None = None
+) -> tuple:
     """Classify the cells of ``seg.table`` (a :class:`~napari_nucleus_ai.segment.run.Segmentation`).
 
     ``seg.table`` may be a slice of the cell table (a cell-chunk task): only its
     cells are classified; windows are cut from the whole image as ``classify`` cuts them.
     The model stays loaded on the worker thread for the next task; ``cached``: the image
-    too (the next chunk of the same input).
+    too (the next chunk of the same input). ``features`` (a list, for a chunk): its cells
+    are not adapted to here; the list receives the fallback model's features of the cells
+    routed to it, for :func:`merge_chunks` to adapt the whole input's as one batch.
     """
     from napari_nucleus_ai.classify.cells import classify_cells_gen
     from napari_nucleus_ai.core.progress import run_sync
@@ -250,6 +256,8 @@ def classify_result(settings: Settings, path: str, seg, cached: bool = False) ->
             tta=settings.tta,
             threshold=settings.threshold,
             images=False,  # a task returns the table; the class image is not written
+            adapt="off" if features is not None else settings.adapt,
+            routed_features=features,
         )
     )
     return res.table, res.counts()
@@ -322,9 +330,13 @@ def _seg_of(s: Segmented, table):
 
 @task
 def classify_chunk(s: Segmented, start: int, stop: int, settings: Settings) -> tuple:
-    """Classify rows ``start:stop`` of the cell table: ``(table rows with predictions, counts)``."""
+    """Classify rows ``start:stop`` of the cell table: ``(table rows with predictions, counts,
+    the fallback's features of the rows routed to it or None)``; not adapted (the input's
+    cells are adapted to as one batch by :func:`merge_chunks`)."""
     table = s.table.iloc[start:stop]
-    return classify_result(settings, s.path, _seg_of(s, table), cached=True)
+    features: list = []
+    rows, counts = classify_result(settings, s.path, _seg_of(s, table), True, features)
+    return rows, counts, (features[0] if features else None)
 
 
 @task
@@ -338,11 +350,13 @@ def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) ->
     row = dict(s.row)
     work = Path(s.work)
     try:
-        table = pd.concat([t for t, _ in parts]) if parts else s.table
+        table = pd.concat([t for t, _, _ in parts]) if parts else s.table
         counts: dict[str, int] = {}
-        for _, c in parts:
+        for _, c, _ in parts:
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + int(v)
+        if settings.adapt != "off" and any(f is not None for _, _, f in parts):
+            table, counts = _adapted(settings, table, [f for _, _, f in parts], counts)
         staged = {k: Path(v) for k, v in s.staged.items()}
         write_cell_table(table, staged["cells"])
         row.update({f"n_{k}": int(v) for k, v in counts.items()})
@@ -361,6 +375,19 @@ def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) ->
         return row
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _adapted(settings: Settings, table, features: list, counts: dict) -> tuple:
+    """The chunks' joined table with the cells routed to the fallback model adapted to as one
+    batch (:func:`~napari_nucleus_ai.classify.predict.adapt_table`), and its class counts."""
+    from napari_nucleus_ai.classify.cells import class_counts
+    from napari_nucleus_ai.classify.predict import adapt_table
+
+    package = _model(settings)
+    out = adapt_table(package, table, features, settings.threshold)
+    if out is table:
+        return table, counts
+    return out, class_counts(out, package.classes)
 
 
 def _finish(out_dir, stem, staged: dict[str, Path], row: dict, output: str = "tiff") -> dict:

@@ -81,8 +81,16 @@ class ClassifyResult:
         return ["background", *self.classes, CLASS_UNIDENTIFIED]
 
     def counts(self) -> dict[str, int]:
-        vc = self.table["class"].value_counts()
-        return {c: int(vc.get(c, 0)) for c in self.class_names[1:]}
+        return class_counts(self.table, self.classes)
+
+
+def class_counts(table, classes) -> dict[str, int]:
+    """Cells per class in a cell table's ``class`` column: every class of ``classes`` (0 when
+    absent), then ``unidentified``."""
+    from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED
+
+    vc = table["class"].value_counts()
+    return {c: int(vc.get(c, 0)) for c in [*classes, CLASS_UNIDENTIFIED]}
 
 
 def centroids_px(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Options shared by the commands that run a model (``predict``, ``classify``)."""
+"""Options shared by the commands that run a model (``predict``, ``classify``; ``batch`` takes ``--adapt``)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def add_inference_options(p) -> None:
         type=float,
         help="uncertainty above which a cell is 'unidentified' (default: the card's)",
     )
+    add_adapt_option(p)
+
+
+def add_adapt_option(p) -> None:
+    """``--adapt auto|off`` (``predict``, ``classify``, ``batch``)."""
     p.add_argument(
         "--adapt",
         default="auto",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
+from napari_nucleus_ai.cli._inference_options import add_adapt_option
 from napari_nucleus_ai.cli._localization_options import add_localization_options
 
 HELP = "segment (and classify) files and folders on Dask distributed; resumable, with summary.csv and report.html"
@@ -81,6 +82,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--threshold", type=float, help="uncertainty above which cells are 'unidentified'"
     )
+    add_adapt_option(p)
     p.add_argument(
         "--no-resume",
         dest="resume",
@@ -118,6 +120,7 @@ def run(args) -> int:
         cells_per_task=args.cells_per_task,
         resume=args.resume,
         output=args.output,
+        adapt=args.adapt,
     )
     from napari_nucleus_ai.core.progress import run_sync
 
