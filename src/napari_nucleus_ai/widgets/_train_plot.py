@@ -26,8 +26,8 @@ class TrainPlot:
 
     ``canvas`` is the widget to put in a layout. The figure is built the first time it is
     shown: the Train section starts folded, and importing matplotlib and building the
-    figure on the GUI thread were half of the Classifier dock's opening stall. Rows added
-    before then are drawn when it is built.
+    figure take about 300 ms on the GUI thread. Rows added before then are drawn when it
+    is built.
     """
 
     def __init__(self):
