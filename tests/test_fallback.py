@@ -267,3 +267,44 @@ def test_the_fallback_retrained_in_a_forked_process_is_the_one_retrained_here(
             assert sa.keys() == sb.keys()
             for k in sa:
                 np.testing.assert_allclose(sa[k].numpy(), sb[k].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_cells_surely_routed_skip_the_first_models_extra_views_and_nothing_changes(
+    pair, monkeypatch
+):
+    from napari_nucleus_ai.classify import predict as predict_module
+    from napari_nucleus_ai.models import engine
+
+    package = pair[0].package
+    assert package.card["uncertainty"].get("tta_mode") == "adaptive"
+    # the fixture trains with one view; every cell of its easy two-class set is certain: 4
+    # views and a gate of 0 give every cell the extra views
+    monkeypatch.setitem(package.card["uncertainty"], "tta", 4)
+    monkeypatch.setitem(package.card["uncertainty"], "tta_gate", 0.0)
+    home = _cells(4, first_seed=900)[0]
+    items = home + _foreign(home)
+    extra_views = []  # inputs given the extra views, per call of the engine
+    real = engine.probability_samples
+
+    def spy(modules, x, **kw):
+        info = {}
+        out = real(modules, x, **{**kw, "info": info})
+        extra_views.append((len(x), info.get("n_extra", 0), kw.get("settled") is not None))
+        return out
+
+    monkeypatch.setattr(engine, "probability_samples", spy)
+    fast = predict_module.predict_items(package, items, workers=1)
+    assert any(c[2] for c in extra_views), "the first model's calls get the settled mask"
+    n_first_fast = sum(c[1] for c in extra_views if c[2])
+    extra_views.clear()
+    monkeypatch.setattr(predict_module, "surely_routed", lambda p, x: np.zeros(len(x), bool))
+    package.modules[0].clear_memo()
+    slow = predict_module.predict_items(package, items, workers=1)
+    n_first_slow = sum(c[1] for c in extra_views if c[2])
+    assert n_first_slow == len(items)
+    assert n_first_fast < n_first_slow  # some cells were spared the views...
+    # ...and the outputs are the same
+    np.testing.assert_allclose(fast.probs, slow.probs, atol=1e-6)
+    for key in ("routed", "out_of_domain", "set", "set_size"):
+        assert list(fast.extra[key]) == list(slow.extra[key]), key
+    np.testing.assert_allclose(fast.extra["ood"], slow.extra["ood"], atol=1e-5)

@@ -384,7 +384,11 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
     from napari_nucleus_ai.models.inputs import prepare
 
     x, groups = prepare(chunk, package.card, pixel_size_um=px_chunk)
-    options = {**options, "items": chunk}  # raw items, for kinds that look at them (a proposer)
+    # raw items, for kinds that look at them (a proposer); ``settled``: inputs the first
+    # model's extra test-time views cannot keep from the fallback (not the fallback's own)
+    options = {**options, "items": chunk, "settled": None}
+    if package.fallback is not None and embed and np.array_equal(groups, np.arange(len(chunk))):
+        options["settled"] = lambda: surely_routed(package, x)
     try:
         s = package.kind.predict(package, x, options)
     except (RuntimeError, MemoryError) as e:
@@ -403,6 +407,25 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
     if package.fallback is not None and features is not None:
         return route(package, chunk, px_chunk, options, (pooled, extra, features), notes)
     return pooled, extra, features
+
+
+def surely_routed(package, x: np.ndarray) -> np.ndarray:
+    """Inputs ``x`` that :func:`route` sends to the fallback whatever their probabilities.
+
+    The domain score grows with the entropy of a cell's probabilities and the other terms
+    read its features alone, so a cell whose score at zero entropy (a one-hot probability)
+    is already above the threshold goes to the fallback whatever the first model's
+    test-time views would give: it needs none of them (exact; ``test_fallback``).
+    """
+    domain = ((package.card.get("trust") or {}).get("domain")) or {}
+    if not domain:
+        return np.zeros(len(x), bool)
+    from napari_nucleus_ai.models.trust import domain_scores
+
+    features = _embed(package, x)
+    onehot = np.zeros((len(x), len(package.card["classes"])))
+    onehot[:, 0] = 1.0
+    return domain_scores(features, onehot, domain) > domain["threshold"]
 
 
 def route(package, chunk, px_chunk, options: dict, first, notes: list):

@@ -100,6 +100,7 @@ def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
         ),
         adaptive=gate,
         info=options.get("tta_info"),
+        settled=options.get("settled"),
     )
 
 

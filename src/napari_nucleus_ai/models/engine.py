@@ -115,6 +115,7 @@ def probability_samples(
     mc_dropout: int = 0,
     adaptive: float | None = None,
     info: dict | None = None,
+    settled=None,
 ) -> np.ndarray:
     """Calibrated softmax samples ``(S, N, C)``: members x TTA transforms x dropout passes.
 
@@ -123,7 +124,10 @@ def probability_samples(
     and dropout passes) have a normalised entropy above ``adaptive`` get the other ``tta - 1``
     views. For the others the first view's samples stand in for the views not run, so the
     shape is the same and their mean is the first view's. ``None``: every view for every
-    input. ``info``, when given, receives ``n_extra`` (inputs that got the extra
+    input. ``settled`` (with ``adaptive``): called after the first view when some inputs
+    are uncertain, returns a boolean mask ``(N,)`` of inputs whose outcome the extra views
+    cannot change (a package routes them to its fallback whatever they give), which do not
+    get them. ``info``, when given, receives ``n_extra`` (inputs that got the extra
     views) and ``n``.
     """
     import torch
@@ -150,6 +154,8 @@ def probability_samples(
     if adaptive is not None and len(views) > 1 and len(x):
         mean0 = np.mean([p for member in first for p in member], 0)
         extra = np.flatnonzero(normalised_entropy(mean0) > float(adaptive))
+        if settled is not None and len(extra):
+            extra = extra[~np.asarray(settled(), bool)[extra]]
     if info is not None:
         info["n"] = len(x)
         info["n_extra"] = len(extra) if len(views) > 1 else 0
