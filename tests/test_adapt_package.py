@@ -265,6 +265,61 @@ def test_retrain_refits_the_reference_or_drops_it(pair, tmp_path, monkeypatch):
     assert "adapt" not in load_model(got["out"], cache=False).fallback.card["trust"]
 
 
+def test_retrain_gives_an_older_fallback_card_the_reference_of_its_new_heads(
+    pair, shifted, tmp_path, monkeypatch, capsys
+):
+    """A package whose fallback card predates ``trust.adapt``: after retrain refits the
+    fallback's heads, its card carries the reference of those heads (not of others), the card
+    validates, and ``predict`` adapts with it (``--adapt auto``, the default)."""
+    from PIL import Image
+
+    import napari_nucleus_ai.review.retrain as retrain
+    from napari_nucleus_ai.cli import main
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.card import validate_card
+    from napari_nucleus_ai.models.package import load_model
+
+    old = _without_adapt(pair[1], tmp_path / "old.zip")
+    assert "adapt" not in load_model(old, cache=False).fallback.card["trust"]
+    root, replay = _retrain_folders(tmp_path, n_replay=12)
+    monkeypatch.setattr(retrain, "_start_fallback", lambda *a: None)  # both here
+    refits = []
+    refit_closed_form = retrain._refit_closed_form
+
+    def spy(modules, x, labels, n_learn, n_replay, seed):
+        got = refit_closed_form(modules, x, labels, n_learn, n_replay, seed)
+        refits.append(modules[0].adapt_reference)
+        return got
+
+    monkeypatch.setattr(retrain, "_refit_closed_form", spy)
+    opts = dict(base_data=str(replay), epochs=1, threads=1)
+    got = run_sync(retrain.retrain_gen(old, root, tmp_path / "v2.zip", **opts))
+    new = load_model(got["out"], cache=False)
+    assert "adapt" not in new.card["trust"]  # the first model's card: none, as train leaves it
+    entry = new.fallback.card["trust"]["adapt"]
+    validate_card(json.loads(json.dumps(new.fallback.card)), "v2.zip")
+    fresh = refits[-1]  # the fallback is updated after the first model
+    assert entry["n_rows"] == fresh["n_rows"]
+    np.testing.assert_allclose(entry["class_means"], fresh["class_means"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(entry["within_sd"], fresh["within_sd"], rtol=1e-5, atol=1e-6)
+    base = load_model(pair[1], cache=False).fallback.card["trust"]["adapt"]  # the old heads'
+    assert entry["n_rows"] != base["n_rows"]
+    assert not np.allclose(entry["class_means"], base["class_means"], atol=1e-3)
+
+    paths = []  # further from the training cells than the corrections it learnt
+    for k, x in enumerate(_foreign(shifted[0])):
+        paths.append(tmp_path / f"{k:02d}.png")
+        Image.fromarray(x).save(paths[-1])
+    csv = tmp_path / "auto.csv"
+    argv = ["predict", str(got["out"]), *map(str, paths), "--out", str(csv), "--quiet"]
+    assert main([*argv, "--adapt", "auto"]) == 0
+    capsys.readouterr()
+    table = pd.read_csv(csv)
+    assert len(table) == len(paths) and "adapted" in table
+    routed = table["routed"].astype(bool)
+    assert routed.all() and table["adapted"].astype(bool).all()
+
+
 def _mosaic(items):
     """The crops side by side in one image, a disk label at each crop's centre."""
     items = list(items)

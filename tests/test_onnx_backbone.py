@@ -11,7 +11,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 
 from napari_nucleus_ai.models.nets import imagenet  # noqa: E402
 from napari_nucleus_ai.models.nets import onnx_backbone as ob  # noqa: E402
-from test_fast_inference import assert_same_features  # noqa: E402
+from test_fast_inference import _backbone_with_statistics, assert_same_features  # noqa: E402
 
 needs_onnx = pytest.mark.skipif(
     not ob.available(), reason="the [onnx] extra (onnxruntime, onnx) is not installed"
@@ -93,3 +93,50 @@ def test_a_model_using_onnx_runtime_copies_and_pickles(tmp_path, monkeypatch):
         with torch.inference_mode():
             got = other.imagenet_features(x)
         np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_morph_keeps_its_fast_backbone_while_the_weights_stay_and_follows_new_ones(
+    tmp_path, monkeypatch
+):
+    """Refitting heads (``train`` / ``eval``, a state dict of the same weights) reuses the
+    fast backbone (ONNX Runtime's session where installed) instead of making and checking it
+    again; new backbone weights (a state dict, a write into ``img`` then ``clear_memo``) get
+    a new one, and the features follow them."""
+    from napari_nucleus_ai.models.nets.morph import Morph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    made = []
+    copy = imagenet.inference_copy
+    monkeypatch.setattr(imagenet, "inference_copy", lambda net: made.append(1) or copy(net))
+    m = Morph(3, 2, cnn=False, imagenet="efficientnet-lite0").eval()
+    m.img.load_state_dict(_backbone_with_statistics(2).state_dict())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+    def features():
+        with torch.inference_mode():
+            got = m.imagenet_features(x)
+        with torch.no_grad():
+            ref = imagenet.features(m.img, m.rgb(x), float(m.params["imagenet_view"]))
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        return got.numpy()
+
+    first = features()
+    fast = m._fast_img
+    assert len(made) == 1 and fast is not None
+    m.train()
+    m.eval()
+    m.load_state_dict(m.state_dict())  # the same weights
+    np.testing.assert_array_equal(features(), first)
+    assert len(made) == 1 and m._fast_img is fast
+
+    state = m.state_dict()
+    state["img._conv_head.weight"] = state["img._conv_head.weight"] * 1.5
+    m.load_state_dict(state)
+    second = features()
+    assert len(made) == 2 and m._fast_img is not fast
+    assert not np.allclose(second, first, rtol=0.01, atol=0)
+
+    m.img._conv_head.weight.data.mul_(0.5)  # in place, unseen by torch's version counters
+    m.clear_memo()
+    third = features()
+    assert len(made) == 3 and not np.allclose(third, second, rtol=0.01, atol=0)

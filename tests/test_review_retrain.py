@@ -248,32 +248,43 @@ def test_retrain_refits_the_closed_form_heads_of_morph(tmp_path):
     assert corr["heads_refit"][0]["c"] in (0.03, 0.1, 0.3, 1.0)
 
 
-def test_logistic_heads_fit_on_one_thread_to_the_same_weights():
+def test_logistic_heads_fit_on_one_thread_to_the_same_weights(monkeypatch):
     """L-BFGS runs on one torch thread (two only wait for each other) and the thread count
-    comes back after, also after an error; the weights are those of two threads."""
+    comes back after, also after an error; the weights are those of two threads. The one
+    home of ``one_thread`` is the engine (inference threads): the logistic fit and retrain
+    use it from there."""
     import contextlib
 
     import torch
 
     import napari_nucleus_ai.models.nets.morph as morph
+    import napari_nucleus_ai.review.retrain as retrain
+    from napari_nucleus_ai.models import engine
 
+    assert not hasattr(morph, "one_thread")
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with morph.one_thread():
+        with engine.one_thread():
             inside = torch.get_num_threads()
-        with pytest.raises(ValueError), morph.one_thread():
+        with pytest.raises(ValueError), engine.one_thread():
             raise ValueError
         assert inside == 1 and torch.get_num_threads() == 2
+        with retrain._sharing_cores(job=object()):  # a fallback fitting in another process
+            assert torch.get_num_threads() == 1
         rng = np.random.default_rng(0)
         f, y = rng.normal(size=(300, 40)), rng.integers(0, 4, 300)
         f[:, :4] += 2 * np.eye(4)[y]
         w1, b1 = morph.fit_logistic(f, y, 4, 0.3)
-        morph.one_thread, one = contextlib.nullcontext, morph.one_thread
-        try:
-            w2, b2 = morph.fit_logistic(f, y, 4, 0.3)
-        finally:
-            morph.one_thread = one
+        seen = []
+
+        def spy():
+            seen.append(torch.get_num_threads())
+            return contextlib.nullcontext()
+
+        monkeypatch.setattr(engine, "one_thread", spy)
+        w2, b2 = morph.fit_logistic(f, y, 4, 0.3)
+        assert seen == [2]  # the fit took the engine's (here: two threads)
         np.testing.assert_allclose(w1.numpy(), w2.numpy(), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(b1.numpy(), b2.numpy(), rtol=1e-4, atol=1e-5)
     finally:

@@ -4,11 +4,13 @@
 CUDA, batches go through pinned host memory (``non_blocking`` copies) and
 ``torch.autocast`` (float16); on MPS and CPU in float32. :func:`use_cores` sets the
 inference threads from the cores; ``adaptive`` test-time augmentation spends the extra
-views only on inputs whose first view is uncertain.
+views only on inputs whose first view is uncertain; :func:`one_thread` runs a block on one
+torch thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -95,6 +97,29 @@ def use_cores() -> int:
     if n < cores:
         torch.set_num_threads(cores)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one CPU thread inside the block (the count before is restored after).
+
+    L-BFGS on a logistic head is thousands of small operations (dot products of ~10^4
+    numbers in its two-loop recursion): with two threads each one waits for the other, so
+    a fit takes 2-10x the time of one thread, far more while other processes share the
+    cores; the arithmetic is the same. ``retrain`` also runs on one thread while a forked
+    process fits a fallback model beside it.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def normalised_entropy(p: np.ndarray) -> np.ndarray:

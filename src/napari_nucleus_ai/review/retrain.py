@@ -296,7 +296,7 @@ def _start_fallback(modules, card: dict, args: tuple):
 
         torch.set_num_threads(1)  # the two processes share the cores
         try:
-            fitted, _, _ = run_sync(_update(modules, card, *args))
+            fitted, _, _ = run_sync(_update(modules, card, *args, fallback=True))
             states = [{k: v.numpy() for k, v in m.state_dict().items()} for m in fitted]
             send.send_bytes(pickle.dumps(("ok", card, states), pickle.HIGHEST_PROTOCOL))
         except BaseException as e:  # noqa: BLE001 - the parent redoes the work and raises
@@ -312,7 +312,7 @@ def _sharing_cores(job):
     """torch on one thread in this process while ``job`` (a forked process) runs."""
     import contextlib
 
-    from napari_nucleus_ai.models.nets.morph import one_thread
+    from napari_nucleus_ai.models.engine import one_thread
 
     return one_thread() if job is not None else contextlib.nullcontext()
 
@@ -338,14 +338,16 @@ def _finish_fallback(job, fallback, card: dict, args: tuple):
             for m, state in zip(modules, got[2], strict=True):
                 m.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
             return [m.eval() for m in modules], got[1]
-    modules, _, _ = yield from _update(fallback.modules, card, *args)
+    modules, _, _ = yield from _update(fallback.modules, card, *args, fallback=True)
     return modules, card
 
 
-def _update(base_modules, card, items, labels, n_learn, held, o, dev, route: bool = False):
+def _update(base_modules, card, items, labels, n_learn, held, o, dev, route=False, fallback=False):
     """Fine-tune copies of ``base_modules`` (:func:`_fine_tune`) and refit ``card``'s
     domain-shift score after refitted heads (:func:`_refit_domain`); ``route``: the score's
-    reference and calibration leave the corrections out. Returns ``(modules, refit, epochs)``.
+    reference and calibration leave the corrections out; ``fallback``: ``card`` is a
+    package's fallback model's, whose test-time adaptation reference follows its heads
+    (:func:`_refit_adapt`). Returns ``(modules, refit, epochs)``.
 
     The items are prepared (read, framed, normalised) once for both steps, and the
     refitted heads' features (kept in the module's memo) serve the domain score."""
@@ -358,22 +360,23 @@ def _update(base_modules, card, items, labels, n_learn, held, o, dev, route: boo
     if refit and (card.get("trust") or {}).get("domain"):
         yield Progress(o.epochs, o.epochs, "refitting the domain-shift score")
         _refit_domain(card, modules[0], x_fixed, labels, n_learn, *held, o, replay_only=route)
-    if "adapt" in (card.get("trust") or {}):
+    if fallback:
         _refit_adapt(card, modules[0], bool(refit))
     return modules, refit, epochs
 
 
 def _refit_adapt(card: dict, module, refit: bool) -> None:
-    """The test-time adaptation's reference (a fallback model's ``trust.adapt``) of the heads
-    just refitted (on the corrections and the replayed crops, the rows they were fitted on:
-    :func:`~napari_nucleus_ai.classify.train.set_adapt`); dropped when the heads were not
-    refitted here, so the card never keeps the reference of the base model's heads."""
+    """A fallback model's test-time adaptation reference (``trust.adapt``) of the heads just
+    refitted (on the corrections and the replayed crops, the rows they were fitted on:
+    :func:`~napari_nucleus_ai.classify.train.set_adapt`), whether or not the base card had
+    one (a card from before ``trust.adapt`` gains it); none when the heads cannot give one
+    or were not refitted here, so the card never keeps the reference of other heads."""
     from napari_nucleus_ai.classify.train import set_adapt
 
     if refit:
         set_adapt(card, module)
     else:
-        card["trust"].pop("adapt", None)
+        (card.get("trust") or {}).pop("adapt", None)
 
 
 def _fine_tune(base_modules, card: dict, items, x_fixed, labels, n_learn: int, o, dev):

@@ -34,7 +34,6 @@ the torch-free :mod:`.morph_params` (re-exported here).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import numpy as np
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_nucleus_ai.core.errors import InputError
+from napari_nucleus_ai.models import engine
 from napari_nucleus_ai.models.nets.cnn import Hybrid
 from napari_nucleus_ai.models.nets.morph_params import DEFAULTS, resolve_params
 from napari_nucleus_ai.models.nets.morphology import N_FEATURES, describe_cells
@@ -90,29 +90,9 @@ def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: 
         loss.backward()
         return loss
 
-    with torch.enable_grad(), one_thread():
+    with torch.enable_grad(), engine.one_thread():
         opt.step(closure)
     return w.detach().float(), b.detach().float()
-
-
-@contextlib.contextmanager
-def one_thread():
-    """torch on one CPU thread inside the block (the count before is restored after).
-
-    L-BFGS on a logistic head is thousands of small operations (dot products of ~10^4
-    numbers in its two-loop recursion): with two threads each one waits for the other, so
-    a fit takes 2-10x the time of one thread, far more while other processes share the
-    cores; the arithmetic is the same.
-    """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def choose_c(
@@ -271,24 +251,39 @@ class Morph(nn.Module):
         return features(self._backbone(rgb), rgb, float(self.params["imagenet_view"]))
 
     def _backbone(self, rgb):
-        """The backbone for this pass: on the CPU without gradients, a fast form made once
-        and dropped with the memo whenever weights change - ONNX Runtime's where the
-        ``[onnx]`` extra is installed (:func:`~.onnx_backbone.onnx_backbone`), otherwise a
-        copy with batch norms folded into the convolutions and channels-last weights
-        (:func:`~.imagenet.inference_copy`); ``self.img`` itself otherwise (training,
-        saliency, GPUs)."""
-        from napari_nucleus_ai.models.nets.imagenet import SIZE, inference_copy
-        from napari_nucleus_ai.models.nets.onnx_backbone import onnx_backbone
-
+        """The backbone for this pass: on the CPU without gradients, a fast form of it
+        (:meth:`_fast_backbone`); ``self.img`` itself otherwise (training, saliency, GPUs)."""
         if self.training or torch.is_grad_enabled() or rgb.device.type != "cpu":
             return self.img
         with _MEMO_LOCK:
-            fast = self.__dict__.get("_fast_img")
-            if fast is None:
-                fast = inference_copy(self.img)
-                fast = onnx_backbone(fast, SIZE) or fast
-                self.__dict__["_fast_img"] = fast
-        return fast
+            return self._fast_backbone()
+
+    def _fast_backbone(self):
+        """The backbone's fast form for inference on the CPU, made once per set of weights:
+        ONNX Runtime's where the ``[onnx]`` extra is installed
+        (:func:`~.onnx_backbone.onnx_backbone`), otherwise a copy with batch norms folded
+        into the convolutions and channels-last weights (:func:`~.imagenet.inference_copy`).
+
+        :meth:`clear_memo` sets ``_fast_img`` aside (None); the first pass after it takes the
+        form back when the SHA-256 of the backbone's weights
+        (:func:`~.onnx_backbone.weights_digest`, ~10-20 ms) is the one it was made from, and
+        makes a new one otherwise, so heads refitted on a frozen backbone reuse it and new
+        weights never meet a stale one. Call with ``_MEMO_LOCK`` held.
+        """
+        from napari_nucleus_ai.models.nets.imagenet import SIZE, inference_copy
+        from napari_nucleus_ai.models.nets.onnx_backbone import onnx_backbone, weights_digest
+
+        fast = self.__dict__.get("_fast_img")
+        if fast is not None:
+            return fast
+        digest = weights_digest(self.img)
+        made = self.__dict__.get("_fast_made")  # (digest of the weights, their fast form)
+        if made is None or made[0] != digest:
+            fast = inference_copy(self.img)
+            made = (digest, onnx_backbone(fast, SIZE) or fast)
+            self.__dict__["_fast_made"] = made
+        self.__dict__["_fast_img"] = made[1]
+        return made[1]
 
     # Features of crops already seen in this inference session (the first test-time view,
     # then ``embed`` for the domain score on the same crops) come from a small memo keyed by
@@ -298,7 +293,7 @@ class Morph(nn.Module):
 
     def clear_memo(self) -> None:
         self.__dict__["_memo"] = {}
-        self.__dict__["_fast_img"] = None  # the backbone's inference copy, remade when needed
+        self.__dict__["_fast_img"] = None  # checked against the weights before its next use
 
     # ``shared_views`` (set by the classifier kind for cards with adaptive test-time views):
     # the descriptor is measured once per crop and serves its 8 flips and rotations too. It
