@@ -140,3 +140,30 @@ def test_morph_keeps_its_fast_backbone_while_the_weights_stay_and_follows_new_on
     m.clear_memo()
     third = features()
     assert len(made) == 3 and not np.allclose(third, second, rtol=0.01, atol=0)
+
+
+@needs_onnx
+def test_backbones_of_the_same_weights_share_one_session_and_run_in_small_batches(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    net = _net()
+    a = ob.onnx_backbone(net, imagenet.SIZE)
+    b = ob.onnx_backbone(_net(), imagenet.SIZE)  # another model's copy of the same weights
+    assert a is not b and a.session is b.session  # one session, one memory arena
+    assert ob.onnx_backbone(_net(1), imagenet.SIZE).session is not a.session
+
+    session, runs = a.session, []
+
+    class Spy:
+        def run(self, names, feeds):
+            runs.append(len(feeds["x"]))
+            return session.run(names, feeds)
+
+    monkeypatch.setattr(a, "session", Spy())
+    n = 2 * ob.RUN_BATCH + 3
+    x = torch.rand(n, 3, imagenet.SIZE, imagenet.SIZE, generator=torch.Generator().manual_seed(2))
+    got = a.pooled(x)
+    assert runs == [ob.RUN_BATCH, ob.RUN_BATCH, 3]
+    whole = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])  # all n in one run
+    torch.testing.assert_close(got, whole, rtol=1e-5, atol=1e-5 * float(whole.abs().max()))

@@ -26,6 +26,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 FORMAT = 1  # the exported graph's layout: part of the cache file's name
 TOLERANCE = 1e-4  # largest difference to PyTorch's features accepted, relative to their largest
+#: Inputs per session run. ONNX Runtime keeps the largest activations it has seen in its
+#: memory arena (about 11 MB per 224-px input), so a 64-input batch left each session holding
+#: ~690 MB for the rest of the process; runs of 8 hold ~110 MB and take 7.8-8.0 instead of
+#: 9.4-9.9 ms CPU per input (one thread; docs/performance.md).
+RUN_BATCH = 8
 
 
 def available() -> bool:
@@ -140,17 +145,12 @@ class OnnxBackbone:
         self.session, self.pid = None, None
 
     def _open(self) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
         self.pid = os.getpid()
-        self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self.session = _session(self.path, self.threads)
 
     def pooled(self, x):
-        """Features of normalised ``(N, 3, H, W)`` float32 inputs, as a torch tensor."""
+        """Features of normalised ``(N, 3, H, W)`` float32 inputs, as a torch tensor
+        (computed :data:`RUN_BATCH` inputs at a time)."""
         import torch
 
         if self.session is None or os.getpid() != self.pid:  # a copy, or a forked process
@@ -158,7 +158,36 @@ class OnnxBackbone:
             self.threads = torch.get_num_threads()
             self._open()
         a = np.ascontiguousarray(x.detach().cpu().float().numpy())
-        return torch.from_numpy(self.session.run(None, {"x": a})[0])
+        if len(a) <= RUN_BATCH:
+            return torch.from_numpy(self.session.run(None, {"x": a})[0])
+        runs = [
+            self.session.run(None, {"x": a[i : i + RUN_BATCH]})[0]
+            for i in range(0, len(a), RUN_BATCH)
+        ]
+        return torch.from_numpy(np.concatenate(runs))
+
+
+_SESSIONS: dict = {}  # (file, its time and size, threads, process) -> its session
+
+
+def _session(path: Path, threads: int):
+    """One ONNX Runtime session per exported file and thread count in a process: the models
+    of a package (the first and its fallback) share the frozen backbone's weights, so they
+    share its session and its memory arena. Sessions of other processes (a fork's parent)
+    are not reused (their threads stay behind in the parent)."""
+    import onnxruntime as ort
+
+    st = os.stat(path)  # a file written again (a new export) gets a new session
+    key = (str(path), st.st_mtime_ns, st.st_size, int(threads), os.getpid())
+    session = _SESSIONS.get(key)
+    if session is None:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        _SESSIONS[key] = session  # (a parent's entries stay: never closed in a fork)
+    return session
 
 
 def onnx_backbone(net, size: int):
