@@ -255,3 +255,42 @@ def test_files_read_while_workers_classify_give_the_same_table(tmp_path, tiny_mo
     assert list(two["label"].fillna("")) == list(one["label"].fillna(""))
     assert two.loc[9, "error"] and not two.loc[8, "error"]
     np.testing.assert_allclose(two["uncertainty"], one["uncertainty"], atol=1e-5)
+
+
+def test_cell_windows_cut_lazily_are_the_windows_cut_at_once():
+    from napari_nucleus_ai.models.crops import CellWindows, cell_windows
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    cents = np.column_stack([rng.uniform(-20, 320, 23), rng.uniform(-20, 420, 23)])
+    whole = cell_windows(image, cents, 90.0, 48)
+    lazy = CellWindows(image, cents, 90.0, 48)
+    assert len(lazy) == 23
+    got = [w for i in range(0, 23, 8) for w in lazy[i : i + 8]]
+    np.testing.assert_array_equal(np.stack(got), whole)
+    np.testing.assert_array_equal(lazy[22], whole[22])
+    with pytest.raises(IndexError):
+        lazy[23]
+
+
+def test_worker_processes_are_fed_a_few_chunks_ahead_not_the_whole_input(monkeypatch):
+    from napari_nucleus_ai.classify import predict as P
+
+    monkeypatch.setattr(P, "_classify_chunk", lambda package, chunk, *a: (None, None, None))
+
+    class Package:
+        device = torch.device("cpu")
+
+    pulled, ahead = [0], []
+
+    def jobs():
+        for _ in range(40):
+            pulled[0] += 1
+            yield [np.zeros((4, 4, 3))], None, 1
+
+    got = 0
+    for _ in P._run_chunks(Package(), jobs(), 40, 1, {}, False, [], workers=2):
+        got += 1
+        ahead.append(pulled[0] - got)
+    assert got == 40
+    assert max(ahead) <= P.AHEAD * 2  # never the whole input read ahead of the results

@@ -15,8 +15,8 @@ A whole-slide region is classified without loading it: with a lazy label image (
 :class:`~napari_nucleus_ai.images.tiff.TiledPage` or dask array, as ``classify`` reads a
 TIFF over 256 MiB) the cells are found band by band (:func:`label_boxes_gen`), measured a
 group of nearby cells at a time (:func:`measure_lazy_gen`), their windows cut from the lazy
-image (:func:`~napari_nucleus_ai.models.crops.cell_windows` reads only the tiles under each
-cell), and the class and uncertainty images are computed box by box when written
+image chunk by chunk as they are classified (:class:`~napari_nucleus_ai.models.crops.CellWindows`
+reads only the tiles under each cell), and the class and uncertainty images are computed box by box when written
 (:class:`LutImage`).
 """
 
@@ -358,7 +358,7 @@ def classify_cells_gen(
     """
     from napari_nucleus_ai.cells import CLASS_UNIDENTIFIED, join_predictions, measure_cells
     from napari_nucleus_ai.classify.predict import as_package, predict_items_gen
-    from napari_nucleus_ai.models.crops import cell_windows
+    from napari_nucleus_ai.models.crops import CellWindows
 
     package = as_package(model)
     if labels is None:
@@ -438,7 +438,7 @@ def classify_cells_gen(
             order = np.argsort(measured_ids, kind="stable")
             cents = cents[order[np.searchsorted(measured_ids[order], ids)]]
         size = window_size_px(package.card)
-        items = list(cell_windows(image, cents, win, size))
+        items = CellWindows(image, cents, win, size)  # cut chunk by chunk as classified
         um = pixel_size_um(sc, unit)
         px_um = None if um is None else um * win / size  # the windows' pixel size
     pred = yield from predict_items_gen(

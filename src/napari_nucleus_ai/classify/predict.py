@@ -67,7 +67,8 @@ def predict_items_gen(
     routed to it in their order, so that the cells of several calls (chunks of one input,
     classified with ``adapt="off"``) can be adapted as one batch by :func:`adapt_table`.
     """
-    items = list(items)
+    if not (hasattr(items, "__len__") and hasattr(items, "__getitem__")):
+        items = list(items)  # a sequence (a list, :class:`~.models.crops.CellWindows`) stays
 
     def source(step: int):
         for i in range(0, len(items), step):
@@ -514,11 +515,18 @@ class _Failed(tuple):
         return tuple(self)
 
 
+#: Chunks :func:`_run_chunks` keeps queued per worker process: enough that a worker never
+#: waits for this process to read its next chunk, few enough that a whole slide's cells are
+#: not all read (and held) before the first is classified.
+AHEAD = 2
+
+
 def _run_chunks(package, jobs, n: int, step: int, options: dict, embed: bool, notes, workers):
     """``(samples, extra, features, covered)`` of every ``(chunk, px_chunk, covered)`` of the
     iterator ``jobs``, in order (:func:`_classify_chunk`): in this process, or on the CPU in
     ``workers`` forked processes (each with the package as this process has it, on one
-    thread) while this process takes the next jobs from ``jobs`` (reads the next crops)."""
+    thread) while this process takes the next jobs from ``jobs`` (reads the next crops), at
+    most :data:`AHEAD` per worker ahead of the results."""
     workers = cpu_workers(n) if workers is None else int(workers)
     n_jobs = -(-n // step)
     if workers <= 1 or n_jobs < 2 or package.device.type != "cpu":
@@ -552,6 +560,8 @@ def _run_chunks(package, jobs, n: int, step: int, options: dict, embed: bool, no
                         job = pool.submit(_worker_chunk, chunk, px_chunk, options, embed)
                     pending.append((job, covered))
                     while pending and (pending[0][0] is None or pending[0][0].done()):
+                        yield result(*pending.popleft())
+                    while len(pending) > AHEAD * workers:  # the chunks queued hold their items
                         yield result(*pending.popleft())
                 while pending:
                     yield result(*pending.popleft())

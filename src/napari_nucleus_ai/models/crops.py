@@ -192,6 +192,30 @@ def cell_windows(
     return out
 
 
+class CellWindows:
+    """The windows of :func:`cell_windows`, cut when asked for: ``windows[i:j]`` is the list
+    of windows ``i`` to ``j`` and ``windows[i]`` one window, each cut and resampled only then.
+
+    A whole slide's thousands of cells are then read and held a chunk at a time (a 2,000-cell
+    slide for a 192-px model with a 0.6 field: 2.4 GB of float32 windows at once otherwise).
+    Each window reads its own neighbourhood, so any chunking gives the same windows.
+    """
+
+    def __init__(self, image, centroids_px, window_px: float, size: int):
+        self.image = image
+        self.centroids = np.asarray(centroids_px, float).reshape(-1, 2)
+        self.window_px, self.size = float(window_px), int(size)
+
+    def __len__(self) -> int:
+        return len(self.centroids)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return list(cell_windows(self.image, self.centroids[key], self.window_px, self.size))
+        cents = self.centroids[[int(key)]]  # an index out of range raises IndexError
+        return cell_windows(self.image, cents, self.window_px, self.size)[0]
+
+
 def render_nucleus(xy_nm: np.ndarray, pixel_nm: float = 10.0, blur_px: float = 1.0) -> np.ndarray:
     """Render one nucleus' localizations as a density image at ``pixel_nm``.
 
