@@ -1,15 +1,21 @@
-"""Train the 64-px latent diffusion model on PBC with checkpoints, in CPU seconds.
+"""Train a latent diffusion model on PBC (64 px by default) with checkpoints, in CPU seconds.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/diffusion_latent64.py train \
         ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--ae-width 16] [--channels 4] \
-        [--perceptual 1.0] [--steps 6000] [--threads 1]
+        [--perceptual 1.0] [--steps 6000] [--threads 1] [--size 64] [--factor 4] \
+        [--colour 0] [--latent-noise 0] [--ae-lr LR] [--ae-init OTHER_RUN/ae.safetensors]
+
+``--size`` is the crop size (64, 96, 128, ...) and ``--factor`` the autoencoder's
+down-sampling (4 or 8: at 128 px, ``--factor 8`` keeps the UNet on 16 x 16 latents);
+both go to ``meta.json``, which every other command reads.
 
 Holds back 3 crops per class (seed 0; their paths go to ``held.txt``), trains the
 autoencoder on the other crops (``ae.safetensors``), encodes 16 augmented copies of
 each (dihedral + HED / light jitter) and trains the latent UNet (``--steps 0``: the
 autoencoder only; a RUN that holds ``ae.safetensors`` reuses it), writing
 ``denoiser.safetensors`` (the whole :class:`LatentDenoiser`) every 250 steps, so a
-stopped run still leaves a model. ``log.jsonl`` records the CPU seconds
+stopped run still leaves a model (``--keep-every N``: also ``denoiser_N.safetensors``
+every N steps). ``log.jsonl`` records the CPU seconds
 (``resource.getrusage``) after each stage and checkpoint.
 
 Latents are centred and scaled per channel (``latent_stats``; the ``latents`` log record
@@ -21,13 +27,20 @@ holds the shift, scale and each channel's standardised range).
 writes ``recon.png`` (held-back crops, each row above its autoencoder reconstruction) and
 logs their L1 error; with ``--classifier`` (the default classifier) the share of the
 reconstructions it recognises as their class (the reconstruction check), ``--all`` also
-over all 96 crops, beside the real crops at 64 px. ``--beside OTHER_RUN`` writes
+over all 96 crops, beside the real crops at the run's size. ``--beside OTHER_RUN`` writes
 ``recon_beside.png``: 8 held-back crops, OTHER_RUN's reconstructions, this run's.
 
     .venv/bin/python benchmarks/diffusion_latent64.py grid /tmp/G/l64 \
         [--weights denoiser_4250.safetensors] [--guidance 2]
 
 samples 8 cells per class from a checkpoint without packaging it (``grid_*.png``).
+
+    .venv/bin/python benchmarks/diffusion_latent64.py ceiling CLASSIFIER.zip /tmp/G/ceiling \
+        [--sizes 64 96 128]
+
+the ceiling of the recognition check: the share of the real crops that the default
+classifier recognises after down-sampling to each size (anti-aliased, written as PNGs
+and read back up by ``predict``, as ``evaluate`` does), beside the crops as they are.
 
     .venv/bin/python benchmarks/diffusion_latent64.py package /tmp/G/l64 OUT.zip
 
@@ -37,14 +50,14 @@ calibrated on a split of the training crops, never the held-back ones) for
 ``generate``, ``predict`` and the Generative dock.
 
     .venv/bin/python benchmarks/diffusion_latent64.py evaluate /tmp/G/l64 OUT.zip \
-        CLASSIFIER.zip /tmp/G/eval [--guidance 2] [-n 16]
+        CLASSIFIER.zip /tmp/G/eval [--guidance 2] [-n 16] [--adapt off]
 
 (``OUT.zip`` may be the name of a checkpoint in RUN, e.g. ``denoiser.safetensors``: sampling
 needs no calibration, so the checkpoint is evaluated without packaging it.)
 
 draws ``n`` cells per class (DDIM, 50 steps, classifier-free guidance), writes them and
-the held-back crops (at 64 px, and through the autoencoder: ``recon64``, what the
-decoder can give at best) as class folders, runs ``predict`` with the default
+the held-back crops (at the run's size S: ``realS``, and through the autoencoder:
+``reconS``, what the decoder can give at best) as class folders, runs ``predict`` with the default
 classifier (``train DATA --out CLASSIFIER.zip``) on both (the share recognised as their
 class), writes a grid (``grid.png``, 8 per class, one class per row) and the Frechet
 distance on EfficientNet-Lite0 features (the morph model's frozen backbone, whole crop at
@@ -72,6 +85,11 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def run_size(run: Path) -> int:
+    """The crop size of a run (``meta.json``; runs made before ``--size`` are 64 px)."""
+    return int(json.loads((run / "meta.json").read_text()).get("size", 64))
+
+
 def split(y: np.ndarray, per_class: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     held = np.concatenate(
@@ -89,6 +107,8 @@ def log(out: Path, **rec) -> None:
 
 
 def train(args) -> None:
+    import shutil
+
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -105,9 +125,12 @@ def train(args) -> None:
 
     torch.set_num_threads(args.threads)
     LATENT["width"], LATENT["channels"] = args.ae_width, args.channels
+    LATENT["factor"] = args.factor
+    if args.size % args.factor:
+        raise SystemExit(f"--size {args.size} is not divisible by --factor {args.factor}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    x, y, names, paths = load_crop_folder(args.data, 64)
+    x, y, names, paths = load_crop_folder(args.data, args.size)
     keep, held = split(y)
     (out / "held.txt").write_text("\n".join(paths[i] for i in held) + "\n")
     (out / "meta.json").write_text(
@@ -116,7 +139,7 @@ def train(args) -> None:
                 "class_names": names,
                 "arch": ARCH,
                 "latent": LATENT,
-                "size": 64,
+                "size": args.size,
                 "perceptual": args.perceptual,
             }
         )
@@ -128,9 +151,17 @@ def train(args) -> None:
         ae.load_state_dict(load_file(ae_file))
         ae.eval()
     else:
+        init = load_file(args.ae_init) if args.ae_init else None
         ae = run_sync(
             train_autoencoder(
-                x[keep], latent=LATENT, steps=args.ae_steps, perceptual=args.perceptual
+                x[keep],
+                latent=LATENT,
+                steps=args.ae_steps,
+                perceptual=args.perceptual,
+                colour=args.colour,
+                latent_noise=args.latent_noise,
+                init=init,
+                **({"lr": args.ae_lr} if args.ae_lr else {}),
             )
         )
         save_file(ae.state_dict(), ae_file)
@@ -141,6 +172,9 @@ def train(args) -> None:
             stage="autoencoder",
             steps=args.ae_steps,
             perceptual=args.perceptual,
+            colour=args.colour,
+            latent_noise=args.latent_noise,
+            ae_init=args.ae_init,
             latent=LATENT,
             held_l1=float(np.abs(r - x[held]).mean()),
         )
@@ -164,6 +198,8 @@ def train(args) -> None:
         net.set_stats(shift, scale)
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, out / "tmp.safetensors")
         (out / "tmp.safetensors").replace(out / "denoiser.safetensors")
+        if args.keep_every and step % args.keep_every == 0:
+            shutil.copy(out / "denoiser.safetensors", out / f"denoiser_{step}.safetensors")
         log(out, stage="checkpoint", step=step)
 
     run_sync(
@@ -196,7 +232,7 @@ def _unet_kwargs() -> dict:
 def recon(args) -> None:
     """Held-back crops above their autoencoder reconstructions (``recon.png``) and the L1;
     with ``--classifier`` the share of reconstructions it recognises (``--all``: of every
-    crop, the 72 the autoencoder trained on too, beside the real crops at 64 px)."""
+    crop, the 72 the autoencoder trained on too, beside the real crops at its size)."""
     import imageio.v3 as iio
     import torch
     from safetensors.torch import load_file
@@ -206,7 +242,8 @@ def recon(args) -> None:
     from napari_nucleus_ai.models.diffusion.latent import build_autoencoder
 
     run = Path(args.run)
-    x, y, _, paths = load_crop_folder(args.data, 64)
+    size = run_size(run)
+    x, y, _, paths = load_crop_folder(args.data, size)
     held = np.array([p in set((run / "held.txt").read_text().split("\n")) for p in paths])
 
     def reconstruct(folder: Path) -> np.ndarray:
@@ -228,13 +265,13 @@ def recon(args) -> None:
     rec = {"held_l1": round(float(np.abs(rh - xh).mean()), 4)}
     if args.classifier:
         work = run / "recon_check"
-        write_class_folders(work / "recon64", rh, [paths[i] for i in np.flatnonzero(held)])
-        rec.update(recognised(args.classifier, work, "recon64"))
+        part = f"recon{size}"
+        write_class_folders(work / part, rh, [paths[i] for i in np.flatnonzero(held)])
+        rec.update(recognised(args.classifier, work, part))
         if args.all:
-            write_class_folders(work / "all_recon64", r, list(paths))
-            write_class_folders(work / "all_real64", x, list(paths))
-            rec.update(recognised(args.classifier, work, "all_recon64"))
-            rec.update(recognised(args.classifier, work, "all_real64"))
+            for part, crops in ((f"all_recon{size}", r), (f"all_real{size}", x)):
+                write_class_folders(work / part, crops, list(paths))
+                rec.update(recognised(args.classifier, work, part))
     log(run, stage="recon", **rec)
 
 
@@ -250,19 +287,42 @@ def write_class_folders(folder: Path, crops: np.ndarray, paths: list) -> None:
         iio.imwrite(d / Path(p).name, crop)
 
 
-def recognised(classifier: str, work: Path, part: str) -> dict:
-    """Share of the crops in ``work/part/<class>/`` that ``classifier`` calls their class."""
+def recognised(
+    classifier: str, work: Path, part: str, folder: Path | None = None, adapt: str = "auto"
+) -> dict:
+    """Share of the crops in ``work/part/<class>/`` (or ``folder/<class>/``) that
+    ``classifier`` calls their class (``adapt``: ``predict --adapt``)."""
     import pandas as pd
 
     from napari_nucleus_ai.cli import main as cli
 
     csv = work / f"{part}.csv"
-    cli(["predict", classifier, str(work / part), "--out", str(csv), "--device", "cpu"])
+    src = str(folder if folder is not None else work / part)
+    cli(["predict", classifier, src, "--out", str(csv), "--device", "cpu", "--adapt", adapt])
     df = pd.read_csv(csv)
+    df = df[df["path"].map(lambda p: Path(p).suffix.lower() == ".png")]  # not LICENSE etc.
     truth = df["path"].map(lambda p: Path(p).parent.name)
     ok = df["predicted"] == truth
     per_class = {c: round(float(ok[truth == c].mean()), 2) for c in sorted(set(truth))}
-    return {f"{part}_recognised": round(float(ok.mean()), 3), f"{part}_per_class": per_class}
+    rec = {f"{part}_recognised": round(float(ok.mean()), 3), f"{part}_per_class": per_class}
+    for col in ("routed", "adapted"):  # a package with a fallback model: how often it decided
+        if col in df:
+            rec[f"{part}_{col}"] = round(float(df[col].astype(bool).mean()), 3)
+    return rec
+
+
+def ceiling(args) -> None:
+    """Real crops down-sampled to each size and read back up: the share recognised."""
+    from napari_nucleus_ai.models.diffusion.data import load_crop_folder
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rec = recognised(args.classifier, work, "original", folder=Path(args.data))
+    for size in args.sizes:
+        x, _, _, paths = load_crop_folder(args.data, size)
+        write_class_folders(work / f"real{size}", x, paths)
+        rec.update(recognised(args.classifier, work, f"real{size}"))
+    log(work, stage="ceiling", classifier=args.classifier, **rec)
 
 
 def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
@@ -318,6 +378,19 @@ def main(argv=None) -> int:
         "--perceptual", type=float, default=0.0, help="weight of the autoencoder's feature loss"
     )
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument(
+        "--colour", type=float, default=0.0, help="weight of the autoencoder's colour loss"
+    )
+    t.add_argument("--ae-lr", type=float, help="autoencoder learning rate (default: the package's)")
+    t.add_argument(
+        "--latent-noise", type=float, default=0.0, help="autoencoder: noise on latents (x std)"
+    )
+    t.add_argument("--ae-init", help="an ae.safetensors of the same settings to continue from")
+    t.add_argument(
+        "--keep-every", type=int, default=0, help="also keep denoiser_STEP.safetensors (0: off)"
+    )
+    t.add_argument("--size", type=int, default=64, help="crop size in px")
+    t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
     r = sub.add_parser("recon")
     r.add_argument("run")
     r.add_argument("--data", default="../shared/data/smear/pbc")
@@ -330,6 +403,11 @@ def main(argv=None) -> int:
     g.add_argument("--grid", type=int, default=8, help="cells per class")
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--guidance", type=float, default=2.0)
+    c = sub.add_parser("ceiling")
+    c.add_argument("classifier", help="the default classifier (train DATA --out pbc.zip)")
+    c.add_argument("work", help="scratch folder for the down-sampled crops and CSVs")
+    c.add_argument("--data", default="../shared/data/smear/pbc")
+    c.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
     p = sub.add_parser("package")
     p.add_argument("run")
     p.add_argument("out")
@@ -346,11 +424,18 @@ def main(argv=None) -> int:
     e.add_argument("--grid", type=int, default=8, help="cells per class in the grid")
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--guidance", type=float, default=2.0)
+    e.add_argument(
+        "--adapt",
+        choices=("auto", "off"),
+        default="auto",
+        help="predict --adapt: off keeps the fallback from adapting to the generated batch",
+    )
     args = ap.parse_args(argv)
     {
         "train": train,
         "recon": recon,
         "grid": sample_grid,
+        "ceiling": ceiling,
         "package": package,
         "evaluate": evaluate,
     }[args.cmd](args)
@@ -377,7 +462,7 @@ def package(args) -> None:
             tmp,
             args.out,
             arch="latent-diffusion",
-            crop_size=64,
+            crop_size=run_size(run),
             seed=0,
             params={**ARCH, "latent": latent, "proposer": False},
             kind_options={"init": str(run / args.weights), "steps": 0},
@@ -439,7 +524,8 @@ def evaluate(args) -> None:
         model = checkpoint_model(run, args.package)
     else:
         model = as_classifier(load_model(args.package))
-    x, y, names, paths = load_crop_folder(args.data, 64)
+    size = run_size(run)
+    x, y, names, paths = load_crop_folder(args.data, size)
     held_paths = set((run / "held.txt").read_text().split("\n"))
     held = np.array([p in held_paths for p in paths])
     gen, tiles = {}, []
@@ -453,8 +539,9 @@ def evaluate(args) -> None:
             (work / "gen" / name).mkdir(parents=True, exist_ok=True)
             iio.imwrite(work / "gen" / name / f"gen{i:03d}.png", crop)
     recon = to_uint8(model.decode(model.encode(x[held])).numpy())
+    real_part, recon_part = f"real{size}", f"recon{size}"
     for k, i in enumerate(np.flatnonzero(held)):
-        for part, crop in (("real64", to_uint8(x[i : i + 1])[0]), ("recon64", recon[k])):
+        for part, crop in ((real_part, to_uint8(x[i : i + 1])[0]), (recon_part, recon[k])):
             d = work / part / Path(paths[i]).parent.name
             d.mkdir(parents=True, exist_ok=True)
             iio.imwrite(d / Path(paths[i]).name, crop)
@@ -462,8 +549,9 @@ def evaluate(args) -> None:
     gen_cpu = cpu_seconds() - c0
     rec = {"generation_cpu_s": round(gen_cpu, 1), "n_per_class": args.n, "steps": args.steps}
     rec["guidance"] = args.guidance
-    for part in ("gen", "real64", "recon64"):
-        rec.update(recognised(args.classifier, work, part))
+    for part in ("gen", real_part, recon_part):
+        rec.update(recognised(args.classifier, work, part, adapt=args.adapt))
+    rec["adapt"] = args.adapt
     f_gen = lite0_features(np.concatenate([gen[n][: args.fid_per_class] for n in names]))
     f_train, f_held = lite0_features(x[~held]), lite0_features(x[held])
     rec["fd_generated_vs_held"] = round(frechet(f_gen, f_held), 1)

@@ -397,3 +397,42 @@ def test_perceptual_loss_is_the_default_where_the_backbone_is_installed(monkeypa
     monkeypatch.setattr(imagenet, "available", lambda name="efficientnet-lite0": False)
     assert _perceptual_weight(None, 3) == 0.0
     assert _perceptual_weight(0.0, 3) == 0.0
+
+
+def test_colour_loss_sees_a_colour_cast_the_pixel_texture_hides():
+    """A grey cast of the mean colour costs more than moving texture at equal pixel L1."""
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.latent import colour_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    cast = x.clone()
+    cast[:, 0] -= 0.2  # less red everywhere: the eosin cast
+    rolled = torch.roll(x, 1, dims=3)  # texture moved by a pixel, same colours
+    assert float(colour_loss(x, x)) == 0.0
+    assert float(colour_loss(cast, x)) > 0.05
+    assert float(colour_loss(rolled, x)) < 0.5 * float(colour_loss(cast, x))
+    assert float((rolled - x).abs().mean()) > float((cast - x).abs().mean())
+
+
+def test_autoencoder_training_continues_from_init():
+    """``init`` starts from the given weights: zero steps return them unchanged."""
+    import numpy as np
+    import torch
+
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion import latent
+
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 16, 16)).astype(np.float32)
+    lat = {"width": 8}
+    first = run_sync(latent.train_autoencoder(x, latent=lat, steps=3, seed=1))
+    again = run_sync(latent.train_autoencoder(x, latent=lat, steps=0, init=first.state_dict()))
+    fresh = run_sync(latent.train_autoencoder(x, latent=lat, steps=0))
+    for k, v in first.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+    assert any(not torch.equal(fresh.state_dict()[k], v) for k, v in first.state_dict().items())
+    more = run_sync(
+        latent.train_autoencoder(x, latent=lat, steps=2, colour=1.0, init=first.state_dict())
+    )
+    assert any(not torch.equal(more.state_dict()[k], v) for k, v in first.state_dict().items())

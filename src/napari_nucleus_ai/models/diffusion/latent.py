@@ -20,7 +20,8 @@ Training (:func:`train_autoencoder`, then :func:`latent_bank` and the usual
 space, where it means something: the 8 dihedral transforms and HED stain plus
 light jitter (:mod:`napari_nucleus_ai.models.stain`). The autoencoder's loss can add
 :class:`PerceptualLoss` (the frozen ImageNet EfficientNet-Lite0), which keeps granules
-and chromatin texture that pixel losses smooth away.
+and chromatin texture that pixel losses smooth away, and :func:`colour_loss` (block mean
+colours), which keeps the stain colours those unit-length features leave grey.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ AE_TRAIN_DEFAULTS = {"steps": 600, "batch_size": 8, "lr": 2e-3, "seed": 0, "perc
 #: (after the stem: 64, 32, 16 and 8 px maps of a crop seen at :data:`PERCEPTUAL_SIZE`).
 PERCEPTUAL_BLOCKS = (0, 2, 4, 8)
 PERCEPTUAL_SIZE = 128
+
+#: Block size (px) of the local mean colours :func:`colour_loss` compares.
+COLOUR_POOL = 8
 
 
 def latent_stats(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +160,13 @@ class PerceptualLoss:
         return sum((a - b).square().sum(1).mean() for a, b in pairs) / len(target)
 
 
+def colour_loss(r, x, pool: int = COLOUR_POOL):
+    """L1 between the mean colours of ``pool x pool`` blocks of crops ``r`` and ``x`` (torch)."""
+    import torch.nn.functional as F
+
+    return (F.avg_pool2d(r, pool) - F.avg_pool2d(x, pool)).abs().mean()
+
+
 def train_autoencoder(
     x: np.ndarray,
     *,
@@ -165,6 +176,9 @@ def train_autoencoder(
     lr: float = AE_TRAIN_DEFAULTS["lr"],
     seed: int = AE_TRAIN_DEFAULTS["seed"],
     perceptual: float = 0.0,
+    colour: float = 0.0,
+    latent_noise: float = 0.0,
+    init: dict | None = None,
     device=None,
 ):
     """Train the autoencoder on crops ``x`` (N, C, S, S) in [-1, 1]; a generator.
@@ -172,7 +186,12 @@ def train_autoencoder(
     Loss: L1 plus the L1 of horizontal and vertical image gradients (keeps edges
     sharper than a plain pixel loss), plus ``perceptual`` times :class:`PerceptualLoss`
     for RGB crops when ``perceptual > 0`` (keeps granules and chromatin texture, which
-    pixel losses average away). Yields :class:`Progress`; returns the trained
+    pixel losses average away), plus ``colour`` times :func:`colour_loss` (the L1 of
+    the crops' local mean colours, which the perceptual loss's unit-length features
+    leave grey). ``latent_noise``: the decoder sees latents with Gaussian noise of this
+    fraction of each channel's standard deviation added, so it learns to decode the
+    slightly-off latents a denoiser samples. ``init``: a state dict of an autoencoder of
+    the same ``latent`` settings to continue from. Yields :class:`Progress`; returns the trained
     ``AutoencoderTiny`` (eval mode, CPU).
     """
     import torch
@@ -183,7 +202,10 @@ def train_autoencoder(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = device if device is not None else torch.device("cpu")
-    ae = build_autoencoder(x.shape[1], latent).to(dev).train()
+    ae = build_autoencoder(x.shape[1], latent)
+    if init is not None:
+        ae.load_state_dict(init)
+    ae = ae.to(dev).train()
     feat = PerceptualLoss(dev) if perceptual > 0 and x.shape[1] == 3 else None
     opt = torch.optim.AdamW(ae.parameters(), lr=lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 2))
@@ -191,12 +213,18 @@ def train_autoencoder(
     for step in range(steps):
         idx = rng.integers(0, len(x), batch_size)
         xb = torch.from_numpy(augment_pixels(x[idx], rng)).to(dev)
-        r = ae.decode(ae.encode(xb).latents).sample
+        z = ae.encode(xb).latents
+        if latent_noise > 0:
+            sd = z.detach().std(dim=(0, 2, 3), keepdim=True)
+            z = z + latent_noise * sd * torch.randn_like(z)
+        r = ae.decode(z).sample
         loss = (r - xb).abs().mean()
         for d in (2, 3):
             loss = loss + (r.diff(dim=d) - xb.diff(dim=d)).abs().mean()
         if feat is not None:
             loss = loss + perceptual * feat(r, xb)
+        if colour > 0:
+            loss = loss + colour * colour_loss(r, xb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
