@@ -231,15 +231,11 @@ def test_bad_adapt_entries_are_refused_in_one_line(pair):
         validate_card(blind)
 
 
-def test_retrain_refits_the_reference_or_drops_it(pair, tmp_path, monkeypatch):
-    """Retrain refits the fallback's heads: its card gets the reference of the new heads
-    (fitted on the corrections and the replayed crops); heads not refitted drop it."""
+def _spy_on_refits(monkeypatch) -> list:
+    """Retrain both models in this process; the list receives each refit's adaptation
+    reference (the first model's, then the fallback's)."""
     import napari_nucleus_ai.review.retrain as retrain
-    from napari_nucleus_ai.core.progress import run_sync
-    from napari_nucleus_ai.models.package import load_model
 
-    _, out, _ = pair
-    root, replay = _retrain_folders(tmp_path, n_replay=12)
     monkeypatch.setattr(retrain, "_start_fallback", lambda *a: None)  # both here
     refits = []
     refit_closed_form = retrain._refit_closed_form
@@ -250,6 +246,19 @@ def test_retrain_refits_the_reference_or_drops_it(pair, tmp_path, monkeypatch):
         return got
 
     monkeypatch.setattr(retrain, "_refit_closed_form", spy)
+    return refits
+
+
+def test_retrain_refits_the_reference_or_drops_it(pair, tmp_path, monkeypatch):
+    """Retrain refits the fallback's heads: its card gets the reference of the new heads
+    (fitted on the corrections and the replayed crops); heads not refitted drop it."""
+    import napari_nucleus_ai.review.retrain as retrain
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.package import load_model
+
+    _, out, _ = pair
+    root, replay = _retrain_folders(tmp_path, n_replay=12)
+    refits = _spy_on_refits(monkeypatch)
     opts = dict(base_data=str(replay), epochs=1, threads=1)
     got = run_sync(retrain.retrain_gen(out, root, tmp_path / "v2.zip", **opts))
     base = load_model(out, cache=False).fallback.card["trust"]["adapt"]
@@ -282,16 +291,7 @@ def test_retrain_gives_an_older_fallback_card_the_reference_of_its_new_heads(
     old = _without_adapt(pair[1], tmp_path / "old.zip")
     assert "adapt" not in load_model(old, cache=False).fallback.card["trust"]
     root, replay = _retrain_folders(tmp_path, n_replay=12)
-    monkeypatch.setattr(retrain, "_start_fallback", lambda *a: None)  # both here
-    refits = []
-    refit_closed_form = retrain._refit_closed_form
-
-    def spy(modules, x, labels, n_learn, n_replay, seed):
-        got = refit_closed_form(modules, x, labels, n_learn, n_replay, seed)
-        refits.append(modules[0].adapt_reference)
-        return got
-
-    monkeypatch.setattr(retrain, "_refit_closed_form", spy)
+    refits = _spy_on_refits(monkeypatch)
     opts = dict(base_data=str(replay), epochs=1, threads=1)
     got = run_sync(retrain.retrain_gen(old, root, tmp_path / "v2.zip", **opts))
     new = load_model(got["out"], cache=False)

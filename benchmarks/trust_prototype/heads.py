@@ -59,8 +59,9 @@ C_DESC, C_IMG = 1.0, 0.1  # the C the default model chose (card provenance.fitte
 # -- features ------------------------------------------------------------------------
 
 
-def extract(model: str, out: Path) -> None:
-    """Cache the features of every set under ``out`` (``<set>.npz`` + ``meta.npz``)."""
+def model_and_sets(model: str, out: Path):
+    """The default model's first module and card, and the sets to cache (``pbc``, ``bccd``,
+    ``sim_another``: lists of RGB crops in [0, 1]); writes ``out/meta.npz`` (labels)."""
     import sys
 
     import torch
@@ -70,7 +71,6 @@ def extract(model: str, out: Path) -> None:
     import bench_fewshot_bccd as bf
 
     from napari_nucleus_ai.classify.trainset import load_class_folders
-    from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.package import load_model
     from trust_prototype import shifts
 
@@ -92,6 +92,16 @@ def extract(model: str, out: Path) -> None:
         "bccd": [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in table["path"]],
         "sim_another": [shifts.another_microscope(x) for x in pbc],
     }
+    return m, card, sets
+
+
+def extract(model: str, out: Path) -> None:
+    """Cache the features of every set under ``out`` (``<set>.npz`` + ``meta.npz``)."""
+    import torch
+
+    from napari_nucleus_ai.models.inputs import prepare
+
+    m, card, sets = model_and_sets(model, out)
     for name, items in sets.items():
         x = torch.as_tensor(prepare(items, card)[0])
         with torch.no_grad():

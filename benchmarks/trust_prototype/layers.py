@@ -105,38 +105,13 @@ def _layer_features(net, rgb, view: float):
 def extract(model: str, out: Path) -> None:
     """Cache descriptor and layer features of PBC (8 views), BCCD and the simulated other
     microscope (4 views) under ``out`` (``<set>.npz`` + ``meta.npz``)."""
-    import sys
-
     import torch
-    from PIL import Image
 
-    sys.path.insert(0, str(Path(__file__).parents[1]))
-    import bench_fewshot_bccd as bf
-
-    from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.engine import dihedral
     from napari_nucleus_ai.models.inputs import prepare
-    from napari_nucleus_ai.models.package import load_model
-    from trust_prototype import shifts
+    from trust_prototype.heads import model_and_sets
 
-    torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
-    pkg = load_model(model)
-    m, card = pkg.modules[0].eval(), pkg.card
-    ts = load_class_folders(bf.DATA / "pbc")
-    table = bf.crops(out / "bccd_crops")
-    np.savez(
-        out / "meta.npz",
-        pbc_y=ts.labels,
-        classes=np.array(ts.classes),
-        bccd_y=table["label"].to_numpy().astype(str),
-    )
-    pbc = [np.asarray(s, np.float32) / (255 if np.max(s) > 1.5 else 1) for s in ts.samples]
-    sets = {
-        "pbc": pbc,
-        "bccd": [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in table["path"]],
-        "sim_another": [shifts.another_microscope(x) for x in pbc],
-    }
+    m, card, sets = model_and_sets(model, out)
     view = float(m.params["imagenet_view"])
     for name, items in sets.items():
         x = torch.as_tensor(prepare(items, card)[0])
