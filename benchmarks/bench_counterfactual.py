@@ -1,4 +1,4 @@
-"""Do counterfactual maps point at the deciding pixels? A check on synthetic cells (issue 23).
+"""Do counterfactual maps point at the deciding pixels? A check on synthetic cells.
 
 Two classes of synthetic white cells that differ **only** in one localised feature with a
 known pixel mask, drawn with the smear simulator (:mod:`napari_nucleus_ai.samples.smear`):

@@ -1,4 +1,4 @@
-"""Unseen-class scores from intermediate layers of the frozen backbone (issue 18, item 6).
+"""Unseen-class scores from intermediate layers of the frozen backbone (leave-one-class-out AUROC).
 
 Research code (not part of the package). ``heads.py loco`` measures scores on the final
 pooled EfficientNet-Lite0 features and the morphology descriptor. This module adds what

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 FORMAT = 1  # the exported graph's layout: part of the cache file's name
 TOLERANCE = 1e-4  # largest difference to PyTorch's features accepted, relative to their largest
 #: Inputs per session run. ONNX Runtime keeps the largest activations it has seen in its
-#: memory arena (about 11 MB per 224-px input), so a 64-input batch left each session holding
-#: ~690 MB for the rest of the process; runs of 8 hold ~110 MB and take 7.8-8.0 instead of
-#: 9.4-9.9 ms CPU per input (one thread; docs/performance.md).
+#: memory arena (about 11 MB per 224-px input) for the rest of the process: a 64-input run
+#: leaves ~690 MB there, runs of 8 ~110 MB, and runs of 8 take 7.8-8.0 instead of 9.4-9.9 ms
+#: CPU per input (one thread; docs/performance.md).
 RUN_BATCH = 8
 
 
