@@ -178,3 +178,99 @@ def test_tiled_page_boxes_equal_the_image(tmp_path, layout, rgb):
     for box in [np.s_[0:1, 0:1], np.s_[63:130, 95:300], np.s_[250:400, 400:500], np.s_[:, :]]:
         np.testing.assert_array_equal(region[box], image[box])
     assert read_region_lazy(tmp_path / "a.tif") is None  # small: read into memory as before
+
+
+def _sparse_labels(tmp_path):
+    """A 1030 x 1300 label TIFF (tiles of 128) with a few cells, one across four tiles."""
+    labels = np.zeros((1030, 1300), np.uint32)
+    labels[10:40, 20:60] = 3
+    labels[120:140, 120:140] = 7  # across the tiles (0, 0), (0, 1), (1, 0), (1, 1)
+    labels[1000:1030, 1280:1300] = 9  # at the far corner
+    labels[500:520, 600:610] = 12
+    labels[505:510, 605:608] = 13  # inside another cell's box
+    tifffile.imwrite(tmp_path / "l.tif", labels, tile=(128, 128), compression="zlib")
+    return labels, tmp_path / "l.tif"
+
+
+def test_tiled_page_decodes_an_empty_tile_once_and_knows_it_blank(tmp_path):
+    from napari_nucleus_ai.images.tiff import TiledPage
+
+    labels, path = _sparse_labels(tmp_path)
+    region = TiledPage(path)
+    calls = []
+    decode = region._page.decode
+    region._page.decode = lambda *a, **k: calls.append(1) or decode(*a, **k)
+    np.testing.assert_array_equal(region[:, :], labels)
+    grid = (-(-1030 // 128), -(-1300 // 128))
+    occupied = {(y // 128, x // 128) for y, x in zip(*np.nonzero(labels), strict=True)}
+    assert len(calls) == len(occupied) + 1  # the cells' tiles and one empty tile
+    for ty in range(grid[0]):
+        for tx in range(grid[1]):
+            assert region.tile_blank(ty, tx) == ((ty, tx) not in occupied)
+    assert len(calls) == len(occupied) + 1  # known from their bytes: nothing decoded again
+    with pytest.raises(ValueError):  # the shared empty tile is read-only
+        region._tile_at(grid[0] - 1, 0)[0, 0] = 1
+
+
+def test_label_boxes_of_a_tiled_page_skip_its_empty_tiles(tmp_path):
+    from scipy import ndimage
+
+    from napari_nucleus_ai.classify.cells import label_boxes_gen
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.images.tiff import TiledPage
+
+    labels, path = _sparse_labels(tmp_path)
+    region = TiledPage(path)
+    reads = []
+    getitem = TiledPage.__getitem__
+
+    class Counted(TiledPage):
+        def __getitem__(self, key):
+            reads.append(key)
+            return getitem(self, key)
+
+    region.__class__ = Counted
+    ids, boxes = run_sync(label_boxes_gen(region))
+    objects = ndimage.find_objects(labels)
+    want = [i + 1 for i, o in enumerate(objects) if o is not None]
+    assert ids.tolist() == want
+    for i, box in zip(ids, boxes, strict=True):
+        o = objects[i - 1]
+        assert box.tolist() == [o[0].start, o[0].stop, o[1].start, o[1].stop]
+    occupied = {(y // 128, x // 128) for y, x in zip(*np.nonzero(labels), strict=True)}
+    assert len(reads) == len(occupied) == 8  # the tiles under cells only (of 99)
+    in_memory = run_sync(label_boxes_gen(labels, band=256))  # band by band, no tiles
+    assert in_memory[0].tolist() == ids.tolist() and (in_memory[1] == boxes).all()
+
+
+def test_lut_image_painted_in_the_cells_boxes_is_lut_of_labels(tmp_path):
+    from napari_nucleus_ai.classify.cells import LutImage, label_boxes_gen
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.images.tiff import TiledPage
+
+    labels, path = _sparse_labels(tmp_path)
+    region = TiledPage(path)
+    lut = np.zeros(14, np.float32)
+    lut[[3, 7, 9, 12, 13]] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    _, boxes = run_sync(label_boxes_gen(region))
+    image = LutImage(region, lut, boxes)
+    for box in [np.s_[:, :], np.s_[100:200, 100:300], np.s_[1000:, 1200:], np.s_[600:900, :]]:
+        np.testing.assert_array_equal(image[box], lut[labels[box]])
+    assert image.blank(np.s_[600:900, :]) and not image.blank(np.s_[0:130, 0:130])
+    assert not LutImage(region, lut).blank(np.s_[600:900, :])  # without boxes: not known
+    np.testing.assert_array_equal(np.asarray(LutImage(region, lut)), lut[labels])
+
+
+def test_class_tiff_of_a_lut_image_skips_nothing_but_empty_tiles(tmp_path):
+    from napari_nucleus_ai.classify.cells import LutImage, label_boxes_gen
+    from napari_nucleus_ai.cli.classify import _write_tiff
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.images.tiff import TiledPage
+
+    labels, path = _sparse_labels(tmp_path)
+    region = TiledPage(path)
+    lut = (np.arange(14) % 5 + 1).astype(np.uint8)
+    lut[0] = 0
+    _, boxes = run_sync(label_boxes_gen(region))
+    _write_tiff(tmp_path / "c.tif", LutImage(region, lut, boxes))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "c.tif"), lut[labels])

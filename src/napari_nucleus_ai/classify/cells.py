@@ -45,6 +45,9 @@ class ClassifyResult:
     labels : (Y, X) int array (numpy, or a lazy array for a region read lazily)
     class_lut, uncertainty_lut : arrays indexed by label id
         What :attr:`class_image` and :attr:`uncertainty_image` paint each cell with.
+    boxes : (N, 4) int array or None
+        For lazy labels, ``y0, y1, x0, x1`` pixel boxes (end-exclusive) holding every label
+        pixel the look-up tables paint: the images are computed inside them only.
     """
 
     table: object
@@ -54,6 +57,7 @@ class ClassifyResult:
     labels: object
     class_lut: np.ndarray
     uncertainty_lut: np.ndarray
+    boxes: np.ndarray | None = None
 
     _images: dict = field(default_factory=dict, repr=False)
 
@@ -62,7 +66,7 @@ class ClassifyResult:
         """(Y, X) uint8/uint16: 0 background, ``k + 1`` for class ``k``, ``len(classes) + 1``
         for unidentified (computed once, on access; a :class:`LutImage` for lazy labels)."""
         if "class" not in self._images:
-            self._images["class"] = lut_image(self.labels, self.class_lut)
+            self._images["class"] = lut_image(self.labels, self.class_lut, self.boxes)
         return self._images["class"]
 
     @property
@@ -70,7 +74,7 @@ class ClassifyResult:
         """(Y, X) float32: each cell filled with its uncertainty, 0 background (computed
         once, on access; a :class:`LutImage` for lazy labels)."""
         if "uncertainty" not in self._images:
-            self._images["uncertainty"] = lut_image(self.labels, self.uncertainty_lut)
+            self._images["uncertainty"] = lut_image(self.labels, self.uncertainty_lut, self.boxes)
         return self._images["uncertainty"]
 
     @property
@@ -132,39 +136,58 @@ def label_boxes_gen(labels, band: int | None = None):
 
     Yields :class:`~napari_nucleus_ai.core.progress.Progress` per band; returns
     ``(ids, boxes)``: the sorted label ids and an ``(N, 4)`` int array of
-    ``y0, y1, x0, x1`` (end-exclusive). Memory: one band of rows.
+    ``y0, y1, x0, x1`` (end-exclusive). Memory: one band of rows. A tiled image that knows
+    its empty tiles (:meth:`~napari_nucleus_ai.images.tiff.TiledPage.tile_blank`) is read a
+    tile at a time, its empty tiles skipped.
     """
     from napari_nucleus_ai.core.progress import Progress
 
     h, w = labels.shape
+    blank = getattr(labels, "tile_blank", None)
+    tile = getattr(labels, "tile_shape", None)
     if band is None:
         chunks = getattr(labels, "chunks", None)
         band = int(chunks[0][0] if chunks and isinstance(chunks[0], tuple) else 512)
         band = max(band, 256)
+    if blank is not None and tile is not None:
+        band = int(tile[0])
     found: dict[int, list[int]] = {}
     starts = range(0, h, band)
     for k, y in enumerate(starts):
-        part = _read(labels, np.s_[y : y + band, :])
-        flat = np.flatnonzero(part)
-        if flat.size:
-            vals = part.ravel()[flat]
-            order = np.argsort(vals, kind="stable")
-            vals, flat = vals[order], flat[order]
-            ys, xs = np.divmod(flat, w)
-            first = np.r_[0, np.flatnonzero(np.diff(vals)) + 1]
-            y0, y1 = np.minimum.reduceat(ys, first), np.maximum.reduceat(ys, first)
-            x0, x1 = np.minimum.reduceat(xs, first), np.maximum.reduceat(xs, first)
-            for i, a, b, c, d in zip(vals[first].tolist(), y0, y1, x0, x1, strict=True):
-                box = found.get(i)
-                if box is None:
-                    found[i] = [y + int(a), y + int(b) + 1, int(c), int(d) + 1]
-                else:
-                    box[0], box[1] = min(box[0], y + int(a)), max(box[1], y + int(b) + 1)
-                    box[2], box[3] = min(box[2], int(c)), max(box[3], int(d) + 1)
+        if blank is None or tile is None:
+            _add_boxes(found, _read(labels, np.s_[y : y + band, :]), y, 0)
+        else:
+            for tx, x in enumerate(range(0, w, int(tile[1]))):
+                if not blank(k, tx):
+                    _add_boxes(found, _read(labels, np.s_[y : y + band, x : x + tile[1]]), y, x)
         yield Progress(k + 1, len(starts), "finding cells")
     ids = np.array(sorted(found), np.int64)
     boxes = np.array([found[i] for i in ids.tolist()], np.int64).reshape(-1, 4)
     return ids, boxes
+
+
+def _add_boxes(found: dict, part: np.ndarray, y: int, x: int) -> None:
+    """Grow ``found`` (label id -> ``[y0, y1, x0, x1]``) by the labels of ``part``, a block of
+    the label image whose top-left pixel is ``(y, x)``."""
+    flat = np.flatnonzero(part)
+    if not flat.size:
+        return
+    vals = part.ravel()[flat]
+    order = np.argsort(vals, kind="stable")
+    vals, flat = vals[order], flat[order]
+    ys, xs = np.divmod(flat, part.shape[1])
+    first = np.r_[0, np.flatnonzero(np.diff(vals)) + 1]
+    y0, y1 = np.minimum.reduceat(ys, first) + y, np.maximum.reduceat(ys, first) + y + 1
+    x0, x1 = np.minimum.reduceat(xs, first) + x, np.maximum.reduceat(xs, first) + x + 1
+    for i, a, b, c, d in zip(
+        vals[first].tolist(), y0.tolist(), y1.tolist(), x0.tolist(), x1.tolist(), strict=True
+    ):
+        box = found.get(i)
+        if box is None:
+            found[i] = [a, b, c, d]
+        else:
+            box[0], box[1] = min(box[0], a), max(box[1], b)
+            box[2], box[3] = min(box[2], c), max(box[3], d)
 
 
 def _groups(boxes: np.ndarray, block: int) -> list[np.ndarray]:
@@ -227,14 +250,54 @@ def measure_lazy_gen(
 
 
 class LutImage:
-    """``lut[labels]`` of a lazy label image, computed for the box asked for (read-only array)."""
+    """``lut[labels]`` of a lazy label image, computed for the box asked for (read-only array).
 
-    def __init__(self, labels, lut: np.ndarray):
+    Given the cells' ``boxes`` (``(N, 4)`` ``y0, y1, x0, x1``, end-exclusive, holding every
+    label pixel whose ``lut`` value differs from ``lut[0]``), only the labels inside them are
+    read: the rest of a slide region is ``lut[0]`` without a read. :meth:`blank` tells a
+    writer which parts hold no cell.
+    """
+
+    def __init__(self, labels, lut: np.ndarray, boxes=None):
         self.labels, self.lut = labels, lut
         self.shape, self.dtype, self.ndim = tuple(labels.shape), lut.dtype, len(labels.shape)
+        self.boxes = None if boxes is None else np.asarray(boxes, np.int64).reshape(-1, 4)
+
+    def _span(self, key) -> tuple[int, int, int, int]:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (2 - len(key))
+        ys, xs = key[:2]
+        if not (isinstance(ys, slice) and isinstance(xs, slice)) or len(key) > 2:
+            raise IndexError("a LutImage takes [y0:y1, x0:x1] boxes")
+        if ys.step not in (None, 1) or xs.step not in (None, 1):
+            raise IndexError("a LutImage takes [y0:y1, x0:x1] boxes")
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        return y0, max(y0, y1), x0, max(x0, x1)
+
+    def _inside(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        b = self.boxes
+        return b[(b[:, 0] < y1) & (b[:, 1] > y0) & (b[:, 2] < x1) & (b[:, 3] > x0)]
+
+    def blank(self, key) -> bool:
+        """Whether the box ``key`` (``[y0:y1, x0:x1]``) holds no cell and ``lut[0]`` is 0, so it
+        is all zero (known from the boxes; False without them)."""
+        if self.boxes is None or self.lut[0] != 0:
+            return False
+        return not len(self._inside(*self._span(key)))
 
     def __getitem__(self, key) -> np.ndarray:
-        return self.lut[_read(self.labels, key)]
+        if self.boxes is None:
+            return self.lut[_read(self.labels, key)]
+        y0, y1, x0, x1 = self._span(key)
+        out = np.full((y1 - y0, x1 - x0), self.lut[0], self.lut.dtype)
+        for a, b, c, d in self._inside(y0, y1, x0, x1).tolist():
+            a, b, c, d = max(a, y0), min(b, y1), max(c, x0), min(d, x1)
+            part = _read(self.labels, np.s_[a:b, c:d])
+            cell = (part != 0) & (part < len(self.lut))
+            out[a - y0 : b - y0, c - x0 : d - x0][cell] = self.lut[part[cell]]
+        return out
 
     def __array__(self, dtype=None, copy=None):
         out = self[:, :]
@@ -254,9 +317,10 @@ def _boxes_from_table(table, ids, scale, translate, shape) -> np.ndarray | None:
     return px
 
 
-def lut_image(labels, lut: np.ndarray):
-    """``lut[labels]``; for a lazy label image a :class:`LutImage`, computed box by box."""
-    return LutImage(labels, lut) if is_lazy(labels) else lut[labels]
+def lut_image(labels, lut: np.ndarray, boxes=None):
+    """``lut[labels]``; for a lazy label image a :class:`LutImage`, computed box by box
+    (inside the cells' ``boxes`` only, when given)."""
+    return LutImage(labels, lut, boxes) if is_lazy(labels) else lut[labels]
 
 
 def storm_items(
@@ -394,7 +458,11 @@ def classify_cells_gen(
         if table is None:
             table = measured
         top = int(ids.max(initial=0))
+        # the class and uncertainty images are painted inside the cells' boxes only (one
+        # pixel wider: a table's boxes went through physical units)
+        cell_boxes = np.clip(boxes + [-1, 1, -1, 1], 0, np.repeat(labels.shape, 2))
     else:
+        cell_boxes = None
         if table is None:
             table = measure_cells(labels, None, scale=sc, translate=tr, unit=m_unit)
         top = int(labels.max(initial=0))
@@ -477,6 +545,7 @@ def classify_cells_gen(
         labels=labels,
         class_lut=lut_cls.astype(dtype),
         uncertainty_lut=lut_unc,
+        boxes=cell_boxes,
     )
     if images and not lazy:  # painted here (a dock's worker thread), not on first access
         result.class_image, result.uncertainty_image  # noqa: B018

@@ -94,7 +94,9 @@ def _write_tiff(path, image, **kwargs) -> None:
     """A zlib TIFF; a lazy image is computed and written one band of tiles at a time.
 
     A lazy region is mostly background: its all-zero tiles share one compressed tile, so
-    writing costs the cells, not the region's area.
+    writing costs the cells, not the region's area. An image that knows its empty parts
+    (:meth:`~napari_nucleus_ai.classify.cells.LutImage.blank`) is computed tile by tile, the
+    empty tiles not at all.
     """
     import zlib
 
@@ -108,20 +110,27 @@ def _write_tiff(path, image, **kwargs) -> None:
     dtype = np.dtype(image.dtype).newbyteorder("<")
     empty = zlib.compress(np.zeros((TILE, TILE), dtype).tobytes(), 6)
 
+    def tile(part):
+        if not part.any():
+            return empty
+        out = np.zeros((TILE, TILE), dtype)
+        out[: part.shape[0], : part.shape[1]] = part
+        return zlib.compress(out.tobytes(), 6)
+
     def tiles():
+        blank = getattr(image, "blank", None)
         for y in range(0, h, TILE):
+            if blank is not None:
+                for x in range(0, w, TILE):
+                    box = np.s_[y : y + TILE, x : x + TILE]
+                    yield empty if blank(box) else tile(np.asarray(image[box]))
+                continue
             band = image[y : y + TILE, :]
             band = np.asarray(
                 band.compute(scheduler="threads") if hasattr(band, "compute") else band
             )
             for x in range(0, w, TILE):
-                part = band[:, x : x + TILE]
-                if not part.any():
-                    yield empty
-                    continue
-                tile = np.zeros((TILE, TILE), dtype)
-                tile[: part.shape[0], : part.shape[1]] = part
-                yield zlib.compress(tile.tobytes(), 6)
+                yield tile(band[:, x : x + TILE])
 
     tifffile.imwrite(
         path, tiles(), shape=(h, w), dtype=dtype, tile=(TILE, TILE), compression="zlib",

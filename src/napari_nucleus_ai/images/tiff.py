@@ -301,6 +301,12 @@ def read_associated(path: str | os.PathLike, name: str) -> np.ndarray:
 #: a TIFF region bigger than this is read lazily by ``classify`` and batch chunk tasks
 LAZY_REGION_BYTES = 256 * 2**20
 
+#: :class:`TiledPage` decodes a compressed tile of at most this many bytes once per distinct
+#: content (an empty tile of a slide region compresses to ~1 KB)
+SAME_TILE_BYTES = 16384
+#: at most this many distinct small tiles are kept decoded
+SAME_TILES = 64
+
 
 class TiledPage:
     """Level 0 of a tiled (or stripped) 2D TIFF as a read-only array; only the tiles asked for
@@ -310,6 +316,11 @@ class TiledPage:
     decodes only the tiles (or strips) under the box, keeping the last ``cache`` decoded tiles
     (neighbouring cells share them). Plain tifffile: no zarr or dask machinery per read, which
     matters when thousands of small per-cell boxes are read.
+
+    A slide region is mostly empty glass, and its empty tiles are the same bytes on disk: a
+    small compressed tile (at most :data:`SAME_TILE_BYTES`) is decoded once per distinct
+    content and shared (read-only) by every tile with those bytes. :meth:`tile_blank` says,
+    without reading pixels, whether a tile is one of those and all zero.
 
     Attributes
     ----------
@@ -336,6 +347,7 @@ class TiledPage:
         self._cache: dict = {}
         self._max = max(4, int(cache))
         self._lock = threading.Lock()
+        self._same: dict = {}  # compressed bytes of a small tile -> (decoded tile, all zero)
 
     @classmethod
     def usable(cls, tf) -> bool:
@@ -361,20 +373,56 @@ class TiledPage:
         tile = self._cache.get(index)
         if tile is not None:
             return tile
+        data = self._bytes(index)
+        same = self._same.get(data) if data is not None else None
+        if same is not None:
+            return same[0]
         page = self._page
-        with self._lock:
-            fh = self._tf.filehandle
-            fh.seek(page.dataoffsets[index])
-            data = fh.read(page.databytecounts[index])
+        if data is None:
+            with self._lock:
+                fh = self._tf.filehandle
+                fh.seek(page.dataoffsets[index])
+                data = fh.read(page.databytecounts[index])
         kwargs = {"jpegtables": page.jpegtables, "_fullsize": True}
         if getattr(page, "jpegheader", None) is not None:
             kwargs["jpegheader"] = page.jpegheader
         tile = page.decode(data, index, **kwargs)[0]
         tile = np.asarray(tile).reshape(self._tile[0], self._tile[1], self._samples)
+        if len(data) <= SAME_TILE_BYTES and len(self._same) < SAME_TILES:
+            tile.flags.writeable = False  # shared by every tile of these bytes
+            self._same[data] = (tile, not tile.any())
+            return tile
         if len(self._cache) >= self._max:
             self._cache.pop(next(iter(self._cache)))  # oldest first
         self._cache[index] = tile
         return tile
+
+    def _bytes(self, index: int) -> bytes | None:
+        """The compressed bytes of tile ``index`` when they are few (:data:`SAME_TILE_BYTES`),
+        else None (the caller reads them)."""
+        page = self._page
+        if page.databytecounts[index] > SAME_TILE_BYTES:
+            return None
+        with self._lock:
+            fh = self._tf.filehandle
+            fh.seek(page.dataoffsets[index])
+            return fh.read(page.databytecounts[index])
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of one tile (a strip: its rows, the image width)."""
+        return self._tile
+
+    def tile_blank(self, ty: int, tx: int) -> bool:
+        """Whether tile ``(ty, tx)`` (tile row, column) is all zero, known from its compressed
+        bytes being those of an all-zero tile decoded before (False when not known)."""
+        data = self._bytes(ty * self._grid[1] + tx)
+        if data is None:
+            return False
+        if data not in self._same:
+            self._tile_at(ty, tx)
+        same = self._same.get(data)
+        return bool(same is not None and same[1])
 
     def __getitem__(self, key) -> np.ndarray:
         if not isinstance(key, tuple):
