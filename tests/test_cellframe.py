@@ -48,6 +48,35 @@ def _variants(img, centre, diameter):
     return out
 
 
+def test_find_cell_without_the_red_cells_finds_the_same_cell():
+    img, _, _ = _sim("neutrophil", seed=5)
+    full = find_cell(img / 255.0)
+    lean = find_cell(img / 255.0, red_cells=False)
+    assert full["red_cell"] is not None and "red_cell" not in lean
+    assert lean.keys() == full.keys() - {"red_cell"}
+    for key in lean:
+        np.testing.assert_array_equal(lean[key], full[key])
+
+
+def test_framing_measures_the_red_cells_only_for_a_frame_that_reads_them(monkeypatch):
+    from napari_nucleus_ai.models import cellframe, framing
+
+    img, _, _ = _sim("lymphocyte", seed=6)
+    asked = []
+    real = cellframe.red_cell_diameter
+    monkeypatch.setattr(cellframe, "red_cell_diameter", lambda *a: asked.append(1) or real(*a))
+    card = {"input": {"crop_size": 64, "frame": {"kind": "cell", "fill": FILL}}}
+    plain = framing.frame_crops([img], card)[0]
+    assert not asked
+    card["input"]["frame"]["cell_rbc"] = 2.0
+    framing.frame_crops([img], card)  # the same crop: the memo has no red cells, measured now
+    assert len(asked) == 1
+    assert framing.uses_red_cells(card["input"]["frame"], None)
+    assert not framing.uses_red_cells({**card["input"]["frame"], "cell_um": 12.0}, 0.25)
+    card["input"]["frame"].pop("cell_rbc")
+    np.testing.assert_array_equal(framing.frame_crops([img], card)[0], plain)
+
+
 @pytest.mark.parametrize("cls", CLASSES)
 def test_find_cell_gives_the_same_cell_whatever_the_framing_and_magnification(cls):
     img, centre, diameter = _sim(cls, seed=3)

@@ -84,6 +84,19 @@ def test_modality_checks_name_the_file_and_both_modalities():
     trust.check_modality(np.random.default_rng(0).normal(0, 1e3, (50, 2)), storm, "n.csv")
 
 
+def test_a_big_image_is_judged_grey_or_colour_on_a_grid_of_its_pixels():
+    rng = np.random.default_rng(1)
+    grey = rng.integers(0, 256, (3000, 2500), dtype=np.uint8)
+    big_grey = np.repeat(grey[..., None], 3, -1)
+    assert trust.image_modality(big_grey) == "grey"
+    stained = big_grey.copy()
+    stained[..., 2] //= 2  # a colour cast over the whole field
+    assert trust.image_modality(stained) == "rgb"
+    one_line = big_grey.copy()
+    one_line[1, :, 0] = 255  # one coloured row off the grid: still a grey image
+    assert trust.image_modality(one_line) == "grey"
+
+
 @pytest.fixture(scope="module")
 def trusted_model(tmp_path_factory):
     pytest.importorskip("torch")

@@ -54,13 +54,14 @@ def plasma_colour(rgb: np.ndarray) -> np.ndarray:
     return np.median(rgb[sel], axis=0).astype(np.float32)
 
 
-def nuclear_signal(rgb: np.ndarray) -> np.ndarray:
-    """Nuclear-stain optical density of an RGB crop in [0, 1] against its own plasma colour.
+def nuclear_signal(rgb: np.ndarray, plasma: np.ndarray | None = None) -> np.ndarray:
+    """Nuclear-stain optical density of an RGB crop in [0, 1] against its own plasma colour
+    (``plasma``: :func:`plasma_colour` of ``rgb`` when already known).
 
     The red-cell direction is the median OD direction of stained pixels when it is close
     to the red-cell prior :data:`RBC`, else the prior (a crop filled by the white cell).
     """
-    bg = np.maximum(plasma_colour(rgb), 1e-2)
+    bg = np.maximum(plasma_colour(rgb) if plasma is None else plasma, 1e-2)
     od = np.maximum(-np.log10(np.clip(rgb, 1e-3, 1) / bg), 0)
     tot = od.sum(-1)
     r = RBC
@@ -103,7 +104,9 @@ def _nucleus_parts(nuc: np.ndarray) -> np.ndarray:
     return keep
 
 
-def red_cell_diameter(small: np.ndarray, centre, diameter: float) -> float | None:
+def red_cell_diameter(
+    small: np.ndarray, centre, diameter: float, plasma: np.ndarray | None = None
+) -> float | None:
     """Median red-cell diameter of a reduced crop in its pixels, or ``None`` (no red cell).
 
     The stained foreground (total optical density against the plasma, holes such as the
@@ -114,16 +117,18 @@ def red_cell_diameter(small: np.ndarray, centre, diameter: float) -> float | Non
     inscribed disc (distance transform) is one red cell's (touching red cells are parted
     by their waist). Parts whose disc touches the crop's edge (cut cells), or narrower
     than :data:`RBC_MIN` of the white cell's ``diameter``, are not counted. A crop the white cell
-    fills (a tight box) has none: the caller then keeps the cell's own scale.
+    fills (a tight box) has none: the caller then keeps the cell's own scale. ``plasma``:
+    :func:`plasma_colour` of ``small`` when already known.
     """
     from scipy import ndimage as ndi
 
-    bg = np.maximum(plasma_colour(small), 1e-2)
+    plasma = plasma_colour(small) if plasma is None else plasma
+    bg = np.maximum(plasma, 1e-2)
     tot = np.maximum(-np.log10(np.clip(small, 1e-3, 1) / bg), 0).sum(-1)
     h, w = tot.shape
     yy, xx = np.mgrid[:h, :w]
     white = np.hypot(yy - centre[0], xx - centre[1]) < WHITE_MASK * diameter
-    nuclear = ndi.gaussian_filter(nuclear_signal(small), 1.0) > 0.1
+    nuclear = ndi.gaussian_filter(nuclear_signal(small, plasma), 1.0) > 0.1
     fg = ndi.binary_fill_holes(ndi.binary_opening(tot > 0.06)) & ~white & ~nuclear
     dist = ndi.distance_transform_edt(np.pad(fg, 1))[1:-1, 1:-1]
     lab, n = ndi.label(fg)
@@ -139,7 +144,7 @@ def red_cell_diameter(small: np.ndarray, centre, diameter: float) -> float | Non
     return float(2 * np.median(radius[ok])) if ok.any() else None
 
 
-def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
+def find_cell(rgb: np.ndarray, work: int = WORK, red_cells: bool = True) -> dict:
     """Centre and size of the central white cell of a crop.
 
     Parameters
@@ -148,6 +153,9 @@ def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
         RGB crop in [0, 1]; the cell near the centre, any framing.
     work : int
         Side of the reduced copy the search runs on.
+    red_cells : bool
+        Measure the red cells (``red_cell``); False leaves the key out (a caller that does
+        not use the red cells as its ruler).
 
     Returns
     -------
@@ -160,19 +168,22 @@ def find_cell(rgb: np.ndarray, work: int = WORK) -> dict:
     from skimage.morphology import convex_hull_image
 
     small, f = _reduce(np.asarray(rgb, np.float32), work)
-    parts = _nucleus_parts(nuclear_signal(small))
+    plasma = plasma_colour(small)
+    parts = _nucleus_parts(nuclear_signal(small, plasma))
     hull = convex_hull_image(parts) if parts.sum() >= 3 else parts
     ys, xs = np.nonzero(hull)
     dh = 2 * np.sqrt(hull.sum() / np.pi) / f
     centre = (float(ys.mean()), float(xs.mean()))
-    rbc = red_cell_diameter(small, centre, dh * f / NUC_TO_CELL)
-    return {
+    out = {
         "centre": (centre[0] / f, centre[1] / f),
         "nucleus_diameter": float(dh),
         "diameter": float(dh / NUC_TO_CELL),
-        "red_cell": None if rbc is None else rbc / f,
-        "plasma": plasma_colour(small),
     }
+    if red_cells:
+        rbc = red_cell_diameter(small, centre, dh * f / NUC_TO_CELL, plasma)
+        out["red_cell"] = None if rbc is None else rbc / f
+    out["plasma"] = plasma.copy()
+    return out
 
 
 def resample(rgb: np.ndarray, centre, window: float, size: int, fill_rgb, edge_px: float = 1.0):

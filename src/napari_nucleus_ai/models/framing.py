@@ -207,13 +207,22 @@ def frame_crops(items, card: dict, pixel_size_um=None) -> list[np.ndarray]:
         if item.ndim == 2:
             item = np.repeat(item[..., None], 3, -1)
         item = trim_padding(item)  # black padding of a box cut past the image edge
-        found = _found_cell(item)
+        found = _found_cell(item, red_cells=uses_red_cells(frame, px))
         cell_px = frame_cell_px(frame, found, px)
         img, info = canonical_frame(item, size, float(frame["fill"]), cell_px, found)
         if frame.get("stain"):
             img = normalise_stain(img, info["plasma"], frame["stain"])
         out.append(img)
     return out
+
+
+def uses_red_cells(frame: dict, pixel_size_um: float | None = None) -> bool:
+    """Whether :func:`frame_cell_px` reads the red cells (``found["red_cell"]``) for a crop of
+    ``pixel_size_um``: a frame with ``cell_rbc``, unless its ``cell_um`` and the pixel size
+    give the physical scale."""
+    if frame.get("cell_um") and pixel_size_um:
+        return False
+    return bool(frame.get("cell_rbc"))
 
 
 def frame_cell_px(frame: dict, found: dict, pixel_size_um: float | None = None) -> float | None:
@@ -242,9 +251,11 @@ _FOUND_SIZE = 4096
 _FOUND_LOCK = threading.Lock()
 
 
-def _found_cell(item: np.ndarray) -> dict:
+def _found_cell(item: np.ndarray, red_cells: bool = True) -> dict:
     """:func:`.cellframe.find_cell` of a crop, memoised by its pixels: training frames the
-    same crops several times (the stain reference, the fit, the domain score)."""
+    same crops several times (the stain reference, the fit, the domain score). Without
+    ``red_cells`` the red cells are not measured (``found`` has no ``red_cell``), unless
+    they were before."""
     import hashlib
 
     from napari_nucleus_ai.models.cellframe import find_cell
@@ -256,9 +267,9 @@ def _found_cell(item: np.ndarray) -> dict:
     ).hexdigest()
     with _FOUND_LOCK:
         hit = _FOUND.get(key)
-    if hit is not None:
+    if hit is not None and (not red_cells or "red_cell" in hit):
         return hit
-    found = find_cell(np.asarray(to_float(a)[..., :3], np.float32))
+    found = find_cell(np.asarray(to_float(a)[..., :3], np.float32), red_cells=red_cells)
     with _FOUND_LOCK:
         _FOUND[key] = found
         while len(_FOUND) > _FOUND_SIZE:

@@ -186,7 +186,7 @@ def microscope_jitter(
     from napari_nucleus_ai.models.crops import to_float
 
     x = np.clip(to_float(np.asarray(rgb))[..., :3], 0, 1).astype(np.float32)
-    found = find_cell(x)
+    found = find_cell(x, red_cells=False)  # the centre and diameter only
     x, d = _framing_jitter(x, found, rng)
     x = _od_jitter(x, rng, contrast, hue_deg, mix)
     s = rng.uniform(0, defocus) * d

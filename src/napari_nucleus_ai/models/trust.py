@@ -359,14 +359,19 @@ def routing_note(routed, where: str = "", fraction: float = WARN_FRACTION) -> st
 
 
 def image_modality(item) -> str:
-    """What an input looks like: ``rgb``, ``grey``, ``4-channel``, ``localizations``..."""
+    """What an input looks like: ``rgb``, ``grey``, ``4-channel``, ``localizations``...
+
+    A three-channel image is ``grey`` when its channels (nearly) agree, judged on an even
+    grid of at most ~1 million of its pixels.
+    """
     a = np.asarray(item)
     if a.ndim == 2 and a.shape[1] in (2, 3) and a.shape[0] > 3 and a.dtype.kind == "f":
         return "localizations"
     if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 1):
         return "grey"
     if a.ndim == 3 and a.shape[-1] == 3:
-        rgb = a.astype(np.float32)
+        step = max(1, int(np.ceil(np.sqrt(a.shape[0] * a.shape[1] / 2**20))))
+        rgb = a[::step, ::step].astype(np.float32)
         spread = np.abs(rgb[..., 0] - rgb[..., 2]).mean() + np.abs(rgb[..., 0] - rgb[..., 1]).mean()
         return "grey" if spread < 1e-3 * max(float(rgb.max()), 1.0) else "rgb"
     if a.ndim == 3:
