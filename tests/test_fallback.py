@@ -297,7 +297,9 @@ def test_cells_surely_routed_skip_the_first_models_extra_views_and_nothing_chang
     assert any(c[2] for c in extra_views), "the first model's calls get the settled mask"
     n_first_fast = sum(c[1] for c in extra_views if c[2])
     extra_views.clear()
-    monkeypatch.setattr(predict_module, "surely_routed", lambda p, x: np.zeros(len(x), bool))
+    monkeypatch.setattr(
+        predict_module, "surely_routed", lambda p, x, held=None: np.zeros(len(x), bool)
+    )
     package.modules[0].clear_memo()
     slow = predict_module.predict_items(package, items, workers=1)
     n_first_slow = sum(c[1] for c in extra_views if c[2])

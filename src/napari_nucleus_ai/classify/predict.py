@@ -388,8 +388,9 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
     # raw items, for kinds that look at them (a proposer); ``settled``: inputs the first
     # model's extra test-time views cannot keep from the fallback (not the fallback's own)
     options = {**options, "items": chunk, "settled": None}
+    held: dict = {}  # the features ``settled`` measured, read again below
     if package.fallback is not None and embed and np.array_equal(groups, np.arange(len(chunk))):
-        options["settled"] = lambda: surely_routed(package, x)
+        options["settled"] = lambda: surely_routed(package, x, held)
     try:
         s = package.kind.predict(package, x, options)
     except (RuntimeError, MemoryError) as e:
@@ -399,24 +400,29 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
         log.warning(msg)
         notes.append(msg)
         package.to("cpu")
+        held.clear()  # measured on the device that failed
         s = package.kind.predict(package, x, options)
     extra = None
     if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
         s, extra = s
     pooled = pool_items(np.asarray(s), groups, len(chunk))
-    features = _embed(package, x) if embed else None
+    features = held.get("features") if embed else None
+    if embed and features is None:
+        features = _embed(package, x)
     if package.fallback is not None and features is not None:
         return route(package, chunk, px_chunk, options, (pooled, extra, features), notes)
     return pooled, extra, features
 
 
-def surely_routed(package, x: np.ndarray) -> np.ndarray:
+def surely_routed(package, x: np.ndarray, held: dict | None = None) -> np.ndarray:
     """Inputs ``x`` that :func:`route` sends to the fallback whatever their probabilities.
 
     The domain score grows with the entropy of a cell's probabilities and the other terms
     read its features alone, so a cell whose score at zero entropy (a one-hot probability)
     is already above the threshold goes to the fallback whatever the first model's
     test-time views would give: it needs none of them (exact; ``test_fallback``).
+    ``held`` (a dict) receives the features measured (``"features"``): the caller reads them
+    again for the routing itself.
     """
     domain = ((package.card.get("trust") or {}).get("domain")) or {}
     if not domain:
@@ -424,6 +430,8 @@ def surely_routed(package, x: np.ndarray) -> np.ndarray:
     from napari_nucleus_ai.models.trust import domain_scores
 
     features = _embed(package, x)
+    if held is not None:
+        held["features"] = features
     onehot = np.zeros((len(x), len(package.card["classes"])))
     onehot[:, 0] = 1.0
     return domain_scores(features, onehot, domain) > domain["threshold"]
