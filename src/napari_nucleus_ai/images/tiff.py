@@ -392,9 +392,10 @@ class TiledPage:
             tile.flags.writeable = False  # shared by every tile of these bytes
             self._same[data] = (tile, not tile.any())
             return tile
-        if len(self._cache) >= self._max:
-            self._cache.pop(next(iter(self._cache)))  # oldest first
-        self._cache[index] = tile
+        with self._lock:  # several threads may read one page
+            if len(self._cache) >= self._max:
+                self._cache.pop(next(iter(self._cache)), None)  # oldest first
+            self._cache[index] = tile
         return tile
 
     def _bytes(self, index: int) -> bytes | None:
