@@ -3,7 +3,7 @@
     xvfb-run -a nice -n 10 .venv/bin/python benchmarks/diffusion_screenshot.py MODEL.zip docs/images/generative-dock.png
 
 MODEL is a diffusion package trained on the PBC crops, e.g. the 64-px latent model of
-``diffusion_latent64.py package`` or
+``diffusion_latent.py package`` or
 ``napari-nucleus-ai train ../shared/data/smear/pbc --out MODEL.zip --arch latent-diffusion``.
 Builds a 2 x 2 mosaic of real PBC crops (one per class shown) with a disc label per cell,
 generates a grid of synthetic cells and the counterfactual of one cell, and saves the window.

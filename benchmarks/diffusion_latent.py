@@ -1,6 +1,6 @@
 """Train a latent diffusion model on PBC (64 px by default) with checkpoints, in CPU seconds.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/diffusion_latent64.py train \
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/diffusion_latent.py train \
         ../shared/data/smear/pbc /tmp/G/l64 [--ae-steps 250] [--ae-width 16] [--channels 4] \
         [--perceptual 1.0] [--steps 6000] [--threads 1] [--size 64] [--factor 4] \
         [--colour 0] [--latent-noise 0] [--ae-lr LR] [--ae-init OTHER_RUN/ae.safetensors]
@@ -21,7 +21,7 @@ every N steps). ``log.jsonl`` records the CPU seconds
 Latents are centred and scaled per channel (``latent_stats``; the ``latents`` log record
 holds the shift, scale and each channel's standardised range).
 
-    .venv/bin/python benchmarks/diffusion_latent64.py recon /tmp/G/l64 \
+    .venv/bin/python benchmarks/diffusion_latent.py recon /tmp/G/l64 \
         [--classifier CLASSIFIER.zip [--all]]
 
 writes ``recon.png`` (held-back crops, each row above its autoencoder reconstruction) and
@@ -30,26 +30,26 @@ reconstructions it recognises as their class (the reconstruction check), ``--all
 over all 96 crops, beside the real crops at the run's size. ``--beside OTHER_RUN`` writes
 ``recon_beside.png``: 8 held-back crops, OTHER_RUN's reconstructions, this run's.
 
-    .venv/bin/python benchmarks/diffusion_latent64.py grid /tmp/G/l64 \
+    .venv/bin/python benchmarks/diffusion_latent.py grid /tmp/G/l64 \
         [--weights denoiser_4250.safetensors] [--guidance 2]
 
 samples 8 cells per class from a checkpoint without packaging it (``grid_*.png``).
 
-    .venv/bin/python benchmarks/diffusion_latent64.py ceiling CLASSIFIER.zip /tmp/G/ceiling \
+    .venv/bin/python benchmarks/diffusion_latent.py ceiling CLASSIFIER.zip /tmp/G/ceiling \
         [--sizes 64 96 128]
 
 the ceiling of the recognition check: the share of the real crops that the default
 classifier recognises after down-sampling to each size (anti-aliased, written as PNGs
 and read back up by ``predict``, as ``evaluate`` does), beside the crops as they are.
 
-    .venv/bin/python benchmarks/diffusion_latent64.py package /tmp/G/l64 OUT.zip
+    .venv/bin/python benchmarks/diffusion_latent.py package /tmp/G/l64 OUT.zip
 
 turns the latest checkpoint (or ``--weights denoiser_4250.safetensors``) into an ordinary model package (``--arch
 latent-diffusion`` card, ``kind_options={"init": ..., "steps": 0}``; the temperature is
 calibrated on a split of the training crops, never the held-back ones) for
 ``generate``, ``predict`` and the Generative dock.
 
-    .venv/bin/python benchmarks/diffusion_latent64.py evaluate /tmp/G/l64 OUT.zip \
+    .venv/bin/python benchmarks/diffusion_latent.py evaluate /tmp/G/l64 OUT.zip \
         CLASSIFIER.zip /tmp/G/eval [--guidance 2] [-n 16] [--adapt off]
 
 (``OUT.zip`` may be the name of a checkpoint in RUN, e.g. ``denoiser.safetensors``: sampling
