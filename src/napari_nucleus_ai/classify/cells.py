@@ -264,17 +264,12 @@ class LutImage:
         self.boxes = None if boxes is None else np.asarray(boxes, np.int64).reshape(-1, 4)
 
     def _span(self, key) -> tuple[int, int, int, int]:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (2 - len(key))
-        ys, xs = key[:2]
-        if not (isinstance(ys, slice) and isinstance(xs, slice)) or len(key) > 2:
+        from napari_nucleus_ai.images.tiff import box_of
+
+        box, rest = box_of(key, self.shape, "a LutImage")
+        if rest:
             raise IndexError("a LutImage takes [y0:y1, x0:x1] boxes")
-        if ys.step not in (None, 1) or xs.step not in (None, 1):
-            raise IndexError("a LutImage takes [y0:y1, x0:x1] boxes")
-        y0, y1, _ = ys.indices(self.shape[0])
-        x0, x1, _ = xs.indices(self.shape[1])
-        return y0, max(y0, y1), x0, max(x0, x1)
+        return box
 
     def _inside(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         b = self.boxes

@@ -308,6 +308,25 @@ SAME_TILE_BYTES = 16384
 SAME_TILES = 64
 
 
+def box_of(key, shape, what: str = "this array") -> tuple[tuple[int, int, int, int], tuple]:
+    """``((y0, y1, x0, x1), rest)`` of an index ``key`` of an array of ``shape`` that takes
+    only ``[y0:y1, x0:x1]`` boxes (unit steps; ``rest``: the index's further axes), clipped
+    to the image as numpy slices are; anything else raises :class:`IndexError` naming ``what``."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    key = key + (slice(None),) * (2 - len(key))
+    ys, xs = key[0], key[1]
+    if (
+        not (isinstance(ys, slice) and isinstance(xs, slice))
+        or ys.step not in (None, 1)
+        or xs.step not in (None, 1)
+    ):
+        raise IndexError(f"{what} takes [y0:y1, x0:x1] boxes")
+    y0, y1, _ = ys.indices(shape[0])
+    x0, x1, _ = xs.indices(shape[1])
+    return (y0, max(y0, y1), x0, max(x0, x1)), key[2:]
+
+
 class TiledPage:
     """Level 0 of a tiled (or stripped) 2D TIFF as a read-only array; only the tiles asked for
     are decoded.
@@ -426,20 +445,7 @@ class TiledPage:
         return bool(same is not None and same[1])
 
     def __getitem__(self, key) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (2 - len(key))
-        ys, xs = key[0], key[1]
-        if (
-            not (isinstance(ys, slice) and isinstance(xs, slice))
-            or ys.step not in (None, 1)
-            or (xs.step not in (None, 1))
-        ):
-            raise IndexError("a TiledPage takes [y0:y1, x0:x1] boxes")
-        h, w = self.shape[:2]
-        y0, y1, _ = ys.indices(h)
-        x0, x1, _ = xs.indices(w)
-        y1, x1 = max(y0, y1), max(x0, x1)
+        (y0, y1, x0, x1), rest = box_of(key, self.shape, "a TiledPage")
         th, tw = self._tile
         out = np.empty((y1 - y0, x1 - x0, self._samples), self.dtype)
         for ty in range(y0 // th, -(-y1 // th)):
@@ -451,7 +457,6 @@ class TiledPage:
                     a0 - ty * th : a1 - ty * th, b0 - tx * tw : b1 - tx * tw
                 ]
         out = out if self.ndim == 3 else out[..., 0]
-        rest = key[2:]
         return out[(slice(None), slice(None), *rest)] if rest else out
 
     def __array__(self, dtype=None, copy=None):
