@@ -110,11 +110,13 @@ def train(args) -> None:
     import shutil
 
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
+    from napari_nucleus_ai.models.diffusion.kind import autoencoder_training
     from napari_nucleus_ai.models.diffusion.latent import (
+        autoencoder_init,
         build_autoencoder,
         latent_bank,
         latent_stats,
@@ -148,22 +150,20 @@ def train(args) -> None:
     ae_file = out / "ae.safetensors"
     if ae_file.exists():
         ae = build_autoencoder(3, LATENT)
-        ae.load_state_dict(load_file(ae_file))
+        ae.load_state_dict(autoencoder_init(ae_file, LATENT, 3, args.size))
         ae.eval()
-    else:
-        init = load_file(args.ae_init) if args.ae_init else None
-        ae = run_sync(
-            train_autoencoder(
-                x[keep],
-                latent=LATENT,
-                steps=args.ae_steps,
-                perceptual=args.perceptual,
-                colour=args.colour,
-                latent_noise=args.latent_noise,
-                init=init,
-                **({"lr": args.ae_lr} if args.ae_lr else {}),
-            )
+    else:  # the settings and the call of `train --arch latent-diffusion --ae-*`
+        training = autoencoder_training(
+            {
+                "ae_steps": args.ae_steps,
+                "ae_lr": args.ae_lr,
+                "ae_perceptual": args.perceptual,
+                "ae_colour": args.colour,
+                "ae_latent_noise": args.latent_noise,
+            },
+            3,
         )
+        ae = run_sync(train_autoencoder(x[keep], latent=LATENT, init=args.ae_init, **training))
         save_file(ae.state_dict(), ae_file)
         with torch.inference_mode():
             r = ae.decode(ae.encode(torch.from_numpy(x[held])).latents).sample.numpy()
@@ -385,7 +385,10 @@ def main(argv=None) -> int:
     t.add_argument(
         "--latent-noise", type=float, default=0.0, help="autoencoder: noise on latents (x std)"
     )
-    t.add_argument("--ae-init", help="an ae.safetensors of the same settings to continue from")
+    t.add_argument(
+        "--ae-init",
+        help="an ae.safetensors or a latent-diffusion package of the same settings to continue from",
+    )
     t.add_argument(
         "--keep-every", type=int, default=0, help="also keep denoiser_STEP.safetensors (0: off)"
     )

@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
         "hybrid (CNN + colour/texture descriptor), morph (cell morphology descriptor + "
         "logistic head + hybrid CNN), densenet121, resnext50_32x4d, efficientnet_b0 (need the "
         "'backbones' extra), or another kind's arch (diffusion, latent-diffusion: a 64-px latent "
-        "diffusion classifier and generator)",
+        "diffusion classifier and generator, its autoencoder set by the --ae-* options)",
     )
     p.add_argument("--name", help="model name shown in the dock (default: ARCH on DATA)")
     p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
@@ -155,7 +155,80 @@ def add_arguments(p) -> None:
         "gives larger sets and fewer confident wrong answers, see docs/trust.md",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    _add_autoencoder_options(p)
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
+
+
+def _add_autoencoder_options(p) -> None:
+    """``--ae-*`` / ``--latent-channels``: the latent model's autoencoder (ranges in
+    ``core.params.COMMANDS["train"]``, defaults in ``models/diffusion/latent.py``)."""
+    from napari_nucleus_ai.models.diffusion.latent import AE_TRAIN_DEFAULTS, LATENT_DEFAULTS
+
+    lat, tr = LATENT_DEFAULTS, AE_TRAIN_DEFAULTS
+    g = p.add_argument_group(
+        "autoencoder of --arch latent-diffusion",
+        "trained first, on the training crops; the card records these settings "
+        "(architecture.params.latent, diffusion.autoencoder)",
+    )
+    g.add_argument(
+        "--ae-width",
+        type=int,
+        metavar="N",
+        help=f"channels of every autoencoder block (default {lat['width']})",
+    )
+    g.add_argument(
+        "--latent-channels",
+        type=int,
+        metavar="N",
+        help=f"channels of the latent (default {lat['channels']})",
+    )
+    g.add_argument(
+        "--ae-factor",
+        type=int,
+        metavar="N",
+        help=f"down-sampling of the autoencoder, 2, 4 or 8 (default {lat['factor']}: a 64-px "
+        "crop becomes a 16 x 16 latent; 8 keeps 128-px crops at 16 x 16)",
+    )
+    g.add_argument(
+        "--ae-steps",
+        type=int,
+        metavar="N",
+        help=f"autoencoder optimiser steps, batch {tr['batch_size']} (default {tr['steps']}; "
+        "0 with --ae-init: its autoencoder as it is)",
+    )
+    g.add_argument(
+        "--ae-lr",
+        type=float,
+        metavar="LR",
+        help=f"autoencoder learning rate (default {tr['lr']:g})",
+    )
+    g.add_argument(
+        "--ae-perceptual",
+        type=float,
+        metavar="W",
+        help=f"weight of the perceptual loss (frozen ImageNet EfficientNet-Lite0 features; "
+        f"default {tr['perceptual']:g} for RGB crops with the 'pretrained' extra, else 0)",
+    )
+    g.add_argument(
+        "--ae-colour",
+        type=float,
+        metavar="W",
+        help=f"weight of the colour loss (L1 of 8-px block mean colours; default {tr['colour']:g})",
+    )
+    g.add_argument(
+        "--ae-latent-noise",
+        type=float,
+        metavar="S",
+        help="Gaussian noise added to the latents the decoder sees, as a fraction of each "
+        f"channel's standard deviation (default {tr['latent_noise']:g})",
+    )
+    g.add_argument(
+        "--ae-init",
+        metavar="FILE",
+        help="continue training the autoencoder of FILE: a latent-diffusion model package or "
+        "an autoencoder's .safetensors, of the same width, latent channels, factor (and, for "
+        "a package, crop size)",
+    )
 
 
 class _DataSources(argparse.Action):
@@ -246,7 +319,31 @@ def run(args) -> int:
     return 2 if skipped else 0
 
 
+def _latent_options(args) -> tuple[dict | None, dict | None]:
+    """``(params, kind_options)`` of ``train_gen`` for the autoencoder options given (the
+    latent-diffusion kind's ``LATENT_OPTIONS`` go to ``params["latent"]``, its
+    ``AE_OPTIONS`` and ``ae_init`` to ``kind_options``); a :class:`UsageError` when they are
+    given with another ``--arch``."""
+    from napari_nucleus_ai.models.diffusion.kind import AE_OPTIONS, LATENT_OPTIONS
+
+    shape = {option.lstrip("-").replace("-", "_"): key for key, option in LATENT_OPTIONS.items()}
+    training = (*AE_OPTIONS, "ae_init")
+    given = {k: getattr(args, k) for k in (*training, *shape)}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None, None
+    if args.arch != "latent-diffusion":
+        from napari_nucleus_ai.core.errors import UsageError
+
+        names = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{names}: for --arch latent-diffusion only, not --arch {args.arch}")
+    latent = {shape[k]: v for k, v in given.items() if k in shape}
+    kind_options = {k: v for k, v in given.items() if k in training}
+    return ({"latent": latent} if latent else None), (kind_options or None)
+
+
 def _train(args, train_gen, run_sync, show):
+    params, kind_options = _latent_options(args)
     return run_sync(
         train_gen(
             args.data,
@@ -276,6 +373,8 @@ def _train(args, train_gen, run_sync, show):
             stain_augment=args.stain_augment,  # 0..8, checked by the schema
             fallback=args.fallback,
             coverage=args.coverage,
+            params=params,
+            kind_options=kind_options,
         ),
         show,
     )

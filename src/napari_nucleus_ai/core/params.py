@@ -324,6 +324,22 @@ _TRAINING = (
     Param("--stain-augment", int, 0, 8, optional=True),
 )
 
+#: ``train --arch latent-diffusion``: the autoencoder's shape (the card's
+#: ``architecture.params.latent``: ``width``, ``channels``, ``factor``; a card's values are
+#: held to the same ranges) and how it is trained (``diffusion.autoencoder`` in the card).
+#: ``None`` means the default (``LATENT_DEFAULTS`` / ``AE_TRAIN_DEFAULTS`` in
+#: ``models/diffusion/latent.py``).
+LATENT_TRAINING = (
+    Param("--ae-width", int, 4, 256, optional=True),
+    Param("--latent-channels", int, 1, 16, optional=True),
+    Param("--ae-factor", int, choices=(2, 4, 8), optional=True),
+    Param("--ae-steps", int, 0, 1_000_000, optional=True),
+    Param("--ae-lr", float, high=1, optional=True, **_POS),
+    Param("--ae-perceptual", float, 0, 100, optional=True, step=0.1),
+    Param("--ae-colour", float, 0, 100, optional=True, step=0.1),
+    Param("--ae-latent-noise", float, 0, 10, optional=True, step=0.05),
+)
+
 #: The numeric options of every command, by command name.
 COMMANDS: dict[str, tuple[Param, ...]] = {
     "info": _PIXEL,
@@ -360,7 +376,7 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("--tile-above", int, 1, optional=True, unit="pixels"),
     ),
     "import-dataset": (Param("--size", int, 8, 8192, optional=True, unit="px"),),
-    "train": (*_PIXEL, *_TRAINING),
+    "train": (*_PIXEL, *_TRAINING, *LATENT_TRAINING),
     "retrain": _TRAINING,
     "predict": (
         *_PIXEL,

@@ -9,8 +9,10 @@ attention, dropout, schedule, timesteps}}``, or ``"latent-diffusion"`` whose par
 add ``latent`` (see :mod:`.latent`: the UNet works on autoencoder latents); the input normalisation maps
 ``[0, 1]`` to ``[-1, 1]`` (mean 0.5, std 0.5); ``card["diffusion"]`` holds the
 classification ``protocol`` and the ``calibration`` (temperature ``tau`` of the
-error-gap softmax and the anomaly reference ``ref``). ``calibration.temperature``
-stays 1 (probabilities are already calibrated by ``tau``).
+error-gap softmax and the anomaly reference ``ref``), and for a latent model whose
+autoencoder was trained here ``autoencoder``: how (:func:`autoencoder_training`; with
+``init`` and ``init_sha256`` when it continued from a file, ``kind_options["ae_init"]``).
+``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
 per-item columns ``evaluations``, ``anomaly``, ``confidence``, ``trials`` and
@@ -20,6 +22,7 @@ the card's threshold).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -91,21 +94,7 @@ def validate(card: dict) -> None:
     if card["architecture"]["name"] == "latent-diffusion" and not isinstance(latent, dict):
         raise InputError(None, "a latent-diffusion card needs 'latent' settings")
     if latent is not None:
-        lat = {**LATENT_DEFAULTS, **latent} if isinstance(latent, dict) else None
-        if not (
-            lat is not None
-            and set(lat) == set(LATENT_DEFAULTS)
-            and lat["factor"] in (2, 4, 8)
-            and isinstance(lat["channels"], int)
-            and 1 <= lat["channels"] <= 16
-            and isinstance(lat["width"], int)
-            and 4 <= lat["width"] <= 256
-        ):
-            raise InputError(
-                None,
-                "diffusion 'latent' must be {channels: 1..16, factor: 2, 4 or 8, width: 4..256}",
-            )
-        divisor *= lat["factor"]
+        divisor *= _check_latent(latent)["factor"]
     if card["input"]["crop_size"] % divisor:
         raise InputError(
             None, f"crop size {card['input']['crop_size']} must be divisible by {divisor}"
@@ -152,6 +141,32 @@ def validate(card: dict) -> None:
         from napari_nucleus_ai.models.diffusion.proposer import validate_proposer
 
         validate_proposer(extra["proposer"], len(card["classes"]))
+
+
+#: The card's ``latent`` settings and the ``train`` options whose ranges they share.
+LATENT_OPTIONS = {"channels": "--latent-channels", "factor": "--ae-factor", "width": "--ae-width"}
+
+
+def _check_latent(latent) -> dict:
+    """A card's ``latent`` settings with the defaults filled in, each an integer in the range
+    of its ``train`` option (``core.params.COMMANDS``); else :class:`InputError`."""
+    from napari_nucleus_ai.core.params import command_param
+
+    params = {k: command_param("train", o) for k, o in LATENT_OPTIONS.items()}
+    allowed = ", ".join(f"{k}: {p.allowed()}" for k, p in params.items())
+    lat = {**LATENT_DEFAULTS, **latent} if isinstance(latent, dict) else {}
+    ok = set(lat) == set(LATENT_DEFAULTS) and all(
+        isinstance(lat[k], int) and not isinstance(lat[k], bool) for k in params
+    )
+    if ok:
+        try:
+            for k, p in params.items():
+                p.check(lat[k])
+        except InputError:
+            ok = False
+    if not ok:
+        raise InputError(None, f"diffusion 'latent' must be {{{allowed}}}")
+    return lat
 
 
 def build(card: dict) -> list:
@@ -255,6 +270,34 @@ def _perceptual_weight(option, channels: int) -> float:
     return AE_TRAIN_DEFAULTS["perceptual"] if channels == 3 and available() else 0.0
 
 
+#: ``kind_options`` for the autoencoder's training -> :func:`~.latent.train_autoencoder`'s
+#: arguments (``ae_perceptual`` is resolved by :func:`_perceptual_weight`); ``ae_init`` is
+#: the file to continue from (:func:`~.latent.autoencoder_init`).
+AE_OPTIONS = {
+    "ae_steps": "steps",
+    "ae_lr": "lr",
+    "ae_perceptual": "perceptual",
+    "ae_colour": "colour",
+    "ae_latent_noise": "latent_noise",
+}
+
+
+def autoencoder_training(options: dict, channels: int) -> dict:
+    """How the latent model's autoencoder is trained: ``train_autoencoder``'s ``steps``,
+    ``batch_size``, ``lr``, ``seed``, ``perceptual``, ``colour`` and ``latent_noise`` from the
+    ``ae_*`` ``options`` (see :data:`AE_OPTIONS`), the defaults of
+    :data:`~.latent.AE_TRAIN_DEFAULTS` for what they leave out (``None``)."""
+    from napari_nucleus_ai.models.diffusion.latent import AE_TRAIN_DEFAULTS
+
+    out = dict(AE_TRAIN_DEFAULTS)
+    for key, arg in AE_OPTIONS.items():
+        if options.get(key) is not None:
+            out[arg] = type(AE_TRAIN_DEFAULTS[arg])(options[key])
+    out["perceptual"] = _perceptual_weight(options.get("ae_perceptual"), channels)
+    out["seed"] = int(options.get("seed", AE_TRAIN_DEFAULTS["seed"]))
+    return out
+
+
 def fit(train, val, card: dict, options: dict):
     """Train the denoiser; yields progress, returns ``(modules, card, info)``."""
     from napari_nucleus_ai.models.diffusion.classify import calibrate
@@ -292,20 +335,32 @@ def fit(train, val, card: dict, options: dict):
         params["latent"] = {**LATENT_DEFAULTS, **(params.get("latent") or {})}
     card["architecture"]["params"] = params
     validate(card)
+    init = _load_init(options.get("init"), latent)
+    ae_given = [k for k in (*AE_OPTIONS, "ae_init") if options.get(k) is not None]
+    if ae_given and not latent:
+        raise InputError(None, f"{', '.join(ae_given)}: for latent-diffusion models only")
+    if ae_given and init is not None:
+        raise InputError(
+            options.get("init"),
+            f"holds a trained autoencoder already: {', '.join(ae_given)} would not be used",
+        )
+    ae_init = None
+    if latent and options.get("ae_init") is not None:  # refused before any training
+        from napari_nucleus_ai.models.diffusion.latent import autoencoder_init
+
+        ae_init = autoencoder_init(options["ae_init"], params["latent"], c, spec["crop_size"])
     from napari_nucleus_ai.models.inputs import prepare
 
     x_tr, _ = prepare(train.samples, card)
     y_tr = np.asarray(train.labels)
     steps = options.get("steps")
     steps = int(steps) if steps is not None else 40 * int(options.get("epochs", 40))
-    init = _load_init(options.get("init"), latent)
     lr = min(float(options.get("lr", 2e-3)), 2e-3)
     t0 = time.perf_counter()
     model = None
     x_fit, y_fit, ae, stats, ae_training = x_tr, y_tr, None, None, None
     if latent:
         from napari_nucleus_ai.models.diffusion.latent import (
-            AE_TRAIN_DEFAULTS,
             latent_bank,
             latent_stats,
             train_autoencoder,
@@ -318,10 +373,7 @@ def fit(train, val, card: dict, options: dict):
             ae.load_state_dict(init["ae"])
             ae.eval()
         else:
-            ae_training = {
-                "steps": int(options.get("ae_steps") or AE_TRAIN_DEFAULTS["steps"]),
-                "perceptual": _perceptual_weight(options.get("ae_perceptual"), c),
-            }
+            ae_training = autoencoder_training(options, c)
             if options.get("ae_perceptual") is None and not ae_training["perceptual"]:
                 yield Progress(
                     0,
@@ -330,12 +382,15 @@ def fit(train, val, card: dict, options: dict):
                     "granules are smoothed away",
                 )
             ae = yield from train_autoencoder(
-                x_tr,
-                latent=params["latent"],
-                seed=int(options.get("seed", 0)),
-                device=device,
-                **ae_training,
+                x_tr, latent=params["latent"], init=ae_init, device=device, **ae_training
             )
+            if ae_init is not None:  # which weights it continued from
+                from napari_nucleus_ai.models.init_weights import _digest
+
+                ae_file = os.fspath(options["ae_init"])
+                ae_training["init"] = ae_file
+                if os.path.isfile(ae_file):
+                    ae_training["init_sha256"] = _digest(ae_file)
         yield Progress(0, None, "encoding augmented crops (dihedral, stain and light jitter)")
         x_fit, y_fit = latent_bank(
             ae,

@@ -37,9 +37,19 @@ LATENT_DEFAULTS = {"channels": 4, "factor": 4, "width": 32}
 #: Sampling clips predicted clean latents (scaled to unit variance) to +- this.
 LATENT_CLIP = 5.0
 
-#: ``perceptual`` is the weight :func:`~.kind.fit` gives :class:`PerceptualLoss` by default;
-#: :func:`train_autoencoder` itself uses none unless asked.
-AE_TRAIN_DEFAULTS = {"steps": 600, "batch_size": 8, "lr": 2e-3, "seed": 0, "perceptual": 1.0}
+#: How the autoencoder is trained by default (``train --ae-steps``, ``--ae-lr``,
+#: ``--ae-perceptual``, ``--ae-colour``, ``--ae-latent-noise``). ``perceptual`` is the weight
+#: :func:`~.kind.fit` gives :class:`PerceptualLoss` for RGB crops where the ImageNet backbone
+#: is installed; :func:`train_autoencoder` itself uses none unless asked.
+AE_TRAIN_DEFAULTS = {
+    "steps": 600,
+    "batch_size": 8,
+    "lr": 2e-3,
+    "seed": 0,
+    "perceptual": 1.0,
+    "colour": 0.0,
+    "latent_noise": 0.0,
+}
 
 #: Blocks of the frozen EfficientNet-Lite0 whose outputs the perceptual loss compares
 #: (after the stem: 64, 32, 16 and 8 px maps of a crop seen at :data:`PERCEPTUAL_SIZE`).
@@ -68,7 +78,7 @@ def build_autoencoder(in_channels: int = 3, latent: dict | None = None):
     """diffusers ``AutoencoderTiny`` downsampling by ``latent["factor"]`` (untrained)."""
     from diffusers import AutoencoderTiny
 
-    lat = {**LATENT_DEFAULTS, **(latent or {})}
+    lat = _latent(latent)
     levels = int(np.log2(int(lat["factor"])))
     if 2**levels != int(lat["factor"]) or levels < 1:
         raise ValueError(f"latent factor must be a power of 2 >= 2, got {lat['factor']}")
@@ -83,6 +93,105 @@ def build_autoencoder(in_channels: int = 3, latent: dict | None = None):
         latent_channels=int(lat["channels"]),
         upsampling_scaling_factor=2,
     )
+
+
+def autoencoder_settings(state: dict) -> dict | None:
+    """``{in_channels, channels, factor, width}`` of an autoencoder state dict as
+    :func:`build_autoencoder` makes it (keys ``encoder.layers.*``, ``decoder.layers.*``),
+    read from the tensors' shapes; ``None`` when ``state`` is not such an autoencoder."""
+    try:
+        first = state["encoder.layers.0.weight"]
+        last = state["decoder.layers.0.weight"]
+        layers = {int(k.split(".")[2]) for k in state if k.startswith("encoder.layers.")}
+    except (KeyError, ValueError, IndexError):
+        return None
+    levels = max(layers) // 2 - 1  # a stem, then per level a block (and a down-sampling conv)
+    if first.ndim != 4 or last.ndim != 4 or levels < 1:
+        return None
+    return {
+        "in_channels": int(first.shape[1]),
+        "channels": int(last.shape[1]),
+        "factor": 2**levels,
+        "width": int(first.shape[0]),
+    }
+
+
+def read_autoencoder(path) -> tuple[dict, int | None]:
+    """The autoencoder's tensors in ``path`` and the crop size it was trained at (or ``None``).
+
+    ``path`` is a latent-diffusion model package (folder, ``.zip`` or ``.safetensors`` with
+    its card; its crop size is known), the safetensors of a whole latent denoiser (keys
+    ``ae.*``) or of the autoencoder alone (``ae.safetensors`` of
+    ``benchmarks/diffusion_latent.py``). Raises :class:`InputError` naming the file.
+    """
+    import zipfile
+    from pathlib import Path
+
+    from napari_nucleus_ai.core.errors import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such autoencoder file or model package")
+    size = None
+    if p.is_dir() or zipfile.is_zipfile(p) or _has_card(p):
+        from napari_nucleus_ai.models.package import read_package
+
+        card, tensors = read_package(p)
+        name = card["architecture"]["name"]
+        if name != "latent-diffusion":
+            raise InputError(path, f"a {name!r} model, not a latent-diffusion one: no autoencoder")
+        size = int(card["input"]["crop_size"])
+    else:
+        from napari_nucleus_ai.models.init_weights import read_state_dict
+
+        tensors = read_state_dict(p)
+    for prefix in ("m0.ae.", "ae.", ""):
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if autoencoder_settings(state) is not None:
+            return state, size
+    raise InputError(path, "holds no autoencoder (no encoder.layers.* / decoder.layers.* tensors)")
+
+
+def _has_card(path) -> bool:
+    """A safetensors file with a model card in its metadata (a one-file model package)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return "card" in (fh.metadata() or {})
+    except Exception:  # noqa: BLE001 - not safetensors: read_state_dict says what it is
+        return False
+
+
+def autoencoder_init(path, latent: dict | None, in_channels: int, size: int | None = None) -> dict:
+    """The state dict in ``path`` (see :func:`read_autoencoder`) of an autoencoder with the
+    ``latent`` settings for ``in_channels``-channel crops of ``size`` px, to continue from.
+
+    Raises :class:`InputError` naming the file and every setting that differs (a bare
+    autoencoder file records no crop size, so only a package's is compared).
+    """
+    from napari_nucleus_ai.core.errors import InputError
+
+    state, trained_size = read_autoencoder(path)
+    have = autoencoder_settings(state)
+    want = {"in_channels": int(in_channels), **{k: int(v) for k, v in _latent(latent).items()}}
+    words = {
+        "in_channels": "image channels",
+        "channels": "latent channels",
+        "factor": "down-sampling factor",
+        "width": "width",
+    }
+    diff = [f"{words[k]} {have[k]} (not {want[k]})" for k in words if have[k] != want[k]]
+    if size is not None and trained_size is not None and trained_size != int(size):
+        diff.append(f"crop size {trained_size} px (not {int(size)})")
+    if diff:
+        raise InputError(path, "an autoencoder of other settings: " + ", ".join(diff))
+    return state
+
+
+def _latent(latent: dict | None) -> dict:
+    """``latent`` with :data:`LATENT_DEFAULTS` for what it leaves out."""
+    return {**LATENT_DEFAULTS, **(latent or {})}
 
 
 def dihedral(x: np.ndarray, k: int) -> np.ndarray:
@@ -176,9 +285,9 @@ def train_autoencoder(
     lr: float = AE_TRAIN_DEFAULTS["lr"],
     seed: int = AE_TRAIN_DEFAULTS["seed"],
     perceptual: float = 0.0,
-    colour: float = 0.0,
-    latent_noise: float = 0.0,
-    init: dict | None = None,
+    colour: float = AE_TRAIN_DEFAULTS["colour"],
+    latent_noise: float = AE_TRAIN_DEFAULTS["latent_noise"],
+    init=None,
     device=None,
 ):
     """Train the autoencoder on crops ``x`` (N, C, S, S) in [-1, 1]; a generator.
@@ -190,9 +299,10 @@ def train_autoencoder(
     the crops' local mean colours, which the perceptual loss's unit-length features
     leave grey). ``latent_noise``: the decoder sees latents with Gaussian noise of this
     fraction of each channel's standard deviation added, so it learns to decode the
-    slightly-off latents a denoiser samples. ``init``: a state dict of an autoencoder of
-    the same ``latent`` settings to continue from. Yields :class:`Progress`; returns the trained
-    ``AutoencoderTiny`` (eval mode, CPU).
+    slightly-off latents a denoiser samples. ``init``: an autoencoder of the same ``latent``
+    settings to continue from, as a state dict or as a file (:func:`autoencoder_init`
+    reads it and refuses, naming the file, one of other settings or crop size). Yields
+    :class:`Progress`; returns the trained ``AutoencoderTiny`` (eval mode, CPU).
     """
     import torch
 
@@ -202,6 +312,8 @@ def train_autoencoder(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = device if device is not None else torch.device("cpu")
+    if init is not None and not isinstance(init, dict):
+        init = autoencoder_init(init, latent, x.shape[1], x.shape[-1])
     ae = build_autoencoder(x.shape[1], latent)
     if init is not None:
         ae.load_state_dict(init)

@@ -1,0 +1,265 @@
+"""``train --arch latent-diffusion`` with the autoencoder's options (``--ae-*``, ``--latent-channels``).
+
+The options reach :func:`~napari_nucleus_ai.models.diffusion.latent.train_autoencoder` (the
+function ``benchmarks/diffusion_latent.py`` trains with), the card records them, a bad value
+or another ``--arch`` is one line, and ``--ae-init`` continues from a saved autoencoder and
+refuses one of other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from _diffusion_data import toy_crops  # noqa: E402
+from test_diffusion_package import _write_class_folders  # noqa: E402
+
+#: Tiny settings: 16-px crops, 2x down-sampling to 8 x 8 x 2 latents, 3 autoencoder steps.
+AE_ARGS = [
+    "--ae-width", "8",
+    "--latent-channels", "2",
+    "--ae-factor", "2",
+    "--ae-steps", "3",
+    "--ae-lr", "0.005",
+    "--ae-perceptual", "0",
+    "--ae-colour", "0.5",
+    "--ae-latent-noise", "0.1",
+]  # fmt: skip
+LATENT = {"channels": 2, "factor": 2, "width": 8}
+
+
+def _train_args(data, out, *extra):
+    return [
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--arch",
+        "latent-diffusion",
+        "--crop-size",
+        "16",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--threads",
+        "1",
+        "--quiet",
+        *extra,
+    ]
+
+
+def _spy_autoencoder(mp, calls: list) -> None:
+    """Record every call of ``latent.train_autoencoder`` (the benchmark's function too)."""
+    from napari_nucleus_ai.models.diffusion import latent
+
+    real = latent.train_autoencoder
+
+    def spy(x, **kwargs):
+        calls.append(kwargs)
+        return (yield from real(x, **kwargs))
+
+    mp.setattr(latent, "train_autoencoder", spy)
+
+
+def _card(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("card.json"))
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A latent package trained through the command line with every ``--ae-*`` option."""
+    from napari_nucleus_ai.cli import main
+
+    root = tmp_path_factory.mktemp("latentopts")
+    _write_class_folders(root / "data", per_class=4)
+    out = root / "model.zip"
+    calls: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        _spy_autoencoder(mp, calls)
+        assert main(_train_args(root / "data", out, *AE_ARGS)) == 0
+    return root, out, calls
+
+
+def test_the_options_reach_the_autoencoder_training(trained):
+    from napari_nucleus_ai.models.package import clear_cache, load_model
+
+    _, out, calls = trained
+    assert len(calls) == 1
+    kw = calls[0]
+    assert kw["latent"] == LATENT
+    assert (kw["steps"], kw["lr"], kw["perceptual"]) == (3, 0.005, 0.0)
+    assert (kw["colour"], kw["latent_noise"]) == (0.5, 0.1)
+    assert kw["init"] is None
+    clear_cache()
+    ae = load_model(out).modules[0].ae  # the stored autoencoder has the asked shape
+    assert tuple(ae.state_dict()["encoder.layers.0.weight"].shape) == (8, 3, 3, 3)
+    assert ae.config.latent_channels == 2
+
+
+def test_the_card_records_the_settings_used(trained):
+    _, out, _ = trained
+    card = _card(out)
+    assert card["architecture"]["params"]["latent"] == LATENT
+    rec = card["diffusion"]["autoencoder"]
+    assert rec == {
+        "steps": 3,
+        "batch_size": 8,
+        "lr": 0.005,
+        "seed": 0,
+        "perceptual": 0.0,
+        "colour": 0.5,
+        "latent_noise": 0.1,
+    }
+
+
+def test_defaults_are_filled_in_where_no_option_is_given():
+    from napari_nucleus_ai.models.diffusion.kind import autoencoder_training
+    from napari_nucleus_ai.models.diffusion.latent import AE_TRAIN_DEFAULTS
+
+    got = autoencoder_training({"ae_steps": 0, "ae_perceptual": 0.0, "seed": 4}, 3)
+    assert got == {**AE_TRAIN_DEFAULTS, "steps": 0, "perceptual": 0.0, "seed": 4}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--ae-width", "2"),
+        ("--latent-channels", "0"),
+        ("--ae-factor", "3"),
+        ("--ae-steps", "-1"),
+        ("--ae-lr", "0"),
+        ("--ae-perceptual", "-0.5"),
+        ("--ae-colour", "nan"),
+        ("--ae-latent-noise", "11"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_option(tmp_path, capsys, option, value):
+    from napari_nucleus_ai.cli import main
+
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", option, value)
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert f"{option} {value}: must be" in line
+    assert not (tmp_path / "m.zip").exists()
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "diffusion", "auto"])
+def test_autoencoder_options_with_another_arch_are_one_line(tmp_path, capsys, arch):
+    from napari_nucleus_ai.cli import main
+
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--ae-steps", "5")
+    args += ["--latent-channels", "8", "--arch", arch]  # the last --arch wins
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert "--ae-steps, --latent-channels: for --arch latent-diffusion only" in line
+    assert f"not --arch {arch}" in line
+
+
+def test_ae_init_continues_from_a_package_s_autoencoder(trained, tmp_path):
+    """``--ae-steps 0``: the new package's autoencoder is the file's, tensor for tensor."""
+    import torch
+
+    from napari_nucleus_ai.cli import main
+    from napari_nucleus_ai.models.diffusion.latent import read_autoencoder
+    from napari_nucleus_ai.models.package import clear_cache, load_model
+
+    root, src, _ = trained
+    out = tmp_path / "again.zip"
+    calls: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        _spy_autoencoder(mp, calls)
+        extra = [*AE_ARGS, "--ae-steps", "0", "--ae-init", str(src)]
+        assert main(_train_args(root / "data", out, *extra)) == 0
+    assert calls[0]["steps"] == 0 and calls[0]["init"] is not None
+    clear_cache()
+    first, _ = read_autoencoder(src)
+    again = load_model(out).modules[0].ae.state_dict()
+    assert set(again) == set(first)
+    for k, v in first.items():
+        assert torch.equal(again[k], v), k
+    rec = _card(out)["diffusion"]["autoencoder"]
+    assert rec["init"] == str(src) and rec["steps"] == 0
+    assert len(rec["init_sha256"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("extra", "mismatch"),
+    [
+        (["--ae-width", "16"], "width 8 (not 16)"),
+        (["--latent-channels", "4", "--ae-factor", "4"], "latent channels 2 (not 4)"),
+        (["--ae-factor", "4"], "down-sampling factor 2 (not 4)"),
+        (["--crop-size", "32"], "crop size 16 px (not 32)"),
+    ],
+)
+def test_ae_init_of_other_settings_is_one_line(trained, tmp_path, capsys, extra, mismatch):
+    from napari_nucleus_ai.cli import main
+
+    root, src, _ = trained
+    calls: list = []
+    out = tmp_path / "m.zip"
+    with pytest.MonkeyPatch.context() as mp:
+        _spy_autoencoder(mp, calls)
+        args = _train_args(root / "data", out, *AE_ARGS, "--ae-init", str(src), *extra)
+        assert main(args) == 1
+    line = _one_error_line(capsys)
+    assert str(src) in line and mismatch in line
+    assert not calls and not out.exists()  # refused before any training
+
+
+def test_a_bare_autoencoder_file_continues_and_is_checked(tmp_path):
+    """``ae.safetensors`` as the benchmark writes it, and a whole denoiser's ``ae.*`` keys."""
+    import torch
+    from safetensors.torch import save_file
+
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion import latent
+
+    x, _, _ = toy_crops(per_class=2)
+    first = run_sync(latent.train_autoencoder(x, latent=LATENT, steps=2, seed=3))
+    state = {k: v.contiguous() for k, v in first.state_dict().items()}
+    bare, whole = tmp_path / "ae.safetensors", tmp_path / "denoiser.safetensors"
+    save_file(state, bare)
+    save_file({**{f"ae.{k}": v for k, v in state.items()}, "scale": torch.ones(2)}, whole)
+    for path in (bare, whole):
+        again = run_sync(latent.train_autoencoder(x, latent=LATENT, steps=0, init=str(path)))
+        for k, v in state.items():
+            assert torch.equal(again.state_dict()[k], v), (path, k)
+    with pytest.raises(InputError, match=r"ae\.safetensors: .*width 8 \(not 4\)"):
+        run_sync(latent.train_autoencoder(x, latent={**LATENT, "width": 4}, steps=0, init=bare))
+    grey = x[:, :1]
+    with pytest.raises(InputError, match=r"image channels 3 \(not 1\)"):
+        run_sync(latent.train_autoencoder(grey, latent=LATENT, steps=0, init=bare))
+    junk = tmp_path / "junk.safetensors"
+    save_file({"weight": torch.zeros(2)}, junk)
+    with pytest.raises(InputError, match="junk.safetensors: holds no autoencoder"):
+        latent.read_autoencoder(junk)
+
+
+def test_a_card_s_latent_settings_share_the_option_ranges():
+    """The card check takes its ranges from the ``train`` options' schema (one home)."""
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.params import command_param
+    from napari_nucleus_ai.models.diffusion.kind import _check_latent
+
+    high = int(command_param("train", "--ae-width").high)
+    assert _check_latent({"width": high})["width"] == high
+    for bad in ({"width": high + 1}, {"channels": 0}, {"factor": 3}, {"width": 8.0}, {"x": 1}):
+        with pytest.raises(InputError, match="'latent' must be"):
+            _check_latent(bad)
+    assert np.isfinite(command_param("train", "--ae-latent-noise").high)
