@@ -293,6 +293,7 @@ def test_cells_surely_routed_skip_the_first_models_extra_views_and_nothing_chang
         return out
 
     monkeypatch.setattr(engine, "probability_samples", spy)
+    monkeypatch.setattr(predict_module, "ROUTE_FIRST_SHARE", 2.0)  # the first model's views first
     fast = predict_module.predict_items(package, items, workers=1)
     assert any(c[2] for c in extra_views), "the first model's calls get the settled mask"
     n_first_fast = sum(c[1] for c in extra_views if c[2])
@@ -310,3 +311,61 @@ def test_cells_surely_routed_skip_the_first_models_extra_views_and_nothing_chang
     for key in ("routed", "out_of_domain", "set", "set_size"):
         assert list(fast.extra[key]) == list(slow.extra[key]), key
     np.testing.assert_allclose(fast.extra["ood"], slow.extra["ood"], atol=1e-5)
+
+
+def test_cells_routed_before_the_first_model_sees_them_give_the_same_output(pair, monkeypatch):
+    from napari_nucleus_ai.classify import predict as predict_module
+    from napari_nucleus_ai.models import engine
+
+    package = pair[0].package
+    monkeypatch.setitem(package.card["uncertainty"], "tta", 4)
+    monkeypatch.setitem(package.card["uncertainty"], "tta_gate", 0.0)
+    home = _cells(4, first_seed=900)[0]
+    items = _foreign(home) + home  # two chunks of 8: the foreign cells first
+    seen = []  # rows of each forward pass of the first model's module
+    real = engine.logits_batched
+
+    def spy(module, x, *args, **kw):
+        if module is package.modules[0]:
+            seen.append(len(x))
+        return real(module, x, *args, **kw)
+
+    monkeypatch.setattr(engine, "logits_batched", spy)
+    outputs = {}
+    for share in (1.0, 0.0):  # the order a chunk takes follows the last chunk's routed share
+        monkeypatch.setitem(package.__dict__, "_settled_share", share)
+        package.modules[0].clear_memo()
+        seen.clear()
+        outputs[share] = (predict_module.predict_items(package, items, workers=1), list(seen))
+    (first, seen_first), (other, seen_other) = outputs[1.0], outputs[0.0]
+    routed = np.asarray(first.extra["routed"], bool)
+    assert routed[: len(home)].all(), "the foreign cells go to the fallback"
+    # the foreign chunk: its first views in the other order, none of them in this one
+    assert 0 < sum(seen_other) - sum(seen_first) <= len(home)
+    np.testing.assert_array_equal(first.probs, other.probs)
+    assert list(first.labels) == list(other.labels)
+    for key in ("routed", "out_of_domain", "set", "set_size"):
+        assert list(first.extra[key]) == list(other.extra[key]), key
+    np.testing.assert_array_equal(first.extra["ood"], other.extra["ood"])
+    # the share the next chunk reads: the last chunk's (cells of the training microscope)
+    assert package.__dict__["_settled_share"] < 0.5
+
+
+def test_the_routing_order_needs_a_descriptor_score_and_a_fallback_that_replaces_its_columns(
+    pair, monkeypatch
+):
+    from napari_nucleus_ai.classify.predict import _routes_first
+
+    package = pair[0].package
+    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    assert _routes_first(package)
+    monkeypatch.setitem(package.__dict__, "_settled_share", 0.2)
+    assert not _routes_first(package)
+    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    domain = package.card["trust"]["domain"]
+    monkeypatch.setitem(domain, "standardise", {**domain["standardise"], "mahalanobis": {}})
+    assert not _routes_first(package)  # the score reads every feature
+    monkeypatch.undo()
+    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    monkeypatch.delitem(package.fallback.card["trust"], "conformal")
+    assert not _routes_first(package)  # the first model's sets would stay on routed cells

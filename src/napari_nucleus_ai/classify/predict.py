@@ -386,13 +386,23 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
 
     x, groups = prepare(chunk, package.card, pixel_size_um=px_chunk)
     # raw items, for kinds that look at them (a proposer); ``settled``: inputs the first
-    # model's extra test-time views cannot keep from the fallback (not the fallback's own)
-    options = {**options, "items": chunk, "settled": None}
-    held: dict = {}  # the features ``settled`` measured, read again below
-    if package.fallback is not None and embed and np.array_equal(groups, np.arange(len(chunk))):
-        options["settled"] = lambda: surely_routed(package, x, held)
+    # model's extra test-time views cannot keep from the fallback (not the fallback's own);
+    # ``skip``: inputs the first model need not see at all (:func:`_routes_first`)
+    options = {**options, "items": chunk, "settled": None, "skip": None}
+    held: dict = {}  # the features ``settled`` / ``skip`` measured, read again below
+    routing = (
+        package.fallback is not None and embed and np.array_equal(groups, np.arange(len(chunk)))
+    )
+
+    def classify():
+        if routing and _routes_first(package):
+            options["skip"] = surely_routed(package, x, held, descriptor_only=True)
+        elif routing:
+            options["settled"] = lambda: surely_routed(package, x, held)
+        return package.kind.predict(package, x, options)
+
     try:
-        s = package.kind.predict(package, x, options)
+        s = classify()
     except (RuntimeError, MemoryError) as e:
         if package.device.type == "cpu":
             raise
@@ -401,7 +411,7 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
         notes.append(msg)
         package.to("cpu")
         held.clear()  # measured on the device that failed
-        s = package.kind.predict(package, x, options)
+        s = classify()
     extra = None
     if isinstance(s, tuple):  # a kind may add per-item columns: (samples, {name: (N,) array})
         s, extra = s
@@ -409,12 +419,53 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
     features = held.get("features") if embed else None
     if embed and features is None:
         features = _embed(package, x)
+    if routing:
+        settled = options["skip"]
+        package.__dict__["_settled_share"] = float(
+            np.mean(_settled(package, features) if settled is None else settled)
+        )
     if package.fallback is not None and features is not None:
         return route(package, chunk, px_chunk, options, (pooled, extra, features), notes)
     return pooled, extra, features
 
 
-def surely_routed(package, x: np.ndarray, held: dict | None = None) -> np.ndarray:
+#: A chunk is routed before the first model sees it (:func:`_routes_first`) when at least
+#: this share of the last chunk's cells went to the fallback whatever their views gave.
+ROUTE_FIRST_SHARE = 0.5
+
+
+def _routes_first(package) -> bool:
+    """Whether this chunk's cells that surely go to the fallback (:func:`surely_routed`) are
+    found from the descriptor alone before the first model sees any cell, and are then not
+    seen by it at all (its backbone's views of them would be thrown away).
+
+    Only where that gives the same output: the first model's domain score reads the
+    descriptor's columns alone (:func:`~napari_nucleus_ai.models.trust.descriptor_span`), its
+    kind can skip inputs, and the fallback replaces every trust column of the cells it takes
+    (it has a domain score, and a conformal set where the first model has one). The
+    other order (the first model's views first, the backbone beside the descriptor on a
+    second thread) is the faster one on cells of the training microscope, so this one is
+    taken when most cells of the last chunk were sure to go (:data:`ROUTE_FIRST_SHARE`).
+    """
+    from napari_nucleus_ai.models.trust import descriptor_span
+
+    first = package.card.get("trust") or {}
+    other = package.fallback.card.get("trust") or {}
+    domain = first.get("domain")
+    return bool(
+        package.kind.skips_inputs
+        and domain
+        and descriptor_span(domain) is not None
+        and hasattr(package.modules[0], "descriptors")
+        and other.get("domain")
+        and (bool(other.get("conformal")) or not first.get("conformal"))
+        and package.__dict__.get("_settled_share", 0.0) >= ROUTE_FIRST_SHARE
+    )
+
+
+def surely_routed(
+    package, x: np.ndarray, held: dict | None = None, descriptor_only: bool = False
+) -> np.ndarray:
     """Inputs ``x`` that :func:`route` sends to the fallback whatever their probabilities.
 
     The domain score grows with the entropy of a cell's probabilities and the other terms
@@ -422,17 +473,28 @@ def surely_routed(package, x: np.ndarray, held: dict | None = None) -> np.ndarra
     is already above the threshold goes to the fallback whatever the first model's
     test-time views would give: it needs none of them (exact; ``test_fallback``).
     ``held`` (a dict) receives the features measured (``"features"``): the caller reads them
-    again for the routing itself.
+    again for the routing itself. ``descriptor_only``: measure the descriptor's columns
+    alone (for a score that reads no others: :func:`_routes_first`).
     """
     domain = ((package.card.get("trust") or {}).get("domain")) or {}
     if not domain:
         return np.zeros(len(x), bool)
-    from napari_nucleus_ai.models.trust import domain_scores
-
-    features = _embed(package, x)
+    package.kind.ready(package)
+    features = _embed(package, x, descriptor_only=descriptor_only)
     if held is not None:
         held["features"] = features
-    onehot = np.zeros((len(x), len(package.card["classes"])))
+    return _settled(package, features)
+
+
+def _settled(package, features: np.ndarray) -> np.ndarray:
+    """Items whose domain score under ``package`` is above its threshold even at zero
+    entropy (:func:`surely_routed`), from their features."""
+    from napari_nucleus_ai.models.trust import domain_scores
+
+    domain = ((package.card.get("trust") or {}).get("domain")) or {}
+    if not domain or features is None:
+        return np.zeros(0 if features is None else len(features), bool)
+    onehot = np.zeros((len(features), len(package.card["classes"])))
     onehot[:, 0] = 1.0
     return domain_scores(features, onehot, domain) > domain["threshold"]
 
@@ -580,13 +642,15 @@ def _run_chunks(package, jobs, n: int, step: int, options: dict, embed: bool, no
         _WORKER.clear()
 
 
-def _embed(package, x: np.ndarray) -> np.ndarray:
-    """The first member's :meth:`embed` of prepared inputs (features the domain score reads)."""
+def _embed(package, x: np.ndarray, descriptor_only: bool = False) -> np.ndarray:
+    """The first member's :meth:`embed` of prepared inputs (features the domain score reads;
+    ``descriptor_only``: the descriptor's columns, for a ``morph`` member)."""
     import torch
 
     module = package.modules[0]
+    kwargs = {"descriptor_only": True} if descriptor_only else {}
     with torch.inference_mode():
-        return module.embed(torch.as_tensor(x).to(package.device)).cpu().numpy()
+        return module.embed(torch.as_tensor(x).to(package.device), **kwargs).cpu().numpy()
 
 
 def _add_trust(pred, card: dict, features=None) -> None:

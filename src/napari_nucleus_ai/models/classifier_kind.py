@@ -76,6 +76,16 @@ def adaptive_gate(card: dict) -> float | None:
     return float(unc.get("tta_gate", TTA_GATE)) * float(unc["threshold"])
 
 
+def ready(package) -> None:
+    """Set ``package``'s modules up for :func:`predict`: ``morph`` measures one descriptor per
+    crop for all its views when the card's test-time views are adaptive (its memo keys then
+    meet, whoever measures first)."""
+    gate = adaptive_gate(package.card)
+    for m in package.modules:
+        if hasattr(m, "shared_views"):
+            m.shared_views = gate is not None
+
+
 def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
     from napari_nucleus_ai.models.engine import probability_samples, use_cores
 
@@ -83,9 +93,7 @@ def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
     if package.device is None or package.device.type == "cpu":
         use_cores()
     gate = adaptive_gate(package.card)
-    for m in package.modules:  # morph: one descriptor per crop for all its views (adaptive)
-        if hasattr(m, "shared_views"):
-            m.shared_views = gate is not None
+    ready(package)
     return probability_samples(
         package.modules,
         x,
@@ -101,6 +109,8 @@ def predict(package, x: np.ndarray, options: dict) -> np.ndarray:
         adaptive=gate,
         info=options.get("tta_info"),
         settled=options.get("settled"),
+        skip=options.get("skip"),
+        n_classes=len(package.card["classes"]),
     )
 
 
@@ -416,5 +426,7 @@ register_kind(
         predict=predict,
         validate=validate,
         description="discriminative CNN (cross-entropy), calibrated, optional ensemble",
+        skips_inputs=True,
+        ready=ready,
     )
 )

@@ -141,6 +141,8 @@ def probability_samples(
     adaptive: float | None = None,
     info: dict | None = None,
     settled=None,
+    skip=None,
+    n_classes: int | None = None,
 ) -> np.ndarray:
     """Calibrated softmax samples ``(S, N, C)``: members x TTA transforms x dropout passes.
 
@@ -152,13 +154,40 @@ def probability_samples(
     input. ``settled`` (with ``adaptive``): called after the first view when some inputs
     are uncertain, returns a boolean mask ``(N,)`` of inputs whose outcome the extra views
     cannot change (a package routes them to its fallback whatever they give), which do not
-    get them. ``info``, when given, receives ``n_extra`` (inputs that got the extra
-    views) and ``n``.
+    get them. ``skip``: a boolean mask ``(N,)`` of inputs that get no pass at all (a package
+    routes them to its fallback whatever they give, known before any view); their samples
+    are uniform over ``n_classes`` classes, for the caller to replace. ``info``, when given,
+    receives ``n_extra`` (inputs that got the extra views) and ``n`` (inputs that got a pass).
     """
     import torch
 
     views = _DIHEDRAL[: max(1, int(tta))]
     passes = [False] + [True] * int(mc_dropout)
+    if skip is not None and np.asarray(skip, bool).any():
+        if n_classes is None:
+            raise ValueError("skip needs n_classes")
+        keep = np.flatnonzero(~np.asarray(skip, bool))
+        out = np.full(
+            (len(modules) * len(views) * len(passes), len(x), int(n_classes)),
+            1.0 / int(n_classes),
+            np.float32,
+        )
+        if info is not None:
+            info.update(n=0, n_extra=0)
+        if len(keep):
+            out[:, keep] = probability_samples(
+                modules,
+                x[keep],
+                device=device,
+                temperature=temperature,
+                batch_size=batch_size,
+                tta=tta,
+                mc_dropout=mc_dropout,
+                adaptive=adaptive,
+                info=info,
+                settled=None if settled is None else (lambda: np.asarray(settled(), bool)[keep]),
+            )
+        return out
 
     def run(module, xs, k, flip):
         def transform(t, k=k, flip=flip):

@@ -35,6 +35,12 @@ A kind supplies four plain functions (torch is imported by them, never here):
     when the kind has none) over ``N`` prepared inputs (a float tensor
     ``(N, C, H, W)``), already calibrated. :mod:`napari_nucleus_ai.models.uncertainty`
     turns them into the class, entropy, disagreement and ``unidentified``.
+
+Optionally, a kind whose ``predict`` honours ``options["skip"]`` (a boolean mask of inputs
+that get no pass; their samples are placeholders the caller replaces) says so with
+``skips_inputs=True`` and may give ``ready(package)``, which sets its modules up as
+``predict`` would before anything else measures them (a package's router measures the
+first model's features before its ``predict``: :func:`~napari_nucleus_ai.classify.predict.route`).
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class Kind:
     predict: Callable
     validate: Callable = field(default=lambda card: None)
     description: str = ""
+    skips_inputs: bool = False
+    ready: Callable = field(default=lambda package: None)
 
 
 _REGISTRY: dict[str, Kind] = {}

@@ -291,13 +291,18 @@ def _min_mahalanobis(p: np.ndarray, means, precision) -> np.ndarray:
 
 
 def _raw_scores(features: np.ndarray, probs: np.ndarray, dom: dict) -> dict:
-    """Every term of the score the card fits (``descriptor_*`` only where it has one)."""
-    z = (features - np.asarray(dom["mean"])) / np.asarray(dom["scale"])
-    p = z @ np.asarray(dom["components"]).T
-    out = {
-        "mahalanobis": _min_mahalanobis(p, dom["class_means"], dom["precision"]),
-        "entropy": _entropy(probs),
-    }
+    """Every term of the score the card fits (``descriptor_*`` only where it has one).
+
+    ``features`` may be the descriptor's columns alone (:func:`descriptor_span`): the
+    all-feature ``mahalanobis`` term is then left out.
+    """
+    mean = np.asarray(dom["mean"])
+    n = features.shape[1]
+    z = (features - mean[:n]) / np.asarray(dom["scale"])[:n]
+    out = {"entropy": _entropy(probs)}
+    if n == len(mean):
+        p = z @ np.asarray(dom["components"]).T
+        out["mahalanobis"] = _min_mahalanobis(p, dom["class_means"], dom["precision"])
     desc = dom.get("descriptor")
     if desc:
         zd = z[:, : desc["n"]]
@@ -311,6 +316,15 @@ def _raw_scores(features: np.ndarray, probs: np.ndarray, dom: dict) -> dict:
 #: The terms of the score: with a descriptor, and without.
 TERMS = ("descriptor_mahalanobis", "descriptor_knn", "entropy")
 TERMS_NO_DESCRIPTOR = ("mahalanobis", "entropy")
+
+
+def descriptor_span(domain: dict) -> int | None:
+    """How many leading features the score of ``domain`` reads: the descriptor's columns
+    when its terms are the descriptor's and the entropy (:data:`TERMS`), else None (all)."""
+    desc = domain.get("descriptor")
+    if not desc or set(domain["standardise"]) - set(TERMS):
+        return None
+    return int(desc["n"])
 
 
 def _combine(raw: dict, standardise: dict) -> np.ndarray:

@@ -342,14 +342,14 @@ class Morph(nn.Module):
         return super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
-    def embed(self, x):
+    def embed(self, x, descriptor_only: bool = False):
         """Features the domain-shift score measures (:mod:`napari_nucleus_ai.models.trust`).
 
         The standardised morphology descriptor, and the standardised ImageNet features
-        where the model has them: ``(N, F)``.
+        where the model has them (unless ``descriptor_only``): ``(N, F)``.
         """
         parts = [(self.descriptors(x) - self.desc_mean) / self.desc_std]
-        if self.img is not None:
+        if self.img is not None and not descriptor_only:
             parts.append((self.imagenet_features(x) - self.img_mean) / self.img_std)
         return torch.cat(parts, 1)
 
@@ -490,11 +490,21 @@ class Morph(nn.Module):
                 img = job.result()
         else:
             d = self.descriptors(x)
-        z = self.desc_head((d - self.desc_mean) / self.desc_std)
+        z = _by_row(self.desc_head, (d - self.desc_mean) / self.desc_std)
         if self.img is not None:
             img = self.imagenet_features(x) if img is None else img
-            z = z + self.img_head((img - self.img_mean) / self.img_std)
+            z = z + _by_row(self.img_head, (img - self.img_mean) / self.img_std)
         return z if self.cnn is None else z + self._cnn(x)
+
+
+def _by_row(head, z):
+    """``head(z)``; without gradients one row at a time, so that a crop's logits are the same
+    whatever other crops share its batch (a batched matrix product rounds differently with
+    the number of rows: a package's router may send a chunk's crops to this model, or only
+    some of them)."""
+    if torch.is_grad_enabled() or len(z) <= 1:
+        return head(z)
+    return torch.cat([head(z[i : i + 1]) for i in range(len(z))])
 
 
 def build_morph(in_channels: int, n_classes: int, **params):
