@@ -65,32 +65,39 @@ def _refuse_pickle(path: Path) -> None:
         )
 
 
-def _read_tensors_bytes(data: bytes, path) -> dict:
-    from safetensors.torch import load
+def _not_safetensors(path, e: Exception) -> InputError:
+    return InputError(path, f"weights are not valid safetensors ({' '.join(str(e).split())[:80]})")
 
+
+def _read_tensors_bytes(data: bytes, path, shapes_only: bool = False) -> dict:
+    """Tensors of safetensors bytes (torch), or ``{name: shape}`` from their header alone."""
     try:
+        if shapes_only:
+            from safetensors import deserialize
+
+            return {name: list(t["shape"]) for name, t in deserialize(data)}
+        from safetensors.torch import load
+
         return load(data)
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
-        raise InputError(
-            path, f"weights are not valid safetensors ({' '.join(str(e).split())[:80]})"
-        ) from None
+        raise _not_safetensors(path, e) from None
 
 
-def _read_tensors_file(path: Path) -> tuple[dict, dict]:
+def _read_tensors_file(path: Path, shapes_only: bool = False) -> tuple[dict, dict]:
+    """``(tensors or {name: shape}, metadata)`` of a safetensors file (see
+    :func:`_read_tensors_bytes`)."""
     from safetensors import safe_open
 
     if path.stat().st_size > MAX_WEIGHTS_BYTES:
         raise InputError(path, "weights file is larger than 4 GB")
     try:
-        with safe_open(os.fspath(path), framework="pt") as fh:
+        with safe_open(os.fspath(path), framework="numpy" if shapes_only else "pt") as fh:
             meta = fh.metadata() or {}
+            if shapes_only:
+                return {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}, meta  # noqa: SIM118
             return {k: fh.get_tensor(k) for k in fh.keys()}, meta  # noqa: SIM118
-    except InputError:
-        raise
     except Exception as e:  # noqa: BLE001
-        raise InputError(
-            path, f"weights are not valid safetensors ({' '.join(str(e).split())[:80]})"
-        ) from None
+        raise _not_safetensors(path, e) from None
 
 
 def _zip_member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
@@ -109,8 +116,12 @@ def _zip_member(zf: zipfile.ZipFile, name: str, limit: int, path) -> bytes:
     return data
 
 
-def read_package(path) -> tuple[dict, dict]:
-    """``(card, tensors)`` from a folder, zip or single safetensors file; nothing is executed."""
+def read_package(path, shapes_only: bool = False) -> tuple[dict, dict]:
+    """``(card, tensors)`` from a folder, zip or single safetensors file; nothing is executed.
+
+    ``shapes_only``: the tensors' ``{name: shape}`` from the weights' header instead of
+    their values (no torch: ``info MODEL``).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such model file or folder")
@@ -127,7 +138,7 @@ def read_package(path) -> tuple[dict, dict]:
         card = _parse_card(card_file.read_bytes(), card_file)
         if not weights.is_file():
             raise InputError(path, f"model package has no {WEIGHTS}")
-        tensors, _ = _read_tensors_file(weights)
+        tensors, _ = _read_tensors_file(weights, shapes_only)
         return card, tensors
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
@@ -136,12 +147,14 @@ def read_package(path) -> tuple[dict, dict]:
             with zipfile.ZipFile(path) as zf:
                 card = _parse_card(_zip_member(zf, CARD, MAX_CARD_BYTES, path), path)
                 tensors = _read_tensors_bytes(
-                    _zip_member(zf, WEIGHTS, MAX_WEIGHTS_BYTES, path), path
+                    _zip_member(zf, WEIGHTS, MAX_WEIGHTS_BYTES, path), path, shapes_only
                 )
         except (zipfile.BadZipFile, EOFError, OSError) as e:
             raise InputError(path, f"damaged zip ({' '.join(str(e).split())[:80]})") from None
         return card, tensors
-    tensors, meta = _read_tensors_file(path)
+    if path.suffix.lower() == ".zip":
+        raise InputError(path, "damaged zip (no zip directory: truncated or not a zip)")
+    tensors, meta = _read_tensors_file(path, shapes_only)
     if "card" not in meta:
         raise InputError(
             path,
