@@ -1,9 +1,10 @@
-"""``train --arch latent-diffusion`` with the autoencoder's options (``--ae-*``, ``--latent-channels``).
+"""``train --arch latent-diffusion`` with the autoencoder's options (``--ae-*``, ``--latent-channels``)
+and the UNet's (``--unet-base``).
 
 The options reach :func:`~napari_nucleus_ai.models.diffusion.latent.train_autoencoder` (the
-function ``benchmarks/diffusion_latent.py`` trains with), the card records them, a bad value
-or another ``--arch`` is one line, and ``--ae-init`` continues from a saved autoencoder and
-refuses one of other settings.
+function ``benchmarks/diffusion_latent.py`` trains with) and the UNet, the card records them
+(and ``info`` shows them), a bad value or another ``--arch`` is one line, and ``--ae-init``
+continues from a saved autoencoder and refuses one of other settings.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ AE_ARGS = [
     "--ae-latent-noise", "0.1",
 ]  # fmt: skip
 LATENT = {"channels": 2, "factor": 2, "width": 8}
+UNET_BASE = 8  # --unet-base of the trained package (the default is 16)
 
 
 def _train_args(data, out, *extra):
@@ -91,7 +93,8 @@ def trained(tmp_path_factory):
     calls: list = []
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
-        assert main(_train_args(root / "data", out, *AE_ARGS)) == 0
+        extra = [*AE_ARGS, "--unet-base", str(UNET_BASE)]
+        assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
 
 
@@ -146,6 +149,8 @@ def test_defaults_are_filled_in_where_no_option_is_given():
         ("--ae-perceptual", "-0.5"),
         ("--ae-colour", "nan"),
         ("--ae-latent-noise", "11"),
+        ("--unet-base", "3"),
+        ("--unet-base", "513"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_option(tmp_path, capsys, option, value):
@@ -168,6 +173,63 @@ def test_autoencoder_options_with_another_arch_are_one_line(tmp_path, capsys, ar
     line = _one_error_line(capsys)
     assert "--ae-steps, --latent-channels: for --arch latent-diffusion only" in line
     assert f"not --arch {arch}" in line
+
+
+def test_the_unet_base_reaches_the_network_and_the_card(trained):
+    from napari_nucleus_ai.models.package import clear_cache, load_model
+
+    _, out, _ = trained
+    assert _card(out)["architecture"]["params"]["base"] == UNET_BASE
+    clear_cache()
+    unet = load_model(out).modules[0].unet
+    assert unet.base == UNET_BASE and unet.inp.weight.shape[0] == UNET_BASE
+
+
+@pytest.mark.parametrize("arch", ["diffusion", "latent-diffusion"])
+def test_the_unet_base_goes_to_the_params_of_either_diffusion_arch(tmp_path, arch):
+    from napari_nucleus_ai.cli import build_parser
+    from napari_nucleus_ai.cli.train import _diffusion_options
+
+    args = build_parser().parse_args(
+        ["train", str(tmp_path), "--out", "m.zip", "--arch", arch, "--unet-base", "32"]
+    )
+    assert _diffusion_options(args) == ({"base": 32}, None)
+    args = build_parser().parse_args(
+        ["train", str(tmp_path), "--out", "m.zip", "--arch", arch, "--ae-width", "8"]
+        + ["--unet-base", "24"]
+    )
+    if arch == "latent-diffusion":
+        assert _diffusion_options(args) == ({"latent": {"width": 8}, "base": 24}, None)
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "morph", "auto"])
+def test_the_unet_base_with_another_arch_is_one_line(tmp_path, capsys, arch):
+    from napari_nucleus_ai.cli import main
+
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--unet-base", "32")
+    args += ["--arch", arch]
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert f"--unet-base: for --arch diffusion or latent-diffusion only, not --arch {arch}" in line
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_info_shows_the_unet_and_the_autoencoder_the_card_records(trained, capsys):
+    from napari_nucleus_ai.cli import main
+
+    _, out, _ = trained
+    card = _card(out)
+    assert main(["info", str(out), "--json"]) == 0
+    arch = json.loads(capsys.readouterr().out)["architecture"]
+    assert arch["name"] == "latent-diffusion"
+    assert arch["params"]["latent"] == LATENT and arch["params"]["base"] == UNET_BASE
+    assert arch["autoencoder_training"] == card["diffusion"]["autoencoder"]
+    assert main(["info", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("  autoencoder_training")
+    assert lines[at + 1].split() == ["steps", "3"] and ["colour", "0.5"] in [
+        line.split() for line in lines[at:]
+    ]
 
 
 def test_ae_init_continues_from_a_package_s_autoencoder(trained, tmp_path):
@@ -263,3 +325,16 @@ def test_a_card_s_latent_settings_share_the_option_ranges():
         with pytest.raises(InputError, match="'latent' must be"):
             _check_latent(bad)
     assert np.isfinite(command_param("train", "--ae-latent-noise").high)
+
+
+def test_a_card_s_unet_base_shares_the_option_range():
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.core.params import command_param
+    from napari_nucleus_ai.models.diffusion.kind import _check_unet
+
+    p = command_param("train", "--unet-base")
+    _check_unet({"base": int(p.high)})
+    _check_unet({})  # the default
+    for bad in (int(p.low) - 1, int(p.high) + 1, 16.0, True, "16"):
+        with pytest.raises(InputError, match=r"diffusion 'base' must be an integer in \[4, 512\]"):
+            _check_unet({"base": bad})

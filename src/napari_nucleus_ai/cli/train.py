@@ -42,7 +42,8 @@ def add_arguments(p) -> None:
         "hybrid (CNN + colour/texture descriptor), morph (cell morphology descriptor + "
         "logistic head + hybrid CNN), densenet121, resnext50_32x4d, efficientnet_b0 (need the "
         "'backbones' extra), or another kind's arch (diffusion, latent-diffusion: a 64-px latent "
-        "diffusion classifier and generator, its autoencoder set by the --ae-* options)",
+        "diffusion classifier and generator, its UNet set by --unet-base and its autoencoder by "
+        "the --ae-* options)",
     )
     p.add_argument("--name", help="model name shown in the dock (default: ARCH on DATA)")
     p.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
@@ -155,8 +156,27 @@ def add_arguments(p) -> None:
         "gives larger sets and fewer confident wrong answers, see docs/trust.md",
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    _add_unet_options(p)
     _add_autoencoder_options(p)
     add_localization_options(p)  # --camera-pixel, --columns (STORM training files)
+
+
+def _add_unet_options(p) -> None:
+    """``--unet-base``: the UNet of the diffusion models (range in
+    ``core.params.COMMANDS["train"]``, default in ``models/diffusion/train.py``)."""
+    from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
+
+    g = p.add_argument_group(
+        "UNet of --arch diffusion and latent-diffusion",
+        "the card records it (architecture.params.base)",
+    )
+    g.add_argument(
+        "--unet-base",
+        type=int,
+        metavar="N",
+        help=f"channels of the UNet's first level; the deeper levels have multiples of it "
+        f"(default {ARCH_DEFAULTS['base']}; the 128-px recipe of docs/generative.md uses 32)",
+    )
 
 
 def _add_autoencoder_options(p) -> None:
@@ -342,8 +362,27 @@ def _latent_options(args) -> tuple[dict | None, dict | None]:
     return ({"latent": latent} if latent else None), (kind_options or None)
 
 
-def _train(args, train_gen, run_sync, show):
+def _diffusion_options(args) -> tuple[dict | None, dict | None]:
+    """``(params, kind_options)`` of ``train_gen``: those of :func:`_latent_options`, with the
+    UNet options given (the diffusion kind's ``UNET_OPTIONS``) added to ``params``; a
+    :class:`UsageError` when they are given with an ``--arch`` of another kind."""
+    from napari_nucleus_ai.models.diffusion.kind import ARCHS, UNET_OPTIONS
+
     params, kind_options = _latent_options(args)
+    unet = {k: getattr(args, o.lstrip("-").replace("-", "_")) for k, o in UNET_OPTIONS.items()}
+    unet = {k: v for k, v in unet.items() if v is not None}
+    if not unet:
+        return params, kind_options
+    if args.arch not in ARCHS:
+        from napari_nucleus_ai.core.errors import UsageError
+
+        names = ", ".join(UNET_OPTIONS[k] for k in unet)
+        raise UsageError(f"{names}: for --arch {' or '.join(ARCHS)} only, not --arch {args.arch}")
+    return {**(params or {}), **unet}, kind_options
+
+
+def _train(args, train_gen, run_sync, show):
+    params, kind_options = _diffusion_options(args)
     return run_sync(
         train_gen(
             args.data,

@@ -340,6 +340,11 @@ LATENT_TRAINING = (
     Param("--ae-latent-noise", float, 0, 10, optional=True, step=0.05),
 )
 
+#: ``train --arch diffusion`` / ``latent-diffusion``: the UNet's width, the channels of its
+#: first level (the card's ``architecture.params.base``; a card's value is held to the same
+#: range). ``None`` means the default (``ARCH_DEFAULTS`` in ``models/diffusion/train.py``).
+UNET_TRAINING = (Param("--unet-base", int, 4, 512, optional=True),)
+
 #: The numeric options of every command, by command name.
 COMMANDS: dict[str, tuple[Param, ...]] = {
     "info": _PIXEL,
@@ -376,7 +381,7 @@ COMMANDS: dict[str, tuple[Param, ...]] = {
         Param("--tile-above", int, 1, optional=True, unit="pixels"),
     ),
     "import-dataset": (Param("--size", int, 8, 8192, optional=True, unit="px"),),
-    "train": (*_PIXEL, *_TRAINING, *LATENT_TRAINING),
+    "train": (*_PIXEL, *_TRAINING, *LATENT_TRAINING, *UNET_TRAINING),
     "retrain": _TRAINING,
     "predict": (
         *_PIXEL,

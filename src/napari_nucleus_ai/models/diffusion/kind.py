@@ -73,15 +73,13 @@ def validate(card: dict) -> None:
         raise InputError(None, "a diffusion classifier needs at least 2 classes")
     params = card["architecture"].get("params") or {}
     mults = params.get("mults", ARCH_DEFAULTS["mults"])
-    base = params.get("base", ARCH_DEFAULTS["base"])
     if not (
         isinstance(mults, list)
         and 1 <= len(mults) <= 5
         and all(isinstance(m, int) and 1 <= m <= 16 for m in mults)
     ):
         raise InputError(None, "diffusion 'mults' must be a list of 1-5 integers in 1..16")
-    if not (isinstance(base, int) and 4 <= base <= 512):
-        raise InputError(None, "diffusion 'base' must be an integer in 4..512")
+    _check_unet(params)
     if params.get("backbone", "unet") not in BACKBONES:
         raise InputError(None, f"diffusion 'backbone' must be one of {', '.join(BACKBONES)}")
     if params.get("schedule", "cosine") not in ("cosine", "linear"):
@@ -141,6 +139,28 @@ def validate(card: dict) -> None:
         from napari_nucleus_ai.models.diffusion.proposer import validate_proposer
 
         validate_proposer(extra["proposer"], len(card["classes"]))
+
+
+#: The card's UNet settings (``architecture.params``) and the ``train`` options whose ranges
+#: they share.
+UNET_OPTIONS = {"base": "--unet-base"}
+
+
+def _check_unet(params: dict) -> None:
+    """The card's UNet settings of :data:`UNET_OPTIONS` (defaults where absent), each an
+    integer in the range of its ``train`` option (``core.params.COMMANDS``); else
+    :class:`InputError`."""
+    from napari_nucleus_ai.core.params import command_param
+
+    for key, option in UNET_OPTIONS.items():
+        p = command_param("train", option)
+        value = params.get(key, ARCH_DEFAULTS[key])
+        try:
+            ok = isinstance(value, int) and not isinstance(value, bool) and p.check(value) == value
+        except InputError:
+            ok = False
+        if not ok:
+            raise InputError(None, f"diffusion '{key}' must be {p.allowed()}")
 
 
 #: The card's ``latent`` settings and the ``train`` options whose ranges they share.
