@@ -333,7 +333,7 @@ def test_cells_routed_before_the_first_model_sees_them_give_the_same_output(pair
     monkeypatch.setattr(engine, "logits_batched", spy)
     outputs = {}
     for share in (1.0, 0.0):  # the order a chunk takes follows the last chunk's routed share
-        monkeypatch.setitem(package.__dict__, "_settled_share", share)
+        monkeypatch.setattr(package, "settled_share", share)
         package.modules[0].clear_memo()
         seen.clear()
         outputs[share] = (predict_module.predict_items(package, items, workers=1), list(seen))
@@ -348,7 +348,7 @@ def test_cells_routed_before_the_first_model_sees_them_give_the_same_output(pair
         assert list(first.extra[key]) == list(other.extra[key]), key
     np.testing.assert_array_equal(first.extra["ood"], other.extra["ood"])
     # the share the next chunk reads: the last chunk's (cells of the training microscope)
-    assert package.__dict__["_settled_share"] < 0.5
+    assert package.settled_share < 0.5
 
 
 def test_the_routing_order_needs_a_descriptor_score_and_a_fallback_that_replaces_its_columns(
@@ -357,15 +357,15 @@ def test_the_routing_order_needs_a_descriptor_score_and_a_fallback_that_replaces
     from napari_nucleus_ai.classify.predict import _routes_first
 
     package = pair[0].package
-    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    monkeypatch.setattr(package, "settled_share", 1.0)
     assert _routes_first(package)
-    monkeypatch.setitem(package.__dict__, "_settled_share", 0.2)
+    monkeypatch.setattr(package, "settled_share", 0.2)
     assert not _routes_first(package)
-    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    monkeypatch.setattr(package, "settled_share", 1.0)
     domain = package.card["trust"]["domain"]
     monkeypatch.setitem(domain, "standardise", {**domain["standardise"], "mahalanobis": {}})
     assert not _routes_first(package)  # the score reads every feature
     monkeypatch.undo()
-    monkeypatch.setitem(package.__dict__, "_settled_share", 1.0)
+    monkeypatch.setattr(package, "settled_share", 1.0)
     monkeypatch.delitem(package.fallback.card["trust"], "conformal")
     assert not _routes_first(package)  # the first model's sets would stay on routed cells

@@ -421,7 +421,7 @@ def _classify_chunk(package, chunk, px_chunk, options: dict, embed: bool, notes:
         features = _embed(package, x)
     if routing:
         settled = options["skip"]
-        package.__dict__["_settled_share"] = float(
+        package.settled_share = float(
             np.mean(_settled(package, features) if settled is None else settled)
         )
     if package.fallback is not None and features is not None:
@@ -459,7 +459,7 @@ def _routes_first(package) -> bool:
         and hasattr(package.modules[0], "descriptors")
         and other.get("domain")
         and (bool(other.get("conformal")) or not first.get("conformal"))
-        and package.__dict__.get("_settled_share", 0.0) >= ROUTE_FIRST_SHARE
+        and package.settled_share >= ROUTE_FIRST_SHARE
     )
 
 

@@ -184,6 +184,9 @@ class ModelPackage:
         self._device = None
         #: The :class:`ModelPackage` for cells out of this model's domain, or ``None``.
         self.fallback = fallback
+        #: The share of the last chunk's cells sure to go to the fallback, which sets the
+        #: order the next chunk is routed in (:func:`~..classify.predict._routes_first`).
+        self.settled_share = 0.0
 
     @property
     def name(self) -> str:
