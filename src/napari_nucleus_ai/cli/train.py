@@ -339,46 +339,43 @@ def run(args) -> int:
     return 2 if skipped else 0
 
 
-def _latent_options(args) -> tuple[dict | None, dict | None]:
-    """``(params, kind_options)`` of ``train_gen`` for the autoencoder options given (the
-    latent-diffusion kind's ``LATENT_OPTIONS`` go to ``params["latent"]``, its
-    ``AE_OPTIONS`` and ``ae_init`` to ``kind_options``); a :class:`UsageError` when they are
-    given with another ``--arch``."""
-    from napari_nucleus_ai.models.diffusion.kind import AE_OPTIONS, LATENT_OPTIONS
-
-    shape = {option.lstrip("-").replace("-", "_"): key for key, option in LATENT_OPTIONS.items()}
-    training = (*AE_OPTIONS, "ae_init")
-    given = {k: getattr(args, k) for k in (*training, *shape)}
-    given = {k: v for k, v in given.items() if v is not None}
-    if not given:
-        return None, None
-    if args.arch != "latent-diffusion":
-        from napari_nucleus_ai.core.errors import UsageError
-
-        names = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"{names}: for --arch latent-diffusion only, not --arch {args.arch}")
-    latent = {shape[k]: v for k, v in given.items() if k in shape}
-    kind_options = {k: v for k, v in given.items() if k in training}
-    return ({"latent": latent} if latent else None), (kind_options or None)
-
-
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
-    """``(params, kind_options)`` of ``train_gen``: those of :func:`_latent_options`, with the
-    UNet options given (the diffusion kind's ``UNET_OPTIONS``) added to ``params``; a
-    :class:`UsageError` when they are given with an ``--arch`` of another kind."""
-    from napari_nucleus_ai.models.diffusion.kind import ARCHS, UNET_OPTIONS
+    """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
+    the UNet's (``UNET_OPTIONS``, any diffusion ``--arch``) to ``params``, the autoencoder's
+    shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
+    ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``); a :class:`UsageError`
+    naming the options given with an ``--arch`` they are not for."""
+    from napari_nucleus_ai.models.diffusion.kind import (
+        AE_OPTIONS,
+        ARCHS,
+        LATENT_OPTIONS,
+        UNET_OPTIONS,
+    )
 
-    params, kind_options = _latent_options(args)
-    unet = {k: getattr(args, o.lstrip("-").replace("-", "_")) for k, o in UNET_OPTIONS.items()}
-    unet = {k: v for k, v in unet.items() if v is not None}
-    if not unet:
-        return params, kind_options
-    if args.arch not in ARCHS:
+    latent = ("latent-diffusion",)
+    table = [  # (option, where it goes, its key there, the archs it is for)
+        *((f"--{k.replace('_', '-')}", "kind", k, latent) for k in (*AE_OPTIONS, "ae_init")),
+        *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
+        *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
+    ]
+    out: dict = {"kind": {}, "latent": {}, "params": {}}
+    wrong: dict = {}  # archs -> the options given for them
+    for option, where, key, archs in table:
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if args.arch in archs:
+            out[where][key] = value
+        else:
+            wrong.setdefault(archs, []).append(option)
+    for archs, names in wrong.items():
         from napari_nucleus_ai.core.errors import UsageError
 
-        names = ", ".join(UNET_OPTIONS[k] for k in unet)
-        raise UsageError(f"{names}: for --arch {' or '.join(ARCHS)} only, not --arch {args.arch}")
-    return {**(params or {}), **unet}, kind_options
+        raise UsageError(
+            f"{', '.join(names)}: for --arch {' or '.join(archs)} only, not --arch {args.arch}"
+        )
+    params = {**({"latent": out["latent"]} if out["latent"] else {}), **out["params"]}
+    return params or None, out["kind"] or None
 
 
 def _train(args, train_gen, run_sync, show):
