@@ -11,6 +11,11 @@ Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--m
         --steps 1000 --trials 24 --t-lo 0 --t-hi 1 --reuse-cnn
     # tables: naive accuracy vs noise levels, protocols, nested choice, anomaly AUROCs
     nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py report --cv-name scan --t-range 0,0.9
+    # the package as users make it: `train` on a fold's crops, `predict` on the others
+    # (the package's own protocol and proposer); one process per fold, then the summary
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py package-cv \
+        --fold F --folds 4 --name l128 --train-args "--arch latent-diffusion --crop-size 128 ..."
+    .venv/bin/python benchmarks/bench_diffusion.py package-cv-report --folds 4 --name l128
 
 Protocols are compared offline: :func:`~napari_nucleus_ai.models.diffusion.protocol.simulate`
 replays the adaptive protocol on a saved full error matrix and makes exactly the decisions
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -194,6 +200,124 @@ def cv(args):
     print(json.dumps(meta), flush=True)
 
 
+def _fold_folder(items, names, keep, folder):
+    """A class-per-folder copy of the crops ``keep`` (symbolic links) under ``folder``."""
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    for i in np.flatnonzero(keep):
+        path, c = items[i]
+        (folder / names[c]).mkdir(parents=True, exist_ok=True)
+        (folder / names[c] / path.name).symlink_to(path.resolve())
+    return folder
+
+
+def _run(cmd):
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{' '.join(cmd[:4])} ... failed:\n{out.stderr[-2000:]}")
+    return time.perf_counter() - t0, out
+
+
+def package_cv(args):
+    """One fold of the package as users make and run it: ``train`` on the fold's training
+    crops with ``--train-args``, ``predict`` on its test crops (the package's protocol)."""
+    import csv
+    import resource
+    import shlex
+
+    from napari_nucleus_ai.models.diffusion.data import list_class_folders
+
+    names, items = list_class_folders(PBC)
+    y = np.array([c for _, c in items])
+    fold = folds_of(y, args.folds, args.seed)
+    f = args.fold
+    work = Path(args.model_dir) / f"{args.name}_fold{f}"
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "model.zip"
+    cli = [sys.executable, "-m", "napari_nucleus_ai"]
+    train_wall = None
+    if not (args.reuse and model.exists()):
+        train_dir = _fold_folder(items, names, fold != f, work / "train")
+        train_wall, _ = _run(
+            [
+                *cli,
+                "train",
+                str(train_dir),
+                "--out",
+                str(model),
+                "--quiet",
+                "--seed",
+                str(args.seed),
+                *shlex.split(args.train_args),
+            ]
+        )
+    test_dir = _fold_folder(items, names, fold == f, work / "test")
+    train_cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    predict_args = [*cli, "predict", str(model), str(test_dir), "--out", str(work / "pred.csv")]
+    pred_wall, _ = _run([*predict_args, "--quiet", *shlex.split(args.predict_args)])
+    with open(work / "pred.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    meta = {
+        "fold": f,
+        "folds": args.folds,
+        "seed": args.seed,
+        "train_args": args.train_args,
+        "predict_args": args.predict_args,
+        "n_test": len(rows),
+        "train_wall_s": None if train_wall is None else round(train_wall, 1),
+        "train_cpu_s": None if train_wall is None else round(train_cpu, 1),
+        "predict_wall_s": round(pred_wall, 1),
+        "classes": names,
+        "true": [names.index(Path(r["path"]).parent.name) for r in rows],  # class folders
+        "label": [r["label"] for r in rows],
+        # the most probable class (the figure of `bench_classifier.py pbc-cv`)
+        "index": [int(np.argmax([float(r[f"p_{c}"]) for c in names])) for r in rows],
+        "evaluations": [int(float(r["evaluations"])) for r in rows if r.get("evaluations")],
+        "uncertainty": [float(r["uncertainty"]) for r in rows],
+        "load_avg": os.getloadavg(),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"pkgcv_{args.name}_fold{f}.json").write_text(json.dumps(meta, indent=1))
+    print(json.dumps({k: v for k, v in meta.items() if not isinstance(v, list)}), flush=True)
+
+
+def package_cv_report(args):
+    """Balanced accuracy, evaluations per cell and uncertainty AUROC over the saved folds."""
+    from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy
+
+    folds = [
+        json.loads((OUT / f"pkgcv_{args.name}_fold{f}.json").read_text()) for f in range(args.folds)
+    ]
+    names = folds[0]["classes"]
+    true = np.concatenate([m["true"] for m in folds])
+    pred = np.concatenate([m["index"] for m in folds])
+    unidentified = np.concatenate([[v not in names for v in m["label"]] for m in folds])
+    unc = np.concatenate([m["uncertainty"] for m in folds])
+    evals = np.concatenate([m["evaluations"] for m in folds])
+    k = len(names)
+    cm = np.zeros((k, k), int)
+    np.add.at(cm, (true, pred), 1)
+    out = {
+        "name": args.name,
+        "folds": args.folds,
+        "balanced_accuracy": round(balanced_accuracy(true, pred), 4),
+        "per_fold": [round(balanced_accuracy(m["true"], m["index"]), 3) for m in folds],
+        "unidentified_share": round(float(unidentified.mean()), 3),
+        "uncertainty_auroc": round(auroc(unc, true != pred), 4),
+        "evaluations_mean": round(float(evals.mean()), 2) if evals.size else None,
+        "evaluations_max": int(evals.max()) if evals.size else None,
+        "train_cpu_s": [m["train_cpu_s"] for m in folds],
+        "train_wall_s": [m["train_wall_s"] for m in folds],
+        "recall": {c: round(float(cm[i, i] / cm[i].sum()), 3) for i, c in enumerate(names)},
+        "confusion": cm.tolist(),
+    }
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def _all_errors(model, x, trials):
     """Errors (N, C + 1, K) of every crop under every class and unconditionally (last column)."""
     import torch
@@ -324,7 +448,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("what", choices=("cv", "loco", "report"))
+    ap.add_argument("what", choices=("cv", "loco", "report", "package-cv", "package-cv-report"))
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7")
@@ -354,9 +478,17 @@ def main(argv=None):
     ap.add_argument("--anomaly-trials", type=int, default=None, help="report: trials scored")
     ap.add_argument("--reuse-cnn", action="store_true", help="loco: reuse saved CNN entropies")
     ap.add_argument("--calibrate", action="store_true", help="cv: also calibrate (slower)")
+    ap.add_argument("--train-args", default="", help="package-cv: options of `train`")
+    ap.add_argument("--predict-args", default="", help="package-cv: options of `predict`")
     args = ap.parse_args(argv)
     args.name = args.name or args.what
-    {"cv": cv, "loco": loco, "report": report}[args.what](args)
+    {
+        "cv": cv,
+        "loco": loco,
+        "report": report,
+        "package-cv": package_cv,
+        "package-cv-report": package_cv_report,
+    }[args.what](args)
     return 0
 
 
