@@ -59,6 +59,25 @@ def test_simulated_protocol_counts_evaluations():
     assert (out["evaluations"] == ev.sum((1, 2))).all()
 
 
+def test_a_prior_weighs_the_paired_gaps_as_log_likelihood_ratios():
+    rng = np.random.default_rng(2)
+    b, c, k = 5, 4, 6
+    full = rng.normal(1, 0.05, (b, 1, k)) + np.array([0.0, 0.01, 0.5, 0.6])[None, :, None]
+    ev = np.ones((b, c, k), bool)
+    ev[:, 3] = False  # a class never evaluated (outside a proposer's short list)
+    plain = decide(full, ev, tau=0.05)
+    same = decide(full, ev, tau=0.05, prior=np.full((b, c), 0.25))
+    np.testing.assert_allclose(same["p"], plain["p"])
+    assert (same["index"] == plain["index"]).all()
+    prior = np.tile([0.05, 0.9, 0.03, 0.02], (b, 1))
+    out = decide(full, ev, tau=0.05, prior=prior)
+    want = plain["p"] * prior
+    np.testing.assert_allclose(out["p"], want / want.sum(1, keepdims=True))
+    assert (out["index"] == 1).all() and (plain["index"] == 0).all()  # a small gap is outweighed
+    assert (out["p"][:, 3] == 0).all()  # a class never evaluated stays impossible
+    np.testing.assert_allclose(out["confidence"], out["p"][:, 1])
+
+
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()

@@ -130,6 +130,7 @@ def test_corrupt_or_inconsistent_diffusion_packages_are_refused(trained, tmp_pat
         "proposer shape": lambda c: c["diffusion"]["proposer"].update(bias=[0.0]),
         "proposer nan": lambda c: c["diffusion"]["proposer"]["weight"][0].__setitem__(0, "x"),
         "proposer top": lambda c: c["diffusion"]["proposer"].update(top=0),
+        "proposer prior": lambda c: c["diffusion"]["proposer"].update(prior="yes"),
     }
     for name, edit in cases.items():
         bad = json.loads(json.dumps(card))

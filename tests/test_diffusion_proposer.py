@@ -57,6 +57,17 @@ def test_trained_package_spends_its_trials_on_the_proposed_classes(tmp_path):
     assert wanted[np.arange(len(test)), pred.index].all()  # the winner is always a candidate
     assert (np.asarray(pred.index) == test.labels).mean() >= 0.6
 
+    # with "prior", the decision is the denoising softmax times the proposer's probabilities
+    # (the same trials: the noise plan is fixed), renormalised over the candidates
+    x, _ = prepare(test.samples, pkg.card)
+    p_errors, _ = kind_predict(pkg, x, {"items": test.samples})
+    pkg.card["diffusion"]["proposer"]["prior"] = True
+    p_fused, fused = kind_predict(pkg, x, {"items": test.samples})
+    pkg.card["diffusion"]["proposer"]["prior"] = prop["prior"]
+    want = p_errors[0] * proposer_probs(prop, test.samples)
+    np.testing.assert_allclose(p_fused[0], want / want.sum(1, keepdims=True), atol=1e-5)
+    assert (fused["evaluations"] == np.asarray(ev)).all()  # the prior costs no evaluation
+
     # the exhaustive (naive) run and the proposer switched off still evaluate every class
     x, _ = prepare(test.samples, pkg.card)
     proto = pkg.card["diffusion"]["protocol"]
@@ -122,4 +133,4 @@ def test_no_proposer_when_asked_or_for_grey_crops(tmp_path):
     )
     for res in (off, grey):
         assert "proposer" not in res.card["diffusion"]
-        assert proposal(res.card, rgb) == (None, {})
+        assert proposal(res.card, rgb) == (None, {}, None)

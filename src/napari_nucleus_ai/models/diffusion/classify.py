@@ -74,6 +74,7 @@ def decide(
     ref=None,
     score: str = "error",
     unconditional=None,
+    prior=None,
 ) -> dict:
     """Class, probabilities, confidence and anomaly from (partly evaluated) errors.
 
@@ -91,6 +92,10 @@ def decide(
         Unconditional ("no class") errors, NaN where not evaluated. When given, the
         anomaly is the mean log ratio of the winner's error to it (and these
         evaluations are counted); otherwise it is relative to ``ref``.
+    prior : (B, C) float, optional
+        Class probabilities from another look at the cell (the proposer's). The paired
+        gaps act as log-likelihood ratios: ``p ∝ prior * exp(-gap / tau)`` over the classes
+        evaluated, and the class is the most probable one.
     """
     e = np.where(evaluated, errs, np.nan)
     s = np.where(evaluated, scored(np.where(evaluated, errs, 1.0), score), np.nan)
@@ -106,6 +111,11 @@ def decide(
     d = np.where(np.isfinite(d), d, np.inf)
     d[np.arange(len(e)), win] = 0.0
     logits = -d / max(float(tau), 1e-12)
+    if prior is not None:
+        with np.errstate(divide="ignore"):
+            logits = logits + np.log(np.clip(np.asarray(prior, float), 1e-12, None))
+        win = np.argmax(logits, axis=1)  # the denoising winner unless the prior outweighs it
+        ew, sw = e[np.arange(len(e)), win], s[np.arange(len(e)), win]
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
@@ -144,6 +154,7 @@ def classify_crops(
     batch_size: int = 256,
     cells_per_chunk: int = 64,
     candidates=None,
+    prior=None,
     **protocol,
 ):
     """Classify crops ``x`` (N, C, S, S) in [-1, 1]; a generator yielding Progress.
@@ -156,6 +167,8 @@ def classify_crops(
     candidates : (N, C) bool, optional
         The classes each cell starts with (a proposer's short list, see
         :mod:`.proposer`); the others are never evaluated. Default: all.
+    prior : (N, C) float, optional
+        Class probabilities the decision weighs the denoising errors with (see :func:`decide`).
     batch_size : int
         Network evaluations per forward pass.
     **protocol
@@ -225,6 +238,7 @@ def classify_crops(
         ref=cal.get("ref"),
         score=proto["score"],
         unconditional=unc,
+        prior=None if exhaustive else prior,
     )
     out["errors"] = np.where(evaluated[:, :n_cls], errs[:, :n_cls], np.nan)
     out["unconditional"] = unc
@@ -241,12 +255,12 @@ def _with_protocol(model, proto):
     return clone
 
 
-def fit_temperature(errs, evaluated, y, grid=None, score: str = "error") -> float:
+def fit_temperature(errs, evaluated, y, grid=None, score: str = "error", prior=None) -> float:
     """Temperature minimising the negative log-likelihood of the true classes."""
     grid = np.geomspace(1e-5, 10.0, 141) if grid is None else grid
     best, best_nll = 1.0, np.inf
     for tau in grid:
-        p = decide(errs, evaluated, tau=tau, score=score)["p"]
+        p = decide(errs, evaluated, tau=tau, score=score, prior=prior)["p"]
         nll = -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
         if nll < best_nll:
             best, best_nll = float(tau), nll
@@ -267,7 +281,15 @@ def true_class_errors(model, x, y, trials: int | None = None, batch_size: int = 
 
 
 def calibrate(
-    model, x, y, trials: int | None = None, x_tau=None, y_tau=None, candidates=None, overrides=None
+    model,
+    x,
+    y,
+    trials: int | None = None,
+    x_tau=None,
+    y_tau=None,
+    candidates=None,
+    overrides=None,
+    prior=None,
 ) -> dict:
     """Fit the confidence temperature and anomaly reference on labelled crops.
 
@@ -278,7 +300,8 @@ def calibrate(
     adaptive protocol on ``x_tau`` (default ``x``: held-out crops are better,
     training crops are denoised too well and give over-confident temperatures).
     ``candidates`` and ``overrides`` (the proposer's short lists of ``x_tau`` and its
-    protocol) make the temperature fit the protocol that will be run.
+    protocol) make the temperature fit the protocol that will be run; ``prior`` (the
+    proposer's probabilities of ``x_tau``, when the decision weighs them) the decision.
     """
     from napari_nucleus_ai.core.progress import run_sync
 
@@ -290,7 +313,7 @@ def calibrate(
     ev = ~np.isnan(res["errors"])
     errs = np.nan_to_num(res["errors"])
     score = model.protocol["score"]
-    tau = fit_temperature(errs, ev, np.asarray(ys), score=score)
+    tau = fit_temperature(errs, ev, np.asarray(ys), score=score, prior=prior)
     cal = {"tau": tau, "ref": [float(v) for v in ref], "n": int(len(x)), "n_tau": int(len(xs))}
     model.config["calibration"] = dict(cal)
-    return {**cal, "_val_p": decide(errs, ev, tau=tau, score=score)["p"]}
+    return {**cal, "_val_p": decide(errs, ev, tau=tau, score=score, prior=prior)["p"]}

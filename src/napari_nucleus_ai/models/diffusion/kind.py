@@ -209,16 +209,20 @@ def as_classifier(package) -> DiffusionClassifier:
 
 
 def proposal(card: dict, items, options: dict | None = None):
-    """The proposer's candidates ``(N, C)`` for raw ``items`` and its protocol overrides,
-    or ``(None, {})`` when the package has no proposer, it is switched off
-    (``propose=False``), the run is exhaustive or the raw items are not at hand."""
+    """The proposer's candidates ``(N, C)`` for raw ``items``, its protocol overrides and
+    the prior the decision weighs (its probabilities ``(N, C)`` when the card says
+    ``"prior": true``, else None); ``(None, {}, None)`` when the package has no proposer,
+    it is switched off (``propose=False``), the run is exhaustive or the raw items are not
+    at hand."""
     options = options or {}
     prop = (card.get("diffusion") or {}).get("proposer")
     if not prop or items is None or options.get("exhaustive") or options.get("propose") is False:
-        return None, {}
+        return None, {}, None
     from napari_nucleus_ai.models.diffusion.proposer import candidates, proposer_probs
 
-    return candidates(proposer_probs(prop, items), prop["top"]), dict(prop.get("protocol") or {})
+    probs = proposer_probs(prop, items)
+    prior = probs if prop.get("prior") else None
+    return candidates(probs, prop["top"]), dict(prop.get("protocol") or {}), prior
 
 
 def predict(package, x: np.ndarray, options: dict):
@@ -226,7 +230,7 @@ def predict(package, x: np.ndarray, options: dict):
     from napari_nucleus_ai.models.diffusion.classify import classify_crops
 
     model = as_classifier(package)
-    cand, over = proposal(package.card, options.get("items"), options)
+    cand, over, prior = proposal(package.card, options.get("items"), options)
     over.update(
         {
             k: options[k]
@@ -241,6 +245,7 @@ def predict(package, x: np.ndarray, options: dict):
             exhaustive=bool(options.get("exhaustive")),
             batch_size=max(64, int(options.get("batch_size") or 256)),
             candidates=cand,
+            prior=prior,
             **over,
         )
     )
@@ -486,7 +491,7 @@ def fit(train, val, card: dict, options: dict):
         )
         card.setdefault("diffusion", {})["proposer"] = prop
     tau_samples = val.samples if len(val.samples) else train.samples
-    cand, over = proposal(card, tau_samples)
+    cand, over, prior = proposal(card, tau_samples)
     if len(val.samples):
         x_va, _ = prepare(val.samples, card)
         cal = calibrate(
@@ -497,9 +502,10 @@ def fit(train, val, card: dict, options: dict):
             y_tau=np.asarray(val.labels),
             candidates=cand,
             overrides=over,
+            prior=prior,
         )
     else:
-        cal = calibrate(model, x_tr, y_tr, candidates=cand, overrides=over)
+        cal = calibrate(model, x_tr, y_tr, candidates=cand, overrides=over, prior=prior)
     card["diffusion"] = {"protocol": model.protocol, "calibration": cal}
     if prop is not None:
         card["diffusion"]["proposer"] = prop

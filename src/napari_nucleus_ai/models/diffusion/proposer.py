@@ -13,11 +13,13 @@ paired trials on them alone.
 Everything is stored as plain numbers in the card (``card["diffusion"]["proposer"]``)::
 
     {"kind": "morph-descriptor", "top": 2, "crop_size": 192, "field": 0.65, "c": 0.1,
-     "desc_mean": [F], "desc_std": [F], "weight": [[F] * C], "bias": [C],
+     "prior": true, "desc_mean": [F], "desc_std": [F], "weight": [[F] * C], "bias": [C],
      "protocol": {"max_trials": 6, "check_every": 2, "keep_top": [], "anomaly": "reference"}}
 
 ``protocol`` overrides the classification protocol while the proposer is used
-(candidates x ``max_trials`` network evaluations at most).
+(candidates x ``max_trials`` network evaluations at most). With ``prior`` the decision
+between the candidates weighs the denoising errors by the proposer's probabilities
+(:func:`.classify.decide`); without it the denoising errors alone decide.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ DEFAULTS = {
     "top": 2,
     "crop_size": 192,
     "c_grid": [0.03, 0.1, 0.3, 1.0],
+    "prior": False,
     # no "unconditional" evaluations: the anomaly score is read from the class trials
     "protocol": {"max_trials": 6, "check_every": 2, "keep_top": [], "anomaly": "reference"},
 }
@@ -63,6 +66,7 @@ def fit_proposer(samples, labels, n_classes: int, *, field="auto", seed: int = 0
 
     p = {**DEFAULTS, **options}
     prop = {"kind": KIND, "top": int(p["top"]), "crop_size": int(p["crop_size"])}
+    prop["prior"] = bool(p["prior"])
     prop["field"] = auto_field(samples) if field == "auto" else float(field)
     head = fit_head(_descriptors(samples, prop), labels, n_classes, p["c_grid"], 4, seed)
     prop.update(
@@ -121,3 +125,5 @@ def validate_proposer(prop, n_classes: int) -> None:
         bad("needs 1 <= top <= classes, 32 <= crop_size <= 1024 and 0.05 <= field <= 1")
     if not isinstance(prop.get("protocol", {}), dict):
         bad("protocol must be an object")
+    if not isinstance(prop.get("prior", False), bool):
+        bad("prior must be true or false")
