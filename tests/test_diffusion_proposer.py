@@ -59,11 +59,12 @@ def test_trained_package_spends_its_trials_on_the_proposed_classes(tmp_path):
 
     # with "prior", the decision is the denoising softmax times the proposer's probabilities
     # (the same trials: the noise plan is fixed), renormalised over the candidates
+    assert prop["prior"] is True  # the default
     x, _ = prepare(test.samples, pkg.card)
+    p_fused, fused = kind_predict(pkg, x, {"items": test.samples})
+    pkg.card["diffusion"]["proposer"]["prior"] = False
     p_errors, _ = kind_predict(pkg, x, {"items": test.samples})
     pkg.card["diffusion"]["proposer"]["prior"] = True
-    p_fused, fused = kind_predict(pkg, x, {"items": test.samples})
-    pkg.card["diffusion"]["proposer"]["prior"] = prop["prior"]
     want = p_errors[0] * proposer_probs(prop, test.samples)
     np.testing.assert_allclose(p_fused[0], want / want.sum(1, keepdims=True), atol=1e-5)
     assert (fused["evaluations"] == np.asarray(ev)).all()  # the prior costs no evaluation
