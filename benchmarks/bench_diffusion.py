@@ -16,6 +16,8 @@ Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--m
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/bench_diffusion.py package-cv \
         --fold F --folds 4 --name l128 --train-args "--arch latent-diffusion --crop-size 128 ..."
     .venv/bin/python benchmarks/bench_diffusion.py package-cv-report --folds 4 --name l128
+    # packages trained without the proposer prior: the decision with it
+    .venv/bin/python benchmarks/bench_diffusion.py package-cv-prior --folds 4 --name l128
 
 Protocols are compared offline: :func:`~napari_nucleus_ai.models.diffusion.protocol.simulate`
 replays the adaptive protocol on a saved full error matrix and makes exactly the decisions
@@ -237,6 +239,8 @@ def package_cv(args):
     work = Path(args.model_dir) / f"{args.name}_fold{f}"
     work.mkdir(parents=True, exist_ok=True)
     model = work / "model.zip"
+    record = OUT / f"pkgcv_{args.name}_fold{f}.json"
+    before = json.loads(record.read_text()) if args.reuse and record.exists() else {}
     cli = [sys.executable, "-m", "napari_nucleus_ai"]
     train_wall = None
     if not (args.reuse and model.exists()):
@@ -260,28 +264,101 @@ def package_cv(args):
     pred_wall, _ = _run([*predict_args, "--quiet", *shlex.split(args.predict_args)])
     with open(work / "pred.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
+    parts = _decided_apart(model, [r["path"] for r in rows], names)
     meta = {
         "fold": f,
         "folds": args.folds,
         "seed": args.seed,
-        "train_args": args.train_args,
+        "train_args": args.train_args or before.get("train_args", ""),
         "predict_args": args.predict_args,
         "n_test": len(rows),
-        "train_wall_s": None if train_wall is None else round(train_wall, 1),
-        "train_cpu_s": None if train_wall is None else round(train_cpu, 1),
+        "train_wall_s": before.get("train_wall_s") if train_wall is None else round(train_wall, 1),
+        "train_cpu_s": before.get("train_cpu_s") if train_wall is None else round(train_cpu, 1),
         "predict_wall_s": round(pred_wall, 1),
         "classes": names,
         "true": [names.index(Path(r["path"]).parent.name) for r in rows],  # class folders
         "label": [r["label"] for r in rows],
         # the most probable class (the figure of `bench_classifier.py pbc-cv`)
         "index": [int(np.argmax([float(r[f"p_{c}"]) for c in names])) for r in rows],
+        **parts,
         "evaluations": [int(float(r["evaluations"])) for r in rows if r.get("evaluations")],
         "uncertainty": [float(r["uncertainty"]) for r in rows],
         "load_avg": os.getloadavg(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"pkgcv_{args.name}_fold{f}.json").write_text(json.dumps(meta, indent=1))
+    record.write_text(json.dumps(meta, indent=1))
     print(json.dumps({k: v for k, v in meta.items() if not isinstance(v, list)}), flush=True)
+
+
+def _decided_apart(model_path, paths, names) -> dict:
+    """The two halves of a proposer package's decision on the crops ``paths``: the
+    proposer's top class alone, and the denoising errors' winner alone (``prior`` off; the
+    winner does not depend on the temperature). Empty for packages without a proposer."""
+    from napari_nucleus_ai.classify.predict import predict_items
+    from napari_nucleus_ai.models.diffusion.data import read_crop
+    from napari_nucleus_ai.models.diffusion.proposer import proposer_probs
+    from napari_nucleus_ai.models.package import load_model
+
+    pkg = load_model(model_path, cache=False)
+    prop = (pkg.card.get("diffusion") or {}).get("proposer")
+    if not prop or [c["name"] for c in pkg.card["classes"]] != names:
+        return {}
+    items = [read_crop(p) for p in paths]
+    prop["prior"] = False
+    return {
+        "proposer_index": proposer_probs(prop, items).argmax(1).tolist(),
+        "errors_index": np.asarray(predict_items(pkg, items).index).tolist(),
+    }
+
+
+def package_cv_prior(args):
+    """For fold packages trained without ``proposer.prior``: the decision with it, the
+    temperature fitted with the prior on the package's own validation crops (the split
+    ``train`` made: ``stratified_split`` at 0.2 with the seed), as ``train`` fits it now."""
+    from napari_nucleus_ai.classify.trainset import load_class_folders, stratified_split
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.classify import (
+        classify_crops,
+        decide,
+        fit_temperature,
+    )
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier
+    from napari_nucleus_ai.models.diffusion.proposer import candidates, proposer_probs
+    from napari_nucleus_ai.models.inputs import prepare
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
+
+    true, pred = [], []
+    for f in range(args.folds):
+        work = Path(args.model_dir) / f"{args.name}_fold{f}"
+        pkg = load_model(work / "model.zip", cache=False)
+        prop, model = pkg.card["diffusion"]["proposer"], as_classifier(pkg)
+        score = model.protocol["score"]
+
+        def errors(samples, pkg=pkg, prop=prop, model=model):
+            pp = proposer_probs(prop, samples)
+            x, _ = prepare(samples, pkg.card)
+            cand = candidates(pp, prop["top"])
+            res = run_sync(classify_crops(model, x, candidates=cand, **prop["protocol"]))
+            return np.nan_to_num(res["errors"]), ~np.isnan(res["errors"]), pp
+
+        tr = load_class_folders(work / "train")
+        _, va = stratified_split(tr.labels, 0.2, args.seed)
+        e, ev, pp = errors([tr.samples[i] for i in va])
+        tau = fit_temperature(e, ev, tr.labels[va], score=score, prior=pp)
+        same = fit_temperature(e, ev, tr.labels[va], score=score)  # the card's: the same split
+        te = load_class_folders(work / "test")
+        e, ev, pp = errors(te.samples)
+        idx = decide(e, ev, tau=tau, score=score, prior=pp)["index"]
+        true += te.labels.tolist()
+        pred += idx.tolist()
+        print(
+            f"fold {f}: tau {tau:.4g} with the prior (without: {same:.4g}, card "
+            f"{pkg.card['diffusion']['calibration']['tau']:.4g}), balanced accuracy "
+            f"{balanced_accuracy(te.labels, idx):.3f}",
+            flush=True,
+        )
+    print(f"with the prior: {balanced_accuracy(np.array(true), np.array(pred)):.4f}")
 
 
 def package_cv_report(args):
@@ -305,6 +382,14 @@ def package_cv_report(args):
         "folds": args.folds,
         "balanced_accuracy": round(balanced_accuracy(true, pred), 4),
         "per_fold": [round(balanced_accuracy(m["true"], m["index"]), 3) for m in folds],
+        # a proposer package's decision taken apart: each half alone
+        **{
+            f"{part}_alone": round(
+                balanced_accuracy(true, np.concatenate([m[f"{part}_index"] for m in folds])), 4
+            )
+            for part in ("proposer", "errors")
+            if all(f"{part}_index" in m for m in folds)
+        },
         "unidentified_share": round(float(unidentified.mean()), 3),
         "uncertainty_auroc": round(auroc(unc, true != pred), 4),
         "evaluations_mean": round(float(evals.mean()), 2) if evals.size else None,
@@ -448,7 +533,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("what", choices=("cv", "loco", "report", "package-cv", "package-cv-report"))
+    ap.add_argument(
+        "what",
+        choices=("cv", "loco", "report", "package-cv", "package-cv-report", "package-cv-prior"),
+    )
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7")
@@ -488,6 +576,7 @@ def main(argv=None):
         "report": report,
         "package-cv": package_cv,
         "package-cv-report": package_cv_report,
+        "package-cv-prior": package_cv_prior,
     }[args.what](args)
     return 0
 
