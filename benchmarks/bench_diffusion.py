@@ -18,6 +18,8 @@ Three steps (run with ``nice -n 19``; models are saved outside the repo in ``--m
     .venv/bin/python benchmarks/bench_diffusion.py package-cv-report --folds 4 --name l128
     # packages trained without the proposer prior: the decision with it
     .venv/bin/python benchmarks/bench_diffusion.py package-cv-prior --folds 4 --name l128
+    # a fold package's naive protocol on its test crops and on its own training crops
+    .venv/bin/python benchmarks/bench_diffusion.py package-naive --fold 0 --name l128 --trials 32
 
 Protocols are compared offline: :func:`~napari_nucleus_ai.models.diffusion.protocol.simulate`
 replays the adaptive protocol on a saved full error matrix and makes exactly the decisions
@@ -361,6 +363,40 @@ def package_cv_prior(args):
     print(f"with the prior: {balanced_accuracy(np.array(true), np.array(pred)):.4f}")
 
 
+def package_naive(args):
+    """Does a fold package's class carry to unseen crops? The naive protocol (every class
+    at ``--trials`` shared trials) on the fold's test crops and on a third of its training
+    crops, with the balanced accuracy per quarter of the noise levels."""
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.classify import classify_crops, decide, trial_plan
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier
+    from napari_nucleus_ai.models.inputs import prepare
+    from napari_nucleus_ai.models.package import load_model
+    from napari_nucleus_ai.models.uncertainty import balanced_accuracy
+
+    work = Path(args.model_dir) / f"{args.name}_fold{args.fold}"
+    pkg = load_model(work / "model.zip", cache=False)
+    model, k = as_classifier(pkg), args.trials
+    t = trial_plan(model, k)[0]
+    for part, step in (("test", 1), ("train", 3)):
+        ts = load_class_folders(work / part)
+        idx = np.arange(0, len(ts), step)
+        x, _ = prepare([ts.samples[i] for i in idx], pkg.card)
+        e = run_sync(classify_crops(model, x, exhaustive=True, max_trials=k))["errors"]
+        y = ts.labels[idx]
+
+        def acc(sel, e=e, y=y):
+            return balanced_accuracy(y, decide(e[:, :, sel], ~np.isnan(e[:, :, sel]))["index"])
+
+        quarters = np.array_split(np.argsort(t), 4)
+        print(
+            f"{part} ({len(idx)} crops): {k} trials {acc(np.arange(k)):.3f}; by noise level "
+            + ", ".join(f"t {t[q].min()}-{t[q].max()}: {acc(q):.3f}" for q in quarters),
+            flush=True,
+        )
+
+
 def package_cv_report(args):
     """Balanced accuracy, evaluations per cell and uncertainty AUROC over the saved folds."""
     from napari_nucleus_ai.models.uncertainty import auroc, balanced_accuracy
@@ -535,7 +571,15 @@ def main(argv=None):
     )
     ap.add_argument(
         "what",
-        choices=("cv", "loco", "report", "package-cv", "package-cv-report", "package-cv-prior"),
+        choices=(
+            "cv",
+            "loco",
+            "report",
+            "package-cv",
+            "package-cv-report",
+            "package-cv-prior",
+            "package-naive",
+        ),
     )
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=3)
@@ -577,6 +621,7 @@ def main(argv=None):
         "package-cv": package_cv,
         "package-cv-report": package_cv_report,
         "package-cv-prior": package_cv_prior,
+        "package-naive": package_naive,
     }[args.what](args)
     return 0
 
