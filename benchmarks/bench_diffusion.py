@@ -316,7 +316,8 @@ def _decided_apart(model_path, paths, names) -> dict:
 def package_cv_prior(args):
     """For fold packages trained without ``proposer.prior``: the decision with it, the
     temperature fitted with the prior on the package's own validation crops (the split
-    ``train`` made: ``stratified_split`` at 0.2 with the seed), as ``train`` fits it now."""
+    ``train`` made with its default validation fraction and the seed), as ``train`` fits it."""
+    from napari_nucleus_ai.classify.train import TrainOptions
     from napari_nucleus_ai.classify.trainset import load_class_folders, stratified_split
     from napari_nucleus_ai.core.progress import run_sync
     from napari_nucleus_ai.models.diffusion.classify import (
@@ -324,8 +325,7 @@ def package_cv_prior(args):
         decide,
         fit_temperature,
     )
-    from napari_nucleus_ai.models.diffusion.kind import as_classifier
-    from napari_nucleus_ai.models.diffusion.proposer import candidates, proposer_probs
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier, proposal
     from napari_nucleus_ai.models.inputs import prepare
     from napari_nucleus_ai.models.package import load_model
     from napari_nucleus_ai.models.uncertainty import balanced_accuracy
@@ -334,18 +334,18 @@ def package_cv_prior(args):
     for f in range(args.folds):
         work = Path(args.model_dir) / f"{args.name}_fold{f}"
         pkg = load_model(work / "model.zip", cache=False)
-        prop, model = pkg.card["diffusion"]["proposer"], as_classifier(pkg)
+        pkg.card["diffusion"]["proposer"]["prior"] = True
+        model = as_classifier(pkg)
         score = model.protocol["score"]
 
-        def errors(samples, pkg=pkg, prop=prop, model=model):
-            pp = proposer_probs(prop, samples)
+        def errors(samples, pkg=pkg, model=model):
+            cand, over, pp = proposal(pkg.card, samples)  # the package's own rule
             x, _ = prepare(samples, pkg.card)
-            cand = candidates(pp, prop["top"])
-            res = run_sync(classify_crops(model, x, candidates=cand, **prop["protocol"]))
+            res = run_sync(classify_crops(model, x, candidates=cand, **over))
             return np.nan_to_num(res["errors"]), ~np.isnan(res["errors"]), pp
 
         tr = load_class_folders(work / "train")
-        _, va = stratified_split(tr.labels, 0.2, args.seed)
+        _, va = stratified_split(tr.labels, TrainOptions.val_fraction, args.seed)
         e, ev, pp = errors([tr.samples[i] for i in va])
         tau = fit_temperature(e, ev, tr.labels[va], score=score, prior=pp)
         same = fit_temperature(e, ev, tr.labels[va], score=score)  # the card's: the same split
@@ -565,22 +565,22 @@ def report(args):
     return text
 
 
+COMMANDS = {
+    "cv": cv,
+    "loco": loco,
+    "report": report,
+    "package-cv": package_cv,
+    "package-cv-report": package_cv_report,
+    "package-cv-prior": package_cv_prior,
+    "package-naive": package_naive,
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "what",
-        choices=(
-            "cv",
-            "loco",
-            "report",
-            "package-cv",
-            "package-cv-report",
-            "package-cv-prior",
-            "package-naive",
-        ),
-    )
+    ap.add_argument("what", choices=tuple(COMMANDS))
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7")
@@ -614,15 +614,7 @@ def main(argv=None):
     ap.add_argument("--predict-args", default="", help="package-cv: options of `predict`")
     args = ap.parse_args(argv)
     args.name = args.name or args.what
-    {
-        "cv": cv,
-        "loco": loco,
-        "report": report,
-        "package-cv": package_cv,
-        "package-cv-report": package_cv_report,
-        "package-cv-prior": package_cv_prior,
-        "package-naive": package_naive,
-    }[args.what](args)
+    COMMANDS[args.what](args)
     return 0
 
 
