@@ -457,6 +457,8 @@ def _cnn_entropy(args, h, names, tr, te, kn, ytr, unknown, y_te):
     from napari_nucleus_ai.classify.train import train
     from napari_nucleus_ai.classify.trainset import load_class_folders
 
+    if args.no_cnn:
+        return np.full(int(te.sum()), np.nan), np.full((int(te.sum()), len(kn)), np.nan), {}
     old = OUT / f"loco_{h}.npz"
     if args.reuse_cnn and old.exists():
         d = np.load(old)
@@ -533,6 +535,7 @@ def loco(args):
         )
         meta = {
             "held_out": names[h],
+            "seed": args.seed,
             "size": args.size,
             "base": args.base,
             "steps": args.steps,
@@ -609,6 +612,7 @@ def main(argv=None):
     ap.add_argument("--tolerance", type=float, default=0.01, help="report: nested choice")
     ap.add_argument("--anomaly-trials", type=int, default=None, help="report: trials scored")
     ap.add_argument("--reuse-cnn", action="store_true", help="loco: reuse saved CNN entropies")
+    ap.add_argument("--no-cnn", action="store_true", help="loco: no CNN (its entropies NaN)")
     ap.add_argument("--calibrate", action="store_true", help="cv: also calibrate (slower)")
     ap.add_argument("--train-args", default="", help="package-cv: options of `train`")
     ap.add_argument("--predict-args", default="", help="package-cv: options of `predict`")

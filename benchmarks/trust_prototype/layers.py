@@ -518,9 +518,91 @@ def table(choose: Path, held: Path, *more: Path, out: Path) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def loco_diffusion(feats: Path, loco_dir: Path, name: str, weights, t_hi: float = 0.9) -> None:
+    """The card's score, its low layers' terms and a diffusion model's anomaly score, fused,
+    on the splits of ``bench_diffusion.py loco`` (per held-out class: fold 0 of 3 of the
+    known classes and every crop of the held-out class are the test set; the diffusion
+    model learnt the other known crops, saved with every test and training crop's errors).
+
+    The card's terms and the layers' are fitted on 80 % of the same training crops and
+    robust-standardised on the other 20 % (as :func:`loco_scores`); the diffusion score on
+    the diffusion model's own training crops (the only crops it has errors for).
+    """
+    import json
+    import sys
+
+    from napari_nucleus_ai.models.uncertainty import auroc
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    import diffusion_report as rep
+    from bench_diffusion import folds_of
+
+    meta, sets = load(feats)
+    classes, y_all = list(meta["classes"]), meta["pbc_y"]
+    pbc = sets["pbc"]
+    low = tuple((f"maha{'c64'}_{x}@1", 1.0) for x in LAYER_SETS["low"])
+    diffusion = {
+        "unconditional": ("winner / unconditional", 8),
+        "class average": ("winner / class average", None),
+        "reference": ("winner vs training median (current)", 8),
+    }
+    rows = {}
+    for c, cname in enumerate(classes):
+        f = loco_dir / f"{name}_{c}.npz"
+        if not f.exists():
+            continue
+        d = np.load(f)
+        info = json.loads(f.with_suffix(".json").read_text())
+        seed = int(info.get("seed", 0))
+        known = y_all != c
+        fold = folds_of(y_all, 3, seed)
+        tr = np.flatnonzero(known & (fold != 0))
+        te = np.flatnonzero((fold == 0) & known | ~known)
+        if info["held_out"] != cname or not np.array_equal(y_all[te], d["y"]):
+            raise SystemExit(f"{f}: its split is not this one")
+        pos = ~known[te]
+        ytr = np.searchsorted([k for k in range(len(classes)) if k != c], y_all[tr])
+        r2 = np.random.default_rng(seed + 7)
+        va = np.zeros(len(tr), bool)
+        for k in np.unique(ytr):
+            idx = r2.permutation(np.flatnonzero(ytr == k))
+            va[idx[: max(1, round(0.2 * len(idx)))]] = True
+        fit_i, val_i, yfit = tr[~va], tr[va], ytr[~va]
+        q = {"cal": (pbc, val_i), "test": (pbc, te)}
+        base, _ = base_terms(pbc, fit_i, yfit, q, len(classes) - 1)
+        lay = layer_terms(pbc, fit_i, yfit, q, test_views=(1,), variants=("c64",))
+        cal = {**base["cal"], **lay["cal"]}
+        tst = {**base["test"], **lay["test"]}
+        res = {"card": auroc(tst["card_now"], pos)}
+        card, _ = fuse(cal, tst, CARD)
+        card_low, _ = fuse(cal, tst, CARD + low)
+        res["card + low layers"] = auroc(card_low, pos)
+        for label, (key, n) in diffusion.items():
+            s_te = rep.anomaly_scores(
+                d["errors"], d["train_errors"], d["train_y"], d["t"], (0.0, t_hi), n
+            )[key]
+            s_tr = rep.anomaly_scores(
+                d["train_errors"], d["train_errors"], d["train_y"], d["t"], (0.0, t_hi), n
+            )[key]
+            loc, sc = _robust(s_tr)
+            z = (s_te - loc) / sc
+            res[f"diffusion {label}"] = auroc(s_te, pos)
+            for w in weights:
+                res[f"card + {w:g} x diffusion {label}"] = auroc(card + w * z, pos)
+                res[f"card + low layers + {w:g} x diffusion {label}"] = auroc(card_low + w * z, pos)
+        rows[cname] = res
+    names = list(rows)
+    print(f"{name}: {len(names)} held-out classes; AUROC, held-out class vs known (fold 0 of 3)")
+    print("| score | mean | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 2) + "|")
+    for k in rows[names[0]]:
+        per = [rows[nm][k] for nm in names]
+        print(f"| {k} | {np.mean(per):.3f} | " + " | ".join(f"{p:.2f}" for p in per) + " |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("features", "loco", "alarm", "table"))
+    ap.add_argument("what", choices=("features", "loco", "loco_diffusion", "alarm", "table"))
     ap.add_argument("--model", default="base.zip")
     ap.add_argument("--out", default="/tmp/p13/A/f")
     ap.add_argument("--feats", default="/tmp/p13/A/f")
@@ -529,12 +611,18 @@ def main(argv=None) -> None:
     ap.add_argument("--top", type=int, default=60)
     ap.add_argument("--table", default=None, help="loco: write every row (TSV) here")
     ap.add_argument("--tables", default=None, help="table: CHOOSE.tsv,HELD.tsv[,...],OUT.md")
+    ap.add_argument("--loco-dir", default="benchmarks/results/diffusion")
+    ap.add_argument("--loco-name", default="loco", help="loco_diffusion: results file prefix")
+    ap.add_argument("--weights", default="0.5,1", help="loco_diffusion: diffusion term weights")
     a = ap.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     if a.what == "features":
         extract(a.model, Path(a.out))
     elif a.what == "loco":
         loco(Path(a.feats), seeds, a.top, a.table)
+    elif a.what == "loco_diffusion":
+        w = [float(v) for v in a.weights.split(",")]
+        loco_diffusion(Path(a.feats), Path(a.loco_dir), a.loco_name, w)
     elif a.what == "table":
         *files, out = (Path(p) for p in a.tables.split(","))
         table(*files, out=out)
