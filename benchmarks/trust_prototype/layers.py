@@ -34,6 +34,13 @@ Run (from the repository root; ``base.zip`` from ``train ../shared/data/smear/pb
     .venv/bin/python -m trust_prototype.layers loco --feats /tmp/p13/A/f --seeds 2,3,4
     .venv/bin/python -m trust_prototype.layers alarm --feats /tmp/p13/A/f --seeds 0,1,2,3,4 \\
         --rule card+sumxc64_all@1
+    # the card's score, the early blocks and a diffusion model's anomaly score, fused on the
+    # splits of ``bench_diffusion.py loco`` (its saved errors)
+    .venv/bin/python -m trust_prototype.layers loco_diffusion --feats /tmp/p13/A/f --weights 0.5,1
+
+``domain_layers.patch`` (against commit aba21d4) puts the early-block terms into the product's
+score (both models of the package); measured through ``bench_trust.py --only loco`` and not
+kept (docs/trust.md).
 """
 
 from __future__ import annotations
