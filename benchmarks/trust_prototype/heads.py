@@ -273,6 +273,19 @@ def _knn(ref, q, k: int = 3):
     return np.partition(d, k - 1, 1)[:, k - 1]
 
 
+def fit_and_calibration(tr, y_all, c: int, n_classes: int, seed: int):
+    """The training crops ``tr`` of a split leaving class ``c`` out, 80/20 per class into
+    fitting and calibration crops: ``(fit indices, calibration indices, fitting labels
+    among the other classes)``."""
+    ytr = np.searchsorted([k for k in range(n_classes) if k != c], y_all[tr])
+    rng = np.random.default_rng(seed + 7)
+    va = np.zeros(len(tr), bool)
+    for k in np.unique(ytr):
+        idx = rng.permutation(np.flatnonzero(ytr == k))
+        va[idx[: max(1, round(0.2 * len(idx)))]] = True
+    return tr[~va], tr[va], ytr[~va]
+
+
 def loco_scores(feats: Path, seed: int) -> dict:
     """AUROC of every candidate score for every left-out class (one seed)."""
     from scipy.special import logsumexp, softmax
@@ -291,13 +304,7 @@ def loco_scores(feats: Path, seed: int) -> dict:
         )
         held = held[y_all[held] != c]
         tr = np.setdiff1d(np.flatnonzero(y_all != c), held)
-        ytr = np.searchsorted([k for k in range(len(classes)) if k != c], y_all[tr])
-        r2 = np.random.default_rng(seed + 7)
-        va = np.zeros(len(tr), bool)
-        for k in np.unique(ytr):
-            idx = r2.permutation(np.flatnonzero(ytr == k))
-            va[idx[: max(1, round(0.2 * len(idx)))]] = True
-        fit_i, val_i, yfit = tr[~va], tr[va], ytr[~va]
+        fit_i, val_i, yfit = fit_and_calibration(tr, y_all, c, len(classes), seed)
         n = len(classes) - 1
         hd = head(desc[fit_i], yfit, n, C_DESC)
         v = img.shape[1]

@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trust_prototype.heads import fit_and_calibration
+
 #: Last block of every stage of EfficientNet-Lite0 (``net._blocks`` indices) and its name.
 STAGES = {
     0: "b0_16",
@@ -359,13 +361,7 @@ def _split(y_all, c, seed, n_classes):
     )
     held = held[y_all[held] != c]
     tr = np.setdiff1d(np.flatnonzero(y_all != c), held)
-    ytr = np.searchsorted([k for k in range(n_classes) if k != c], y_all[tr])
-    r2 = np.random.default_rng(seed + 7)
-    va = np.zeros(len(tr), bool)
-    for k in np.unique(ytr):
-        idx = r2.permutation(np.flatnonzero(ytr == k))
-        va[idx[: max(1, round(0.2 * len(idx)))]] = True
-    return held, tr[~va], tr[va], ytr[~va]
+    return (held, *fit_and_calibration(tr, y_all, c, n_classes, seed))
 
 
 def consistent(cal: dict, test: dict, layers, var: str = "", nv: int = 1, extra=CARD):
@@ -568,13 +564,7 @@ def loco_diffusion(feats: Path, loco_dir: Path, name: str, weights, t_hi: float 
         if info["held_out"] != cname or not np.array_equal(y_all[te], d["y"]):
             raise SystemExit(f"{f}: its split is not this one")
         pos = ~known[te]
-        ytr = np.searchsorted([k for k in range(len(classes)) if k != c], y_all[tr])
-        r2 = np.random.default_rng(seed + 7)
-        va = np.zeros(len(tr), bool)
-        for k in np.unique(ytr):
-            idx = r2.permutation(np.flatnonzero(ytr == k))
-            va[idx[: max(1, round(0.2 * len(idx)))]] = True
-        fit_i, val_i, yfit = tr[~va], tr[va], ytr[~va]
+        fit_i, val_i, yfit = fit_and_calibration(tr, y_all, c, len(classes), seed)
         q = {"cal": (pbc, val_i), "test": (pbc, te)}
         base, _ = base_terms(pbc, fit_i, yfit, q, len(classes) - 1)
         lay = layer_terms(pbc, fit_i, yfit, q, test_views=(1,), variants=("c64",))
