@@ -156,6 +156,16 @@ def _pbc_summary(rows: list, per_shift: dict) -> dict:
     return out
 
 
+def loco_held(labels: np.ndarray, c: int, rng) -> np.ndarray:
+    """The held-out known crops when class ``c`` is left out: 3 of every other class. ``rng``
+    draws 3 of every class, ``c``'s included and then dropped, so one generator gives
+    :func:`loco`'s splits class after class."""
+    held = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == k))[:3] for k in np.unique(labels)]
+    )
+    return held[labels[held] != c]
+
+
 def loco(ts, seed: int) -> dict:
     from napari_nucleus_ai.models.uncertainty import auroc
 
@@ -163,10 +173,7 @@ def loco(ts, seed: int) -> dict:
     out = {}
     for c, name in enumerate(ts.classes):
         keep = np.flatnonzero(ts.labels != c)
-        held = np.concatenate(
-            [rng.permutation(np.flatnonzero(ts.labels == k))[:3] for k in np.unique(ts.labels)]
-        )
-        held = held[ts.labels[held] != c]
+        held = loco_held(ts.labels, c, rng)
         tr = np.setdiff1d(keep, held)
         sub = ts.subset(tr)
         classes = [k for k in ts.classes if k != name]

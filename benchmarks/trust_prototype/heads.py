@@ -288,6 +288,7 @@ def fit_and_calibration(tr, y_all, c: int, n_classes: int, seed: int):
 
 def loco_scores(feats: Path, seed: int) -> dict:
     """AUROC of every candidate score for every left-out class (one seed)."""
+    from bench_trust import loco_held
     from scipy.special import logsumexp, softmax
 
     from napari_nucleus_ai.models import trust
@@ -299,10 +300,7 @@ def loco_scores(feats: Path, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     res = {}
     for c, name in enumerate(classes):
-        held = np.concatenate(
-            [rng.permutation(np.flatnonzero(y_all == k))[:3] for k in range(len(classes))]
-        )
-        held = held[y_all[held] != c]
+        held = loco_held(y_all, c, rng)
         tr = np.setdiff1d(np.flatnonzero(y_all != c), held)
         fit_i, val_i, yfit = fit_and_calibration(tr, y_all, c, len(classes), seed)
         n = len(classes) - 1

@@ -354,7 +354,11 @@ WEIGHTS = ("1", "2", "3", "sum")
 
 
 def _split(y_all, c, seed, n_classes):
-    """``bench_trust.loco``'s split for left-out class ``c`` (``heads.loco_scores``)."""
+    """The split for left-out class ``c``: 3 held-out crops of every other class, drawn
+    with a generator seeded for this class alone (so the held-out crops of the known
+    classes are the same whatever class is left out; ``bench_trust.loco`` draws them
+    from one generator for all classes, so only the first class's split is the same), and
+    the rest into fitting and calibration (:func:`~trust_prototype.heads.fit_and_calibration`)."""
     rng = np.random.default_rng(seed)
     held = np.concatenate(
         [rng.permutation(np.flatnonzero(y_all == k))[:3] for k in range(n_classes)]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,9 @@ PBC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "smear" /
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench_trust import loco_held
+
     from napari_nucleus_ai.classify.predict import predict_items
     from napari_nucleus_ai.classify.trainset import load_class_folders
     from napari_nucleus_ai.models.uncertainty import auroc
@@ -56,12 +60,9 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)  # bench_trust.loco's split, seed 0
     rows = []
     for c, name in enumerate(ts.classes):
-        held = np.concatenate(
-            [rng.permutation(np.flatnonzero(ts.labels == k))[:3] for k in np.unique(ts.labels)]
-        )
+        held = loco_held(ts.labels, c, rng)
         if c not in wanted:
             continue
-        held = held[ts.labels[held] != c]
         tr = np.setdiff1d(np.flatnonzero(ts.labels != c), held)
         sub = ts.subset(tr)
         sub.classes = [k for k in ts.classes if k != name]
