@@ -93,7 +93,7 @@ def trained(tmp_path_factory):
     calls: list = []
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
-        extra = [*AE_ARGS, "--unet-base", str(UNET_BASE)]
+        extra = [*AE_ARGS, "--unet-base", str(UNET_BASE), "--unet-attention", "on"]
         assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
 
@@ -179,10 +179,12 @@ def test_the_unet_base_reaches_the_network_and_the_card(trained):
     from napari_nucleus_ai.models.package import clear_cache, load_model
 
     _, out, _ = trained
-    assert _card(out)["architecture"]["params"]["base"] == UNET_BASE
+    params = _card(out)["architecture"]["params"]
+    assert params["base"] == UNET_BASE and params["attention"] is True
     clear_cache()
     unet = load_model(out).modules[0].unet
     assert unet.base == UNET_BASE and unet.inp.weight.shape[0] == UNET_BASE
+    assert type(unet.attn).__name__ == "Attention"  # not the Identity of attention off
 
 
 @pytest.mark.parametrize("arch", ["diffusion", "latent-diffusion"])
@@ -200,6 +202,11 @@ def test_the_unet_base_goes_to_the_params_of_either_diffusion_arch(tmp_path, arc
     )
     if arch == "latent-diffusion":
         assert _diffusion_options(args) == ({"latent": {"width": 8}, "base": 24}, None)
+    for value, flag in (("on", True), ("off", False)):
+        args = build_parser().parse_args(
+            ["train", str(tmp_path), "--out", "m.zip", "--arch", arch, "--unet-attention", value]
+        )
+        assert _diffusion_options(args) == ({"attention": flag}, None)
 
 
 @pytest.mark.parametrize("arch", ["smallcnn", "morph", "auto"])
@@ -212,6 +219,13 @@ def test_the_unet_base_with_another_arch_is_one_line(tmp_path, capsys, arch):
     line = _one_error_line(capsys)
     assert f"--unet-base: for --arch diffusion or latent-diffusion only, not --arch {arch}" in line
     assert not (tmp_path / "m.zip").exists()
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--unet-attention", "on")
+    assert main([*args, "--arch", arch]) == 2
+    line = _one_error_line(capsys)
+    assert (
+        f"--unet-attention: for --arch diffusion or latent-diffusion only, not --arch {arch}"
+        in line
+    )
 
 
 def test_info_shows_the_unet_and_the_autoencoder_the_card_records(trained, capsys):
@@ -338,3 +352,16 @@ def test_a_card_s_unet_base_shares_the_option_range():
     for bad in (int(p.low) - 1, int(p.high) + 1, 16.0, True, "16"):
         with pytest.raises(InputError, match=r"diffusion 'base' must be an integer in \[4, 512\]"):
             _check_unet({"base": bad})
+
+
+@pytest.mark.parametrize("bad", [1, "true", None, [True]])
+def test_a_card_s_attention_must_be_a_boolean(trained, bad):
+    from napari_nucleus_ai.core.errors import InputError
+    from napari_nucleus_ai.models.diffusion.kind import validate
+
+    _, out, _ = trained
+    card = _card(out)
+    validate(card)  # as trained: attention true
+    card["architecture"]["params"]["attention"] = bad
+    with pytest.raises(InputError, match="diffusion 'attention' must be true or false"):
+        validate(card)

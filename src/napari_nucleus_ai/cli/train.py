@@ -162,20 +162,26 @@ def add_arguments(p) -> None:
 
 
 def _add_unet_options(p) -> None:
-    """``--unet-base``: the UNet of the diffusion models (range in
-    ``core.params.COMMANDS["train"]``, default in ``models/diffusion/train.py``)."""
+    """``--unet-base`` and ``--unet-attention``: the UNet of the diffusion models (range in
+    ``core.params.COMMANDS["train"]``, defaults in ``models/diffusion/train.py``)."""
     from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
 
     g = p.add_argument_group(
         "UNet of --arch diffusion and latent-diffusion",
-        "the card records it (architecture.params.base)",
+        "the card records them (architecture.params.base and .attention)",
     )
     g.add_argument(
         "--unet-base",
         type=int,
         metavar="N",
         help=f"channels of the UNet's first level; the deeper levels have multiples of it "
-        f"(default {ARCH_DEFAULTS['base']}; the 128-px recipe of docs/generative.md uses 32)",
+        f"(default {ARCH_DEFAULTS['base']}; the 128-px recipe of docs/generative.md uses 64)",
+    )
+    g.add_argument(
+        "--unet-attention",
+        choices=("on", "off"),
+        help="self-attention at the UNet's lowest level (architecture.params.attention; "
+        f"default {'on' if ARCH_DEFAULTS['attention'] else 'off'}; the 128-px recipe uses on)",
     )
 
 
@@ -341,7 +347,8 @@ def run(args) -> int:
 
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
-    the UNet's (``UNET_OPTIONS``, any diffusion ``--arch``) to ``params``, the autoencoder's
+    the UNet's (``UNET_OPTIONS`` and ``--unet-attention``, any diffusion ``--arch``) to
+    ``params``, the autoencoder's
     shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
     ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``); a :class:`UsageError`
     naming the options given with an ``--arch`` they are not for."""
@@ -357,6 +364,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         *((f"--{k.replace('_', '-')}", "kind", k, latent) for k in (*AE_OPTIONS, "ae_init")),
         *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
         *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
+        ("--unet-attention", "params", "attention", ARCHS),
     ]
     out: dict = {"kind": {}, "latent": {}, "params": {}}
     wrong: dict = {}  # archs -> the options given for them
@@ -365,7 +373,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         if value is None:
             continue
         if args.arch in archs:
-            out[where][key] = value
+            out[where][key] = value == "on" if option == "--unet-attention" else value
         else:
             wrong.setdefault(archs, []).append(option)
     for archs, names in wrong.items():

@@ -80,6 +80,8 @@ def validate(card: dict) -> None:
     ):
         raise InputError(None, "diffusion 'mults' must be a list of 1-5 integers in 1..16")
     _check_unet(params)
+    if not isinstance(params.get("attention", False), bool):
+        raise InputError(None, "diffusion 'attention' must be true or false")
     if params.get("backbone", "unet") not in BACKBONES:
         raise InputError(None, f"diffusion 'backbone' must be one of {', '.join(BACKBONES)}")
     if params.get("schedule", "cosine") not in ("cosine", "linear"):
