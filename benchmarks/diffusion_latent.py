@@ -127,6 +127,8 @@ def train(args) -> None:
 
     torch.set_num_threads(args.threads)
     LATENT["width"], LATENT["channels"] = args.ae_width, args.channels
+    ARCH["base"], ARCH["attention"] = args.base, args.attention
+    ARCH["mults"] = [int(m) for m in args.mults.split(",")]
     LATENT["factor"] = args.factor
     if args.size % args.factor:
         raise SystemExit(f"--size {args.size} is not divisible by --factor {args.factor}")
@@ -143,6 +145,7 @@ def train(args) -> None:
                 "latent": LATENT,
                 "size": args.size,
                 "perceptual": args.perceptual,
+                "unet_training": {"lr": args.lr, "ema": args.ema, "copies": args.copies},
             }
         )
     )
@@ -180,7 +183,7 @@ def train(args) -> None:
         )
     if args.steps == 0:
         return
-    z, zy = latent_bank(ae, x[keep], y[keep], copies=16)
+    z, zy = latent_bank(ae, x[keep], y[keep], copies=args.copies)
     shift, scale = latent_stats(z)
     zs = (z - shift[:, None, None]) * scale[:, None, None]
     log(
@@ -210,7 +213,8 @@ def train(args) -> None:
             arch=ARCH,
             steps=args.steps,
             batch_size=32,
-            lr=1e-3,
+            lr=args.lr,
+            ema=args.ema,
             calibrate_after=False,
             augment=False,
             checkpoint=checkpoint,
@@ -218,6 +222,100 @@ def train(args) -> None:
         )
     )
     log(out, stage="done")
+
+
+def patch_discriminator(width: int = 64):
+    """A PatchGAN critic (Isola et al. 2017) with spectral norm: one logit per ~30-px patch."""
+    from torch import nn
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    def conv(ci, co, stride):
+        return spectral_norm(nn.Conv2d(ci, co, 4, stride, 1))
+
+    w = width
+    return nn.Sequential(
+        conv(3, w, 2),
+        nn.LeakyReLU(0.2),
+        conv(w, 2 * w, 2),
+        nn.LeakyReLU(0.2),
+        conv(2 * w, 4 * w, 2),
+        nn.LeakyReLU(0.2),
+        conv(4 * w, 1, 1),
+    )
+
+
+def decoder(args) -> None:
+    """Fine-tune RUN's decoder with a patch adversarial term; the encoder (so every latent the
+    UNet learnt) stays as it is. Writes OUT/ae.safetensors with OUT/meta.json and held.txt."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from napari_nucleus_ai.models.diffusion.data import load_crop_folder
+    from napari_nucleus_ai.models.diffusion.latent import (
+        PerceptualLoss,
+        augment_pixels,
+        build_autoencoder,
+        colour_loss,
+    )
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    run, out = Path(args.run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in ("meta.json", "held.txt"):
+        shutil.copy(run / f, out / f)
+    meta = json.loads((run / "meta.json").read_text())
+    x, _, _, paths = load_crop_folder(args.data, meta["size"])
+    held = set((run / "held.txt").read_text().split("\n"))
+    x = x[np.array([p not in held for p in paths])]
+    ae = build_autoencoder(3, meta["latent"])
+    ae.load_state_dict(load_file(run / "ae.safetensors"))
+    for prm in ae.encoder.parameters():
+        prm.requires_grad_(False)
+    ae.encoder.eval()
+    ae.decoder.train()
+    disc = patch_discriminator()
+    feat = PerceptualLoss()
+    opt_g = torch.optim.Adam(ae.decoder.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    log(out, stage="decoder_start", run=str(run), steps=args.steps, adv=args.adv, lr=args.lr)
+    for step in range(args.steps):
+        xb = torch.from_numpy(augment_pixels(x[rng.integers(0, len(x), args.batch_size)], rng))
+        with torch.no_grad():
+            z = ae.encode(xb).latents
+            sd = z.std(dim=(0, 2, 3), keepdim=True)
+            z = z + args.latent_noise * sd * torch.randn_like(z)
+        r = ae.decode(z).sample
+        # critic: hinge loss on real crops against reconstructions
+        d_loss = torch.relu(1 - disc(xb)).mean() + torch.relu(1 + disc(r.detach())).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        loss = (r - xb).abs().mean()
+        for d in (2, 3):
+            loss = loss + (r.diff(dim=d) - xb.diff(dim=d)).abs().mean()
+        loss = loss + args.perceptual * feat(r, xb) + args.colour * colour_loss(r, xb)
+        g_adv = -disc(r).mean()
+        if step >= args.warmup:
+            loss = loss + args.adv * g_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        if (step + 1) % 100 == 0 or step == args.steps - 1:
+            log(
+                out,
+                stage="decoder",
+                step=step + 1,
+                loss=round(float(loss.detach()), 4),
+                d_loss=round(float(d_loss.detach()), 4),
+                g_adv=round(float(g_adv.detach()), 4),
+            )
+            save_file(
+                {k: v.contiguous() for k, v in ae.state_dict().items()}, out / "ae.safetensors"
+            )
 
 
 def _unet_kwargs() -> dict:
@@ -325,8 +423,9 @@ def ceiling(args) -> None:
     log(work, stage="ceiling", classifier=args.classifier, **rec)
 
 
-def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
-    """A checkpoint of ``train`` as a :class:`DiffusionClassifier` (uncalibrated; for sampling)."""
+def checkpoint_model(run: Path, weights: str = "denoiser.safetensors", ae: str | None = None):
+    """A checkpoint of ``train`` as a :class:`DiffusionClassifier` (uncalibrated; for sampling);
+    ``ae``: an ``ae.safetensors`` (e.g. of ``decoder``) replacing the checkpoint's autoencoder."""
     from safetensors.torch import load_file
 
     from napari_nucleus_ai.models.diffusion.model import DiffusionClassifier, build_net
@@ -343,6 +442,8 @@ def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
     }
     net = build_net(config)
     net.load_state_dict(load_file(run / weights))
+    if ae:
+        net.ae.load_state_dict(load_file(ae))
     return DiffusionClassifier(net.eval(), config)
 
 
@@ -354,12 +455,13 @@ def sample_grid(args) -> None:
     from napari_nucleus_ai.models.diffusion.generate import generate, grid
 
     run = Path(args.run)
-    model = checkpoint_model(run, args.weights)
+    model = checkpoint_model(run, args.weights, args.ae)
     tiles = [
         run_sync(generate(model, c, n=args.grid, steps=args.steps, guidance=args.guidance, seed=1))
         for c in model.class_names
     ]
-    out = run / f"grid_{Path(args.weights).stem}_g{args.guidance:g}.png"
+    tag = "_" + Path(args.ae).parent.name if args.ae else ""
+    out = run / f"grid_{Path(args.weights).stem}{tag}_g{args.guidance:g}.png"
     iio.imwrite(out, grid(np.concatenate(tiles), cols=args.grid))
     log(run, stage="grid", weights=args.weights, guidance=args.guidance, png=str(out))
 
@@ -393,7 +495,27 @@ def main(argv=None) -> int:
         "--keep-every", type=int, default=0, help="also keep denoiser_STEP.safetensors (0: off)"
     )
     t.add_argument("--size", type=int, default=64, help="crop size in px")
+    t.add_argument("--base", type=int, default=ARCH["base"], help="UNet channels, first level")
+    t.add_argument("--mults", default="1,2,2", help="UNet channel multipliers per level")
+    t.add_argument("--attention", action="store_true", help="self-attention, lowest level")
+    t.add_argument("--lr", type=float, default=1e-3, help="UNet learning rate")
+    t.add_argument("--ema", type=float, default=0.995, help="UNet weight EMA decay")
+    t.add_argument("--copies", type=int, default=16, help="augmented latents per crop")
     t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
+    dd = sub.add_parser("decoder")
+    dd.add_argument("run")
+    dd.add_argument("out")
+    dd.add_argument("--data", default="../shared/data/smear/pbc")
+    dd.add_argument("--steps", type=int, default=1000)
+    dd.add_argument("--adv", type=float, default=0.1, help="weight of the adversarial term")
+    dd.add_argument("--warmup", type=int, default=100, help="critic-only steps first")
+    dd.add_argument("--lr", type=float, default=2e-4)
+    dd.add_argument("--batch-size", type=int, default=8)
+    dd.add_argument("--perceptual", type=float, default=1.0)
+    dd.add_argument("--colour", type=float, default=2.0)
+    dd.add_argument("--latent-noise", type=float, default=0.1)
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--threads", type=int, default=1)
     r = sub.add_parser("recon")
     r.add_argument("run")
     r.add_argument("--data", default="../shared/data/smear/pbc")
@@ -406,6 +528,7 @@ def main(argv=None) -> int:
     g.add_argument("--grid", type=int, default=8, help="cells per class")
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--guidance", type=float, default=2.0)
+    g.add_argument("--ae", help="an ae.safetensors replacing the checkpoint's autoencoder")
     c = sub.add_parser("ceiling")
     c.add_argument("classifier", help="the default classifier (train DATA --out pbc.zip)")
     c.add_argument("work", help="scratch folder for the down-sampled crops and CSVs")
@@ -427,6 +550,7 @@ def main(argv=None) -> int:
     e.add_argument("--grid", type=int, default=8, help="cells per class in the grid")
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--guidance", type=float, default=2.0)
+    e.add_argument("--ae", help="an ae.safetensors replacing a checkpoint's autoencoder")
     e.add_argument(
         "--adapt",
         choices=("auto", "off"),
@@ -436,6 +560,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     {
         "train": train,
+        "decoder": decoder,
         "recon": recon,
         "grid": sample_grid,
         "ceiling": ceiling,
@@ -454,7 +579,8 @@ def package(args) -> None:
 
     run = Path(args.run)
     held = set((run / "held.txt").read_text().split("\n"))
-    latent = json.loads((run / "meta.json").read_text())["latent"]
+    meta = json.loads((run / "meta.json").read_text())
+    latent, arch = meta["latent"], meta.get("arch", ARCH)
     data = Path(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         for f in sorted(data.glob("*/*.png")):
@@ -467,7 +593,7 @@ def package(args) -> None:
             arch="latent-diffusion",
             crop_size=run_size(run),
             seed=0,
-            params={**ARCH, "latent": latent, "proposer": False},
+            params={**arch, "latent": latent, "proposer": False},
             kind_options={"init": str(run / args.weights), "steps": 0},
         )
     log(run, stage="package", package=str(args.out), weights=args.weights)
@@ -524,7 +650,7 @@ def evaluate(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     c0 = cpu_seconds()
     if args.package.endswith(".safetensors"):  # a checkpoint in RUN, not packaged
-        model = checkpoint_model(run, args.package)
+        model = checkpoint_model(run, args.package, args.ae)
     else:
         model = as_classifier(load_model(args.package))
     size = run_size(run)
