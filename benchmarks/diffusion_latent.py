@@ -257,7 +257,7 @@ def decoder(args) -> None:
         PerceptualLoss,
         augment_pixels,
         build_autoencoder,
-        colour_loss,
+        reconstruction_loss,
     )
 
     torch.set_num_threads(args.threads)
@@ -294,10 +294,7 @@ def decoder(args) -> None:
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        loss = (r - xb).abs().mean()
-        for d in (2, 3):
-            loss = loss + (r.diff(dim=d) - xb.diff(dim=d)).abs().mean()
-        loss = loss + args.perceptual * feat(r, xb) + args.colour * colour_loss(r, xb)
+        loss = reconstruction_loss(r, xb, feat, args.perceptual, args.colour)
         g_adv = -disc(r).mean()
         if step >= args.warmup:
             loss = loss + args.adv * g_adv

@@ -276,6 +276,21 @@ def colour_loss(r, x, pool: int = COLOUR_POOL):
     return (F.avg_pool2d(r, pool) - F.avg_pool2d(x, pool)).abs().mean()
 
 
+def reconstruction_loss(r, x, feat=None, perceptual: float = 0.0, colour: float = 0.0):
+    """The autoencoder's loss of reconstructions ``r`` of crops ``x`` (torch, [-1, 1]): L1,
+    plus the L1 of horizontal and vertical image gradients, plus ``perceptual`` times
+    ``feat(r, x)`` (a :class:`PerceptualLoss`, when given) and ``colour`` times
+    :func:`colour_loss`."""
+    loss = (r - x).abs().mean()
+    for d in (2, 3):
+        loss = loss + (r.diff(dim=d) - x.diff(dim=d)).abs().mean()
+    if feat is not None:
+        loss = loss + perceptual * feat(r, x)
+    if colour > 0:
+        loss = loss + colour * colour_loss(r, x)
+    return loss
+
+
 def train_autoencoder(
     x: np.ndarray,
     *,
@@ -292,8 +307,9 @@ def train_autoencoder(
 ):
     """Train the autoencoder on crops ``x`` (N, C, S, S) in [-1, 1]; a generator.
 
-    Loss: L1 plus the L1 of horizontal and vertical image gradients (keeps edges
-    sharper than a plain pixel loss), plus ``perceptual`` times :class:`PerceptualLoss`
+    Loss (:func:`reconstruction_loss`): L1 plus the L1 of horizontal and vertical image
+    gradients (keeps edges sharper than a plain pixel loss), plus ``perceptual`` times
+    :class:`PerceptualLoss`
     for RGB crops when ``perceptual > 0`` (keeps granules and chromatin texture, which
     pixel losses average away), plus ``colour`` times :func:`colour_loss` (the L1 of
     the crops' local mean colours, which the perceptual loss's unit-length features
@@ -330,13 +346,7 @@ def train_autoencoder(
             sd = z.detach().std(dim=(0, 2, 3), keepdim=True)
             z = z + latent_noise * sd * torch.randn_like(z)
         r = ae.decode(z).sample
-        loss = (r - xb).abs().mean()
-        for d in (2, 3):
-            loss = loss + (r.diff(dim=d) - xb.diff(dim=d)).abs().mean()
-        if feat is not None:
-            loss = loss + perceptual * feat(r, xb)
-        if colour > 0:
-            loss = loss + colour * colour_loss(r, xb)
+        loss = reconstruction_loss(r, xb, feat, perceptual, colour)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
