@@ -348,10 +348,9 @@ def run(args) -> int:
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
     the UNet's (``UNET_OPTIONS`` and ``--unet-attention``, any diffusion ``--arch``) to
-    ``params``, the autoencoder's
-    shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
-    ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``); a :class:`UsageError`
-    naming the options given with an ``--arch`` they are not for."""
+    ``params``, the autoencoder's shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its
+    training (``AE_OPTIONS``, ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``);
+    a :class:`UsageError` naming the options given with an ``--arch`` they are not for."""
     from napari_nucleus_ai.models.diffusion.kind import (
         AE_OPTIONS,
         ARCHS,

@@ -309,11 +309,10 @@ def train_autoencoder(
 
     Loss (:func:`reconstruction_loss`): L1 plus the L1 of horizontal and vertical image
     gradients (keeps edges sharper than a plain pixel loss), plus ``perceptual`` times
-    :class:`PerceptualLoss`
-    for RGB crops when ``perceptual > 0`` (keeps granules and chromatin texture, which
-    pixel losses average away), plus ``colour`` times :func:`colour_loss` (the L1 of
-    the crops' local mean colours, which the perceptual loss's unit-length features
-    leave grey). ``latent_noise``: the decoder sees latents with Gaussian noise of this
+    :class:`PerceptualLoss` for RGB crops when ``perceptual > 0`` (keeps granules and
+    chromatin texture, which pixel losses average away), plus ``colour`` times
+    :func:`colour_loss` (the L1 of the crops' local mean colours, which the perceptual
+    loss's unit-length features leave grey). ``latent_noise``: the decoder sees latents with Gaussian noise of this
     fraction of each channel's standard deviation added, so it learns to decode the
     slightly-off latents a denoiser samples. ``init``: an autoencoder of the same ``latent``
     settings to continue from, as a state dict or as a file (:func:`autoencoder_init`
