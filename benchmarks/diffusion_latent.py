@@ -673,7 +673,8 @@ def evaluate(args) -> None:
             iio.imwrite(d / Path(paths[i]).name, crop)
     iio.imwrite(work / "grid.png", grid(np.concatenate(tiles), cols=args.grid))
     gen_cpu = cpu_seconds() - c0
-    rec = {"generation_cpu_s": round(gen_cpu, 1), "n_per_class": args.n, "steps": args.steps}
+    rec = {"evaluated": args.package, "ae": args.ae, "generation_cpu_s": round(gen_cpu, 1)}
+    rec.update(n_per_class=args.n, steps=args.steps)
     rec["guidance"] = args.guidance
     for part in ("gen", real_part, recon_part):
         rec.update(recognised(args.classifier, work, part, adapt=args.adapt))
