@@ -90,6 +90,17 @@ def run_size(run: Path) -> int:
     return int(json.loads((run / "meta.json").read_text()).get("size", 64))
 
 
+def held_paths(run: Path) -> set:
+    """The paths of the crops ``train`` held back for RUN (``held.txt``)."""
+    return set((Path(run) / "held.txt").read_text().split("\n"))
+
+
+def held_mask(run: Path, paths) -> np.ndarray:
+    """Which of ``paths`` RUN held back."""
+    held = held_paths(run)
+    return np.array([p in held for p in paths])
+
+
 def split(y: np.ndarray, per_class: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     held = np.concatenate(
@@ -269,8 +280,7 @@ def decoder(args) -> None:
         shutil.copy(run / f, out / f)
     meta = json.loads((run / "meta.json").read_text())
     x, _, _, paths = load_crop_folder(args.data, meta["size"])
-    held = set((run / "held.txt").read_text().split("\n"))
-    x = x[np.array([p not in held for p in paths])]
+    x = x[~held_mask(run, paths)]
     ae = build_autoencoder(3, meta["latent"])
     ae.load_state_dict(load_file(run / "ae.safetensors"))
     for prm in ae.encoder.parameters():
@@ -339,7 +349,7 @@ def recon(args) -> None:
     run = Path(args.run)
     size = run_size(run)
     x, y, _, paths = load_crop_folder(args.data, size)
-    held = np.array([p in set((run / "held.txt").read_text().split("\n")) for p in paths])
+    held = held_mask(run, paths)
 
     def reconstruct(folder: Path) -> np.ndarray:
         lat = json.loads((folder / "meta.json").read_text())["latent"]
@@ -464,6 +474,8 @@ def sample_grid(args) -> None:
 
 
 def main(argv=None) -> int:
+    from napari_nucleus_ai.models.diffusion.train import TRAIN_DEFAULTS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
@@ -495,8 +507,8 @@ def main(argv=None) -> int:
     t.add_argument("--base", type=int, default=ARCH["base"], help="UNet channels, first level")
     t.add_argument("--mults", default="1,2,2", help="UNet channel multipliers per level")
     t.add_argument("--attention", action="store_true", help="self-attention, lowest level")
-    t.add_argument("--lr", type=float, default=1e-3, help="UNet learning rate")
-    t.add_argument("--ema", type=float, default=0.995, help="UNet weight EMA decay")
+    t.add_argument("--lr", type=float, default=TRAIN_DEFAULTS["lr"], help="UNet learning rate")
+    t.add_argument("--ema", type=float, default=TRAIN_DEFAULTS["ema"], help="UNet weight EMA")
     t.add_argument("--copies", type=int, default=16, help="augmented latents per crop")
     t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
     dd = sub.add_parser("decoder")
@@ -575,7 +587,7 @@ def package(args) -> None:
     from napari_nucleus_ai.classify.train import train as train_package
 
     run = Path(args.run)
-    held = set((run / "held.txt").read_text().split("\n"))
+    held = held_paths(run)
     meta = json.loads((run / "meta.json").read_text())
     latent, arch = meta["latent"], meta.get("arch", ARCH)
     data = Path(args.data)
@@ -652,8 +664,7 @@ def evaluate(args) -> None:
         model = as_classifier(load_model(args.package))
     size = run_size(run)
     x, y, names, paths = load_crop_folder(args.data, size)
-    held_paths = set((run / "held.txt").read_text().split("\n"))
-    held = np.array([p in held_paths for p in paths])
+    held = held_mask(run, paths)
     gen, tiles = {}, []
     for name in names:
         g = run_sync(
