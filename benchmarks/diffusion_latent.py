@@ -256,7 +256,7 @@ def patch_discriminator(width: int = 64):
 
 
 def decoder(args) -> None:
-    """Fine-tune RUN's decoder with a patch adversarial term; the encoder (so every latent the
+    """Fine-tune RUN's decoder (with ``--adv`` > 0, a patch adversarial term); the encoder (so every latent the
     UNet learnt) stays as it is. Writes OUT/ae.safetensors with OUT/meta.json and held.txt."""
     import shutil
 
@@ -299,15 +299,16 @@ def decoder(args) -> None:
             sd = z.std(dim=(0, 2, 3), keepdim=True)
             z = z + args.latent_noise * sd * torch.randn_like(z)
         r = ae.decode(z).sample
-        # critic: hinge loss on real crops against reconstructions
-        d_loss = torch.relu(1 - disc(xb)).mean() + torch.relu(1 + disc(r.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
         loss = reconstruction_loss(r, xb, feat, args.perceptual, args.colour)
-        g_adv = -disc(r).mean()
-        if step >= args.warmup:
-            loss = loss + args.adv * g_adv
+        d_loss = g_adv = torch.zeros(())
+        if args.adv > 0:  # critic: hinge loss on real crops against reconstructions
+            d_loss = torch.relu(1 - disc(xb)).mean() + torch.relu(1 + disc(r.detach())).mean()
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            g_adv = -disc(r).mean()
+            if step >= args.warmup:
+                loss = loss + args.adv * g_adv
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
@@ -516,7 +517,9 @@ def main(argv=None) -> int:
     dd.add_argument("out")
     dd.add_argument("--data", default="../shared/data/smear/pbc")
     dd.add_argument("--steps", type=int, default=1000)
-    dd.add_argument("--adv", type=float, default=0.1, help="weight of the adversarial term")
+    dd.add_argument(
+        "--adv", type=float, default=0.1, help="weight of the adversarial term (0: none)"
+    )
     dd.add_argument("--warmup", type=int, default=100, help="critic-only steps first")
     dd.add_argument("--lr", type=float, default=2e-4)
     dd.add_argument("--batch-size", type=int, default=8)
