@@ -156,7 +156,12 @@ def train(args) -> None:
                 "latent": LATENT,
                 "size": args.size,
                 "perceptual": args.perceptual,
-                "unet_training": {"lr": args.lr, "ema": args.ema, "copies": args.copies},
+                "unet_training": {
+                    "lr": args.lr,
+                    "ema": args.ema,
+                    "copies": args.copies,
+                    "precision": args.precision,
+                },
             }
         )
     )
@@ -226,6 +231,7 @@ def train(args) -> None:
             batch_size=32,
             lr=args.lr,
             ema=args.ema,
+            precision=args.precision,
             calibrate_after=False,
             augment=False,
             checkpoint=checkpoint,
@@ -476,6 +482,7 @@ def sample_grid(args) -> None:
 
 def main(argv=None) -> int:
     from napari_nucleus_ai.models.diffusion.train import TRAIN_DEFAULTS
+    from napari_nucleus_ai.models.engine import PRECISIONS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -511,6 +518,9 @@ def main(argv=None) -> int:
     t.add_argument("--lr", type=float, default=TRAIN_DEFAULTS["lr"], help="UNet learning rate")
     t.add_argument("--ema", type=float, default=TRAIN_DEFAULTS["ema"], help="UNet weight EMA")
     t.add_argument("--copies", type=int, default=16, help="augmented latents per crop")
+    t.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="the UNet's training arithmetic"
+    )
     t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
     dd = sub.add_parser("decoder")
     dd.add_argument("run")
@@ -562,7 +572,11 @@ def main(argv=None) -> int:
     e.add_argument("--grid", type=int, default=8, help="cells per class in the grid")
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--guidance", type=float, default=2.0)
-    e.add_argument("--ae", help="an ae.safetensors replacing a checkpoint's autoencoder")
+    e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
+    e.add_argument("--interval", type=float, nargs=2, help="guide only at noise levels in (LO, HI]")
+    e.add_argument(
+        "--ae", help="an ae.safetensors replacing the autoencoder of a checkpoint or package"
+    )
     e.add_argument(
         "--adapt",
         choices=("auto", "off"),
@@ -665,13 +679,26 @@ def evaluate(args) -> None:
         model = checkpoint_model(run, args.package, args.ae)
     else:
         model = as_classifier(load_model(args.package))
+        if args.ae:
+            from safetensors.torch import load_file
+
+            model.net.ae.load_state_dict(load_file(args.ae))
     size = run_size(run)
     x, y, names, paths = load_crop_folder(args.data, size)
     held = held_mask(run, paths)
     gen, tiles = {}, []
     for name in names:
         g = run_sync(
-            generate(model, name, n=args.n, steps=args.steps, guidance=args.guidance, seed=1)
+            generate(
+                model,
+                name,
+                n=args.n,
+                steps=args.steps,
+                guidance=args.guidance,
+                seed=1,
+                eta=args.eta,
+                interval=tuple(args.interval) if args.interval else None,
+            )
         )
         gen[name] = g
         tiles.append(g[: args.grid])
@@ -690,6 +717,8 @@ def evaluate(args) -> None:
     rec = {"evaluated": args.package, "ae": args.ae, "generation_cpu_s": round(gen_cpu, 1)}
     rec.update(n_per_class=args.n, steps=args.steps)
     rec["guidance"] = args.guidance
+    if args.eta or args.interval:
+        rec.update(eta=args.eta, interval=args.interval)
     for part in ("gen", real_part, recon_part):
         rec.update(recognised(args.classifier, work, part, adapt=args.adapt))
     rec["adapt"] = args.adapt

@@ -51,22 +51,41 @@ def sampling_timesteps(abar, steps: int) -> np.ndarray:
     return np.linspace(start, 0, max(1, min(int(steps), start + 1))).round().astype(int)
 
 
-def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None = None):
-    """Deterministic DDIM from ``x`` at ``t_seq[0]`` down to a clean image."""
+def _ddim(
+    model,
+    x,
+    y,
+    t_seq,
+    guidance: float,
+    done0: int = 0,
+    total: int | None = None,
+    *,
+    eta: float = 0.0,
+    interval: tuple[float, float] | None = None,
+    gen=None,
+):
+    """DDIM from ``x`` at ``t_seq[0]`` down to a clean image (deterministic at ``eta`` 0).
+
+    ``interval``: guide only where the noise level ``sqrt((1 - abar) / abar)`` lies in
+    ``(lo, hi]`` (Kynkaanniemi et al. 2024); ``eta``: the share of DDPM noise per step."""
     import torch
 
     null = torch.full_like(y, len(model.class_names))
     abar = model.abar
     for i, t in enumerate(t_seq):
         tt = torch.full((len(x),), int(t), device=model.device, dtype=torch.long)
+        a = abar[int(t)]
+        guide = guidance
+        if interval is not None:
+            sigma = float(((1 - a) / a).sqrt())
+            guide = guidance if interval[0] < sigma <= interval[1] else 0.0
         with torch.inference_mode():
-            if guidance:
+            if guide:
                 e = model.eps(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null]))
                 ec, eu = e.chunk(2)
-                eps = (1 + guidance) * ec - guidance * eu
+                eps = (1 + guide) * ec - guide * eu
             else:
                 eps = model.eps(x, tt, y)
-        a = abar[int(t)]
         a_prev = (
             abar[int(t_seq[i + 1])]
             if i + 1 < len(t_seq)
@@ -77,7 +96,12 @@ def _ddim(model, x, y, t_seq, guidance: float, done0: int = 0, total: int | None
         lim = 1.0 if model.latent is None else LATENT_CLIP
         x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-lim, lim)
         eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
-        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        if eta and i + 1 < len(t_seq):
+            var = eta**2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
+            noise = torch.randn(x.shape, generator=gen).to(x.device)
+            x = a_prev.sqrt() * x0 + (1 - a_prev - var).sqrt() * eps + var.sqrt() * noise
+        else:
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         yield Progress(done0 + i + 1, total or len(t_seq), f"denoising step {i + 1}/{len(t_seq)}")
     return x
 
@@ -91,6 +115,8 @@ def generate(
     guidance: float = GUIDANCE,
     seed: int = 0,
     batch_size: int = 64,
+    eta: float = 0.0,
+    interval: tuple[float, float] | None = None,
 ):
     """Sample ``n`` synthetic crops of ``class_name``; a generator yielding Progress.
 
@@ -115,7 +141,18 @@ def generate(
         y = torch.full(
             (m,), model.class_names.index(class_name), device=model.device, dtype=torch.long
         )
-        x = yield from _ddim(model, x, y, t_seq, guidance, b * steps, n_batches * steps)
+        x = yield from _ddim(
+            model,
+            x,
+            y,
+            t_seq,
+            guidance,
+            b * steps,
+            n_batches * steps,
+            eta=eta,
+            interval=interval,
+            gen=g,
+        )
         out.append(model.decode(x).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 

@@ -88,6 +88,7 @@ def train_diffusion(
     checkpoint=None,
     checkpoint_every: int = 500,
     init_state: dict | None = None,
+    precision: str = "auto",
 ):
     """Train a :class:`DiffusionClassifier` on crops ``x`` (N, C, S, S) in [-1, 1].
 
@@ -99,10 +100,14 @@ def train_diffusion(
     ``checkpoint(ema_net, step)`` is called every ``checkpoint_every`` steps and
     at the end, so a stopped run still leaves a model. ``init_state`` (a state
     dict of the same network) starts from trained weights instead of random ones.
+    ``precision``: the network's arithmetic in training (:func:`~napari_nucleus_ai.models.
+    engine.training_precision`; ``auto``: bfloat16 where the device computes it natively);
+    the config's ``training.precision`` records the one used.
     """
     import torch
 
     from napari_nucleus_ai.models.diffusion.classify import calibrate
+    from napari_nucleus_ai.models.engine import autocast, training_precision
 
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int64)
@@ -137,6 +142,8 @@ def train_diffusion(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = device if device is not None else torch.device("cpu")
+    precision = training_precision(precision, dev)
+    config["training"]["precision"] = precision
     net = build_net(config)
     if init_state is not None:
         net.load_state_dict(init_state)
@@ -172,7 +179,9 @@ def train_diffusion(
         yb = yb.to(dev)
         t = torch.randint(0, timesteps, (batch_size,), device=dev)
         eps = torch.randn_like(xb)
-        loss = torch.nn.functional.mse_loss(net(model.noisy(xb, t, eps), t, yb), eps)
+        with autocast(precision, dev):
+            pred = net(model.noisy(xb, t, eps), t, yb)
+        loss = torch.nn.functional.mse_loss(pred.float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
