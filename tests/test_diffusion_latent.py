@@ -130,6 +130,31 @@ def test_generate_decodes_latents_to_crops_of_the_card_size(trained):
     assert np.ptp(x) > 0  # decoded, not a constant
 
 
+def test_generate_eta_and_the_guidance_interval(trained):
+    """``eta`` 0 is the deterministic sampler; an interval holding no noise level is no
+    guidance, one holding every level is guidance throughout."""
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.generate import generate
+    from napari_nucleus_ai.models.diffusion.kind import as_classifier
+    from napari_nucleus_ai.models.package import load_model
+
+    _, out, names = trained
+    model = as_classifier(load_model(out))
+
+    def sample(**kw):
+        return run_sync(generate(model, names[0], n=2, steps=4, seed=3, **kw))
+
+    guided, plain = sample(guidance=2.0), sample(guidance=0.0)
+    assert not np.allclose(guided, plain)
+    assert np.array_equal(sample(guidance=2.0, eta=0.0), guided)
+    assert np.array_equal(sample(guidance=2.0, interval=(1e6, 1e7)), plain)
+    assert np.array_equal(sample(guidance=2.0, interval=(0.0, 1e7)), guided)
+    stochastic = sample(guidance=2.0, eta=1.0)
+    assert not np.allclose(stochastic, guided)
+    assert np.array_equal(sample(guidance=2.0, eta=1.0), stochastic)  # seeded
+    assert np.isfinite(stochastic).all() and stochastic.min() >= -1
+
+
 def test_generate_cli_writes_a_grid_from_a_latent_package(trained, tmp_path):
     import imageio.v3 as iio
 

@@ -1,5 +1,6 @@
 """``train --arch latent-diffusion`` with the autoencoder's options (``--ae-*``, ``--latent-channels``)
-and the UNet's (``--unet-base``).
+the UNet's (``--unet-base``, ``--unet-attention``) and its training arithmetic
+(``--precision``).
 
 The options reach :func:`~napari_nucleus_ai.models.diffusion.latent.train_autoencoder` (the
 function ``benchmarks/diffusion_latent.py`` trains with) and the UNet, the card records them
@@ -94,6 +95,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
         extra = [*AE_ARGS, "--unet-base", str(UNET_BASE), "--unet-attention", "on"]
+        extra += ["--precision", "bfloat16"]
         assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
 
@@ -209,6 +211,34 @@ def test_the_unet_base_goes_to_the_params_of_either_diffusion_arch(tmp_path, arc
         assert _diffusion_options(args) == ({"attention": flag}, None)
 
 
+def test_the_precision_reaches_the_training_and_the_card(trained):
+    """``--precision bfloat16`` on any processor: the card says what the UNet trained in."""
+    _, out, _ = trained
+    assert _card(out)["diffusion"]["precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize("arch", ["diffusion", "latent-diffusion"])
+def test_the_precision_goes_to_the_kind_options_of_either_diffusion_arch(tmp_path, arch):
+    from napari_nucleus_ai.cli import build_parser
+    from napari_nucleus_ai.cli.train import _diffusion_options
+
+    base = ["train", str(tmp_path), "--out", "m.zip", "--arch", arch]
+    for value in ("auto", "float32", "bfloat16"):
+        args = build_parser().parse_args([*base, "--precision", value])
+        assert _diffusion_options(args) == (None, {"precision": value})
+    assert _diffusion_options(build_parser().parse_args(base)) == (None, None)
+
+
+def test_the_precision_with_another_arch_is_one_line(tmp_path, capsys):
+    from napari_nucleus_ai.cli import main
+
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--precision", "float32")
+    assert main([*args, "--arch", "morph"]) == 2
+    line = _one_error_line(capsys)
+    assert "--precision: for --arch diffusion or latent-diffusion only, not --arch morph" in line
+    assert not (tmp_path / "m.zip").exists()
+
+
 @pytest.mark.parametrize("arch", ["smallcnn", "morph", "auto"])
 def test_the_unet_base_with_another_arch_is_one_line(tmp_path, capsys, arch):
     from napari_nucleus_ai.cli import main
@@ -238,6 +268,7 @@ def test_info_shows_the_unet_and_the_autoencoder_the_card_records(trained, capsy
     assert arch["name"] == "latent-diffusion"
     assert arch["params"]["latent"] == LATENT and arch["params"]["base"] == UNET_BASE
     assert arch["autoencoder_training"] == card["diffusion"]["autoencoder"]
+    assert arch["training_precision"] == "bfloat16"
     assert main(["info", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("  autoencoder_training")

@@ -162,9 +162,11 @@ def add_arguments(p) -> None:
 
 
 def _add_unet_options(p) -> None:
-    """``--unet-base`` and ``--unet-attention``: the UNet of the diffusion models (range in
+    """``--unet-base``, ``--unet-attention`` and ``--precision``: the UNet of the diffusion
+    models and its training (range in
     ``core.params.COMMANDS["train"]``, defaults in ``models/diffusion/train.py``)."""
     from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
+    from napari_nucleus_ai.models.engine import PRECISIONS
 
     g = p.add_argument_group(
         "UNet of --arch diffusion and latent-diffusion",
@@ -182,6 +184,13 @@ def _add_unet_options(p) -> None:
         choices=("on", "off"),
         help="self-attention at the UNet's lowest level (architecture.params.attention; "
         f"default {'on' if ARCH_DEFAULTS['attention'] else 'off'}; the 128-px recipe uses on)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="the UNet's arithmetic in training (diffusion.precision); auto (default): "
+        "bfloat16 where the processor computes it natively (AMX, AVX512-BF16, recent GPUs), "
+        "float32 elsewhere",
     )
 
 
@@ -348,7 +357,7 @@ def run(args) -> int:
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
     the UNet's (``UNET_OPTIONS`` and ``--unet-attention``, any diffusion ``--arch``) to
-    ``params``, the autoencoder's shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its
+    ``params`` (``--precision`` to ``kind_options``), the autoencoder's shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its
     training (``AE_OPTIONS``, ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``);
     a :class:`UsageError` naming the options given with an ``--arch`` they are not for."""
     from napari_nucleus_ai.models.diffusion.kind import (
@@ -364,6 +373,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
         *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
         ("--unet-attention", "params", "attention", ARCHS),
+        ("--precision", "kind", "precision", ARCHS),
     ]
     out: dict = {"kind": {}, "latent": {}, "params": {}}
     wrong: dict = {}  # archs -> the options given for them

@@ -151,16 +151,19 @@ def summarise(card: dict, shapes: dict) -> dict:
     dict
         ``name``, ``model_kind``, ``task``, ``architecture`` (``name``, ``params``; for a
         latent-diffusion model also ``autoencoder_training``, the card's
-        ``diffusion.autoencoder``), ``members``, ``parameters``, ``classes`` (``name``,
+        ``diffusion.autoencoder``; for a diffusion model ``training_precision``, the card's
+        ``diffusion.precision``), ``members``, ``parameters``, ``classes`` (``name``,
         ``colour``), ``input``, ``uncertainty``, ``trust``, ``training``.
     """
     arch = {
         "name": card["architecture"]["name"],
         "params": card["architecture"].get("params") or {},
     }
-    trained_ae = (card.get("diffusion") or {}).get("autoencoder")
-    if trained_ae:
-        arch["autoencoder_training"] = trained_ae
+    diffusion = card.get("diffusion") or {}
+    if diffusion.get("autoencoder"):
+        arch["autoencoder_training"] = diffusion["autoencoder"]
+    if diffusion.get("precision"):
+        arch["training_precision"] = diffusion["precision"]
     out = {"name": card["name"]}
     for key in ("description", "version"):
         if key in card:

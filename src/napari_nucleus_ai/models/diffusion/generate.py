@@ -120,6 +120,10 @@ def generate(
 ):
     """Sample ``n`` synthetic crops of ``class_name``; a generator yielding Progress.
 
+    ``eta`` > 0 adds that share of DDPM noise at every step (seeded by ``seed``);
+    ``interval`` guides only at noise levels in ``(lo, hi]`` (see :func:`_ddim`). Neither
+    raised the share of 128-px cells the default classifier recognises (docs/generative.md).
+
     Returns float32 ``(n, C, S, S)`` in [-1, 1].
     """
     import torch

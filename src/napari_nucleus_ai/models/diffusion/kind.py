@@ -11,7 +11,8 @@ add ``latent`` (see :mod:`.latent`: the UNet works on autoencoder latents); the 
 classification ``protocol`` and the ``calibration`` (temperature ``tau`` of the
 error-gap softmax and the anomaly reference ``ref``), and for a latent model whose
 autoencoder was trained here ``autoencoder``: how (:func:`autoencoder_training`; with
-``init`` and ``init_sha256`` when it continued from a file, ``kind_options["ae_init"]``).
+``init`` and ``init_sha256`` when it continued from a file, ``kind_options["ae_init"]``),
+and ``precision``: the UNet's arithmetic in training (``kind_options["precision"]``).
 ``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
@@ -448,6 +449,7 @@ def fit(train, val, card: dict, options: dict):
         calibrate_after=False,
         augment=not latent,
         init_state=None if init is None else init["net"],
+        precision=options.get("precision") or "auto",
     )
     from napari_nucleus_ai.core.progress import EpochProgress
     from napari_nucleus_ai.models.diffusion.train import StepProgress
@@ -509,6 +511,7 @@ def fit(train, val, card: dict, options: dict):
     else:
         cal = calibrate(model, x_tr, y_tr, candidates=cand, overrides=over, prior=prior)
     card["diffusion"] = {"protocol": model.protocol, "calibration": cal}
+    card["diffusion"]["precision"] = model.config["training"]["precision"]
     if prop is not None:
         card["diffusion"]["proposer"] = prop
     if ae_training is not None:  # a record of how the autoencoder was trained
