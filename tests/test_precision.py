@@ -72,3 +72,25 @@ def test_a_diffusion_model_trains_in_either_precision(precision):
     losses = [v for _, v in model.config["history"]]
     assert losses and all(np.isfinite(losses))
     assert all(p.dtype == torch.float32 for p in model.net.parameters())
+
+
+def test_the_autoencoder_trains_in_bfloat16_with_a_float32_loss(monkeypatch):
+    from napari_nucleus_ai.core.progress import run_sync
+    from napari_nucleus_ai.models.diffusion.latent import train_autoencoder
+
+    asked = []
+    real = engine.autocast
+
+    def spy(precision, device=None):
+        asked.append(precision)
+        return real(precision, device)
+
+    monkeypatch.setattr(engine, "autocast", spy)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 16, 16)).astype(np.float32)
+    latent = {"channels": 2, "factor": 2, "width": 8}
+    ae = run_sync(train_autoencoder(x, latent=latent, steps=3, precision="bfloat16"))
+    assert asked and set(asked) == {"bfloat16"}
+    assert all(p.dtype == torch.float32 for p in ae.parameters())
+    with torch.inference_mode():
+        r = ae.decode(ae.encode(torch.from_numpy(x)).latents).sample
+    assert r.dtype == torch.float32 and torch.isfinite(r).all()

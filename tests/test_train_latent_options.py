@@ -109,7 +109,7 @@ def test_the_options_reach_the_autoencoder_training(trained):
     assert kw["latent"] == LATENT
     assert (kw["steps"], kw["lr"], kw["perceptual"]) == (3, 0.005, 0.0)
     assert (kw["colour"], kw["latent_noise"]) == (0.5, 0.1)
-    assert kw["init"] is None
+    assert kw["init"] is None and kw["precision"] == "bfloat16"
     clear_cache()
     ae = load_model(out).modules[0].ae  # the stored autoencoder has the asked shape
     assert tuple(ae.state_dict()["encoder.layers.0.weight"].shape) == (8, 3, 3, 3)

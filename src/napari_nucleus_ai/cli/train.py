@@ -188,7 +188,8 @@ def _add_unet_options(p) -> None:
     g.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="the UNet's arithmetic in training (diffusion.precision); auto (default): "
+        help="the arithmetic of training the UNet and the autoencoder (diffusion.precision); "
+        "auto (default): "
         "bfloat16 where the processor computes it natively (AMX, AVX512-BF16, recent GPUs), "
         "float32 elsewhere",
     )

@@ -12,7 +12,8 @@ classification ``protocol`` and the ``calibration`` (temperature ``tau`` of the
 error-gap softmax and the anomaly reference ``ref``), and for a latent model whose
 autoencoder was trained here ``autoencoder``: how (:func:`autoencoder_training`; with
 ``init`` and ``init_sha256`` when it continued from a file, ``kind_options["ae_init"]``),
-and ``precision``: the UNet's arithmetic in training (``kind_options["precision"]``).
+and ``precision``: the arithmetic of the UNet's and the autoencoder's training
+(``kind_options["precision"]``).
 ``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
@@ -410,7 +411,12 @@ def fit(train, val, card: dict, options: dict):
                     "granules are smoothed away",
                 )
             ae = yield from train_autoencoder(
-                x_tr, latent=params["latent"], init=ae_init, device=device, **ae_training
+                x_tr,
+                latent=params["latent"],
+                init=ae_init,
+                device=device,
+                precision=options.get("precision") or "auto",
+                **ae_training,
             )
             if ae_init is not None:  # which weights it continued from
                 from napari_nucleus_ai.models.init_weights import _digest

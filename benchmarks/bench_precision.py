@@ -1,0 +1,72 @@
+"""Benchmark: one training step of a diffusion UNet in float32 and in bfloat16.
+
+The step is the one :func:`napari_nucleus_ai.models.diffusion.train.train_diffusion` takes
+(forward under :func:`napari_nucleus_ai.models.engine.autocast`, float32 loss, AdamW) on a
+batch of 32 random 16 x 16 x 8 latents, the shape of the 128-px latent model of
+docs/generative.md, with its UNet (base 64, self-attention at the lowest level). Prints
+wall and CPU seconds per step for each precision and thread count, after 3 warm-up steps;
+the two precisions alternate so that a change in the machine's load shows as a spread.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_precision.py --threads 1 2
+
+bfloat16 is only fast where the processor computes it (``engine.native_bfloat16``: AMX or
+AVX512-BF16); elsewhere it is emulated and slower than float32, which is why ``auto``
+takes float32 there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def step_seconds(precision: str, threads: int, steps: int = 20, base: int = 64) -> dict:
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.unet import ClassUNet
+    from napari_nucleus_ai.models.engine import autocast
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = ClassUNet(8, 8, base=base, mults=(1, 2, 2), attention=True, dropout=0.1)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.randn(32, 8, 16, 16)
+    y = torch.randint(0, 9, (32,))
+    t = torch.randint(0, 1000, (32,))
+    for i in range(steps + 3):
+        if i == 3:
+            w0, c0 = time.perf_counter(), time.process_time()
+        with autocast(precision):
+            out = net(x, t, y)
+        loss = torch.nn.functional.mse_loss(out.float(), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {
+        "precision": precision,
+        "threads": threads,
+        "wall_s_per_step": round(wall / steps, 4),
+        "cpu_s_per_step": round(cpu / steps, 4),
+    }
+
+
+def main(argv=None) -> int:
+    from napari_nucleus_ai.models.engine import native_bfloat16
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args(argv)
+    print(json.dumps({"native_bfloat16": native_bfloat16()}))
+    for threads in args.threads:
+        for _ in range(args.repeats):
+            for precision in ("float32", "bfloat16"):
+                print(json.dumps(step_seconds(precision, threads, args.steps)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
