@@ -3,11 +3,12 @@
 The step is the one :func:`napari_nucleus_ai.models.diffusion.train.train_diffusion` takes
 (forward under :func:`napari_nucleus_ai.models.engine.autocast`, float32 loss, AdamW) on a
 batch of 32 random 16 x 16 x 8 latents, the shape of the 128-px latent model of
-docs/generative.md, with its UNet (base 64, self-attention at the lowest level). Prints
+docs/generative.md, with its UNet (base 64, self-attention at the lowest level);
+``--autoencoder`` also times a step of that model's autoencoder. Prints
 wall and CPU seconds per step for each precision and thread count, after 3 warm-up steps;
 the two precisions alternate so that a change in the machine's load shows as a spread.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_precision.py --threads 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_precision.py --threads 1 2 --autoencoder
 
 bfloat16 is only fast where the processor computes it (``engine.native_bfloat16``: AMX or
 AVX512-BF16); elsewhere it is emulated and slower than float32, which is why ``auto``
@@ -45,6 +46,45 @@ def step_seconds(precision: str, threads: int, steps: int = 20, base: int = 64) 
         opt.step()
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     return {
+        "network": "unet",
+        "precision": precision,
+        "threads": threads,
+        "wall_s_per_step": round(wall / steps, 4),
+        "cpu_s_per_step": round(cpu / steps, 4),
+    }
+
+
+def autoencoder_step_seconds(precision: str, threads: int, steps: int = 6) -> dict:
+    """One step of :func:`~napari_nucleus_ai.models.diffusion.latent.train_autoencoder` as it
+    takes it: the autoencoder (width 32, 128 px -> 16 x 16 x 8) under ``autocast``, the loss
+    with the perceptual and colour terms in float32; a batch of 8 random crops."""
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.latent import (
+        PerceptualLoss,
+        build_autoencoder,
+        reconstruction_loss,
+    )
+    from napari_nucleus_ai.models.engine import autocast
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ae = build_autoencoder(3, {"channels": 8, "factor": 8, "width": 32})
+    feat = PerceptualLoss()
+    opt = torch.optim.AdamW(ae.parameters(), 1e-3)
+    x = torch.rand(8, 3, 128, 128) * 2 - 1
+    for i in range(steps + 2):
+        if i == 2:
+            w0, c0 = time.perf_counter(), time.process_time()
+        with autocast(precision):
+            r = ae.decode(ae.encode(x).latents).sample
+        loss = reconstruction_loss(r.float(), x, feat, 1.0, 2.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {
+        "network": "autoencoder",
         "precision": precision,
         "threads": threads,
         "wall_s_per_step": round(wall / steps, 4),
@@ -59,12 +99,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--autoencoder", action="store_true", help="also time the autoencoder")
     args = p.parse_args(argv)
     print(json.dumps({"native_bfloat16": native_bfloat16()}))
     for threads in args.threads:
         for _ in range(args.repeats):
             for precision in ("float32", "bfloat16"):
                 print(json.dumps(step_seconds(precision, threads, args.steps)), flush=True)
+                if args.autoencoder:
+                    rec = autoencoder_step_seconds(precision, threads)
+                    print(json.dumps(rec), flush=True)
     return 0
 
 
