@@ -22,7 +22,36 @@ import json
 import time
 
 
+def _time_steps(step, steps: int, warmup: int, **rec) -> dict:
+    """``rec`` with the wall and CPU seconds per call of ``step()`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {
+        **rec,
+        "wall_s_per_step": round(wall / steps, 4),
+        "cpu_s_per_step": round(cpu / steps, 4),
+    }
+
+
+def _train_step(module, opt, forward, loss_of):
+    """A closure: one optimiser step of ``module`` (``forward`` under ``autocast`` by the
+    caller, ``loss_of(output)`` in float32)."""
+
+    def step():
+        loss = loss_of(forward())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def step_seconds(precision: str, threads: int, steps: int = 20, base: int = 64) -> dict:
+    """One step of the UNet as ``train_diffusion`` takes it."""
     import torch
 
     from napari_nucleus_ai.models.diffusion.unet import ClassUNet
@@ -31,27 +60,21 @@ def step_seconds(precision: str, threads: int, steps: int = 20, base: int = 64) 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = ClassUNet(8, 8, base=base, mults=(1, 2, 2), attention=True, dropout=0.1)
-    opt = torch.optim.AdamW(net.parameters(), 1e-3)
     x = torch.randn(32, 8, 16, 16)
     y = torch.randint(0, 9, (32,))
     t = torch.randint(0, 1000, (32,))
-    for i in range(steps + 3):
-        if i == 3:
-            w0, c0 = time.perf_counter(), time.process_time()
+
+    def forward():
         with autocast(precision):
-            out = net(x, t, y)
-        loss = torch.nn.functional.mse_loss(out.float(), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return {
-        "network": "unet",
-        "precision": precision,
-        "threads": threads,
-        "wall_s_per_step": round(wall / steps, 4),
-        "cpu_s_per_step": round(cpu / steps, 4),
-    }
+            return net(x, t, y)
+
+    step = _train_step(
+        net,
+        torch.optim.AdamW(net.parameters(), 1e-3),
+        forward,
+        lambda out: torch.nn.functional.mse_loss(out.float(), x),
+    )
+    return _time_steps(step, steps, 3, network="unet", precision=precision, threads=threads)
 
 
 def autoencoder_step_seconds(precision: str, threads: int, steps: int = 6) -> dict:
@@ -71,25 +94,20 @@ def autoencoder_step_seconds(precision: str, threads: int, steps: int = 6) -> di
     torch.manual_seed(0)
     ae = build_autoencoder(3, {"channels": 8, "factor": 8, "width": 32})
     feat = PerceptualLoss()
-    opt = torch.optim.AdamW(ae.parameters(), 1e-3)
     x = torch.rand(8, 3, 128, 128) * 2 - 1
-    for i in range(steps + 2):
-        if i == 2:
-            w0, c0 = time.perf_counter(), time.process_time()
+
+    def forward():
         with autocast(precision):
-            r = ae.decode(ae.encode(x).latents).sample
-        loss = reconstruction_loss(r.float(), x, feat, 1.0, 2.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    return {
-        "network": "autoencoder",
-        "precision": precision,
-        "threads": threads,
-        "wall_s_per_step": round(wall / steps, 4),
-        "cpu_s_per_step": round(cpu / steps, 4),
-    }
+            return ae.decode(ae.encode(x).latents).sample
+
+    step = _train_step(
+        ae,
+        torch.optim.AdamW(ae.parameters(), 1e-3),
+        forward,
+        lambda r: reconstruction_loss(r.float(), x, feat, 1.0, 2.0),
+    )
+    rec = {"network": "autoencoder", "precision": precision, "threads": threads}
+    return _time_steps(step, steps, 2, **rec)
 
 
 def main(argv=None) -> int:
