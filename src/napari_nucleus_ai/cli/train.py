@@ -189,9 +189,8 @@ def _add_unet_options(p) -> None:
         "--precision",
         choices=PRECISIONS,
         help="the arithmetic of training the UNet and the autoencoder (diffusion.precision); "
-        "auto (default): "
-        "bfloat16 where the processor computes it natively (AMX, AVX512-BF16, recent GPUs), "
-        "float32 elsewhere",
+        "auto (default): bfloat16 where the processor computes it natively (AMX, "
+        "AVX512-BF16, recent GPUs), float32 elsewhere",
     )
 
 
@@ -358,9 +357,10 @@ def run(args) -> int:
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
     the UNet's (``UNET_OPTIONS`` and ``--unet-attention``, any diffusion ``--arch``) to
-    ``params`` (``--precision`` to ``kind_options``), the autoencoder's shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its
-    training (``AE_OPTIONS``, ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``);
-    a :class:`UsageError` naming the options given with an ``--arch`` they are not for."""
+    ``params`` and ``--precision`` to ``kind_options``; the autoencoder's shape
+    (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
+    ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``); a :class:`UsageError`
+    naming the options given with an ``--arch`` they are not for."""
     from napari_nucleus_ai.models.diffusion.kind import (
         AE_OPTIONS,
         ARCHS,

@@ -151,7 +151,7 @@ def training_precision(precision: str = "auto", device=None) -> str:
     the ``precision`` asked (one of :data:`PRECISIONS`).
 
     ``auto`` is bfloat16 where :func:`native_bfloat16` (on a CPU with AMX a diffusion UNet's
-    training step takes 0.55x the time of float32 on one thread, docs/performance.md),
+    training step takes 0.6x the time of float32 on one thread, docs/generative.md),
     float32 elsewhere. Weights, optimiser state and losses stay float32 either way
     (``torch.autocast`` runs only the layers' arithmetic in bfloat16).
     """
