@@ -262,8 +262,9 @@ def patch_discriminator(width: int = 64):
 
 
 def decoder(args) -> None:
-    """Fine-tune RUN's decoder (with ``--adv`` > 0, a patch adversarial term); the encoder (so every latent the
-    UNet learnt) stays as it is. Writes OUT/ae.safetensors with OUT/meta.json and held.txt."""
+    """Fine-tune RUN's decoder on the reconstruction loss (with ``--adv`` > 0 also a patch
+    adversarial term); the encoder, and so every latent the UNet learnt, stays as it is.
+    Writes OUT/ae.safetensors with OUT/meta.json and held.txt."""
     import shutil
 
     import torch
@@ -272,6 +273,7 @@ def decoder(args) -> None:
     from napari_nucleus_ai.models.diffusion.data import load_crop_folder
     from napari_nucleus_ai.models.diffusion.latent import (
         PerceptualLoss,
+        add_latent_noise,
         augment_pixels,
         build_autoencoder,
         reconstruction_loss,
@@ -293,7 +295,7 @@ def decoder(args) -> None:
         prm.requires_grad_(False)
     ae.encoder.eval()
     ae.decoder.train()
-    disc = patch_discriminator()
+    disc = patch_discriminator()  # built at any --adv: the seeded runs draw the same numbers
     feat = PerceptualLoss()
     opt_g = torch.optim.Adam(ae.decoder.parameters(), lr=args.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
@@ -301,9 +303,7 @@ def decoder(args) -> None:
     for step in range(args.steps):
         xb = torch.from_numpy(augment_pixels(x[rng.integers(0, len(x), args.batch_size)], rng))
         with torch.no_grad():
-            z = ae.encode(xb).latents
-            sd = z.std(dim=(0, 2, 3), keepdim=True)
-            z = z + args.latent_noise * sd * torch.randn_like(z)
+            z = add_latent_noise(ae.encode(xb).latents, args.latent_noise)
         r = ae.decode(z).sample
         loss = reconstruction_loss(r, xb, feat, args.perceptual, args.colour)
         d_loss = g_adv = torch.zeros(())
@@ -437,9 +437,19 @@ def ceiling(args) -> None:
     log(work, stage="ceiling", classifier=args.classifier, **rec)
 
 
-def checkpoint_model(run: Path, weights: str = "denoiser.safetensors", ae: str | None = None):
-    """A checkpoint of ``train`` as a :class:`DiffusionClassifier` (uncalibrated; for sampling);
-    ``ae``: an ``ae.safetensors`` (e.g. of ``decoder``) replacing the checkpoint's autoencoder."""
+def with_autoencoder(model, ae: str | None):
+    """``model`` (a latent :class:`DiffusionClassifier`) with the weights of ``ae``, an
+    ``ae.safetensors`` (e.g. of ``decoder``), in place of its autoencoder's; as it is
+    without ``ae``."""
+    if ae:
+        from safetensors.torch import load_file
+
+        model.net.ae.load_state_dict(load_file(ae))
+    return model
+
+
+def checkpoint_model(run: Path, weights: str = "denoiser.safetensors"):
+    """A checkpoint of ``train`` as a :class:`DiffusionClassifier` (uncalibrated; for sampling)."""
     from safetensors.torch import load_file
 
     from napari_nucleus_ai.models.diffusion.model import DiffusionClassifier, build_net
@@ -456,8 +466,6 @@ def checkpoint_model(run: Path, weights: str = "denoiser.safetensors", ae: str |
     }
     net = build_net(config)
     net.load_state_dict(load_file(run / weights))
-    if ae:
-        net.ae.load_state_dict(load_file(ae))
     return DiffusionClassifier(net.eval(), config)
 
 
@@ -469,7 +477,7 @@ def sample_grid(args) -> None:
     from napari_nucleus_ai.models.diffusion.generate import generate, grid
 
     run = Path(args.run)
-    model = checkpoint_model(run, args.weights, args.ae)
+    model = with_autoencoder(checkpoint_model(run, args.weights), args.ae)
     tiles = [
         run_sync(generate(model, c, n=args.grid, steps=args.steps, guidance=args.guidance, seed=1))
         for c in model.class_names
@@ -676,13 +684,10 @@ def evaluate(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     c0 = cpu_seconds()
     if args.package.endswith(".safetensors"):  # a checkpoint in RUN, not packaged
-        model = checkpoint_model(run, args.package, args.ae)
+        model = checkpoint_model(run, args.package)
     else:
         model = as_classifier(load_model(args.package))
-        if args.ae:
-            from safetensors.torch import load_file
-
-            model.net.ae.load_state_dict(load_file(args.ae))
+    model = with_autoencoder(model, args.ae)
     size = run_size(run)
     x, y, names, paths = load_crop_folder(args.data, size)
     held = held_mask(run, paths)

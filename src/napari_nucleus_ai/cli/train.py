@@ -163,8 +163,8 @@ def add_arguments(p) -> None:
 
 def _add_unet_options(p) -> None:
     """``--unet-base``, ``--unet-attention`` and ``--precision``: the UNet of the diffusion
-    models and its training (range in
-    ``core.params.COMMANDS["train"]``, defaults in ``models/diffusion/train.py``)."""
+    models and its training (range in ``core.params.COMMANDS["train"]``, defaults in
+    ``models/diffusion/train.py`` and ``models/engine.py``)."""
     from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
     from napari_nucleus_ai.models.engine import PRECISIONS
 

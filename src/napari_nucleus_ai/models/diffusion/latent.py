@@ -291,6 +291,18 @@ def reconstruction_loss(r, x, feat=None, perceptual: float = 0.0, colour: float 
     return loss
 
 
+def add_latent_noise(z, fraction: float):
+    """Latents ``z`` (torch, N x c x s x s) plus Gaussian noise of ``fraction`` of each
+    channel's standard deviation over the batch: the slightly-off latents a denoiser samples,
+    which the decoder learns to decode (``latent_noise`` of :func:`train_autoencoder`)."""
+    import torch
+
+    if fraction <= 0:
+        return z
+    sd = z.detach().float().std(dim=(0, 2, 3), keepdim=True)
+    return z + fraction * sd * torch.randn_like(z)
+
+
 def train_autoencoder(
     x: np.ndarray,
     *,
@@ -313,9 +325,9 @@ def train_autoencoder(
     :class:`PerceptualLoss` for RGB crops when ``perceptual > 0`` (keeps granules and
     chromatin texture, which pixel losses average away), plus ``colour`` times
     :func:`colour_loss` (the L1 of the crops' local mean colours, which the perceptual
-    loss's unit-length features leave grey). ``latent_noise``: the decoder sees latents with Gaussian noise of this
-    fraction of each channel's standard deviation added, so it learns to decode the
-    slightly-off latents a denoiser samples. ``init``: an autoencoder of the same ``latent``
+    loss's unit-length features leave grey). ``latent_noise``: the decoder sees latents
+    with noise (:func:`add_latent_noise`), so it learns to decode the slightly-off latents
+    a denoiser samples. ``init``: an autoencoder of the same ``latent``
     settings to continue from, as a state dict or as a file (:func:`autoencoder_init`
     reads it and refuses, naming the file, one of other settings or crop size).
     ``precision``: the arithmetic of the autoencoder's passes
@@ -348,11 +360,7 @@ def train_autoencoder(
         idx = rng.integers(0, len(x), batch_size)
         xb = torch.from_numpy(augment_pixels(x[idx], rng)).to(dev)
         with autocast(precision, dev):
-            z = ae.encode(xb).latents
-            if latent_noise > 0:
-                sd = z.detach().float().std(dim=(0, 2, 3), keepdim=True)
-                z = z + latent_noise * sd * torch.randn_like(z)
-            r = ae.decode(z).sample
+            r = ae.decode(add_latent_noise(ae.encode(xb).latents, latent_noise)).sample
         loss = reconstruction_loss(r.float(), xb, feat, perceptual, colour)
         opt.zero_grad(set_to_none=True)
         loss.backward()
