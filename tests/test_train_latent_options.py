@@ -1,5 +1,5 @@
 """``train --arch latent-diffusion`` with the autoencoder's options (``--ae-*``, ``--latent-channels``)
-the UNet's (``--unet-base``, ``--unet-attention``) and its training arithmetic
+the UNet's (``--unet-base``, ``--unet-mults``, ``--unet-attention``) and its training arithmetic
 (``--precision``).
 
 The options reach :func:`~napari_nucleus_ai.models.diffusion.latent.train_autoencoder` (the
@@ -35,6 +35,7 @@ AE_ARGS = [
 ]  # fmt: skip
 LATENT = {"channels": 2, "factor": 2, "width": 8}
 UNET_BASE = 8  # --unet-base of the trained package (the default is 16)
+UNET_MULTS = [1, 3]  # --unet-mults of the trained package (the default is 1,2,2)
 
 
 def _train_args(data, out, *extra):
@@ -95,6 +96,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
         extra = [*AE_ARGS, "--unet-base", str(UNET_BASE), "--unet-attention", "on"]
+        extra += ["--unet-mults", ",".join(map(str, UNET_MULTS))]
         extra += ["--precision", "bfloat16"]
         assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
@@ -153,6 +155,10 @@ def test_defaults_are_filled_in_where_no_option_is_given():
         ("--ae-latent-noise", "11"),
         ("--unet-base", "3"),
         ("--unet-base", "513"),
+        ("--unet-mults", "1,x"),
+        ("--unet-mults", "0,2"),
+        ("--unet-mults", "1,2,2,2,2,2"),
+        ("--unet-mults", "17"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_option(tmp_path, capsys, option, value):
@@ -183,9 +189,13 @@ def test_the_unet_base_reaches_the_network_and_the_card(trained):
     _, out, _ = trained
     params = _card(out)["architecture"]["params"]
     assert params["base"] == UNET_BASE and params["attention"] is True
+    assert params["mults"] == UNET_MULTS
     clear_cache()
     unet = load_model(out).modules[0].unet
     assert unet.base == UNET_BASE and unet.inp.weight.shape[0] == UNET_BASE
+    widths = {p.shape[0] for n, p in unet.named_parameters() if p.ndim == 4}
+    assert UNET_BASE * UNET_MULTS[-1] in widths  # the last level is 3x as wide
+    assert UNET_BASE * 2 not in widths  # no level of the default 1,2,2
     assert type(unet.attn).__name__ == "Attention"  # not the Identity of attention off
 
 
@@ -204,6 +214,10 @@ def test_the_unet_base_goes_to_the_params_of_either_diffusion_arch(tmp_path, arc
     )
     if arch == "latent-diffusion":
         assert _diffusion_options(args) == ({"latent": {"width": 8}, "base": 24}, None)
+    args = build_parser().parse_args(
+        ["train", str(tmp_path), "--out", "m.zip", "--arch", arch, "--unet-mults", "1,2,4,4"]
+    )
+    assert _diffusion_options(args) == ({"mults": [1, 2, 4, 4]}, None)
     for value, flag in (("on", True), ("off", False)):
         args = build_parser().parse_args(
             ["train", str(tmp_path), "--out", "m.zip", "--arch", arch, "--unet-attention", value]
@@ -249,6 +263,10 @@ def test_the_unet_base_with_another_arch_is_one_line(tmp_path, capsys, arch):
     line = _one_error_line(capsys)
     assert f"--unet-base: for --arch diffusion or latent-diffusion only, not --arch {arch}" in line
     assert not (tmp_path / "m.zip").exists()
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--unet-mults", "1,2")
+    assert main([*args, "--arch", arch]) == 2
+    line = _one_error_line(capsys)
+    assert f"--unet-mults: for --arch diffusion or latent-diffusion only, not --arch {arch}" in line
     args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--unet-attention", "on")
     assert main([*args, "--arch", arch]) == 2
     line = _one_error_line(capsys)

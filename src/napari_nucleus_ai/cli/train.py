@@ -162,15 +162,16 @@ def add_arguments(p) -> None:
 
 
 def _add_unet_options(p) -> None:
-    """``--unet-base``, ``--unet-attention`` and ``--precision``: the UNet of the diffusion
-    models and its training (range in ``core.params.COMMANDS["train"]``, defaults in
-    ``models/diffusion/train.py`` and ``models/engine.py``)."""
+    """``--unet-base``, ``--unet-mults``, ``--unet-attention`` and ``--precision``: the UNet
+    of the diffusion models and its training (ranges in ``core.params.COMMANDS["train"]`` and
+    ``models/diffusion/kind.py``, defaults in ``models/diffusion/train.py`` and
+    ``models/engine.py``)."""
     from napari_nucleus_ai.models.diffusion.train import ARCH_DEFAULTS
     from napari_nucleus_ai.models.engine import PRECISIONS
 
     g = p.add_argument_group(
         "UNet of --arch diffusion and latent-diffusion",
-        "the card records them (architecture.params.base and .attention)",
+        "the card records them (architecture.params.base, .mults and .attention)",
     )
     g.add_argument(
         "--unet-base",
@@ -178,6 +179,14 @@ def _add_unet_options(p) -> None:
         metavar="N",
         help=f"channels of the UNet's first level; the deeper levels have multiples of it "
         f"(default {ARCH_DEFAULTS['base']}; the 128-px recipe of docs/generative.md uses 64)",
+    )
+    g.add_argument(
+        "--unet-mults",
+        metavar="M,M,..",
+        help="channel multipliers of the UNet's levels, one per level, each level at half "
+        f"the resolution of the one before (architecture.params.mults; default "
+        f"{','.join(map(str, ARCH_DEFAULTS['mults']))}; the crop size must be divisible by "
+        "2 ** (levels - 1) times --ae-factor)",
     )
     g.add_argument(
         "--unet-attention",
@@ -356,9 +365,9 @@ def run(args) -> int:
 
 def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     """``(params, kind_options)`` of ``train_gen`` from the diffusion kind's options given:
-    the UNet's (``UNET_OPTIONS`` and ``--unet-attention``, any diffusion ``--arch``) to
-    ``params`` and ``--precision`` to ``kind_options``; the autoencoder's shape
-    (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
+    the UNet's (``UNET_OPTIONS``, ``--unet-mults`` and ``--unet-attention``, any diffusion
+    ``--arch``) to ``params`` and ``--precision`` to ``kind_options``; the autoencoder's
+    shape (``LATENT_OPTIONS``) to ``params["latent"]`` and its training (``AE_OPTIONS``,
     ``ae_init``) to ``kind_options`` (``--arch latent-diffusion``); a :class:`UsageError`
     naming the options given with an ``--arch`` they are not for."""
     from napari_nucleus_ai.models.diffusion.kind import (
@@ -366,6 +375,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         ARCHS,
         LATENT_OPTIONS,
         UNET_OPTIONS,
+        parse_mults,
     )
 
     latent = ("latent-diffusion",)
@@ -373,6 +383,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         *((f"--{k.replace('_', '-')}", "kind", k, latent) for k in (*AE_OPTIONS, "ae_init")),
         *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
         *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
+        ("--unet-mults", "params", "mults", ARCHS),
         ("--unet-attention", "params", "attention", ARCHS),
         ("--precision", "kind", "precision", ARCHS),
     ]
@@ -383,7 +394,11 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
         if value is None:
             continue
         if args.arch in archs:
-            out[where][key] = value == "on" if option == "--unet-attention" else value
+            if option == "--unet-attention":
+                value = value == "on"
+            elif option == "--unet-mults":
+                value = parse_mults(value)
+            out[where][key] = value
         else:
             wrong.setdefault(archs, []).append(option)
     for archs, names in wrong.items():

@@ -75,12 +75,8 @@ def validate(card: dict) -> None:
         raise InputError(None, "a diffusion classifier needs at least 2 classes")
     params = card["architecture"].get("params") or {}
     mults = params.get("mults", ARCH_DEFAULTS["mults"])
-    if not (
-        isinstance(mults, list)
-        and 1 <= len(mults) <= 5
-        and all(isinstance(m, int) and 1 <= m <= 16 for m in mults)
-    ):
-        raise InputError(None, "diffusion 'mults' must be a list of 1-5 integers in 1..16")
+    if not mults_ok(mults):
+        raise InputError(None, f"diffusion 'mults' must be {MULTS_ALLOWED}")
     _check_unet(params)
     if not isinstance(params.get("attention", False), bool):
         raise InputError(None, "diffusion 'attention' must be true or false")
@@ -148,6 +144,37 @@ def validate(card: dict) -> None:
 #: The card's UNet settings (``architecture.params``) and the ``train`` options whose ranges
 #: they share.
 UNET_OPTIONS = {"base": "--unet-base"}
+
+#: What the UNet's channel multipliers per level (``architecture.params.mults``,
+#: ``train --unet-mults``) may be: one level per entry, each halving the resolution after
+#: the first.
+MULTS_ALLOWED = "a list of 1-5 integers in 1..16"
+
+
+def mults_ok(mults) -> bool:
+    """Whether ``mults`` is a card's list of UNet channel multipliers (:data:`MULTS_ALLOWED`)."""
+    return (
+        isinstance(mults, list)
+        and 1 <= len(mults) <= 5
+        and all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 16 for m in mults)
+    )
+
+
+def parse_mults(text: str) -> list[int]:
+    """``train --unet-mults`` (``"1,2,4,4"``) as the card's list; a :class:`UsageError`
+    naming the option and the rule (:func:`mults_ok`) for anything else."""
+    from napari_nucleus_ai.core.errors import UsageError
+
+    try:
+        mults = [int(m) for m in str(text).split(",")]
+    except ValueError:
+        mults = None
+    if not mults_ok(mults):
+        raise UsageError(
+            f"--unet-mults {text}: must be {MULTS_ALLOWED.replace('a list of', '')}, "
+            "comma-separated (e.g. 1,2,4,4)"
+        )
+    return mults
 
 
 def _check_unet(params: dict) -> None:
