@@ -96,7 +96,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
         extra = [*AE_ARGS, "--unet-base", str(UNET_BASE), "--unet-attention", "on"]
-        extra += ["--unet-mults", ",".join(map(str, UNET_MULTS))]
+        extra += ["--unet-mults", ",".join(map(str, UNET_MULTS)), "--latent-std", "0.5"]
         extra += ["--precision", "bfloat16"]
         assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
@@ -155,6 +155,8 @@ def test_defaults_are_filled_in_where_no_option_is_given():
         ("--ae-latent-noise", "11"),
         ("--unet-base", "3"),
         ("--unet-base", "513"),
+        ("--latent-std", "0"),
+        ("--latent-std", "5"),
         ("--unet-mults", "1,x"),
         ("--unet-mults", "0,2"),
         ("--unet-mults", "1,2,2,2,2,2"),
@@ -414,3 +416,45 @@ def test_a_card_s_attention_must_be_a_boolean(trained, bad):
     card["architecture"]["params"]["attention"] = bad
     with pytest.raises(InputError, match="diffusion 'attention' must be true or false"):
         validate(card)
+
+
+def test_the_latent_std_reaches_the_stats_and_the_card(trained):
+    """``--latent-std 0.5``: the UNet learnt latents of standard deviation 0.5 (the package's
+    ``scale`` is half of unit variance's), and the card says so."""
+    import torch
+
+    from napari_nucleus_ai.models.diffusion.latent import latent_bank, latent_stats
+    from napari_nucleus_ai.models.package import clear_cache, load_model
+
+    root, out, _ = trained
+    assert _card(out)["diffusion"]["latent_std"] == 0.5
+    clear_cache()
+    net = load_model(out).modules[0]
+    card = _card(out)
+    from napari_nucleus_ai.classify.trainset import load_class_folders
+    from napari_nucleus_ai.models.inputs import prepare
+
+    ts = load_class_folders(root / "data")
+    x, _ = prepare(ts.samples, card)
+    z, _ = latent_bank(net.ae, x, np.asarray(ts.labels), copies=2, seed=0)
+    std_scale = latent_stats(z)[1]
+    got = net.scale.detach().numpy().ravel()
+    # the package's latents were drawn with other augmentations: the same order of size
+    assert np.all(got < 0.75 * std_scale) and np.all(got > 0.3 * std_scale)
+    with torch.no_grad():
+        zs = net.encode(torch.as_tensor(x[:4]))
+    assert float(zs.std()) < 0.8
+
+
+def test_latent_stats_scale_to_the_asked_std():
+    from napari_nucleus_ai.models.diffusion.latent import latent_stats
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(3.0, 2.0, (50, 4, 8, 8)).astype(np.float32)
+    for std in (1.0, 0.5):
+        shift, scale = latent_stats(z, std=std)
+        zs = (z - shift[:, None, None]) * scale[:, None, None]
+        assert np.allclose(zs.std(axis=(0, 2, 3)), std, atol=1e-3)
+        assert np.allclose(zs.mean(axis=(0, 2, 3)), 0, atol=1e-3)
+    with pytest.raises(ValueError, match="latent std"):
+        latent_stats(z, std=0.0)

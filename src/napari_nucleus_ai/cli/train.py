@@ -273,6 +273,14 @@ def _add_autoencoder_options(p) -> None:
         "an autoencoder's .safetensors, of the same width, latent channels, factor (and, for "
         "a package, crop size)",
     )
+    g.add_argument(
+        "--latent-std",
+        type=float,
+        metavar="S",
+        help="standard deviation of the latents the UNet learns (diffusion.latent_std; "
+        "default 1; below 1 lowers the signal-to-noise ratio of every noise level by S "
+        "squared: the 128-px recipe of docs/generative.md, with 32 x 32 latents, uses 0.5)",
+    )
 
 
 class _DataSources(argparse.Action):
@@ -381,6 +389,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     latent = ("latent-diffusion",)
     table = [  # (option, where it goes, its key there, the archs it is for)
         *((f"--{k.replace('_', '-')}", "kind", k, latent) for k in (*AE_OPTIONS, "ae_init")),
+        ("--latent-std", "kind", "latent_std", latent),
         *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
         *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
         ("--unet-mults", "params", "mults", ARCHS),

@@ -338,6 +338,7 @@ LATENT_TRAINING = (
     Param("--ae-perceptual", float, 0, 100, optional=True, step=0.1),
     Param("--ae-colour", float, 0, 100, optional=True, step=0.1),
     Param("--ae-latent-noise", float, 0, 10, optional=True, step=0.05),
+    Param("--latent-std", float, high=4, optional=True, step=0.05, **_POS),
 )
 
 #: ``train --arch diffusion`` / ``latent-diffusion``: the UNet's width, the channels of its

@@ -13,7 +13,9 @@ error-gap softmax and the anomaly reference ``ref``), and for a latent model who
 autoencoder was trained here ``autoencoder``: how (:func:`autoencoder_training`; with
 ``init`` and ``init_sha256`` when it continued from a file, ``kind_options["ae_init"]``),
 and ``precision``: the arithmetic of the UNet's and the autoencoder's training
-(``kind_options["precision"]``).
+(``kind_options["precision"]``); a latent model trained from scratch also records
+``latent_std``, the standard deviation its UNet learnt the latents at
+(``kind_options["latent_std"]``, :func:`.latent.latent_stats`).
 ``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
@@ -460,7 +462,8 @@ def fit(train, val, card: dict, options: dict):
             copies=int(options.get("copies") or 16),
             seed=int(options.get("seed", 0)),
         )
-        stats = latent_stats(x_fit)
+        latent_std = float(options.get("latent_std") or 1.0)
+        stats = latent_stats(x_fit, std=latent_std)
         if init is not None:  # a scalar scale (older weights) applies to every channel
             stats = tuple(
                 np.array(np.broadcast_to(init[k], stats[0].shape)) for k in ("shift", "scale")
@@ -547,6 +550,8 @@ def fit(train, val, card: dict, options: dict):
     card["diffusion"]["precision"] = model.config["training"]["precision"]
     if prop is not None:
         card["diffusion"]["proposer"] = prop
+    if latent and init is None:
+        card["diffusion"]["latent_std"] = latent_std
     if ae_training is not None:  # a record of how the autoencoder was trained
         card["diffusion"]["autoencoder"] = ae_training
     card["calibration"]["temperature"] = 1.0

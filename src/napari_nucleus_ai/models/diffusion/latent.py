@@ -60,17 +60,24 @@ PERCEPTUAL_SIZE = 128
 COLOUR_POOL = 8
 
 
-def latent_stats(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel ``shift`` (mean) and ``scale`` (1 / std) of latents ``(N, C, s, s)``.
+def latent_stats(z: np.ndarray, std: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``shift`` (mean) and ``scale`` (``std`` / standard deviation) of
+    latents ``(N, C, s, s)``.
 
-    ``(z - shift) * scale`` is centred with unit variance in every channel, as the
-    noise schedule assumes.
+    ``(z - shift) * scale`` is centred with standard deviation ``std`` in every channel.
+    ``std`` 1 is the variance the noise schedule assumes; ``std`` below 1 lowers every
+    noise level's signal-to-noise ratio by ``std ** 2`` (Chen 2023, input scaling), which
+    larger latents need: neighbouring latent pixels repeat each other, so at the same noise
+    level more of the cell's shape survives in a 32 x 32 latent than in a 16 x 16 one
+    (``train --latent-std``, ``diffusion.latent_std`` in the card).
     """
     z = np.asarray(z, np.float64)
     if z.ndim != 4 or len(z) == 0:
         raise ValueError(f"expected latents (N, C, s, s), got {z.shape}")
+    if not (np.isfinite(std) and std > 0):
+        raise ValueError(f"latent std must be > 0, got {std}")
     shift = z.mean(axis=(0, 2, 3))
-    scale = 1.0 / np.maximum(z.std(axis=(0, 2, 3)), 1e-6)
+    scale = float(std) / np.maximum(z.std(axis=(0, 2, 3)), 1e-6)
     return shift.astype(np.float32), scale.astype(np.float32)
 
 
