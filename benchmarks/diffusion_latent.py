@@ -161,7 +161,7 @@ def train(args) -> None:
                     "ema": args.ema,
                     "copies": args.copies,
                     "precision": args.precision,
-                    "latent_scale": args.latent_scale,
+                    "latent_std": args.latent_std,
                 },
             }
         )
@@ -201,8 +201,7 @@ def train(args) -> None:
     if args.steps == 0:
         return
     z, zy = latent_bank(ae, x[keep], y[keep], copies=args.copies)
-    shift, scale = latent_stats(z)
-    scale = scale * args.latent_scale
+    shift, scale = latent_stats(z, std=args.latent_std)
     zs = (z - shift[:, None, None]) * scale[:, None, None]
     log(
         out,
@@ -532,11 +531,10 @@ def main(argv=None) -> int:
         "--precision", default="auto", choices=PRECISIONS, help="the UNet's training arithmetic"
     )
     t.add_argument(
-        "--latent-scale",
+        "--latent-std",
         type=float,
         default=1.0,
-        help="standard deviation of the latents the UNet learns (1: unit variance; 0.5 "
-        "shifts the noise schedule's signal-to-noise ratio 4x lower, Chen 2023)",
+        help="standard deviation of the latents the UNet learns (train --latent-std)",
     )
     t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
     dd = sub.add_parser("decoder")
