@@ -164,7 +164,7 @@ def mults_ok(mults) -> bool:
 
 def parse_mults(text: str) -> list[int]:
     """``train --unet-mults`` (``"1,2,4,4"``) as the card's list; a :class:`UsageError`
-    naming the option and the rule (:func:`mults_ok`) for anything else."""
+    naming the option and the rule of :func:`mults_ok` for anything else."""
     from napari_nucleus_ai.core.errors import UsageError
 
     try:
@@ -173,8 +173,7 @@ def parse_mults(text: str) -> list[int]:
         mults = None
     if not mults_ok(mults):
         raise UsageError(
-            f"--unet-mults {text}: must be {MULTS_ALLOWED.replace('a list of', '')}, "
-            "comma-separated (e.g. 1,2,4,4)"
+            f"--unet-mults {text}: must be 1-5 comma-separated integers in 1..16 (e.g. 1,2,4,4)"
         )
     return mults
 
