@@ -162,6 +162,7 @@ def train(args) -> None:
                     "copies": args.copies,
                     "precision": args.precision,
                     "latent_std": args.latent_std,
+                    "no_jitter": args.no_jitter,
                 },
             }
         )
@@ -200,6 +201,10 @@ def train(args) -> None:
         )
     if args.steps == 0:
         return
+    if args.no_jitter:  # the copies differ by their dihedral transform alone
+        from napari_nucleus_ai.models.diffusion import latent as latent_module
+
+        latent_module.augment_pixels = lambda xa, rng: np.asarray(xa, np.float32)
     z, zy = latent_bank(ae, x[keep], y[keep], copies=args.copies)
     shift, scale = latent_stats(z, std=args.latent_std)
     zs = (z - shift[:, None, None]) * scale[:, None, None]
@@ -535,6 +540,11 @@ def main(argv=None) -> int:
         type=float,
         default=1.0,
         help="standard deviation of the latents the UNet learns (train --latent-std)",
+    )
+    t.add_argument(
+        "--no-jitter",
+        action="store_true",
+        help="the UNet's augmented copies without stain and light jitter (dihedral only)",
     )
     t.add_argument("--factor", type=int, default=LATENT["factor"], help="autoencoder down-sampling")
     dd = sub.add_parser("decoder")
