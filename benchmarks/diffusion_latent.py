@@ -201,11 +201,7 @@ def train(args) -> None:
         )
     if args.steps == 0:
         return
-    if args.no_jitter:  # the copies differ by their dihedral transform alone
-        from napari_nucleus_ai.models.diffusion import latent as latent_module
-
-        latent_module.augment_pixels = lambda xa, rng: np.asarray(xa, np.float32)
-    z, zy = latent_bank(ae, x[keep], y[keep], copies=args.copies)
+    z, zy = latent_bank(ae, x[keep], y[keep], copies=args.copies, jitter=not args.no_jitter)
     shift, scale = latent_stats(z, std=args.latent_std)
     zs = (z - shift[:, None, None]) * scale[:, None, None]
     log(

@@ -72,6 +72,19 @@ def _spy_autoencoder(mp, calls: list) -> None:
     mp.setattr(latent, "train_autoencoder", spy)
 
 
+def _spy_latent_bank(mp, calls: list) -> None:
+    """Record the keyword arguments of every ``latent.latent_bank`` call."""
+    from napari_nucleus_ai.models.diffusion import latent
+
+    real = latent.latent_bank
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    mp.setattr(latent, "latent_bank", spy)
+
+
 def _card(path) -> dict:
     with zipfile.ZipFile(path) as zf:
         return json.loads(zf.read("card.json"))
@@ -95,11 +108,15 @@ def trained(tmp_path_factory):
     calls: list = []
     with pytest.MonkeyPatch.context() as mp:
         _spy_autoencoder(mp, calls)
+        _spy_latent_bank(mp, BANK_CALLS)
         extra = [*AE_ARGS, "--unet-base", str(UNET_BASE), "--unet-attention", "on"]
         extra += ["--unet-mults", ",".join(map(str, UNET_MULTS)), "--latent-std", "0.5"]
-        extra += ["--precision", "bfloat16"]
+        extra += ["--precision", "bfloat16", "--latent-jitter", "off"]
         assert main(_train_args(root / "data", out, *extra)) == 0
     return root, out, calls
+
+
+BANK_CALLS: list = []  # the keyword arguments of the trained fixture's latent_bank calls
 
 
 def test_the_options_reach_the_autoencoder_training(trained):
@@ -436,7 +453,7 @@ def test_the_latent_std_reaches_the_stats_and_the_card(trained):
 
     ts = load_class_folders(root / "data")
     x, _ = prepare(ts.samples, card)
-    z, _ = latent_bank(net.ae, x, np.asarray(ts.labels), copies=2, seed=0)
+    z, _ = latent_bank(net.ae, x, np.asarray(ts.labels), copies=2, seed=0, jitter=False)
     std_scale = latent_stats(z)[1]
     got = net.scale.detach().numpy().ravel()
     # the package's latents were drawn with other augmentations: the same order of size
@@ -458,3 +475,66 @@ def test_latent_stats_scale_to_the_asked_std():
         assert np.allclose(zs.mean(axis=(0, 2, 3)), 0, atol=1e-3)
     with pytest.raises(ValueError, match="latent std"):
         latent_stats(z, std=0.0)
+
+
+def test_latent_jitter_off_reaches_the_bank_and_the_card(trained):
+    """``--latent-jitter off``: the UNet's latents come from copies without stain or light
+    jitter, and the card says so."""
+    assert [kw["jitter"] for kw in BANK_CALLS] == [False]
+    assert _card(trained[1])["diffusion"]["latent_jitter"] is False
+
+
+class _IdentityAE:
+    """An "autoencoder" whose latents are the crops themselves."""
+
+    def encode(self, x):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(latents=x)
+
+
+def _is_dihedral_copy(copy, crop) -> bool:
+    from napari_nucleus_ai.models.diffusion.latent import dihedral
+
+    return any(np.allclose(copy, dihedral(crop, k), atol=1e-6) for k in range(8))
+
+
+@pytest.mark.parametrize("jitter", [False, True])
+def test_the_latent_bank_jitters_only_when_asked(jitter):
+    """Without jitter every copy of a crop is one of its 8 dihedral transforms and the copies
+    cover several; with it, the copies after the first are colours no transform gives."""
+    from napari_nucleus_ai.models.diffusion.latent import latent_bank
+
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(0.2, 0.9, (3, 3, 8, 8)) * 2 - 1).astype(np.float32)
+    copies = 6
+    z, y = latent_bank(_IdentityAE(), x, np.arange(3), copies=copies, seed=0, jitter=jitter)
+    assert z.shape == (3 * copies, 3, 8, 8) and list(y) == [0, 1, 2] * copies
+    same = [_is_dihedral_copy(z[k * 3 + i], x[i]) for k in range(copies) for i in range(3)]
+    assert all(same[:3])  # the first copy is the crop itself
+    if jitter:
+        assert not any(same[3:])
+    else:
+        assert all(same)
+        from napari_nucleus_ai.models.diffusion.latent import dihedral
+
+        kinds = {
+            next(k for k in range(8) if np.allclose(z[c * 3], dihedral(x[0], k)))
+            for c in range(copies)
+        }
+        assert len(kinds) > 2
+
+
+def test_latent_jitter_goes_to_the_kind_options_and_only_for_latent_diffusion(tmp_path, capsys):
+    from napari_nucleus_ai.cli import build_parser, main
+    from napari_nucleus_ai.cli.train import _diffusion_options
+
+    args = build_parser().parse_args(
+        ["train", str(tmp_path), "--out", "m.zip", "--arch", "latent-diffusion"]
+        + ["--latent-jitter", "off"]
+    )
+    assert _diffusion_options(args) == (None, {"latent_jitter": "off"})
+    args = _train_args(tmp_path / "no-data", tmp_path / "m.zip", "--latent-jitter", "off")
+    assert main([*args, "--arch", "diffusion"]) == 2
+    line = _one_error_line(capsys)
+    assert "--latent-jitter: for --arch latent-diffusion only" in line

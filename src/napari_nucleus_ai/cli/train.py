@@ -281,6 +281,13 @@ def _add_autoencoder_options(p) -> None:
         "default 1; below 1 lowers the signal-to-noise ratio of every noise level by S "
         "squared: the 128-px recipe of docs/generative.md, with 32 x 32 latents, uses 0.5)",
     )
+    g.add_argument(
+        "--latent-jitter",
+        choices=("on", "off"),
+        help="HED stain and light jitter in the augmented copies the UNet learns from "
+        "(diffusion.latent_jitter; default on; off: dihedral transforms only, so generated "
+        "cells keep the training microscope's colours)",
+    )
 
 
 class _DataSources(argparse.Action):
@@ -390,6 +397,7 @@ def _diffusion_options(args) -> tuple[dict | None, dict | None]:
     table = [  # (option, where it goes, its key there, the archs it is for)
         *((f"--{k.replace('_', '-')}", "kind", k, latent) for k in (*AE_OPTIONS, "ae_init")),
         ("--latent-std", "kind", "latent_std", latent),
+        ("--latent-jitter", "kind", "latent_jitter", latent),
         *((o, "latent", k, latent) for k, o in LATENT_OPTIONS.items()),
         *((o, "params", k, ARCHS) for k, o in UNET_OPTIONS.items()),
         ("--unet-mults", "params", "mults", ARCHS),

@@ -15,7 +15,9 @@ autoencoder was trained here ``autoencoder``: how (:func:`autoencoder_training`;
 and ``precision``: the arithmetic of the UNet's and the autoencoder's training
 (``kind_options["precision"]``); a latent model trained from scratch also records
 ``latent_std``, the standard deviation its UNet learnt the latents at
-(``kind_options["latent_std"]``, :func:`.latent.latent_stats`).
+(``kind_options["latent_std"]``, :func:`.latent.latent_stats`) and ``latent_jitter``,
+whether its latents were encoded from stain- and light-jittered copies
+(``kind_options["latent_jitter"]``, ``"on"`` or ``"off"``; :func:`.latent.latent_bank`).
 ``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
@@ -453,13 +455,20 @@ def fit(train, val, card: dict, options: dict):
                 ae_training["init"] = ae_file
                 if os.path.isfile(ae_file):
                     ae_training["init_sha256"] = _digest(ae_file)
-        yield Progress(0, None, "encoding augmented crops (dihedral, stain and light jitter)")
+        jitter = options.get("latent_jitter", "on") != "off"
+        yield Progress(
+            0,
+            None,
+            "encoding augmented crops (dihedral"
+            + (", stain and light jitter)" if jitter else " transforms only)"),
+        )
         x_fit, y_fit = latent_bank(
             ae,
             x_tr,
             y_tr,
             copies=int(options.get("copies") or 16),
             seed=int(options.get("seed", 0)),
+            jitter=jitter,
         )
         latent_std = float(options.get("latent_std") or 1.0)
         stats = latent_stats(x_fit, std=latent_std)
@@ -551,6 +560,7 @@ def fit(train, val, card: dict, options: dict):
         card["diffusion"]["proposer"] = prop
     if latent and init is None:
         card["diffusion"]["latent_std"] = latent_std
+        card["diffusion"]["latent_jitter"] = jitter
     if ae_training is not None:  # a record of how the autoencoder was trained
         card["diffusion"]["autoencoder"] = ae_training
     card["calibration"]["temperature"] = 1.0

@@ -384,10 +384,21 @@ def train_autoencoder(
 
 
 def latent_bank(
-    ae, x: np.ndarray, y: np.ndarray, copies: int = 8, seed: int = 0, batch_size: int = 64
+    ae,
+    x: np.ndarray,
+    y: np.ndarray,
+    copies: int = 8,
+    seed: int = 0,
+    batch_size: int = 64,
+    jitter: bool = True,
 ):
     """Encode ``copies`` augmented versions of every crop (the first copy of each
     crop un-jittered, every copy under another dihedral transform).
+
+    ``jitter`` adds HED stain and light jitter to every copy but the first
+    (``train --latent-jitter``). Without it the copies differ by their dihedral
+    transform alone, and a generator learns the training microscope's colours
+    rather than the spread of the jitter.
 
     Returns unscaled latents ``(N * copies, c, s, s)`` float32 and their labels.
     """
@@ -399,7 +410,7 @@ def latent_bank(
         if k == 0:
             xa = np.asarray(x, np.float32)
         else:
-            xa = augment_pixels(x, rng)
+            xa = augment_pixels(x, rng, stain=jitter)
             xa = np.stack([dihedral(c, (k + i) % 8) for i, c in enumerate(xa)])
         xs.append(xa)
         ys.append(np.asarray(y))
