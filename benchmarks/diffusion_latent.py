@@ -62,7 +62,9 @@ classifier (``train DATA --out CLASSIFIER.zip``) on both (the share recognised a
 class), writes a grid (``grid.png``, 8 per class, one class per row) and the Frechet
 distance on EfficientNet-Lite0 features (the morph model's frozen backbone, whole crop at
 224 px) of 9 generated cells per class to the 24 held-back crops, beside that of the 72
-training crops to the same held-back crops (real vs real).
+training crops to the same held-back crops (real vs real), and per class the median
+diameter of the generated cells over that of the real crops (``gen_size_ratio``; the
+canonical frame's measure, from the nucleus hull).
 """
 
 from __future__ import annotations
@@ -593,6 +595,7 @@ def main(argv=None) -> int:
     e.add_argument("--grid", type=int, default=8, help="cells per class in the grid")
     e.add_argument("--steps", type=int, default=50)
     e.add_argument("--guidance", type=float, default=2.0)
+    e.add_argument("--seed", type=int, default=1, help="seed of the generated cells")
     e.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0: deterministic)")
     e.add_argument("--interval", type=float, nargs=2, help="guide only at noise levels in (LO, HI]")
     e.add_argument(
@@ -713,7 +716,7 @@ def evaluate(args) -> None:
                 n=args.n,
                 steps=args.steps,
                 guidance=args.guidance,
-                seed=1,
+                seed=args.seed,
                 eta=args.eta,
                 interval=tuple(args.interval) if args.interval else None,
             )
@@ -735,6 +738,8 @@ def evaluate(args) -> None:
     rec = {"evaluated": args.package, "ae": args.ae, "generation_cpu_s": round(gen_cpu, 1)}
     rec.update(n_per_class=args.n, steps=args.steps)
     rec["guidance"] = args.guidance
+    if args.seed != 1:
+        rec["seed"] = args.seed
     if args.eta or args.interval:
         rec.update(eta=args.eta, interval=args.interval)
     for part in ("gen", real_part, recon_part):
@@ -745,7 +750,19 @@ def evaluate(args) -> None:
     rec["fd_generated_vs_held"] = round(frechet(f_gen, f_held), 1)
     rec["fd_train_vs_held"] = round(frechet(f_train, f_held), 1)
     rec["n_fd"] = [len(f_gen), len(f_train), len(f_held)]
+    rec["gen_size_ratio"] = {  # median cell diameter, generated / all real crops of the class
+        n: round(float(np.median(cell_diameters(gen[n])) / np.median(cell_diameters(x[y == c]))), 2)
+        for c, n in enumerate(names)
+    }
     log(run, stage="evaluate", **rec)
+
+
+def cell_diameters(crops: np.ndarray) -> np.ndarray:
+    """The central white cell's diameter in pixels of crops ``(N, 3, S, S)`` in [-1, 1], as
+    the canonical frame measures it (the nucleus hull; ``cellframe.find_cell``)."""
+    from napari_nucleus_ai.models.cellframe import find_cell
+
+    return np.array([find_cell(np.moveaxis((c + 1) / 2, 0, -1))["diameter"] for c in crops])
 
 
 if __name__ == "__main__":
