@@ -538,3 +538,26 @@ def test_latent_jitter_goes_to_the_kind_options_and_only_for_latent_diffusion(tm
     assert main([*args, "--arch", "diffusion"]) == 2
     line = _one_error_line(capsys)
     assert "--latent-jitter: for --arch latent-diffusion only" in line
+
+
+@pytest.mark.parametrize("value", [False, "off"])
+def test_latent_jitter_off_from_python_as_a_bool_or_off(tmp_path, value):
+    """``train(..., kind_options={"latent_jitter": False})`` is ``--latent-jitter off``."""
+    from napari_nucleus_ai.classify.train import train
+
+    _write_class_folders(tmp_path / "data", per_class=3)
+    calls: list = []
+    with pytest.MonkeyPatch.context() as mp:
+        _spy_latent_bank(mp, calls)
+        train(
+            tmp_path / "data",
+            tmp_path / "m.zip",
+            arch="latent-diffusion",
+            crop_size=16,
+            val_fraction=0.34,
+            threads=1,
+            params={"base": 8, "mults": [1, 2], "latent": LATENT},
+            kind_options={"steps": 2, "ae_steps": 1, "ae_perceptual": 0.0, "latent_jitter": value},
+        )
+    assert [kw["jitter"] for kw in calls] == [False]
+    assert _card(tmp_path / "m.zip")["diffusion"]["latent_jitter"] is False

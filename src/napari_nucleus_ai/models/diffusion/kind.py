@@ -17,7 +17,7 @@ and ``precision``: the arithmetic of the UNet's and the autoencoder's training
 ``latent_std``, the standard deviation its UNet learnt the latents at
 (``kind_options["latent_std"]``, :func:`.latent.latent_stats`) and ``latent_jitter``,
 whether its latents were encoded from stain- and light-jittered copies
-(``kind_options["latent_jitter"]``, ``"on"`` or ``"off"``; :func:`.latent.latent_bank`).
+(``kind_options["latent_jitter"]``: ``"on"`` / ``"off"`` or a bool; :func:`.latent.latent_bank`).
 ``calibration.temperature`` stays 1 (probabilities are already calibrated by ``tau``).
 
 ``predict`` returns ``(samples, extra)``: probability samples ``(1, N, C)`` and
@@ -455,7 +455,7 @@ def fit(train, val, card: dict, options: dict):
                 ae_training["init"] = ae_file
                 if os.path.isfile(ae_file):
                     ae_training["init_sha256"] = _digest(ae_file)
-        jitter = options.get("latent_jitter", "on") != "off"
+        jitter = options.get("latent_jitter", "on") not in ("off", False)
         yield Progress(
             0,
             None,
