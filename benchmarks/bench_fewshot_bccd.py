@@ -13,6 +13,9 @@ as a user would run it:
    (``--source-weights auto``) per seed, and predicts the test cells with both;
 4. reports balanced accuracy of the argmax over the classes with >= 5 test cells, the share of
    certain (one-class set, not unidentified) and wrong predictions, and the flagged share;
+   the same on the test cells whose by-eye label was given with high confidence, and with
+   high or medium confidence (``by_confidence``: no monocyte was labelled with high
+   confidence, so the first counts 3 classes);
    with ``--adapt both``, each model predicts twice, ``--adapt auto`` (the default: the
    package's fallback adapted to the routed cells as one batch) and ``--adapt off``, with the
    CPU seconds of each ``predict`` and the share of ``adapted`` cells.
@@ -63,7 +66,14 @@ def crops(out: Path) -> pd.DataFrame:
                 path = out / r["label"] / f"{k:03d}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 im.crop(box).save(path)  # PIL pads outside the field with black
-            rows.append({"path": str(path), "label": r["label"], "image": r["image"]})
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": r["label"],
+                    "image": r["image"],
+                    "confidence": r["confidence"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -87,6 +97,8 @@ def run(*argv) -> float:
 
 
 def score(pred_csv: Path, test: pd.DataFrame) -> dict:
+    """Figures of one ``predict`` CSV on the test cells, also by the by-eye labels'
+    confidence."""
     df = pd.read_csv(pred_csv)
     key = next(c for c in ("input", "path", "file", "source") if c in df.columns)
     df = df.set_index(df[key].astype(str))
@@ -100,6 +112,17 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
     shown = got["label"].astype(str).to_numpy()  # what the user is shown (or unidentified)
     one = got["set_size"].to_numpy() == 1 if "set_size" in got else np.ones(len(got), bool)
     certain = (shown != "unidentified") & one
+    by_confidence = {}
+    for name, levels in (("high", ("high",)), ("high_medium", ("high", "medium"))):
+        sel = test["confidence"].isin(levels).to_numpy()
+        t_sel, a_sel = truth[sel], argmax[sel]
+        kept = [c for c in np.unique(t_sel) if (t_sel == c).sum() >= 5]
+        by_confidence[name] = {
+            "n_test": int(sel.sum()),
+            "classes_counted": kept,
+            "balanced_accuracy": float(np.mean([(a_sel[t_sel == c] == c).mean() for c in kept])),
+            "certain_and_wrong": float((certain[sel] & (a_sel != t_sel)).mean()),
+        }
     return {
         "n_test": int(len(test)),
         "balanced_accuracy": float(np.mean([recall[c] for c in counted])),
@@ -112,6 +135,7 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
         # test-time adaptation: the share of cells whose probabilities it replaced
         "adapted": float(got["adapted"].astype(bool).mean()) if "adapted" in got else None,
         "argmax_mix": pd.Series(argmax).value_counts().to_dict(),
+        "by_confidence": by_confidence,
     }
 
 
