@@ -17,6 +17,8 @@ Variants (``--variants``):
 
 * ``imagenet``: the product (ImageNet batch-norm statistics);
 * ``grey``: the backbone sees the luminance (descriptor unchanged);
+* ``taps:4-7-10``: the pooled output of those blocks beside the product's features (one
+  ImageNet head on all of them);
 * ``adabn:K``: the batch-norm statistics of the stem and the first ``K`` blocks (``all``:
   every one) re-estimated on the clean PBC inputs for training, and on each test batch
   (a held-out fold under one shift, the BCCD cells) for it;
@@ -115,13 +117,28 @@ def reestimated(net, imgs, upto):
     return inference_copy(n.eval())
 
 
-def imagenet_features(net, imgs) -> np.ndarray:
+def imagenet_features(net, imgs, taps=()) -> np.ndarray:
+    """Pooled features of ``net`` (as the product computes them), followed by the spatial
+    mean of the output of each block in ``taps``."""
     import torch
 
     from napari_nucleus_ai.models.nets.imagenet import features
 
-    with torch.inference_mode():
-        return np.concatenate([features(net, b, 1 / 1.4).numpy() for b in _tensor(imgs).split(32)])
+    pooled = []
+    hooks = [
+        net._blocks[j].register_forward_hook(lambda m, i, o: pooled.append(o.mean((2, 3))))
+        for j in taps
+    ]
+    out = []
+    try:
+        with torch.inference_mode():
+            for b in _tensor(imgs).split(32):
+                pooled.clear()
+                out.append(torch.cat([features(net, b, 1 / 1.4), *pooled], 1).numpy())
+    finally:
+        for h in hooks:
+            h.remove()
+    return np.concatenate(out)
 
 
 def pbc_cv(fold_features, y) -> dict:
@@ -218,7 +235,10 @@ def main(argv=None) -> None:
     for v in args.variants.split(","):
         t = time.perf_counter()
         view = lambda a: a  # noqa: E731
-        if v in ("imagenet", "grey"):
+        taps = ()
+        if v.startswith("taps:"):  # e.g. taps:4-7-10: those blocks' pooled output too
+            taps = tuple(int(j) for j in v.split(":")[1].split("-"))
+        if v in ("imagenet", "grey") or taps:
             fixed = inference_copy(base)
             src, tgt = fixed, lambda imgs, fixed=fixed: fixed
             if v == "grey":
@@ -230,20 +250,21 @@ def main(argv=None) -> None:
             src = reestimated(base, ref, upto)
             tgt = lambda imgs, upto=upto: reestimated(base, imgs, upto)  # noqa: E731
         F = {
-            "clean": np.concatenate([desc["clean"], imagenet_features(src, view(D["clean"]))], 1),
+            "clean": np.concatenate(
+                [desc["clean"], imagenet_features(src, view(D["clean"]), taps)], 1
+            ),
             "aug": np.stack(
                 [
-                    np.concatenate([desc["aug"][i], imagenet_features(src, view(a))], 1)
+                    np.concatenate([desc["aug"][i], imagenet_features(src, view(a), taps)], 1)
                     for i, a in enumerate(D["aug"])
                 ]
             ),
         }
         fold = None
         for key in ("harsh", "another", "bccd"):
-            if key == "bccd" or v in ("imagenet", "grey"):
-                F[key] = np.concatenate(
-                    [desc[key], imagenet_features(tgt(D[key]), view(D[key]))], 1
-                )
+            if key == "bccd" or v in ("imagenet", "grey") or taps:
+                f = imagenet_features(tgt(D[key]), view(D[key]), taps)
+                F[key] = np.concatenate([desc[key], f], 1)
             else:  # each held-out fold under the shift is one batch
                 from bench_transfer import pbc_folds
 
