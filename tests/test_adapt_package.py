@@ -424,7 +424,10 @@ def test_chunks_of_one_input_are_adapted_as_one_batch(pair, shifted):
 
 def test_batch_adapts_the_cell_chunks_of_an_input_as_one_batch(pair, shifted, tmp_path):
     """``batch``'s cell-chunk tasks of one input (20 cells each, under the gate alone) are
-    adapted together when merged: the merged cell table is ``classify``'s of the whole input."""
+    adapted together when merged (the default, ``adapt="auto"``): the merged cell table is
+    ``classify``'s of the whole input. With ``adapt="folder"`` the merged table is kept
+    unadapted, with the routed features of every chunk, for the run's adaptation across
+    inputs."""
     import time
 
     import tifffile
@@ -464,4 +467,163 @@ def test_batch_adapts_the_cell_chunks_of_an_input_as_one_batch(pair, shifted, tm
         **counts,
     }
     off = Settings(method="wbc", model=str(pair[1]), adapt="off")
-    assert off.key() != settings.key() == Settings(method="wbc", model=str(pair[1])).key()
+    auto = Settings(method="wbc", model=str(pair[1]), adapt="folder")
+    assert len({off.key(), settings.key(), auto.key()}) == 3
+    # folder: the merged table unadapted, kept with the chunks' features in order
+    from napari_nucleus_ai.batch.adapt import kept_paths
+
+    seg.work = str(work)
+    work.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(work / "labels.tif", labels)
+    parts = [classify_chunk(seg, a, b, auto) for a, b in seg.chunks(20)]
+    row = merge_chunks(seg, parts, str(tmp_path / "out"), auto)
+    assert row["status"] == "ok", row["error"]
+    kept_csv, kept_npy = kept_paths(tmp_path / "out", "mosaic")
+    got = pd.read_csv(tmp_path / "out" / "mosaic_cells.csv")
+    assert "adapted" not in got
+    pd.testing.assert_frame_equal(pd.read_csv(kept_csv), got)
+    features = np.load(kept_npy)
+    assert len(features) == got["routed"].astype(bool).sum()
+    np.testing.assert_allclose(features, np.concatenate([f for _, _, f in parts]))
+
+
+def _strips(items, tmp_path, folder: str):
+    """The 40 cells of ``_mosaic`` as 5 images of one row (8 cells each, under the gate
+    alone) in ``folder``: ``[(path, labels)]``."""
+    import tifffile
+
+    image, labels = _mosaic(items)
+    side = items[0].shape[0]
+    d = tmp_path / folder
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for r in range(image.shape[0] // side):
+        path = d / f"strip{r}.tif"
+        tifffile.imwrite(path, image[r * side : (r + 1) * side])
+        out.append((path, labels[r * side : (r + 1) * side]))
+    return out
+
+
+def _classified_inputs(settings, strips, out, rows) -> None:
+    """What ``batch``'s input tasks do for each strip: classify its cells (and, with
+    ``adapt="folder"``, keep the unadapted table and routed features) and write the table."""
+    from napari_nucleus_ai.batch.tasks import _classify_kept, output_paths
+    from napari_nucleus_ai.cells import measure_cells, write_cell_table
+    from napari_nucleus_ai.segment.run import Segmentation
+
+    (out / ".batch").mkdir(parents=True, exist_ok=True)
+    for path, labels in strips:
+        stem = f"{path.parent.name}_{path.stem}"
+        seg = Segmentation(labels, measure_cells(labels), (1.0, 1.0), (0.0, 0.0), "px", "wbc", {})
+        table, counts = _classify_kept(settings, out, stem, str(path), seg)
+        write_cell_table(table, output_paths(out, stem)["cells"])
+        rows[stem] = {
+            "path": str(path), "stem": stem, "status": "ok", "method": "wbc",
+            "height": labels.shape[0], "width": labels.shape[1],
+            **{f"n_{k}": v for k, v in counts.items()},
+        }  # fmt: skip
+
+
+def test_batch_adapts_small_inputs_of_one_microscope_as_one_batch(pair, shifted, tmp_path):
+    """Five images of 8 cells each (each under the gate alone) in one folder and of one size:
+    ``batch --adapt folder`` adapts the fallback to their routed cells together after the
+    last input, as ``classify`` adapts the 40 cells of one image; tables, class counts and
+    status records are rewritten, and adapting again (a resumed run) gives the same files.
+    The default (``auto``: each input alone) leaves them; two images in another folder form
+    their own group (16 cells, under the gate) and stay unadapted."""
+    from napari_nucleus_ai.batch.adapt import adapt_groups, kept_paths
+    from napari_nucleus_ai.batch.tasks import Settings, output_paths, state_path
+    from napari_nucleus_ai.classify.cells import classify_cells
+    from napari_nucleus_ai.core.progress import run_sync
+
+    package = pair[0].package
+    image, labels = _mosaic(shifted[0])
+    whole = classify_cells(package, image, labels).table
+    assert whole["adapted"].astype(bool).all()
+    out, rows = tmp_path / "out", {}
+    settings = Settings(method="wbc", model=str(pair[1]), adapt="folder")
+    strips = _strips(shifted[0], tmp_path, "scope")
+    other = _strips(_cells(8, first_seed=900)[0], tmp_path, "other")[:2]
+    _classified_inputs(settings, strips + other, out, rows)
+    stems = [f"scope_strip{r}" for r in range(5)]
+    before = pd.concat([pd.read_csv(output_paths(out, s)["cells"]) for s in stems])
+    assert "adapted" not in before and all(kept_paths(out, s)[0].exists() for s in stems)
+    notes: list = []
+    run_sync(adapt_groups(out, rows, settings, notes))
+    got = pd.concat([pd.read_csv(output_paths(out, s)["cells"]) for s in stems])
+    assert got["adapted"].astype(bool).all()
+    assert len(notes) == 1 and "40 cells" in notes[0] and "5 inputs" in notes[0]
+    # the same cells as one image: the same classes, nearly the same probabilities
+    assert (got["predicted"].to_numpy() == whole["predicted"].to_numpy()).mean() >= 0.95
+    assert (got["predicted"].to_numpy() != before["predicted"].to_numpy()).any()
+    for s in stems:
+        table = pd.read_csv(output_paths(out, s)["cells"])
+        counts = {k[2:]: v for k, v in rows[s].items() if k.startswith("n_")}
+        assert counts == {
+            **{c: int((table["class"] == c).sum()) for c in package.classes},
+            "unidentified": int((table["class"] == "unidentified").sum()),
+        }
+        assert rows[s]["adapted_cells"] == len(table)
+        record = json.loads(state_path(out, s).read_text())
+        assert record["adapted_cells"] == len(table)
+        assert all(record[k] == v for k, v in rows[s].items() if k.startswith("n_"))
+    # the other folder: its own group of 16 cells, under the gate
+    for s in ("other_strip0", "other_strip1"):
+        table = pd.read_csv(output_paths(out, s)["cells"])
+        assert not table["adapted"].astype(bool).any()
+        assert rows[s]["adapted_cells"] == 0
+    # adapting again starts from the kept unadapted tables: the same files
+    first = {s: output_paths(out, s)["cells"].read_bytes() for s in stems}
+    run_sync(adapt_groups(out, rows, settings, []))
+    assert {s: output_paths(out, s)["cells"].read_bytes() for s in stems} == first
+    # each input alone: under the gate, nothing adapted, nothing kept
+    out2, rows2 = tmp_path / "out2", {}
+    alone = Settings(method="wbc", model=str(pair[1]))
+    _classified_inputs(alone, strips, out2, rows2)
+    for s in stems:
+        table = pd.read_csv(output_paths(out2, s)["cells"])
+        assert "adapted" not in table or not table["adapted"].astype(bool).any()
+        assert not kept_paths(out2, s)[0].exists()
+    assert alone.key() != settings.key()
+
+
+def test_batch_run_adapts_fields_of_one_folder_together(pair, shared_data, client, tmp_path):
+    """End to end on 36 real BCCD fields (1-2 white cells each): ``run_batch(...,
+    adapt="folder")`` with the pair adapts its fallback to all their routed cells as one
+    batch (a note says so), the summary's counts are the cell tables', a zarr store carries
+    the adapted table, and a resumed run gives the same tables; the default adapts none."""
+    from napari_nucleus_ai.batch import run_batch
+    from napari_nucleus_ai.io.ngff import read_ngff
+
+    fields = sorted((shared_data / "smear" / "bccd" / "JPEGImages").glob("*.jpg"))[:36]
+    src = tmp_path / "fields"
+    src.mkdir()
+    for f in fields:
+        (src / f.name).symlink_to(f)
+    out = tmp_path / "out"
+    res = run_batch([src], out, client=client, model=str(pair[1]), output="zarr", adapt="folder")
+    assert res.n_failed == 0
+    tables = {s: pd.read_csv(out / f"{s}_cells.csv") for s in res.summary["stem"]}
+    joined = pd.concat(tables.values())
+    assert joined["routed"].astype(bool).mean() > 0.9 and len(joined) >= 30
+    assert joined["adapted"].astype(bool).sum() == joined["routed"].astype(bool).sum()
+    assert len(res.notes) == 1 and f"{len(joined)} cells" in res.notes[0]
+    for _, row in res.summary.iterrows():
+        t = tables[row["stem"]]
+        for c in package_classes(pair):
+            assert row[f"n_{c}"] == int((t["class"] == c).sum())
+        stored = read_ngff(out / f"{row['stem']}.zarr")["labels"]["cells"]["table"]
+        assert list(stored["class"]) == list(t["class"])
+    again = run_batch([src], out, client=client, model=str(pair[1]), output="zarr", adapt="folder")
+    assert again.summary["resumed"].all()
+    for s, t in tables.items():
+        pd.testing.assert_frame_equal(pd.read_csv(out / f"{s}_cells.csv"), t)
+    alone = run_batch([src], tmp_path / "alone", client=client, model=str(pair[1]))
+    assert alone.notes == []
+    for s in alone.summary["stem"]:
+        t = pd.read_csv(tmp_path / "alone" / f"{s}_cells.csv")
+        assert "adapted" not in t or not t["adapted"].astype(bool).any()
+
+
+def package_classes(pair) -> list:
+    return list(pair[0].package.classes)

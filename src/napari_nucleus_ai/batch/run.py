@@ -28,12 +28,13 @@ import logging
 import os
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from napari_nucleus_ai.batch.adapt import MODES, adapt_groups
 from napari_nucleus_ai.batch.inputs import assign_stems, find_inputs, finished_row, state_dir
 from napari_nucleus_ai.batch.tasks import (
     Segmented,
@@ -64,6 +65,8 @@ class BatchResult:
     dashboard: str | None
     seconds: float
     workers: int
+    #: One line per group of inputs the fallback model was adapted to (:mod:`.adapt`).
+    notes: list = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -180,6 +183,11 @@ class BatchOptions:
         Labels as ``<stem>_labels.tif``, or the input image + labels + cell table as one
         OME-Zarr store ``<stem>.zarr`` (what ``export-zarr`` writes). The cell table is
         written as ``<stem>_cells.csv`` either way.
+    adapt : {"auto", "folder", "off"}
+        Test-time adaptation of a package's fallback model: ``auto`` adapts it to each
+        input's routed cells as one batch; ``folder`` to the routed cells of each group of
+        inputs of one folder, method and image size (many small fields of one microscope,
+        :mod:`.adapt`); ``off`` never.
     pixel_size_um, pixel_size_nm, tile, params, device, batch_size, tta, threshold
         Those of the ``segment`` and ``classify`` commands.
     """
@@ -215,8 +223,8 @@ class BatchOptions:
             raise InputError(None, f"--format must be tiff or zarr, not {self.output!r}")
         if self.cells_per_task is not None and self.cells_per_task < 0:
             raise InputError(None, f"--cells-per-task must be >= 0, not {self.cells_per_task}")
-        if self.adapt not in ("auto", "off"):
-            raise InputError(None, f"--adapt must be auto or off, not {self.adapt!r}")
+        if self.adapt not in MODES:
+            raise InputError(None, f"--adapt must be auto, folder or off, not {self.adapt!r}")
         model = os.fspath(Path(self.model).absolute()) if self.model else None
         return Settings(
             self.method, model, self.pixel_size_um, self.pixel_size_nm, self.tile,
@@ -270,11 +278,19 @@ def _run_batch(inputs, out, o: BatchOptions):
         yield from run.collect(n, n_resumed)
     finally:
         close()
+    notes: list[str] = []
+    if settings.model and settings.adapt == "folder":
+        try:
+            yield from adapt_groups(out, rows, settings, notes)
+        except Exception as e:  # noqa: BLE001 - the inputs' unadapted outputs stand
+            notes.append(f"not adapted across inputs: {one_line(e, settings.model)}")
     summary = _order_columns(pd.DataFrame([rows[s] for s in stems if s in rows]))
     seconds = time.perf_counter() - t_start
     summary_path = write_summary(summary, out)
     report_path = write_report(summary, out, settings, seconds, dashboard, n_workers)
-    return BatchResult(out, summary, summary_path, report_path, dashboard, seconds, n_workers)
+    return BatchResult(
+        out, summary, summary_path, report_path, dashboard, seconds, n_workers, notes
+    )
 
 
 def _resumed(paths, stems, out: Path, settings: Settings, resume: bool):
@@ -560,6 +576,8 @@ def _order_columns(df: pd.DataFrame) -> pd.DataFrame:
     df = df[first + counts + rest].copy()
     for c in counts:
         df[c] = df[c].fillna(0).astype(int)
+    if "adapted_cells" in df.columns:  # inputs outside an adapted group: none adapted
+        df["adapted_cells"] = df["adapted_cells"].fillna(0).astype(int)
     if "resumed" in df.columns:
         df["resumed"] = df["resumed"].fillna(False).astype(bool)
     df["error"] = df["error"].fillna("")

@@ -64,7 +64,7 @@ class Settings:
     tta: int | None = None
     threshold: float | None = None
     output: str = "tiff"  # tiff: <stem>_labels.tif | zarr: <stem>.zarr (image + labels + table)
-    adapt: str = "auto"  # auto | off: the fallback model adapted to an input's routed cells
+    adapt: str = "auto"  # auto: each input's cells | folder: a group of inputs (batch.adapt) | off
 
     def key(self) -> str:
         import hashlib
@@ -256,11 +256,25 @@ def classify_result(
             tta=settings.tta,
             threshold=settings.threshold,
             images=False,  # a task returns the table; the class image is not written
-            adapt="off" if features is not None else settings.adapt,
+            adapt="off" if features is not None or settings.adapt == "off" else "auto",
             routed_features=features,
         )
     )
     return res.table, res.counts()
+
+
+def _classify_kept(settings: Settings, out_dir, stem: str, path: str, seg) -> tuple:
+    """:func:`classify_result` of a whole input. With ``adapt="folder"`` the cells are not
+    adapted here: the unadapted table and the routed cells' features are kept for the
+    run's adaptation across inputs (:mod:`napari_nucleus_ai.batch.adapt`)."""
+    if settings.adapt != "folder":
+        return classify_result(settings, path, seg)
+    from napari_nucleus_ai.batch.adapt import keep_unadapted
+
+    features: list = []
+    table, counts = classify_result(settings, path, seg, features=features)
+    keep_unadapted(out_dir, stem, table, features)
+    return table, counts
 
 
 # -- big inputs: classification split into cell-chunk tasks -------------------------------------
@@ -355,8 +369,13 @@ def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) ->
         for _, c, _ in parts:
             for k, v in c.items():
                 counts[k] = counts.get(k, 0) + int(v)
-        if settings.adapt != "off" and any(f is not None for _, _, f in parts):
-            table, counts = _adapted(settings, table, [f for _, _, f in parts], counts)
+        features = [f for _, _, f in parts]
+        if settings.adapt == "auto" and any(f is not None for f in features):
+            table, counts = _adapted(settings, table, features, counts)
+        elif settings.adapt == "folder":
+            from napari_nucleus_ai.batch.adapt import keep_unadapted
+
+            keep_unadapted(out_dir, s.stem, table, features)
         staged = {k: Path(v) for k, v in s.staged.items()}
         write_cell_table(table, staged["cells"])
         row.update({f"n_{k}": int(v) for k, v in counts.items()})
@@ -455,7 +474,7 @@ def process_input(
         if settings.model:
             from napari_nucleus_ai.cells import write_cell_table
 
-            table, counts = classify_result(settings, path, seg)
+            table, counts = _classify_kept(settings, out_dir, stem, path, seg)
             write_cell_table(table, cells)
             row.update({f"n_{k}": int(v) for k, v in counts.items()})
         if settings.output == "zarr":
@@ -688,7 +707,7 @@ def finish_tiled(
             return _hand_off(plan.path, plan.stem, row, work, {"labels": lab, "cells": cells},
                              lab, seg, plan.method, t0)  # fmt: skip
         if settings.model:
-            table, counts = classify_result(settings, plan.path, seg)
+            table, counts = _classify_kept(settings, out_dir, plan.stem, plan.path, seg)
             row.update({f"n_{k}": int(v) for k, v in counts.items()})
         write_cell_table(table, cells)
         staged = {"labels": lab, "cells": cells}

@@ -30,8 +30,20 @@ def add_inference_options(p) -> None:
     add_adapt_option(p)
 
 
-def add_adapt_option(p) -> None:
-    """``--adapt auto|off`` (``predict``, ``classify``, ``batch``)."""
+def add_adapt_option(p, across_inputs: bool = False) -> None:
+    """``--adapt auto|off`` (``predict``, ``classify``); ``auto|folder|off`` (``batch``:
+    ``across_inputs``)."""
+    if across_inputs:
+        p.add_argument(
+            "--adapt",
+            default="auto",
+            choices=("auto", "folder", "off"),
+            help="auto (default): adapt a package's fallback model to the cells it classified "
+            "in an input, as one batch of one microscope, when they are 30 or more and most "
+            "are out of its own domain (column 'adapted'); folder: to those of all inputs of "
+            "one folder and image size together (many small fields); off: never",
+        )
+        return
     p.add_argument(
         "--adapt",
         default="auto",

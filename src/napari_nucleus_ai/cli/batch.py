@@ -82,7 +82,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--threshold", type=float, help="uncertainty above which cells are 'unidentified'"
     )
-    add_adapt_option(p)
+    add_adapt_option(p, across_inputs=True)
     p.add_argument(
         "--no-resume",
         dest="resume",
@@ -132,6 +132,8 @@ def run(args) -> int:
         f"{len(s)} inputs: {result.n_ok} ok ({resumed} from an earlier run), {result.n_failed} failed "
         f"in {result.seconds:.1f} s -> {result.summary_path}, {result.report_path}"
     )
+    for note in result.notes:
+        print(f"napari-nucleus-ai: {note}", file=sys.stderr)
     for _, r in s[s["status"] == "failed"].iterrows():
         print(f"  failed: {r['error']}", file=sys.stderr)
     return 2 if result.n_failed else 0

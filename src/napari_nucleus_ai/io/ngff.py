@@ -149,6 +149,55 @@ def properties_table(properties: Sequence[Mapping]) -> pd.DataFrame:
     return validate_cell_table(df)
 
 
+def _table_meta(meta: dict, table: pd.DataFrame, colours: Mapping[str, str]) -> dict:
+    """Put ``table`` into an ``image-label`` dict: ``properties``, and ``colors`` from its
+    ``class`` (``colours``, else the palette); returns the class colours used."""
+    meta["properties"] = table_properties(table)
+    colours = dict(colours or {})
+    if "class" in table.columns:
+        if not colours:
+            from napari_nucleus_ai.io.geojson import layer_class_colours
+
+            colours = layer_class_colours({}, table)
+        meta["colors"] = [
+            {"label-value": int(r["label"]), "rgba": _rgba(colours[r["class"]])}
+            for _, r in table.iterrows()
+            if isinstance(r["class"], str) and r["class"] in colours
+        ]
+    return colours
+
+
+def replace_label_table(path: str | os.PathLike, name: str, table: pd.DataFrame) -> None:
+    """Replace the cell table (and its class colours) of labels ``name`` in an OME-Zarr store
+    written by :func:`write_ngff`, leaving the pixels alone (a batch run's adapted classes).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.zarr`` store.
+    name : str
+        The labels group (``labels/<name>``).
+    table : DataFrame
+        Its new cell table.
+    """
+    import zarr
+
+    try:
+        root = zarr.open_group(os.fspath(path), mode="r+")
+        group = root[f"labels/{name}"]
+    except Exception as e:  # noqa: BLE001 - any zarr failure is a one-line problem
+        raise InputError(path, f"no labels {name!r} to update ({type(e).__name__})") from None
+    attrs = group.attrs.asdict()
+    nested = "ome" in attrs  # NGFF 0.5 keeps everything under "ome"
+    outer = dict(attrs["ome"]) if nested else attrs
+    meta = dict(outer.get("image-label") or {"version": NGFF_VERSION})
+    meta.pop("colors", None)
+    ours = root.attrs.asdict().get(ATTR) or {}
+    _table_meta(meta, table, ours.get("class_colours") or {})
+    outer["image-label"] = meta
+    group.attrs.update({"ome": outer} if nested else {"image-label": meta})
+
+
 def _rgba(colour: str) -> list[int]:
     from matplotlib.colors import to_rgba
 
@@ -429,17 +478,7 @@ def _write_store(
         ldims = "zyx" if lab.ndim == 3 else "yx"
         meta: dict = {"version": NGFF_VERSION}
         if table is not None and len(table):
-            meta["properties"] = table_properties(table)
-            if "class" in table.columns:
-                if not colours:
-                    from napari_nucleus_ai.io.geojson import layer_class_colours
-
-                    colours = layer_class_colours({}, table)
-                meta["colors"] = [
-                    {"label-value": int(r["label"]), "rgba": _rgba(colours[r["class"]])}
-                    for _, r in table.iterrows()
-                    if isinstance(r["class"], str) and r["class"] in colours
-                ]
+            colours = _table_meta(meta, table, colours)
         lopts = {"chunks": tuple(min(chunk, n) for n in lab.shape)}
         write_labels(
             lab, root, name=lname, scaler=None, scale_factors=factors, fmt=fmt,

@@ -185,6 +185,10 @@ class BatchWidget(ScrollableDock, DockBase, Container):
             f"{result.n_ok} ok ({resumed} resumed), {result.n_failed} failed; {result.report_path}"
         )
         self.report_button.enabled = True
+        for note in getattr(result, "notes", []):
+            from napari.utils.notifications import show_info
+
+            show_info(note)
         if self.show_results.value:
             self.add_results(result)
 
