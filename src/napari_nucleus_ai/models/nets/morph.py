@@ -25,7 +25,10 @@ training crops, with an L2 penalty ``|W|^2 / (2 C N)`` on the mean cross-entropy
 cross-validation (lowest held-out NLL) among ``c_grid`` (``imagenet_c_grid``); the
 validation split is never used for it. The ImageNet head is fitted on the features of
 the 8 flips and rotations of every training crop, the 8 views of a crop always in the
-same inner fold.
+same inner fold. The standardised features are clipped to ``+-z_clip`` (:func:`standardise`;
+``train`` gives new models 5, the cards from before the parameter have none) before the
+heads see them, in training and prediction alike: a feature nearly constant on the
+training crops cannot then outweigh all others on a cell of another microscope.
 
 This module imports torch at its top; only the builders import it (the registry inside
 :func:`~.registry.build_architecture`). The defaults and :func:`resolve_params` live in
@@ -57,6 +60,7 @@ __all__ = [
     "fit_head",
     "fit_logistic",
     "resolve_params",
+    "standardise",
 ]
 
 
@@ -96,11 +100,19 @@ def fit_logistic(f: np.ndarray, y: np.ndarray, n_classes: int, c: float, iters: 
 
 
 def choose_c(
-    f: np.ndarray, y: np.ndarray, n_classes: int, grid, folds: int, seed: int = 0, groups=None
+    f: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    grid,
+    folds: int,
+    seed: int = 0,
+    groups=None,
+    clip=None,
 ):
     """``C`` from ``grid`` with the lowest inner cross-validated NLL (ties: the smaller C).
 
-    Rows with the same ``groups`` value (views of one crop) always share an inner fold.
+    Rows with the same ``groups`` value (views of one crop) always share an inner fold;
+    ``clip`` as for :func:`standardise`.
     """
     grid = [float(c) for c in grid]
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
@@ -122,8 +134,8 @@ def choose_c(
         for j in range(k):
             tr, te = fold != j, fold == j
             mu, sd = f[tr].mean(0), f[tr].std(0) + 1e-4
-            w, b = fit_logistic((f[tr] - mu) / sd, y[tr], n_classes, c)
-            z = torch.as_tensor((f[te] - mu) / sd, dtype=torch.float32) @ w.T + b
+            w, b = fit_logistic(standardise(f[tr], mu, sd, clip), y[tr], n_classes, c)
+            z = torch.as_tensor(standardise(f[te], mu, sd, clip), dtype=torch.float32) @ w.T + b
             nll += float(
                 torch.nn.functional.cross_entropy(z, torch.as_tensor(y[te]), reduction="sum")
             )
@@ -131,16 +143,26 @@ def choose_c(
     return grid[int(np.argmin(scores))]
 
 
-def fit_head(f, y, n_classes: int, grid, folds: int, seed: int = 0, groups=None) -> dict:
-    """A standardised logistic head on features ``f``: ``C`` by inner CV, then the fit.
+def standardise(f, mean, std, clip=None):
+    """``(f - mean) / std``, clipped to ``+-clip`` when given (numpy or torch): what every
+    head of a ``morph`` model reads (:data:`~.morph_params.Z_CLIP`)."""
+    z = (f - mean) / std
+    if clip is None:
+        return z
+    return z.clamp(-clip, clip) if isinstance(z, torch.Tensor) else np.clip(z, -clip, clip)
+
+
+def fit_head(f, y, n_classes: int, grid, folds: int, seed: int = 0, groups=None, clip=None) -> dict:
+    """A standardised logistic head on features ``f``: ``C`` by inner CV, then the fit;
+    the standardised features clipped to ``+-clip`` when given (:func:`standardise`).
 
     Returns ``{"c", "mean", "std", "weight", "bias"}`` (numpy mean/std, torch weight/bias).
     """
     f = np.asarray(f, np.float64)
     y = np.asarray(y, np.int64)
-    c = choose_c(f, y, n_classes, grid, folds, seed, groups)
+    c = choose_c(f, y, n_classes, grid, folds, seed, groups, clip)
     mu, sd = f.mean(0), f.std(0) + 1e-4
-    w, b = fit_logistic((f - mu) / sd, y, n_classes, c)
+    w, b = fit_logistic(standardise(f, mu, sd, clip), y, n_classes, c)
     return {"c": c, "mean": mu, "std": sd, "weight": w, "bias": b}
 
 
@@ -346,11 +368,13 @@ class Morph(nn.Module):
         """Features the domain-shift score measures (:mod:`napari_nucleus_ai.models.trust`).
 
         The standardised morphology descriptor, and the standardised ImageNet features
-        where the model has them (unless ``descriptor_only``): ``(N, F)``.
+        where the model has them (unless ``descriptor_only``), clipped to ``+-z_clip``
+        where the model has it, as the heads read them: ``(N, F)``.
         """
-        parts = [(self.descriptors(x) - self.desc_mean) / self.desc_std]
+        clip = self.params.get("z_clip")
+        parts = [standardise(self.descriptors(x), self.desc_mean, self.desc_std, clip)]
         if self.img is not None and not descriptor_only:
-            parts.append((self.imagenet_features(x) - self.img_mean) / self.img_std)
+            parts.append(standardise(self.imagenet_features(x), self.img_mean, self.img_std, clip))
         return torch.cat(parts, 1)
 
     def _cnn(self, x):
@@ -400,10 +424,12 @@ class Morph(nn.Module):
         y = np.asarray(y, np.int64)
         f = self.descriptors(x).cpu().numpy()
         p = self.params
-        head = fit_head(f, y, self.n_classes, p["c_grid"], p["inner_folds"], seed, groups)
+        clip = p.get("z_clip")
+        head = fit_head(f, y, self.n_classes, p["c_grid"], p["inner_folds"], seed, groups, clip)
         self._set_head(self.desc_head, self.desc_mean, self.desc_std, head)
         out = {"c": head["c"]}
-        parts = [fit_reference((f - head["mean"]) / head["std"], y, self.n_classes)]
+        z = standardise(f, head["mean"], head["std"], clip)
+        parts = [fit_reference(z, y, self.n_classes)]
         if self.img is not None:
             out["imagenet"] = self._fit_imagenet(x, y, seed, groups, load_weights, parts)
         self.adapt_reference = {**join_references(parts), "n_rows": len(y)}
@@ -461,12 +487,13 @@ class Morph(nn.Module):
             self.params["inner_folds"],
             seed,
             np.tile(groups, views),
+            self.params.get("z_clip"),
         )
         self._set_head(self.img_head, self.img_mean, self.img_std, head)
         if parts is not None:
             from napari_nucleus_ai.models.adapt import fit_reference
 
-            z = (f - head["mean"]) / head["std"]
+            z = standardise(f, head["mean"], head["std"], self.params.get("z_clip"))
             parts.append(fit_reference(z, np.tile(y, views), self.n_classes))
         return {**info, "c": head["c"], "views": views}
 
@@ -490,10 +517,11 @@ class Morph(nn.Module):
                 img = job.result()
         else:
             d = self.descriptors(x)
-        z = _by_row(self.desc_head, (d - self.desc_mean) / self.desc_std)
+        clip = self.params.get("z_clip")
+        z = _by_row(self.desc_head, standardise(d, self.desc_mean, self.desc_std, clip))
         if self.img is not None:
             img = self.imagenet_features(x) if img is None else img
-            z = z + _by_row(self.img_head, (img - self.img_mean) / self.img_std)
+            z = z + _by_row(self.img_head, standardise(img, self.img_mean, self.img_std, clip))
         return z if self.cnn is None else z + self._cnn(x)
 
 
