@@ -77,6 +77,43 @@ def test_train_makes_a_pair_and_it_round_trips(pair):
     assert list(a.extra["routed"]) == list(b.extra["routed"])
 
 
+def test_the_fallback_reads_bounded_features_and_the_first_model_does_not(pair):
+    """``train`` gives the canonical-frame fallback ``z_clip`` (its heads read standardised
+    features clipped to +-5, in training and prediction) and leaves the first model, which
+    classifies the training microscope's cells and whose domain score routes, unclipped.
+    A cell of another microscope whose descriptor is far outside the training spread then
+    moves the fallback's logits by a bounded amount."""
+    import torch
+
+    from napari_nucleus_ai.models.inputs import prepare
+    from napari_nucleus_ai.models.nets.morph import standardise
+    from napari_nucleus_ai.models.nets.morph_params import Z_CLIP
+    from napari_nucleus_ai.models.package import load_model
+
+    res, out = pair
+    fb = load_model(out, cache=False).fallback
+    assert fb.card["architecture"]["params"]["z_clip"] == Z_CLIP == 5.0
+    assert "z_clip" not in res.card["architecture"]["params"]
+    assert res.package.modules[0].params["z_clip"] is None
+    z = np.array([[0.0, 50.0, -120.0]])
+    np.testing.assert_array_equal(standardise(z, 0.0, 1.0, 5.0), [[0.0, 5.0, -5.0]])
+    np.testing.assert_array_equal(standardise(z, 0.0, 1.0), z)
+    assert torch.equal(
+        standardise(torch.tensor(z), 0.0, 1.0, 5.0), torch.tensor([[0.0, 5.0, -5.0]])
+    )
+    m = fb.modules[0].eval()
+    x, _ = prepare(_foreign(_cells(4, first_seed=800)[0]), fb.card)
+    x = torch.as_tensor(np.asarray(x))
+    with torch.inference_mode():
+        e = m.embed(x).numpy()
+        raw = ((m.descriptors(x) - m.desc_mean) / m.desc_std).numpy()
+        logits = m(x).numpy()
+    assert np.abs(e).max() <= 5.0 + 1e-6
+    assert np.abs(raw).max() > 5.0  # these cells do leave the training spread
+    w, b = m.linear_head()
+    np.testing.assert_allclose(logits, e @ w.T + b, atol=1e-3)
+
+
 def test_out_of_domain_cells_go_to_the_fallback(pair):
     from napari_nucleus_ai.classify.predict import predict_items
 

@@ -609,6 +609,10 @@ def _choose_model(ts, o: TrainOptions):
         params, note = resolve_params(params)
         if note:
             yield Progress(0, None, note)
+        if resolve_frame(o.frame, arch, ts, o.field):  # the model for other microscopes
+            from napari_nucleus_ai.models.nets.morph_params import Z_CLIP
+
+            params.setdefault("z_clip", Z_CLIP)
     if o.init_weights is not None and kind.name != "classifier":
         raise InputError(o.init_weights, f"initial weights are not supported for {arch!r} models")
     return arch, kind, params

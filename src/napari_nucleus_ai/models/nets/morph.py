@@ -25,10 +25,11 @@ training crops, with an L2 penalty ``|W|^2 / (2 C N)`` on the mean cross-entropy
 cross-validation (lowest held-out NLL) among ``c_grid`` (``imagenet_c_grid``); the
 validation split is never used for it. The ImageNet head is fitted on the features of
 the 8 flips and rotations of every training crop, the 8 views of a crop always in the
-same inner fold. The standardised features are clipped to ``+-z_clip`` (:func:`standardise`;
-``train`` gives new models 5, the cards from before the parameter have none) before the
-heads see them, in training and prediction alike: a feature nearly constant on the
-training crops cannot then outweigh all others on a cell of another microscope.
+same inner fold. With ``z_clip`` the standardised features are clipped to ``+-z_clip``
+(:func:`standardise`) before the heads see them, in training and prediction alike, so a
+feature nearly constant on the training crops cannot outweigh all others on a cell of
+another microscope; ``train`` gives it (5) to new canonical-frame models, a package's
+fallback.
 
 This module imports torch at its top; only the builders import it (the registry inside
 :func:`~.registry.build_architecture`). The defaults and :func:`resolve_params` live in

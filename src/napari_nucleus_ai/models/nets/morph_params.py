@@ -21,21 +21,21 @@ DEFAULTS = {
     "imagenet": None,
     "imagenet_view": 1 / 1.4,
     "imagenet_c_grid": [0.01, 0.03, 0.1, 0.3, 1.0],
-    # standardised features are clipped to +-z_clip before the heads (None: not clipped, the
-    # models trained before the option); ``train`` gives new models :data:`Z_CLIP`
+    # standardised features are clipped to +-z_clip before the heads (None: not clipped);
+    # ``train`` gives new canonical-frame models (a package's fallback) :data:`Z_CLIP`
     "z_clip": None,
 }
 
-#: The bound ``train`` gives new models' standardised features. A feature that hardly varies
-#: on the training crops (a high optical-density bin no training cell reaches) has a
-#: standard deviation near its floor, so a cell of another microscope can give it z-scores
-#: in the hundreds, which then outweigh every other feature in the logits.
+#: The bound ``train`` gives the standardised features of new canonical-frame models, the
+#: models for cells of other microscopes. A feature that hardly varies on the training
+#: crops (a high optical-density bin no training cell reaches) has a standard deviation
+#: near its floor, so a cell of another microscope can give it z-scores in the hundreds,
+#: which then outweigh every other feature in the logits.
 Z_CLIP = 5.0
 
 
 def resolve_params(params) -> tuple[dict, str | None]:
-    """``params`` with ``imagenet`` (and with it ``cnn``) and ``z_clip`` filled in when
-    absent, and a note.
+    """``params`` with ``imagenet`` (and with it ``cnn``) filled in when absent, and a note.
 
     The absent ``imagenet`` becomes ``"efficientnet-lite0"`` where the ``[pretrained]`` extra
     is installed and ``None`` (morphology only) elsewhere, so the card always says which.
@@ -46,7 +46,6 @@ def resolve_params(params) -> tuple[dict, str | None]:
     from napari_nucleus_ai.models.nets.imagenet import EXTRA, available
 
     params = dict(params or {})
-    params.setdefault("z_clip", Z_CLIP)
     if "imagenet" not in params:
         params["imagenet"] = "efficientnet-lite0" if available() else None
         if params["imagenet"] is None:
