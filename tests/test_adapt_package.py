@@ -470,7 +470,7 @@ def test_batch_adapts_the_cell_chunks_of_an_input_as_one_batch(pair, shifted, tm
     auto = Settings(method="wbc", model=str(pair[1]), adapt="folder")
     assert len({off.key(), settings.key(), auto.key()}) == 3
     # folder: the merged table unadapted, kept with the chunks' features in order
-    from napari_nucleus_ai.batch.adapt import kept_paths
+    from napari_nucleus_ai.batch.tasks import kept_paths
 
     seg.work = str(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -531,8 +531,8 @@ def test_batch_adapts_small_inputs_of_one_microscope_as_one_batch(pair, shifted,
     status records are rewritten, and adapting again (a resumed run) gives the same files.
     The default (``auto``: each input alone) leaves them; two images in another folder form
     their own group (16 cells, under the gate) and stay unadapted."""
-    from napari_nucleus_ai.batch.adapt import adapt_groups, kept_paths
-    from napari_nucleus_ai.batch.tasks import Settings, output_paths, state_path
+    from napari_nucleus_ai.batch.adapt import adapt_groups
+    from napari_nucleus_ai.batch.tasks import Settings, kept_paths, output_paths, state_path
     from napari_nucleus_ai.classify.cells import classify_cells
     from napari_nucleus_ai.core.progress import run_sync
 

@@ -7,7 +7,8 @@ a folder of fields of one size usually comes from one microscope and does. With
 ``adapt="folder"`` the run therefore:
 
 1. classifies every input unadapted and keeps, in its run state, the unadapted cell table
-   and the fallback's features of its routed cells (:func:`keep_unadapted`);
+   and the fallback's features of its routed cells
+   (:func:`~napari_nucleus_ai.batch.tasks.keep_unadapted`);
 2. after the last input, groups the inputs by :func:`group_key` (the folder, the
    segmentation method and the image size) and adapts the fallback to each group's routed
    cells as one batch (:func:`adapt_groups`, with
@@ -30,49 +31,10 @@ import numpy as np
 
 from napari_nucleus_ai.core.progress import Progress
 
-__all__ = ["MODES", "adapt_groups", "group_key", "keep_unadapted", "kept_paths"]
+__all__ = ["MODES", "adapt_groups", "group_key"]
 
 #: ``adapt`` choices of a batch run: per input (``auto``), across a folder's inputs, or never.
 MODES = ("auto", "folder", "off")
-
-
-def kept_paths(out_dir, stem: str) -> tuple[Path, Path]:
-    """The unadapted cell table and the routed cells' features an input keeps in the run
-    state (``DIR/.batch/<stem>.unadapted.csv``, ``DIR/.batch/<stem>.routed.npy``)."""
-    from napari_nucleus_ai.batch.tasks import STATE
-
-    base = Path(out_dir) / STATE
-    return base / f"{stem}.unadapted.csv", base / f"{stem}.routed.npy"
-
-
-def keep_unadapted(out_dir, stem: str, table, features) -> None:
-    """Keep an input's unadapted cell table and its routed cells' fallback features for
-    :func:`adapt_groups`; remove an earlier run's when none of its cells was routed.
-
-    Parameters
-    ----------
-    out_dir : path-like
-        The run's output folder.
-    stem : str
-        The input's stem.
-    table : DataFrame
-        Its cell table, classified with ``adapt="off"``.
-    features : list of arrays or None
-        The ``routed_features`` the classification filled (one array per call, in table
-        order; ``None`` for a call that routed nothing).
-    """
-    from napari_nucleus_ai.cells import write_cell_table
-    from napari_nucleus_ai.core.files import atomic_write
-
-    csv_path, npy_path = kept_paths(out_dir, stem)
-    parts = [np.asarray(f) for f in (features or []) if f is not None and len(f)]
-    if not parts or "routed" not in table.columns:
-        csv_path.unlink(missing_ok=True)
-        npy_path.unlink(missing_ok=True)
-        return
-    with atomic_write(npy_path, "wb") as fh:
-        np.save(fh, np.concatenate(parts), allow_pickle=False)
-    write_cell_table(table, csv_path)
 
 
 def group_key(row: dict) -> tuple:
@@ -107,7 +69,7 @@ def adapt_groups(out_dir, rows: dict, settings, notes: list | None = None) -> Ge
 
     A core generator (yields :class:`~napari_nucleus_ai.core.progress.Progress`). For each
     group (:func:`group_key`) of finished inputs that kept their unadapted tables
-    (:func:`keep_unadapted`), the tables are joined, adapted with
+    (:func:`~napari_nucleus_ai.batch.tasks.keep_unadapted`), the tables are joined, adapted with
     :func:`~napari_nucleus_ai.classify.predict.adapt_table` (which applies the fallback's
     gate to the joined batch) and written back: ``<stem>_cells.csv``, the OME-Zarr
     store's table (``--format zarr``), the input's status record, and in ``rows`` its class
@@ -123,7 +85,7 @@ def adapt_groups(out_dir, rows: dict, settings, notes: list | None = None) -> Ge
     notes : list, optional
         Receives one line per adapted group.
     """
-    from napari_nucleus_ai.batch.tasks import output_paths, state_path
+    from napari_nucleus_ai.batch.tasks import kept_paths, output_paths, state_path
 
     out = Path(out_dir)
     groups: dict[tuple, list[str]] = {}

@@ -263,14 +263,50 @@ def classify_result(
     return res.table, res.counts()
 
 
+def kept_paths(out_dir, stem: str) -> tuple[Path, Path]:
+    """The unadapted cell table and the routed cells' features an input keeps in the run
+    state (``DIR/.batch/<stem>.unadapted.csv``, ``DIR/.batch/<stem>.routed.npy``)."""
+    base = Path(out_dir) / STATE
+    return base / f"{stem}.unadapted.csv", base / f"{stem}.routed.npy"
+
+
+def keep_unadapted(out_dir, stem: str, table, features) -> None:
+    """Keep an input's unadapted cell table and its routed cells' fallback features for
+    :func:`~napari_nucleus_ai.batch.adapt.adapt_groups` (``adapt="folder"``); remove an
+    earlier run's when none of its cells was routed.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The run's output folder.
+    stem : str
+        The input's stem.
+    table : DataFrame
+        Its cell table, classified with ``adapt="off"``.
+    features : list of arrays or None
+        The ``routed_features`` the classification filled (one array per call, in table
+        order; ``None`` for a call that routed nothing).
+    """
+    from napari_nucleus_ai.cells import write_cell_table
+    from napari_nucleus_ai.core.files import atomic_write
+
+    csv_path, npy_path = kept_paths(out_dir, stem)
+    parts = [np.asarray(f) for f in (features or []) if f is not None and len(f)]
+    if not parts or "routed" not in table.columns:
+        csv_path.unlink(missing_ok=True)
+        npy_path.unlink(missing_ok=True)
+        return
+    with atomic_write(npy_path, "wb") as fh:
+        np.save(fh, np.concatenate(parts), allow_pickle=False)
+    write_cell_table(table, csv_path)
+
+
 def _classify_kept(settings: Settings, out_dir, stem: str, path: str, seg) -> tuple:
     """:func:`classify_result` of a whole input. With ``adapt="folder"`` the cells are not
     adapted here: the unadapted table and the routed cells' features are kept for the
     run's adaptation across inputs (:mod:`napari_nucleus_ai.batch.adapt`)."""
     if settings.adapt != "folder":
         return classify_result(settings, path, seg)
-    from napari_nucleus_ai.batch.adapt import keep_unadapted
-
     features: list = []
     table, counts = classify_result(settings, path, seg, features=features)
     keep_unadapted(out_dir, stem, table, features)
@@ -373,8 +409,6 @@ def merge_chunks(s: Segmented, parts: list, out_dir: str, settings: Settings) ->
         if settings.adapt == "auto" and any(f is not None for f in features):
             table, counts = _adapted(settings, table, features, counts)
         elif settings.adapt == "folder":
-            from napari_nucleus_ai.batch.adapt import keep_unadapted
-
             keep_unadapted(out_dir, s.stem, table, features)
         staged = {k: Path(v) for k, v in s.staged.items()}
         write_cell_table(table, staged["cells"])
