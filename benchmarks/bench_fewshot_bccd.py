@@ -96,6 +96,24 @@ def run(*argv) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def by_confidence(truth, argmax, confidence, certain) -> dict:
+    """Balanced accuracy (classes with >= 5 cells) and the certain-and-wrong share on the
+    cells labelled with high confidence (``high``) and with high or medium (``high_medium``)."""
+    truth, argmax, confidence = (np.asarray(a) for a in (truth, argmax, confidence))
+    out = {}
+    for name, levels in (("high", ("high",)), ("high_medium", ("high", "medium"))):
+        sel = np.isin(confidence, levels)
+        t_sel, a_sel = truth[sel], argmax[sel]
+        kept = [c for c in np.unique(t_sel) if (t_sel == c).sum() >= 5]
+        out[name] = {
+            "n_test": int(sel.sum()),
+            "classes_counted": kept,
+            "balanced_accuracy": float(np.mean([(a_sel[t_sel == c] == c).mean() for c in kept])),
+            "certain_and_wrong": float((np.asarray(certain)[sel] & (a_sel != t_sel)).mean()),
+        }
+    return out
+
+
 def score(pred_csv: Path, test: pd.DataFrame) -> dict:
     """Figures of one ``predict`` CSV on the test cells, also by the by-eye labels'
     confidence."""
@@ -112,17 +130,6 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
     shown = got["label"].astype(str).to_numpy()  # what the user is shown (or unidentified)
     one = got["set_size"].to_numpy() == 1 if "set_size" in got else np.ones(len(got), bool)
     certain = (shown != "unidentified") & one
-    by_confidence = {}
-    for name, levels in (("high", ("high",)), ("high_medium", ("high", "medium"))):
-        sel = test["confidence"].isin(levels).to_numpy()
-        t_sel, a_sel = truth[sel], argmax[sel]
-        kept = [c for c in np.unique(t_sel) if (t_sel == c).sum() >= 5]
-        by_confidence[name] = {
-            "n_test": int(sel.sum()),
-            "classes_counted": kept,
-            "balanced_accuracy": float(np.mean([(a_sel[t_sel == c] == c).mean() for c in kept])),
-            "certain_and_wrong": float((certain[sel] & (a_sel != t_sel)).mean()),
-        }
     return {
         "n_test": int(len(test)),
         "balanced_accuracy": float(np.mean([recall[c] for c in counted])),
@@ -135,7 +142,7 @@ def score(pred_csv: Path, test: pd.DataFrame) -> dict:
         # test-time adaptation: the share of cells whose probabilities it replaced
         "adapted": float(got["adapted"].astype(bool).mean()) if "adapted" in got else None,
         "argmax_mix": pd.Series(argmax).value_counts().to_dict(),
-        "by_confidence": by_confidence,
+        "by_confidence": by_confidence(truth, argmax, test["confidence"], certain),
     }
 
 

@@ -43,7 +43,7 @@ import pandas as pd
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from bench_fewshot_bccd import DATA, run, split  # noqa: E402 - one home for the split
+from bench_fewshot_bccd import DATA, by_confidence, run, split  # noqa: E402 - one home
 
 LABELS = HERE / "bccd_labels_by_eye.csv"
 
@@ -104,16 +104,6 @@ def score(table: pd.DataFrame, found: list, cells: dict, test: np.ndarray) -> di
         return float(np.mean([v is not None and v == v and bool(v) for v in values]))
 
     conf = np.array([t.confidence for t, _ in matched])
-    by_confidence = {}
-    for name, levels in (("high", ("high",)), ("high_medium", ("high", "medium"))):
-        sel = np.isin(conf, levels)
-        t_sel, a_sel = truth[sel], argmax[sel]
-        kept = [c for c in np.unique(t_sel) if (t_sel == c).sum() >= 5]
-        by_confidence[name] = {
-            "n": int(sel.sum()),
-            "classes_counted": kept,
-            "balanced_accuracy": float(np.mean([(a_sel[t_sel == c] == c).mean() for c in kept])),
-        }
     return {
         "labelled": len(rows),
         "matched": len(matched),
@@ -128,7 +118,7 @@ def score(table: pd.DataFrame, found: list, cells: dict, test: np.ndarray) -> di
         "segmented_cells": int(len(allcells)),
         "argmax_mix_all_cells": {str(k): int(v) for k, v in mix.items()},
         "platelet_share_all_cells": float(mix.get("platelet", 0) / max(1, len(allcells))),
-        "by_confidence": by_confidence,
+        "by_confidence": by_confidence(truth, argmax, conf, certain),
     }
 
 
